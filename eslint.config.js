@@ -1,0 +1,47 @@
+// Lint, and the package boundaries of DESIGN.md §2 as lint errors: core imports no
+// transport, http and ws never import each other, nobody reaches into another package's src.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const deepImports = { group: ['@sentinel/*/src/*', '@sentinel/*/dist/*', '../../*/src/*'], message: 'Import another package through its public entry.' };
+
+export default tseslint.config(
+  { ignores: ['**/dist/**', '**/node_modules/**', 'coverage/**', 'bench/results/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', queueMicrotask: 'readonly', URL: 'readonly', AbortController: 'readonly', AbortSignal: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-explicit-any': 'off',
+      'no-restricted-imports': ['error', { patterns: [deepImports] }],
+    },
+  },
+  {
+    files: ['packages/core/src/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: ['node:http', 'node:https', 'http', 'https', 'ws', 'express', 'fastify', '@sentinel/api-http', '@sentinel/api-ws', '@sentinel/cli'].map((name) => ({ name, message: 'core is transport-free (DESIGN.md §2).' })),
+        patterns: [deepImports],
+      }],
+    },
+  },
+  {
+    files: ['packages/http/src/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: ['ws', '@sentinel/api-ws', '@sentinel/cli'].map((name) => ({ name, message: 'http never imports the ws transport or the cli (DESIGN.md §2).' })),
+        patterns: [deepImports],
+      }],
+    },
+  },
+  {
+    files: ['packages/ws/src/**'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: ['@sentinel/api-http', '@sentinel/cli'].map((name) => ({ name, message: 'ws never imports the http transport or the cli (DESIGN.md §2).' })),
+        patterns: [deepImports],
+      }],
+    },
+  },
+);

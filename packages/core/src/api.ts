@@ -1,0 +1,111 @@
+/**
+ * The composition root of the core: `createSentinelApi` wires the store, auth, services and
+ * the transport-neutral route table. Transports (HTTP, WebSocket) use only what this returns.
+ */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { SentinelError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Principal } from './models.js';
+import type { BodyFormat, RouteContext, RouteDef } from './routes/types.js';
+import type { Store } from './store/types.js';
+import { compileValidator, type Validator } from './validation.js';
+
+export interface SentinelApiOptions {
+  /** Directory for the SQLite file and the generated token secret. Default `~/.sentinel`. */
+  dataDir?: string;
+  /** A ready Store. Default: SQLite at `<dataDir>/sentinel.db`. */
+  store?: Store;
+  /** JWT HS256 secret (at least 16 characters). Default: generated once and kept in `<dataDir>/token-secret` (mode 0600). */
+  tokenSecret?: string;
+  /** Token lifetime in seconds. Default 86400 (24 h). */
+  tokenTtlSeconds?: number;
+  /** Name of the admin created on first start. Default `SENTINEL_ADMIN_USER` or `admin`. */
+  adminUsername?: string;
+  /** Password of the admin created on first start. Default `SENTINEL_ADMIN_PASSWORD`, else generated (see `generatedAdminPassword`). */
+  adminPassword?: string;
+  /** Where the core logs. Default: silent. */
+  logger?: Logger;
+}
+
+/** Raw, unvalidated input as a transport extracted it. */
+export interface RawRouteInput {
+  params: Record<string, string>;
+  /** Query string values; repeated keys become arrays. */
+  query: Record<string, string | string[]>;
+  /** The body text and the format the transport matched its content type to. */
+  body?: { format: BodyFormat; text: string };
+}
+
+export interface RouteResponse {
+  status: number;
+  /** Undefined for an empty response. */
+  body: unknown;
+}
+
+/** A route with its validators compiled once. */
+export interface CompiledRoute extends RouteDef {
+  validate: { params?: Validator; query?: Validator; body?: Validator };
+}
+
+/** Default route body formats: JSON for methods that carry a body. */
+export function bodyFormatsOf(route: RouteDef): BodyFormat[] {
+  if (route.bodyFormats) return route.bodyFormats;
+  return route.method === 'POST' || route.method === 'PUT' || route.method === 'PATCH' ? ['json'] : [];
+}
+
+export function compileRoute(route: RouteDef): CompiledRoute {
+  const where = `${route.method} ${route.path}`;
+  const s = route.schemas ?? {};
+  return {
+    ...route,
+    validate: {
+      params: s.params ? compileValidator(s.params, `path parameters of ${where}`, { coerce: true }) : undefined,
+      query: s.query ? compileValidator(s.query, 'query', { coerce: true }) : undefined,
+      body: s.body ? compileValidator(s.body, 'body') : undefined,
+    },
+  };
+}
+
+export function defaultDataDir(): string {
+  return process.env.SENTINEL_DATA_DIR || join(homedir(), '.sentinel');
+}
+
+/**
+ * Runs one route for a transport: checks the principal against the route's auth level,
+ * decodes and validates every input part, calls the handler. Throws SentinelError.
+ */
+export async function invokeRoute(
+  route: CompiledRoute,
+  raw: RawRouteInput,
+  ctx: RouteContext,
+  decode: (format: BodyFormat, text: string) => unknown,
+): Promise<RouteResponse> {
+  if (route.auth !== 'public') {
+    if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
+    if (route.auth === 'admin' && ctx.principal.role !== 'admin') throw new SentinelError('forbidden', 'admin role required');
+  }
+  const params = route.validate.params ? route.validate.params(raw.params) : raw.params;
+  const query = route.validate.query ? route.validate.query(raw.query) : raw.query;
+  let body: unknown = undefined;
+  if (raw.body !== undefined && raw.body.text.length > 0) body = decode(raw.body.format, raw.body.text);
+  if (route.validate.body) {
+    if (body === undefined) throw new SentinelError('invalid_request', 'request body is required');
+    body = route.validate.body(body);
+  }
+  const result = await route.handler({ params, query, body } as never, ctx);
+  if (result === undefined) return { status: 204, body: undefined };
+  return { status: route.status ?? 200, body: result };
+}
+
+/** What `createSentinelApi` returns; transports depend on this shape only. */
+export interface SentinelApiSurface {
+  readonly routes: readonly CompiledRoute[];
+  /** Resolves the Authorization header to a principal; throws `unauthorized`. */
+  authenticate(authorization: string | undefined): Promise<Principal>;
+  /** Runs a route (see {@link invokeRoute}). */
+  invoke(route: CompiledRoute, raw: RawRouteInput, ctx: RouteContext): Promise<RouteResponse>;
+  readonly logger: Logger;
+  close(): Promise<void>;
+}
+

@@ -1,0 +1,80 @@
+/**
+ * A small structured logger: one JSON object per line. Core code logs through this
+ * interface only, so an embedding app can hand in pino or its own sink.
+ */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  /** A logger that adds `fields` to every line. */
+  child(fields: Record<string, unknown>): Logger;
+  /** True when lines at `level` are written: lets hot paths skip building fields. */
+  isLevelEnabled(level: LogLevel): boolean;
+}
+
+export interface JsonLoggerOptions {
+  /** Minimum level written. Default `info`. */
+  level?: LogLevel;
+  /** Where lines go. Default `process.stderr`. */
+  write?: (line: string) => void;
+  /** Fields added to every line. Default none. */
+  base?: Record<string, unknown>;
+}
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Keys whose values are never written, whatever the caller passes. */
+const SECRET_KEYS = /^(authorization|password|token|secret|api[_-]?key|cookie)$/i;
+
+function redact(fields: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const key of Object.keys(fields)) {
+    if (SECRET_KEYS.test(key)) {
+      out ??= { ...fields };
+      out[key] = '[redacted]';
+    }
+  }
+  return out ?? fields;
+}
+
+/** Creates a JSON-lines logger. */
+export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
+  const min = RANK[options.level ?? 'info'];
+  const write = options.write ?? ((line: string) => process.stderr.write(line));
+  const base = options.base ?? {};
+  const make = (bound: Record<string, unknown>): Logger => {
+    const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+      if (RANK[level] < min) return;
+      const line = { time: new Date().toISOString(), level, msg, ...bound, ...(fields ? redact(fields) : {}) };
+      write(JSON.stringify(line) + '\n');
+    };
+    return {
+      debug: (m, f) => emit('debug', m, f),
+      info: (m, f) => emit('info', m, f),
+      warn: (m, f) => emit('warn', m, f),
+      error: (m, f) => emit('error', m, f),
+      child: (fields) => make({ ...bound, ...redact(fields) }),
+      isLevelEnabled: (level) => RANK[level] >= min,
+    };
+  };
+  return make(base);
+}
+
+/** A logger that drops everything (tests, embedding apps that want silence). */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return silentLogger;
+  },
+  isLevelEnabled() {
+    return false;
+  },
+};

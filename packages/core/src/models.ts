@@ -1,0 +1,132 @@
+/**
+ * Records are what the Store keeps; resources are what the API returns (snake_case, the
+ * original project's shapes plus ours, DESIGN.md §13). Conversions live next to the
+ * services that own them.
+ */
+import type { LogLevel } from './logger.js';
+
+export type Role = 'admin' | 'user';
+
+export interface UserRecord {
+  username: string;
+  /** `scrypt$N$r$p$salt$hash` (base64url parts); never leaves the core. */
+  password_hash: string;
+  role: Role;
+  /** Users allowed to push to the registry (admins always may). */
+  can_push: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Who a request acts as, after authentication. */
+export interface Principal {
+  username: string;
+  role: Role;
+}
+
+export type AgentStatus = 'created' | 'running' | 'stopped' | 'error';
+
+export interface AgentRecord {
+  id: string;
+  name: string;
+  owner: string;
+  /** The image reference the client asked for, as resolved (`name:tag`). */
+  image: string;
+  /** The image digest (`sha256:…`): the agent keeps running the exact image it was created from. */
+  image_id: string;
+  status: AgentStatus;
+  /** Model as `provider/name`, copied from the image at creation. */
+  model: string;
+  parameters: Record<string, unknown>;
+  environment: Record<string, string>;
+  usage_requests: number;
+  usage_tokens: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The agent as the API returns it. */
+export interface AgentResource {
+  id: string;
+  name: string;
+  image: string;
+  image_id: string;
+  status: AgentStatus;
+  created_at: string;
+  updated_at: string;
+  model: string;
+  owner: string;
+  parameters: Record<string, unknown>;
+  /** Names of the environment variables set; values are never returned (they are often secrets). */
+  environment: string[];
+  api_usage: { requests: number; tokens: number };
+  endpoints: { chat: string; events: string };
+}
+
+/** The agent definition (a "Sentinelfile"), validated. It is the OCI config blob of an image. */
+export interface AgentDefinition {
+  name: string;
+  tag: string;
+  description: string;
+  model: { provider: string; name: string; parameters: Record<string, unknown> };
+  instructions: string;
+  tools: string[];
+  capabilities: string[];
+}
+
+export interface ImageRecord {
+  /** `sha256:<64 hex>` of the manifest bytes: the image ID. */
+  digest: string;
+  /** The exact manifest bytes (UTF-8 JSON) whose sha256 is `digest`. */
+  manifest: string;
+  /** The exact config blob bytes (UTF-8 JSON): the agent definition. */
+  config: string;
+  config_digest: string;
+  /** Sum of config and layer sizes, like `docker images` SIZE. */
+  size: number;
+  created_at: string;
+  /** Tags pointing at this image (`name:tag`), filled in by list/get. */
+  tags: string[];
+}
+
+/** The image as the API returns it. */
+export interface ImageResource {
+  id: string;
+  short_id: string;
+  digest: string;
+  name: string;
+  tag: string;
+  tags: string[];
+  created_at: string;
+  size: number;
+  base_model: string;
+  features: string[];
+  description: string;
+  model: { provider: string; name: string; parameters: Record<string, unknown> };
+  tools: string[];
+  capabilities: string[];
+  instructions: string;
+}
+
+export interface LogRecord {
+  agent_id: string;
+  seq: number;
+  timestamp: string;
+  level: LogLevel;
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
+export type NewLogRecord = Omit<LogRecord, 'seq'>;
+
+export interface EventRecord {
+  agent_id: string;
+  /** Monotonic per agent, from 1. */
+  seq: number;
+  event_type: string;
+  timestamp: string;
+  content: string;
+  data: Record<string, unknown>;
+}
+
+export type NewEventRecord = Omit<EventRecord, 'seq'>;

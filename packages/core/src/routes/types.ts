@@ -1,0 +1,64 @@
+import type { Logger } from '../logger.js';
+import type { Principal } from '../models.js';
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** Who may call a route: anyone, any logged-in user, or admins only. */
+export type AuthLevel = 'public' | 'user' | 'admin';
+
+/** Body formats a route accepts; the transport maps content types onto these. */
+export type BodyFormat = 'json' | 'yaml';
+
+/** A JSON Schema (draft 2020-12 subset understood by ajv). */
+export type JsonSchema = Record<string, unknown>;
+
+/** How the client reached the server, so resources can carry absolute URLs (agent endpoints). */
+export interface RequestOrigin {
+  /** True under TLS (`https:` / `wss:`). */
+  secure: boolean;
+  /** `host[:port]` as the client addressed it (the Host header). */
+  host: string;
+}
+
+export interface RouteContext {
+  /** Null only on `public` routes. */
+  principal: Principal | null;
+  requestId: string;
+  /** Aborted when the client goes away or the server shuts down. */
+  signal: AbortSignal;
+  log: Logger;
+  origin: RequestOrigin;
+  /** Client address, for throttling (login). */
+  remoteAddress: string;
+}
+
+export interface RouteInput<P = Record<string, string>, Q = Record<string, unknown>, B = unknown> {
+  params: P;
+  query: Q;
+  body: B;
+}
+
+/**
+ * A handler's result: a plain value sent as JSON with the route's `status`, or
+ * `undefined` for an empty response (204).
+ */
+export type RouteResult = unknown;
+
+/** A route is data (DESIGN.md §3): the transports route, validate and map errors from it. */
+export interface RouteDef {
+  method: HttpMethod;
+  /** Path with `:name` parameters, e.g. `/v1/agents/:id`. */
+  path: string;
+  auth: AuthLevel;
+  /** One line for the OpenAPI document. */
+  summary: string;
+  /** Success status. Default 200 (204 when the handler returns undefined). */
+  status?: number;
+  /** JSON Schemas for each input part; query and params are coerced from strings. */
+  schemas?: { params?: JsonSchema; query?: JsonSchema; body?: JsonSchema; response?: JsonSchema };
+  /** Formats accepted for the body. Default `['json']` on POST/PUT/PATCH, none otherwise. */
+  bodyFormats?: BodyFormat[];
+  /** Body size cap in bytes for this route. Default: the transport's cap. */
+  maxBodyBytes?: number;
+  handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;
+}

@@ -1,0 +1,83 @@
+import type { AgentRecord, EventRecord, ImageRecord, LogRecord, NewEventRecord, NewLogRecord, UserRecord } from '../models.js';
+import type { LogLevel } from '../logger.js';
+
+export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
+
+export interface LogQuery {
+  /** Only lines at or after this instant (ISO 8601). */
+  since?: string;
+  /** Only lines with seq greater than this. */
+  afterSeq?: number;
+  /** Only the last N matching lines (still returned oldest first). */
+  tail?: number;
+  /** Minimum level. */
+  level?: LogLevel;
+}
+
+/**
+ * Durable state. Every method is async so embedded (SQLite) and distributed (PostgreSQL)
+ * back ends are interchangeable; one conformance suite (`test/store-conformance.ts`) runs
+ * against each. A method resolves only once the write is durable: callers answer clients
+ * after it, so nothing acknowledged is lost on `kill -9`.
+ *
+ * Conflicts (duplicate username, duplicate agent id) reject with SentinelError `conflict`.
+ */
+export interface Store {
+  /** Applies pending migrations. Idempotent; safe to call at every start. */
+  migrate(): Promise<void>;
+  /** Cheap liveness check (readiness probes). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+
+  createUser(user: UserRecord): Promise<void>;
+  getUser(username: string): Promise<UserRecord | null>;
+  listUsers(): Promise<UserRecord[]>;
+  countUsers(): Promise<number>;
+  /** Returns false when the user does not exist. */
+  updateUser(username: string, patch: Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>>): Promise<boolean>;
+  /** Deletes the user and every agent they own (with its logs and events). False when unknown. */
+  deleteUser(username: string): Promise<boolean>;
+
+  createAgent(agent: AgentRecord): Promise<void>;
+  getAgent(id: string): Promise<AgentRecord | null>;
+  /** Newest first. `owner` filters to one user's agents. */
+  listAgents(filter?: { owner?: string }): Promise<AgentRecord[]>;
+  /** Returns the updated record, or null when unknown. */
+  updateAgent(id: string, patch: AgentPatch): Promise<AgentRecord | null>;
+  /** Adds to the usage counters atomically; returns the updated record or null. */
+  addAgentUsage(id: string, requests: number, tokens: number, updatedAt: string): Promise<AgentRecord | null>;
+  /** Deletes the agent with its logs and events. False when unknown. */
+  deleteAgent(id: string): Promise<boolean>;
+  countAgentsUsingImage(digest: string): Promise<number>;
+
+  /**
+   * Stores an image (idempotent by digest) and points each `name:tag` in `tags` at it,
+   * moving a tag away from any image that had it. One transaction.
+   */
+  putImage(image: Omit<ImageRecord, 'tags'>, tags: string[]): Promise<void>;
+  getImage(digest: string): Promise<ImageRecord | null>;
+  /** Images whose digest hex starts with `hexPrefix` (for short IDs). */
+  findImagesByDigestPrefix(hexPrefix: string): Promise<ImageRecord[]>;
+  /** The digest `name:tag` points at, or null. */
+  resolveTag(nameTag: string): Promise<string | null>;
+  /** Newest first, with tags. */
+  listImages(): Promise<ImageRecord[]>;
+  /** Deletes the image and its tags. False when unknown. */
+  deleteImage(digest: string): Promise<boolean>;
+
+  /** Appends log lines for one agent; returns them with their seq. */
+  appendLogs(agentId: string, lines: NewLogRecord[]): Promise<LogRecord[]>;
+  /** Oldest first. */
+  listLogs(agentId: string, query?: LogQuery): Promise<LogRecord[]>;
+
+  /** Appends events for one agent, assigning consecutive seq numbers; returns them. */
+  appendEvents(agentId: string, events: NewEventRecord[]): Promise<EventRecord[]>;
+  /** Events with seq > afterSeq, oldest first, at most `limit` (default 1000). */
+  listEvents(agentId: string, afterSeq: number, limit?: number): Promise<EventRecord[]>;
+  /** The smallest seq still retained for the agent (0 when none). */
+  firstEventSeq(agentId: string): Promise<number>;
+
+  /** Small server-wide settings (e.g. schema metadata). */
+  getMeta(key: string): Promise<string | null>;
+  setMeta(key: string, value: string): Promise<void>;
+}

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// Tests run against the packages' sources: the `sentinel-source` export condition maps
+// `@sentinel/*` imports to `src/index.ts`. CLI tests spawn the built binary instead.
+export default defineConfig({
+  resolve: { conditions: ['sentinel-source'] },
+  ssr: { resolve: { conditions: ['sentinel-source'] } },
+  test: {
+    include: ['packages/*/test/**/*.test.ts'],
+    pool: 'forks',
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    reporters: ['default'],
+  },
+});
