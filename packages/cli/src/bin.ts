@@ -1,2 +1,135 @@
 #!/usr/bin/env node
-export {};
+/**
+ * The `sentinel` binary: command dispatch, exit codes, signals. Every failure ends as exactly
+ * one `sentinel api: <message>` line on stderr (never a stack): operators read it in a
+ * terminal or a unit's journal, and scripts match it.
+ */
+import { startApi, type CommandIo, type RunningApi } from './api-command.js';
+import { isUsageError, oneLineMessage } from './errors.js';
+import { formatApiHelp, formatMainHelp } from './help.js';
+import { parseApiArgs, type ParsedApiArgs } from './parse-args.js';
+import { closestMatch } from './suggest.js';
+import { cliVersion } from './version.js';
+
+/** Exit statuses: 2 is the convention for "called wrongly", 1 for "failed while running". */
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+const COMMANDS = ['api', 'help'];
+
+const io: CommandIo = { stdout: process.stdout, stderr: process.stderr };
+
+/** True once `sentinel api` is starting a server (stdout then carries its log). */
+let serving = false;
+
+function fail(prefix: string, err: unknown): never {
+  io.stderr.write(`${prefix}: ${oneLineMessage(err)}\n`);
+  process.exit(isUsageError(err) ? EXIT_USAGE : EXIT_FAILURE);
+}
+
+async function runApi(argv: string[]): Promise<void> {
+  let parsed: ParsedApiArgs;
+  try {
+    parsed = parseApiArgs(argv, process.env);
+  } catch (err) {
+    fail('sentinel api', err);
+  }
+  if (parsed.kind === 'help') {
+    io.stdout.write(formatApiHelp());
+    return;
+  }
+  if (parsed.kind === 'version') {
+    io.stdout.write(`${cliVersion()}\n`);
+    return;
+  }
+
+  let running: RunningApi | undefined;
+  let stopping = false;
+
+  const shutdown = async (api: RunningApi): Promise<void> => {
+    try {
+      await api.close();
+    } catch (err) {
+      fail('sentinel api', err);
+    }
+    // Explicit exit: a library handle (a keep-alive agent, a timer) must not keep a stopped
+    // server's process alive.
+    process.exit(EXIT_OK);
+  };
+
+  // Installed before starting, so a signal during start-up still shuts down cleanly once the
+  // store is open instead of killing the process half-way through a migration.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      io.stderr.write(`sentinel api: ${signal} again, exiting without waiting\n`);
+      process.exit(EXIT_FAILURE);
+    }
+    stopping = true;
+    io.stderr.write(`sentinel api: shutting down (${signal})\n`);
+    if (running) void shutdown(running);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  serving = true;
+
+  // A bug surfacing later must still end as one line on stderr; the stack goes to the JSON
+  // log on stdout, where operators collect diagnostics.
+  const onCrash = (err: unknown): void => {
+    running?.logger.error('unexpected error', { error: oneLineMessage(err), stack: err instanceof Error ? err.stack : undefined });
+    fail('sentinel api', err);
+  };
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onCrash);
+
+  try {
+    running = await startApi(parsed.config, io);
+  } catch (err) {
+    fail('sentinel api', err);
+  }
+  if (stopping) await shutdown(running);
+}
+
+function unknownCommand(command: string): never {
+  const guess = closestMatch(command, COMMANDS);
+  io.stderr.write(`sentinel: unknown command "${command}"${guess ? ` (did you mean "${guess}"?)` : ''}\n\n${formatMainHelp()}`);
+  process.exit(EXIT_USAGE);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+      io.stderr.write(formatMainHelp());
+      process.exit(EXIT_USAGE);
+      break;
+    case '-h':
+    case '--help':
+      io.stdout.write(formatMainHelp());
+      break;
+    case '--version':
+      io.stdout.write(`${cliVersion()}\n`);
+      break;
+    case 'help': {
+      const topic = rest[0];
+      if (topic === undefined) io.stdout.write(formatMainHelp());
+      else if (topic === 'api') io.stdout.write(formatApiHelp());
+      else unknownCommand(topic);
+      break;
+    }
+    case 'api':
+      await runApi(rest);
+      break;
+    default:
+      unknownCommand(command);
+  }
+}
+
+// `sentinel api --help | head -1` closes stdout early: for text output that is normal, not a
+// crash. A server whose stdout (its log) goes away stops with one line instead of a stack.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE' && !serving) process.exit(EXIT_OK);
+  fail('sentinel api', new Error(`cannot write to stdout: ${err.code ?? err.message}`));
+});
+
+main(process.argv.slice(2)).catch((err: unknown) => fail('sentinel', err));

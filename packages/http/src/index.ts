@@ -1,1 +1,9 @@
-export {};
+/**
+ * @sentinel/api-http: the node:http transport of the SentinelStacks API. `toNodeListener`
+ * mounts the api on any Node host; `createServer`/`listen` run it standalone.
+ */
+export { toNodeListener, type NodeListener, type NodeListenerOptions } from './listener.js';
+export type { CorsOptions } from './cors.js';
+export { createServer, listen, type ListenOptions, type RunningServer, type ServerOptions } from './server.js';
+export { statusForErrorCode } from './status.js';
+export { DEFAULT_MAX_BODY_BYTES } from './read-body.js';

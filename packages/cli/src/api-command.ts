@@ -1,0 +1,194 @@
+/**
+ * `sentinel api`: composes the core and the HTTP transport into a running server. Usable
+ * programmatically too; process concerns (signals, exit codes) stay in bin.ts.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import { createJsonLogger, createSentinelApi, type Logger, type SentinelApi } from '@sentinel/api-core';
+import { listen, type RunningServer } from '@sentinel/api-http';
+import { CommandError, UsageError, describeFsError, oneLineMessage } from './errors.js';
+import { parseApiArgs, type ApiConfig } from './parse-args.js';
+
+/** Anything text can be written to (process.stdout, a test buffer). */
+export interface TextSink {
+  write(text: string): unknown;
+}
+
+/** Where the command writes: the URL line and JSON logs to stdout, human notices to stderr. */
+export interface CommandIo {
+  stdout: TextSink;
+  stderr: TextSink;
+}
+
+/** A started `sentinel api`. */
+export interface RunningApi {
+  /** Base URL the server listens on, e.g. `http://127.0.0.1:8080` (IPv6 hosts bracketed). */
+  readonly url: string;
+  /** The bound port (the real one when 0 was asked for). */
+  readonly port: number;
+  readonly host: string;
+  /** The composed core (services, store). */
+  readonly api: SentinelApi;
+  readonly server: RunningServer;
+  /** The JSON-lines logger writing to stdout. */
+  readonly logger: Logger;
+  /** Set only when this start created the admin user with a generated password. */
+  readonly generatedAdminPassword: string | undefined;
+  /**
+   * Graceful stop: stop accepting, let in-flight requests finish, then close the api (store).
+   * Idempotent: every call returns the same promise.
+   */
+  close(): Promise<void>;
+}
+
+/** `~` and `~/x` as a shell would expand them (an `=`-joined flag value is never shell-expanded), then absolute. */
+export function resolveUserPath(path: string): string {
+  if (path === '~') return homedir();
+  if (path.startsWith('~/')) return resolve(homedir(), path.slice(2));
+  return resolve(path);
+}
+
+/** Removes OpenSSL's `error:0480006C:PEM routines::` prefix: the reason is what a user can act on. */
+function openSslReason(err: unknown): string {
+  return oneLineMessage(err).replace(/^error:[0-9A-Fa-f]+:[^:]*:[^:]*:/, '');
+}
+
+interface TlsMaterial {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/**
+ * Reads and checks the certificate and key before anything else starts, so a wrong path or
+ * a swapped file is reported by name instead of as an OpenSSL error from deep in listen().
+ */
+async function loadTls(certPath: string | undefined, keyPath: string | undefined): Promise<TlsMaterial | undefined> {
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined || keyPath === undefined) throw new UsageError('both --tls-cert and --tls-key are needed for HTTPS');
+  const read = async (flag: string, path: string): Promise<Buffer> => {
+    try {
+      return await readFile(resolveUserPath(path));
+    } catch (err) {
+      throw new CommandError(`cannot read ${flag} file ${path}: ${describeFsError(err)}`, { cause: err });
+    }
+  };
+  const [cert, key] = await Promise.all([read('--tls-cert', certPath), read('--tls-key', keyPath)]);
+  try {
+    new X509Certificate(cert);
+  } catch (err) {
+    throw new CommandError(`--tls-cert file ${certPath} is not a PEM certificate: ${openSslReason(err)}`, { cause: err });
+  }
+  try {
+    createPrivateKey(key);
+  } catch (err) {
+    throw new CommandError(`--tls-key file ${keyPath} is not an unencrypted PEM private key: ${openSslReason(err)}`, { cause: err });
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new CommandError(`--tls-cert and --tls-key do not belong together: ${openSslReason(err)}`, { cause: err });
+  }
+  return { cert, key };
+}
+
+/** The one line a bind failure deserves; other errors keep their own message. */
+function describeListenError(err: unknown, host: string, port: number): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'EADDRINUSE':
+      return `port ${port} on ${host} is already in use`;
+    case 'EACCES':
+      return `permission denied binding ${host}:${port}`;
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+    case 'EAFNOSUPPORT':
+      return `cannot listen on host ${host}`;
+    default:
+      return oneLineMessage(err);
+  }
+}
+
+/**
+ * Starts the server from an already parsed configuration. Order matters: TLS files are checked
+ * first (cheap, nothing to undo), then the core opens the store, then the port is bound; if
+ * binding fails the core is closed again so the store is not left open.
+ */
+export async function startApi(config: ApiConfig, io: CommandIo): Promise<RunningApi> {
+  const tls = await loadTls(config.tlsCert, config.tlsKey);
+  const logger = createJsonLogger({ write: (line) => void io.stdout.write(line) });
+
+  const api = await createSentinelApi({
+    dataDir: resolveUserPath(config.dataDir),
+    tokenSecret: config.tokenAuthSecret,
+    adminUsername: config.adminUsername,
+    adminPassword: config.adminPassword,
+    logger,
+  });
+  // Printed before binding: the admin is already stored, so even if the port turns out to be
+  // taken, this is the only chance to learn the password.
+  if (api.generatedAdminPassword !== undefined) {
+    io.stderr.write(
+      `created admin user "${config.adminUsername}" with generated password: ${api.generatedAdminPassword} ` +
+        '(shown once; set SENTINEL_ADMIN_PASSWORD to choose it)\n',
+    );
+  }
+
+  let server: RunningServer;
+  try {
+    server = await listen(api, {
+      port: config.port,
+      host: config.host,
+      tls,
+      cors: config.cors,
+      logRequests: config.logRequests,
+      logger,
+    });
+  } catch (err) {
+    await api.close().catch(() => undefined);
+    throw new CommandError(describeListenError(err, config.host, config.port), { cause: err });
+  }
+  io.stdout.write(`SentinelStacks API listening on ${server.url}\n`);
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      try {
+        await server.close();
+      } finally {
+        await api.close();
+      }
+    })();
+    return closing;
+  };
+
+  return {
+    url: server.url,
+    port: server.port,
+    host: server.host,
+    api,
+    server,
+    logger,
+    generatedAdminPassword: api.generatedAdminPassword,
+    close,
+  };
+}
+
+/**
+ * Runs `sentinel api` with `argv` (the arguments after `api`) and `env`: parses, starts, prints
+ * `SentinelStacks API listening on <url>` to stdout (and a generated admin password to stderr)
+ * and resolves to the running server. Rejects with {@link UsageError} for bad arguments
+ * (including `--help`/`--version`, which print text and start nothing: handle them with
+ * `parseApiArgs` first) and with a one-line Error for runtime failures.
+ */
+export async function runApiCommand(argv: string[], env: NodeJS.ProcessEnv, io: CommandIo): Promise<RunningApi> {
+  const parsed = parseApiArgs(argv, env);
+  if (parsed.kind !== 'run') {
+    throw new UsageError(`--${parsed.kind} starts no server; check parseApiArgs() for it before calling runApiCommand`);
+  }
+  return startApi(parsed.config, io);
+}

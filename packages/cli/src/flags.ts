@@ -1,0 +1,133 @@
+/**
+ * The one table of `sentinel api` flags. The parser, `--help` and the README's flag table are
+ * all generated from (or checked against) this list, so a flag is described exactly once.
+ */
+
+/** The typed values `sentinel api` runs with, after flags, environment and defaults are merged. */
+export interface ApiFlagValues {
+  /** Port to listen on; 0 picks a free port. Default 8080. */
+  port: number;
+  /** Host name or address to listen on. Default `localhost`. */
+  host: string;
+  /** PEM certificate file; with `tlsKey`, serve HTTPS. Default none (HTTP). */
+  tlsCert: string | undefined;
+  /** PEM private key file; with `tlsCert`, serve HTTPS. Default none (HTTP). */
+  tlsKey: string | undefined;
+  /** JWT signing secret (at least 16 characters). Default: generated once and kept in the data directory. */
+  tokenAuthSecret: string | undefined;
+  /** Answer CORS requests and preflights. Default true. */
+  cors: boolean;
+  /** One JSON log line per request on stdout. Default true. */
+  logRequests: boolean;
+  /** Directory of the SQLite database and the generated token secret. Default `~/.sentinel`. */
+  dataDir: string;
+}
+
+export type FlagType = 'string' | 'int' | 'bool';
+
+export interface FlagSpec {
+  /** Long name without the leading dashes (`--port` → `port`). */
+  readonly name: string;
+  /** One-letter short form without the dash (`-p` → `p`). Default none. */
+  readonly alias?: string;
+  readonly type: FlagType;
+  /** Environment variable that sets the flag when it is not given on the command line. */
+  readonly env: string;
+  /** Value when neither the flag nor its variable is set; undefined means "not set". */
+  readonly default: string | number | boolean | undefined;
+  /** How `--help` shows the default when it is computed rather than literal. Default: the literal. */
+  readonly defaultLabel?: string;
+  /** One line for `--help` and the README. */
+  readonly description: string;
+  /** Where the parsed value lands in {@link ApiFlagValues}. */
+  readonly key: keyof ApiFlagValues;
+  /** Inclusive range of an `int` flag. Default: any safe integer. */
+  readonly range?: readonly [min: number, max: number];
+}
+
+/** Every flag of `sentinel api`, in the order `--help` lists them. */
+export const API_FLAGS: readonly FlagSpec[] = [
+  {
+    name: 'port',
+    alias: 'p',
+    type: 'int',
+    env: 'SENTINEL_PORT',
+    default: 8080,
+    description: 'Port to listen on; 0 picks a free port',
+    key: 'port',
+    range: [0, 65535],
+  },
+  {
+    name: 'host',
+    type: 'string',
+    env: 'SENTINEL_HOST',
+    default: 'localhost',
+    description: 'Host name or address to listen on (0.0.0.0 or :: for every interface)',
+    key: 'host',
+  },
+  {
+    name: 'tls-cert',
+    type: 'string',
+    env: 'SENTINEL_TLS_CERT',
+    default: undefined,
+    defaultLabel: 'none (HTTP)',
+    description: 'TLS certificate file (PEM); with --tls-key the server speaks HTTPS',
+    key: 'tlsCert',
+  },
+  {
+    name: 'tls-key',
+    type: 'string',
+    env: 'SENTINEL_TLS_KEY',
+    default: undefined,
+    defaultLabel: 'none (HTTP)',
+    description: 'TLS private key file (PEM); with --tls-cert the server speaks HTTPS',
+    key: 'tlsKey',
+  },
+  {
+    name: 'token-auth-secret',
+    type: 'string',
+    env: 'SENTINEL_TOKEN_SECRET',
+    default: undefined,
+    defaultLabel: 'generated once, kept in <data-dir>/token-secret',
+    description: 'Secret that signs login tokens (JWT HS256, at least 16 characters)',
+    key: 'tokenAuthSecret',
+  },
+  {
+    name: 'cors',
+    type: 'bool',
+    env: 'SENTINEL_CORS',
+    default: true,
+    description: 'Answer cross-origin requests and preflights (--no-cors or --cors=false turns it off)',
+    key: 'cors',
+  },
+  {
+    name: 'log-requests',
+    type: 'bool',
+    env: 'SENTINEL_LOG_REQUESTS',
+    default: true,
+    description: 'Write one JSON line per request to stdout (--no-log-requests turns it off)',
+    key: 'logRequests',
+  },
+  {
+    name: 'data-dir',
+    type: 'string',
+    env: 'SENTINEL_DATA_DIR',
+    default: '~/.sentinel',
+    description: 'Directory of the SQLite database and the generated token secret',
+    key: 'dataDir',
+  },
+];
+
+/** Environment variables read by `sentinel api` that have no flag (secrets stay out of `ps`). */
+export const API_ENV_ONLY: readonly { readonly env: string; readonly description: string; readonly defaultLabel: string }[] = [
+  {
+    env: 'SENTINEL_ADMIN_USER',
+    description: 'Name of the admin user created on the first start',
+    defaultLabel: 'admin',
+  },
+  {
+    env: 'SENTINEL_ADMIN_PASSWORD',
+    description: 'Password of that admin user',
+    defaultLabel: 'generated and printed once to stderr',
+  },
+];

@@ -1,0 +1,34 @@
+/**
+ * The `since` of `docker logs`: an absolute time (RFC 3339, or unix seconds) or a duration
+ * back from now (`90s`, `10m`, `2h`, `1h30m`, `1.5h`).
+ */
+import { SentinelError } from '../errors.js';
+
+const UNIX_SECONDS_RE = /^\d{1,12}(?:\.\d{1,9})?$/;
+const RFC3339_RE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2}))?$/;
+const DURATION_RE = /^(?:\d{1,9}(?:\.\d{1,9})?(?:ms|h|m|s))+$/;
+const DURATION_PART_RE = /(\d{1,9}(?:\.\d{1,9})?)(ms|h|m|s)/g;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Turns a `since` value into an ISO 8601 instant, relative durations counted back from
+ * `nowMs`. Throws SentinelError `invalid_request` for anything else.
+ */
+export function parseLogSince(since: string, nowMs: number): string {
+  let ms = Number.NaN;
+  if (UNIX_SECONDS_RE.test(since)) {
+    ms = Number(since) * 1000;
+  } else if (RFC3339_RE.test(since)) {
+    // A bare date means midnight UTC, as Docker reads it.
+    ms = Date.parse(since.length === 10 ? `${since}T00:00:00Z` : since.replace(' ', 'T'));
+  } else if (DURATION_RE.test(since)) {
+    let total = 0;
+    for (const [, amount, unit] of since.matchAll(DURATION_PART_RE)) total += Number(amount) * (UNIT_MS[unit ?? 's'] ?? 1000);
+    ms = nowMs - total;
+  }
+  const date = new Date(ms);
+  if (!Number.isFinite(ms) || Number.isNaN(date.getTime())) {
+    throw new SentinelError('invalid_request', 'invalid "since": use an RFC 3339 time, unix seconds, or a duration like 90s, 10m, 1h30m');
+  }
+  return date.toISOString();
+}

@@ -1,0 +1,225 @@
+/**
+ * Agents: instances of images, owned by the user who created them (DESIGN.md §5). A user sees
+ * and touches only their own agents (another user's is a 404, so IDs reveal nothing); admins
+ * see all. Every status change is stored, logged and announced as an `agent_status` event.
+ */
+import { randomBytes } from 'node:crypto';
+import { SentinelError } from '../errors.js';
+import type { Logger, LogLevel } from '../logger.js';
+import { silentLogger } from '../logger.js';
+import type { AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../models.js';
+import type { ImageService } from '../images/service.js';
+import { imageDefinition, parseImageReference, SHORT_ID_LENGTH } from '../images/service.js';
+import type { AgentJournal } from '../journal.js';
+import type { RequestOrigin } from '../routes/types.js';
+import type { Store } from '../store/types.js';
+import { parseLogSince } from './log-query.js';
+
+export interface CreateAgentInput {
+  /** Image reference: ID, short ID, `name:tag` or `name`. */
+  image: string;
+  /** Default `<last path part of the image name>-<first 6 of the id>`. */
+  name?: string;
+  /** Model parameters layered over the image's `model.parameters`. Default none. */
+  parameters?: Record<string, unknown>;
+  /** Environment variables for tools; only their names are ever returned. Default none. */
+  environment?: Record<string, string>;
+}
+
+export interface AgentLogsQuery {
+  /** RFC 3339, unix seconds, or a duration back from now (`10m`). Default: from the start. */
+  since?: string;
+  /** Last N lines, or 'all'. Default 'all'. */
+  tail?: number | 'all';
+  /** Minimum level. Default: every level. */
+  level?: LogLevel;
+}
+
+export interface AgentServiceOptions {
+  store: Store;
+  images: ImageService;
+  journal: AgentJournal;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Clock for timestamps and relative `since`. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Agent names: unicode letters and digits, space, `._-`, starting with a letter or digit. */
+export const AGENT_NAME_PATTERN = '^[\\p{L}\\p{N}][\\p{L}\\p{N} ._-]{0,63}$';
+const AGENT_NAME_RE = new RegExp(AGENT_NAME_PATTERN, 'u');
+
+/** Longest default-name stem, so `<stem>-<6 hex>` fits the 64-character name limit. */
+const MAX_NAME_STEM = 57;
+
+/** The API shape of an agent (DESIGN.md §13). Environment values never leave the server. */
+export function toAgentResource(record: AgentRecord, origin: RequestOrigin): AgentResource {
+  const base = `${origin.secure ? 'wss' : 'ws'}://${origin.host}/v1/agents/${encodeURIComponent(record.id)}`;
+  return {
+    id: record.id,
+    name: record.name,
+    image: record.image,
+    image_id: record.image_id,
+    status: record.status,
+    created_at: record.created_at,
+    updated_at: record.updated_at,
+    model: record.model,
+    owner: record.owner,
+    parameters: record.parameters,
+    environment: Object.keys(record.environment).sort(),
+    api_usage: { requests: record.usage_requests, tokens: record.usage_tokens },
+    endpoints: { chat: `${base}/chat`, events: `${base}/events` },
+  };
+}
+
+function statusContent(name: string, status: AgentStatus): string {
+  switch (status) {
+    case 'created':
+      return `Agent ${name} was created`;
+    case 'running':
+      return `Agent ${name} is running`;
+    case 'stopped':
+      return `Agent ${name} stopped`;
+    case 'error':
+      return `Agent ${name} failed`;
+  }
+}
+
+export class AgentService {
+  private readonly store: Store;
+  private readonly images: ImageService;
+  private readonly journal: AgentJournal;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+
+  constructor(options: AgentServiceOptions) {
+    this.store = options.store;
+    this.images = options.images;
+    this.journal = options.journal;
+    this.logger = options.logger ?? silentLogger;
+    this.now = options.now ?? Date.now;
+  }
+
+  private timestamp(): string {
+    return new Date(this.now()).toISOString();
+  }
+
+  /** The agent if the principal may see it; `not_found` otherwise (never `forbidden`). */
+  private async visibleRecord(principal: Principal, id: string): Promise<AgentRecord> {
+    const record = await this.store.getAgent(id);
+    if (!record || (principal.role !== 'admin' && record.owner !== principal.username)) {
+      throw new SentinelError('not_found', `agent "${id}" not found`);
+    }
+    return record;
+  }
+
+  private async announceStatus(record: AgentRecord): Promise<void> {
+    await this.journal.event(record.id, 'agent_status', statusContent(record.name, record.status), {
+      agent_id: record.id,
+      status: record.status,
+      memory: null,
+      api_usage: { requests: record.usage_requests, tokens: record.usage_tokens },
+    });
+  }
+
+  private async setStatus(record: AgentRecord, status: AgentStatus): Promise<AgentRecord> {
+    const updated = await this.store.updateAgent(record.id, { status, updated_at: this.timestamp() });
+    if (!updated) throw new SentinelError('not_found', `agent "${record.id}" not found`);
+    return updated;
+  }
+
+  /**
+   * Creates an agent from an image and starts it. Unknown image → `not_found` naming it;
+   * a name the owner already uses → `conflict`.
+   */
+  async create(principal: Principal, input: CreateAgentInput, origin: RequestOrigin): Promise<AgentResource> {
+    // The route validates too; this guards the other callers (CLI, embedding apps).
+    if (input.name !== undefined && !AGENT_NAME_RE.test(input.name)) {
+      throw new SentinelError('invalid_request', 'invalid agent name: 1-64 letters, digits, spaces or ._- starting with a letter or digit');
+    }
+    const ref = parseImageReference(input.image);
+    const image = await this.images.resolve(input.image);
+    const def = imageDefinition(image);
+    const shortId = image.digest.slice('sha256:'.length, 'sha256:'.length + SHORT_ID_LENGTH);
+    // Record what the client meant: the tag it named, else the image's own first tag.
+    const imageRef = ref.kind === 'tag' ? ref.nameTag : (image.tags[0] ?? image.digest);
+    const id = randomBytes(8).toString('hex');
+    const stem = (def.name.split('/').pop() ?? def.name).slice(0, MAX_NAME_STEM);
+    const name = input.name ?? `${stem}-${id.slice(0, 6)}`;
+    const createdAt = this.timestamp();
+    const record: AgentRecord = {
+      id,
+      name,
+      owner: principal.username,
+      image: imageRef,
+      image_id: image.digest,
+      status: 'created',
+      model: `${def.model.provider}/${def.model.name}`,
+      // Stored merged: the agent shows (and later runs with) its effective parameters, and
+      // the image it pins never changes underneath it.
+      parameters: { ...def.model.parameters, ...(input.parameters ?? {}) },
+      environment: { ...(input.environment ?? {}) },
+      usage_requests: 0,
+      usage_tokens: 0,
+      created_at: createdAt,
+      updated_at: createdAt,
+    };
+    // The Store enforces (owner, name) uniqueness atomically, across instances too: `conflict`.
+    await this.store.createAgent(record);
+    await this.journal.log(id, 'info', `agent created from image ${imageRef} (${shortId})`, { image_id: image.digest });
+    await this.announceStatus(record);
+    // The runtime that runs turns arrives with the chat work; the status is real (stored) now.
+    const running = await this.setStatus(record, 'running');
+    await this.journal.log(id, 'info', 'agent started');
+    await this.announceStatus(running);
+    this.logger.info('agent created', { agent_id: id, owner: principal.username, image: imageRef });
+    return toAgentResource(running, origin);
+  }
+
+  /** The principal's agents (every agent for an admin), newest first. */
+  async list(principal: Principal, origin: RequestOrigin): Promise<AgentResource[]> {
+    const records = await this.store.listAgents(principal.role === 'admin' ? {} : { owner: principal.username });
+    return records.map((r) => toAgentResource(r, origin));
+  }
+
+  /** One agent; `not_found` when unknown or not visible to the principal. */
+  async get(principal: Principal, id: string, origin: RequestOrigin): Promise<AgentResource> {
+    return toAgentResource(await this.visibleRecord(principal, id), origin);
+  }
+
+  /** The stored record (for other services: runtime, streams), with the same visibility rule. */
+  async getRecord(principal: Principal, id: string): Promise<AgentRecord> {
+    return this.visibleRecord(principal, id);
+  }
+
+  /**
+   * Stops the agent (status, log line and event reach live subscribers), then deletes it with
+   * its logs and events, then tells subscribers it is gone.
+   */
+  async delete(principal: Principal, id: string): Promise<void> {
+    const record = await this.visibleRecord(principal, id);
+    if (record.status !== 'stopped') {
+      const stopped = await this.setStatus(record, 'stopped');
+      await this.journal.log(id, 'info', 'agent stopped');
+      await this.announceStatus(stopped);
+    }
+    await this.store.deleteAgent(id);
+    this.journal.announceDeleted(id);
+    this.logger.info('agent deleted', { agent_id: id, by: principal.username });
+  }
+
+  /** Log lines like `docker logs`: oldest first, filtered by since / tail / minimum level. */
+  async logs(principal: Principal, id: string, query: AgentLogsQuery = {}): Promise<LogRecord[]> {
+    // Parse first: a malformed query is a 400 whoever asks.
+    const since = query.since === undefined ? undefined : parseLogSince(query.since, this.now());
+    if (query.tail !== undefined && query.tail !== 'all' && (!Number.isInteger(query.tail) || query.tail < 0)) {
+      throw new SentinelError('invalid_request', 'invalid "tail": use a non-negative integer or "all"');
+    }
+    await this.visibleRecord(principal, id);
+    return this.store.listLogs(id, {
+      ...(since === undefined ? {} : { since }),
+      ...(query.tail === undefined || query.tail === 'all' ? {} : { tail: query.tail }),
+      ...(query.level === undefined ? {} : { level: query.level }),
+    });
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * JWT access tokens: HS256 only, `exp` and `iss` required. Verification sits on the hot path
+ * (every authenticated request), so verified tokens are cached until they expire.
+ */
+import { randomBytes, type KeyObject } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { SentinelError } from '../errors.js';
+import type { Principal, Role } from '../models.js';
+
+export interface TokenServiceOptions {
+  /** The HS256 key (see `resolveTokenSecret`). No default. */
+  key: KeyObject;
+  /** Token lifetime in seconds. Default 86400 (24 h). */
+  ttlSeconds?: number;
+  /** `iss` claim written and required. Default 'sentinelstacks'. */
+  issuer?: string;
+  /** Clock in epoch milliseconds (tests drive expiry with it). Default `Date.now`. */
+  now?: () => number;
+  /** Verified-token cache entries; 0 disables the cache. Default 10000. */
+  cacheSize?: number;
+}
+
+export interface IssuedToken {
+  token: string;
+  /** Expiry, RFC 3339 in UTC. */
+  expires: string;
+}
+
+interface CachedToken {
+  principal: Principal;
+  expMs: number;
+}
+
+const ALGORITHMS: jwt.Algorithm[] = ['HS256'];
+/** Longer strings are not tokens we issued; refuse before parsing them. */
+const MAX_TOKEN_LENGTH = 8192;
+
+function invalid(): SentinelError {
+  // A fixed message: the token (or any part of it) is never echoed back.
+  return new SentinelError('unauthorized', 'invalid token');
+}
+
+function isRole(value: unknown): value is Role {
+  return value === 'admin' || value === 'user';
+}
+
+export class TokenService {
+  readonly #key: KeyObject;
+  readonly #ttlSeconds: number;
+  readonly #issuer: string;
+  readonly #now: () => number;
+  readonly #cacheSize: number;
+  /** Insertion-ordered, so the first key is the oldest entry. */
+  readonly #cache = new Map<string, CachedToken>();
+
+  constructor(options: TokenServiceOptions) {
+    this.#key = options.key;
+    this.#ttlSeconds = options.ttlSeconds ?? 86400;
+    this.#issuer = options.issuer ?? 'sentinelstacks';
+    this.#now = options.now ?? Date.now;
+    this.#cacheSize = options.cacheSize ?? 10000;
+    if (!Number.isInteger(this.#ttlSeconds) || this.#ttlSeconds <= 0) {
+      throw new SentinelError('invalid_request', 'token lifetime must be a positive whole number of seconds');
+    }
+  }
+
+  /** Signs a token for `principal` (claims sub, role, iss, iat, exp, jti) valid for the configured lifetime. */
+  issue(principal: Principal): IssuedToken {
+    const iat = Math.floor(this.#now() / 1000);
+    const exp = iat + this.#ttlSeconds;
+    const payload = { sub: principal.username, role: principal.role, iss: this.#issuer, iat, exp, jti: randomBytes(12).toString('base64url') };
+    const token = jwt.sign(payload, this.#key, { algorithm: 'HS256' });
+    // Whole seconds: drop the ".000" toISOString would add.
+    return { token, expires: new Date(exp * 1000).toISOString().replace('.000Z', 'Z') };
+  }
+
+  /**
+   * Returns the principal a token names, or throws `unauthorized` ('token expired' or
+   * 'invalid token'). The role is the one signed into the token; callers that need the
+   * current role look the user up (AuthService does).
+   */
+  verify(token: string): Principal {
+    const nowMs = this.#now();
+    const cached = this.#cache.get(token);
+    if (cached !== undefined) {
+      if (nowMs < cached.expMs) return cached.principal;
+      this.#cache.delete(token);
+      throw new SentinelError('unauthorized', 'token expired');
+    }
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid();
+    let payload: string | jwt.JwtPayload;
+    try {
+      payload = jwt.verify(token, this.#key, {
+        algorithms: ALGORITHMS,
+        issuer: this.#issuer,
+        // jsonwebtoken treats 0 as "use the real clock"; our clock never reads 0 outside contrived tests.
+        clockTimestamp: Math.floor(nowMs / 1000),
+      });
+    } catch (err) {
+      if (err instanceof jwt.TokenExpiredError) throw new SentinelError('unauthorized', 'token expired');
+      throw invalid();
+    }
+    // jsonwebtoken accepts tokens without exp; ours must expire.
+    if (typeof payload !== 'object' || typeof payload.exp !== 'number' || !Number.isFinite(payload.exp)) throw invalid();
+    const { sub } = payload;
+    const role: unknown = payload.role;
+    if (typeof sub !== 'string' || sub.length === 0 || !isRole(role)) throw invalid();
+    const principal: Principal = Object.freeze({ username: sub, role });
+    this.#remember(token, { principal, expMs: payload.exp * 1000 });
+    return principal;
+  }
+
+  #remember(token: string, entry: CachedToken): void {
+    if (this.#cacheSize <= 0) return;
+    if (this.#cache.size >= this.#cacheSize) {
+      const oldest = this.#cache.keys().next();
+      if (oldest.done !== true) this.#cache.delete(oldest.value);
+    }
+    this.#cache.set(token, entry);
+  }
+}

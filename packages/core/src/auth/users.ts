@@ -1,0 +1,240 @@
+/**
+ * Users: accounts, roles, passwords. The password hash never leaves this module; the API
+ * sees {@link UserResource}.
+ */
+import { randomBytes } from 'node:crypto';
+import { SentinelError, isSentinelError } from '../errors.js';
+import { silentLogger, type Logger } from '../logger.js';
+import type { Principal, Role, UserRecord } from '../models.js';
+import type { Store } from '../store/types.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, verifyPassword } from './passwords.js';
+
+/** A user as the API returns it (never the hash). */
+export interface UserResource {
+  username: string;
+  role: Role;
+  can_push: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface UserServiceOptions {
+  /** Where users live. No default. */
+  store: Store;
+  /** Where account changes are logged. Default: silent. */
+  logger?: Logger;
+}
+
+export interface CreateUserInput {
+  username: string;
+  password: string;
+  /** Default 'user'. */
+  role?: Role;
+  /** Default false (admins may push regardless). */
+  can_push?: boolean;
+}
+
+export interface ChangePasswordInput {
+  /** Required when changing one's own password. */
+  current_password?: string;
+  new_password: string;
+}
+
+/** Letters, digits, '.', '_', '-'; starts with a letter or digit; 1 to 64 characters. */
+export const USERNAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const USERNAME = new RegExp(USERNAME_PATTERN);
+
+/** Length of a generated admin password: 24 base64url characters (144 random bits). */
+const GENERATED_PASSWORD_BYTES = 18;
+
+/**
+ * Verified against when the username is unknown, so an unknown user costs the same scrypt
+ * as a wrong password and response times do not reveal which usernames exist. Same
+ * parameters as {@link hashPassword}; it matches no password anyone would send.
+ */
+const DUMMY_HASH = 'scrypt$16384$8$1$h7RO9Gb_p-1r28a3LiFrQQ$FE7QN19YAk_a3W9grLwcNqowsDcE3DcAwlGu_A6T9V5h5zDexEdCqazfuEfDKnkavtUrhse1vVvDl6u0iFMoBA';
+
+/** Bound on cached principals; an oversized cache only costs a store read on a miss. */
+const PRINCIPAL_CACHE_SIZE = 10000;
+
+function toResource(user: UserRecord): UserResource {
+  return { username: user.username, role: user.role, can_push: user.can_push, created_at: user.created_at, updated_at: user.updated_at };
+}
+
+function notFound(username: string): SentinelError {
+  return new SentinelError('not_found', `user "${username}" not found`);
+}
+
+function checkUsername(username: string): void {
+  if (!USERNAME.test(username)) {
+    throw new SentinelError(
+      'invalid_request',
+      'username must be 1 to 64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit',
+    );
+  }
+}
+
+function checkNewPassword(password: string): void {
+  if (password.length < PASSWORD_MIN_LENGTH || password.length > PASSWORD_MAX_LENGTH) {
+    throw new SentinelError('invalid_request', `password must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`);
+  }
+}
+
+export class UserService {
+  readonly #store: Store;
+  readonly #log: Logger;
+  /**
+   * username → Principal for the authentication hot path. Invalidated by this service's own
+   * writes only: with several instances on one database, another instance's delete is seen
+   * here after a restart. Cross-instance invalidation (via the event bus) comes with the
+   * scale-out work (DESIGN.md §11).
+   */
+  readonly #principals = new Map<string, Principal>();
+  /** Bumped by every write, so a read that raced a write does not cache what it read. */
+  #generation = 0;
+
+  constructor(options: UserServiceOptions) {
+    this.#store = options.store;
+    this.#log = options.logger ?? silentLogger;
+  }
+
+  /**
+   * Creates the first admin (role admin, can_push true) when the store has no users at all;
+   * does nothing otherwise. Without `password` a random 24-character one is generated and
+   * returned once, for the caller to show the operator.
+   */
+  async ensureAdmin(options: { username: string; password?: string }): Promise<{ created: boolean; generatedPassword?: string }> {
+    if ((await this.#store.countUsers()) > 0) return { created: false };
+    const generated = options.password === undefined ? randomBytes(GENERATED_PASSWORD_BYTES).toString('base64url') : undefined;
+    try {
+      await this.create({ username: options.username, password: options.password ?? generated ?? '', role: 'admin', can_push: true });
+    } catch (err) {
+      // Another instance bootstrapped the same store at the same moment.
+      if (isSentinelError(err) && err.code === 'conflict') return { created: false };
+      throw err;
+    }
+    this.#log.info('created admin user', { username: options.username, password_generated: generated !== undefined });
+    return generated === undefined ? { created: true } : { created: true, generatedPassword: generated };
+  }
+
+  /** Creates a user (role default 'user', can_push default false); `conflict` when the name is taken. */
+  async create(input: CreateUserInput): Promise<UserResource> {
+    checkUsername(input.username);
+    checkNewPassword(input.password);
+    if ((await this.#store.getUser(input.username)) !== null) throw this.#taken(input.username);
+    const now = new Date().toISOString();
+    const record: UserRecord = {
+      username: input.username,
+      password_hash: await hashPassword(input.password),
+      role: input.role ?? 'user',
+      can_push: input.can_push ?? false,
+      created_at: now,
+      updated_at: now,
+    };
+    try {
+      await this.#store.createUser(record);
+    } catch (err) {
+      if (isSentinelError(err) && err.code === 'conflict') throw this.#taken(input.username);
+      throw err;
+    }
+    this.#log.info('user created', { username: record.username, role: record.role });
+    return toResource(record);
+  }
+
+  /** Every user, in the store's order. */
+  async list(): Promise<UserResource[]> {
+    return (await this.#store.listUsers()).map(toResource);
+  }
+
+  /** One user; `not_found` when unknown. */
+  async get(username: string): Promise<UserResource> {
+    const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
+    if (user === null) throw notFound(username);
+    return toResource(user);
+  }
+
+  /**
+   * Deletes a user and, through the store, every agent they own. Admins only (`forbidden`);
+   * `conflict` for oneself (which also keeps at least one admin); `not_found` when unknown.
+   */
+  async delete(username: string, actor: Principal): Promise<void> {
+    if (actor.role !== 'admin') throw new SentinelError('forbidden', 'admin role required');
+    if (actor.username === username) throw new SentinelError('conflict', 'you cannot delete yourself');
+    // Before and after: a lookup that read the user while the delete was in flight must
+    // neither keep nor later store the stale principal.
+    this.#invalidate(username);
+    const deleted = USERNAME.test(username) && (await this.#store.deleteUser(username));
+    this.#invalidate(username);
+    if (!deleted) throw notFound(username);
+    this.#log.info('user deleted', { username, by: actor.username });
+  }
+
+  /**
+   * Sets a new password. Changing one's own password (admins included: a stolen token alone
+   * must not be enough to take over the account) needs the correct `current_password`, else
+   * `forbidden` 'current password is incorrect'. An admin resets anyone else's without it.
+   * For a non-admin, another user's name is `not_found`, as if the user did not exist.
+   */
+  async changePassword(actor: Principal, username: string, input: ChangePasswordInput): Promise<void> {
+    const self = actor.username === username;
+    if (!self && actor.role !== 'admin') throw notFound(username);
+    checkNewPassword(input.new_password);
+    const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
+    if (user === null) throw notFound(username);
+    if (self) {
+      if (input.current_password === undefined) throw new SentinelError('forbidden', 'current password is required');
+      if (!(await verifyPassword(input.current_password, user.password_hash))) {
+        throw new SentinelError('forbidden', 'current password is incorrect');
+      }
+    }
+    const updated = await this.#store.updateUser(username, { password_hash: await hashPassword(input.new_password), updated_at: new Date().toISOString() });
+    if (!updated) throw notFound(username);
+    this.#log.info('password changed', { username, by: actor.username });
+  }
+
+  /**
+   * The principal for a correct username/password pair, else null. An unknown user still
+   * costs one scrypt (against a fixed dummy hash) so timing does not reveal which names exist.
+   */
+  async verifyCredentials(username: string, password: string): Promise<Principal | null> {
+    // Over-long passwords are refused before any work for every username alike.
+    if (password.length > PASSWORD_MAX_LENGTH) return null;
+    const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
+    if (user === null) {
+      await verifyPassword(password, DUMMY_HASH);
+      return null;
+    }
+    if (!(await verifyPassword(password, user.password_hash))) return null;
+    return Object.freeze({ username: user.username, role: user.role });
+  }
+
+  /**
+   * The current principal for `username` (role as stored now), or null when the user no
+   * longer exists. Cached in process: this runs on every authenticated request.
+   */
+  async getPrincipal(username: string): Promise<Principal | null> {
+    const cached = this.#principals.get(username);
+    if (cached !== undefined) return cached;
+    const generation = this.#generation;
+    const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
+    if (user === null) return null;
+    const principal: Principal = Object.freeze({ username: user.username, role: user.role });
+    if (generation === this.#generation) {
+      if (this.#principals.size >= PRINCIPAL_CACHE_SIZE) {
+        const oldest = this.#principals.keys().next();
+        if (oldest.done !== true) this.#principals.delete(oldest.value);
+      }
+      this.#principals.set(username, principal);
+    }
+    return principal;
+  }
+
+  #invalidate(username: string): void {
+    this.#generation += 1;
+    this.#principals.delete(username);
+  }
+
+  #taken(username: string): SentinelError {
+    return new SentinelError('conflict', `user "${username}" already exists`);
+  }
+}

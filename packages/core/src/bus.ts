@@ -1,0 +1,77 @@
+/**
+ * The event bus carries an agent's events and log lines from whoever writes them (journal)
+ * to whoever streams them (WebSocket, SSE, log follow). The interface is deliberately small so
+ * a Redis adapter can replace the in-process one for scale-out (DESIGN.md §11). The bus is not
+ * durable: the Store is the record, the bus only says "something new happened".
+ */
+import mittModule, { type Emitter, type EventType } from 'mitt';
+import type { Logger } from './logger.js';
+import { silentLogger } from './logger.js';
+import type { EventRecord, LogRecord } from './models.js';
+
+export type AgentBusMessage =
+  | { kind: 'event'; event: EventRecord }
+  | { kind: 'log'; log: LogRecord }
+  | { kind: 'deleted'; agent_id: string };
+
+export interface EventBus {
+  /** Delivers `message` to the agent's current subscribers. Never throws because of a subscriber. */
+  publish(agentId: string, message: AgentBusMessage): void;
+  /** Returns the unsubscribe function (idempotent). */
+  subscribe(agentId: string, listener: (m: AgentBusMessage) => void): () => void;
+  /** Drops every subscriber; later publishes are ignored. */
+  close(): Promise<void>;
+}
+
+export interface LocalEventBusOptions {
+  /** Where a throwing subscriber is reported. Default: silent. */
+  logger?: Logger;
+}
+
+// mitt's types are CommonJS-shaped (`export default` in a CJS .d.ts), but Node resolves its
+// ESM build, whose default export is the factory itself. Name the call shape, as
+// validation.ts does for ajv-formats.
+type MittFactory = <Events extends Record<EventType, unknown>>() => Emitter<Events>;
+const mitt = mittModule as unknown as MittFactory;
+
+type BusEvents = Record<`agent:${string}`, AgentBusMessage>;
+
+/** The in-process bus on `mitt`, one event name per agent (`agent:<id>`). */
+export function createLocalEventBus(options: LocalEventBusOptions = {}): EventBus {
+  const logger = options.logger ?? silentLogger;
+  const emitter: Emitter<BusEvents> = mitt<BusEvents>();
+  let closed = false;
+  return {
+    publish(agentId, message) {
+      if (closed) return;
+      emitter.emit(`agent:${agentId}`, message);
+    },
+    subscribe(agentId, listener) {
+      if (closed) return () => {};
+      const type = `agent:${agentId}` as const;
+      // One subscriber's bug must not stop delivery to the others, nor fail the
+      // publisher, whose write is already durable.
+      const handler = (message: AgentBusMessage) => {
+        try {
+          listener(message);
+        } catch (err) {
+          logger.error('event bus subscriber failed', { agent_id: agentId, error: err instanceof Error ? err.message : String(err) });
+        }
+      };
+      emitter.on(type, handler);
+      let active = true;
+      return () => {
+        if (!active) return;
+        active = false;
+        emitter.off(type, handler);
+        // mitt keeps an empty handler list per name; drop it so agents that come and go
+        // do not grow the map forever.
+        if (emitter.all.get(type)?.length === 0) emitter.all.delete(type);
+      };
+    },
+    async close() {
+      closed = true;
+      emitter.all.clear();
+    },
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * `createSentinelApi`: the composition root of the core. It opens the data directory and the
+ * Store, makes the token key, wires the services and compiles the route table once; the
+ * transports (HTTP, WebSocket) use only what it returns.
+ */
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AgentService } from './agents/service.js';
+import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
+import { resolveTokenSecret } from './auth/secret.js';
+import { AuthService } from './auth/service.js';
+import { TokenService } from './auth/tokens.js';
+import { UserService } from './auth/users.js';
+import { decodeBody } from './body.js';
+import { createLocalEventBus, type EventBus } from './bus.js';
+import { SentinelError } from './errors.js';
+import { ImageService } from './images/service.js';
+import { AgentJournal } from './journal.js';
+import { silentLogger } from './logger.js';
+import { buildRouteTable } from './routes/index.js';
+import { openSqliteStore } from './store/sqlite.js';
+import type { Store } from './store/types.js';
+
+export interface SentinelApi extends SentinelApiSurface {
+  readonly store: Store;
+  readonly users: UserService;
+  readonly authService: AuthService;
+  readonly tokens: TokenService;
+  readonly agents: AgentService;
+  readonly images: ImageService;
+  readonly bus: EventBus;
+  readonly journal: AgentJournal;
+  /** The data directory in use (created only when the SQLite file or the token secret lives there). */
+  readonly dataDir: string;
+  /** Set only when this start created the admin with a generated password (print it once; never log it). */
+  readonly generatedAdminPassword?: string;
+}
+
+const ERRNO_REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EROFS: 'read-only file system',
+  ENOTDIR: 'a path component is not a directory',
+  EEXIST: 'a file is in the way',
+  ENOSPC: 'no space left on device',
+};
+
+function shortReason(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && ERRNO_REASONS[code]) return ERRNO_REASONS[code];
+  return err instanceof Error ? err.message : String(err);
+}
+
+function dataDirError(dir: string, err: unknown): SentinelError {
+  return new SentinelError('unavailable', `cannot use data directory ${dir}: ${shortReason(err)}`, { cause: err });
+}
+
+/** Creates the directory (mode 0700: it holds the token secret and every user's data) and checks it is writable. */
+async function prepareDataDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await access(dir, fsConstants.W_OK);
+  } catch (err) {
+    throw dataDirError(dir, err);
+  }
+}
+
+/**
+ * Starts the core: data directory (default `SENTINEL_DATA_DIR` or `~/.sentinel`), Store
+ * (default SQLite at `<dataDir>/sentinel.db`), token key, services, the first admin (only
+ * when the Store has no users), the starter image `sentinel/echo:latest`, and the compiled
+ * route table. `close()` is idempotent and closes the bus and the Store: a Store passed in
+ * through `options.store` is closed too (the API owns it from then on). If start-up fails,
+ * a Store opened here is closed; a Store passed in is left open for its caller.
+ * Errors: SentinelError `unavailable` when the data directory or the Store cannot be used.
+ */
+export async function createSentinelApi(options: SentinelApiOptions = {}): Promise<SentinelApi> {
+  const logger = options.logger ?? silentLogger;
+  const dataDir = options.dataDir ?? defaultDataDir();
+  // An embedding app that brings its own Store and secret needs no directory on disk.
+  if (!options.store || options.tokenSecret === undefined) await prepareDataDir(dataDir);
+
+  let store: Store;
+  if (options.store) {
+    store = options.store;
+  } else {
+    try {
+      store = await openSqliteStore({ path: join(dataDir, 'sentinel.db') });
+    } catch (err) {
+      throw dataDirError(dataDir, err);
+    }
+  }
+  const bus = createLocalEventBus({ logger });
+  try {
+    await store.migrate();
+    const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
+    const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
+    const users = new UserService({ store, logger });
+    const authService = new AuthService({ users, tokens, logger });
+    const journal = new AgentJournal({ store, bus, logger });
+    const images = new ImageService({ store, logger });
+    const agents = new AgentService({ store, images, journal, logger });
+
+    const adminPassword = options.adminPassword ?? process.env.SENTINEL_ADMIN_PASSWORD;
+    const admin = await users.ensureAdmin({
+      username: options.adminUsername ?? process.env.SENTINEL_ADMIN_USER ?? 'admin',
+      ...(adminPassword ? { password: adminPassword } : {}),
+    });
+    await images.ensureStarterImage();
+
+    const routes = buildRouteTable({ auth: authService, users, agents, images }).map(compileRoute);
+    let closing: Promise<void> | undefined;
+    const api: SentinelApi = {
+      routes,
+      logger,
+      store,
+      users,
+      authService,
+      tokens,
+      agents,
+      images,
+      bus,
+      journal,
+      dataDir,
+      ...(admin.generatedPassword === undefined ? {} : { generatedAdminPassword: admin.generatedPassword }),
+      authenticate: (authorization) => authService.authenticate(authorization),
+      invoke: (route, raw, ctx) => invokeRoute(route, raw, ctx, decodeBody),
+      close: () =>
+        (closing ??= (async () => {
+          await bus.close();
+          await store.close();
+        })()),
+    };
+    logger.info('sentinel api ready', { data_dir: dataDir, routes: routes.length, admin_created: admin.created });
+    return api;
+  } catch (err) {
+    await bus.close();
+    if (!options.store) await store.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Agent routes. Tenancy lives in AgentService (another user's agent is a 404); the schemas
+ * here cap every input before it reaches the service or the Store.
+ */
+import { AGENT_NAME_PATTERN, type AgentService } from '../agents/service.js';
+import { SentinelError } from '../errors.js';
+import { LOG_LEVELS, type LogLevel } from '../logger.js';
+import type { Principal } from '../models.js';
+import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+
+/** Agent IDs in paths: a traversal-looking or oversized id is a 400 before any lookup. */
+export const AGENT_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+
+const agentIdParams: JsonSchema = {
+  type: 'object',
+  properties: { id: { type: 'string', pattern: AGENT_ID_PATTERN } },
+  required: ['id'],
+  additionalProperties: false,
+};
+
+export const CREATE_AGENT_BODY_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    image: { type: 'string', minLength: 1, maxLength: 256 },
+    name: { type: 'string', pattern: AGENT_NAME_PATTERN },
+    parameters: { type: 'object', maxProperties: 64 },
+    environment: {
+      type: 'object',
+      maxProperties: 64,
+      propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' },
+      additionalProperties: { type: 'string', maxLength: 4096 },
+    },
+  },
+  required: ['image'],
+  additionalProperties: false,
+};
+
+const logsQuery: JsonSchema = {
+  type: 'object',
+  properties: {
+    since: { type: 'string', minLength: 1, maxLength: 64 },
+    // A string on the wire: 'all' or a count (converted by the handler).
+    tail: { type: 'string', pattern: '^(?:all|[0-9]{1,7})$' },
+    level: { type: 'string', enum: [...LOG_LEVELS] },
+  },
+  additionalProperties: false,
+};
+
+export const AGENT_RESOURCE_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    image: { type: 'string', description: 'The image reference as resolved (name:tag)' },
+    image_id: { type: 'string', description: 'Digest of the image the agent runs' },
+    status: { type: 'string', enum: ['created', 'running', 'stopped', 'error'] },
+    created_at: { type: 'string', format: 'date-time' },
+    updated_at: { type: 'string', format: 'date-time' },
+    model: { type: 'string', description: 'provider/name' },
+    owner: { type: 'string' },
+    parameters: { type: 'object' },
+    environment: { type: 'array', items: { type: 'string' }, description: 'Names of the variables set; values are never returned' },
+    api_usage: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } } },
+    endpoints: { type: 'object', properties: { chat: { type: 'string' }, events: { type: 'string' } } },
+  },
+};
+
+const LOG_RECORD_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    agent_id: { type: 'string' },
+    seq: { type: 'integer' },
+    timestamp: { type: 'string', format: 'date-time' },
+    level: { type: 'string', enum: [...LOG_LEVELS] },
+    message: { type: 'string' },
+    fields: { type: 'object' },
+  },
+};
+
+function principalOf(ctx: RouteContext): Principal {
+  // The transport authenticated the caller already: this only turns a wiring mistake into a 401.
+  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
+  return ctx.principal;
+}
+
+/** GET/POST /v1/agents, GET/DELETE /v1/agents/:id, GET /v1/agents/:id/logs (all: any logged-in user). */
+export function agentRoutes(deps: { agents: AgentService }): RouteDef[] {
+  const { agents } = deps;
+  return [
+    {
+      method: 'GET',
+      path: '/v1/agents',
+      auth: 'user',
+      summary: 'List agents (your own; every agent for an admin)',
+      schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } } } },
+      handler: async (_input, ctx) => ({ agents: await agents.list(principalOf(ctx), ctx.origin) }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/agents',
+      auth: 'user',
+      status: 201,
+      summary: 'Create and start an agent from an image',
+      schemas: { body: CREATE_AGENT_BODY_SCHEMA, response: AGENT_RESOURCE_SCHEMA },
+      handler: (input: { body: { image: string; name?: string; parameters?: Record<string, unknown>; environment?: Record<string, string> } }, ctx) =>
+        agents.create(principalOf(ctx), input.body, ctx.origin),
+    },
+    {
+      method: 'GET',
+      path: '/v1/agents/:id',
+      auth: 'user',
+      summary: 'Get an agent',
+      schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
+      handler: (input: { params: { id: string } }, ctx) => agents.get(principalOf(ctx), input.params.id, ctx.origin),
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/agents/:id',
+      auth: 'user',
+      summary: 'Stop and delete an agent',
+      schemas: { params: agentIdParams },
+      handler: async (input: { params: { id: string } }, ctx) => {
+        await agents.delete(principalOf(ctx), input.params.id);
+        return undefined;
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/agents/:id/logs',
+      auth: 'user',
+      summary: 'Get an agent\'s log lines (since: RFC 3339, unix seconds or a duration like 10m; tail: N or all; level: minimum level)',
+      schemas: {
+        params: agentIdParams,
+        query: logsQuery,
+        response: { type: 'object', properties: { agent_id: { type: 'string' }, logs: { type: 'array', items: LOG_RECORD_SCHEMA } } },
+      },
+      handler: async (input: { params: { id: string }; query: { since?: string; tail?: string; level?: LogLevel } }, ctx) => {
+        const { since, tail, level } = input.query;
+        const logs = await agents.logs(principalOf(ctx), input.params.id, {
+          ...(since === undefined ? {} : { since }),
+          ...(tail === undefined ? {} : { tail: tail === 'all' ? 'all' : Number(tail) }),
+          ...(level === undefined ? {} : { level }),
+        });
+        return { agent_id: input.params.id, logs };
+      },
+    },
+  ];
+}

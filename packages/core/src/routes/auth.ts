@@ -1,0 +1,175 @@
+/**
+ * REST routes for login and user management (DESIGN.md §5). Schemas are data here and are
+ * compiled once, with the rest of the route table, by `compileRoute`.
+ */
+import type { AuthService } from '../auth/service.js';
+import type { ChangePasswordInput, CreateUserInput, UserService } from '../auth/users.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/passwords.js';
+import { USERNAME_PATTERN } from '../auth/users.js';
+import { SentinelError } from '../errors.js';
+import type { Principal } from '../models.js';
+import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+
+export interface AuthRouteDeps {
+  auth: AuthService;
+  users: UserService;
+}
+
+/**
+ * Body cap for these routes: a maximal password fully \u-escaped in JSON is about 6 KiB,
+ * and nothing here needs more.
+ */
+const MAX_AUTH_BODY_BYTES = 16 * 1024;
+
+const usernameSchema: JsonSchema = { type: 'string', minLength: 1, maxLength: 64, pattern: USERNAME_PATTERN };
+const newPasswordSchema: JsonSchema = { type: 'string', minLength: PASSWORD_MIN_LENGTH, maxLength: PASSWORD_MAX_LENGTH };
+const roleSchema: JsonSchema = { type: 'string', enum: ['admin', 'user'] };
+
+const userResourceSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    username: { type: 'string' },
+    role: roleSchema,
+    can_push: { type: 'boolean' },
+    created_at: { type: 'string', format: 'date-time' },
+    updated_at: { type: 'string', format: 'date-time' },
+  },
+  required: ['username', 'role', 'can_push', 'created_at', 'updated_at'],
+  additionalProperties: false,
+};
+
+const userParamsSchema: JsonSchema = {
+  type: 'object',
+  properties: { name: usernameSchema },
+  required: ['name'],
+  additionalProperties: false,
+};
+
+const loginBodySchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    // Login accepts any short name and any password up to the cap (not the current minimum):
+    // a policy change must not lock out existing accounts, and bad names just fail to match.
+    username: { type: 'string', minLength: 1, maxLength: 64 },
+    password: { type: 'string', minLength: 1, maxLength: PASSWORD_MAX_LENGTH },
+  },
+  required: ['username', 'password'],
+  additionalProperties: false,
+};
+
+const loginResponseSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    token: { type: 'string' },
+    username: { type: 'string' },
+    expires: { type: 'string', format: 'date-time' },
+  },
+  required: ['token', 'username', 'expires'],
+  additionalProperties: false,
+};
+
+const createUserBodySchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    username: usernameSchema,
+    password: newPasswordSchema,
+    role: roleSchema,
+    can_push: { type: 'boolean' },
+  },
+  required: ['username', 'password'],
+  additionalProperties: false,
+};
+
+const changePasswordBodySchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    current_password: { type: 'string', minLength: 1, maxLength: PASSWORD_MAX_LENGTH },
+    new_password: newPasswordSchema,
+  },
+  required: ['new_password'],
+  additionalProperties: false,
+};
+
+const userListSchema: JsonSchema = {
+  type: 'object',
+  properties: { users: { type: 'array', items: userResourceSchema } },
+  required: ['users'],
+  additionalProperties: false,
+};
+
+/** The caller on a non-public route; the transport guarantees it, this keeps the types honest. */
+function callerOf(ctx: RouteContext): Principal {
+  if (ctx.principal === null) throw new SentinelError('unauthorized', 'authentication required');
+  return ctx.principal;
+}
+
+/**
+ * Login and user-management routes:
+ * - POST /v1/auth/login (public) → {token, username, expires}
+ * - GET /v1/auth/me (user) → the caller's own user resource, so a client can learn its role
+ * - POST /v1/users (admin, 201), GET /v1/users (admin) → {users}, DELETE /v1/users/:name (admin, 204)
+ * - PUT /v1/users/:name/password (user, 204): one's own password, or anyone's for an admin
+ */
+export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
+  const { auth, users } = deps;
+  return [
+    {
+      method: 'POST',
+      path: '/v1/auth/login',
+      auth: 'public',
+      summary: 'Exchange a username and password for a bearer token',
+      schemas: { body: loginBodySchema, response: loginResponseSchema },
+      maxBodyBytes: MAX_AUTH_BODY_BYTES,
+      handler: (input: { body: { username: string; password: string } }, ctx) => auth.login(input.body, ctx.remoteAddress),
+    },
+    {
+      method: 'GET',
+      path: '/v1/auth/me',
+      auth: 'user',
+      summary: 'The calling user',
+      schemas: { response: userResourceSchema },
+      handler: (_input, ctx) => users.get(callerOf(ctx).username),
+    },
+    {
+      method: 'POST',
+      path: '/v1/users',
+      auth: 'admin',
+      summary: 'Create a user',
+      status: 201,
+      schemas: { body: createUserBodySchema, response: userResourceSchema },
+      maxBodyBytes: MAX_AUTH_BODY_BYTES,
+      handler: (input: { body: CreateUserInput }) => users.create(input.body),
+    },
+    {
+      method: 'GET',
+      path: '/v1/users',
+      auth: 'admin',
+      summary: 'List users',
+      schemas: { response: userListSchema },
+      handler: async () => ({ users: await users.list() }),
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/users/:name',
+      auth: 'admin',
+      summary: 'Delete a user and every agent they own',
+      schemas: { params: userParamsSchema },
+      handler: async (input: { params: { name: string } }, ctx) => {
+        await users.delete(input.params.name, callerOf(ctx));
+        return undefined;
+      },
+    },
+    {
+      method: 'PUT',
+      path: '/v1/users/:name/password',
+      auth: 'user',
+      summary: "Change a user's password (one's own with current_password; an admin may reset anyone else's)",
+      schemas: { params: userParamsSchema, body: changePasswordBodySchema },
+      maxBodyBytes: MAX_AUTH_BODY_BYTES,
+      handler: async (input: { params: { name: string }; body: ChangePasswordInput }, ctx) => {
+        await users.changePassword(callerOf(ctx), input.params.name, input.body);
+        return undefined;
+      },
+    },
+  ];
+}

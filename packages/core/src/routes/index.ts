@@ -1,0 +1,51 @@
+/**
+ * The route table: every REST route of the core in one list, the single source for the
+ * transports' routers and for the OpenAPI document.
+ */
+import type { AgentService } from '../agents/service.js';
+import type { AuthService } from '../auth/service.js';
+import type { UserService } from '../auth/users.js';
+import type { ImageService } from '../images/service.js';
+import { agentRoutes } from './agents.js';
+import { authRoutes } from './auth.js';
+import { healthRoutes } from './health.js';
+import { imageRoutes } from './images.js';
+import { openapiRoutes, type OpenApiOptions } from './openapi.js';
+import type { RouteDef } from './types.js';
+
+export interface RouteTableDeps {
+  auth: AuthService;
+  users: UserService;
+  agents: AgentService;
+  images: ImageService;
+  /** Title and version of the OpenAPI document. Default: see {@link OpenApiOptions}. */
+  openapi?: OpenApiOptions;
+}
+
+/**
+ * Health, auth, agents, images and the OpenAPI document, in that order. Throws at start-up
+ * when two routes share a method and path shape (`/a/:x` and `/a/:y` are the same shape):
+ * a router would silently serve only one of them.
+ */
+export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
+  const table: RouteDef[] = [];
+  table.push(
+    ...healthRoutes(),
+    ...authRoutes({ auth: deps.auth, users: deps.users }),
+    ...agentRoutes({ agents: deps.agents }),
+    ...imageRoutes({ images: deps.images }),
+    ...openapiRoutes({ routes: () => table, ...deps.openapi }),
+  );
+  assertUniqueRoutes(table);
+  return table;
+}
+
+/** Throws on a duplicate method + path shape. */
+export function assertUniqueRoutes(routes: readonly RouteDef[]): void {
+  const seen = new Set<string>();
+  for (const route of routes) {
+    const key = `${route.method} ${route.path.replace(/:[^/]+/g, ':')}`;
+    if (seen.has(key)) throw new Error(`duplicate route ${route.method} ${route.path}`);
+    seen.add(key);
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Versioned schema of the SQLite store. Each entry is applied once, in order, in its own
+ * transaction, and recorded in `schema_migrations`. Never edit a released entry: a database
+ * that already recorded its version would silently miss the change. Append a new one.
+ */
+export interface SqliteMigration {
+  /** Strictly increasing, from 1. */
+  version: number;
+  /** Short human name, recorded next to the version. */
+  name: string;
+  /** Statements run with `db.exec` inside the migration's transaction. */
+  sql: string;
+}
+
+/** The table that records applied migrations; created outside the list so it can be read first. */
+export const SQLITE_MIGRATIONS_TABLE_SQL = `
+CREATE TABLE IF NOT EXISTS schema_migrations (
+  version    INTEGER PRIMARY KEY NOT NULL,
+  name       TEXT NOT NULL,
+  applied_at TEXT NOT NULL
+);`;
+
+/** Every migration the code knows, oldest first. */
+export const sqliteMigrations: SqliteMigration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+CREATE TABLE users (
+  username      TEXT PRIMARY KEY NOT NULL,
+  password_hash TEXT NOT NULL,
+  role          TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+  can_push      INTEGER NOT NULL DEFAULT 0 CHECK (can_push IN (0, 1)),
+  created_at    TEXT NOT NULL,
+  updated_at    TEXT NOT NULL
+);
+
+CREATE TABLE images (
+  digest        TEXT PRIMARY KEY NOT NULL,
+  manifest      TEXT NOT NULL,
+  config        TEXT NOT NULL,
+  config_digest TEXT NOT NULL,
+  size          INTEGER NOT NULL CHECK (size >= 0),
+  created_at    TEXT NOT NULL
+);
+
+CREATE TABLE image_tags (
+  name_tag TEXT PRIMARY KEY NOT NULL,
+  digest   TEXT NOT NULL REFERENCES images (digest) ON DELETE CASCADE
+);
+-- The cascade from images looks tags up by digest; without this it scans the table.
+CREATE INDEX image_tags_by_digest ON image_tags (digest);
+
+CREATE TABLE agents (
+  id             TEXT PRIMARY KEY NOT NULL,
+  name           TEXT NOT NULL,
+  owner          TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+  image          TEXT NOT NULL,
+  -- RESTRICT: an agent keeps running the exact image it was created from, so that image
+  -- cannot vanish while the agent exists.
+  image_id       TEXT NOT NULL REFERENCES images (digest) ON DELETE RESTRICT,
+  status         TEXT NOT NULL CHECK (status IN ('created', 'running', 'stopped', 'error')),
+  model          TEXT NOT NULL,
+  parameters     TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(parameters)),
+  environment    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(environment)),
+  usage_requests INTEGER NOT NULL DEFAULT 0,
+  usage_tokens   INTEGER NOT NULL DEFAULT 0,
+  created_at     TEXT NOT NULL,
+  updated_at     TEXT NOT NULL,
+  UNIQUE (owner, name)
+);
+-- (owner, created_at) serves both the owner filter and the newest-first order of listAgents.
+CREATE INDEX agents_by_owner ON agents (owner, created_at);
+CREATE INDEX agents_by_image ON agents (image_id);
+
+-- Logs and events carry no foreign key to agents: a late line written while an agent is
+-- being deleted must not fail the writer. The trigger below removes them with the agent.
+CREATE TABLE agent_logs (
+  agent_id  TEXT NOT NULL,
+  seq       INTEGER NOT NULL,
+  timestamp TEXT NOT NULL,
+  level     TEXT NOT NULL CHECK (level IN ('debug', 'info', 'warn', 'error')),
+  message   TEXT NOT NULL,
+  fields    TEXT CHECK (fields IS NULL OR json_valid(fields)),
+  PRIMARY KEY (agent_id, seq)
+);
+CREATE INDEX agent_logs_by_time ON agent_logs (agent_id, timestamp);
+
+CREATE TABLE agent_events (
+  agent_id   TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  event_type TEXT NOT NULL,
+  timestamp  TEXT NOT NULL,
+  content    TEXT NOT NULL,
+  data       TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(data)),
+  PRIMARY KEY (agent_id, seq)
+);
+
+-- Fires for direct deletes and for the cascade from users alike.
+CREATE TRIGGER agents_delete_history AFTER DELETE ON agents
+BEGIN
+  DELETE FROM agent_logs WHERE agent_id = OLD.id;
+  DELETE FROM agent_events WHERE agent_id = OLD.id;
+END;
+
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+);
+`,
+  },
+];

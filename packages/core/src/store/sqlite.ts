@@ -1,0 +1,618 @@
+/**
+ * The embedded Store: one SQLite file through better-sqlite3 (DESIGN.md §4). better-sqlite3 is
+ * synchronous; each method is an async wrapper so this back end and PostgreSQL share the
+ * `Store` interface. Because a call runs to completion on the one JS thread, a single process
+ * never interleaves two transactions; across processes, read-then-write transactions take
+ * the write lock up front (`immediate`) so they queue on busy_timeout instead of deadlocking.
+ */
+import { writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { Database as SqliteDatabase } from 'better-sqlite3';
+import { SentinelError, isSentinelError } from '../errors.js';
+import type { LogLevel } from '../logger.js';
+import type { AgentRecord, EventRecord, ImageRecord, LogRecord, NewEventRecord, NewLogRecord, Role, UserRecord, AgentStatus } from '../models.js';
+import type { AgentPatch, LogQuery, Store } from './types.js';
+import { SQLITE_MIGRATIONS_TABLE_SQL, sqliteMigrations } from './sqlite-migrations.js';
+
+export interface SqliteStoreOptions {
+  /** Database file, created when missing (mode 0600: it holds password hashes). `:memory:` works for throwaway stores. */
+  path: string;
+  /** How long a write waits for another process's lock before failing `unavailable`. Default 5000 ms. */
+  busyTimeoutMs?: number;
+}
+
+interface UserRow {
+  username: string;
+  password_hash: string;
+  role: Role;
+  can_push: number;
+  created_at: string;
+  updated_at: string;
+}
+
+interface AgentRow {
+  id: string;
+  name: string;
+  owner: string;
+  image: string;
+  image_id: string;
+  status: AgentStatus;
+  model: string;
+  parameters: string;
+  environment: string;
+  usage_requests: number;
+  usage_tokens: number;
+  created_at: string;
+  updated_at: string;
+}
+
+type ImageRow = Omit<ImageRecord, 'tags'>;
+
+interface LogRow {
+  agent_id: string;
+  seq: number;
+  timestamp: string;
+  level: LogLevel;
+  message: string;
+  fields: string | null;
+}
+
+interface EventRow {
+  agent_id: string;
+  seq: number;
+  event_type: string;
+  timestamp: string;
+  content: string;
+  data: string;
+}
+
+const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+const DEFAULT_EVENT_LIMIT = 1000;
+const HEX_PREFIX = /^[0-9a-f]*$/;
+/** Sorts after every hex digit, so `[sha256:<prefix>, sha256:<prefix>g)` is exactly the prefix range. */
+const AFTER_HEX = 'g';
+
+const USER_COLUMNS = 'username, password_hash, role, can_push, created_at, updated_at';
+const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
+const IMAGE_COLUMNS = 'digest, manifest, config, config_digest, size, created_at';
+const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
+const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
+const LEVEL_RANK_SQL = `(CASE level WHEN 'debug' THEN 0 WHEN 'info' THEN 1 WHEN 'warn' THEN 2 ELSE 3 END)`;
+const LOG_FILTER_SQL = `agent_id = @agentId AND seq > @afterSeq AND timestamp >= @since AND ${LEVEL_RANK_SQL} >= @minRank`;
+
+interface UserParams extends Omit<UserRow, 'can_push'> {
+  can_push: 0 | 1;
+}
+
+interface UserPatchParams {
+  username: string;
+  password_hash: string | null;
+  role: Role | null;
+  can_push: 0 | 1 | null;
+  updated_at: string | null;
+}
+
+interface LogFilterParams {
+  agentId: string;
+  afterSeq: number;
+  since: string;
+  minRank: number;
+}
+
+/** Every statement, prepared once after migrate(): preparing per call costs more than most queries. */
+function prepareStatements(db: SqliteDatabase) {
+  return {
+    ping: db.prepare<[], unknown>('SELECT 1'),
+    insertUser: db.prepare<UserParams>(`INSERT INTO users (${USER_COLUMNS}) VALUES (@username, @password_hash, @role, @can_push, @created_at, @updated_at)`),
+    getUser: db.prepare<[string], UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE username = ?`),
+    listUsers: db.prepare<[], UserRow>(`SELECT ${USER_COLUMNS} FROM users ORDER BY username`),
+    countUsers: db.prepare<[], number>('SELECT COUNT(*) FROM users').pluck(),
+    updateUser: db.prepare<UserPatchParams>(`UPDATE users SET
+        password_hash = COALESCE(@password_hash, password_hash),
+        role = COALESCE(@role, role),
+        can_push = COALESCE(@can_push, can_push),
+        updated_at = COALESCE(@updated_at, updated_at)
+      WHERE username = @username`),
+    deleteAgentsOfOwner: db.prepare<[string]>('DELETE FROM agents WHERE owner = ?'),
+    deleteUser: db.prepare<[string]>('DELETE FROM users WHERE username = ?'),
+    userExists: db.prepare<[string], 1>('SELECT 1 FROM users WHERE username = ?').pluck(),
+
+    insertAgent: db.prepare<AgentRow>(`INSERT INTO agents (${AGENT_COLUMNS}) VALUES (@id, @name, @owner, @image, @image_id, @status, @model,
+        @parameters, @environment, @usage_requests, @usage_tokens, @created_at, @updated_at)`),
+    getAgent: db.prepare<[string], AgentRow>(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?`),
+    // rowid breaks ties between agents created in the same millisecond: later insert first.
+    listAgents: db.prepare<[], AgentRow>(`SELECT ${AGENT_COLUMNS} FROM agents ORDER BY created_at DESC, rowid DESC`),
+    listAgentsOfOwner: db.prepare<[string], AgentRow>(`SELECT ${AGENT_COLUMNS} FROM agents WHERE owner = ? ORDER BY created_at DESC, rowid DESC`),
+    updateAgent: db.prepare<{ id: string; status: AgentStatus | null; name: string | null; updated_at: string | null }, AgentRow>(`UPDATE agents SET
+        status = COALESCE(@status, status),
+        name = COALESCE(@name, name),
+        updated_at = COALESCE(@updated_at, updated_at)
+      WHERE id = @id RETURNING ${AGENT_COLUMNS}`),
+    // One UPDATE reading and writing the counters: concurrent callers cannot lose an increment.
+    addAgentUsage: db.prepare<{ id: string; requests: number; tokens: number; updated_at: string }, AgentRow>(`UPDATE agents SET
+        usage_requests = usage_requests + @requests,
+        usage_tokens = usage_tokens + @tokens,
+        updated_at = @updated_at
+      WHERE id = @id RETURNING ${AGENT_COLUMNS}`),
+    deleteAgent: db.prepare<[string]>('DELETE FROM agents WHERE id = ?'),
+    countAgentsUsingImage: db.prepare<[string], number>('SELECT COUNT(*) FROM agents WHERE image_id = ?').pluck(),
+
+    insertImage: db.prepare<ImageRow>(`INSERT INTO images (${IMAGE_COLUMNS}) VALUES (@digest, @manifest, @config, @config_digest, @size, @created_at)
+      ON CONFLICT (digest) DO NOTHING`),
+    upsertTag: db.prepare<[string, string]>(`INSERT INTO image_tags (name_tag, digest) VALUES (?, ?)
+      ON CONFLICT (name_tag) DO UPDATE SET digest = excluded.digest`),
+    getImage: db.prepare<[string], ImageRow>(`SELECT ${IMAGE_COLUMNS} FROM images WHERE digest = ?`),
+    tagsOfImage: db.prepare<[string], string>('SELECT name_tag FROM image_tags WHERE digest = ? ORDER BY name_tag').pluck(),
+    allTags: db.prepare<[], { name_tag: string; digest: string }>('SELECT name_tag, digest FROM image_tags ORDER BY name_tag'),
+    imagesInRange: db.prepare<[string, string], ImageRow>(`SELECT ${IMAGE_COLUMNS} FROM images WHERE digest >= ? AND digest < ? ORDER BY created_at DESC, rowid DESC`),
+    resolveTag: db.prepare<[string], string>('SELECT digest FROM image_tags WHERE name_tag = ?').pluck(),
+    listImages: db.prepare<[], ImageRow>(`SELECT ${IMAGE_COLUMNS} FROM images ORDER BY created_at DESC, rowid DESC`),
+    deleteImage: db.prepare<[string]>('DELETE FROM images WHERE digest = ?'),
+
+    nextLogSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_logs WHERE agent_id = ?').pluck(),
+    insertLog: db.prepare<[string, number, string, LogLevel, string, string | null]>(`INSERT INTO agent_logs (${LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
+    listLogs: db.prepare<LogFilterParams, LogRow>(`SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq`),
+    // The newest `tail` matching lines, turned back to oldest first.
+    listLogsTail: db.prepare<LogFilterParams & { tail: number }, LogRow>(`SELECT * FROM (
+        SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq DESC LIMIT @tail
+      ) ORDER BY seq`),
+
+    nextEventSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_events WHERE agent_id = ?').pluck(),
+    insertEvent: db.prepare<[string, number, string, string, string, string]>(`INSERT INTO agent_events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
+    listEvents: db.prepare<[string, number, number], EventRow>(`SELECT ${EVENT_COLUMNS} FROM agent_events WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+    firstEventSeq: db.prepare<[string], number>('SELECT COALESCE(MIN(seq), 0) FROM agent_events WHERE agent_id = ?').pluck(),
+
+    getMeta: db.prepare<[string], string>('SELECT value FROM meta WHERE key = ?').pluck(),
+    setMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+/** The SQLite back end of {@link Store}. Build it with {@link openSqliteStore}. */
+export class SqliteStore implements Store {
+  readonly #path: string;
+  readonly #db: SqliteDatabase;
+  #statements: Statements | undefined;
+  #closed = false;
+
+  /**
+   * Opens (creating) the file and sets the pragmas; call {@link migrate} before anything
+   * else. Throws what better-sqlite3 throws; {@link openSqliteStore} turns that into one
+   * clear `unavailable` error.
+   */
+  constructor(options: SqliteStoreOptions) {
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+      throw new SentinelError('invalid_request', 'busyTimeoutMs must be a non-negative integer');
+    }
+    this.#path = options.path;
+    if (options.path !== ':memory:' && options.path !== '') createPrivateFile(options.path);
+    this.#db = new Database(options.path, { timeout: busyTimeoutMs });
+    try {
+      this.#db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+      // WAL: readers never block the writer and a commit is one append to the log.
+      this.#db.pragma('journal_mode = WAL');
+      // In WAL mode NORMAL fsyncs only at checkpoints, not at every commit. A commit is in
+      // the WAL file (the OS page cache) before the call returns, so a process crash or
+      // kill -9 loses nothing committed; only an OS crash or power loss could drop the
+      // last commits. That is the trade DESIGN.md §4 asks for, at a fraction of FULL's cost.
+      this.#db.pragma('synchronous = NORMAL');
+      // Off by default in SQLite; the cascades and the RESTRICT on images depend on it.
+      this.#db.pragma('foreign_keys = ON');
+    } catch (err) {
+      this.#db.close();
+      throw err;
+    }
+  }
+
+  /** The database file this store was opened on. */
+  get path(): string {
+    return this.#path;
+  }
+
+  async migrate(): Promise<void> {
+    const db = this.#open();
+    db.exec(SQLITE_MIGRATIONS_TABLE_SQL);
+    const known = sqliteMigrations.at(-1)?.version ?? 0;
+    const current = (db.prepare('SELECT COALESCE(MAX(version), 0) FROM schema_migrations').pluck().get() as number);
+    if (current > known) {
+      throw new SentinelError(
+        'unavailable',
+        `database schema version ${current} is newer than this server supports (${known}); upgrade SentinelStacks or use another data directory`,
+      );
+    }
+    const isApplied = db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').pluck();
+    const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+    for (const migration of sqliteMigrations) {
+      // Re-checked inside the write lock: another process may have applied it meanwhile.
+      db.transaction(() => {
+        if (isApplied.get(migration.version) !== undefined) return;
+        db.exec(migration.sql);
+        record.run(migration.version, migration.name, new Date().toISOString());
+      }).immediate();
+    }
+    this.#statements ??= prepareStatements(db);
+  }
+
+  async ping(): Promise<void> {
+    this.#stmts().ping.get();
+  }
+
+  /** Closes the file. Safe to call more than once; every later call rejects `unavailable`. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#statements = undefined;
+    this.#db.close();
+  }
+
+  async createUser(user: UserRecord): Promise<void> {
+    const s = this.#stmts();
+    run(() => s.insertUser.run({ ...user, can_push: user.can_push ? 1 : 0 }), {
+      conflict: () => `user "${user.username}" already exists`,
+    });
+  }
+
+  async getUser(username: string): Promise<UserRecord | null> {
+    const row = this.#stmts().getUser.get(username);
+    return row === undefined ? null : toUser(row);
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return (this.#stmts().listUsers.all()).map(toUser);
+  }
+
+  async countUsers(): Promise<number> {
+    return this.#stmts().countUsers.get() as number;
+  }
+
+  async updateUser(username: string, patch: Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>>): Promise<boolean> {
+    const s = this.#stmts();
+    const result = run(() =>
+      s.updateUser.run({
+        username,
+        password_hash: patch.password_hash ?? null,
+        role: patch.role ?? null,
+        can_push: patch.can_push === undefined ? null : patch.can_push ? 1 : 0,
+        updated_at: patch.updated_at ?? null,
+      }),
+    );
+    return result.changes > 0;
+  }
+
+  async deleteUser(username: string): Promise<boolean> {
+    const s = this.#stmts();
+    // Agents go first, explicitly: their delete trigger removes logs and events, and the
+    // result does not depend on foreign_keys being on.
+    return this.#db.transaction(() => {
+      s.deleteAgentsOfOwner.run(username);
+      return s.deleteUser.run(username).changes > 0;
+    })();
+  }
+
+  async createAgent(agent: AgentRecord): Promise<void> {
+    const s = this.#stmts();
+    run(
+      () =>
+        s.insertAgent.run({
+          ...agent,
+          parameters: JSON.stringify(agent.parameters ?? {}),
+          environment: JSON.stringify(agent.environment ?? {}),
+        }),
+      {
+        conflict: (message) =>
+          message.includes('agents.owner') ? `agent named "${agent.name}" already exists for user "${agent.owner}"` : `agent "${agent.id}" already exists`,
+        // SQLite does not say which key failed; look it up, only on this rare path.
+        foreignKey: () =>
+          s.userExists.get(agent.owner) === undefined ? `unknown owner "${agent.owner}"` : `unknown image ${agent.image_id}`,
+      },
+    );
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | null> {
+    const row = this.#stmts().getAgent.get(id);
+    return row === undefined ? null : toAgent(row);
+  }
+
+  async listAgents(filter: { owner?: string } = {}): Promise<AgentRecord[]> {
+    const s = this.#stmts();
+    const rows = (filter.owner === undefined ? s.listAgents.all() : s.listAgentsOfOwner.all(filter.owner));
+    return rows.map(toAgent);
+  }
+
+  async updateAgent(id: string, patch: AgentPatch): Promise<AgentRecord | null> {
+    const s = this.#stmts();
+    const row = run(
+      () =>
+        s.updateAgent.get({
+          id,
+          status: patch.status ?? null,
+          name: patch.name ?? null,
+          updated_at: patch.updated_at ?? null,
+        }),
+      { conflict: () => `an agent named "${patch.name ?? ''}" already exists for this owner` },
+    );
+    return row === undefined ? null : toAgent(row);
+  }
+
+  async addAgentUsage(id: string, requests: number, tokens: number, updatedAt: string): Promise<AgentRecord | null> {
+    const row = this.#stmts().addAgentUsage.get({ id, requests, tokens, updated_at: updatedAt });
+    return row === undefined ? null : toAgent(row);
+  }
+
+  async deleteAgent(id: string): Promise<boolean> {
+    return this.#stmts().deleteAgent.run(id).changes > 0;
+  }
+
+  async countAgentsUsingImage(digest: string): Promise<number> {
+    return this.#stmts().countAgentsUsingImage.get(digest) as number;
+  }
+
+  async putImage(image: Omit<ImageRecord, 'tags'>, tags: string[]): Promise<void> {
+    const s = this.#stmts();
+    const row: ImageRow = {
+      digest: image.digest,
+      manifest: image.manifest,
+      config: image.config,
+      config_digest: image.config_digest,
+      size: image.size,
+      created_at: image.created_at,
+    };
+    run(() =>
+      this.#db.transaction(() => {
+        s.insertImage.run(row);
+        for (const tag of tags) s.upsertTag.run(tag, image.digest);
+      })(),
+    );
+  }
+
+  async getImage(digest: string): Promise<ImageRecord | null> {
+    const s = this.#stmts();
+    const row = s.getImage.get(digest);
+    return row === undefined ? null : { ...row, tags: s.tagsOfImage.all(digest) };
+  }
+
+  async findImagesByDigestPrefix(hexPrefix: string): Promise<ImageRecord[]> {
+    const prefix = hexPrefix.toLowerCase();
+    // Not hex: no digest can start with it (and it must never reach the range bounds).
+    if (!HEX_PREFIX.test(prefix)) return [];
+    const rows = this.#stmts().imagesInRange.all(`sha256:${prefix}`, `sha256:${prefix}${AFTER_HEX}`);
+    return this.#withTags(rows);
+  }
+
+  async resolveTag(nameTag: string): Promise<string | null> {
+    return (this.#stmts().resolveTag.get(nameTag)) ?? null;
+  }
+
+  async listImages(): Promise<ImageRecord[]> {
+    return this.#withTags(this.#stmts().listImages.all());
+  }
+
+  async deleteImage(digest: string): Promise<boolean> {
+    const s = this.#stmts();
+    return run(() =>
+      this.#db.transaction(() => {
+        const users = s.countAgentsUsingImage.get(digest) as number;
+        if (users > 0) throw new SentinelError('conflict', `image is in use by ${users} agent(s)`);
+        return s.deleteImage.run(digest).changes > 0;
+      }).immediate(),
+    );
+  }
+
+  /**
+   * Lines are stored under `agentId` whatever their own `agent_id` says. Timestamps are
+   * stored in canonical `toISOString()` form because `since` compares them as text.
+   */
+  async appendLogs(agentId: string, lines: NewLogRecord[]): Promise<LogRecord[]> {
+    if (lines.length === 0) return [];
+    const s = this.#stmts();
+    const records = lines.map((line): Omit<LogRecord, 'seq'> => {
+      const record: Omit<LogRecord, 'seq'> = { agent_id: agentId, timestamp: canonicalTimestamp(line.timestamp, 'log timestamp'), level: line.level, message: line.message };
+      if (line.fields !== undefined) record.fields = line.fields;
+      return record;
+    });
+    return run(() =>
+      this.#db.transaction(() => {
+        let seq = s.nextLogSeq.get(agentId) as number;
+        return records.map((record): LogRecord => {
+          s.insertLog.run(agentId, seq, record.timestamp, record.level, record.message, record.fields === undefined ? null : JSON.stringify(record.fields));
+          return { ...record, seq: seq++ };
+        });
+      }).immediate(),
+    );
+  }
+
+  async listLogs(agentId: string, query: LogQuery = {}): Promise<LogRecord[]> {
+    const s = this.#stmts();
+    const params = {
+      agentId,
+      afterSeq: query.afterSeq ?? 0,
+      since: query.since === undefined ? '' : canonicalTimestamp(query.since, 'since'),
+      minRank: query.level === undefined ? 0 : levelRank(query.level),
+    };
+    const rows = (
+      query.tail === undefined ? s.listLogs.all(params) : s.listLogsTail.all({ ...params, tail: nonNegativeInteger(query.tail, 'tail') })
+    );
+    return rows.map(toLog);
+  }
+
+  /** Events are stored under `agentId` whatever their own `agent_id` says. */
+  async appendEvents(agentId: string, events: NewEventRecord[]): Promise<EventRecord[]> {
+    if (events.length === 0) return [];
+    const s = this.#stmts();
+    return run(() =>
+      this.#db.transaction(() => {
+        let seq = s.nextEventSeq.get(agentId) as number;
+        return events.map((event): EventRecord => {
+          const data = event.data ?? {};
+          s.insertEvent.run(agentId, seq, event.event_type, event.timestamp, event.content, JSON.stringify(data));
+          return { agent_id: agentId, seq: seq++, event_type: event.event_type, timestamp: event.timestamp, content: event.content, data };
+        });
+      }).immediate(),
+    );
+  }
+
+  async listEvents(agentId: string, afterSeq: number, limit: number = DEFAULT_EVENT_LIMIT): Promise<EventRecord[]> {
+    const rows = this.#stmts().listEvents.all(agentId, afterSeq, nonNegativeInteger(limit, 'limit'));
+    return rows.map(toEvent);
+  }
+
+  async firstEventSeq(agentId: string): Promise<number> {
+    return this.#stmts().firstEventSeq.get(agentId) as number;
+  }
+
+  async getMeta(key: string): Promise<string | null> {
+    return (this.#stmts().getMeta.get(key)) ?? null;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.#stmts().setMeta.run(key, value);
+  }
+
+  #open(): SqliteDatabase {
+    if (this.#closed) throw new SentinelError('unavailable', 'the store is closed');
+    return this.#db;
+  }
+
+  #stmts(): Statements {
+    this.#open();
+    if (this.#statements === undefined) throw new SentinelError('unavailable', 'the store is not migrated yet; call migrate() first');
+    return this.#statements;
+  }
+
+  /** Fills `tags` for many images with one query instead of one per image. */
+  #withTags(rows: ImageRow[]): ImageRecord[] {
+    if (rows.length === 0) return [];
+    const s = this.#stmts();
+    if (rows.length === 1) {
+      const row = rows[0] as ImageRow;
+      return [{ ...row, tags: s.tagsOfImage.all(row.digest) }];
+    }
+    const tagsByDigest = new Map<string, string[]>();
+    for (const { name_tag, digest } of s.allTags.all()) {
+      const list = tagsByDigest.get(digest);
+      if (list === undefined) tagsByDigest.set(digest, [name_tag]);
+      else list.push(name_tag);
+    }
+    return rows.map((row) => ({ ...row, tags: tagsByDigest.get(row.digest) ?? [] }));
+  }
+}
+
+/**
+ * Opens (creating) the SQLite file at `options.path`, sets WAL and the other pragmas and
+ * applies pending migrations. Default `busyTimeoutMs` 5000. Any failure (missing directory,
+ * no permission, not a database, schema newer than this code) rejects with one
+ * SentinelError `unavailable`: `cannot open database <path>: <reason>`.
+ */
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
+  let store: SqliteStore | undefined;
+  try {
+    store = new SqliteStore(options);
+    await store.migrate();
+    return store;
+  } catch (err) {
+    await store?.close();
+    throw new SentinelError('unavailable', `cannot open database ${options.path}: ${openFailureReason(err)}`, { cause: err });
+  }
+}
+
+/** Creates the file owner-only before SQLite does (SQLite gives its -wal/-shm files the same mode). */
+function createPrivateFile(path: string): void {
+  try {
+    writeFileSync(path, '', { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
+function openFailureReason(err: unknown): string {
+  if (isSentinelError(err)) return err.message;
+  const code = (err as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return 'the directory does not exist';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'it is a directory';
+    case 'SQLITE_NOTADB':
+      return 'the file is not a SQLite database';
+    default:
+      return err instanceof Error ? err.message : String(err);
+  }
+}
+
+interface ConstraintMessages {
+  /** Message for a UNIQUE / PRIMARY KEY violation; gets SQLite's message to tell keys apart. */
+  conflict?: (sqliteMessage: string) => string;
+  /** Message for a FOREIGN KEY violation. */
+  foreignKey?: () => string;
+}
+
+/** Runs one write and turns SQLite's failures into the SentinelError codes callers branch on. */
+function run<T>(write: () => T, messages: ConstraintMessages = {}): T {
+  try {
+    return write();
+  } catch (err) {
+    if (isSentinelError(err)) throw err;
+    const code = (err as { code?: unknown }).code;
+    const message = err instanceof Error ? err.message : '';
+    switch (code) {
+      case 'SQLITE_CONSTRAINT_UNIQUE':
+      case 'SQLITE_CONSTRAINT_PRIMARYKEY':
+        throw new SentinelError('conflict', messages.conflict?.(message) ?? 'the record already exists', { cause: err });
+      case 'SQLITE_CONSTRAINT_FOREIGNKEY':
+        throw new SentinelError('invalid_request', messages.foreignKey?.() ?? 'a referenced record does not exist', { cause: err });
+      case 'SQLITE_CONSTRAINT_CHECK':
+      case 'SQLITE_CONSTRAINT_NOTNULL':
+        throw new SentinelError('invalid_request', `invalid record: ${message}`, { cause: err });
+      case 'SQLITE_BUSY':
+      case 'SQLITE_LOCKED':
+        throw new SentinelError('unavailable', 'the database is busy; try again', { cause: err });
+      case 'SQLITE_FULL':
+        throw new SentinelError('unavailable', 'the database disk is full', { cause: err });
+      default:
+        throw err;
+    }
+  }
+}
+
+function canonicalTimestamp(value: string, what: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new SentinelError('invalid_request', `${what} must be an ISO 8601 timestamp`);
+  return new Date(ms).toISOString();
+}
+
+function levelRank(level: LogLevel): number {
+  const rank = LEVEL_RANK[level];
+  if (rank === undefined) throw new SentinelError('invalid_request', `unknown log level "${String(level)}"`);
+  return rank;
+}
+
+function nonNegativeInteger(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new SentinelError('invalid_request', `${what} must be a non-negative integer`);
+  return value;
+}
+
+function toUser(row: UserRow): UserRecord {
+  return { ...row, can_push: row.can_push === 1 };
+}
+
+function toAgent(row: AgentRow): AgentRecord {
+  return {
+    ...row,
+    parameters: JSON.parse(row.parameters) as Record<string, unknown>,
+    environment: JSON.parse(row.environment) as Record<string, string>,
+  };
+}
+
+function toLog(row: LogRow): LogRecord {
+  const { fields, ...rest } = row;
+  return fields === null ? rest : { ...rest, fields: JSON.parse(fields) as Record<string, unknown> };
+}
+
+function toEvent(row: EventRow): EventRecord {
+  return { ...row, data: JSON.parse(row.data) as Record<string, unknown> };
+}

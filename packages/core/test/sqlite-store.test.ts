@@ -1,0 +1,203 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SqliteStore, isSentinelError, openSqliteStore, sqliteMigrations } from '@sentinel/api-core';
+import type { EventRecord } from '@sentinel/api-core';
+import { describeStoreConformance } from './store-conformance.js';
+
+const tempDirs: string[] = [];
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sentinel-sqlite-'));
+  tempDirs.push(dir);
+  return dir;
+}
+
+afterEach(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+describeStoreConformance('sqlite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sentinel-sqlite-conf-'));
+  const store = await openSqliteStore({ path: join(dir, 'sentinel.db') });
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+/** Resolves with the rejection of `promise` (fails the test when it resolves). */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => expect.unreachable('expected a rejection'),
+    (err: unknown) => err,
+  );
+}
+
+const T0 = '2025-01-01T00:00:00.000Z';
+
+describe('SqliteStore specifics', () => {
+  it('declares migrations with strictly increasing versions from 1', () => {
+    expect(sqliteMigrations.map((m) => m.version)).toEqual(sqliteMigrations.map((_, i) => i + 1));
+    expect(sqliteMigrations.every((m) => m.name.length > 0 && m.sql.trim().length > 0)).toBe(true);
+  });
+
+  it('runs in WAL mode, records its migrations, and creates an owner-only file', async () => {
+    const path = join(tempDir(), 'sentinel.db');
+    const store = await openSqliteStore({ path });
+    expect(store.path).toBe(path);
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      const rows = raw.prepare('SELECT version, name, applied_at FROM schema_migrations ORDER BY version').all() as { version: number; name: string; applied_at: string }[];
+      expect(rows.map((r) => [r.version, r.name])).toEqual(sqliteMigrations.map((m) => [m.version, m.name]));
+      expect(Number.isNaN(Date.parse(rows[0]?.applied_at ?? ''))).toBe(false);
+    } finally {
+      raw.close();
+    }
+    if (process.platform !== 'win32') expect(statSync(path).mode & 0o777).toBe(0o600);
+    await store.close();
+  });
+
+  it('keeps everything across close and reopen, and continues the sequences', async () => {
+    const path = join(tempDir(), 'sentinel.db');
+    const first = await openSqliteStore({ path });
+    await first.createUser({ username: 'alice', password_hash: 'scrypt$x', role: 'admin', can_push: true, created_at: T0, updated_at: T0 });
+    const image = { digest: `sha256:${'ab'.repeat(32)}`, manifest: '{"schemaVersion":2}', config: '{"name":"x"}', config_digest: `sha256:${'cd'.repeat(32)}`, size: 12, created_at: T0 };
+    await first.putImage(image, ['x:latest']);
+    const agent = { id: 'a1', name: 'one', owner: 'alice', image: 'x:latest', image_id: image.digest, status: 'running' as const, model: 'echo/echo', parameters: { t: 0.5 }, environment: { K: 'v' }, usage_requests: 3, usage_tokens: 40, created_at: T0, updated_at: T0 };
+    await first.createAgent(agent);
+    await first.appendLogs('a1', [{ agent_id: 'a1', timestamp: T0, level: 'warn', message: 'careful', fields: { n: 1 } }]);
+    await first.appendEvents('a1', [{ agent_id: 'a1', event_type: 'agent_status', timestamp: T0, content: 'running', data: { status: 'running' } }]);
+    await first.setMeta('instance', 'one');
+    await first.close();
+
+    const second = await openSqliteStore({ path });
+    try {
+      expect(await second.getUser('alice')).toEqual({ username: 'alice', password_hash: 'scrypt$x', role: 'admin', can_push: true, created_at: T0, updated_at: T0 });
+      expect(await second.getImage(image.digest)).toEqual({ ...image, tags: ['x:latest'] });
+      expect(await second.getAgent('a1')).toEqual(agent);
+      expect(await second.listLogs('a1')).toEqual([{ agent_id: 'a1', seq: 1, timestamp: T0, level: 'warn', message: 'careful', fields: { n: 1 } }]);
+      expect((await second.listEvents('a1', 0)).map((e) => e.content)).toEqual(['running']);
+      expect(await second.getMeta('instance')).toBe('one');
+      const [next] = await second.appendEvents('a1', [{ agent_id: 'a1', event_type: 'agent_status', timestamp: T0, content: 'stopped', data: {} }]);
+      expect(next?.seq).toBe(2);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('rejects a file that is not a database with one clear unavailable error', async () => {
+    const path = join(tempDir(), 'notes.txt');
+    writeFileSync(path, 'this is a text file, not a database\n'.repeat(100));
+    const err = await rejection(openSqliteStore({ path }));
+    expect(isSentinelError(err) && err.code).toBe('unavailable');
+    expect((err as Error).message).toBe(`cannot open database ${path}: the file is not a SQLite database`);
+  });
+
+  it('rejects a path in a missing directory with unavailable', async () => {
+    const path = join(tempDir(), 'no', 'such', 'dir', 'sentinel.db');
+    const err = await rejection(openSqliteStore({ path }));
+    expect(isSentinelError(err) && err.code).toBe('unavailable');
+    expect((err as Error).message).toBe(`cannot open database ${path}: the directory does not exist`);
+  });
+
+  it('refuses a database whose schema is newer than the code', async () => {
+    const path = join(tempDir(), 'sentinel.db');
+    await (await openSqliteStore({ path })).close();
+    const raw = new Database(path);
+    raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, ?, ?)').run('from the future', T0);
+    raw.close();
+    const err = await rejection(openSqliteStore({ path }));
+    expect(isSentinelError(err) && err.code).toBe('unavailable');
+    expect((err as Error).message).toContain(`cannot open database ${path}: database schema version 999 is newer than this server supports`);
+  });
+
+  it('closes idempotently; later calls reject unavailable', async () => {
+    const store = await openSqliteStore({ path: join(tempDir(), 'sentinel.db') });
+    await store.close();
+    await store.close();
+    const err = await rejection(store.getUser('alice'));
+    expect(isSentinelError(err) && err.code).toBe('unavailable');
+    await expect(store.migrate()).rejects.toThrow('closed');
+  });
+
+  it('refuses queries before migrate() with unavailable, then works after it', async () => {
+    const store = new SqliteStore({ path: join(tempDir(), 'sentinel.db') });
+    try {
+      const err = await rejection(store.countUsers());
+      expect(isSentinelError(err) && err.code).toBe('unavailable');
+      await store.migrate();
+      expect(await store.countUsers()).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('rejects malformed queries with invalid_request instead of guessing', async () => {
+    const store = await openSqliteStore({ path: join(tempDir(), 'sentinel.db') });
+    try {
+      for (const promise of [store.listLogs('a', { since: 'yesterday' }), store.listLogs('a', { tail: -1 }), store.listEvents('a', 0, 1.5)]) {
+        const err = await rejection(promise);
+        expect(isSentinelError(err) && err.code).toBe('invalid_request');
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('loses no acknowledged event when the writing process is killed with SIGKILL', async () => {
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    expect(existsSync(dist), `${dist} is missing: run \`pnpm build\` first (the child process needs the built core)`).toBe(true);
+    const fixture = fileURLToPath(new URL('./fixtures/append-events-until-killed.mjs', import.meta.url));
+    const path = join(tempDir(), 'sentinel.db');
+    await (await openSqliteStore({ path })).close();
+
+    const child = spawn(process.execPath, [fixture, path, 'durable'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let acknowledged = 0;
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      acknowledged += chunk.split('\n').length - 1;
+      if (acknowledged >= 200 && child.exitCode === null && !child.killed) child.kill('SIGKILL');
+    });
+    const signal = await new Promise<NodeJS.Signals | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (_code, sig) => resolve(sig));
+    });
+    expect(signal, `the child did not die by SIGKILL; stderr: ${stderr}`).toBe('SIGKILL');
+
+    // Only complete lines were acknowledged; every one of them must be on disk.
+    const acked = stdout.split('\n').slice(0, -1).map(Number);
+    expect(acked.length).toBeGreaterThanOrEqual(200);
+    const store = await openSqliteStore({ path });
+    try {
+      const stored: EventRecord[] = [];
+      for (let page = await store.listEvents('durable', 0); page.length > 0; page = await store.listEvents('durable', page.at(-1)?.seq ?? 0)) stored.push(...page);
+      const storedSeqs = stored.map((e) => e.seq);
+      expect(storedSeqs).toEqual(storedSeqs.map((_, i) => i + 1));
+      expect(storedSeqs.length).toBeGreaterThanOrEqual(Math.max(...acked));
+      // Each call wrote two events in one transaction: the kill must never leave half a batch.
+      expect(storedSeqs.length % 2).toBe(0);
+      const present = new Set(storedSeqs);
+      expect(acked.filter((seq) => !present.has(seq))).toEqual([]);
+    } finally {
+      await store.close();
+    }
+    const raw = new Database(path, { readonly: true });
+    try {
+      expect(raw.pragma('integrity_check', { simple: true })).toBe('ok');
+    } finally {
+      raw.close();
+    }
+  });
+});

@@ -1,0 +1,522 @@
+/**
+ * The Store contract as executable specs (DESIGN.md §4): every back end runs this suite
+ * unchanged, so it talks to the `Store` interface only and never assumes anything an
+ * implementation chose beyond the interface's doc comments (e.g. it never relies on insertion
+ * order to break ties, and compares unordered lists as sets).
+ */
+import { createHash } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isSentinelError } from '@sentinel/api-core';
+import type { AgentRecord, ErrorCode, ImageRecord, NewEventRecord, NewLogRecord, Store, UserRecord } from '@sentinel/api-core';
+
+/** A freshly opened, empty store and how to dispose of it. */
+export interface OpenedStore {
+  store: Store;
+  cleanup(): Promise<void>;
+}
+
+/** A fixed instant `seconds` after 2025-01-01T00:00:00Z, as `toISOString()` writes it. */
+function at(seconds: number): string {
+  return new Date(Date.UTC(2025, 0, 1) + seconds * 1000).toISOString();
+}
+
+function sha256(text: string): string {
+  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+}
+
+function makeUser(username: string, overrides: Partial<UserRecord> = {}): UserRecord {
+  return {
+    username,
+    password_hash: `scrypt$16384$8$1$c2FsdA$${username}`,
+    role: 'user',
+    can_push: false,
+    created_at: at(0),
+    updated_at: at(0),
+    ...overrides,
+  };
+}
+
+function makeImage(seed: string, createdAt = at(0)): Omit<ImageRecord, 'tags'> {
+  const config = JSON.stringify({ name: seed, model: { provider: 'echo', name: 'echo', parameters: { temperature: 0.7 } } });
+  const manifest = JSON.stringify({ schemaVersion: 2, config: { digest: sha256(config), size: config.length }, seed });
+  return { digest: sha256(manifest), manifest, config, config_digest: sha256(config), size: config.length, created_at: createdAt };
+}
+
+function makeAgent(id: string, owner: string, imageId: string, overrides: Partial<AgentRecord> = {}): AgentRecord {
+  return {
+    id,
+    name: `agent-${id}`,
+    owner,
+    image: 'starter:latest',
+    image_id: imageId,
+    status: 'created',
+    model: 'echo/echo',
+    parameters: { temperature: 0.7, nested: { list: [1, 'two', null], flag: true } },
+    environment: { API_KEY: 'not-a-real-key', MODE: 'test' },
+    usage_requests: 0,
+    usage_tokens: 0,
+    created_at: at(0),
+    updated_at: at(0),
+    ...overrides,
+  };
+}
+
+function makeLog(agentId: string, seconds: number, level: NewLogRecord['level'], message: string, fields?: Record<string, unknown>): NewLogRecord {
+  const line: NewLogRecord = { agent_id: agentId, timestamp: at(seconds), level, message };
+  if (fields !== undefined) line.fields = fields;
+  return line;
+}
+
+function makeEvent(agentId: string, n: number): NewEventRecord {
+  return { agent_id: agentId, event_type: 'message_processed', timestamp: at(n), content: `event ${n}`, data: { n, nested: { ok: true } } };
+}
+
+/** Awaits `promise`, expecting a SentinelError with `code` whose message contains `text`. */
+async function expectSentinelError(promise: Promise<unknown>, code: ErrorCode, text?: string): Promise<void> {
+  const err: unknown = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isSentinelError(err), `expected a SentinelError ${code}, got ${String(err)}`).toBe(true);
+  if (!isSentinelError(err)) return;
+  expect(err.code).toBe(code);
+  if (text !== undefined) expect(err.message).toContain(text);
+}
+
+/**
+ * Registers the Store conformance specs under `describe(name)`. `open` is called before
+ * every spec and must return an empty, migrated store; `cleanup` runs after it.
+ */
+export function describeStoreConformance(name: string, open: () => Promise<OpenedStore>): void {
+  describe(`Store conformance: ${name}`, () => {
+    let store: Store;
+    let cleanup: (() => Promise<void>) | undefined;
+
+    beforeEach(async () => {
+      const opened = await open();
+      store = opened.store;
+      cleanup = () => opened.cleanup();
+    });
+
+    afterEach(async () => {
+      await cleanup?.();
+      cleanup = undefined;
+    });
+
+    /** One user owning one agent on one image: the usual starting point. */
+    async function seedAgent(id = 'a1', owner = 'alice'): Promise<AgentRecord> {
+      if ((await store.getUser(owner)) === null) await store.createUser(makeUser(owner));
+      const image = makeImage('base');
+      await store.putImage(image, ['base:latest']);
+      const agent = makeAgent(id, owner, image.digest);
+      await store.createAgent(agent);
+      return agent;
+    }
+
+    describe('lifecycle', () => {
+      it('ping resolves and migrate is idempotent: running it again keeps data and the store keeps working', async () => {
+        await expect(store.ping()).resolves.toBeUndefined();
+        await store.createUser(makeUser('alice'));
+        await store.setMeta('k', 'v');
+        await store.migrate();
+        await store.migrate();
+        expect(await store.getUser('alice')).toEqual(makeUser('alice'));
+        expect(await store.getMeta('k')).toBe('v');
+        await store.createUser(makeUser('bob'));
+        expect(await store.countUsers()).toBe(2);
+      });
+    });
+
+    describe('users', () => {
+      it('round-trips every field, booleans as booleans', async () => {
+        const admin = makeUser('root', { role: 'admin', can_push: true, created_at: at(1), updated_at: at(2) });
+        const plain = makeUser('alice');
+        await store.createUser(admin);
+        await store.createUser(plain);
+        const gotAdmin = await store.getUser('root');
+        expect(gotAdmin).toEqual(admin);
+        expect(gotAdmin?.can_push).toBe(true);
+        expect((await store.getUser('alice'))?.can_push).toBe(false);
+        expect(await store.getUser('nobody')).toBeNull();
+      });
+
+      it('rejects a duplicate username with conflict and keeps the original', async () => {
+        await store.createUser(makeUser('alice', { role: 'admin' }));
+        await expectSentinelError(store.createUser(makeUser('alice')), 'conflict', 'already exists');
+        expect((await store.getUser('alice'))?.role).toBe('admin');
+        expect(await store.countUsers()).toBe(1);
+      });
+
+      it('lists and counts every user', async () => {
+        expect(await store.listUsers()).toEqual([]);
+        expect(await store.countUsers()).toBe(0);
+        for (const name of ['carol', 'alice', 'bob']) await store.createUser(makeUser(name));
+        const names = (await store.listUsers()).map((u) => u.username);
+        expect([...names].sort()).toEqual(['alice', 'bob', 'carol']);
+        expect(await store.countUsers()).toBe(3);
+      });
+
+      it('updates only the given fields and reports unknown users', async () => {
+        await store.createUser(makeUser('alice'));
+        expect(await store.updateUser('alice', { can_push: true, updated_at: at(9) })).toBe(true);
+        expect(await store.getUser('alice')).toEqual(makeUser('alice', { can_push: true, updated_at: at(9) }));
+        expect(await store.updateUser('alice', { role: 'admin', password_hash: 'scrypt$new' })).toBe(true);
+        expect(await store.getUser('alice')).toEqual(makeUser('alice', { can_push: true, updated_at: at(9), role: 'admin', password_hash: 'scrypt$new' }));
+        expect(await store.updateUser('alice', { can_push: false })).toBe(true);
+        expect((await store.getUser('alice'))?.can_push).toBe(false);
+        expect(await store.updateUser('nobody', { role: 'admin' })).toBe(false);
+        expect(await store.getUser('nobody')).toBeNull();
+      });
+
+      it('deleting a user deletes their agents with their logs and events, and nothing of others', async () => {
+        const mine = await seedAgent('a1', 'alice');
+        await store.createUser(makeUser('bob'));
+        const theirs = makeAgent('b1', 'bob', mine.image_id);
+        await store.createAgent(theirs);
+        for (const id of ['a1', 'b1']) {
+          await store.appendLogs(id, [makeLog(id, 1, 'info', 'hello')]);
+          await store.appendEvents(id, [makeEvent(id, 1)]);
+        }
+
+        expect(await store.deleteUser('alice')).toBe(true);
+        expect(await store.getUser('alice')).toBeNull();
+        expect(await store.getAgent('a1')).toBeNull();
+        expect(await store.listLogs('a1')).toEqual([]);
+        expect(await store.listEvents('a1', 0)).toEqual([]);
+        expect(await store.firstEventSeq('a1')).toBe(0);
+
+        expect(await store.getAgent('b1')).toEqual(theirs);
+        expect(await store.listLogs('b1')).toHaveLength(1);
+        expect(await store.listEvents('b1', 0)).toHaveLength(1);
+        expect(await store.countAgentsUsingImage(mine.image_id)).toBe(1);
+        expect(await store.deleteUser('alice')).toBe(false);
+      });
+    });
+
+    describe('agents', () => {
+      it('round-trips every field, JSON columns as objects', async () => {
+        const agent = await seedAgent();
+        const got = await store.getAgent(agent.id);
+        expect(got).toEqual(agent);
+        expect(got?.parameters).toEqual({ temperature: 0.7, nested: { list: [1, 'two', null], flag: true } });
+        expect(got?.environment).toEqual({ API_KEY: 'not-a-real-key', MODE: 'test' });
+        expect(await store.getAgent('missing')).toBeNull();
+      });
+
+      it('rejects a duplicate id, and a duplicate name for the same owner, with conflict', async () => {
+        const agent = await seedAgent();
+        await expectSentinelError(store.createAgent({ ...agent, name: 'other-name' }), 'conflict', 'already exists');
+        await expectSentinelError(store.createAgent({ ...agent, id: 'a2' }), 'conflict', 'already exists');
+        await store.createUser(makeUser('bob'));
+        await store.createAgent({ ...agent, id: 'b1', owner: 'bob' });
+        expect((await store.listAgents()).map((a) => a.id).sort()).toEqual(['a1', 'b1']);
+      });
+
+      it('rejects an unknown owner or image with invalid_request', async () => {
+        const agent = await seedAgent();
+        await expectSentinelError(store.createAgent({ ...agent, id: 'x1', name: 'x1', owner: 'ghost' }), 'invalid_request');
+        await expectSentinelError(store.createAgent({ ...agent, id: 'x2', name: 'x2', image_id: sha256('no such manifest') }), 'invalid_request');
+        expect(await store.getAgent('x1')).toBeNull();
+        expect(await store.getAgent('x2')).toBeNull();
+      });
+
+      it('lists newest first and filters by owner', async () => {
+        const first = await seedAgent('a1', 'alice');
+        await store.createUser(makeUser('bob'));
+        // Inserted out of chronological order: the order must come from created_at.
+        await store.createAgent(makeAgent('a3', 'alice', first.image_id, { created_at: at(30) }));
+        await store.createAgent(makeAgent('b2', 'bob', first.image_id, { created_at: at(20) }));
+        await store.createAgent(makeAgent('a2', 'alice', first.image_id, { created_at: at(10) }));
+
+        expect((await store.listAgents()).map((a) => a.id)).toEqual(['a3', 'b2', 'a2', 'a1']);
+        expect((await store.listAgents({})).map((a) => a.id)).toEqual(['a3', 'b2', 'a2', 'a1']);
+        expect((await store.listAgents({ owner: 'alice' })).map((a) => a.id)).toEqual(['a3', 'a2', 'a1']);
+        expect(await store.listAgents({ owner: 'bob' })).toEqual([makeAgent('b2', 'bob', first.image_id, { created_at: at(20) })]);
+        expect(await store.listAgents({ owner: 'nobody' })).toEqual([]);
+      });
+
+      it('updates status, name and updated_at, returning the whole record', async () => {
+        const agent = await seedAgent();
+        const running = await store.updateAgent(agent.id, { status: 'running', updated_at: at(5) });
+        expect(running).toEqual({ ...agent, status: 'running', updated_at: at(5) });
+        expect(await store.getAgent(agent.id)).toEqual(running);
+
+        const renamed = await store.updateAgent(agent.id, { name: 'renamed' });
+        expect(renamed).toEqual({ ...agent, status: 'running', updated_at: at(5), name: 'renamed' });
+        expect(await store.updateAgent('missing', { status: 'stopped' })).toBeNull();
+      });
+
+      it('rejects renaming onto another agent name of the same owner with conflict', async () => {
+        const agent = await seedAgent();
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id, { name: 'taken' }));
+        await expectSentinelError(store.updateAgent(agent.id, { name: 'taken' }), 'conflict', 'already exists');
+        expect((await store.getAgent(agent.id))?.name).toBe(agent.name);
+      });
+
+      it('accumulates usage atomically: 50 concurrent additions sum exactly', async () => {
+        const agent = await seedAgent();
+        const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.addAgentUsage(agent.id, 1, i + 1, at(100 + i))));
+        expect(results.every((r) => r !== null && r.id === agent.id)).toBe(true);
+        const got = await store.getAgent(agent.id);
+        expect(got?.usage_requests).toBe(50);
+        expect(got?.usage_tokens).toBe((50 * 51) / 2);
+        // Everything but the counters and updated_at is untouched.
+        expect({ ...got, usage_requests: 0, usage_tokens: 0, updated_at: agent.updated_at }).toEqual(agent);
+
+        const next = await store.addAgentUsage(agent.id, 2, 10, at(999));
+        expect(next).toMatchObject({ usage_requests: 52, usage_tokens: 1285, updated_at: at(999) });
+        expect(await store.addAgentUsage('missing', 1, 1, at(1))).toBeNull();
+      });
+
+      it('deletes an agent with its logs and events, and reports unknown ids', async () => {
+        const agent = await seedAgent();
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id));
+        for (const id of ['a1', 'a2']) {
+          await store.appendLogs(id, [makeLog(id, 1, 'info', 'one'), makeLog(id, 2, 'error', 'two')]);
+          await store.appendEvents(id, [makeEvent(id, 1), makeEvent(id, 2)]);
+        }
+        expect(await store.deleteAgent('a1')).toBe(true);
+        expect(await store.getAgent('a1')).toBeNull();
+        expect(await store.listLogs('a1')).toEqual([]);
+        expect(await store.listEvents('a1', 0)).toEqual([]);
+        expect(await store.firstEventSeq('a1')).toBe(0);
+        expect(await store.listLogs('a2')).toHaveLength(2);
+        expect(await store.listEvents('a2', 0)).toHaveLength(2);
+        expect(await store.deleteAgent('a1')).toBe(false);
+        expect(await store.getUser('alice')).not.toBeNull();
+      });
+
+      it('counts the agents using an image', async () => {
+        const agent = await seedAgent();
+        const other = makeImage('other');
+        await store.putImage(other, []);
+        expect(await store.countAgentsUsingImage(agent.image_id)).toBe(1);
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id));
+        expect(await store.countAgentsUsingImage(agent.image_id)).toBe(2);
+        expect(await store.countAgentsUsingImage(other.digest)).toBe(0);
+        expect(await store.countAgentsUsingImage(sha256('unknown'))).toBe(0);
+        await store.deleteAgent('a2');
+        expect(await store.countAgentsUsingImage(agent.image_id)).toBe(1);
+      });
+    });
+
+    describe('images', () => {
+      it('round-trips the exact bytes and returns tags sorted', async () => {
+        const image = makeImage('one', at(7));
+        await store.putImage(image, ['zeta:1', 'alpha:latest', 'mid:2']);
+        const got = await store.getImage(image.digest);
+        expect(got).toEqual({ ...image, tags: ['alpha:latest', 'mid:2', 'zeta:1'] });
+        expect(got?.manifest).toBe(image.manifest);
+        expect(got?.config).toBe(image.config);
+        expect(await store.getImage(sha256('missing'))).toBeNull();
+      });
+
+      it('is idempotent by digest: putting again keeps one image and adds the new tags', async () => {
+        const image = makeImage('one', at(1));
+        await store.putImage(image, ['one:1']);
+        await store.putImage(image, ['one:1']);
+        await store.putImage(image, ['one:latest']);
+        const images = await store.listImages();
+        expect(images).toHaveLength(1);
+        expect(images[0]).toEqual({ ...image, tags: ['one:1', 'one:latest'] });
+      });
+
+      it('moves a tag from the image that had it to the new one', async () => {
+        const v1 = makeImage('v1', at(1));
+        const v2 = makeImage('v2', at(2));
+        await store.putImage(v1, ['app:latest', 'app:1']);
+        expect(await store.resolveTag('app:latest')).toBe(v1.digest);
+        await store.putImage(v2, ['app:latest', 'app:2']);
+        expect(await store.resolveTag('app:latest')).toBe(v2.digest);
+        expect(await store.resolveTag('app:1')).toBe(v1.digest);
+        expect((await store.getImage(v1.digest))?.tags).toEqual(['app:1']);
+        expect((await store.getImage(v2.digest))?.tags).toEqual(['app:2', 'app:latest']);
+        expect(await store.resolveTag('app:3')).toBeNull();
+      });
+
+      it('lists newest first, with tags', async () => {
+        const old = makeImage('old', at(1));
+        const mid = makeImage('mid', at(2));
+        const young = makeImage('young', at(3));
+        await store.putImage(mid, ['mid:1']);
+        await store.putImage(young, []);
+        await store.putImage(old, ['old:b', 'old:a']);
+        expect(await store.listImages()).toEqual([
+          { ...young, tags: [] },
+          { ...mid, tags: ['mid:1'] },
+          { ...old, tags: ['old:a', 'old:b'] },
+        ]);
+      });
+
+      it('finds images by a digest hex prefix (short IDs)', async () => {
+        const first = makeImage('first');
+        await store.putImage(first, ['first:1']);
+        // Find a second image whose digest shares the first hex digit, so a one-digit prefix matches both.
+        let second = makeImage('second-0');
+        for (let i = 1; second.digest[7] !== first.digest[7]; i++) second = makeImage(`second-${i}`);
+        let unrelated = makeImage('unrelated-0');
+        for (let i = 1; unrelated.digest[7] === first.digest[7]; i++) unrelated = makeImage(`unrelated-${i}`);
+        await store.putImage(second, []);
+        await store.putImage(unrelated, []);
+
+        const hex = first.digest.slice('sha256:'.length);
+        expect(await store.findImagesByDigestPrefix(hex.slice(0, 12))).toEqual([{ ...first, tags: ['first:1'] }]);
+        expect(await store.findImagesByDigestPrefix(hex)).toEqual([{ ...first, tags: ['first:1'] }]);
+        expect((await store.findImagesByDigestPrefix(hex.slice(0, 1))).map((i) => i.digest).sort()).toEqual([first.digest, second.digest].sort());
+        const noMatch = hex.slice(0, 11) + (hex[11] === '0' ? '1' : '0');
+        expect(await store.findImagesByDigestPrefix(noMatch)).toEqual([]);
+        expect(await store.findImagesByDigestPrefix('not-hex%')).toEqual([]);
+      });
+
+      it('deletes an image with its tags and reports unknown digests', async () => {
+        const image = makeImage('doomed');
+        const kept = makeImage('kept');
+        await store.putImage(image, ['doomed:1', 'doomed:latest']);
+        await store.putImage(kept, ['kept:1']);
+        expect(await store.deleteImage(image.digest)).toBe(true);
+        expect(await store.getImage(image.digest)).toBeNull();
+        expect(await store.resolveTag('doomed:1')).toBeNull();
+        expect(await store.resolveTag('doomed:latest')).toBeNull();
+        expect(await store.listImages()).toEqual([{ ...kept, tags: ['kept:1'] }]);
+        expect(await store.deleteImage(image.digest)).toBe(false);
+        // A deleted tag can point at another image afterwards.
+        await store.putImage(kept, ['doomed:latest']);
+        expect(await store.resolveTag('doomed:latest')).toBe(kept.digest);
+      });
+
+      it('refuses to delete an image in use by an agent with conflict, and keeps it whole', async () => {
+        const agent = await seedAgent();
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id));
+        await expectSentinelError(store.deleteImage(agent.image_id), 'conflict', 'image is in use by 2 agent(s)');
+        expect((await store.getImage(agent.image_id))?.tags).toEqual(['base:latest']);
+        expect(await store.resolveTag('base:latest')).toBe(agent.image_id);
+
+        await store.deleteAgent('a1');
+        await expectSentinelError(store.deleteImage(agent.image_id), 'conflict', 'image is in use by 1 agent(s)');
+        await store.deleteAgent('a2');
+        expect(await store.deleteImage(agent.image_id)).toBe(true);
+      });
+    });
+
+    describe('logs', () => {
+      it('assigns consecutive seq numbers from 1, continuing across appends, and keeps fields', async () => {
+        const agent = await seedAgent();
+        expect(await store.appendLogs(agent.id, [])).toEqual([]);
+        const first = await store.appendLogs(agent.id, [makeLog(agent.id, 1, 'info', 'one', { turn: 1, nested: { a: [1] } }), makeLog(agent.id, 2, 'debug', 'two')]);
+        expect(first.map((l) => l.seq)).toEqual([1, 2]);
+        expect(first[0]).toEqual({ agent_id: agent.id, seq: 1, timestamp: at(1), level: 'info', message: 'one', fields: { turn: 1, nested: { a: [1] } } });
+        const second = await store.appendLogs(agent.id, [makeLog(agent.id, 3, 'warn', 'three'), makeLog(agent.id, 4, 'error', 'four'), makeLog(agent.id, 5, 'info', 'five')]);
+        expect(second.map((l) => l.seq)).toEqual([3, 4, 5]);
+
+        const all = await store.listLogs(agent.id);
+        expect(all).toEqual([...first, ...second]);
+        expect(all[0]?.fields).toEqual({ turn: 1, nested: { a: [1] } });
+        expect(all[1]?.fields).toBeUndefined();
+        expect(await store.listLogs('unknown')).toEqual([]);
+      });
+
+      it('numbers each agent independently', async () => {
+        const agent = await seedAgent();
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id));
+        await store.appendLogs('a1', [makeLog('a1', 1, 'info', 'x'), makeLog('a1', 2, 'info', 'y')]);
+        const other = await store.appendLogs('a2', [makeLog('a2', 1, 'info', 'z')]);
+        expect(other.map((l) => [l.agent_id, l.seq])).toEqual([['a2', 1]]);
+        expect((await store.listLogs('a1')).map((l) => l.message)).toEqual(['x', 'y']);
+      });
+
+      it('filters by since (inclusive), afterSeq, minimum level and tail, oldest first', async () => {
+        const agent = await seedAgent();
+        const levels = ['debug', 'info', 'warn', 'error', 'info', 'warn', 'debug', 'error'] as const;
+        await store.appendLogs(agent.id, levels.map((level, i) => makeLog(agent.id, i * 10, level, `m${i + 1}`)));
+        const seqs = async (query: Parameters<Store['listLogs']>[1]) => (await store.listLogs(agent.id, query)).map((l) => l.seq);
+
+        expect(await seqs({})).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+        expect(await seqs({ since: at(50) })).toEqual([6, 7, 8]);
+        expect(await seqs({ since: at(45) })).toEqual([6, 7, 8]);
+        expect(await seqs({ since: at(1000) })).toEqual([]);
+        expect(await seqs({ afterSeq: 6 })).toEqual([7, 8]);
+        expect(await seqs({ afterSeq: 0 })).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+        expect(await seqs({ level: 'debug' })).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+        expect(await seqs({ level: 'info' })).toEqual([2, 3, 4, 5, 6, 8]);
+        expect(await seqs({ level: 'warn' })).toEqual([3, 4, 6, 8]);
+        expect(await seqs({ level: 'error' })).toEqual([4, 8]);
+        expect(await seqs({ tail: 3 })).toEqual([6, 7, 8]);
+        expect(await seqs({ tail: 100 })).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+        expect(await seqs({ tail: 0 })).toEqual([]);
+        // tail counts matching lines only.
+        expect(await seqs({ level: 'warn', tail: 2 })).toEqual([6, 8]);
+        expect(await seqs({ since: at(20), level: 'info', tail: 3 })).toEqual([5, 6, 8]);
+        expect(await seqs({ afterSeq: 2, since: at(0), level: 'error' })).toEqual([4, 8]);
+      });
+    });
+
+    describe('events', () => {
+      it('assigns consecutive seq numbers from 1 and round-trips data', async () => {
+        const agent = await seedAgent();
+        expect(await store.appendEvents(agent.id, [])).toEqual([]);
+        const first = await store.appendEvents(agent.id, [makeEvent(agent.id, 1), makeEvent(agent.id, 2), makeEvent(agent.id, 3)]);
+        expect(first).toEqual([1, 2, 3].map((n) => ({ ...makeEvent(agent.id, n), seq: n })));
+        const second = await store.appendEvents(agent.id, [makeEvent(agent.id, 4)]);
+        expect(second.map((e) => e.seq)).toEqual([4]);
+        expect(await store.listEvents(agent.id, 0)).toEqual([...first, ...second]);
+      });
+
+      it('numbers each agent independently', async () => {
+        const agent = await seedAgent();
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id));
+        await store.appendEvents('a1', [makeEvent('a1', 1), makeEvent('a1', 2)]);
+        const other = await store.appendEvents('a2', [makeEvent('a2', 1)]);
+        expect(other.map((e) => [e.agent_id, e.seq])).toEqual([['a2', 1]]);
+        expect((await store.appendEvents('a1', [makeEvent('a1', 3)])).map((e) => e.seq)).toEqual([3]);
+      });
+
+      it('gives concurrent appends distinct, gap-free seq numbers, each batch consecutive', async () => {
+        const agent = await seedAgent();
+        const batches = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.appendEvents(agent.id, [makeEvent(agent.id, i * 3), makeEvent(agent.id, i * 3 + 1), makeEvent(agent.id, i * 3 + 2)])),
+        );
+        for (const batch of batches) {
+          const [a, b, c] = batch.map((e) => e.seq);
+          expect([b, c]).toEqual([(a ?? 0) + 1, (a ?? 0) + 2]);
+        }
+        const all = batches.flat().map((e) => e.seq).sort((x, y) => x - y);
+        expect(all).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+      });
+
+      it('lists after a seq, up to a limit that defaults to 1000', async () => {
+        const agent = await seedAgent();
+        await store.appendEvents(agent.id, Array.from({ length: 1005 }, (_, i) => makeEvent(agent.id, i)));
+        const page = await store.listEvents(agent.id, 0);
+        expect(page).toHaveLength(1000);
+        expect(page[0]?.seq).toBe(1);
+        expect(page[999]?.seq).toBe(1000);
+        expect((await store.listEvents(agent.id, 1000)).map((e) => e.seq)).toEqual([1001, 1002, 1003, 1004, 1005]);
+        expect((await store.listEvents(agent.id, 10, 3)).map((e) => e.seq)).toEqual([11, 12, 13]);
+        expect(await store.listEvents(agent.id, 1005)).toEqual([]);
+        expect(await store.listEvents('unknown', 0)).toEqual([]);
+      });
+
+      it('reports the first retained seq, 0 when none', async () => {
+        const agent = await seedAgent();
+        expect(await store.firstEventSeq(agent.id)).toBe(0);
+        await store.appendEvents(agent.id, [makeEvent(agent.id, 1), makeEvent(agent.id, 2)]);
+        expect(await store.firstEventSeq(agent.id)).toBe(1);
+        expect(await store.firstEventSeq('unknown')).toBe(0);
+      });
+    });
+
+    describe('meta', () => {
+      it('gets null for unknown keys, and set overwrites', async () => {
+        expect(await store.getMeta('token_issuer')).toBeNull();
+        await store.setMeta('token_issuer', 'one');
+        await store.setMeta('other', 'x');
+        expect(await store.getMeta('token_issuer')).toBe('one');
+        await store.setMeta('token_issuer', 'two');
+        expect(await store.getMeta('token_issuer')).toBe('two');
+        expect(await store.getMeta('other')).toBe('x');
+        await store.setMeta('empty', '');
+        expect(await store.getMeta('empty')).toBe('');
+      });
+    });
+  });
+}

@@ -1,0 +1,182 @@
+/**
+ * `toNodeListener`: the api as a plain `(req, res, next?)` function, mountable on node:http,
+ * Express, Fastify or anything else that hands out Node's request and response. Per request:
+ * request id → CORS/preflight → route → authenticate (before any body byte is read) → body →
+ * `api.invoke` → response. Nothing thrown or rejected in here escapes to the host.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import {
+  bodyFormatsOf,
+  isSentinelError,
+  SentinelError,
+  toPublicError,
+  type Logger,
+  type RawRouteInput,
+  type SentinelApiSurface,
+} from '@sentinel/api-core';
+import { bodyFormatOf } from './body-format.js';
+import { isPreflight, resolveCors, setCorsHeaders, setPreflightHeaders, type CorsOptions } from './cors.js';
+import { announcesBody, ClientGoneError, DEFAULT_MAX_BODY_BYTES, readBodyText } from './read-body.js';
+import { createRequestContext, type RequestContext } from './request-context.js';
+import { requestIdFor } from './request-id.js';
+import { sendEmpty, sendError, sendRouteResponse } from './respond.js';
+import { createRouter } from './router.js';
+
+export interface NodeListenerOptions {
+  /** CORS for browsers on other origins. Default `true`: any origin, no credentials, preflights cached 600 s. `false`: no CORS headers. */
+  cors?: boolean | CorsOptions;
+  /** Log one `request` line per request at info level. Default `true`. */
+  logRequests?: boolean;
+  /** Where request lines and unexpected errors go. Default `api.logger`. */
+  logger?: Logger;
+  /** Body size cap in bytes for routes without their own `maxBodyBytes`. Default 1 MiB (1 048 576). */
+  maxBodyBytes?: number;
+  /** Believe X-Forwarded-Proto, -Host and -For (only behind your own reverse proxy). Default `false`: they are ignored. */
+  trustProxy?: boolean;
+}
+
+/**
+ * A Node request listener. With `next` (Express-style hosts), paths outside the api's route
+ * prefixes (`/v1`) are handed to `next()`; without it they get a 404.
+ */
+export type NodeListener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
+
+function parseQuery(raw: string): Record<string, string | string[]> {
+  // Null prototype: `?__proto__=x` must stay an ordinary key.
+  const query = Object.create(null) as Record<string, string | string[]>;
+  if (raw === '') return query;
+  for (const [key, value] of new URLSearchParams(raw)) {
+    const previous = query[key];
+    if (previous === undefined) query[key] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else query[key] = [previous, value];
+  }
+  return query;
+}
+
+function errorFields(err: unknown): Record<string, unknown> {
+  // An `internal` SentinelError wraps the real failure in `cause`: log that one.
+  const original = isSentinelError(err) && err.cause !== undefined ? err.cause : err;
+  if (original instanceof Error) return { error: original.message, error_name: original.name, stack: original.stack };
+  return { error: String(original) };
+}
+
+/** Turns `api` into a request listener (see {@link NodeListenerOptions} for the defaults). */
+export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOptions = {}): NodeListener {
+  const router = createRouter(api.routes);
+  const logger = options.logger ?? api.logger;
+  const cors = resolveCors(options.cors);
+  const logRequests = (options.logRequests ?? true) && logger.isLevelEnabled('info');
+  const defaultMaxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const trustProxy = options.trustProxy ?? false;
+
+  async function respond(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext) {
+    const origin = req.headers.origin;
+    if (cors && origin !== undefined) setCorsHeaders(res, cors, origin);
+
+    if (method === 'OPTIONS') {
+      const allow = router.allowedMethods(path);
+      if (!allow) throw new SentinelError('not_found', `no route for OPTIONS ${path}`);
+      // Preflights never need auth: the browser sends them without credentials.
+      if (cors && isPreflight(req)) setPreflightHeaders(res, cors, req, allow);
+      res.setHeader('Allow', allow.join(', '));
+      sendEmpty(res, 204);
+      return;
+    }
+
+    const match = router.match(method, path);
+    if (match.kind === 'not_found') throw new SentinelError('not_found', `no route for ${method} ${path}`);
+    if (match.kind === 'method_not_allowed') {
+      throw new SentinelError('method_not_allowed', `method ${method} is not allowed on ${path}`, { allow: match.allow });
+    }
+    const { route, params } = match;
+
+    // Before the body: an anonymous client must not make us read (or wait for) a body.
+    if (route.auth !== 'public') ctx.principal = await api.authenticate(req.headers.authorization);
+
+    const raw: RawRouteInput = { params, query: parseQuery(rawQuery) };
+    const formats = bodyFormatsOf(route);
+    // Routes without body formats leave any body unread; Node drains it after the response.
+    if (formats.length > 0 && announcesBody(req)) {
+      const format = bodyFormatOf(req.headers['content-type'], formats);
+      const text = await readBodyText(req, route.maxBodyBytes ?? defaultMaxBodyBytes);
+      if (text.length > 0) raw.body = { format, text };
+    }
+
+    const response = await api.invoke(route, raw, ctx);
+    if (res.destroyed) return;
+    sendRouteResponse(res, response, method === 'HEAD');
+  }
+
+  function fail(res: ServerResponse, err: unknown, ctx: RequestContext, method: string, path: string): void {
+    if (err instanceof ClientGoneError) return;
+    const publicError = toPublicError(err);
+    const clientLeft = res.destroyed && !res.writableFinished;
+    if (publicError.code === 'internal' && !(clientLeft && err instanceof Error && err.name === 'AbortError')) {
+      ctx.log.error('request failed', { method, path, ...errorFields(err) });
+    }
+    if (res.headersSent || res.destroyed) {
+      // Half a response cannot be turned into an error response: cut the connection so the
+      // client sees a failure instead of a truncated success.
+      res.destroy();
+      return;
+    }
+    try {
+      sendError(res, publicError, method === 'HEAD');
+    } catch {
+      res.destroy();
+    }
+  }
+
+  return function sentinelListener(req, res, next) {
+    try {
+      handleRequest(req, res, next);
+    } catch (err) {
+      // Only a host that already answered this request gets here (setHeader after send).
+      logger.error('request listener failed', errorFields(err));
+      res.destroy();
+    }
+  };
+
+  function handleRequest(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined): void {
+    const url = req.url ?? '/';
+    const queryStart = url.indexOf('?');
+    const path = queryStart === -1 ? url : url.slice(0, queryStart);
+    if (next && !router.owns(path)) {
+      next();
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const requestId = requestIdFor(req.headers['x-request-id']);
+    res.setHeader('X-Request-Id', requestId);
+    const { context, clientGone } = createRequestContext(req, requestId, logger, trustProxy);
+    const started = logRequests ? performance.now() : 0;
+
+    res.once('close', () => {
+      const finished = res.writableFinished;
+      if (!finished) clientGone();
+      if (!logRequests) return;
+      logger.info('request', {
+        request_id: requestId,
+        method,
+        // The pathname only: query strings can carry secrets.
+        path,
+        // 499 (nginx's "client closed request") when the client left before a status was sent.
+        status: res.headersSent ? res.statusCode : 499,
+        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+        remote: context.remoteAddress,
+        ...(finished ? {} : { aborted: true }),
+      });
+    });
+
+    const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);
+    respond(req, res, method, path, rawQuery, context).catch((err: unknown) => {
+      try {
+        fail(res, err, context, method, path);
+      } catch {
+        res.destroy();
+      }
+    });
+  }
+}

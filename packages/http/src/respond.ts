@@ -1,0 +1,57 @@
+/**
+ * Writing responses. Everything we send goes through here so the shapes stay uniform: JSON
+ * with an exact Content-Length, 204 without a body, errors as `{error, code}`.
+ */
+import type { ServerResponse } from 'node:http';
+import { errorBody, SentinelError, type RouteResponse } from '@sentinel/api-core';
+import { statusForErrorCode } from './status.js';
+
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
+/** Sends `body` as JSON; `omitBody` (HEAD) keeps the headers, Content-Length included. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, omitBody: boolean): void {
+  const json = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': JSON_CONTENT_TYPE, 'Content-Length': Buffer.byteLength(json) });
+  res.end(omitBody ? undefined : json);
+}
+
+/** Sends a response without a body (204, OPTIONS). */
+export function sendEmpty(res: ServerResponse, status: number): void {
+  res.writeHead(status);
+  res.end();
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
+
+/**
+ * Sends what `api.invoke` returned. The one place that looks at the result's kind: streamed
+ * results (an AsyncIterable → NDJSON or SSE, paced by 'drain') are the next kind to add here.
+ */
+export function sendRouteResponse(res: ServerResponse, response: RouteResponse, omitBody: boolean): void {
+  const { status, body } = response;
+  if (body === undefined || status === 204 || status === 304) {
+    sendEmpty(res, status);
+    return;
+  }
+  if (isAsyncIterable(body)) {
+    throw new SentinelError('internal', 'a handler returned a stream: streamed responses are not supported by this transport yet');
+  }
+  sendJson(res, status, body, omitBody);
+}
+
+/**
+ * Sends `err` as `{error, code}` with the status from the code table and the headers the code
+ * implies. An `internal` error never shows its message: that belongs in the log.
+ */
+export function sendError(res: ServerResponse, err: SentinelError, omitBody: boolean): void {
+  const status = statusForErrorCode(err.code);
+  if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
+  if (err.code === 'method_not_allowed' && err.allow) res.setHeader('Allow', err.allow.join(', '));
+  if (err.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(0, Math.ceil(err.retryAfter))));
+  // The rest of an oversized body is not worth reading: close once the 413 is out.
+  if (err.code === 'payload_too_large') res.setHeader('Connection', 'close');
+  const body = err.code === 'internal' ? { error: 'internal server error', code: 'internal' } : errorBody(err);
+  sendJson(res, status, body, omitBody);
+}
