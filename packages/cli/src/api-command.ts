@@ -1,6 +1,7 @@
 /**
- * `sentinel api`: composes the core and the HTTP transport into a running server. Usable
- * programmatically too; process concerns (signals, exit codes) stay in bin.ts.
+ * `sentinel api`: composes the core, the HTTP transport and the WebSocket transport into a
+ * running server. Usable programmatically too; process concerns (signals, exit codes) stay in
+ * bin.ts.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { createJsonLogger, createSentinelApi, type Logger, type SentinelApi } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
+import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { CommandError, UsageError, describeFsError, oneLineMessage } from './errors.js';
 import { parseApiArgs, type ApiConfig } from './parse-args.js';
 
@@ -33,13 +35,16 @@ export interface RunningApi {
   /** The composed core (services, store). */
   readonly api: SentinelApi;
   readonly server: RunningServer;
+  /** The WebSocket transport (chat and events) attached to the same server. */
+  readonly ws: WebSocketHandle;
   /** The JSON-lines logger writing to stdout. */
   readonly logger: Logger;
   /** Set only when this start created the admin user with a generated password. */
   readonly generatedAdminPassword: string | undefined;
   /**
-   * Graceful stop: stop accepting, let in-flight requests finish, then close the api (store).
-   * Idempotent: every call returns the same promise.
+   * Graceful stop: stop accepting connections, end the agents' turns (`stream_end` with reason
+   * `shutdown`) and close the WebSockets with 1001, let in-flight HTTP requests finish, then
+   * close the api (store). Idempotent: every call returns the same promise.
    */
   close(): Promise<void>;
 }
@@ -152,13 +157,22 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     await api.close().catch(() => undefined);
     throw new CommandError(describeListenError(err, config.host, config.port), { cause: err });
   }
+  // Same server, same port: wss:// under TLS, and the agents' `endpoints` already say so.
+  const ws = attachWebSocket(server.server, api, { logger });
   io.stdout.write(`SentinelStacks API listening on ${server.url}\n`);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      // Order matters: server.close() stops accepting at once but only resolves once every
+      // connection is gone, and upgraded sockets are connections too. So the turns end first
+      // (clients get their terminal frame), then the sockets close with 1001, then the HTTP
+      // requests still in flight are awaited, and only then the store closes under nobody.
+      const httpClosed = server.close();
       try {
-        await server.close();
+        await api.shutdown();
+        await ws.close();
+        await httpClosed;
       } finally {
         await api.close();
       }
@@ -172,6 +186,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     host: server.host,
     api,
     server,
+    ws,
     logger,
     generatedAdminPassword: api.generatedAdminPassword,
     close,

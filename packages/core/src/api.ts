@@ -8,6 +8,7 @@ import { SentinelError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Principal } from './models.js';
 import type { BodyFormat, RouteContext, RouteDef } from './routes/types.js';
+import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
 import { compileValidator, type Validator } from './validation.js';
 
@@ -26,6 +27,10 @@ export interface SentinelApiOptions {
   adminPassword?: string;
   /** Where the core logs. Default: silent. */
   logger?: Logger;
+  /** Agent runtime knobs (queue, tool rounds and timeout, history budget, echo delay). Default: see {@link RuntimeOptions}. */
+  runtime?: RuntimeOptions;
+  /** Events kept per agent; older ones are pruned (a `since` before them gets `resync_required`). Default 10000. */
+  eventRetention?: number;
 }
 
 /** Raw, unvalidated input as a transport extracted it. */

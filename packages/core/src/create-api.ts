@@ -18,9 +18,19 @@ import { SentinelError } from './errors.js';
 import { ImageService } from './images/service.js';
 import { AgentJournal } from './journal.js';
 import { silentLogger } from './logger.js';
+import { EchoProvider } from './providers/echo.js';
+import { ProviderRegistry } from './providers/registry.js';
 import { buildRouteTable } from './routes/index.js';
+import { AgentChatService } from './runtime/chat.js';
+import { createEventRetention, withEventRetention } from './runtime/event-retention.js';
+import { AgentEventsService } from './runtime/events.js';
+import type { ChatService, EventsService } from './runtime/frames.js';
+import { AgentRuntime } from './runtime/runtime.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
+import { calculatorTool } from './tools/calculator.js';
+import { currentTimeTool } from './tools/current-time.js';
+import { ToolRegistry } from './tools/registry.js';
 
 export interface SentinelApi extends SentinelApiSurface {
   readonly store: Store;
@@ -31,6 +41,22 @@ export interface SentinelApi extends SentinelApiSurface {
   readonly images: ImageService;
   readonly bus: EventBus;
   readonly journal: AgentJournal;
+  /** The chat protocol (`/v1/agents/{id}/chat`) for transports. */
+  readonly chat: ChatService;
+  /** The events stream (`/v1/agents/{id}/events`) for transports. */
+  readonly events: EventsService;
+  /** Runs agents' turns. */
+  readonly runtime: AgentRuntime;
+  /** Tools agents may call (built-ins: `calculator`, `current_time`); register your own here. */
+  readonly tools: ToolRegistry;
+  /** Model providers by name (built-in: `echo`); register your own here. */
+  readonly providers: ProviderRegistry;
+  /**
+   * Ends every turn with reason `shutdown` (partial answers are kept), then closes chat
+   * sessions and event subscriptions with `shutdown` (WebSocket 1001). Refuses new ones.
+   * Idempotent; `close()` calls it first.
+   */
+  shutdown(): Promise<void>;
   /** The data directory in use (created only when the SQLite file or the token secret lives there). */
   readonly dataDir: string;
   /** Set only when this start created the admin with a generated password (print it once; never log it). */
@@ -70,9 +96,10 @@ async function prepareDataDir(dir: string): Promise<void> {
  * Starts the core: data directory (default `SENTINEL_DATA_DIR` or `~/.sentinel`), Store
  * (default SQLite at `<dataDir>/sentinel.db`), token key, services, the first admin (only
  * when the Store has no users), the starter image `sentinel/echo:latest`, and the compiled
- * route table. `close()` is idempotent and closes the bus and the Store: a Store passed in
- * through `options.store` is closed too (the API owns it from then on). If start-up fails,
- * a Store opened here is closed; a Store passed in is left open for its caller.
+ * route table. `shutdown()` ends turns and streams; `close()` (idempotent) calls it, then
+ * closes the bus and the Store: a Store passed in through `options.store` is closed too (the
+ * API owns it from then on). If start-up fails, a Store opened here is closed; a Store passed
+ * in is left open for its caller.
  * Errors: SentinelError `unavailable` when the data directory or the Store cannot be used.
  */
 export async function createSentinelApi(options: SentinelApiOptions = {}): Promise<SentinelApi> {
@@ -91,7 +118,11 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       throw dataDirError(dataDir, err);
     }
   }
-  const bus = createLocalEventBus({ logger });
+  // Retention watches every event on its way through the bus, whoever wrote it.
+  const bus = withEventRetention(
+    createLocalEventBus({ logger }),
+    createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
+  );
   try {
     await store.migrate();
     const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
@@ -100,7 +131,13 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const authService = new AuthService({ users, tokens, logger });
     const journal = new AgentJournal({ store, bus, logger });
     const images = new ImageService({ store, logger });
-    const agents = new AgentService({ store, images, journal, logger });
+    const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
+    const providers = new ProviderRegistry().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
+    const tools = new ToolRegistry().register(calculatorTool).register(currentTimeTool);
+    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger });
+    const agents = new AgentService({ store, images, journal, runtime, logger });
+    const chat = new AgentChatService({ agents, runtime, bus, logger });
+    const events = new AgentEventsService({ store, bus, agents, logger });
 
     const adminPassword = options.adminPassword ?? process.env.SENTINEL_ADMIN_PASSWORD;
     const admin = await users.ensureAdmin({
@@ -109,8 +146,16 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     await images.ensureStarterImage();
 
-    const routes = buildRouteTable({ auth: authService, users, agents, images }).map(compileRoute);
+    const routes = buildRouteTable({ auth: authService, users, agents, images, bus, events }).map(compileRoute);
+    let shuttingDown: Promise<void> | undefined;
     let closing: Promise<void> | undefined;
+    const shutdown = () =>
+      (shuttingDown ??= (async () => {
+        // Turns first, so their last frames (reason "shutdown") go out before the sessions close.
+        await runtime.shutdown();
+        chat.shutdown();
+        events.shutdown();
+      })());
     const api: SentinelApi = {
       routes,
       logger,
@@ -122,12 +167,19 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       images,
       bus,
       journal,
+      chat,
+      events,
+      runtime,
+      tools,
+      providers,
+      shutdown,
       dataDir,
       ...(admin.generatedPassword === undefined ? {} : { generatedAdminPassword: admin.generatedPassword }),
       authenticate: (authorization) => authService.authenticate(authorization),
       invoke: (route, raw, ctx) => invokeRoute(route, raw, ctx, decodeBody),
       close: () =>
         (closing ??= (async () => {
+          await shutdown();
           await bus.close();
           await store.close();
         })()),

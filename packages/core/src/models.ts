@@ -130,3 +130,32 @@ export interface EventRecord {
 }
 
 export type NewEventRecord = Omit<EventRecord, 'seq'>;
+
+/** A tool call the model made, as kept in the conversation history. */
+export interface ToolCallRecord {
+  /** The provider's call id (or one we generated), echoed back with the result. */
+  id: string;
+  name: string;
+  arguments: Record<string, unknown>;
+}
+
+export type MessageRole = 'user' | 'assistant' | 'tool';
+
+/** One message of an agent's conversation history (the system prompt is the image's, not stored here). */
+export interface MessageRecord {
+  agent_id: string;
+  /** Monotonic per agent, from 1. */
+  seq: number;
+  role: MessageRole;
+  content: string;
+  /** Assistant messages that called tools. */
+  tool_calls?: ToolCallRecord[];
+  /** Tool messages: which call this answers, and the tool's name. */
+  tool_call_id?: string;
+  tool_name?: string;
+  /** The client's message id for user messages (and the response id for assistant ones). */
+  message_id?: string;
+  created_at: string;
+}
+
+export type NewMessageRecord = Omit<MessageRecord, 'seq'>;

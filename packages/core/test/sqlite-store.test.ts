@@ -94,6 +94,41 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  it('upgrades a version-1 database in place: data kept, messages and marks deleted with the agent', async () => {
+    const path = join(tempDir(), 'sentinel.db');
+    const v1 = sqliteMigrations.find((m) => m.version === 1);
+    if (!v1) throw new Error('migration 1 is missing');
+    const raw = new Database(path);
+    raw.exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL);${v1.sql}`);
+    raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, ?, ?)').run(v1.name, T0);
+    raw.prepare("INSERT INTO users VALUES ('alice', 'scrypt$x', 'user', 0, ?, ?)").run(T0, T0);
+    raw.prepare("INSERT INTO images VALUES ('sha256:aa', '{}', '{}', 'sha256:bb', 2, ?)").run(T0);
+    raw.prepare("INSERT INTO agents (id, name, owner, image, image_id, status, model, created_at, updated_at) VALUES ('a1', 'one', 'alice', 'x:1', 'sha256:aa', 'running', 'echo/echo', ?, ?)").run(T0, T0);
+    raw.prepare("INSERT INTO agent_events VALUES ('a1', 1, 'agent_status', ?, 'old', '{}')").run(T0);
+    raw.close();
+
+    const store = await openSqliteStore({ path });
+    try {
+      expect((await store.listEvents('a1', 0)).map((e) => e.content)).toEqual(['old']);
+      await store.appendMessages('a1', [{ agent_id: 'a1', role: 'user', content: 'hi', created_at: T0 }]);
+      await store.appendEvents('a1', [{ agent_id: 'a1', event_type: 'agent_status', timestamp: T0, content: 'new', data: {} }]);
+      expect(await store.pruneEvents('a1', 0)).toBe(2);
+      expect(await store.deleteAgent('a1')).toBe(true);
+    } finally {
+      await store.close();
+    }
+    const check = new Database(path, { readonly: true });
+    try {
+      const versions = check.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all();
+      expect(versions).toEqual(sqliteMigrations.map((m) => m.version));
+      for (const table of ['agent_messages', 'agent_event_marks', 'agent_events', 'agent_logs']) {
+        expect(check.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get(), table).toBe(0);
+      }
+    } finally {
+      check.close();
+    }
+  });
+
   it('rejects a file that is not a database with one clear unavailable error', async () => {
     const path = join(tempDir(), 'notes.txt');
     writeFileSync(path, 'this is a text file, not a database\n'.repeat(100));

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSentinelError } from '@sentinel/api-core';
-import type { AgentRecord, ErrorCode, ImageRecord, NewEventRecord, NewLogRecord, Store, UserRecord } from '@sentinel/api-core';
+import type { AgentRecord, ErrorCode, ImageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, Store, UserRecord } from '@sentinel/api-core';
 
 /** A freshly opened, empty store and how to dispose of it. */
 export interface OpenedStore {
@@ -69,6 +69,10 @@ function makeLog(agentId: string, seconds: number, level: NewLogRecord['level'],
 
 function makeEvent(agentId: string, n: number): NewEventRecord {
   return { agent_id: agentId, event_type: 'message_processed', timestamp: at(n), content: `event ${n}`, data: { n, nested: { ok: true } } };
+}
+
+function makeMessage(agentId: string, n: number, overrides: Partial<NewMessageRecord> = {}): NewMessageRecord {
+  return { agent_id: agentId, role: n % 2 === 1 ? 'user' : 'assistant', content: `message ${n}`, created_at: at(n), ...overrides };
 }
 
 /** Awaits `promise`, expecting a SentinelError with `code` whose message contains `text`. */
@@ -502,6 +506,143 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         await store.appendEvents(agent.id, [makeEvent(agent.id, 1), makeEvent(agent.id, 2)]);
         expect(await store.firstEventSeq(agent.id)).toBe(1);
         expect(await store.firstEventSeq('unknown')).toBe(0);
+      });
+    });
+
+    describe('event retention', () => {
+      it('prunes all but the newest events, reporting how many went', async () => {
+        const agent = await seedAgent();
+        await store.appendEvents(agent.id, Array.from({ length: 10 }, (_, i) => makeEvent(agent.id, i + 1)));
+        expect(await store.pruneEvents(agent.id, 3)).toBe(7);
+        expect(await store.firstEventSeq(agent.id)).toBe(8);
+        expect((await store.listEvents(agent.id, 0)).map((e) => e.seq)).toEqual([8, 9, 10]);
+        expect((await store.listEvents(agent.id, 8)).map((e) => e.seq)).toEqual([9, 10]);
+        // Nothing more to prune; a larger window deletes nothing either.
+        expect(await store.pruneEvents(agent.id, 3)).toBe(0);
+        expect(await store.pruneEvents(agent.id, 100)).toBe(0);
+        expect(await store.pruneEvents('unknown', 0)).toBe(0);
+      });
+
+      it('never reuses a seq, even after every event was pruned', async () => {
+        const agent = await seedAgent();
+        await store.appendEvents(agent.id, [makeEvent(agent.id, 1), makeEvent(agent.id, 2), makeEvent(agent.id, 3)]);
+        expect(await store.pruneEvents(agent.id, 1)).toBe(2);
+        expect((await store.appendEvents(agent.id, [makeEvent(agent.id, 4)])).map((e) => e.seq)).toEqual([4]);
+        expect(await store.pruneEvents(agent.id, 0)).toBe(2);
+        expect(await store.listEvents(agent.id, 0)).toEqual([]);
+        expect(await store.firstEventSeq(agent.id)).toBe(0);
+        const next = await store.appendEvents(agent.id, [makeEvent(agent.id, 5), makeEvent(agent.id, 6)]);
+        expect(next.map((e) => e.seq)).toEqual([5, 6]);
+        expect(await store.firstEventSeq(agent.id)).toBe(5);
+      });
+
+      it('prunes one agent without touching another', async () => {
+        const agent = await seedAgent();
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id));
+        for (const id of ['a1', 'a2']) await store.appendEvents(id, [1, 2, 3, 4].map((n) => makeEvent(id, n)));
+        expect(await store.pruneEvents('a1', 1)).toBe(3);
+        expect((await store.listEvents('a2', 0)).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+        expect(await store.firstEventSeq('a2')).toBe(1);
+      });
+
+      it('rejects a negative or fractional keepLast with invalid_request and deletes nothing', async () => {
+        const agent = await seedAgent();
+        await store.appendEvents(agent.id, [makeEvent(agent.id, 1), makeEvent(agent.id, 2)]);
+        await expectSentinelError(store.pruneEvents(agent.id, -1), 'invalid_request');
+        await expectSentinelError(store.pruneEvents(agent.id, 0.5), 'invalid_request');
+        expect(await store.listEvents(agent.id, 0)).toHaveLength(2);
+      });
+
+      it('starts numbering again from 1 for an agent deleted and created again under the same id', async () => {
+        const agent = await seedAgent();
+        await store.appendEvents(agent.id, [makeEvent(agent.id, 1), makeEvent(agent.id, 2)]);
+        await store.pruneEvents(agent.id, 0);
+        await store.deleteAgent(agent.id);
+        await store.createAgent(agent);
+        expect((await store.appendEvents(agent.id, [makeEvent(agent.id, 3)])).map((e) => e.seq)).toEqual([1]);
+      });
+    });
+
+    describe('messages', () => {
+      it('assigns consecutive seq from 1 and round-trips every field, optional ones only when set', async () => {
+        const agent = await seedAgent();
+        expect(await store.appendMessages(agent.id, [])).toEqual([]);
+        const user = makeMessage(agent.id, 1, { message_id: 'msg-1' });
+        const assistant = makeMessage(agent.id, 2, {
+          content: '',
+          message_id: 'resp-1',
+          tool_calls: [{ id: 'call_1', name: 'calculator', arguments: { expression: '6*7', nested: { list: [1, null] } } }],
+        });
+        const tool = makeMessage(agent.id, 3, { role: 'tool', content: '{"result":42}', tool_call_id: 'call_1', tool_name: 'calculator' });
+        const stored = await store.appendMessages(agent.id, [user, assistant, tool]);
+        expect(stored).toEqual([
+          { ...user, seq: 1 },
+          { ...assistant, seq: 2 },
+          { ...tool, seq: 3 },
+        ]);
+        const listed = await store.listMessages(agent.id);
+        expect(listed).toEqual(stored);
+        expect(Object.keys(listed[0] ?? {}).sort()).toEqual(['agent_id', 'content', 'created_at', 'message_id', 'role', 'seq']);
+        expect(listed[1]?.tool_calls).toEqual([{ id: 'call_1', name: 'calculator', arguments: { expression: '6*7', nested: { list: [1, null] } } }]);
+        const next = await store.appendMessages(agent.id, [makeMessage(agent.id, 4)]);
+        expect(next.map((m) => m.seq)).toEqual([4]);
+      });
+
+      it('stores messages under the given agent and numbers each agent independently', async () => {
+        const agent = await seedAgent();
+        await store.createAgent(makeAgent('a2', 'alice', agent.image_id));
+        await store.appendMessages('a1', [makeMessage('a1', 1), makeMessage('a1', 2)]);
+        const other = await store.appendMessages('a2', [makeMessage('somebody-else', 1)]);
+        expect(other.map((m) => [m.agent_id, m.seq])).toEqual([['a2', 1]]);
+        expect((await store.listMessages('a1')).map((m) => m.content)).toEqual(['message 1', 'message 2']);
+        expect(await store.listMessages('unknown')).toEqual([]);
+      });
+
+      it('lists the newest `limit` messages, oldest first', async () => {
+        const agent = await seedAgent();
+        await store.appendMessages(agent.id, Array.from({ length: 6 }, (_, i) => makeMessage(agent.id, i + 1)));
+        const seqs = async (limit?: number) => (await store.listMessages(agent.id, limit === undefined ? {} : { limit })).map((m) => m.seq);
+        expect(await seqs()).toEqual([1, 2, 3, 4, 5, 6]);
+        expect(await seqs(2)).toEqual([5, 6]);
+        expect(await seqs(100)).toEqual([1, 2, 3, 4, 5, 6]);
+        expect(await seqs(0)).toEqual([]);
+        await expectSentinelError(store.listMessages(agent.id, { limit: -1 }), 'invalid_request');
+      });
+
+      it('gives concurrent appends distinct, gap-free seq numbers, each batch consecutive', async () => {
+        const agent = await seedAgent();
+        const batches = await Promise.all(Array.from({ length: 10 }, (_, i) => store.appendMessages(agent.id, [makeMessage(agent.id, i), makeMessage(agent.id, i)])));
+        for (const batch of batches) expect(batch[1]?.seq).toBe((batch[0]?.seq ?? 0) + 1);
+        expect(batches.flat().map((m) => m.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      });
+
+      it('rejects an unknown role with invalid_request and stores nothing of the batch', async () => {
+        const agent = await seedAgent();
+        const bad = { ...makeMessage(agent.id, 2), role: 'system' } as unknown as NewMessageRecord;
+        await expectSentinelError(store.appendMessages(agent.id, [makeMessage(agent.id, 1), bad]), 'invalid_request');
+        expect(await store.listMessages(agent.id)).toEqual([]);
+      });
+
+      it('reports the conversation size in messages and UTF-8 bytes', async () => {
+        const agent = await seedAgent();
+        expect(await store.conversationStats(agent.id)).toEqual({ messages: 0, bytes: 0 });
+        // 'é' is 2 bytes and '😀' 4 in UTF-8: bytes, not characters.
+        await store.appendMessages(agent.id, [makeMessage(agent.id, 1, { content: 'héllo' }), makeMessage(agent.id, 2, { content: '😀' }), makeMessage(agent.id, 3, { content: '' })]);
+        expect(await store.conversationStats(agent.id)).toEqual({ messages: 3, bytes: 6 + 4 });
+        expect(await store.conversationStats('unknown')).toEqual({ messages: 0, bytes: 0 });
+      });
+
+      it('deletes the conversation with the agent, and with its owner', async () => {
+        const agent = await seedAgent();
+        await store.createUser(makeUser('bob'));
+        await store.createAgent(makeAgent('b1', 'bob', agent.image_id));
+        for (const id of ['a1', 'b1']) await store.appendMessages(id, [makeMessage(id, 1), makeMessage(id, 2)]);
+        expect(await store.deleteAgent('a1')).toBe(true);
+        expect(await store.listMessages('a1')).toEqual([]);
+        expect(await store.conversationStats('a1')).toEqual({ messages: 0, bytes: 0 });
+        expect(await store.listMessages('b1')).toHaveLength(2);
+        expect(await store.deleteUser('bob')).toBe(true);
+        expect(await store.listMessages('b1')).toEqual([]);
       });
     });
 

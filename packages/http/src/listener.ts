@@ -2,15 +2,18 @@
  * `toNodeListener`: the api as a plain `(req, res, next?)` function, mountable on node:http,
  * Express, Fastify or anything else that hands out Node's request and response. Per request:
  * request id → CORS/preflight → route → authenticate (before any body byte is read) → body →
- * `api.invoke` → response. Nothing thrown or rejected in here escapes to the host.
+ * `api.invoke` → response (JSON, or a stream: NDJSON / SSE). Nothing thrown or rejected in
+ * here escapes to the host.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import {
   bodyFormatsOf,
   isSentinelError,
+  isStreamResult,
   SentinelError,
   toPublicError,
+  type CompiledRoute,
   type Logger,
   type RawRouteInput,
   type SentinelApiSurface,
@@ -22,8 +25,9 @@ import { createRequestContext, type RequestContext } from './request-context.js'
 import { requestIdFor } from './request-id.js';
 import { sendEmpty, sendError, sendRouteResponse } from './respond.js';
 import { createRouter } from './router.js';
+import { createStreamRegistry, sendStream, type StreamOptions } from './stream.js';
 
-export interface NodeListenerOptions {
+export interface NodeListenerOptions extends StreamOptions {
   /** CORS for browsers on other origins. Default `true`: any origin, no credentials, preflights cached 600 s. `false`: no CORS headers. */
   cors?: boolean | CorsOptions;
   /** Log one `request` line per request at info level. Default `true`. */
@@ -40,7 +44,27 @@ export interface NodeListenerOptions {
  * A Node request listener. With `next` (Express-style hosts), paths outside the api's route
  * prefixes (`/v1`) are handed to `next()`; without it they get a 404.
  */
-export type NodeListener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
+export interface NodeListener {
+  (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
+  /**
+   * Ends every streamed response in progress (logs follow, events over SSE) and aborts their
+   * producers. A host calls it when it shuts down, so `server.close()` does not wait for
+   * streams that never end by themselves; `listen()`'s close() does it for you.
+   */
+  closeStreams(): void;
+  /** Streamed responses in progress. */
+  readonly openStreams: number;
+}
+
+/**
+ * Routes whose query declares an integer `since` get the `Last-Event-ID` header as `since` when
+ * the query has none: that is how an SSE client (EventSource) resumes after a reconnect.
+ * Other routes never see the header (the logs route's `since` is a time, not a seq).
+ */
+function resumesFromLastEventId(route: CompiledRoute): boolean {
+  const properties = (route.schemas?.query as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties;
+  return properties?.since?.type === 'integer';
+}
 
 function parseQuery(raw: string): Record<string, string | string[]> {
   // Null prototype: `?__proto__=x` must stay an ordinary key.
@@ -70,8 +94,11 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   const logRequests = (options.logRequests ?? true) && logger.isLevelEnabled('info');
   const defaultMaxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const trustProxy = options.trustProxy ?? false;
+  const sseHeartbeatMs = options.sseHeartbeatMs ?? 15_000;
+  const streams = createStreamRegistry();
+  const resumable = new Set(api.routes.filter(resumesFromLastEventId));
 
-  async function respond(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext) {
+  async function respond(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext, abortProducer: () => void) {
     const origin = req.headers.origin;
     if (cors && origin !== undefined) setCorsHeaders(res, cors, origin);
 
@@ -96,6 +123,8 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     if (route.auth !== 'public') ctx.principal = await api.authenticate(req.headers.authorization);
 
     const raw: RawRouteInput = { params, query: parseQuery(rawQuery) };
+    const lastEventId = req.headers['last-event-id'];
+    if (typeof lastEventId === 'string' && raw.query.since === undefined && resumable.has(route)) raw.query.since = lastEventId.trim();
     const formats = bodyFormatsOf(route);
     // Routes without body formats leave any body unread; Node drains it after the response.
     if (formats.length > 0 && announcesBody(req)) {
@@ -105,6 +134,18 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     }
 
     const response = await api.invoke(route, raw, ctx);
+    if (isStreamResult(response.body)) {
+      // Even when the client already left: the stream's producer must be released.
+      await sendStream(req, res, response.body, {
+        status: response.status,
+        omitBody: method === 'HEAD',
+        registry: streams,
+        log: ctx.log,
+        abortProducer,
+        heartbeatMs: sseHeartbeatMs,
+      });
+      return;
+    }
     if (res.destroyed) return;
     sendRouteResponse(res, response, method === 'HEAD');
   }
@@ -129,7 +170,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     }
   }
 
-  return function sentinelListener(req, res, next) {
+  const sentinelListener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
     try {
       handleRequest(req, res, next);
     } catch (err) {
@@ -138,6 +179,10 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       res.destroy();
     }
   };
+  return Object.defineProperties(sentinelListener, {
+    closeStreams: { value: () => streams.endAll() },
+    openStreams: { get: () => streams.size },
+  }) as NodeListener;
 
   function handleRequest(req: IncomingMessage, res: ServerResponse, next: ((err?: unknown) => void) | undefined): void {
     const url = req.url ?? '/';
@@ -171,7 +216,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     });
 
     const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);
-    respond(req, res, method, path, rawQuery, context).catch((err: unknown) => {
+    respond(req, res, method, path, rawQuery, context, clientGone).catch((err: unknown) => {
       try {
         fail(res, err, context, method, path);
       } catch {

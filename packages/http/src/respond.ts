@@ -3,7 +3,7 @@
  * with an exact Content-Length, 204 without a body, errors as `{error, code}`.
  */
 import type { ServerResponse } from 'node:http';
-import { errorBody, SentinelError, type RouteResponse } from '@sentinel/api-core';
+import { errorBody, isStreamResult, SentinelError, type RouteResponse } from '@sentinel/api-core';
 import { statusForErrorCode } from './status.js';
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
@@ -26,8 +26,8 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
 }
 
 /**
- * Sends what `api.invoke` returned. The one place that looks at the result's kind: streamed
- * results (an AsyncIterable → NDJSON or SSE, paced by 'drain') are the next kind to add here.
+ * Sends what `api.invoke` returned as JSON or an empty response. Streamed results
+ * (`streamResult(...)`) never get here: the listener hands them to `sendStream` (stream.ts).
  */
 export function sendRouteResponse(res: ServerResponse, response: RouteResponse, omitBody: boolean): void {
   const { status, body } = response;
@@ -35,8 +35,9 @@ export function sendRouteResponse(res: ServerResponse, response: RouteResponse, 
     sendEmpty(res, status);
     return;
   }
-  if (isAsyncIterable(body)) {
-    throw new SentinelError('internal', 'a handler returned a stream: streamed responses are not supported by this transport yet');
+  if (isStreamResult(body) || isAsyncIterable(body)) {
+    // A bare iterable is a handler bug: it must be wrapped in streamResult() to be streamed.
+    throw new SentinelError('internal', 'a handler returned an async iterable without streamResult(): it cannot be sent as JSON');
   }
   sendJson(res, status, body, omitBody);
 }

@@ -6,7 +6,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { SentinelApiSurface } from '@sentinel/api-core';
-import { toNodeListener, type NodeListenerOptions } from './listener.js';
+import { toNodeListener, type NodeListener, type NodeListenerOptions } from './listener.js';
 
 export interface ServerOptions extends NodeListenerOptions {
   /** Serve HTTPS with this PEM certificate and key. Default: none (plain HTTP). */
@@ -37,8 +37,8 @@ export interface RunningServer {
   /** The bound address, e.g. `127.0.0.1` or `::1`. */
   readonly host: string;
   /**
-   * Graceful stop: stops accepting, closes idle keep-alive connections, lets in-flight requests
-   * finish for up to `shutdownTimeoutMs`, then cuts what is left. Resolves once the server is
+   * Graceful stop: stops accepting, ends streamed responses, closes idle keep-alive connections,
+   * lets in-flight requests finish for up to `shutdownTimeoutMs`, then cuts what is left. Resolves once the server is
    * closed. Does not close the api: its owner does.
    */
   close(): Promise<void>;
@@ -49,6 +49,11 @@ const MAX_HEADERS_COUNT = 100;
 
 /** Creates (does not start) an HTTP server, or HTTPS when `options.tls` is given, serving `api`. */
 export function createServer(api: SentinelApiSurface, options: ServerOptions = {}): http.Server | https.Server {
+  return buildServer(api, options).server;
+}
+
+/** The server and its listener (whose open streams a shutdown must end). */
+function buildServer(api: SentinelApiSurface, options: ServerOptions): { server: http.Server | https.Server; listener: NodeListener } {
   const listener = toNodeListener(api, options);
   const requestTimeout = options.requestTimeout ?? 60_000;
   // Node rejects a headers timeout longer than the request timeout.
@@ -64,7 +69,7 @@ export function createServer(api: SentinelApiSurface, options: ServerOptions = {
     : http.createServer(serverOptions, listener);
   server.keepAliveTimeout = options.keepAliveTimeout ?? 5_000;
   server.maxHeadersCount = MAX_HEADERS_COUNT;
-  return server;
+  return { server, listener };
 }
 
 function formatUrlHost(address: string): string {
@@ -99,7 +104,7 @@ function trackResponses(server: http.Server | https.Server): { beginShutdown(): 
  * error (its `code`, e.g. `EADDRINUSE` or `EACCES`, kept) so a CLI can print one clear line.
  */
 export async function listen(api: SentinelApiSurface, options: ListenOptions = {}): Promise<RunningServer> {
-  const server = createServer(api, options);
+  const { server, listener } = buildServer(api, options);
   const tracker = trackResponses(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -121,6 +126,8 @@ export async function listen(api: SentinelApiSurface, options: ListenOptions = {
     close() {
       closed ??= new Promise<void>((resolve) => {
         tracker.beginShutdown();
+        // Streams (logs follow, SSE) never end by themselves: end them so close() does not wait.
+        listener.closeStreams();
         const forceTimer = setTimeout(() => server.closeAllConnections(), shutdownTimeoutMs);
         forceTimer.unref();
         server.close(() => {

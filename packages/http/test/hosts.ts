@@ -24,6 +24,8 @@ export interface MountedApi {
   baseUrl: string;
   /** True when the host answers {@link HOST_ROUTE} itself (Express, Fastify). */
   hasOwnRoutes: boolean;
+  /** The host's HTTP server, e.g. to attach the WebSocket transport to it. */
+  server: http.Server;
   close(): Promise<void>;
 }
 
@@ -46,7 +48,7 @@ function closeServer(server: http.Server): Promise<void> {
 
 async function mountOnNodeHttp(api: SentinelApiSurface, options: NodeListenerOptions | undefined): Promise<MountedApi> {
   const server = http.createServer(toNodeListener(api, options));
-  return { name: 'node:http', baseUrl: await listenOnFreePort(server), hasOwnRoutes: false, close: () => closeServer(server) };
+  return { name: 'node:http', baseUrl: await listenOnFreePort(server), hasOwnRoutes: false, server, close: () => closeServer(server) };
 }
 
 async function mountOnExpress(api: SentinelApiSurface, options: NodeListenerOptions | undefined): Promise<MountedApi> {
@@ -57,7 +59,7 @@ async function mountOnExpress(api: SentinelApiSurface, options: NodeListenerOpti
     res.json({ host: 'express' });
   });
   const server = http.createServer(app);
-  return { name: 'express', baseUrl: await listenOnFreePort(server), hasOwnRoutes: true, close: () => closeServer(server) };
+  return { name: 'express', baseUrl: await listenOnFreePort(server), hasOwnRoutes: true, server, close: () => closeServer(server) };
 }
 
 async function mountOnFastify(api: SentinelApiSurface, options: NodeListenerOptions | undefined): Promise<MountedApi> {
@@ -92,6 +94,7 @@ async function mountOnFastify(api: SentinelApiSurface, options: NodeListenerOpti
     name: 'fastify',
     baseUrl: `http://127.0.0.1:${port}`,
     hasOwnRoutes: true,
+    server: app.server,
     close: async () => {
       app.server.closeAllConnections();
       await app.close();
@@ -104,7 +107,8 @@ export async function mountApi(host: HostName, api: SentinelApiSurface, options?
   switch (host) {
     case 'standalone': {
       const running = await listen(api, { ...options, port: 0, host: '127.0.0.1', shutdownTimeoutMs: 1_000 });
-      return { name: 'standalone', baseUrl: running.url, hasOwnRoutes: false, close: () => running.close() };
+      // Without `tls` the standalone server is a plain http.Server.
+      return { name: 'standalone', baseUrl: running.url, hasOwnRoutes: false, server: running.server as http.Server, close: () => running.close() };
     }
     case 'node:http':
       return mountOnNodeHttp(api, options);

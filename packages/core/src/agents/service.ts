@@ -35,10 +35,27 @@ export interface AgentLogsQuery {
   level?: LogLevel;
 }
 
+/**
+ * What the agent service needs from the runtime that runs turns (implemented by AgentRuntime):
+ * stop and delete end the agent's turns before the status changes or the rows go.
+ */
+export interface AgentTurnControl {
+  /** Refuses new turns and aborts the agent's turns with reason `stopped`; resolves when they settled. */
+  stop(agentId: string): Promise<void>;
+  /** Accepts turns again. */
+  start(agentId: string): void;
+  /** Aborts the agent's turns with reason `deleted` and refuses new ones; resolves when they settled. */
+  remove(agentId: string): Promise<void>;
+  /** Called once the agent's rows are gone (or the delete failed): the runtime drops its state. */
+  forget(agentId: string): void;
+}
+
 export interface AgentServiceOptions {
   store: Store;
   images: ImageService;
   journal: AgentJournal;
+  /** The runtime whose turns stop/start/delete control. Default none (no turns to end). */
+  runtime?: AgentTurnControl;
   /** Default: silent. */
   logger?: Logger;
   /** Clock for timestamps and relative `since`. Default `Date.now`. */
@@ -89,6 +106,7 @@ export class AgentService {
   private readonly store: Store;
   private readonly images: ImageService;
   private readonly journal: AgentJournal;
+  private readonly runtime: AgentTurnControl | undefined;
   private readonly logger: Logger;
   private readonly now: () => number;
 
@@ -96,6 +114,7 @@ export class AgentService {
     this.store = options.store;
     this.images = options.images;
     this.journal = options.journal;
+    this.runtime = options.runtime;
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
   }
@@ -168,7 +187,6 @@ export class AgentService {
     await this.store.createAgent(record);
     await this.journal.log(id, 'info', `agent created from image ${imageRef} (${shortId})`, { image_id: image.digest });
     await this.announceStatus(record);
-    // The runtime that runs turns arrives with the chat work; the status is real (stored) now.
     const running = await this.setStatus(record, 'running');
     await this.journal.log(id, 'info', 'agent started');
     await this.announceStatus(running);
@@ -193,18 +211,60 @@ export class AgentService {
   }
 
   /**
-   * Stops the agent (status, log line and event reach live subscribers), then deletes it with
-   * its logs and events, then tells subscribers it is gone.
+   * Stops the agent: new messages are refused (`conflict`), its turns end with reason
+   * `stopped`, then the status is stored, logged and announced. Idempotent: an agent already
+   * stopped is returned as is.
+   */
+  async stop(principal: Principal, id: string, origin: RequestOrigin): Promise<AgentResource> {
+    const record = await this.visibleRecord(principal, id);
+    // Turns first: once the status says stopped, nothing of the agent runs any more.
+    await this.runtime?.stop(id);
+    if (record.status === 'stopped') return toAgentResource(record, origin);
+    const stopped = await this.setStatus(record, 'stopped');
+    await this.journal.log(id, 'info', 'agent stopped');
+    await this.announceStatus(stopped);
+    this.logger.info('agent stopped', { agent_id: id, by: principal.username });
+    return toAgentResource(stopped, origin);
+  }
+
+  /**
+   * Starts a stopped (or failed) agent: the status is stored, logged and announced, then it
+   * accepts messages again. Idempotent: a running agent is returned as is.
+   */
+  async start(principal: Principal, id: string, origin: RequestOrigin): Promise<AgentResource> {
+    const record = await this.visibleRecord(principal, id);
+    if (record.status === 'running') {
+      this.runtime?.start(id);
+      return toAgentResource(record, origin);
+    }
+    // Status first: a turn checks the stored status when it begins.
+    const running = await this.setStatus(record, 'running');
+    this.runtime?.start(id);
+    await this.journal.log(id, 'info', 'agent started');
+    await this.announceStatus(running);
+    this.logger.info('agent started', { agent_id: id, by: principal.username });
+    return toAgentResource(running, origin);
+  }
+
+  /**
+   * Ends the agent's turns (reason `deleted`), stops it (status, log line and event reach live
+   * subscribers), then deletes it with its logs, events and messages, then tells subscribers it
+   * is gone.
    */
   async delete(principal: Principal, id: string): Promise<void> {
     const record = await this.visibleRecord(principal, id);
-    if (record.status !== 'stopped') {
-      const stopped = await this.setStatus(record, 'stopped');
-      await this.journal.log(id, 'info', 'agent stopped');
-      await this.announceStatus(stopped);
+    await this.runtime?.remove(id);
+    try {
+      if (record.status !== 'stopped') {
+        const stopped = await this.setStatus(record, 'stopped');
+        await this.journal.log(id, 'info', 'agent stopped');
+        await this.announceStatus(stopped);
+      }
+      await this.store.deleteAgent(id);
+      this.journal.announceDeleted(id);
+    } finally {
+      this.runtime?.forget(id);
     }
-    await this.store.deleteAgent(id);
-    this.journal.announceDeleted(id);
     this.logger.info('agent deleted', { agent_id: id, by: principal.username });
   }
 

@@ -2,11 +2,13 @@
  * Agent routes. Tenancy lives in AgentService (another user's agent is a 404); the schemas
  * here cap every input before it reaches the service or the Store.
  */
+import { followAgentLogs } from '../agents/log-follow.js';
 import { AGENT_NAME_PATTERN, type AgentService } from '../agents/service.js';
+import type { EventBus } from '../bus.js';
 import { SentinelError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import type { Principal } from '../models.js';
-import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+import { streamResult, type JsonSchema, type RouteContext, type RouteDef } from './types.js';
 
 /** Agent IDs in paths: a traversal-looking or oversized id is a 400 before any lookup. */
 export const AGENT_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
@@ -42,6 +44,8 @@ const logsQuery: JsonSchema = {
     // A string on the wire: 'all' or a count (converted by the handler).
     tail: { type: 'string', pattern: '^(?:all|[0-9]{1,7})$' },
     level: { type: 'string', enum: [...LOG_LEVELS] },
+    // `true`: keep streaming new lines (NDJSON, or SSE when asked) until the client leaves.
+    follow: { type: 'boolean' },
   },
   additionalProperties: false,
 };
@@ -83,9 +87,12 @@ function principalOf(ctx: RouteContext): Principal {
   return ctx.principal;
 }
 
-/** GET/POST /v1/agents, GET/DELETE /v1/agents/:id, GET /v1/agents/:id/logs (all: any logged-in user). */
-export function agentRoutes(deps: { agents: AgentService }): RouteDef[] {
-  const { agents } = deps;
+/**
+ * GET/POST /v1/agents, GET/DELETE /v1/agents/:id, GET /v1/agents/:id/logs (all: any logged-in
+ * user). `bus` serves `logs?follow=true`; without it (default: none) follow answers `unavailable`.
+ */
+export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): RouteDef[] {
+  const { agents, bus } = deps;
   return [
     {
       method: 'GET',
@@ -128,19 +135,26 @@ export function agentRoutes(deps: { agents: AgentService }): RouteDef[] {
       method: 'GET',
       path: '/v1/agents/:id/logs',
       auth: 'user',
-      summary: 'Get an agent\'s log lines (since: RFC 3339, unix seconds or a duration like 10m; tail: N or all; level: minimum level)',
+      summary:
+        "Get an agent's log lines (since: RFC 3339, unix seconds or a duration like 10m; tail: N or all; level: minimum level; " +
+        'follow=true: then stream new lines as NDJSON, or Server-Sent Events with Accept: text/event-stream)',
       schemas: {
         params: agentIdParams,
         query: logsQuery,
         response: { type: 'object', properties: { agent_id: { type: 'string' }, logs: { type: 'array', items: LOG_RECORD_SCHEMA } } },
       },
-      handler: async (input: { params: { id: string }; query: { since?: string; tail?: string; level?: LogLevel } }, ctx) => {
-        const { since, tail, level } = input.query;
-        const logs = await agents.logs(principalOf(ctx), input.params.id, {
+      handler: async (input: { params: { id: string }; query: { since?: string; tail?: string; level?: LogLevel; follow?: boolean } }, ctx) => {
+        const { since, tail, level, follow } = input.query;
+        const query = {
           ...(since === undefined ? {} : { since }),
-          ...(tail === undefined ? {} : { tail: tail === 'all' ? 'all' : Number(tail) }),
+          ...(tail === undefined ? {} : { tail: tail === 'all' ? ('all' as const) : Number(tail) }),
           ...(level === undefined ? {} : { level }),
-        });
+        };
+        if (follow === true) {
+          if (!bus) throw new SentinelError('unavailable', 'following logs is not available on this server');
+          return streamResult(await followAgentLogs({ agents, bus, principal: principalOf(ctx), agentId: input.params.id, query, signal: ctx.signal }));
+        }
+        const logs = await agents.logs(principalOf(ctx), input.params.id, query);
         return { agent_id: input.params.id, logs };
       },
     },

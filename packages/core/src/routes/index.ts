@@ -5,12 +5,16 @@
 import type { AgentService } from '../agents/service.js';
 import type { AuthService } from '../auth/service.js';
 import type { UserService } from '../auth/users.js';
+import type { EventBus } from '../bus.js';
 import type { ImageService } from '../images/service.js';
+import type { EventsService } from '../runtime/frames.js';
 import { agentRoutes } from './agents.js';
 import { authRoutes } from './auth.js';
+import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
 import { imageRoutes } from './images.js';
 import { openapiRoutes, type OpenApiOptions } from './openapi.js';
+import { runtimeRoutes } from './runtime.js';
 import type { RouteDef } from './types.js';
 
 export interface RouteTableDeps {
@@ -18,6 +22,10 @@ export interface RouteTableDeps {
   users: UserService;
   agents: AgentService;
   images: ImageService;
+  /** Serves `GET /v1/agents/:id/logs?follow=true`. Default: none (follow answers `unavailable`). */
+  bus?: EventBus;
+  /** Serves `GET /v1/agents/:id/events` (SSE / NDJSON). Default: none (the route is absent). */
+  events?: EventsService;
   /** Title and version of the OpenAPI document. Default: see {@link OpenApiOptions}. */
   openapi?: OpenApiOptions;
 }
@@ -32,7 +40,9 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
   table.push(
     ...healthRoutes(),
     ...authRoutes({ auth: deps.auth, users: deps.users }),
-    ...agentRoutes({ agents: deps.agents }),
+    ...agentRoutes({ agents: deps.agents, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
+    ...runtimeRoutes({ agents: deps.agents }),
+    ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),
     ...imageRoutes({ images: deps.images }),
     ...openapiRoutes({ routes: () => table, ...deps.openapi }),
   );

@@ -62,3 +62,34 @@ export interface RouteDef {
   maxBodyBytes?: number;
   handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;
 }
+
+const STREAM = Symbol.for('sentinel.stream');
+
+/** One item of a streamed response: a JSON text, and for SSE an optional id and event name. */
+export interface StreamItem {
+  json: string;
+  /** SSE `id:` (e.g. the event seq, so `Last-Event-ID` can resume). */
+  id?: string;
+  /** SSE `event:` name. Default: none (the `message` event). */
+  event?: string;
+}
+
+/**
+ * A streamed result (logs follow, events over SSE): the transport writes each item as it comes
+ * (NDJSON, or SSE when the client asks for `text/event-stream`), respecting backpressure, and
+ * calls `return()` on the iterator when the client goes away (ctx.signal aborts too).
+ */
+export interface StreamResult {
+  readonly [STREAM]: true;
+  readonly items: AsyncIterable<StreamItem>;
+}
+
+/** Marks an async iterable of items as a streamed route result. */
+export function streamResult(items: AsyncIterable<StreamItem>): StreamResult {
+  return { [STREAM]: true, items };
+}
+
+/** Brand check (works across duplicated module copies). */
+export function isStreamResult(value: unknown): value is StreamResult {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[STREAM] === true;
+}

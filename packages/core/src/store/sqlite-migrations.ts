@@ -109,4 +109,40 @@ CREATE TABLE meta (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'conversation history and event retention',
+    sql: `
+-- The conversation sent to the model on every turn. Like logs and events, no foreign key:
+-- the delete trigger below removes it with the agent.
+CREATE TABLE agent_messages (
+  agent_id     TEXT NOT NULL,
+  seq          INTEGER NOT NULL,
+  role         TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'tool')),
+  content      TEXT NOT NULL,
+  tool_calls   TEXT CHECK (tool_calls IS NULL OR json_valid(tool_calls)),
+  tool_call_id TEXT,
+  tool_name    TEXT,
+  message_id   TEXT,
+  created_at   TEXT NOT NULL,
+  PRIMARY KEY (agent_id, seq)
+);
+
+-- The highest event seq retention ever deleted, per agent. Event seq numbers are cursors that
+-- clients hold (since / Last-Event-ID): pruning every event must not let numbering restart.
+CREATE TABLE agent_event_marks (
+  agent_id        TEXT PRIMARY KEY NOT NULL,
+  last_pruned_seq INTEGER NOT NULL
+);
+
+DROP TRIGGER agents_delete_history;
+CREATE TRIGGER agents_delete_history AFTER DELETE ON agents
+BEGIN
+  DELETE FROM agent_logs WHERE agent_id = OLD.id;
+  DELETE FROM agent_events WHERE agent_id = OLD.id;
+  DELETE FROM agent_event_marks WHERE agent_id = OLD.id;
+  DELETE FROM agent_messages WHERE agent_id = OLD.id;
+END;
+`,
+  },
 ];

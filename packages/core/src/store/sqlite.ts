@@ -10,7 +10,21 @@ import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import { SentinelError, isSentinelError } from '../errors.js';
 import type { LogLevel } from '../logger.js';
-import type { AgentRecord, EventRecord, ImageRecord, LogRecord, NewEventRecord, NewLogRecord, Role, UserRecord, AgentStatus } from '../models.js';
+import type {
+  AgentRecord,
+  AgentStatus,
+  EventRecord,
+  ImageRecord,
+  LogRecord,
+  MessageRecord,
+  MessageRole,
+  NewEventRecord,
+  NewLogRecord,
+  NewMessageRecord,
+  Role,
+  ToolCallRecord,
+  UserRecord,
+} from '../models.js';
 import type { AgentPatch, LogQuery, Store } from './types.js';
 import { SQLITE_MIGRATIONS_TABLE_SQL, sqliteMigrations } from './sqlite-migrations.js';
 
@@ -66,6 +80,18 @@ interface EventRow {
   data: string;
 }
 
+interface MessageRow {
+  agent_id: string;
+  seq: number;
+  role: MessageRole;
+  content: string;
+  tool_calls: string | null;
+  tool_call_id: string | null;
+  tool_name: string | null;
+  message_id: string | null;
+  created_at: string;
+}
+
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 const DEFAULT_EVENT_LIMIT = 1000;
 const HEX_PREFIX = /^[0-9a-f]*$/;
@@ -77,6 +103,7 @@ const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, paramete
 const IMAGE_COLUMNS = 'digest, manifest, config, config_digest, size, created_at';
 const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
 const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
+const MESSAGE_COLUMNS = 'agent_id, seq, role, content, tool_calls, tool_call_id, tool_name, message_id, created_at';
 const LEVEL_RANK_SQL = `(CASE level WHEN 'debug' THEN 0 WHEN 'info' THEN 1 WHEN 'warn' THEN 2 ELSE 3 END)`;
 const LOG_FILTER_SQL = `agent_id = @agentId AND seq > @afterSeq AND timestamp >= @since AND ${LEVEL_RANK_SQL} >= @minRank`;
 
@@ -157,10 +184,30 @@ function prepareStatements(db: SqliteDatabase) {
         SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq DESC LIMIT @tail
       ) ORDER BY seq`),
 
-    nextEventSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_events WHERE agent_id = ?').pluck(),
+    // Past the highest seq retention ever deleted too: a seq is a client's cursor, never reused.
+    nextEventSeq: db.prepare<{ agentId: string }, number>(`SELECT MAX(
+        COALESCE((SELECT MAX(seq) FROM agent_events WHERE agent_id = @agentId), 0),
+        COALESCE((SELECT last_pruned_seq FROM agent_event_marks WHERE agent_id = @agentId), 0)
+      ) + 1`).pluck(),
     insertEvent: db.prepare<[string, number, string, string, string, string]>(`INSERT INTO agent_events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
     listEvents: db.prepare<[string, number, number], EventRow>(`SELECT ${EVENT_COLUMNS} FROM agent_events WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
     firstEventSeq: db.prepare<[string], number>('SELECT COALESCE(MIN(seq), 0) FROM agent_events WHERE agent_id = ?').pluck(),
+    lastEventSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) FROM agent_events WHERE agent_id = ?').pluck(),
+    deleteEventsThrough: db.prepare<[string, number]>('DELETE FROM agent_events WHERE agent_id = ? AND seq <= ?'),
+    markEventsPruned: db.prepare<[string, number]>(`INSERT INTO agent_event_marks (agent_id, last_pruned_seq) VALUES (?, ?)
+      ON CONFLICT (agent_id) DO UPDATE SET last_pruned_seq = MAX(last_pruned_seq, excluded.last_pruned_seq)`),
+
+    nextMessageSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_messages WHERE agent_id = ?').pluck(),
+    insertMessage: db.prepare<MessageRow>(`INSERT INTO agent_messages (${MESSAGE_COLUMNS})
+      VALUES (@agent_id, @seq, @role, @content, @tool_calls, @tool_call_id, @tool_name, @message_id, @created_at)`),
+    listMessages: db.prepare<[string], MessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM agent_messages WHERE agent_id = ? ORDER BY seq`),
+    // The newest `limit` messages, turned back to oldest first.
+    listMessagesTail: db.prepare<[string, number], MessageRow>(`SELECT * FROM (
+        SELECT ${MESSAGE_COLUMNS} FROM agent_messages WHERE agent_id = ? ORDER BY seq DESC LIMIT ?
+      ) ORDER BY seq`),
+    // Bytes, not characters: length() of TEXT counts characters, of a BLOB its UTF-8 bytes.
+    conversationStats: db.prepare<[string], { messages: number; bytes: number }>(`SELECT COUNT(*) AS messages,
+        COALESCE(SUM(length(CAST(content AS BLOB))), 0) AS bytes FROM agent_messages WHERE agent_id = ?`),
 
     getMeta: db.prepare<[string], string>('SELECT value FROM meta WHERE key = ?').pluck(),
     setMeta: db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
@@ -443,7 +490,7 @@ export class SqliteStore implements Store {
     const s = this.#stmts();
     return run(() =>
       this.#db.transaction(() => {
-        let seq = s.nextEventSeq.get(agentId) as number;
+        let seq = s.nextEventSeq.get({ agentId }) as number;
         return events.map((event): EventRecord => {
           const data = event.data ?? {};
           s.insertEvent.run(agentId, seq, event.event_type, event.timestamp, event.content, JSON.stringify(data));
@@ -460,6 +507,51 @@ export class SqliteStore implements Store {
 
   async firstEventSeq(agentId: string): Promise<number> {
     return this.#stmts().firstEventSeq.get(agentId) as number;
+  }
+
+  /**
+   * Deletes the oldest events so that at most `keepLast` remain. The numbering goes on from
+   * where it was even when every event went (the high-water mark is kept).
+   */
+  async pruneEvents(agentId: string, keepLast: number): Promise<number> {
+    const keep = nonNegativeInteger(keepLast, 'keepLast');
+    const s = this.#stmts();
+    return run(() =>
+      this.#db.transaction(() => {
+        const through = (s.lastEventSeq.get(agentId) as number) - keep;
+        if (through <= 0) return 0;
+        const deleted = s.deleteEventsThrough.run(agentId, through).changes;
+        if (deleted > 0) s.markEventsPruned.run(agentId, through);
+        return deleted;
+      }).immediate(),
+    );
+  }
+
+  /** Messages are stored under `agentId` whatever their own `agent_id` says. */
+  async appendMessages(agentId: string, messages: NewMessageRecord[]): Promise<MessageRecord[]> {
+    if (messages.length === 0) return [];
+    const s = this.#stmts();
+    return run(() =>
+      this.#db.transaction(() => {
+        let seq = s.nextMessageSeq.get(agentId) as number;
+        return messages.map((message): MessageRecord => {
+          const row = toMessageRow(agentId, seq++, message);
+          s.insertMessage.run(row);
+          return toMessage(row);
+        });
+      }).immediate(),
+    );
+  }
+
+  async listMessages(agentId: string, options: { limit?: number } = {}): Promise<MessageRecord[]> {
+    const s = this.#stmts();
+    const rows = options.limit === undefined ? s.listMessages.all(agentId) : s.listMessagesTail.all(agentId, nonNegativeInteger(options.limit, 'limit'));
+    return rows.map(toMessage);
+  }
+
+  async conversationStats(agentId: string): Promise<{ messages: number; bytes: number }> {
+    const row = this.#stmts().conversationStats.get(agentId);
+    return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
   }
 
   async getMeta(key: string): Promise<string | null> {
@@ -611,6 +703,30 @@ function toAgent(row: AgentRow): AgentRecord {
 function toLog(row: LogRow): LogRecord {
   const { fields, ...rest } = row;
   return fields === null ? rest : { ...rest, fields: JSON.parse(fields) as Record<string, unknown> };
+}
+
+function toMessageRow(agentId: string, seq: number, message: NewMessageRecord): MessageRow {
+  return {
+    agent_id: agentId,
+    seq,
+    role: message.role,
+    content: message.content,
+    tool_calls: message.tool_calls === undefined ? null : JSON.stringify(message.tool_calls),
+    tool_call_id: message.tool_call_id ?? null,
+    tool_name: message.tool_name ?? null,
+    message_id: message.message_id ?? null,
+    created_at: message.created_at,
+  };
+}
+
+/** Optional columns that are NULL are left out, so a record round-trips to what was appended. */
+function toMessage(row: MessageRow): MessageRecord {
+  const record: MessageRecord = { agent_id: row.agent_id, seq: row.seq, role: row.role, content: row.content, created_at: row.created_at };
+  if (row.tool_calls !== null) record.tool_calls = JSON.parse(row.tool_calls) as ToolCallRecord[];
+  if (row.tool_call_id !== null) record.tool_call_id = row.tool_call_id;
+  if (row.tool_name !== null) record.tool_name = row.tool_name;
+  if (row.message_id !== null) record.message_id = row.message_id;
+  return record;
 }
 
 function toEvent(row: EventRow): EventRecord {

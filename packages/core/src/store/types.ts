@@ -1,4 +1,4 @@
-import type { AgentRecord, EventRecord, ImageRecord, LogRecord, NewEventRecord, NewLogRecord, UserRecord } from '../models.js';
+import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, UserRecord } from '../models.js';
 import type { LogLevel } from '../logger.js';
 
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
@@ -46,7 +46,7 @@ export interface Store {
   updateAgent(id: string, patch: AgentPatch): Promise<AgentRecord | null>;
   /** Adds to the usage counters atomically; returns the updated record or null. */
   addAgentUsage(id: string, requests: number, tokens: number, updatedAt: string): Promise<AgentRecord | null>;
-  /** Deletes the agent with its logs and events. False when unknown. */
+  /** Deletes the agent with its logs, events and messages. False when unknown. */
   deleteAgent(id: string): Promise<boolean>;
   countAgentsUsingImage(digest: string): Promise<number>;
 
@@ -76,6 +76,18 @@ export interface Store {
   listEvents(agentId: string, afterSeq: number, limit?: number): Promise<EventRecord[]>;
   /** The smallest seq still retained for the agent (0 when none). */
   firstEventSeq(agentId: string): Promise<number>;
+  /**
+   * Retention: deletes all but the newest `keepLast` events of the agent; returns how many went.
+   * Seq numbers are never reused: later appends continue after the highest seq ever assigned.
+   */
+  pruneEvents(agentId: string, keepLast: number): Promise<number>;
+
+  /** Appends conversation messages for one agent (consecutive seq from 1); returns them. */
+  appendMessages(agentId: string, messages: NewMessageRecord[]): Promise<MessageRecord[]>;
+  /** The newest `limit` messages (default: all), returned oldest first. */
+  listMessages(agentId: string, options?: { limit?: number }): Promise<MessageRecord[]>;
+  /** Count and total content bytes of the agent's stored conversation (its "memory"). */
+  conversationStats(agentId: string): Promise<{ messages: number; bytes: number }>;
 
   /** Small server-wide settings (e.g. schema metadata). */
   getMeta(key: string): Promise<string | null>;

@@ -1,0 +1,63 @@
+/**
+ * The one streaming interface every model provider implements (DESIGN.md §6). The runtime
+ * speaks only this; adapters (echo now; openai, anthropic, ollama next) translate it to their
+ * wire formats. A provider streams: text deltas as they come, tool calls once complete, usage,
+ * then one `finish`.
+ */
+import type { ToolCallRecord } from '../models.js';
+import type { JsonSchema } from '../routes/types.js';
+
+export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
+
+/** One message sent to a model. */
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+  /** Assistant messages that called tools. */
+  tool_calls?: ToolCallRecord[];
+  /** Tool messages: the call this answers. */
+  tool_call_id?: string;
+  /** Tool messages: the tool's name. */
+  name?: string;
+}
+
+/** A tool offered to the model (function calling). */
+export interface ToolSpec {
+  name: string;
+  description: string;
+  /** JSON Schema of the tool's parameters object. */
+  parameters: JsonSchema;
+}
+
+/** One call to a model. */
+export interface ProviderRequest {
+  /** The model name inside the provider (the image's `model.name`). */
+  model: string;
+  /** System prompt first, then the conversation, oldest first. */
+  messages: ChatMessage[];
+  /** Tools the model may call (empty: none). */
+  tools: ToolSpec[];
+  /** Model parameters (temperature, max_tokens...), the image's with the agent's on top. */
+  parameters: Record<string, unknown>;
+  /** Aborted when the turn is cancelled, stopped, deleted or the server shuts down: stop promptly. */
+  signal: AbortSignal;
+}
+
+export type ProviderFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
+
+/** What a provider streams. `finish` comes once, last. */
+export type ProviderEvent =
+  | { type: 'text'; delta: string }
+  | { type: 'tool_call'; call: ToolCallRecord }
+  | { type: 'usage'; input_tokens: number; output_tokens: number }
+  | { type: 'finish'; reason: ProviderFinishReason };
+
+/**
+ * A model provider. `stream` throws SentinelError `upstream_error` (with a message safe to show
+ * a client) when the model service fails; anything else it throws is treated as internal.
+ */
+export interface ModelProvider {
+  /** The name images use in `model.provider` (e.g. `echo`, `openai`). */
+  readonly name: string;
+  stream(request: ProviderRequest): AsyncIterable<ProviderEvent>;
+}

@@ -1,0 +1,45 @@
+/**
+ * Agent lifecycle routes: `POST /v1/agents/:id/stop` and `POST /v1/agents/:id/start`, like
+ * `docker stop` / `docker start`. Both are idempotent and return the agent resource; another
+ * user's agent is a 404 (AgentService).
+ */
+import type { AgentService } from '../agents/service.js';
+import { SentinelError } from '../errors.js';
+import type { Principal } from '../models.js';
+import { AGENT_ID_PATTERN, AGENT_RESOURCE_SCHEMA } from './agents.js';
+import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+
+const agentIdParams: JsonSchema = {
+  type: 'object',
+  properties: { id: { type: 'string', pattern: AGENT_ID_PATTERN } },
+  required: ['id'],
+  additionalProperties: false,
+};
+
+function principalOf(ctx: RouteContext): Principal {
+  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
+  return ctx.principal;
+}
+
+/** POST /v1/agents/:id/stop and /start (any logged-in user, on their own agents; admins on all). */
+export function runtimeRoutes(deps: { agents: AgentService }): RouteDef[] {
+  const { agents } = deps;
+  return [
+    {
+      method: 'POST',
+      path: '/v1/agents/:id/stop',
+      auth: 'user',
+      summary: 'Stop an agent: its turns end (reason "stopped") and new messages are refused until it is started (idempotent)',
+      schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
+      handler: (input: { params: { id: string } }, ctx) => agents.stop(principalOf(ctx), input.params.id, ctx.origin),
+    },
+    {
+      method: 'POST',
+      path: '/v1/agents/:id/start',
+      auth: 'user',
+      summary: 'Start a stopped agent (idempotent)',
+      schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
+      handler: (input: { params: { id: string } }, ctx) => agents.start(principalOf(ctx), input.params.id, ctx.origin),
+    },
+  ];
+}

@@ -1,0 +1,311 @@
+/**
+ * The chat protocol of `/v1/agents/{id}/chat` (DESIGN.md §9), transport-neutral: client frames
+ * in, server frames out through a {@link FrameSink}. Messages go to the {@link AgentRuntime}
+ * queue; its callbacks become frames. Every message gets exactly one terminal frame
+ * (`stream_end`, `response` or `error`); a bad frame gets an `error` frame and the session
+ * stays usable.
+ */
+import type { AgentService } from '../agents/service.js';
+import type { EventBus } from '../bus.js';
+import { isSentinelError, SentinelError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { silentLogger } from '../logger.js';
+import type { AgentRecord, Principal } from '../models.js';
+import { parseClientFrame, type ClientCancelFrame, type ClientMessageFrame, type ClientToolRequestFrame } from './client-frames.js';
+import { outgoing, type ChatService, type ChatSession, type FrameSink, type PreparedChat, type ServerFrame, type StreamCloseReason } from './frames.js';
+import { newMessageId, newRequestId, newResponseId } from './ids.js';
+import type { AgentRuntime, TurnAbortReason, TurnEnd, TurnListener, TurnUsage } from './runtime.js';
+
+export interface AgentChatServiceOptions {
+  agents: AgentService;
+  runtime: AgentRuntime;
+  bus: EventBus;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Direct `tool_request`s one session may have running at once; more get `agent_busy`. Default 4. */
+  maxToolRequestsPerSession?: number;
+  /** Clock for frame timestamps. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** A message of this session that has not had its terminal frame yet. */
+interface PendingMessage {
+  stream: boolean;
+  responseId: string;
+  /** The text streamed so far (for a terminal frame the session must send itself). */
+  content: string;
+}
+
+const ZERO_USAGE: TurnUsage = Object.freeze({ input_tokens: 0, output_tokens: 0, total_tokens: 0 });
+
+/** The chat service (named so it does not clash with the {@link ChatService} interface). */
+export class AgentChatService implements ChatService {
+  private readonly sessions = new Set<AgentChatSession>();
+  private closed = false;
+
+  constructor(private readonly options: AgentChatServiceOptions) {}
+
+  /** Open sessions. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * Authorizes the principal for the agent (`not_found` for another user's or an unknown agent;
+   * `unavailable` during shutdown). `open` sends the welcome frame synchronously.
+   */
+  async prepare(principal: Principal, agentId: string): Promise<PreparedChat> {
+    if (this.closed || this.options.runtime.isShuttingDown) throw new SentinelError('unavailable', 'server is shutting down');
+    const record = await this.options.agents.getRecord(principal, agentId);
+    return { agentId: record.id, open: (sink) => this.open(record, sink) };
+  }
+
+  /** Closes every session with `shutdown` (call after the runtime ended its turns). Idempotent; later opens close at once. */
+  shutdown(): void {
+    this.closed = true;
+    for (const session of [...this.sessions]) session.close('shutdown', 'server shutting down', 'shutdown');
+  }
+
+  private open(record: AgentRecord, sink: FrameSink): ChatSession {
+    const session = new AgentChatSession(record, sink, this.options, () => this.sessions.delete(session));
+    if (this.closed) {
+      session.close('shutdown', 'server shutting down', 'shutdown');
+      return session;
+    }
+    this.sessions.add(session);
+    session.welcome(record);
+    return session;
+  }
+}
+
+class AgentChatSession implements ChatSession {
+  private readonly agentId: string;
+  private readonly runtime: AgentRuntime;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly maxToolRequests: number;
+  private readonly pending = new Map<string, PendingMessage>();
+  private readonly toolRequests = new Set<AbortController>();
+  private readonly unsubscribe: () => void;
+  /** Detached or closed: nothing more is sent. */
+  private ended = false;
+
+  constructor(
+    record: AgentRecord,
+    private readonly sink: FrameSink,
+    options: AgentChatServiceOptions,
+    private readonly onEnded: () => void,
+  ) {
+    this.agentId = record.id;
+    this.runtime = options.runtime;
+    this.logger = options.logger ?? silentLogger;
+    this.now = options.now ?? Date.now;
+    this.maxToolRequests = options.maxToolRequestsPerSession ?? 4;
+    this.unsubscribe = options.bus.subscribe(record.id, (message) => {
+      if (message.kind === 'deleted') this.close('agent_deleted', 'agent deleted', 'deleted');
+    });
+  }
+
+  welcome(record: AgentRecord): void {
+    this.send({
+      type: 'event',
+      event_type: 'connection_established',
+      timestamp: this.timestamp(),
+      content: `Connected to agent ${record.name}`,
+      data: { agent_id: record.id, agent_name: record.name, status: record.status },
+    });
+  }
+
+  receive(text: string): void {
+    if (this.ended) return;
+    try {
+      const parsed = parseClientFrame(text);
+      if (!parsed.ok) {
+        this.sendError(parsed.error, parsed.ids);
+        return;
+      }
+      const frame = parsed.frame;
+      if (frame.type === 'message') this.onMessage(frame);
+      else if (frame.type === 'tool_request') this.onToolRequest(frame);
+      else this.onCancel(frame);
+    } catch (err) {
+      this.logger.error('chat frame handling failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
+      this.sendError(new SentinelError('internal', 'internal server error'), {});
+    }
+  }
+
+  detach(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.release();
+  }
+
+  /**
+   * Ends the session from the server side: terminal frames for messages still pending (the
+   * runtime normally sent them already; this is the guarantee), then the sink closes.
+   */
+  close(reason: StreamCloseReason, message: string, turnReason: TurnAbortReason): void {
+    if (this.ended) return;
+    for (const [messageId, pending] of this.pending) {
+      this.sendTerminal(messageId, pending, { content: pending.content, reason: turnReason, usage: { ...ZERO_USAGE } });
+    }
+    this.pending.clear();
+    this.ended = true;
+    this.release();
+    try {
+      this.sink.close(reason, message);
+    } catch (err) {
+      this.logger.error('chat sink close failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  private release(): void {
+    this.unsubscribe();
+    this.runtime.dropQueued(this.agentId, this);
+    for (const controller of this.toolRequests) controller.abort();
+    this.toolRequests.clear();
+    this.onEnded();
+  }
+
+  // ---- client frames -----------------------------------------------------------------------
+
+  private onMessage(frame: ClientMessageFrame): void {
+    const messageId = frame.message_id ?? newMessageId();
+    if (this.pending.has(messageId)) {
+      this.sendError(new SentinelError('conflict', `message_id "${messageId}" is already in progress`), { message_id: messageId });
+      return;
+    }
+    const pending: PendingMessage = { stream: frame.stream !== false, responseId: newResponseId(), content: '' };
+    this.pending.set(messageId, pending);
+    const result = this.runtime.submit(
+      this.agentId,
+      { messageId, content: frame.content, responseId: pending.responseId, owner: this },
+      this.listenerFor(messageId, pending),
+    );
+    if (!result.accepted) {
+      this.pending.delete(messageId);
+      this.sendError(result.error, { message_id: messageId });
+    }
+  }
+
+  private onToolRequest(frame: ClientToolRequestFrame): void {
+    const requestId = frame.request_id ?? newRequestId();
+    if (this.toolRequests.size >= this.maxToolRequests) {
+      this.sendError(new SentinelError('agent_busy', `too many tool requests in progress (at most ${this.maxToolRequests})`), { request_id: requestId });
+      return;
+    }
+    const controller = new AbortController();
+    this.toolRequests.add(controller);
+    this.runtime
+      .runTool(this.agentId, { tool: frame.tool, parameters: frame.parameters ?? {}, requestId }, controller.signal)
+      .then((outcome) => {
+        this.send({
+          type: 'tool_result',
+          timestamp: this.timestamp(),
+          request_id: requestId,
+          tool: outcome.tool,
+          status: outcome.status,
+          ...(outcome.status === 'success' ? { result: outcome.result } : { error: outcome.error }),
+        });
+      })
+      .catch((err: unknown) => this.sendError(this.publicError(err), { request_id: requestId }))
+      .finally(() => this.toolRequests.delete(controller));
+  }
+
+  private onCancel(frame: ClientCancelFrame): void {
+    if (!this.pending.has(frame.message_id) || !this.runtime.cancel(this.agentId, frame.message_id, this)) {
+      this.sendError(new SentinelError('not_found', `no message "${frame.message_id}" in progress`), { message_id: frame.message_id });
+    }
+  }
+
+  // ---- runtime callbacks → frames ----------------------------------------------------------
+
+  private listenerFor(messageId: string, pending: PendingMessage): TurnListener {
+    const responseId = pending.responseId;
+    // After a terminal frame or the end of the session, late callbacks send nothing.
+    const live = () => !this.ended && this.pending.get(messageId) === pending;
+    return {
+      onStart: () => {
+        if (!live()) return;
+        this.send({ type: 'event', event_type: 'thinking', timestamp: this.timestamp(), message_id: messageId });
+        if (pending.stream) this.send({ type: 'stream_start', timestamp: this.timestamp(), message_id: messageId, response_id: responseId });
+      },
+      onChunk: (delta, index) => {
+        if (!live()) return;
+        pending.content += delta;
+        if (pending.stream) {
+          this.send({ type: 'stream_chunk', timestamp: this.timestamp(), message_id: messageId, response_id: responseId, chunk_index: index, content: delta });
+        }
+      },
+      onToolCall: (call) => {
+        if (!live()) return;
+        this.send({
+          type: 'event',
+          event_type: 'tool_call',
+          timestamp: this.timestamp(),
+          message_id: messageId,
+          data: { call_id: call.id, tool: call.name, parameters: call.arguments },
+        });
+      },
+      onToolResult: (outcome) => {
+        if (!live()) return;
+        this.send({
+          type: 'tool_result',
+          timestamp: this.timestamp(),
+          message_id: messageId,
+          call_id: outcome.call_id,
+          tool: outcome.tool,
+          status: outcome.status,
+          ...(outcome.status === 'success' ? { result: outcome.result } : { error: outcome.error }),
+        });
+      },
+      onEnd: (end) => {
+        if (!live()) return;
+        this.pending.delete(messageId);
+        this.sendTerminal(messageId, pending, end);
+      },
+      onError: (err) => {
+        if (!live()) return;
+        this.pending.delete(messageId);
+        this.sendError(err, { message_id: messageId });
+      },
+    };
+  }
+
+  private sendTerminal(messageId: string, pending: PendingMessage, end: TurnEnd): void {
+    this.send({
+      type: pending.stream ? 'stream_end' : 'response',
+      timestamp: this.timestamp(),
+      message_id: messageId,
+      response_id: pending.responseId,
+      content: end.content,
+      reason: end.reason,
+      usage: end.usage,
+    });
+  }
+
+  // ---- sending -----------------------------------------------------------------------------
+
+  private publicError(err: unknown): SentinelError {
+    if (isSentinelError(err)) return err;
+    this.logger.error('chat request failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
+    return new SentinelError('internal', 'internal server error');
+  }
+
+  private sendError(err: SentinelError, ids: { message_id?: string; request_id?: string }): void {
+    this.send({ type: 'error', timestamp: this.timestamp(), error: err.message, code: err.code, ...ids });
+  }
+
+  private send(frame: ServerFrame): void {
+    if (this.ended) return;
+    try {
+      this.sink.send(outgoing(frame));
+    } catch (err) {
+      this.logger.error('chat sink send failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  private timestamp(): string {
+    return new Date(this.now()).toISOString();
+  }
+}

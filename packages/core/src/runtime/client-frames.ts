@@ -1,0 +1,122 @@
+/**
+ * Frames a chat client sends (DESIGN.md §9), parsed and validated. The schemas are compiled
+ * once, at import; a bad frame becomes a SentinelError the session turns into an `error` frame,
+ * with the frame's `message_id`/`request_id` when it had a readable one.
+ */
+import { SentinelError } from '../errors.js';
+import { TOOL_NAME_PATTERN } from '../images/sentinelfile.js';
+import type { JsonSchema } from '../routes/types.js';
+import { compileValidator, type Validator } from '../validation.js';
+import { CLIENT_ID_PATTERN } from './ids.js';
+
+/** Longest chat message, in characters. */
+export const MAX_MESSAGE_CHARS = 100_000;
+/** Longest client frame the core parses, in characters (transports cap payloads lower). */
+export const MAX_CLIENT_FRAME_CHARS = 1_048_576;
+
+export interface ClientMessageFrame {
+  type: 'message';
+  content: string;
+  message_id?: string;
+  /** Stream the answer (`stream_start`, chunks, `stream_end`) or send one `response`. Default true. */
+  stream?: boolean;
+}
+
+export interface ClientToolRequestFrame {
+  type: 'tool_request';
+  tool: string;
+  /** Default `{}`. */
+  parameters?: Record<string, unknown>;
+  request_id?: string;
+}
+
+export interface ClientCancelFrame {
+  type: 'cancel';
+  message_id: string;
+}
+
+export type ClientFrame = ClientMessageFrame | ClientToolRequestFrame | ClientCancelFrame;
+
+export type ParsedClientFrame =
+  | { ok: true; frame: ClientFrame }
+  | { ok: false; error: SentinelError; ids: { message_id?: string; request_id?: string } };
+
+const id = { type: 'string', pattern: CLIENT_ID_PATTERN };
+// Clients often stamp their frames like the server does; a timestamp is accepted and ignored.
+const timestamp = { type: 'string', maxLength: 64 };
+
+export const CLIENT_FRAME_SCHEMAS: Record<ClientFrame['type'], JsonSchema> = {
+  message: {
+    type: 'object',
+    properties: {
+      type: { const: 'message' },
+      content: { type: 'string', minLength: 1, maxLength: MAX_MESSAGE_CHARS },
+      message_id: id,
+      stream: { type: 'boolean' },
+      timestamp,
+    },
+    required: ['type', 'content'],
+    additionalProperties: false,
+  },
+  tool_request: {
+    type: 'object',
+    properties: {
+      type: { const: 'tool_request' },
+      tool: { type: 'string', pattern: TOOL_NAME_PATTERN },
+      parameters: { type: 'object', maxProperties: 64 },
+      request_id: id,
+      timestamp,
+    },
+    required: ['type', 'tool'],
+    additionalProperties: false,
+  },
+  cancel: {
+    type: 'object',
+    properties: { type: { const: 'cancel' }, message_id: id, timestamp },
+    required: ['type', 'message_id'],
+    additionalProperties: false,
+  },
+};
+
+const validators = Object.fromEntries(
+  Object.entries(CLIENT_FRAME_SCHEMAS).map(([type, schema]) => [type, compileValidator<ClientFrame>(schema, `"${type}" frame`)]),
+) as Record<ClientFrame['type'], Validator<ClientFrame>>;
+
+const ID_RE = new RegExp(CLIENT_ID_PATTERN);
+
+function readableId(value: unknown): string | undefined {
+  return typeof value === 'string' && ID_RE.test(value) ? value : undefined;
+}
+
+function shown(value: string): string {
+  return value.length > 64 ? `${value.slice(0, 64)}…` : value;
+}
+
+/** Parses one text frame from a chat client. Never throws. */
+export function parseClientFrame(text: string): ParsedClientFrame {
+  if (text.length > MAX_CLIENT_FRAME_CHARS) {
+    return { ok: false, error: new SentinelError('payload_too_large', `frame larger than ${MAX_CLIENT_FRAME_CHARS} characters`), ids: {} };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, error: new SentinelError('invalid_request', 'malformed JSON'), ids: {} };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, error: new SentinelError('invalid_request', 'a frame must be a JSON object with a "type"'), ids: {} };
+  }
+  const record = value as Record<string, unknown>;
+  const message_id = readableId(record.message_id);
+  const request_id = readableId(record.request_id);
+  const ids = { ...(message_id === undefined ? {} : { message_id }), ...(request_id === undefined ? {} : { request_id }) };
+  const type = record.type;
+  if (typeof type !== 'string') return { ok: false, error: new SentinelError('invalid_request', 'missing "type"'), ids };
+  const validate = Object.hasOwn(validators, type) ? validators[type as ClientFrame['type']] : undefined;
+  if (!validate) return { ok: false, error: new SentinelError('invalid_request', `unknown message type "${shown(type)}"`), ids };
+  try {
+    return { ok: true, frame: validate(value) };
+  } catch (err) {
+    return { ok: false, error: err as SentinelError, ids };
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * The events stream of an agent (`/v1/agents/{id}/events`, WebSocket and SSE alike): an
+ * `agent_status` snapshot, then (with `since`) the replay from the durable log, then live
+ * events, in seq order with no gap and no duplicate.
+ *
+ * How "no gap, no duplicate" holds: a subscriber joins the agent's bus channel BEFORE it reads
+ * anything, and holds live events aside while it sends the snapshot and the replay. The journal
+ * writes an event to the Store before publishing it, so every event is either already in the
+ * Store when the replay reads, or arrives live afterwards (or both); sending only seq numbers
+ * above the last one sent removes the overlap. The bus delivers an agent's events in seq order
+ * (the journal appends and publishes them in order).
+ *
+ * Pace: the replay and the catch-up on events held aside go out in batches of
+ * `replayPageSize`, each after the sink said it is ready for more (`FrameSink.whenReady`), so a
+ * long replay never floods a transport's bounded queue even for a fast client.
+ *
+ * Fan-out: one bus subscription per agent however many subscribers it has, and each live event
+ * is wrapped in one {@link Outgoing} shared by all of them, so it is serialized once.
+ */
+import type { AgentService } from '../agents/service.js';
+import type { EventBus, AgentBusMessage } from '../bus.js';
+import { SentinelError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { silentLogger } from '../logger.js';
+import type { AgentRecord, EventRecord, Principal } from '../models.js';
+import type { Store } from '../store/types.js';
+import {
+  outgoing,
+  type EventsService,
+  type EventsSubscribeOptions,
+  type EventsSubscription,
+  type FrameSink,
+  type Outgoing,
+  type PreparedEvents,
+  type ServerFrame,
+} from './frames.js';
+
+export interface AgentEventsServiceOptions {
+  store: Store;
+  /** The bus the journal publishes on (wrapped by `withEventRetention` or not: both work). */
+  bus: EventBus;
+  /** Authorizes subscriptions (another user's agent is `not_found`). */
+  agents: AgentService;
+  /** Events read from the Store per replay query. Default 500. */
+  replayPageSize?: number;
+  /**
+   * Live events one subscriber may hold aside while its snapshot and replay are sent; past it
+   * the subscriber is closed as too slow. Default 10 000.
+   */
+  maxPendingLive?: number;
+  /** Where failures are reported. Default: silent. */
+  logger?: Logger;
+  /** Clock for frame timestamps. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** The frame of one stored event: `{type:'event', event_type, timestamp, content, data, seq, agent_id}`. */
+export function eventFrame(record: EventRecord): ServerFrame {
+  return {
+    type: 'event',
+    event_type: record.event_type,
+    timestamp: record.timestamp,
+    content: record.content,
+    data: record.data,
+    seq: record.seq,
+    agent_id: record.agent_id,
+  };
+}
+
+const BYTE_UNITS = ['KiB', 'MiB', 'GiB', 'TiB'] as const;
+
+/** Human-readable size in binary units: `512 B`, `1.2 KiB`, `3.0 MiB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${BYTE_UNITS[unit]}`;
+}
+
+/** The sink's own readiness, or one turn of the event loop so the transport can write. */
+function whenReady(sink: FrameSink): Promise<void> {
+  return sink.whenReady ? sink.whenReady() : new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Present tense for the snapshot: `Agent <name> is <status>`. */
+function snapshotContent(record: AgentRecord): string {
+  return `Agent ${record.name} is ${record.status}`;
+}
+
+/** One subscriber's progress through snapshot → replay → live. */
+class Subscriber {
+  #phase: 'starting' | 'live' | 'closed' = 'starting';
+  /** Live events held while the snapshot and replay go out. */
+  #pending: { seq: number; out: Outgoing }[] = [];
+  /** Set when the agent was deleted before this subscriber went live: close once flushed. */
+  #deletedWhileStarting = false;
+  /** The seq of the last event sent (0: none yet; with `since`, starts there). */
+  lastSeq: number;
+
+  constructor(
+    readonly sink: FrameSink,
+    readonly since: number | undefined,
+    private readonly maxPending: number,
+    private readonly detach: (s: Subscriber) => void,
+  ) {
+    this.lastSeq = since ?? 0;
+  }
+
+  get closed(): boolean {
+    return this.#phase === 'closed';
+  }
+
+  /** A live event from the channel. */
+  deliver(seq: number, out: Outgoing): void {
+    if (this.#phase === 'starting') {
+      this.#pending.push({ seq, out });
+      if (this.#pending.length > this.maxPending) this.closeWith('too_slow', 'too many events waiting while the replay runs');
+      return;
+    }
+    if (this.#phase === 'live') this.sendEvent(seq, out);
+  }
+
+  sendEvent(seq: number, out: Outgoing): void {
+    if (seq <= this.lastSeq) return;
+    this.lastSeq = seq;
+    this.sink.send(out);
+  }
+
+  send(out: Outgoing): void {
+    if (this.#phase !== 'closed') this.sink.send(out);
+  }
+
+  agentDeleted(): void {
+    if (this.#phase === 'starting') this.#deletedWhileStarting = true;
+    else this.closeWith('agent_deleted', 'agent deleted');
+  }
+
+  get hasPending(): boolean {
+    return this.#pending.length > 0;
+  }
+
+  /** Sends up to `max` of the events held aside (those the replay did not send already). */
+  flushPending(max: number): void {
+    const batch = this.#pending.splice(0, max);
+    for (const { seq, out } of batch) this.sendEvent(seq, out);
+  }
+
+  /** Sends what is still held aside and goes live. */
+  goLive(): void {
+    if (this.#phase !== 'starting') return;
+    const pending = this.#pending;
+    this.#pending = [];
+    this.#phase = 'live';
+    for (const { seq, out } of pending) this.sendEvent(seq, out);
+    if (this.#deletedWhileStarting) this.closeWith('agent_deleted', 'agent deleted');
+  }
+
+  /** Stops delivery without telling the sink (the transport asked). */
+  stop(): void {
+    if (this.#phase === 'closed') return;
+    this.#phase = 'closed';
+    this.#pending = [];
+    this.detach(this);
+  }
+
+  /** Stops delivery and asks the transport to close the connection. */
+  closeWith(reason: Parameters<FrameSink['close']>[0], message: string): void {
+    if (this.#phase === 'closed') return;
+    this.stop();
+    this.sink.close(reason, message);
+  }
+}
+
+/** The subscribers of one agent, behind one bus subscription. */
+interface Channel {
+  readonly subscribers: Set<Subscriber>;
+  unsubscribe(): void;
+}
+
+/**
+ * The {@link EventsService} of the core. Retention (pruning old events) is not done here: see
+ * `withEventRetention` in `event-retention.ts`, which wraps the bus at start-up.
+ */
+export class AgentEventsService implements EventsService {
+  readonly #store: Store;
+  readonly #bus: EventBus;
+  readonly #agents: AgentService;
+  readonly #pageSize: number;
+  readonly #maxPending: number;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  readonly #channels = new Map<string, Channel>();
+  #shutDown = false;
+
+  constructor(options: AgentEventsServiceOptions) {
+    this.#store = options.store;
+    this.#bus = options.bus;
+    this.#agents = options.agents;
+    this.#pageSize = options.replayPageSize ?? 500;
+    this.#maxPending = options.maxPendingLive ?? 10_000;
+    this.#logger = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+    if (!Number.isSafeInteger(this.#pageSize) || this.#pageSize < 1) throw new RangeError('replayPageSize must be a positive integer');
+    if (!Number.isSafeInteger(this.#maxPending) || this.#maxPending < 1) throw new RangeError('maxPendingLive must be a positive integer');
+  }
+
+  /**
+   * Authorizes `principal` for the agent's events (`not_found` for an unknown agent or another
+   * user's; `invalid_request` for a `since` that is not a non-negative integer; `unavailable`
+   * after {@link shutdown}). Transports call it before accepting the connection.
+   */
+  async prepare(principal: Principal, agentId: string, options: EventsSubscribeOptions = {}): Promise<PreparedEvents> {
+    const { since } = options;
+    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) {
+      throw new SentinelError('invalid_request', 'invalid "since": use a non-negative integer event seq');
+    }
+    if (this.#shutDown) throw new SentinelError('unavailable', 'server shutting down');
+    await this.#agents.getRecord(principal, agentId);
+    return {
+      agentId,
+      open: (sink) => this.#open(agentId, sink, since),
+    };
+  }
+
+  /** Open subscriptions: of one agent, or of all agents. Cheap (for tests and metrics). */
+  subscriptionCount(agentId?: string): number {
+    if (agentId !== undefined) return this.#channels.get(agentId)?.subscribers.size ?? 0;
+    let total = 0;
+    for (const channel of this.#channels.values()) total += channel.subscribers.size;
+    return total;
+  }
+
+  /**
+   * Closes every subscription with reason `shutdown` and refuses new ones (idempotent). The
+   * api's shutdown calls it before the transports close their connections.
+   */
+  shutdown(): void {
+    this.#shutDown = true;
+    for (const channel of [...this.#channels.values()]) {
+      for (const subscriber of [...channel.subscribers]) subscriber.closeWith('shutdown', 'server shutting down');
+    }
+  }
+
+  #open(agentId: string, sink: FrameSink, since: number | undefined): EventsSubscription {
+    const subscriber = new Subscriber(sink, since, this.#maxPending, (s) => this.#detach(agentId, s));
+    const subscription: EventsSubscription = { close: () => subscriber.stop() };
+    if (this.#shutDown) {
+      subscriber.closeWith('shutdown', 'server shutting down');
+      return subscription;
+    }
+    // Join the channel first: from here on no live event can slip past this subscriber.
+    this.#channelOf(agentId).subscribers.add(subscriber);
+    this.#start(agentId, subscriber).catch((err: unknown) => {
+      if (subscriber.closed) return;
+      this.#logger.error('events stream failed', { agent_id: agentId, error: err instanceof Error ? err.message : String(err) });
+      subscriber.send(outgoing({ type: 'error', timestamp: this.#timestamp(), error: 'internal server error', code: 'internal' }));
+      subscriber.closeWith('shutdown', 'events stream failed');
+    });
+    return subscription;
+  }
+
+  #timestamp(): string {
+    return new Date(this.#now()).toISOString();
+  }
+
+  async #start(agentId: string, subscriber: Subscriber): Promise<void> {
+    const record = await this.#store.getAgent(agentId);
+    if (subscriber.closed) return;
+    if (!record) {
+      subscriber.closeWith('agent_deleted', 'agent deleted');
+      return;
+    }
+    const stats = await this.#store.conversationStats(agentId);
+    if (subscriber.closed) return;
+    subscriber.send(outgoing(this.#snapshotFrame(record, stats.bytes)));
+
+    if (subscriber.since !== undefined) {
+      const first = await this.#store.firstEventSeq(agentId);
+      if (subscriber.closed) return;
+      if (first > 0 && subscriber.since < first - 1) this.#resync(subscriber, agentId, first);
+      for (;;) {
+        const page = await this.#store.listEvents(agentId, subscriber.lastSeq, this.#pageSize);
+        if (subscriber.closed) return;
+        for (const event of page) {
+          // Retention pruned the events between the cursor and this one while we replayed.
+          if (event.seq > subscriber.lastSeq + 1) this.#resync(subscriber, agentId, event.seq);
+          subscriber.sendEvent(event.seq, outgoing(eventFrame(event), String(event.seq)));
+        }
+        if (page.length < this.#pageSize) break;
+        await whenReady(subscriber.sink);
+        if (subscriber.closed) return;
+      }
+    }
+    // Live events that came during the replay, in batches too; more may arrive meanwhile.
+    while (subscriber.hasPending) {
+      await whenReady(subscriber.sink);
+      if (subscriber.closed) return;
+      subscriber.flushPending(this.#pageSize);
+    }
+    subscriber.goLive();
+  }
+
+  /** Tells the subscriber that events after its cursor are gone, then moves its cursor to what is retained. */
+  #resync(subscriber: Subscriber, agentId: string, oldestSeq: number): void {
+    subscriber.send(
+      outgoing({
+        type: 'event',
+        event_type: 'resync_required',
+        timestamp: this.#timestamp(),
+        content: `events after seq ${subscriber.since ?? 0} are no longer retained; the stream continues from seq ${oldestSeq}`,
+        data: { requested_since: subscriber.since ?? 0, oldest_seq: oldestSeq },
+        agent_id: agentId,
+      }),
+    );
+    subscriber.lastSeq = oldestSeq - 1;
+  }
+
+  #snapshotFrame(record: AgentRecord, conversationBytes: number): ServerFrame {
+    return {
+      type: 'event',
+      event_type: 'agent_status',
+      timestamp: this.#timestamp(),
+      content: snapshotContent(record),
+      data: {
+        agent_id: record.id,
+        status: record.status,
+        memory: formatBytes(conversationBytes),
+        api_usage: { requests: record.usage_requests, tokens: record.usage_tokens },
+      },
+      agent_id: record.id,
+    };
+  }
+
+  #channelOf(agentId: string): Channel {
+    const existing = this.#channels.get(agentId);
+    if (existing) return existing;
+    const subscribers = new Set<Subscriber>();
+    const unsubscribe = this.#bus.subscribe(agentId, (message: AgentBusMessage) => {
+      if (message.kind === 'event') {
+        // Serialized at most once, whatever the number of subscribers.
+        const out = outgoing(eventFrame(message.event), String(message.event.seq));
+        for (const subscriber of [...subscribers]) subscriber.deliver(message.event.seq, out);
+      } else if (message.kind === 'deleted') {
+        for (const subscriber of [...subscribers]) subscriber.agentDeleted();
+      }
+    });
+    const channel: Channel = { subscribers, unsubscribe };
+    this.#channels.set(agentId, channel);
+    return channel;
+  }
+
+  #detach(agentId: string, subscriber: Subscriber): void {
+    const channel = this.#channels.get(agentId);
+    if (!channel) return;
+    channel.subscribers.delete(subscriber);
+    if (channel.subscribers.size === 0) {
+      channel.unsubscribe();
+      this.#channels.delete(agentId);
+    }
+  }
+}

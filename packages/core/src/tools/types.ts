@@ -1,0 +1,25 @@
+/** What a tool is: a name, a JSON Schema for its parameters and an async `run` (DESIGN.md §6). */
+import type { JsonSchema } from '../routes/types.js';
+
+/** What a tool run gets besides its parameters. */
+export interface ToolContext {
+  /** Aborted when the turn ends early or the tool's timeout passes: stop work promptly. */
+  signal: AbortSignal;
+  /** The agent the tool runs for. */
+  agentId: string;
+}
+
+export interface Tool {
+  /** `^[a-z][a-z0-9_]{0,63}$`, the name images list in `tools`. */
+  readonly name: string;
+  /** One or two sentences for the model: what the tool does and when to use it. */
+  readonly description: string;
+  /** JSON Schema of the parameters object; the registry validates against it before `run`. */
+  readonly parameters: JsonSchema;
+  /**
+   * Runs the tool with already validated parameters and returns a JSON-serializable result.
+   * Throw SentinelError (e.g. `invalid_request`) for failures the caller should read, such as
+   * "division by zero"; any other error is reported as "tool <name> failed" and logged.
+   */
+  run(params: Record<string, unknown>, ctx: ToolContext): Promise<unknown>;
+}

@@ -1,0 +1,87 @@
+/**
+ * Reading an upgrade request: which of our endpoints it targets, and the bearer token it
+ * carries. Pure functions over the request line and headers, so they are cheap to test and
+ * never touch the socket.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { SentinelError } from '@sentinel/api-core';
+
+/** The subprotocol a browser offers next to its token, and the one the server selects. */
+export const SENTINEL_SUBPROTOCOL = 'sentinel.v1';
+/** Prefix of the subprotocol that carries a token: `bearer.<jwt>`. Never selected, never echoed. */
+export const BEARER_SUBPROTOCOL_PREFIX = 'bearer.';
+
+export type EndpointKind = 'chat' | 'events';
+
+/** One of our WebSocket endpoints, parsed from the request target. */
+export interface EndpointTarget {
+  kind: EndpointKind;
+  agentId: string;
+  /** `?since=<seq>` (events only); undefined when absent. */
+  since: number | undefined;
+}
+
+const ENDPOINT_PATH = /^\/v1\/agents\/([^/]+)\/(chat|events)$/;
+const SEQ = /^(0|[1-9][0-9]{0,15})$/;
+
+/**
+ * The endpoint `url` (the request target, e.g. `/v1/agents/a1/events?since=4`) names, or
+ * undefined when the path is not one of ours (a host's own WebSocket route, say).
+ * Throws SentinelError `invalid_request` for our path with a bad escape or a bad `since`.
+ */
+export function matchEndpoint(url: string): EndpointTarget | undefined {
+  const queryStart = url.indexOf('?');
+  const path = queryStart === -1 ? url : url.slice(0, queryStart);
+  const match = ENDPOINT_PATH.exec(path);
+  if (!match) return undefined;
+  let agentId: string;
+  try {
+    agentId = decodeURIComponent(match[1] as string);
+  } catch {
+    throw new SentinelError('invalid_request', 'malformed agent id in the path');
+  }
+  const kind = match[2] as EndpointKind;
+  let since: number | undefined;
+  if (kind === 'events' && queryStart !== -1) {
+    const raw = new URLSearchParams(url.slice(queryStart + 1)).get('since');
+    if (raw !== null) {
+      const value = SEQ.test(raw) ? Number(raw) : NaN;
+      if (!Number.isSafeInteger(value)) throw new SentinelError('invalid_request', `since must be an integer >= 0, got "${raw.slice(0, 40)}"`);
+      since = value;
+    }
+  }
+  return { kind, agentId, since };
+}
+
+/** The offered subprotocols, trimmed, in order (empty when the header is absent). */
+function offeredSubprotocols(headers: IncomingHttpHeaders): string[] {
+  const header = headers['sec-websocket-protocol'];
+  if (header === undefined) return [];
+  return header
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
+}
+
+/**
+ * The `Authorization` header value to authenticate with: the header itself, or else a
+ * `Bearer` built from a `bearer.<jwt>` subprotocol (browsers cannot set headers on a
+ * WebSocket; DESIGN.md §5). Undefined when the request carries neither.
+ */
+export function authorizationOf(headers: IncomingHttpHeaders): string | undefined {
+  if (headers.authorization !== undefined) return headers.authorization;
+  for (const protocol of offeredSubprotocols(headers)) {
+    if (protocol.startsWith(BEARER_SUBPROTOCOL_PREFIX) && protocol.length > BEARER_SUBPROTOCOL_PREFIX.length) {
+      return `Bearer ${protocol.slice(BEARER_SUBPROTOCOL_PREFIX.length)}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * ws's `handleProtocols`: select `sentinel.v1` when offered. Anything else, the token above
+ * all, is never echoed back in the response headers.
+ */
+export function selectSubprotocol(protocols: Set<string>): string | false {
+  return protocols.has(SENTINEL_SUBPROTOCOL) ? SENTINEL_SUBPROTOCOL : false;
+}
