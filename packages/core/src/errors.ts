@@ -86,3 +86,29 @@ export function errorBody(err: SentinelError): { error: string; code: ErrorCode;
     ? { error: err.message, code: err.code }
     : { error: err.message, code: err.code, details: err.details };
 }
+
+/**
+ * Error code → HTTP status, shared by every transport that speaks HTTP (the REST listener and
+ * the WebSocket upgrade refusals). A `Record` over the union: a new code without a status is a
+ * compile error, not a silent 500. WebSocket close codes have their own table in the ws package.
+ */
+const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  agent_busy: 429,
+  upstream_error: 502,
+  unavailable: 503,
+  internal: 500,
+};
+
+/** The HTTP status for an error code; 500 for anything unknown (a code from a newer core). */
+export function httpStatusForErrorCode(code: ErrorCode): number {
+  return HTTP_STATUS_BY_ERROR_CODE[code] ?? 500;
+}

@@ -5,5 +5,6 @@
 export { toNodeListener, type NodeListener, type NodeListenerOptions } from './listener.js';
 export type { CorsOptions } from './cors.js';
 export { createServer, listen, type ListenOptions, type RunningServer, type ServerOptions } from './server.js';
-export { statusForErrorCode } from './status.js';
+/** Error code → HTTP status (the core's table, re-exported for HTTP hosts). */
+export { httpStatusForErrorCode as statusForErrorCode } from '@sentinel/api-core';
 export { DEFAULT_MAX_BODY_BYTES } from './read-body.js';

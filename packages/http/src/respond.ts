@@ -4,7 +4,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { errorBody, isStreamResult, SentinelError, type RouteResponse } from '@sentinel/api-core';
-import { statusForErrorCode } from './status.js';
+import { httpStatusForErrorCode as statusForErrorCode } from '@sentinel/api-core';
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
