@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { createJsonLogger, createSentinelApi, type Logger, type SentinelApi } from '@sentinel/api-core';
+import { createBatchedLineWriter, createJsonLogger, createSentinelApi, type Logger, type SentinelApi } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { CommandError, UsageError, describeFsError, oneLineMessage } from './errors.js';
@@ -125,14 +125,31 @@ function describeListenError(err: unknown, host: string, port: number): string {
  */
 export async function startApi(config: ApiConfig, io: CommandIo): Promise<RunningApi> {
   const tls = await loadTls(config.tlsCert, config.tlsKey);
-  const logger = createJsonLogger({ write: (line) => void io.stdout.write(line) });
+  // One stdout write per turn of the event loop, not per line (the request log is a line per
+  // request); pending lines are written on close and at process exit.
+  const logLines = createBatchedLineWriter((text) => void io.stdout.write(text));
+  const logger = createJsonLogger({ write: logLines.write });
 
   const api = await createSentinelApi({
     dataDir: resolveUserPath(config.dataDir),
     tokenSecret: config.tokenAuthSecret,
     adminUsername: config.adminUsername,
     adminPassword: config.adminPassword,
+    ...(config.store === undefined ? {} : { storeUrl: config.store }),
+    ...(config.bus === undefined ? {} : { busUrl: config.bus }),
+    registry: { url: config.registry, username: config.registryUsername, password: config.registryPassword },
+    // Keys are never flags (they would show in `ps`): the core reads them from the environment or providers.json.
+    providers: {
+      ...(config.openaiBaseUrl === undefined ? {} : { openai: { baseUrl: config.openaiBaseUrl } }),
+      ...(config.anthropicBaseUrl === undefined ? {} : { anthropic: { baseUrl: config.anthropicBaseUrl } }),
+      ...(config.ollamaHost === undefined ? {} : { ollama: { host: config.ollamaHost } }),
+    },
+    httpFetch: { allowHosts: (config.httpFetchAllowHosts ?? '').split(',').map((host) => host.trim()).filter((host) => host !== '') },
+    webSearch: config.webSearchUrl === undefined ? {} : { url: config.webSearchUrl },
     logger,
+  }).catch((err: unknown) => {
+    logLines.close();
+    throw err;
   });
   // Printed before binding: the admin is already stored, so even if the port turns out to be
   // taken, this is the only chance to learn the password.
@@ -155,10 +172,12 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     });
   } catch (err) {
     await api.close().catch(() => undefined);
+    logLines.close();
     throw new CommandError(describeListenError(err, config.host, config.port), { cause: err });
   }
   // Same server, same port: wss:// under TLS, and the agents' `endpoints` already say so.
   const ws = attachWebSocket(server.server, api, { logger });
+  logLines.flush();
   io.stdout.write(`SentinelStacks API listening on ${server.url}\n`);
 
   let closing: Promise<void> | undefined;
@@ -175,6 +194,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
         await httpClosed;
       } finally {
         await api.close();
+        logLines.close();
       }
     })();
     return closing;

@@ -21,6 +21,26 @@ export interface ApiFlagValues {
   logRequests: boolean;
   /** Directory of the SQLite database and the generated token secret. Default `~/.sentinel`. */
   dataDir: string;
+  /** PostgreSQL URL shared by several instances. Default none: SQLite in `dataDir`. */
+  store: string | undefined;
+  /** Redis URL shared by several instances (event bus, turn locks, login throttle). Default none: in process. */
+  bus: string | undefined;
+  /** Default registry `http(s)://host[:port][/namespace]` for push/pull/search. Default none: the embedded registry in `<data-dir>/registry`. */
+  registry: string | undefined;
+  /** Username for the default registry. Default none (anonymous). */
+  registryUsername: string | undefined;
+  /** Password or token for the default registry. Default none. */
+  registryPassword: string | undefined;
+  /** Base URL of the `openai` provider (any OpenAI-compatible server). Default `OPENAI_BASE_URL`, else `https://api.openai.com/v1`. */
+  openaiBaseUrl: string | undefined;
+  /** Base URL of the `anthropic` provider. Default `ANTHROPIC_BASE_URL`, else `https://api.anthropic.com`. */
+  anthropicBaseUrl: string | undefined;
+  /** Where the `ollama` provider finds Ollama. Default `OLLAMA_HOST`, else `http://127.0.0.1:11434`. */
+  ollamaHost: string | undefined;
+  /** Comma-separated hosts the `http_fetch` tool may fetch from. Default none (the tool is off). */
+  httpFetchAllowHosts: string | undefined;
+  /** SearXNG-compatible URL for the `web_search` tool. Default none (the tool says it is not configured). */
+  webSearchUrl: string | undefined;
 }
 
 export type FlagType = 'string' | 'int' | 'bool';
@@ -116,6 +136,96 @@ export const API_FLAGS: readonly FlagSpec[] = [
     description: 'Directory of the SQLite database and the generated token secret',
     key: 'dataDir',
   },
+  {
+    name: 'store',
+    type: 'string',
+    env: 'SENTINEL_STORE_URL',
+    default: undefined,
+    defaultLabel: 'SQLite in <data-dir>',
+    description: 'PostgreSQL shared by several instances: postgres://user:password@host[:port]/db (prefer the variable: flags show in ps)',
+    key: 'store',
+  },
+  {
+    name: 'bus',
+    type: 'string',
+    env: 'SENTINEL_BUS_URL',
+    default: undefined,
+    defaultLabel: 'none (in process)',
+    description: 'Redis shared by several instances: redis://[user:password@]host[:port][/db][?prefix=name]',
+    key: 'bus',
+  },
+  {
+    name: 'registry',
+    type: 'string',
+    env: 'SENTINEL_REGISTRY',
+    default: undefined,
+    defaultLabel: 'embedded, in <data-dir>/registry',
+    description: 'OCI registry for push, pull and search: http(s)://host[:port][/namespace]',
+    key: 'registry',
+  },
+  {
+    name: 'registry-username',
+    type: 'string',
+    env: 'SENTINEL_REGISTRY_USERNAME',
+    default: undefined,
+    defaultLabel: 'none (anonymous)',
+    description: 'Username for --registry (basic auth, or to obtain bearer tokens)',
+    key: 'registryUsername',
+  },
+  {
+    name: 'registry-password',
+    type: 'string',
+    env: 'SENTINEL_REGISTRY_PASSWORD',
+    default: undefined,
+    defaultLabel: 'none',
+    description: 'Password or access token for --registry (prefer the variable: flags show in ps)',
+    key: 'registryPassword',
+  },
+  {
+    name: 'openai-base-url',
+    type: 'string',
+    env: 'SENTINEL_OPENAI_BASE_URL',
+    default: undefined,
+    defaultLabel: 'OPENAI_BASE_URL, else https://api.openai.com/v1',
+    description: 'Base URL of the openai provider: OpenAI or any compatible server (Ollama /v1, vLLM, llama.cpp, LM Studio, OpenRouter)',
+    key: 'openaiBaseUrl',
+  },
+  {
+    name: 'anthropic-base-url',
+    type: 'string',
+    env: 'SENTINEL_ANTHROPIC_BASE_URL',
+    default: undefined,
+    defaultLabel: 'ANTHROPIC_BASE_URL, else https://api.anthropic.com',
+    description: 'Base URL of the anthropic provider (Messages API)',
+    key: 'anthropicBaseUrl',
+  },
+  {
+    name: 'ollama-host',
+    type: 'string',
+    env: 'SENTINEL_OLLAMA_HOST',
+    default: undefined,
+    defaultLabel: 'OLLAMA_HOST, else http://127.0.0.1:11434',
+    description: 'Where the ollama provider finds Ollama (host:port or URL)',
+    key: 'ollamaHost',
+  },
+  {
+    name: 'http-fetch-allow-hosts',
+    type: 'string',
+    env: 'SENTINEL_HTTP_FETCH_ALLOW_HOSTS',
+    default: undefined,
+    defaultLabel: 'none (http_fetch is off)',
+    description: 'Comma-separated hosts the http_fetch tool may fetch from: name, *.domain or * (private addresses stay refused)',
+    key: 'httpFetchAllowHosts',
+  },
+  {
+    name: 'web-search-url',
+    type: 'string',
+    env: 'SENTINEL_WEB_SEARCH_URL',
+    default: undefined,
+    defaultLabel: 'none (web_search is not configured)',
+    description: 'SearXNG-compatible search service for the web_search tool (GET <url>/search?q=…&format=json)',
+    key: 'webSearchUrl',
+  },
 ];
 
 /** Environment variables read by `sentinel api` that have no flag (secrets stay out of `ps`). */
@@ -129,5 +239,15 @@ export const API_ENV_ONLY: readonly { readonly env: string; readonly description
     env: 'SENTINEL_ADMIN_PASSWORD',
     description: 'Password of that admin user',
     defaultLabel: 'generated and printed once to stderr',
+  },
+  {
+    env: 'OPENAI_API_KEY',
+    description: 'API key of the openai provider (also settable in <data-dir>/providers.json)',
+    defaultLabel: 'none (needed for api.openai.com)',
+  },
+  {
+    env: 'ANTHROPIC_API_KEY',
+    description: 'API key of the anthropic provider (also settable in <data-dir>/providers.json)',
+    defaultLabel: 'none (needed for api.anthropic.com)',
   },
 ];

@@ -7,9 +7,13 @@ import { join } from 'node:path';
 import { SentinelError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Principal } from './models.js';
+import type { RegistrySettings } from './registry/service.js';
+import type { ProviderOptions } from './providers/config.js';
 import type { BodyFormat, RouteContext, RouteDef } from './routes/types.js';
 import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
+import type { HttpFetchToolOptions } from './tools/http-fetch.js';
+import type { WebSearchToolOptions } from './tools/web-search.js';
 import { compileValidator, type Validator } from './validation.js';
 
 export interface SentinelApiOptions {
@@ -17,6 +21,12 @@ export interface SentinelApiOptions {
   dataDir?: string;
   /** A ready Store. Default: SQLite at `<dataDir>/sentinel.db`. */
   store?: Store;
+  /**
+   * PostgreSQL for running several instances on one database (`postgres://user:password@host:5432/db`,
+   * or `postgresql://`; libpq query parameters such as `sslmode` work). Ignored when `store` is given.
+   * Default none: SQLite at `<dataDir>/sentinel.db`.
+   */
+  storeUrl?: string;
   /** JWT HS256 secret (at least 16 characters). Default: generated once and kept in `<dataDir>/token-secret` (mode 0600). */
   tokenSecret?: string;
   /** Token lifetime in seconds. Default 86400 (24 h). */
@@ -31,6 +41,28 @@ export interface SentinelApiOptions {
   runtime?: RuntimeOptions;
   /** Events kept per agent; older ones are pruned (a `since` before them gets `resync_required`). Default 10000. */
   eventRetention?: number;
+  /**
+   * Redis for running several instances (`redis://[user[:password]@]host[:port][/db][?prefix=name&turn_lease_ms=n]`,
+   * `rediss://` for TLS): the event bus, per-agent turn locks, login throttling and user
+   * invalidation are shared through it. Default none: everything in process (one instance).
+   */
+  busUrl?: string;
+  /**
+   * The default registry for push/pull/search: `url` `http(s)://host[:port][/namespace]` with
+   * optional `username`/`password` (never logged). Default: the embedded OCI image-layout
+   * registry under `<dataDir>/registry`.
+   */
+  registry?: RegistrySettings;
+  /**
+   * Model provider settings (base URLs, API keys, timeouts, retries); never taken from images.
+   * Default: per setting, the environment (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, `ANTHROPIC_API_KEY`,
+   * `ANTHROPIC_BASE_URL`, `OLLAMA_HOST`), then `<dataDir>/providers.json`, then the providers' defaults.
+   */
+  providers?: ProviderOptions;
+  /** The built-in `http_fetch` tool (allowed hosts, caps). Default: no host allowed, so every call fails with "not enabled". */
+  httpFetch?: HttpFetchToolOptions;
+  /** The built-in `web_search` tool (a SearXNG-compatible URL). Default: not configured, so every call fails with "not configured". */
+  webSearch?: WebSearchToolOptions;
 }
 
 /** Raw, unvalidated input as a transport extracted it. */

@@ -9,10 +9,23 @@ import type { Logger } from './logger.js';
 import { silentLogger } from './logger.js';
 import type { EventRecord, LogRecord } from './models.js';
 
+/**
+ * What one instance asks every instance to do to an agent's turns (scale-out): `cancel` the
+ * message `message_id` wherever it is queued or running, end the agent's turns because it was
+ * `stop`ped or is being `delete`d.
+ */
+export type AgentControlAction = 'cancel' | 'stop' | 'delete';
+
 export type AgentBusMessage =
   | { kind: 'event'; event: EventRecord }
   | { kind: 'log'; log: LogRecord }
-  | { kind: 'deleted'; agent_id: string };
+  | { kind: 'deleted'; agent_id: string }
+  | { kind: 'control'; action: AgentControlAction; message_id?: string }
+  /**
+   * Delivered locally by a shared bus after it reconnected: messages published meanwhile may
+   * have been missed, so readers catch up from the Store.
+   */
+  | { kind: 'resync' };
 
 export interface EventBus {
   /** Delivers `message` to the agent's current subscribers. Never throws because of a subscriber. */
@@ -21,6 +34,13 @@ export interface EventBus {
   subscribe(agentId: string, listener: (m: AgentBusMessage) => void): () => void;
   /** Drops every subscriber; later publishes are ignored. */
   close(): Promise<void>;
+  /** True when publishes also reach other instances (e.g. the Redis bus). Default (absent): false, in-process only. */
+  readonly shared?: boolean;
+  /**
+   * Checks that the bus can deliver right now (readiness probes); rejects with SentinelError
+   * `unavailable` when it cannot. Default (absent): an in-process bus is always ready.
+   */
+  ping?(): Promise<void>;
 }
 
 export interface LocalEventBusOptions {

@@ -14,12 +14,15 @@ import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
 import { decodeBody } from './body.js';
 import { createLocalEventBus, type EventBus } from './bus.js';
+import type { RedisScaleOut } from './redis/index.js';
 import { SentinelError } from './errors.js';
 import { ImageService } from './images/service.js';
 import { AgentJournal } from './journal.js';
 import { silentLogger } from './logger.js';
+import { createModelProviders, describeProviderSettings, resolveProviderSettings } from './providers/config.js';
 import { EchoProvider } from './providers/echo.js';
 import { ProviderRegistry } from './providers/registry.js';
+import { RegistryService } from './registry/service.js';
 import { buildRouteTable } from './routes/index.js';
 import { AgentChatService } from './runtime/chat.js';
 import { createEventRetention, withEventRetention } from './runtime/event-retention.js';
@@ -30,7 +33,9 @@ import { openSqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
 import { currentTimeTool } from './tools/current-time.js';
+import { createHttpFetchTool } from './tools/http-fetch.js';
 import { ToolRegistry } from './tools/registry.js';
+import { createWebSearchTool } from './tools/web-search.js';
 
 export interface SentinelApi extends SentinelApiSurface {
   readonly store: Store;
@@ -47,10 +52,16 @@ export interface SentinelApi extends SentinelApiSurface {
   readonly events: EventsService;
   /** Runs agents' turns. */
   readonly runtime: AgentRuntime;
-  /** Tools agents may call (built-ins: `calculator`, `current_time`); register your own here. */
+  /**
+   * Tools agents may call (built-ins: `calculator`, `current_time`, `http_fetch`, `web_search`);
+   * register your own with `api.tools.register({ name, description, parameters, run })`
+   * (see {@link ToolRegistry}); images that list the name may then use it.
+   */
   readonly tools: ToolRegistry;
-  /** Model providers by name (built-in: `echo`); register your own here. */
+  /** Model providers by name (built-in: `echo`, `openai`, `anthropic`, `ollama`); register your own here. */
   readonly providers: ProviderRegistry;
+  /** Push, pull and search agent images (the default registry, or the embedded one under `<dataDir>/registry`). */
+  readonly registry: RegistryService;
   /**
    * Ends every turn with reason `shutdown` (partial answers are kept), then closes chat
    * sessions and event subscriptions with `shutdown` (WebSocket 1001). Refuses new ones.
@@ -94,13 +105,15 @@ async function prepareDataDir(dir: string): Promise<void> {
 
 /**
  * Starts the core: data directory (default `SENTINEL_DATA_DIR` or `~/.sentinel`), Store
- * (default SQLite at `<dataDir>/sentinel.db`), token key, services, the first admin (only
+ * (`options.store`, else PostgreSQL at `options.storeUrl`, else SQLite at
+ * `<dataDir>/sentinel.db`), token key, services, the first admin (only
  * when the Store has no users), the starter image `sentinel/echo:latest`, and the compiled
  * route table. `shutdown()` ends turns and streams; `close()` (idempotent) calls it, then
  * closes the bus and the Store: a Store passed in through `options.store` is closed too (the
  * API owns it from then on). If start-up fails, a Store opened here is closed; a Store passed
  * in is left open for its caller.
- * Errors: SentinelError `unavailable` when the data directory or the Store cannot be used.
+ * Errors: SentinelError `unavailable` when the data directory or the Store cannot be used,
+ * `invalid_request` when `storeUrl` is not a postgres:// URL.
  */
 export async function createSentinelApi(options: SentinelApiOptions = {}): Promise<SentinelApi> {
   const logger = options.logger ?? silentLogger;
@@ -111,6 +124,12 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
   let store: Store;
   if (options.store) {
     store = options.store;
+  } else if (options.storeUrl !== undefined) {
+    // Scale-out (DESIGN.md §11): the PostgreSQL store and its driver load only when asked for.
+    const { openPostgresStore } = await import('./postgres/index.js');
+    const postgres = await openPostgresStore({ url: options.storeUrl, logger });
+    logger.info('store on postgres', { url: postgres.url });
+    store = postgres;
   } else {
     try {
       store = await openSqliteStore({ path: join(dataDir, 'sentinel.db') });
@@ -118,26 +137,46 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       throw dataDirError(dataDir, err);
     }
   }
+  // Scale-out (DESIGN.md §11): with a bus URL, Redis (loaded only then) carries the bus, the
+  // per-agent turn lock, the login throttle and user invalidations between instances.
+  let redis: RedisScaleOut | undefined;
+  if (options.busUrl !== undefined) {
+    try {
+      redis = await (await import('./redis/index.js')).openRedisScaleOut({ url: options.busUrl, logger });
+    } catch (err) {
+      if (!options.store) await store.close().catch(() => undefined);
+      throw err;
+    }
+    logger.info('event bus on redis', { url: redis.bus.displayUrl, key_prefix: redis.bus.keyPrefix });
+  }
   // Retention watches every event on its way through the bus, whoever wrote it.
   const bus = withEventRetention(
-    createLocalEventBus({ logger }),
+    redis?.bus ?? createLocalEventBus({ logger }),
     createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
   );
   try {
     await store.migrate();
     const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
     const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
-    const users = new UserService({ store, logger });
-    const authService = new AuthService({ users, tokens, logger });
+    const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
+    const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
     const images = new ImageService({ store, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderRegistry().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
-    const tools = new ToolRegistry().register(calculatorTool).register(currentTimeTool);
-    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger });
+    const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);
+    for (const provider of createModelProviders(providerSettings, { logger })) providers.register(provider);
+    logger.info('model providers configured', describeProviderSettings(providerSettings));
+    const tools = new ToolRegistry()
+      .register(calculatorTool)
+      .register(currentTimeTool)
+      .register(createHttpFetchTool(options.httpFetch))
+      .register(createWebSearchTool(options.webSearch));
+    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const agents = new AgentService({ store, images, journal, runtime, logger });
     const chat = new AgentChatService({ agents, runtime, bus, logger });
     const events = new AgentEventsService({ store, bus, agents, logger });
+    const registry = new RegistryService({ store, images, embeddedRoot: join(dataDir, 'registry'), logger, ...(options.registry ? { registry: options.registry } : {}) });
 
     const adminPassword = options.adminPassword ?? process.env.SENTINEL_ADMIN_PASSWORD;
     const admin = await users.ensureAdmin({
@@ -146,7 +185,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     await images.ensureStarterImage();
 
-    const routes = buildRouteTable({ auth: authService, users, agents, images, bus, events }).map(compileRoute);
+    const routes = buildRouteTable({ auth: authService, users, agents, images, bus, events, registry, store }).map(compileRoute);
     let shuttingDown: Promise<void> | undefined;
     let closing: Promise<void> | undefined;
     const shutdown = () =>
@@ -172,6 +211,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       runtime,
       tools,
       providers,
+      registry,
       shutdown,
       dataDir,
       ...(admin.generatedPassword === undefined ? {} : { generatedAdminPassword: admin.generatedPassword }),
@@ -180,11 +220,14 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       close: () =>
         (closing ??= (async () => {
           await shutdown();
+          // After the turns ended: their upstream requests were aborted, so the pools hold only idle sockets.
+          await providers.close();
+          await registry.close();
           await bus.close();
           await store.close();
         })()),
     };
-    logger.info('sentinel api ready', { data_dir: dataDir, routes: routes.length, admin_created: admin.created });
+    logger.info('sentinel api ready', { data_dir: dataDir, routes: routes.length, admin_created: admin.created, registry: registry.defaultRegistry });
     return api;
   } catch (err) {
     await bus.close();

@@ -18,6 +18,16 @@ export * from './body.js';
 export * from './images/sentinelfile.js';
 export * from './images/oci.js';
 export * from './images/service.js';
+export * from './images/layout.js';
+export * from './registry/reference.js';
+export * from './registry/auth.js';
+export * from './registry/client.js';
+export * from './registry/agent-manifest.js';
+export * from './registry/backends/types.js';
+export * from './registry/backends/distribution.js';
+export * from './registry/backends/layout.js';
+export * from './registry/service.js';
+export * from './routes/registry.js';
 export * from './agents/log-query.js';
 export * from './agents/service.js';
 export * from './routes/health.js';
@@ -37,13 +47,36 @@ export * from './routes/events.js';
 export * from './providers/types.js';
 export * from './providers/registry.js';
 export * from './providers/echo.js';
+export {
+  ProviderHttpClient,
+  DEFAULT_PROVIDER_RETRIES,
+  DEFAULT_PROVIDER_TIMEOUTS,
+  type ProviderHttpClientOptions,
+  type ProviderRetryPolicy,
+  type ProviderTimeouts,
+  type UpstreamHints,
+  type UpstreamRequest,
+} from './providers/http.js';
+export { parseSse, type SseEvent, type SseParseOptions } from './providers/sse.js';
+export * from './providers/ndjson.js';
+export * from './providers/tool-calls.js';
+export * from './providers/parameters.js';
+export * from './providers/openai.js';
+export * from './providers/anthropic.js';
+export * from './providers/ollama.js';
+export * from './providers/config.js';
 export * from './tools/types.js';
 export * from './tools/registry.js';
 export * from './tools/calculator.js';
 export * from './tools/current-time.js';
+export { HostAllowList, isPrivateAddress, pinnedLookup, resolveAllowedAddresses, type HostResolver, type ResolveAllowedOptions, type ResolvedAddress } from './tools/net-policy.js';
+export * from './tools/http-fetch.js';
+export * from './tools/web-search.js';
 export * from './runtime/ids.js';
 export * from './runtime/history.js';
 export * from './runtime/client-frames.js';
 export * from './runtime/runtime.js';
+export * from './runtime/turn-lock.js';
 export * from './runtime/chat.js';
 export * from './routes/runtime.js';
+export * from './line-writer.js';

@@ -28,13 +28,19 @@ export interface JsonLoggerOptions {
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-/** Keys whose values are never written, whatever the caller passes. */
-const SECRET_KEYS = /^(authorization|password|token|secret|api[_-]?key|cookie)$/i;
+/** Keys whose values are never written, whatever the caller passes (compared in lower case). */
+const SECRET_KEYS = new Set(['authorization', 'password', 'token', 'secret', 'apikey', 'api_key', 'api-key', 'cookie']);
+
+// A Set lookup instead of a regular expression per key: this runs for every field of every
+// log line, request lines included.
+function isSecretKey(key: string): boolean {
+  return SECRET_KEYS.has(key) || SECRET_KEYS.has(key.toLowerCase());
+}
 
 function redact(fields: Record<string, unknown>): Record<string, unknown> {
   let out: Record<string, unknown> | undefined;
-  for (const key of Object.keys(fields)) {
-    if (SECRET_KEYS.test(key)) {
+  for (const key in fields) {
+    if (Object.hasOwn(fields, key) && isSecretKey(key)) {
       out ??= { ...fields };
       out[key] = '[redacted]';
     }
@@ -48,9 +54,14 @@ export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
   const write = options.write ?? ((line: string) => process.stderr.write(line));
   const base = options.base ?? {};
   const make = (bound: Record<string, unknown>): Logger => {
+    const hasBound = Object.keys(bound).length > 0;
     const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
       if (RANK[level] < min) return;
-      const line = { time: new Date().toISOString(), level, msg, ...bound, ...(fields ? redact(fields) : {}) };
+      const time = new Date().toISOString();
+      // Spread only what is there: this is on every request's path (the request log).
+      let line: Record<string, unknown>;
+      if (fields) line = hasBound ? { time, level, msg, ...bound, ...redact(fields) } : { time, level, msg, ...redact(fields) };
+      else line = hasBound ? { time, level, msg, ...bound } : { time, level, msg };
       write(JSON.stringify(line) + '\n');
     };
     return {

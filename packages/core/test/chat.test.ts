@@ -563,12 +563,12 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
   });
 
   it('an image whose provider is not configured gets a clear upstream_error', async () => {
-    await api.images.build(parseAgentDefinition({ name: 'test/cloud', model: 'openai/gpt-4o' }));
+    await api.images.build(parseAgentDefinition({ name: 'test/cloud', model: 'mistral/mistral-large-latest' }));
     const id = await agent('test/cloud');
     const { sink, send } = await openChat(id);
     send({ type: 'message', content: 'hi', message_id: 'u-1' });
     const [err] = await until(() => terminals(sink, 'u-1').length > 0 && terminals(sink, 'u-1'), 'error');
-    expect(err).toMatchObject({ type: 'error', code: 'upstream_error', error: 'model provider "openai" is not configured on this server' });
+    expect(err).toMatchObject({ type: 'error', code: 'upstream_error', error: 'model provider "mistral" is not configured on this server' });
   });
 
   it('detach drops the session\'s queued turns; the running one finishes into the history, silently', async () => {

@@ -79,6 +79,23 @@ function parseQuery(raw: string): Record<string, string | string[]> {
   return query;
 }
 
+/** What the response's 'close' listener needs to know about its request. */
+interface Exchange {
+  readonly requestId: string;
+  readonly method: string;
+  readonly path: string;
+  /** performance.now() at arrival (0 when requests are not logged). */
+  readonly started: number;
+  readonly context: RequestContext;
+  readonly clientGone: () => void;
+}
+
+// Per-request state hangs off the response under this symbol, so one 'close' listener per
+// listener (not a closure per request) serves every response: allocation per request is
+// most of what a cheap route like /v1/health costs beyond Node's own work.
+const EXCHANGE = Symbol('sentinel.exchange');
+type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
+
 function errorFields(err: unknown): Record<string, unknown> {
   // An `internal` SentinelError wraps the real failure in `cause`: log that one.
   const original = isSentinelError(err) && err.cause !== undefined ? err.cause : err;
@@ -97,8 +114,23 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   const sseHeartbeatMs = options.sseHeartbeatMs ?? 15_000;
   const streams = createStreamRegistry();
   const resumable = new Set(api.routes.filter(resumesFromLastEventId));
+  // Computed once per route instead of once per request.
+  const bodyFormatsByRoute = new Map(api.routes.map((route) => [route, bodyFormatsOf(route)]));
 
+  /** Answers the request; never rejects (failures become error responses through `fail`). */
   async function respond(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext, abortProducer: () => void) {
+    try {
+      await answer(req, res, method, path, rawQuery, ctx, abortProducer);
+    } catch (err) {
+      try {
+        fail(res, err, ctx, method, path);
+      } catch {
+        res.destroy();
+      }
+    }
+  }
+
+  async function answer(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext, abortProducer: () => void) {
     const origin = req.headers.origin;
     if (cors && origin !== undefined) setCorsHeaders(res, cors, origin);
 
@@ -125,7 +157,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const raw: RawRouteInput = { params, query: parseQuery(rawQuery) };
     const lastEventId = req.headers['last-event-id'];
     if (typeof lastEventId === 'string' && raw.query.since === undefined && resumable.has(route)) raw.query.since = lastEventId.trim();
-    const formats = bodyFormatsOf(route);
+    const formats = bodyFormatsByRoute.get(route) ?? bodyFormatsOf(route);
     // Routes without body formats leave any body unread; Node drains it after the response.
     if (formats.length > 0 && announcesBody(req)) {
       const format = bodyFormatOf(req.headers['content-type'], formats);
@@ -170,6 +202,26 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     }
   }
 
+  function onResponseClose(this: TrackedResponse): void {
+    const exchange = this[EXCHANGE];
+    if (exchange === undefined) return;
+    this[EXCHANGE] = undefined;
+    const finished = this.writableFinished;
+    if (!finished) exchange.clientGone();
+    if (!logRequests) return;
+    logger.info('request', {
+      request_id: exchange.requestId,
+      method: exchange.method,
+      // The pathname only: query strings can carry secrets.
+      path: exchange.path,
+      // 499 (nginx's "client closed request") when the client left before a status was sent.
+      status: this.headersSent ? this.statusCode : 499,
+      duration_ms: Math.round((performance.now() - exchange.started) * 1000) / 1000,
+      remote: exchange.context.remoteAddress,
+      ...(finished ? {} : { aborted: true }),
+    });
+  }
+
   const sentinelListener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
     try {
       handleRequest(req, res, next);
@@ -198,30 +250,11 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const { context, clientGone } = createRequestContext(req, requestId, logger, trustProxy);
     const started = logRequests ? performance.now() : 0;
 
-    res.once('close', () => {
-      const finished = res.writableFinished;
-      if (!finished) clientGone();
-      if (!logRequests) return;
-      logger.info('request', {
-        request_id: requestId,
-        method,
-        // The pathname only: query strings can carry secrets.
-        path,
-        // 499 (nginx's "client closed request") when the client left before a status was sent.
-        status: res.headersSent ? res.statusCode : 499,
-        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-        remote: context.remoteAddress,
-        ...(finished ? {} : { aborted: true }),
-      });
-    });
+    // 'close' comes once per response: `on` spares the wrapper `once` would allocate.
+    (res as TrackedResponse)[EXCHANGE] = { requestId, method, path, started, context, clientGone };
+    res.on('close', onResponseClose);
 
     const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);
-    respond(req, res, method, path, rawQuery, context, clientGone).catch((err: unknown) => {
-      try {
-        fail(res, err, context, method, path);
-      } catch {
-        res.destroy();
-      }
-    });
+    void respond(req, res, method, path, rawQuery, context, clientGone);
   }
 }

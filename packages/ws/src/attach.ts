@@ -18,7 +18,7 @@ import {
   type SentinelApiSurface,
 } from '@sentinel/api-core';
 import { CLOSE_GOING_AWAY } from './close-codes.js';
-import { serveConnection, type Connection, type ConnectionTarget } from './connection.js';
+import { serveConnection, type Connection, type ConnectionOptions, type ConnectionTarget } from './connection.js';
 import { resolveWebSocketOptions, type WebSocketOptions } from './options.js';
 import { refuseUpgrade } from './refuse-upgrade.js';
 import type { SendQueueCounters } from './send-queue.js';
@@ -99,6 +99,15 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
     heartbeatTerminations: 0,
   };
   let closing: Promise<void> | undefined;
+  // One object for every connection: per-socket copies of settings (or closures) add up to
+  // real memory with thousands of idle sockets.
+  const connectionOptions: ConnectionOptions = {
+    highWaterMarkBytes: settings.highWaterMarkBytes,
+    maxQueuedBytes: settings.sendQueueMaxBytes,
+    counters,
+    logger,
+    onClosed: (closed) => connections.delete(closed),
+  };
 
   const heartbeat = setInterval(() => {
     for (const connection of connections) {
@@ -137,19 +146,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
       if (socket.destroyed) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
         socket.off('error', onSocketError);
-        const connection = serveConnection(
-          ws,
-          socket,
-          target,
-          {
-            highWaterMarkBytes: settings.highWaterMarkBytes,
-            sendQueueMaxBytes: settings.sendQueueMaxBytes,
-            counters,
-            logger,
-            username: principal.username,
-          },
-          (closed) => connections.delete(closed),
-        );
+        const connection = serveConnection(ws, socket, target, principal.username, connectionOptions);
         if (ws.readyState === ws.OPEN) connections.add(connection);
       });
     } catch (err) {
@@ -188,7 +185,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
       server.off('upgrade', onUpgrade);
       server.off('close', onServerClose);
       clearInterval(heartbeat);
-      await Promise.all([...connections].map((connection) => connection.close(CLOSE_GOING_AWAY, SHUTDOWN_REASON)));
+      await Promise.all([...connections].map((connection) => connection.closeSocket(CLOSE_GOING_AWAY, SHUTDOWN_REASON)));
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     })());
 

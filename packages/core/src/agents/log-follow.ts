@@ -7,8 +7,14 @@
  * writes a line before publishing it, so nothing falls between the two and nothing is sent
  * twice. (A line that the query filtered out of the stored part is also filtered live: the
  * level filter applies to both, and live lines are newer than any `since`/`tail` window.)
+ *
+ * With several instances, one instance's line can overtake an earlier one written by another,
+ * and Redis loses what is published while a connection is down. A live line whose seq skips
+ * past the last seq seen (sent or filtered out) makes the follower read the missing lines from
+ * the Store before sending it; a `resync` from the bus (it reconnected) does the same.
  */
 import type { EventBus } from '../bus.js';
+import { isSentinelError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import type { LogRecord, Principal } from '../models.js';
 import type { StreamItem } from '../routes/types.js';
@@ -46,7 +52,11 @@ export async function followAgentLogs(options: FollowAgentLogsOptions): Promise<
 
   let live = false;
   let deletedDuringRead = false;
+  /** The highest seq seen (sent, filtered out, or before the stored part). */
   let lastSeq = 0;
+  /** Held aside while the Store is read (start, gap repair, catch-up). */
+  let holding = true;
+  let wantsCatchUp = false;
   const heldAside: LogRecord[] = [];
   let unsubscribe: () => void = () => {};
   const stream = createPushIterable<StreamItem>({
@@ -58,16 +68,58 @@ export async function followAgentLogs(options: FollowAgentLogsOptions): Promise<
   const send = (line: LogRecord) => {
     if (line.seq <= lastSeq) return;
     lastSeq = line.seq;
-    stream.push(logStreamItem(line));
+    if (matches(line)) stream.push(logStreamItem(line));
+  };
+
+  /** Sends what is held aside in seq order, reading what the bus has not brought from the Store. */
+  const catchUp = async (): Promise<void> => {
+    while (heldAside.length > 0 || wantsCatchUp) {
+      heldAside.sort((x, y) => x.seq - y.seq);
+      const next = heldAside[0];
+      if (wantsCatchUp || (next !== undefined && next.seq > lastSeq + 1)) {
+        wantsCatchUp = false;
+        const before = next?.seq ?? Number.POSITIVE_INFINITY;
+        const missing = await agents.logs(principal, agentId, { afterSeq: lastSeq, ...(query.level === undefined ? {} : { level: query.level }) });
+        for (const line of missing) if (line.seq < before) send(line);
+        // The Store gave every matching line before `next`; the others were filtered out.
+        if (next !== undefined) lastSeq = Math.max(lastSeq, next.seq - 1);
+        continue;
+      }
+      heldAside.shift();
+      if (next !== undefined) send(next);
+    }
+    // In the same synchronous step as the loop's last check: no line can be left held aside.
+    holding = false;
+    if (deletedDuringRead) stream.end();
+  };
+
+  const repair = () => {
+    holding = true;
+    catchUp().catch((err: unknown) => {
+      // The agent went while catching up: the stream ends as it does on deletion.
+      if (isSentinelError(err) && err.code === 'not_found') stream.end();
+      else stream.fail(err);
+    });
   };
 
   unsubscribe = bus.subscribe(agentId, (message) => {
     if (message.kind === 'deleted') {
-      if (live) stream.end();
+      if (live && !holding) stream.end();
       else deletedDuringRead = true;
-    } else if (message.kind === 'log' && matches(message.log)) {
-      if (live) send(message.log);
-      else heldAside.push(message.log);
+    } else if (message.kind === 'log') {
+      const line = message.log;
+      if (holding) {
+        heldAside.push(line);
+      } else if (line.seq > lastSeq + 1) {
+        heldAside.push(line);
+        repair();
+      } else {
+        send(line);
+      }
+    } else if (message.kind === 'resync') {
+      // Lines may have been missed: read the Store again once the first read is done.
+      wantsCatchUp = true;
+      if (live && !holding) repair();
     }
   });
   if (signal?.aborted) unsubscribe();
@@ -75,16 +127,18 @@ export async function followAgentLogs(options: FollowAgentLogsOptions): Promise<
   let stored: LogRecord[];
   try {
     stored = await agents.logs(principal, agentId, query);
+    // A follower whose stored part is empty (tail 0, a level nothing matched yet) starts where
+    // the log ends now, so it knows which live seq comes next (a gap after it is then real).
+    const last = stored.at(-1) ?? (await agents.logs(principal, agentId, { tail: 1 })).at(-1);
+    lastSeq = last?.seq ?? 0;
   } catch (err) {
     unsubscribe();
     throw err;
   }
-  lastSeq = stored.at(-1)?.seq ?? 0;
   live = true;
   // Live lines go through the bounded buffer; the stored part is handed out lazily below, so a
   // long history never counts against that bound.
-  for (const line of heldAside.splice(0)) send(line);
-  if (deletedDuringRead) stream.end();
+  repair();
 
   const liveLines = stream.iterable[Symbol.asyncIterator]();
   let index = 0;

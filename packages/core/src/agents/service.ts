@@ -33,6 +33,8 @@ export interface AgentLogsQuery {
   tail?: number | 'all';
   /** Minimum level. Default: every level. */
   level?: LogLevel;
+  /** Only lines with a seq above this (a follower catching up). Default: no bound. */
+  afterSeq?: number;
 }
 
 /**
@@ -280,6 +282,7 @@ export class AgentService {
       ...(since === undefined ? {} : { since }),
       ...(query.tail === undefined || query.tail === 'all' ? {} : { tail: query.tail }),
       ...(query.level === undefined ? {} : { level: query.level }),
+      ...(query.afterSeq === undefined ? {} : { afterSeq: query.afterSeq }),
     });
   }
 }

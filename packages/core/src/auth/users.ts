@@ -18,11 +18,28 @@ export interface UserResource {
   updated_at: string;
 }
 
+/**
+ * Tells the other instances sharing the Store that a user changed, so they drop what they
+ * cached (a deleted user's token must be refused everywhere at once). The Redis bus has one.
+ */
+export interface UserChangeFeed {
+  /** Announces that `username` was created, changed or deleted here. Never throws. */
+  publish(username: string): void;
+  /**
+   * Calls `listener` with a username another instance changed, or with null when changes may
+   * have been missed (the feed (re)connected): then everything cached is suspect. Returns the
+   * unsubscribe function.
+   */
+  subscribe(listener: (username: string | null) => void): () => void;
+}
+
 export interface UserServiceOptions {
   /** Where users live. No default. */
   store: Store;
   /** Where account changes are logged. Default: silent. */
   logger?: Logger;
+  /** Cross-instance cache invalidation. Default none (one instance: its own writes invalidate). */
+  changes?: UserChangeFeed;
 }
 
 export interface CreateUserInput {
@@ -85,17 +102,25 @@ export class UserService {
   readonly #log: Logger;
   /**
    * username → Principal for the authentication hot path. Invalidated by this service's own
-   * writes only: with several instances on one database, another instance's delete is seen
-   * here after a restart. Cross-instance invalidation (via the event bus) comes with the
-   * scale-out work (DESIGN.md §11).
+   * writes and, with several instances on one database, by the others' through `changes`.
    */
   readonly #principals = new Map<string, Principal>();
   /** Bumped by every write, so a read that raced a write does not cache what it read. */
   #generation = 0;
+  readonly #changes: UserChangeFeed | undefined;
 
   constructor(options: UserServiceOptions) {
     this.#store = options.store;
     this.#log = options.logger ?? silentLogger;
+    this.#changes = options.changes;
+    this.#changes?.subscribe((username) => {
+      if (username !== null) {
+        this.#invalidate(username);
+        return;
+      }
+      this.#generation += 1;
+      this.#principals.clear();
+    });
   }
 
   /**
@@ -137,6 +162,7 @@ export class UserService {
       if (isSentinelError(err) && err.code === 'conflict') throw this.#taken(input.username);
       throw err;
     }
+    this.#changes?.publish(record.username);
     this.#log.info('user created', { username: record.username, role: record.role });
     return toResource(record);
   }
@@ -166,6 +192,7 @@ export class UserService {
     const deleted = USERNAME.test(username) && (await this.#store.deleteUser(username));
     this.#invalidate(username);
     if (!deleted) throw notFound(username);
+    this.#changes?.publish(username);
     this.#log.info('user deleted', { username, by: actor.username });
   }
 
@@ -189,6 +216,7 @@ export class UserService {
     }
     const updated = await this.#store.updateUser(username, { password_hash: await hashPassword(input.new_password), updated_at: new Date().toISOString() });
     if (!updated) throw notFound(username);
+    this.#changes?.publish(username);
     this.#log.info('password changed', { username, by: actor.username });
   }
 

@@ -27,4 +27,9 @@ export class ProviderRegistry {
   names(): string[] {
     return [...this.providers.keys()].sort();
   }
+
+  /** Closes every provider that has a `close` (connection pools); failures are ignored. Called by `api.close()`. */
+  async close(): Promise<void> {
+    await Promise.all([...this.providers.values()].map((provider) => provider.close?.().catch(() => undefined)));
+  }
 }

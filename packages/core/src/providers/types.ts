@@ -1,7 +1,7 @@
 /**
  * The one streaming interface every model provider implements (DESIGN.md §6). The runtime
- * speaks only this; adapters (echo now; openai, anthropic, ollama next) translate it to their
- * wire formats. A provider streams: text deltas as they come, tool calls once complete, usage,
+ * speaks only this; adapters (echo, openai, anthropic, ollama) translate it to their wire
+ * formats. A provider streams: text deltas as they come, tool calls once complete, usage,
  * then one `finish`.
  */
 import type { ToolCallRecord } from '../models.js';
@@ -48,7 +48,12 @@ export type ProviderFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_f
 /** What a provider streams. `finish` comes once, last. */
 export type ProviderEvent =
   | { type: 'text'; delta: string }
-  | { type: 'tool_call'; call: ToolCallRecord }
+  /**
+   * A complete tool call. `error` is set when the model's call cannot be run as sent (its
+   * arguments were not a JSON object): the runtime then answers the call with that error
+   * instead of running the tool, so the model can correct itself.
+   */
+  | { type: 'tool_call'; call: ToolCallRecord; error?: string }
   | { type: 'usage'; input_tokens: number; output_tokens: number }
   | { type: 'finish'; reason: ProviderFinishReason };
 
@@ -60,4 +65,6 @@ export interface ModelProvider {
   /** The name images use in `model.provider` (e.g. `echo`, `openai`). */
   readonly name: string;
   stream(request: ProviderRequest): AsyncIterable<ProviderEvent>;
+  /** Releases what the provider holds (connection pools); `api.close()` calls it. Optional. */
+  close?(): Promise<void>;
 }

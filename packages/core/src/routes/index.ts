@@ -7,13 +7,16 @@ import type { AuthService } from '../auth/service.js';
 import type { UserService } from '../auth/users.js';
 import type { EventBus } from '../bus.js';
 import type { ImageService } from '../images/service.js';
+import type { RegistryService } from '../registry/service.js';
 import type { EventsService } from '../runtime/frames.js';
+import type { Store } from '../store/types.js';
 import { agentRoutes } from './agents.js';
 import { authRoutes } from './auth.js';
 import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
 import { imageRoutes } from './images.js';
 import { openapiRoutes, type OpenApiOptions } from './openapi.js';
+import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
 import type { RouteDef } from './types.js';
 
@@ -26,6 +29,10 @@ export interface RouteTableDeps {
   bus?: EventBus;
   /** Serves `GET /v1/agents/:id/events` (SSE / NDJSON). Default: none (the route is absent). */
   events?: EventsService;
+  /** Checked by `GET /v1/ready`, with `bus` when it can be pinged. Default none: the ready route is absent. */
+  store?: Pick<Store, 'ping'>;
+  /** Serves `/v1/registry/{search,push,pull}`. Default: none (the routes are absent). */
+  registry?: RegistryService;
   /** Title and version of the OpenAPI document. Default: see {@link OpenApiOptions}. */
   openapi?: OpenApiOptions;
 }
@@ -38,12 +45,13 @@ export interface RouteTableDeps {
 export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
   const table: RouteDef[] = [];
   table.push(
-    ...healthRoutes(),
+    ...healthRoutes({ store: deps.store, bus: deps.bus }),
     ...authRoutes({ auth: deps.auth, users: deps.users }),
     ...agentRoutes({ agents: deps.agents, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),
     ...imageRoutes({ images: deps.images }),
+    ...(deps.registry === undefined ? [] : registryRoutes({ registry: deps.registry })),
     ...openapiRoutes({ routes: () => table, ...deps.openapi }),
   );
   assertUniqueRoutes(table);

@@ -30,6 +30,12 @@ export interface RouteContext {
   origin: RequestOrigin;
   /** Client address, for throttling (login). */
   remoteAddress: string;
+  /**
+   * The request's `Accept` header, for routes that stream only when asked to (registry push and
+   * pull send NDJSON progress for `application/x-ndjson`). Default: undefined (not given, or a
+   * transport without one).
+   */
+  accept?: string;
 }
 
 export interface RouteInput<P = Record<string, string>, Q = Record<string, unknown>, B = unknown> {

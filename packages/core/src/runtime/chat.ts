@@ -213,9 +213,22 @@ class AgentChatSession implements ChatSession {
   }
 
   private onCancel(frame: ClientCancelFrame): void {
-    if (!this.pending.has(frame.message_id) || !this.runtime.cancel(this.agentId, frame.message_id, this)) {
-      this.sendError(new SentinelError('not_found', `no message "${frame.message_id}" in progress`), { message_id: frame.message_id });
+    const messageId = frame.message_id;
+    if (this.pending.has(messageId)) {
+      if (this.runtime.cancel(this.agentId, messageId, this)) return;
+    } else if (this.runtime.cancelElsewhere(this.agentId, messageId)) {
+      // Several instances: the message may be queued or running on another one (sent through
+      // another connection); whoever has it ends it there, with `stream_end` reason cancelled.
+      this.send({
+        type: 'event',
+        event_type: 'cancel_requested',
+        timestamp: this.timestamp(),
+        message_id: messageId,
+        content: `Cancel of message ${messageId} sent to every instance`,
+      });
+      return;
     }
+    this.sendError(new SentinelError('not_found', `no message "${messageId}" in progress`), { message_id: messageId });
   }
 
   // ---- runtime callbacks → frames ----------------------------------------------------------

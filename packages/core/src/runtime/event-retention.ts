@@ -68,5 +68,8 @@ export function withEventRetention(bus: EventBus, retention: EventRetention): Ev
     },
     subscribe: (agentId, listener) => bus.subscribe(agentId, listener),
     close: () => bus.close(),
+    // A shared bus stays recognizable (and probe-able) through the wrapper.
+    ...(bus.shared === undefined ? {} : { shared: bus.shared }),
+    ...(bus.ping === undefined ? {} : { ping: () => (bus.ping as () => Promise<void>).call(bus) }),
   };
 }

@@ -7,8 +7,10 @@
  * anything, and holds live events aside while it sends the snapshot and the replay. The journal
  * writes an event to the Store before publishing it, so every event is either already in the
  * Store when the replay reads, or arrives live afterwards (or both); sending only seq numbers
- * above the last one sent removes the overlap. The bus delivers an agent's events in seq order
- * (the journal appends and publishes them in order).
+ * above the last one sent removes the overlap. One instance's bus delivers an agent's events in
+ * seq order (the journal appends and publishes them in order); with several instances, one
+ * instance's event can overtake another's, so a live event whose seq skips ahead makes the
+ * subscriber fill the gap from the Store before sending it.
  *
  * Pace: the replay and the catch-up on events held aside go out in batches of
  * `replayPageSize`, each after the sink said it is ready for more (`FrameSink.whenReady`), so a
@@ -91,23 +93,37 @@ function snapshotContent(record: AgentRecord): string {
   return `Agent ${record.name} is ${record.status}`;
 }
 
-/** One subscriber's progress through snapshot → replay → live. */
+/**
+ * One subscriber's progress: snapshot → replay → live, and back through "catching up" when a
+ * live event shows a gap (with several instances, an event published by one can overtake an
+ * earlier one published by another) or the bus reconnected after missing messages.
+ */
 class Subscriber {
-  #phase: 'starting' | 'live' | 'closed' = 'starting';
-  /** Live events held while the snapshot and replay go out. */
+  #phase: 'starting' | 'live' | 'catching_up' | 'closed' = 'starting';
+  /** Live events held aside while the snapshot and replay go out, or while a gap is filled. */
   #pending: { seq: number; out: Outgoing }[] = [];
-  /** Set when the agent was deleted before this subscriber went live: close once flushed. */
-  #deletedWhileStarting = false;
-  /** The seq of the last event sent (0: none yet; with `since`, starts there). */
+  /** Set when the agent was deleted while events were held aside: close once they are sent. */
+  #deletedWhileHolding = false;
+  /** Set when the bus may have missed events: catch up to the newest stored event. */
+  wantsStoreCatchUp = false;
+  /** The seq of the last event sent (with `since`, starts there). */
   lastSeq: number;
+  /**
+   * True once `lastSeq` means something: from the start with `since`; without it, from the
+   * first event sent (what came before was never asked for, so it is no gap).
+   */
+  anchored: boolean;
 
   constructor(
     readonly sink: FrameSink,
     readonly since: number | undefined,
     private readonly maxPending: number,
     private readonly detach: (s: Subscriber) => void,
+    /** Called when a live event shows a gap: the service fills it from the Store. */
+    private readonly onGap: (s: Subscriber) => void,
   ) {
     this.lastSeq = since ?? 0;
+    this.anchored = since !== undefined;
   }
 
   get closed(): boolean {
@@ -116,16 +132,28 @@ class Subscriber {
 
   /** A live event from the channel. */
   deliver(seq: number, out: Outgoing): void {
-    if (this.#phase === 'starting') {
-      this.#pending.push({ seq, out });
-      if (this.#pending.length > this.maxPending) this.closeWith('too_slow', 'too many events waiting while the replay runs');
+    if (this.#phase === 'live') {
+      if (!this.anchored || seq <= this.lastSeq + 1) {
+        this.sendEvent(seq, out);
+        return;
+      }
+      this.#phase = 'catching_up';
+      this.#hold(seq, out);
+      this.onGap(this);
       return;
     }
-    if (this.#phase === 'live') this.sendEvent(seq, out);
+    if (this.#phase !== 'closed') this.#hold(seq, out);
   }
 
+  #hold(seq: number, out: Outgoing): void {
+    this.#pending.push({ seq, out });
+    if (this.#pending.length > this.maxPending) this.closeWith('too_slow', 'too many events waiting while the replay runs');
+  }
+
+  /** Sends one event unless it was sent already (seq at or below the last one sent). */
   sendEvent(seq: number, out: Outgoing): void {
-    if (seq <= this.lastSeq) return;
+    if (this.anchored && seq <= this.lastSeq) return;
+    this.anchored = true;
     this.lastSeq = seq;
     this.sink.send(out);
   }
@@ -134,8 +162,20 @@ class Subscriber {
     if (this.#phase !== 'closed') this.sink.send(out);
   }
 
+  /**
+   * The bus may have missed events (it reconnected). True when the caller must start a
+   * catch-up now; false when one is running already (it sees the flag) or the stream is over.
+   */
+  requestCatchUp(): boolean {
+    if (this.#phase === 'closed') return false;
+    this.wantsStoreCatchUp = true;
+    if (this.#phase !== 'live') return false;
+    this.#phase = 'catching_up';
+    return true;
+  }
+
   agentDeleted(): void {
-    if (this.#phase === 'starting') this.#deletedWhileStarting = true;
+    if (this.#phase === 'starting' || this.#phase === 'catching_up') this.#deletedWhileHolding = true;
     else this.closeWith('agent_deleted', 'agent deleted');
   }
 
@@ -143,20 +183,17 @@ class Subscriber {
     return this.#pending.length > 0;
   }
 
-  /** Sends up to `max` of the events held aside (those the replay did not send already). */
-  flushPending(max: number): void {
-    const batch = this.#pending.splice(0, max);
-    for (const { seq, out } of batch) this.sendEvent(seq, out);
+  /** Takes up to `max` of the events held aside, lowest seq first. */
+  takePending(max: number): { seq: number; out: Outgoing }[] {
+    this.#pending.sort((a, b) => a.seq - b.seq);
+    return this.#pending.splice(0, max);
   }
 
-  /** Sends what is still held aside and goes live. */
+  /** Goes (back) live; the caller has sent everything held aside. */
   goLive(): void {
-    if (this.#phase !== 'starting') return;
-    const pending = this.#pending;
-    this.#pending = [];
+    if (this.#phase !== 'starting' && this.#phase !== 'catching_up') return;
     this.#phase = 'live';
-    for (const { seq, out } of pending) this.sendEvent(seq, out);
-    if (this.#deletedWhileStarting) this.closeWith('agent_deleted', 'agent deleted');
+    if (this.#deletedWhileHolding) this.closeWith('agent_deleted', 'agent deleted');
   }
 
   /** Stops delivery without telling the sink (the transport asked). */
@@ -246,7 +283,13 @@ export class AgentEventsService implements EventsService {
   }
 
   #open(agentId: string, sink: FrameSink, since: number | undefined): EventsSubscription {
-    const subscriber = new Subscriber(sink, since, this.#maxPending, (s) => this.#detach(agentId, s));
+    const subscriber = new Subscriber(
+      sink,
+      since,
+      this.#maxPending,
+      (s) => this.#detach(agentId, s),
+      (s) => this.#repair(agentId, s),
+    );
     const subscription: EventsSubscription = { close: () => subscriber.stop() };
     if (this.#shutDown) {
       subscriber.closeWith('shutdown', 'server shutting down');
@@ -254,13 +297,68 @@ export class AgentEventsService implements EventsService {
     }
     // Join the channel first: from here on no live event can slip past this subscriber.
     this.#channelOf(agentId).subscribers.add(subscriber);
-    this.#start(agentId, subscriber).catch((err: unknown) => {
-      if (subscriber.closed) return;
-      this.#logger.error('events stream failed', { agent_id: agentId, error: err instanceof Error ? err.message : String(err) });
-      subscriber.send(outgoing({ type: 'error', timestamp: this.#timestamp(), error: 'internal server error', code: 'internal' }));
-      subscriber.closeWith('shutdown', 'events stream failed');
-    });
+    this.#start(agentId, subscriber).catch((err: unknown) => this.#failed(agentId, subscriber, err));
     return subscription;
+  }
+
+  #failed(agentId: string, subscriber: Subscriber, err: unknown): void {
+    if (subscriber.closed) return;
+    this.#logger.error('events stream failed', { agent_id: agentId, error: err instanceof Error ? err.message : String(err) });
+    subscriber.send(outgoing({ type: 'error', timestamp: this.#timestamp(), error: 'internal server error', code: 'internal' }));
+    subscriber.closeWith('shutdown', 'events stream failed');
+  }
+
+  /** A live subscriber saw a gap (or the bus reconnected): catch up from the Store, then live again. */
+  #repair(agentId: string, subscriber: Subscriber): void {
+    this.#catchUp(agentId, subscriber).catch((err: unknown) => this.#failed(agentId, subscriber, err));
+  }
+
+  /**
+   * Sends the events held aside in seq order, first filling any gap before each from the Store
+   * (every event is stored before it is published, so the Store has what the bus has not
+   * brought yet), then goes live. Duplicates (the bus bringing what the Store already gave)
+   * are dropped by seq.
+   */
+  async #catchUp(agentId: string, subscriber: Subscriber): Promise<void> {
+    while (subscriber.hasPending || subscriber.wantsStoreCatchUp) {
+      if (subscriber.wantsStoreCatchUp) {
+        subscriber.wantsStoreCatchUp = false;
+        if (subscriber.anchored) await this.#fill(agentId, subscriber, Number.POSITIVE_INFINITY);
+      }
+      for (const { seq, out } of subscriber.takePending(this.#pageSize)) {
+        if (subscriber.closed) return;
+        if (subscriber.anchored && seq > subscriber.lastSeq + 1) await this.#fill(agentId, subscriber, seq);
+        if (subscriber.closed) return;
+        subscriber.sendEvent(seq, out);
+      }
+      await whenReady(subscriber.sink);
+      if (subscriber.closed) return;
+    }
+    subscriber.goLive();
+  }
+
+  /** Sends the stored events after the subscriber's last seq and before `before`, in pages. */
+  async #fill(agentId: string, subscriber: Subscriber, before: number): Promise<void> {
+    for (;;) {
+      const missing = before - subscriber.lastSeq - 1;
+      if (missing <= 0) return;
+      const limit = Math.min(this.#pageSize, missing);
+      const page = await this.#store.listEvents(agentId, subscriber.lastSeq, limit);
+      if (subscriber.closed) return;
+      let progressed = false;
+      for (const event of page) {
+        if (event.seq >= before) break;
+        // Retention pruned the events between the cursor and this one.
+        if (event.seq > subscriber.lastSeq + 1) this.#resync(subscriber, agentId, event.seq);
+        subscriber.sendEvent(event.seq, outgoing(eventFrame(event), String(event.seq)));
+        progressed = true;
+      }
+      if (page.length < limit || !progressed) break;
+      await whenReady(subscriber.sink);
+      if (subscriber.closed) return;
+    }
+    // What the Store no longer has cannot be sent: say so, and go on from `before`.
+    if (before !== Number.POSITIVE_INFINITY && subscriber.lastSeq + 1 < before) this.#resync(subscriber, agentId, before);
   }
 
   #timestamp(): string {
@@ -296,12 +394,7 @@ export class AgentEventsService implements EventsService {
       }
     }
     // Live events that came during the replay, in batches too; more may arrive meanwhile.
-    while (subscriber.hasPending) {
-      await whenReady(subscriber.sink);
-      if (subscriber.closed) return;
-      subscriber.flushPending(this.#pageSize);
-    }
-    subscriber.goLive();
+    await this.#catchUp(agentId, subscriber);
   }
 
   /** Tells the subscriber that events after its cursor are gone, then moves its cursor to what is retained. */
@@ -346,6 +439,8 @@ export class AgentEventsService implements EventsService {
         for (const subscriber of [...subscribers]) subscriber.deliver(message.event.seq, out);
       } else if (message.kind === 'deleted') {
         for (const subscriber of [...subscribers]) subscriber.agentDeleted();
+      } else if (message.kind === 'resync') {
+        for (const subscriber of [...subscribers]) if (subscriber.requestCatchUp()) this.#repair(agentId, subscriber);
       }
     });
     const channel: Channel = { subscribers, unsubscribe };

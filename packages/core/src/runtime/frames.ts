@@ -22,16 +22,28 @@ export interface Outgoing {
   readonly id?: string;
 }
 
+// A class, not an object literal with a getter: a literal with accessors costs a closure per
+// frame and made V8 keep such objects in the old generation (see the HTTP request context),
+// and every chat chunk and every fanned-out event is one of these.
+class OutgoingFrame implements Outgoing {
+  readonly frame: ServerFrame;
+  // `declare`: no own `id` property at all unless there is one (as the literal had it).
+  declare readonly id?: string;
+  #json: string | undefined;
+
+  constructor(frame: ServerFrame, id: string | undefined) {
+    this.frame = frame;
+    if (id !== undefined) (this as { id?: string }).id = id;
+  }
+
+  get json(): string {
+    return (this.#json ??= JSON.stringify(this.frame));
+  }
+}
+
 /** Wraps a frame; `json` is serialized lazily, once. */
 export function outgoing(frame: ServerFrame, id?: string): Outgoing {
-  let json: string | undefined;
-  return {
-    frame,
-    get json() {
-      return (json ??= JSON.stringify(frame));
-    },
-    ...(id === undefined ? {} : { id }),
-  };
+  return new OutgoingFrame(frame, id);
 }
 
 /**

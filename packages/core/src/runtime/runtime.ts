@@ -5,7 +5,12 @@
  * (only those the image lists), stores what was said, counts usage and journals it all.
  * Every turn has an AbortSignal: a client cancel, stop, delete and shutdown end it promptly,
  * and every turn ends with exactly one terminal callback (`onEnd` or `onError`).
+ *
+ * With several instances (a shared bus and a distributed {@link TurnLock}), each turn holds the
+ * agent's lock while it runs, so turns of one agent never overlap anywhere; stop, delete and
+ * cancel travel as control messages on the bus to whichever instance runs the turn.
  */
+import type { AgentBusMessage, AgentControlAction, EventBus } from '../bus.js';
 import { isSentinelError, SentinelError } from '../errors.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition } from '../images/service.js';
@@ -19,6 +24,7 @@ import type { Store } from '../store/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { selectHistory, toChatMessage } from './history.js';
 import { newResponseId } from './ids.js';
+import { inProcessTurnLock, type TurnLease, type TurnLock } from './turn-lock.js';
 
 /** The knobs of the runtime, as `createSentinelApi({ runtime })` takes them. */
 export interface RuntimeOptions {
@@ -48,6 +54,13 @@ export interface AgentRuntimeOptions extends Omit<RuntimeOptions, 'echoChunkDela
   logger?: Logger;
   /** Clock for stored timestamps and durations. Default `Date.now`. */
   now?: () => number;
+  /** Held by each turn while it runs, so one agent's turns never overlap across instances. Default {@link inProcessTurnLock}. */
+  turnLock?: TurnLock;
+  /**
+   * With a shared bus (several instances), stop, delete and cancel reach the agent's turns on
+   * every instance, and theirs reach this one. Default none: this instance's turns only.
+   */
+  bus?: EventBus;
 }
 
 /** Why a turn ended. */
@@ -140,6 +153,8 @@ interface Turn {
   /** Resolves when the signal aborts (never rejects). */
   readonly abortedPromise: Promise<typeof ABORTED>;
   abortReason?: TurnAbortReason;
+  /** Set when the turn lost its lock mid-way: it ends with this error. */
+  lockLost?: SentinelError;
   /** The terminal callback went out. */
   done: boolean;
   settled?: Promise<void>;
@@ -148,6 +163,8 @@ interface Turn {
 interface AgentSlot {
   running?: Turn;
   queue: Turn[];
+  /** Ends the slot's bus subscription (shared bus only). */
+  unsubscribe?: () => void;
 }
 
 /** What a turn produced, to be stored when it ends. */
@@ -193,6 +210,10 @@ export class AgentRuntime {
   private readonly historyMaxMessages: number;
   private readonly historyMaxChars: number;
   private readonly settleTimeoutMs: number;
+  private readonly turnLock: TurnLock;
+  private readonly bus: EventBus | undefined;
+  /** Turn locks held from `remove` to `forget`, so no instance runs a turn of an agent being deleted. */
+  private readonly removalLeases = new Map<string, TurnLease>();
 
   private readonly slots = new Map<string, AgentSlot>();
   /** Agents known to be stopped: submits are refused at once. */
@@ -216,6 +237,8 @@ export class AgentRuntime {
     this.historyMaxMessages = options.historyMaxMessages ?? 100;
     this.historyMaxChars = options.historyMaxChars ?? 48_000;
     this.settleTimeoutMs = options.settleTimeoutMs ?? 5_000;
+    this.turnLock = options.turnLock ?? inProcessTurnLock;
+    this.bus = options.bus;
     const knobs = {
       queueLimit: this.queueLimit,
       maxToolRounds: this.maxToolRounds,
@@ -249,10 +272,7 @@ export class AgentRuntime {
     if (slot?.running && slot.queue.length >= this.queueLimit) {
       return { accepted: false, error: new SentinelError('agent_busy', `agent is busy: ${this.queueLimit} messages are already waiting`) };
     }
-    if (!slot) {
-      slot = { queue: [] };
-      this.slots.set(agentId, slot);
-    }
+    slot ??= this.newSlot(agentId);
     const controller = new AbortController();
     const turn: Turn = {
       agentId,
@@ -318,7 +338,12 @@ export class AgentRuntime {
    */
   async stop(agentId: string): Promise<void> {
     this.stopped.add(agentId);
+    this.tellOtherInstances(agentId, 'stop');
     await this.settle(this.abortAgent(agentId, 'stopped'), agentId);
+    // A turn of the agent on another instance ends on the control message; holding the lock
+    // once proves it did, so the caller stores "stopped" only when nothing runs anywhere.
+    const lease = await this.awaitOtherInstances(agentId);
+    await lease?.release();
   }
 
   /** Accepts messages for the agent again (the caller stores the status). Idempotent. */
@@ -334,7 +359,14 @@ export class AgentRuntime {
    */
   async remove(agentId: string): Promise<void> {
     this.removing.add(agentId);
+    this.tellOtherInstances(agentId, 'delete');
     await this.settle(this.abortAgent(agentId, 'deleted'), agentId);
+    // Held until forget(): no instance starts a turn of the agent while its rows go.
+    const lease = await this.awaitOtherInstances(agentId);
+    if (lease) {
+      void this.removalLeases.get(agentId)?.release();
+      this.removalLeases.set(agentId, lease);
+    }
   }
 
   /** Second half of deleting an agent, once its rows are gone: the runtime drops what it knew of it. */
@@ -342,7 +374,23 @@ export class AgentRuntime {
     this.removing.delete(agentId);
     this.stopped.delete(agentId);
     const slot = this.slots.get(agentId);
-    if (slot && !slot.running && slot.queue.length === 0) this.slots.delete(agentId);
+    if (slot && !slot.running && slot.queue.length === 0) this.dropSlot(agentId, slot);
+    const lease = this.removalLeases.get(agentId);
+    if (lease) {
+      this.removalLeases.delete(agentId);
+      void lease.release();
+    }
+  }
+
+  /**
+   * Asks the other instances to cancel the message `messageId` of the agent wherever it is
+   * queued or running (a client's cancel for a message this instance does not have). True
+   * when the request went out, which needs a shared bus; false on a single instance.
+   */
+  cancelElsewhere(agentId: string, messageId: string): boolean {
+    if (!this.bus?.shared) return false;
+    this.bus.publish(agentId, { kind: 'control', action: 'cancel', message_id: messageId });
+    return true;
   }
 
   /**
@@ -385,14 +433,84 @@ export class AgentRuntime {
     if (slot.running) return;
     const next = slot.queue.shift();
     if (!next) {
-      if (this.slots.get(agentId) === slot) this.slots.delete(agentId);
+      this.dropSlot(agentId, slot);
       return;
     }
     slot.running = next;
-    next.settled = this.runTurn(next).finally(() => {
+    next.settled = this.runLocked(next).finally(() => {
       slot.running = undefined;
       this.pump(agentId, slot);
     });
+  }
+
+  private newSlot(agentId: string): AgentSlot {
+    const slot: AgentSlot = { queue: [] };
+    // Other instances' stop, delete and cancel matter only while this one has turns of the agent.
+    if (this.bus?.shared) slot.unsubscribe = this.bus.subscribe(agentId, (message) => this.onBusMessage(agentId, message));
+    this.slots.set(agentId, slot);
+    return slot;
+  }
+
+  private dropSlot(agentId: string, slot: AgentSlot): void {
+    if (this.slots.get(agentId) !== slot) return;
+    this.slots.delete(agentId);
+    slot.unsubscribe?.();
+  }
+
+  /** Control messages from any instance (this one's included: they are idempotent here). */
+  private onBusMessage(agentId: string, message: AgentBusMessage): void {
+    if (message.kind === 'deleted') {
+      void this.abortAgent(agentId, 'deleted');
+    } else if (message.kind === 'control') {
+      if (message.action === 'cancel') {
+        if (message.message_id !== undefined) this.cancel(agentId, message.message_id);
+      } else {
+        void this.abortAgent(agentId, message.action === 'stop' ? 'stopped' : 'deleted');
+      }
+    }
+  }
+
+  private tellOtherInstances(agentId: string, action: AgentControlAction): void {
+    if (this.bus?.shared) this.bus.publish(agentId, { kind: 'control', action });
+  }
+
+  /**
+   * Waits (at most `settleTimeoutMs`) until no instance runs a turn of the agent, and returns
+   * the lock that proves it. Undefined on a single instance, or when it timed out or the lock
+   * service is down: stop and delete go on regardless (the Store decides what stays).
+   */
+  private async awaitOtherInstances(agentId: string): Promise<TurnLease | undefined> {
+    if (this.turnLock === inProcessTurnLock) return undefined;
+    try {
+      return await this.turnLock.acquire(agentId, AbortSignal.timeout(this.settleTimeoutMs));
+    } catch (err) {
+      this.logger.warn('agent turns on other instances did not settle in time', { agent_id: agentId, error: err instanceof Error ? err.message : String(err) });
+      return undefined;
+    }
+  }
+
+  /** Runs the turn holding the agent's turn lock, so it never overlaps a turn of the agent on another instance. */
+  private async runLocked(turn: Turn): Promise<void> {
+    let lease: TurnLease;
+    try {
+      lease = await this.turnLock.acquire(turn.agentId, turn.controller.signal);
+    } catch (err) {
+      if (turn.controller.signal.aborted) this.endUnstarted(turn, turn.abortReason ?? 'cancelled');
+      else this.terminal(turn, (l) => l.onError(this.publicFailure(turn, err)));
+      return;
+    }
+    const onLost = () => {
+      if (turn.controller.signal.aborted) return;
+      turn.lockLost = new SentinelError('unavailable', 'the turn lost its agent lock (the event bus was unreachable for too long); send the message again');
+      turn.controller.abort(turn.lockLost);
+    };
+    lease.lost.addEventListener('abort', onLost, { once: true });
+    try {
+      await this.runTurn(turn);
+    } finally {
+      lease.lost.removeEventListener('abort', onLost);
+      await lease.release();
+    }
   }
 
   /** Ends the agent's queued turns with `reason`, aborts the running one; returns its settle promise. */
@@ -519,7 +637,7 @@ export class AgentRuntime {
       progress.roundText = '';
       // A copy: the provider may keep the array, and the next round appends to ours.
       const request: ProviderRequest = { model: def.model.name, messages: [...conversation], tools, parameters, signal };
-      const { calls, finish } = await this.streamRound(turn, provider, request, progress);
+      const { calls, callErrors, finish } = await this.streamRound(turn, provider, request, progress);
       const text = progress.roundText;
       progress.roundText = '';
       if (signal.aborted) {
@@ -545,7 +663,7 @@ export class AgentRuntime {
             ? `too many tool calls in one round (at most ${MAX_TOOL_CALLS_PER_ROUND})`
             : !allowed.has(call.name)
               ? `tool ${call.name} is not allowed for this agent`
-              : undefined;
+              : callErrors[index];
         const outcome: ToolCallOutcome = {
           call_id: call.id,
           ...(refusal === undefined
@@ -576,14 +694,19 @@ export class AgentRuntime {
     }
   }
 
-  /** One provider call. Text deltas go to the listener as they come; returns the tool calls and finish reason. */
+  /**
+   * One provider call. Text deltas go to the listener as they come; returns the tool calls, why
+   * each one cannot run as sent (`callErrors[i]`, e.g. arguments that were not JSON: answered
+   * with that error, so the model can retry) and the finish reason.
+   */
   private async streamRound(
     turn: Turn,
     provider: ModelProvider,
     request: ProviderRequest,
     progress: TurnProgress,
-  ): Promise<{ calls: ToolCallRecord[]; finish: ProviderFinishReason | undefined }> {
+  ): Promise<{ calls: ToolCallRecord[]; callErrors: (string | undefined)[]; finish: ProviderFinishReason | undefined }> {
     const calls: ToolCallRecord[] = [];
+    const callErrors: (string | undefined)[] = [];
     let finish: ProviderFinishReason | undefined;
     progress.providerCalled = true;
     const iterator = provider.stream(request)[Symbol.asyncIterator]();
@@ -605,6 +728,7 @@ export class AgentRuntime {
             break;
           case 'tool_call':
             calls.push(event.call);
+            callErrors.push(event.error);
             break;
           case 'usage':
             progress.input_tokens += Math.max(0, Math.floor(event.input_tokens));
@@ -618,7 +742,7 @@ export class AgentRuntime {
     } finally {
       if (turn.controller.signal.aborted) iterator.return?.()?.catch(() => undefined);
     }
-    return { calls, finish };
+    return { calls, callErrors, finish };
   }
 
   /** Runs one allowed tool; its failure becomes the outcome's error (never thrown). */
@@ -686,9 +810,11 @@ export class AgentRuntime {
   ): Promise<void> {
     if (turn.done) return;
     const { agentId, request } = turn;
-    const { progress, failure, reason } = end;
+    const { progress, reason } = end;
+    const failure = end.failure ?? turn.lockLost;
     const usage = usageOf(progress);
-    if (!this.removing.has(agentId)) {
+    // A turn ended by a deletion on another instance stores nothing either: the rows are going.
+    if (!this.removing.has(agentId) && turn.abortReason !== 'deleted') {
       try {
         if (progress.messages.length > 0) {
           await this.store.appendMessages(agentId, progress.messages);

@@ -1,0 +1,179 @@
+/**
+ * Versioned schema of the PostgreSQL store: the SQLite migrations (store/sqlite-migrations.ts)
+ * expressed for PostgreSQL, with the same versions and names. They are applied in one
+ * transaction under an advisory lock, so several instances starting at once queue instead of
+ * racing, and each version is recorded in `schema_migrations`. Never edit a released entry:
+ * a database that already recorded its version would silently miss the change. Append one.
+ *
+ * Differences from SQLite, each for a reason:
+ * - Text keys, digests and ISO timestamps use `COLLATE "C"`: byte order, like SQLite's BINARY,
+ *   so `ORDER BY created_at`, the digest prefix range and `since` compare exactly as there
+ *   (a linguistic collation may ignore punctuation).
+ * - JSON columns are `jsonb` (validated by the server); images keep their manifest and config
+ *   as `text`, because their sha256 digests are over the exact bytes.
+ * - `ordinal` (an identity column) breaks ties in newest-first lists the way SQLite's rowid does.
+ * - Per-agent sequence numbers come from one counter row per agent and kind (`agent_sequences`),
+ *   advanced by an upsert: the row lock serialises concurrent appends from every instance, and
+ *   the counter never goes back when events are pruned, which replaces SQLite's
+ *   `agent_event_marks` high-water mark.
+ * - The history of a deleted agent goes through a trigger function, as in SQLite.
+ */
+export interface PostgresMigration {
+  /** Strictly increasing, from 1 (the same numbers as the SQLite migrations). */
+  version: number;
+  /** Short human name, recorded next to the version. */
+  name: string;
+  /** Statements run as one simple-protocol query inside the migration transaction. */
+  sql: string;
+}
+
+/** The table that records applied migrations; created outside the list so it can be read first. */
+export const POSTGRES_MIGRATIONS_TABLE_SQL = `
+CREATE TABLE IF NOT EXISTS schema_migrations (
+  version    INTEGER PRIMARY KEY,
+  name       TEXT NOT NULL,
+  applied_at TEXT NOT NULL
+);`;
+
+/** Every migration the code knows, oldest first. */
+export const postgresMigrations: PostgresMigration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+CREATE TABLE users (
+  username      TEXT COLLATE "C" PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  role          TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+  can_push      BOOLEAN NOT NULL DEFAULT FALSE,
+  created_at    TEXT COLLATE "C" NOT NULL,
+  updated_at    TEXT COLLATE "C" NOT NULL
+);
+
+CREATE TABLE images (
+  digest        TEXT COLLATE "C" PRIMARY KEY,
+  manifest      TEXT NOT NULL,
+  config        TEXT NOT NULL,
+  config_digest TEXT NOT NULL,
+  size          BIGINT NOT NULL CHECK (size >= 0),
+  created_at    TEXT COLLATE "C" NOT NULL,
+  ordinal       BIGINT GENERATED ALWAYS AS IDENTITY
+);
+
+CREATE TABLE image_tags (
+  name_tag TEXT COLLATE "C" PRIMARY KEY,
+  digest   TEXT COLLATE "C" NOT NULL REFERENCES images (digest) ON DELETE CASCADE
+);
+-- The cascade from images and the tag list of an image look tags up by digest.
+CREATE INDEX image_tags_by_digest ON image_tags (digest);
+
+CREATE TABLE agents (
+  id             TEXT COLLATE "C" PRIMARY KEY,
+  name           TEXT NOT NULL,
+  owner          TEXT COLLATE "C" NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+  image          TEXT NOT NULL,
+  -- RESTRICT: an agent keeps running the exact image it was created from, so that image
+  -- cannot vanish while the agent exists.
+  image_id       TEXT COLLATE "C" NOT NULL REFERENCES images (digest) ON DELETE RESTRICT,
+  status         TEXT NOT NULL CHECK (status IN ('created', 'running', 'stopped', 'error')),
+  model          TEXT NOT NULL,
+  parameters     JSONB NOT NULL DEFAULT '{}',
+  environment    JSONB NOT NULL DEFAULT '{}',
+  usage_requests BIGINT NOT NULL DEFAULT 0,
+  usage_tokens   BIGINT NOT NULL DEFAULT 0,
+  created_at     TEXT COLLATE "C" NOT NULL,
+  updated_at     TEXT COLLATE "C" NOT NULL,
+  ordinal        BIGINT GENERATED ALWAYS AS IDENTITY,
+  CONSTRAINT agents_owner_name_key UNIQUE (owner, name)
+);
+-- (owner, created_at) serves both the owner filter and the newest-first order of listAgents.
+CREATE INDEX agents_by_owner ON agents (owner, created_at);
+CREATE INDEX agents_by_image ON agents (image_id);
+
+-- Logs and events carry no foreign key to agents: a late line written while an agent is
+-- being deleted must not fail the writer. The trigger below removes them with the agent.
+CREATE TABLE agent_logs (
+  agent_id  TEXT COLLATE "C" NOT NULL,
+  seq       BIGINT NOT NULL,
+  timestamp TEXT COLLATE "C" NOT NULL,
+  level     TEXT NOT NULL CHECK (level IN ('debug', 'info', 'warn', 'error')),
+  message   TEXT NOT NULL,
+  fields    JSONB,
+  PRIMARY KEY (agent_id, seq)
+);
+CREATE INDEX agent_logs_by_time ON agent_logs (agent_id, timestamp);
+
+CREATE TABLE agent_events (
+  agent_id   TEXT COLLATE "C" NOT NULL,
+  seq        BIGINT NOT NULL,
+  event_type TEXT NOT NULL,
+  timestamp  TEXT NOT NULL,
+  content    TEXT NOT NULL,
+  data       JSONB NOT NULL DEFAULT '{}',
+  PRIMARY KEY (agent_id, seq)
+);
+
+-- The last seq handed out per agent and kind. Appends advance it with one upsert whose row
+-- lock makes concurrent appenders (on any instance) take consecutive ranges in turn.
+CREATE TABLE agent_sequences (
+  agent_id TEXT COLLATE "C" NOT NULL,
+  kind     TEXT NOT NULL CHECK (kind IN ('log', 'event', 'message')),
+  last_seq BIGINT NOT NULL,
+  PRIMARY KEY (agent_id, kind)
+);
+
+-- SET search_path FROM CURRENT: the body finds the tables of the schema it was created in,
+-- whatever the search_path of the session that deletes the agent.
+CREATE FUNCTION sentinel_delete_agent_history() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+  DELETE FROM agent_logs WHERE agent_id = OLD.id;
+  DELETE FROM agent_events WHERE agent_id = OLD.id;
+  DELETE FROM agent_sequences WHERE agent_id = OLD.id;
+  RETURN NULL;
+END;
+$$;
+
+-- Fires for direct deletes and for the cascade from users alike.
+CREATE TRIGGER agents_delete_history AFTER DELETE ON agents
+FOR EACH ROW EXECUTE FUNCTION sentinel_delete_agent_history();
+
+CREATE TABLE meta (
+  key   TEXT COLLATE "C" PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`,
+  },
+  {
+    version: 2,
+    name: 'conversation history and event retention',
+    sql: `
+-- The conversation sent to the model on every turn. Like logs and events, no foreign key:
+-- the delete trigger removes it with the agent. (Event retention needs no table here: the
+-- agent_sequences counter already never goes back when events are pruned.)
+CREATE TABLE agent_messages (
+  agent_id     TEXT COLLATE "C" NOT NULL,
+  seq          BIGINT NOT NULL,
+  role         TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'tool')),
+  content      TEXT NOT NULL,
+  tool_calls   JSONB,
+  tool_call_id TEXT,
+  tool_name    TEXT,
+  message_id   TEXT,
+  created_at   TEXT NOT NULL,
+  PRIMARY KEY (agent_id, seq)
+);
+
+CREATE OR REPLACE FUNCTION sentinel_delete_agent_history() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+  DELETE FROM agent_logs WHERE agent_id = OLD.id;
+  DELETE FROM agent_events WHERE agent_id = OLD.id;
+  DELETE FROM agent_messages WHERE agent_id = OLD.id;
+  DELETE FROM agent_sequences WHERE agent_id = OLD.id;
+  RETURN NULL;
+END;
+$$;
+`,
+  },
+];

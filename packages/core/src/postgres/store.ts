@@ -1,0 +1,722 @@
+/**
+ * The distributed Store: PostgreSQL through a `pg` connection pool (DESIGN.md §4, §11). Several
+ * `sentinel api` instances share one database: migrations run under an advisory lock, per-agent
+ * sequence numbers come from a counter row whose lock serialises appenders on every instance,
+ * and every wait is bounded (connect, pool checkout, statement) so a dead or stuck server turns
+ * into SentinelError `unavailable` (HTTP 503), never a hang. The pool drops broken connections
+ * and opens new ones by itself, so the store carries on once the server is back.
+ *
+ * `pg` is loaded with a dynamic import when a store is opened: an instance that runs on SQLite
+ * never loads the driver, even from the bundled build.
+ */
+import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import { SentinelError, isSentinelError } from '../errors.js';
+import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../logger.js';
+import type {
+  AgentRecord,
+  AgentStatus,
+  EventRecord,
+  ImageRecord,
+  LogRecord,
+  MessageRecord,
+  MessageRole,
+  NewEventRecord,
+  NewLogRecord,
+  NewMessageRecord,
+  Role,
+  ToolCallRecord,
+  UserRecord,
+} from '../models.js';
+import type { AgentPatch, LogQuery, Store } from '../store/types.js';
+import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
+import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
+import { isPostgresUrl, redactDatabaseUrl } from './url.js';
+
+export interface PostgresStoreOptions {
+  /**
+   * `postgres://` or `postgresql://` URL: user, password, host, port, database, and libpq-style
+   * query parameters (`sslmode`, `application_name`, ...). Parameters in the URL win over the
+   * options below. Required; no default.
+   */
+  url: string;
+  /** Most connections the pool keeps open. Default 10. */
+  poolSize?: number;
+  /** Longest wait to open a connection or to get a free one from the pool before failing `unavailable`. Default 5000 ms. */
+  connectTimeoutMs?: number;
+  /**
+   * Longest a statement may run, lock waits included (the server's `statement_timeout`; the
+   * client also gives up shortly after, in case the server stopped answering). Default 10000 ms.
+   */
+  statementTimeoutMs?: number;
+  /**
+   * Schema that holds the tables, created when missing (lower-case letters, digits and `_`):
+   * lets several stores share one database. Default none: the server's `search_path` (normally `public`).
+   */
+  schema?: string;
+  /** Where failures of idle pooled connections are reported (the pool replaces them). Default silent. */
+  logger?: Logger;
+}
+
+/** A Store on PostgreSQL. Open one with {@link openPostgresStore}. */
+export interface PostgresStore extends Store {
+  /** The connection URL with its password masked: safe to log. */
+  readonly url: string;
+  /** The schema holding the tables, or undefined when the server's `search_path` decides. */
+  readonly schema: string | undefined;
+}
+
+type PgModule = typeof import('pg').default;
+
+interface UserRow {
+  username: string;
+  password_hash: string;
+  role: Role;
+  can_push: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+interface AgentRow {
+  id: string;
+  name: string;
+  owner: string;
+  image: string;
+  image_id: string;
+  status: AgentStatus;
+  model: string;
+  parameters: Record<string, unknown>;
+  environment: Record<string, string>;
+  usage_requests: number;
+  usage_tokens: number;
+  created_at: string;
+  updated_at: string;
+}
+
+interface LogRow {
+  agent_id: string;
+  seq: number;
+  timestamp: string;
+  level: LogLevel;
+  message: string;
+  fields: Record<string, unknown> | null;
+}
+
+interface MessageRow {
+  agent_id: string;
+  seq: number;
+  role: MessageRole;
+  content: string;
+  tool_calls: ToolCallRecord[] | null;
+  tool_call_id: string | null;
+  tool_name: string | null;
+  message_id: string | null;
+  created_at: string;
+}
+
+const DEFAULT_POOL_SIZE = 10;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
+/** The client-side timeout trails the server's so the server's clean error normally wins. */
+const CLIENT_TIMEOUT_MARGIN_MS = 2000;
+/** Idle pooled connections are closed after this long (pg-pool's default, stated). */
+const IDLE_TIMEOUT_MS = 10_000;
+const DEFAULT_EVENT_LIMIT = 1000;
+/** The advisory lock migrations run under: one bigint, the ASCII of "SENTINEL". */
+const MIGRATION_LOCK_KEY = '6004496291839624524';
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+const HEX_PREFIX = /^[0-9a-f]*$/;
+/** Sorts after every hex digit, so `[sha256:<prefix>, sha256:<prefix>g)` is exactly the prefix range. */
+const AFTER_HEX = 'g';
+/** pg's type id of bigint: COUNT(*), SUM(int) and our BIGINT columns. */
+const INT8_OID = 20;
+
+const USER_COLUMNS = 'username, password_hash, role, can_push, created_at, updated_at';
+const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
+// The tags ride along in the same query: one round trip per image list, sorted like SQLite's BINARY.
+const IMAGE_SELECT = `SELECT digest, manifest, config, config_digest, size, created_at,
+  ARRAY(SELECT t.name_tag FROM image_tags t WHERE t.digest = images.digest ORDER BY t.name_tag) AS tags FROM images`;
+const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
+const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
+const MESSAGE_COLUMNS = 'agent_id, seq, role, content, tool_calls, tool_call_id, tool_name, message_id, created_at';
+const LOG_FILTER_SQL = 'agent_id = $1 AND seq > $2 AND timestamp >= $3 AND level = ANY($4::text[])';
+
+/**
+ * Advances the agent's counter of one kind by $2 and returns the seq just before the new range.
+ * The upsert takes the counter row's lock; a concurrent append of the same agent (any instance)
+ * waits for this transaction and then continues from its result, so ranges are consecutive and
+ * rows become visible in seq order.
+ */
+function reserveSql(kind: 'log' | 'event' | 'message'): string {
+  return `counter AS (
+    INSERT INTO agent_sequences AS s (agent_id, kind, last_seq) VALUES ($1, '${kind}', $2::bigint)
+    ON CONFLICT (agent_id, kind) DO UPDATE SET last_seq = s.last_seq + EXCLUDED.last_seq
+    RETURNING s.last_seq - $2::bigint AS base
+  )`;
+}
+
+const APPEND_LOGS_SQL = `WITH ${reserveSql('log')}, inserted AS (
+    INSERT INTO agent_logs (${LOG_COLUMNS})
+    SELECT $1, counter.base + l.ord, l.timestamp, l.level, l.message, l.fields
+    FROM counter, unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) WITH ORDINALITY AS l(timestamp, level, message, fields, ord)
+  )
+  SELECT base FROM counter`;
+
+const APPEND_EVENTS_SQL = `WITH ${reserveSql('event')}, inserted AS (
+    INSERT INTO agent_events (${EVENT_COLUMNS})
+    SELECT $1, counter.base + e.ord, e.event_type, e.timestamp, e.content, e.data
+    FROM counter, unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) WITH ORDINALITY AS e(event_type, timestamp, content, data, ord)
+  )
+  SELECT base FROM counter`;
+
+const APPEND_MESSAGES_SQL = `WITH ${reserveSql('message')}, inserted AS (
+    INSERT INTO agent_messages (${MESSAGE_COLUMNS})
+    SELECT $1, counter.base + m.ord, m.role, m.content, m.tool_calls, m.tool_call_id, m.tool_name, m.message_id, m.created_at
+    FROM counter, unnest($3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::text[])
+      WITH ORDINALITY AS m(role, content, tool_calls, tool_call_id, tool_name, message_id, created_at, ord)
+  )
+  SELECT base FROM counter`;
+
+/** Runs `work` on one pooled connection; `discard` keeps a connection in doubt out of the pool. */
+type ClientWork<T> = (client: PoolClient, discard: (reason: Error) => void) => Promise<T>;
+
+class PgStore implements PostgresStore {
+  readonly url: string;
+  readonly schema: string | undefined;
+  readonly #pool: Pool;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(pg: PgModule, options: Required<Omit<PostgresStoreOptions, 'schema'>> & { schema: string | undefined }) {
+    this.url = redactDatabaseUrl(options.url);
+    this.schema = options.schema;
+    const types = new pg.TypeOverrides();
+    // Counters and sizes fit a double; without this pg returns every bigint as a string.
+    types.setTypeParser(INT8_OID, (text: string) => Number(text));
+    this.#pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize,
+      connectionTimeoutMillis: options.connectTimeoutMs,
+      statement_timeout: options.statementTimeoutMs,
+      query_timeout: options.statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
+      // A transaction left open by a stalled process would hold its row locks forever.
+      idle_in_transaction_session_timeout: options.statementTimeoutMs,
+      idleTimeoutMillis: IDLE_TIMEOUT_MS,
+      keepAlive: true,
+      application_name: 'sentinel',
+      types,
+      ...(options.schema === undefined ? {} : { options: `-c search_path=${options.schema}` }),
+    });
+    // An idle connection that dies (server restart, network cut) is reported here and replaced
+    // by the pool; without a listener the 'error' event would crash the process.
+    this.#pool.on('error', (err) => {
+      options.logger.warn('postgres connection lost; the pool will reconnect', { reason: unavailableReason(err) ?? err.message });
+    });
+  }
+
+  /**
+   * Creates the schema when one was asked for and applies pending migrations, all in one
+   * transaction under a database-wide advisory lock: instances starting together queue here,
+   * and each sees what the previous one applied. The lock ends with the transaction, even if
+   * the process dies. Waiting on it is bounded by `statementTimeoutMs`.
+   */
+  async migrate(): Promise<void> {
+    await this.#transaction(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+      if (this.schema !== undefined) await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
+      await client.query(POSTGRES_MIGRATIONS_TABLE_SQL);
+      const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
+      const applied = new Set(rows.map((row) => row.version));
+      const current = Math.max(0, ...applied);
+      const known = postgresMigrations.at(-1)?.version ?? 0;
+      if (current > known) {
+        throw new SentinelError(
+          'unavailable',
+          `database schema version ${current} is newer than this server supports (${known}); upgrade SentinelStacks or use another database`,
+        );
+      }
+      for (const migration of postgresMigrations) {
+        if (applied.has(migration.version)) continue;
+        await client.query(migration.sql);
+        await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+          migration.version,
+          migration.name,
+          new Date().toISOString(),
+        ]);
+      }
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.#query('SELECT 1');
+  }
+
+  /** Closes every pooled connection. Safe to call more than once; every later call rejects `unavailable`. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#closing ??= this.#pool.end().catch(() => undefined);
+    await this.#closing;
+  }
+
+  async createUser(user: UserRecord): Promise<void> {
+    await this.#query(
+      `INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)`,
+      [user.username, user.password_hash, user.role, user.can_push, user.created_at, user.updated_at],
+      { conflict: () => `user "${user.username}" already exists` },
+    );
+  }
+
+  async getUser(username: string): Promise<UserRecord | null> {
+    const [row] = await this.#query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE username = $1`, [username]);
+    return row ?? null;
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return this.#query<UserRow>(`SELECT ${USER_COLUMNS} FROM users ORDER BY username`);
+  }
+
+  async countUsers(): Promise<number> {
+    const [row] = await this.#query<{ count: number }>('SELECT COUNT(*) AS count FROM users');
+    return row?.count ?? 0;
+  }
+
+  async updateUser(username: string, patch: Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>>): Promise<boolean> {
+    const { rowCount } = await this.#result(
+      `UPDATE users SET
+        password_hash = COALESCE($2, password_hash),
+        role = COALESCE($3, role),
+        can_push = COALESCE($4::boolean, can_push),
+        updated_at = COALESCE($5, updated_at)
+      WHERE username = $1`,
+      [username, patch.password_hash ?? null, patch.role ?? null, patch.can_push ?? null, patch.updated_at ?? null],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** The foreign key cascades to the user's agents, whose trigger removes their history: one statement, atomic. */
+  async deleteUser(username: string): Promise<boolean> {
+    const { rowCount } = await this.#result('DELETE FROM users WHERE username = $1', [username]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async createAgent(agent: AgentRecord): Promise<void> {
+    await this.#query(
+      `INSERT INTO agents (${AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13)`,
+      [
+        agent.id,
+        agent.name,
+        agent.owner,
+        agent.image,
+        agent.image_id,
+        agent.status,
+        agent.model,
+        JSON.stringify(agent.parameters ?? {}),
+        JSON.stringify(agent.environment ?? {}),
+        agent.usage_requests,
+        agent.usage_tokens,
+        agent.created_at,
+        agent.updated_at,
+      ],
+      {
+        conflict: (constraint) =>
+          constraint === 'agents_owner_name_key' ? `agent named "${agent.name}" already exists for user "${agent.owner}"` : `agent "${agent.id}" already exists`,
+        foreignKey: (constraint) => (constraint === 'agents_owner_fkey' ? `unknown owner "${agent.owner}"` : `unknown image ${agent.image_id}`),
+      },
+    );
+  }
+
+  async getAgent(id: string): Promise<AgentRecord | null> {
+    const [row] = await this.#query<AgentRow>(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id = $1`, [id]);
+    return row === undefined ? null : toAgent(row);
+  }
+
+  async listAgents(filter: { owner?: string } = {}): Promise<AgentRecord[]> {
+    // ordinal breaks ties between agents created in the same millisecond: later insert first.
+    const rows =
+      filter.owner === undefined
+        ? await this.#query<AgentRow>(`SELECT ${AGENT_COLUMNS} FROM agents ORDER BY created_at DESC, ordinal DESC`)
+        : await this.#query<AgentRow>(`SELECT ${AGENT_COLUMNS} FROM agents WHERE owner = $1 ORDER BY created_at DESC, ordinal DESC`, [filter.owner]);
+    return rows.map(toAgent);
+  }
+
+  async updateAgent(id: string, patch: AgentPatch): Promise<AgentRecord | null> {
+    const [row] = await this.#query<AgentRow>(
+      `UPDATE agents SET
+        status = COALESCE($2, status),
+        name = COALESCE($3, name),
+        updated_at = COALESCE($4, updated_at)
+      WHERE id = $1 RETURNING ${AGENT_COLUMNS}`,
+      [id, patch.status ?? null, patch.name ?? null, patch.updated_at ?? null],
+      { conflict: () => `an agent named "${patch.name ?? ''}" already exists for this owner` },
+    );
+    return row === undefined ? null : toAgent(row);
+  }
+
+  async addAgentUsage(id: string, requests: number, tokens: number, updatedAt: string): Promise<AgentRecord | null> {
+    // One UPDATE reading and writing the counters: the row lock serialises concurrent callers.
+    const [row] = await this.#query<AgentRow>(
+      `UPDATE agents SET usage_requests = usage_requests + $2, usage_tokens = usage_tokens + $3, updated_at = $4
+      WHERE id = $1 RETURNING ${AGENT_COLUMNS}`,
+      [id, requests, tokens, updatedAt],
+    );
+    return row === undefined ? null : toAgent(row);
+  }
+
+  async deleteAgent(id: string): Promise<boolean> {
+    const { rowCount } = await this.#result('DELETE FROM agents WHERE id = $1', [id]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  async countAgentsUsingImage(digest: string): Promise<number> {
+    const [row] = await this.#query<{ count: number }>('SELECT COUNT(*) AS count FROM agents WHERE image_id = $1', [digest]);
+    return row?.count ?? 0;
+  }
+
+  async putImage(image: Omit<ImageRecord, 'tags'>, tags: string[]): Promise<void> {
+    // Sorted and unique: one multi-row upsert may not touch a row twice, and a fixed order
+    // means two concurrent puts lock the same tags in the same order (no deadlock).
+    const uniqueTags = [...new Set(tags)].sort();
+    await this.#transaction(async (client) => {
+      await client.query(
+        `INSERT INTO images (digest, manifest, config, config_digest, size, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (digest) DO NOTHING`,
+        [image.digest, image.manifest, image.config, image.config_digest, image.size, image.created_at],
+      );
+      if (uniqueTags.length > 0) {
+        await client.query(
+          `INSERT INTO image_tags (name_tag, digest) SELECT tag, $2 FROM unnest($1::text[]) AS tag
+          ON CONFLICT (name_tag) DO UPDATE SET digest = EXCLUDED.digest`,
+          [uniqueTags, image.digest],
+        );
+      }
+    });
+  }
+
+  async getImage(digest: string): Promise<ImageRecord | null> {
+    const [row] = await this.#query<ImageRecord>(`${IMAGE_SELECT} WHERE digest = $1`, [digest]);
+    return row ?? null;
+  }
+
+  async findImagesByDigestPrefix(hexPrefix: string): Promise<ImageRecord[]> {
+    const prefix = hexPrefix.toLowerCase();
+    // Not hex: no digest can start with it (and it must never reach the range bounds).
+    if (!HEX_PREFIX.test(prefix)) return [];
+    return this.#query<ImageRecord>(`${IMAGE_SELECT} WHERE digest >= $1 AND digest < $2 ORDER BY created_at DESC, ordinal DESC`, [
+      `sha256:${prefix}`,
+      `sha256:${prefix}${AFTER_HEX}`,
+    ]);
+  }
+
+  async resolveTag(nameTag: string): Promise<string | null> {
+    const [row] = await this.#query<{ digest: string }>('SELECT digest FROM image_tags WHERE name_tag = $1', [nameTag]);
+    return row?.digest ?? null;
+  }
+
+  async listImages(): Promise<ImageRecord[]> {
+    return this.#query<ImageRecord>(`${IMAGE_SELECT} ORDER BY created_at DESC, ordinal DESC`);
+  }
+
+  /**
+   * The count gives the friendly message; the RESTRICT foreign key is what guarantees it, for
+   * an agent created by another instance between the count and the delete.
+   */
+  async deleteImage(digest: string): Promise<boolean> {
+    return this.#transaction(
+      async (client) => {
+        const { rows } = await client.query<{ count: number }>('SELECT COUNT(*) AS count FROM agents WHERE image_id = $1', [digest]);
+        const users = rows[0]?.count ?? 0;
+        if (users > 0) throw new SentinelError('conflict', `image is in use by ${users} agent(s)`);
+        const { rowCount } = await client.query('DELETE FROM images WHERE digest = $1', [digest]);
+        return (rowCount ?? 0) > 0;
+      },
+      { foreignKeyCode: 'conflict', foreignKey: () => 'image is in use by an agent' },
+    );
+  }
+
+  /**
+   * Lines are stored under `agentId` whatever their own `agent_id` says. Timestamps are
+   * stored in canonical `toISOString()` form because `since` compares them as text.
+   */
+  async appendLogs(agentId: string, lines: NewLogRecord[]): Promise<LogRecord[]> {
+    if (lines.length === 0) return [];
+    const records = lines.map((line): Omit<LogRecord, 'seq'> => {
+      const record: Omit<LogRecord, 'seq'> = { agent_id: agentId, timestamp: canonicalTimestamp(line.timestamp, 'log timestamp'), level: line.level, message: line.message };
+      if (line.fields !== undefined) record.fields = line.fields;
+      return record;
+    });
+    const base = await this.#append(APPEND_LOGS_SQL, agentId, records.length, [
+      records.map((r) => r.timestamp),
+      records.map((r) => r.level),
+      records.map((r) => r.message),
+      records.map((r) => (r.fields === undefined ? null : JSON.stringify(r.fields))),
+    ]);
+    return records.map((record, i) => ({ ...record, seq: base + i + 1 }));
+  }
+
+  async listLogs(agentId: string, query: LogQuery = {}): Promise<LogRecord[]> {
+    const params = [
+      agentId,
+      query.afterSeq ?? 0,
+      query.since === undefined ? '' : canonicalTimestamp(query.since, 'since'),
+      levelsFrom(query.level ?? 'debug'),
+    ];
+    const rows =
+      query.tail === undefined
+        ? await this.#query<LogRow>(`SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq`, params)
+        : // The newest `tail` matching lines, turned back to oldest first.
+          await this.#query<LogRow>(
+            `SELECT * FROM (SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq DESC LIMIT $5) AS newest ORDER BY seq`,
+            [...params, nonNegativeInteger(query.tail, 'tail')],
+          );
+    return rows.map(toLog);
+  }
+
+  /** Events are stored under `agentId` whatever their own `agent_id` says. */
+  async appendEvents(agentId: string, events: NewEventRecord[]): Promise<EventRecord[]> {
+    if (events.length === 0) return [];
+    const data = events.map((event) => event.data ?? {});
+    const base = await this.#append(APPEND_EVENTS_SQL, agentId, events.length, [
+      events.map((e) => e.event_type),
+      events.map((e) => e.timestamp),
+      events.map((e) => e.content),
+      data.map((d) => JSON.stringify(d)),
+    ]);
+    return events.map((event, i): EventRecord => ({
+      agent_id: agentId,
+      seq: base + i + 1,
+      event_type: event.event_type,
+      timestamp: event.timestamp,
+      content: event.content,
+      data: data[i] as Record<string, unknown>,
+    }));
+  }
+
+  async listEvents(agentId: string, afterSeq: number, limit: number = DEFAULT_EVENT_LIMIT): Promise<EventRecord[]> {
+    return this.#query<EventRecord>(`SELECT ${EVENT_COLUMNS} FROM agent_events WHERE agent_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [
+      agentId,
+      afterSeq,
+      nonNegativeInteger(limit, 'limit'),
+    ]);
+  }
+
+  async firstEventSeq(agentId: string): Promise<number> {
+    const [row] = await this.#query<{ first: number }>('SELECT COALESCE(MIN(seq), 0) AS first FROM agent_events WHERE agent_id = $1', [agentId]);
+    return row?.first ?? 0;
+  }
+
+  /**
+   * Deletes the oldest events so that at most `keepLast` remain. The numbering goes on from
+   * where it was even when every event went (the counter row is never lowered).
+   */
+  async pruneEvents(agentId: string, keepLast: number): Promise<number> {
+    const keep = nonNegativeInteger(keepLast, 'keepLast');
+    const { rowCount } = await this.#result(
+      'DELETE FROM agent_events WHERE agent_id = $1 AND seq <= (SELECT MAX(seq) FROM agent_events WHERE agent_id = $1) - $2::bigint',
+      [agentId, keep],
+    );
+    return rowCount ?? 0;
+  }
+
+  /** Messages are stored under `agentId` whatever their own `agent_id` says. */
+  async appendMessages(agentId: string, messages: NewMessageRecord[]): Promise<MessageRecord[]> {
+    if (messages.length === 0) return [];
+    const base = await this.#append(APPEND_MESSAGES_SQL, agentId, messages.length, [
+      messages.map((m) => m.role),
+      messages.map((m) => m.content),
+      messages.map((m) => (m.tool_calls === undefined ? null : JSON.stringify(m.tool_calls))),
+      messages.map((m) => m.tool_call_id ?? null),
+      messages.map((m) => m.tool_name ?? null),
+      messages.map((m) => m.message_id ?? null),
+      messages.map((m) => m.created_at),
+    ]);
+    return messages.map((message, i) => {
+      const record: MessageRecord = { agent_id: agentId, seq: base + i + 1, role: message.role, content: message.content, created_at: message.created_at };
+      if (message.tool_calls !== undefined) record.tool_calls = message.tool_calls;
+      if (message.tool_call_id !== undefined) record.tool_call_id = message.tool_call_id;
+      if (message.tool_name !== undefined) record.tool_name = message.tool_name;
+      if (message.message_id !== undefined) record.message_id = message.message_id;
+      return record;
+    });
+  }
+
+  async listMessages(agentId: string, options: { limit?: number } = {}): Promise<MessageRecord[]> {
+    const rows =
+      options.limit === undefined
+        ? await this.#query<MessageRow>(`SELECT ${MESSAGE_COLUMNS} FROM agent_messages WHERE agent_id = $1 ORDER BY seq`, [agentId])
+        : // The newest `limit` messages, turned back to oldest first.
+          await this.#query<MessageRow>(
+            `SELECT * FROM (SELECT ${MESSAGE_COLUMNS} FROM agent_messages WHERE agent_id = $1 ORDER BY seq DESC LIMIT $2) AS newest ORDER BY seq`,
+            [agentId, nonNegativeInteger(options.limit, 'limit')],
+          );
+    return rows.map(toMessage);
+  }
+
+  async conversationStats(agentId: string): Promise<{ messages: number; bytes: number }> {
+    // octet_length: UTF-8 bytes, not characters.
+    const [row] = await this.#query<{ messages: number; bytes: number }>(
+      'SELECT COUNT(*) AS messages, COALESCE(SUM(octet_length(content)), 0)::bigint AS bytes FROM agent_messages WHERE agent_id = $1',
+      [agentId],
+    );
+    return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  async getMeta(key: string): Promise<string | null> {
+    const [row] = await this.#query<{ value: string }>('SELECT value FROM meta WHERE key = $1', [key]);
+    return row?.value ?? null;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    await this.#query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [key, value]);
+  }
+
+  /** Runs one append statement (see {@link reserveSql}); returns the seq before the new rows. */
+  async #append(sql: string, agentId: string, count: number, columns: unknown[][]): Promise<number> {
+    const [row] = await this.#query<{ base: number }>(sql, [agentId, count, ...columns]);
+    if (row === undefined) throw new Error('append returned no sequence base');
+    return row.base;
+  }
+
+  async #query<R extends QueryResultRow>(text: string, values?: unknown[], messages?: ConstraintMessages): Promise<R[]> {
+    return (await this.#result<R>(text, values, messages)).rows;
+  }
+
+  /** One statement on a pooled connection, autocommitted, with pg's errors mapped. */
+  async #result<R extends QueryResultRow>(text: string, values?: unknown[], messages?: ConstraintMessages): Promise<{ rows: R[]; rowCount: number | null }> {
+    try {
+      return await this.#withClient((client) => client.query<R>(text, values));
+    } catch (err) {
+      throw toStoreError(err, messages);
+    }
+  }
+
+  /** Runs `work` between BEGIN and COMMIT (ROLLBACK on any error), with pg's errors mapped. */
+  async #transaction<T>(work: (client: PoolClient) => Promise<T>, messages?: ConstraintMessages): Promise<T> {
+    try {
+      return await this.#withClient(async (client, discard) => {
+        await client.query('BEGIN');
+        try {
+          const result = await work(client);
+          await client.query('COMMIT');
+          return result;
+        } catch (err) {
+          // A connection whose rollback failed may still be inside the transaction: never reuse it.
+          await client.query('ROLLBACK').catch((rollbackErr: unknown) => discard(rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr))));
+          throw err;
+        }
+      });
+    } catch (err) {
+      throw toStoreError(err, messages);
+    }
+  }
+
+  /**
+   * Checks a connection out for `work` and back in. While it is out, its 'error' event is
+   * listened to (pg-pool listens only while it is idle; an unheard 'error' would crash the
+   * process), and a connection that broke or timed out is destroyed instead of reused.
+   */
+  async #withClient<T>(work: ClientWork<T>): Promise<T> {
+    if (this.#closed) throw new SentinelError('unavailable', 'the store is closed');
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    const discard = (reason: Error) => {
+      broken ??= reason;
+    };
+    client.on('error', discard);
+    try {
+      return await work(client, discard);
+    } catch (err) {
+      if (!isSentinelError(err) && isBrokenConnectionError(err)) discard(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    } finally {
+      client.off('error', discard);
+      client.release(broken);
+    }
+  }
+}
+
+/**
+ * Opens a pool on `options.url` (defaults: `poolSize` 10, `connectTimeoutMs` 5000,
+ * `statementTimeoutMs` 10000, no `schema`, silent `logger`) and applies pending migrations
+ * under an advisory lock, so several instances may call it at once. Rejects with SentinelError
+ * `invalid_request` for bad options, and `unavailable` — `cannot open database <url with the
+ * password masked>: <reason>` — when the server cannot be reached, refuses the login, or holds
+ * a schema newer than this code.
+ */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
+  const resolved = resolveOptions(options);
+  const { default: pg } = await import('pg');
+  const store = new PgStore(pg, resolved);
+  try {
+    await store.migrate();
+    return store;
+  } catch (err) {
+    await store.close();
+    throw new SentinelError('unavailable', `cannot open database ${store.url}: ${openFailureReason(err)}`, { cause: err });
+  }
+}
+
+function resolveOptions(options: PostgresStoreOptions): ConstructorParameters<typeof PgStore>[1] {
+  if (typeof options.url !== 'string' || !isPostgresUrl(options.url)) {
+    throw new SentinelError('invalid_request', 'the store URL must be a postgres:// or postgresql:// URL');
+  }
+  const positive = (value: number | undefined, fallback: number, what: string): number => {
+    const resolved = value ?? fallback;
+    if (!Number.isSafeInteger(resolved) || resolved < 1) throw new SentinelError('invalid_request', `${what} must be a positive integer`);
+    return resolved;
+  };
+  if (options.schema !== undefined && !SCHEMA_NAME.test(options.schema)) {
+    throw new SentinelError('invalid_request', 'schema must be 1 to 63 lower-case letters, digits or underscores, not starting with a digit');
+  }
+  return {
+    url: options.url,
+    poolSize: positive(options.poolSize, DEFAULT_POOL_SIZE, 'poolSize'),
+    connectTimeoutMs: positive(options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs'),
+    statementTimeoutMs: positive(options.statementTimeoutMs, DEFAULT_STATEMENT_TIMEOUT_MS, 'statementTimeoutMs'),
+    schema: options.schema,
+    logger: options.logger ?? silentLogger,
+  };
+}
+
+const UNAVAILABLE_PREFIX = 'database unavailable: ';
+
+function openFailureReason(err: unknown): string {
+  const mapped = toStoreError(err);
+  if (isSentinelError(mapped)) return mapped.message.startsWith(UNAVAILABLE_PREFIX) ? mapped.message.slice(UNAVAILABLE_PREFIX.length) : mapped.message;
+  return mapped instanceof Error && mapped.message !== '' ? mapped.message : String(mapped);
+}
+
+function canonicalTimestamp(value: string, what: string): string {
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new SentinelError('invalid_request', `${what} must be an ISO 8601 timestamp`);
+  return new Date(ms).toISOString();
+}
+
+/** The levels at or above `level`, for `level = ANY(...)`. */
+function levelsFrom(level: LogLevel): LogLevel[] {
+  const rank = LOG_LEVELS.indexOf(level);
+  if (rank < 0) throw new SentinelError('invalid_request', `unknown log level "${String(level)}"`);
+  return LOG_LEVELS.slice(rank);
+}
+
+function nonNegativeInteger(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new SentinelError('invalid_request', `${what} must be a non-negative integer`);
+  return value;
+}
+
+function toAgent(row: AgentRow): AgentRecord {
+  return { ...row };
+}
+
+function toLog(row: LogRow): LogRecord {
+  const { fields, ...rest } = row;
+  return fields === null ? rest : { ...rest, fields };
+}
+
+/** Optional columns that are NULL are left out, so a record round-trips to what was appended. */
+function toMessage(row: MessageRow): MessageRecord {
+  const record: MessageRecord = { agent_id: row.agent_id, seq: row.seq, role: row.role, content: row.content, created_at: row.created_at };
+  if (row.tool_calls !== null) record.tool_calls = row.tool_calls;
+  if (row.tool_call_id !== null) record.tool_call_id = row.tool_call_id;
+  if (row.tool_name !== null) record.tool_name = row.tool_name;
+  if (row.message_id !== null) record.message_id = row.message_id;
+  return record;
+}

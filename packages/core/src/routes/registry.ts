@@ -1,0 +1,206 @@
+/**
+ * Registry routes: search, push, pull. Any logged-in user searches and pulls (from the server's
+ * registry); pushing needs the admin role or a user created with `can_push` (admins grant it),
+ * because a push publishes an image under the server's registry credentials. Naming another
+ * registry in a request is for admins and pushers only (see RegistryService).
+ *
+ * Push and pull answer one JSON object, or, when the client sends
+ * `Accept: application/x-ndjson`, a stream of progress lines (per blob, with overall bytes) and
+ * a final line with the same object, or `{error, code}`. A client that hangs up cancels the
+ * transfer: a pull then stores nothing.
+ */
+import { SentinelError } from '../errors.js';
+import type { RegistryService, TransferProgress } from '../registry/service.js';
+import type { PreparedTransfer } from '../registry/service.js';
+import { createPushIterable } from '../runtime/push-iterable.js';
+import { IMAGE_RESOURCE_SCHEMA } from './images.js';
+import { streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem, type StreamResult } from './types.js';
+
+/** Registry request bodies are small; credentials included. */
+export const MAX_REGISTRY_BODY_BYTES = 16 * 1024;
+/** Most results one search page returns. */
+export const MAX_SEARCH_LIMIT = 100;
+export const NDJSON_MEDIA_TYPE = 'application/x-ndjson';
+
+const TAG_SCHEMA: JsonSchema = { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$' };
+const REGISTRY_SCHEMA: JsonSchema = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 2048,
+  description: 'Registry URL http(s)://host[:port][/namespace] (default: the server\'s registry; other registries: admins and pushers only)',
+};
+const CREDENTIALS_SCHEMA: JsonSchema = {
+  type: 'object',
+  description: 'Credentials for this request only (never stored or logged); a token goes in password',
+  properties: { username: { type: 'string', minLength: 1, maxLength: 256 }, password: { type: 'string', minLength: 1, maxLength: 8192 } },
+  required: ['username', 'password'],
+  additionalProperties: false,
+};
+
+const PUSH_BODY_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    image: { type: 'string', minLength: 1, maxLength: 512, description: 'Local image: ID, short ID, name[:tag], or registry/name[:tag]' },
+    tag: TAG_SCHEMA,
+    registry: REGISTRY_SCHEMA,
+    credentials: CREDENTIALS_SCHEMA,
+  },
+  required: ['image'],
+  additionalProperties: false,
+};
+
+const PULL_BODY_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 512, description: '[registry/]repository[:tag|@sha256:…]' },
+    tag: TAG_SCHEMA,
+    registry: REGISTRY_SCHEMA,
+    credentials: CREDENTIALS_SCHEMA,
+  },
+  required: ['name'],
+  additionalProperties: false,
+};
+
+const SEARCH_QUERY_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    query: { type: 'string', maxLength: 256 },
+    limit: { type: 'integer', minimum: 1, maximum: MAX_SEARCH_LIMIT, default: 25 },
+    offset: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 0 },
+    registry: REGISTRY_SCHEMA,
+  },
+  additionalProperties: false,
+};
+
+const PUSH_RESULT_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    tag: { type: 'string' },
+    digest: { type: 'string' },
+    status: { type: 'string', enum: ['pushed'] },
+    registry: { type: 'string', description: 'host[:port], or embedded' },
+  },
+};
+
+const PULL_RESULT_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    tag: { type: ['string', 'null'] },
+    digest: { type: 'string' },
+    status: { type: 'string', enum: ['pulled', 'up_to_date'] },
+    registry: { type: 'string' },
+    image: IMAGE_RESOURCE_SCHEMA,
+  },
+};
+
+const SEARCH_RESULT_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    results: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          tags: { type: 'array', items: { type: 'string' } },
+          description: { type: 'string' },
+          digest: { type: ['string', 'null'] },
+          tag: { type: ['string', 'null'] },
+          agent: { type: 'boolean' },
+        },
+      },
+    },
+    total: { type: 'integer' },
+    offset: { type: 'integer' },
+    limit: { type: 'integer' },
+  },
+};
+
+/** True when the Accept header asks for NDJSON (with a non-zero q). */
+export function acceptsNdjson(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  for (const range of accept.split(',')) {
+    const [type = '', ...params] = range.split(';');
+    if (type.trim().toLowerCase() !== NDJSON_MEDIA_TYPE) continue;
+    const q = params.map((p) => p.trim().toLowerCase()).find((p) => p.startsWith('q='));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}
+
+/**
+ * Runs a prepared transfer as a stream of NDJSON lines: progress, then the result (or an
+ * `{error, code}` line the transport writes). Cancelled when the client goes away.
+ */
+function streamTransfer<R>(prepared: PreparedTransfer<R>, ctx: RouteContext): StreamResult {
+  const controller = new AbortController();
+  const stream = createPushIterable<StreamItem>({
+    signal: ctx.signal,
+    // Over once the client stopped reading, or the transfer finished: either way, stop moving bytes.
+    onReturn: () => controller.abort(ctx.signal.aborted ? ctx.signal.reason : undefined),
+  });
+  prepared
+    .run({
+      signal: controller.signal,
+      onProgress: (progress: TransferProgress) => {
+        stream.push({ json: JSON.stringify(progress) });
+      },
+    })
+    .then(
+      (result) => {
+        stream.push({ json: JSON.stringify(result) });
+        stream.end();
+      },
+      (err: unknown) => stream.fail(err),
+    );
+  return streamResult(stream.iterable);
+}
+
+function requirePrincipal(ctx: RouteContext) {
+  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
+  return ctx.principal;
+}
+
+/** GET /v1/registry/search, POST /v1/registry/push, POST /v1/registry/pull. */
+export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] {
+  const { registry } = deps;
+  return [
+    {
+      method: 'GET',
+      path: '/v1/registry/search',
+      auth: 'user',
+      summary: "Search the registry's repositories by name (catalog + tags), paged with limit/offset",
+      schemas: { query: SEARCH_QUERY_SCHEMA, response: SEARCH_RESULT_SCHEMA },
+      handler: (input: { query: { query?: string; limit: number; offset: number; registry?: string } }, ctx) =>
+        registry.search(requirePrincipal(ctx), input.query, ctx.signal),
+    },
+    {
+      method: 'POST',
+      path: '/v1/registry/push',
+      auth: 'user',
+      summary: 'Push a local image to the registry (admins and users with can_push); NDJSON progress with Accept: application/x-ndjson',
+      maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
+      schemas: { body: PUSH_BODY_SCHEMA, response: PUSH_RESULT_SCHEMA },
+      handler: async (input: { body: Parameters<RegistryService['preparePush']>[1] }, ctx) => {
+        const prepared = await registry.preparePush(requirePrincipal(ctx), input.body);
+        if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);
+        return prepared.run({ signal: ctx.signal });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/registry/pull',
+      auth: 'user',
+      summary: 'Pull an image from the registry into the local images, digest-verified; NDJSON progress with Accept: application/x-ndjson',
+      maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
+      schemas: { body: PULL_BODY_SCHEMA, response: PULL_RESULT_SCHEMA },
+      handler: async (input: { body: Parameters<RegistryService['preparePull']>[1] }, ctx) => {
+        const prepared = await registry.preparePull(requirePrincipal(ctx), input.body);
+        if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);
+        return prepared.run({ signal: ctx.signal });
+      },
+    },
+  ];
+}

@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openSqliteStore, type SqliteStore } from '@sentinel/api-core';
+import type { AgentRecord, NewMessageRecord } from '@sentinel/api-core';
+
+const T0 = '2025-01-01T00:00:00.000Z';
+const cleanups: Array<() => Promise<void>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function storeWithAgents(count: number): Promise<{ store: SqliteStore; path: string; digest: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'sentinel-read-caches-'));
+  const path = join(dir, 'sentinel.db');
+  const store = await openSqliteStore({ path });
+  cleanups.push(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await store.createUser({ username: 'alice', password_hash: 'x', role: 'user', can_push: false, created_at: T0, updated_at: T0 });
+  const config = JSON.stringify({ name: 'base', model: { provider: 'echo', name: 'echo', parameters: {} } });
+  const manifest = JSON.stringify({ schemaVersion: 2, config });
+  const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+  await store.putImage({ digest, manifest, config, config_digest: digest, size: manifest.length, created_at: T0 }, ['base:latest']);
+  for (let i = 0; i < count; i++) await store.createAgent(agent(`a${i}`, digest, i));
+  return { store, path, digest };
+}
+
+function agent(id: string, digest: string, second: number): AgentRecord {
+  const at = new Date(Date.parse(T0) + second * 1000).toISOString();
+  return {
+    id,
+    name: id,
+    owner: 'alice',
+    image: 'base:latest',
+    image_id: digest,
+    status: 'running',
+    model: 'echo/echo',
+    parameters: { temperature: 0.5, nested: { top_p: 1 } },
+    environment: { KEY: 'v' },
+    usage_requests: 0,
+    usage_tokens: 0,
+    created_at: at,
+    updated_at: at,
+  };
+}
+
+describe('SqliteStore agent lists (cached between writes)', () => {
+  it('reflects every write of its own at once: create, status, usage, delete', async () => {
+    const { store, digest } = await storeWithAgents(2);
+    expect((await store.listAgents({ owner: 'alice' })).map((a) => a.id)).toEqual(['a1', 'a0']);
+
+    await store.createAgent(agent('a2', digest, 2));
+    expect((await store.listAgents({ owner: 'alice' })).map((a) => a.id)).toEqual(['a2', 'a1', 'a0']);
+
+    await store.updateAgent('a0', { status: 'stopped', updated_at: T0 });
+    expect((await store.listAgents()).find((a) => a.id === 'a0')?.status).toBe('stopped');
+
+    await store.addAgentUsage('a1', 1, 42, T0);
+    expect((await store.listAgents({ owner: 'alice' })).find((a) => a.id === 'a1')).toMatchObject({ usage_requests: 1, usage_tokens: 42 });
+
+    await store.deleteAgent('a2');
+    expect((await store.listAgents({ owner: 'alice' })).map((a) => a.id)).toEqual(['a1', 'a0']);
+  });
+
+  it('sees what another connection (another process) committed', async () => {
+    const { store, path } = await storeWithAgents(3);
+    expect((await store.listAgents({ owner: 'alice' }))[0]?.status).toBe('running');
+    const other = new Database(path);
+    try {
+      other.prepare("UPDATE agents SET status = 'error' WHERE id = 'a2'").run();
+    } finally {
+      other.close();
+    }
+    expect((await store.listAgents({ owner: 'alice' }))[0]).toMatchObject({ id: 'a2', status: 'error' });
+  });
+
+  it('hands out frozen records, so no caller can change what the next caller reads', async () => {
+    const { store } = await storeWithAgents(1);
+    const [first] = await store.listAgents({ owner: 'alice' });
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(() => {
+      (first?.parameters.nested as { top_p: number }).top_p = 99;
+    }).toThrow(TypeError);
+    const list = await store.listAgents({ owner: 'alice' });
+    list.pop();
+    expect(await store.listAgents({ owner: 'alice' })).toHaveLength(1);
+    expect((await store.listAgents({ owner: 'alice' }))[0]?.parameters).toEqual({ temperature: 0.5, nested: { top_p: 1 } });
+  });
+});
+
+function message(n: number): NewMessageRecord {
+  return { agent_id: 'a0', role: n % 2 === 0 ? 'user' : 'assistant', content: `message ${n}`, created_at: T0 };
+}
+
+describe('SqliteStore conversations (cached between writes)', () => {
+  it('returns the right window for every limit while appends extend the cached conversation', async () => {
+    const { store } = await storeWithAgents(1);
+    await store.appendMessages('a0', [message(1), message(2), message(3)]);
+    const contents = async (limit?: number) => (await store.listMessages('a0', limit === undefined ? {} : { limit })).map((m) => m.content);
+
+    expect(await contents(2)).toEqual(['message 2', 'message 3']);
+    await store.appendMessages('a0', [message(4)]);
+    expect(await contents(2)).toEqual(['message 3', 'message 4']);
+    expect(await contents(0)).toEqual([]);
+    // More than the cached window (2 + 1 appended): read again from the file.
+    expect(await contents(10)).toEqual(['message 1', 'message 2', 'message 3', 'message 4']);
+    await store.appendMessages('a0', [message(5), message(6)]);
+    expect(await contents()).toEqual([1, 2, 3, 4, 5, 6].map((n) => `message ${n}`));
+    expect((await store.listMessages('a0', { limit: 3 })).map((m) => m.seq)).toEqual([4, 5, 6]);
+  });
+
+  it('sees messages another connection committed, and none after the agent is deleted', async () => {
+    const { store, path } = await storeWithAgents(1);
+    await store.appendMessages('a0', [message(1)]);
+    expect(await store.listMessages('a0', { limit: 5 })).toHaveLength(1);
+    const other = new Database(path);
+    try {
+      other
+        .prepare("INSERT INTO agent_messages (agent_id, seq, role, content, created_at) VALUES ('a0', 2, 'assistant', 'from elsewhere', ?)")
+        .run(T0);
+    } finally {
+      other.close();
+    }
+    expect((await store.listMessages('a0', { limit: 5 })).map((m) => m.content)).toEqual(['message 1', 'from elsewhere']);
+    await store.deleteAgent('a0');
+    expect(await store.listMessages('a0', { limit: 5 })).toEqual([]);
+  });
+
+  it('hands out frozen messages', async () => {
+    const { store } = await storeWithAgents(1);
+    await store.appendMessages('a0', [{ ...message(1), role: 'assistant', tool_calls: [{ id: 'c1', name: 'calculator', arguments: { expression: '1+1' } }] }]);
+    const [first] = await store.listMessages('a0', { limit: 1 });
+    expect(Object.isFrozen(first?.tool_calls?.[0]?.arguments)).toBe(true);
+    expect(() => first?.tool_calls?.push({ id: 'c2', name: 'x', arguments: {} })).toThrow(TypeError);
+    expect((await store.listMessages('a0'))[0]?.tool_calls).toHaveLength(1);
+  });
+});
