@@ -187,11 +187,14 @@ export class AgentService {
     };
     // The Store enforces (owner, name) uniqueness atomically, across instances too: `conflict`.
     await this.store.createAgent(record);
-    await this.journal.log(id, 'info', `agent created from image ${imageRef} (${shortId})`, { image_id: image.digest });
-    await this.announceStatus(record);
-    const running = await this.setStatus(record, 'running');
-    await this.journal.log(id, 'info', 'agent started');
-    await this.announceStatus(running);
+    // Issued together, each group shares one commit of the Store (SqliteStore's group commit):
+    // three commits per new agent instead of six. The status events still come out in order.
+    const [, , running] = await Promise.all([
+      this.journal.log(id, 'info', `agent created from image ${imageRef} (${shortId})`, { image_id: image.digest }),
+      this.announceStatus(record),
+      this.setStatus(record, 'running'),
+    ]);
+    await Promise.all([this.journal.log(id, 'info', 'agent started'), this.announceStatus(running)]);
     this.logger.info('agent created', { agent_id: id, owner: principal.username, image: imageRef });
     return toAgentResource(running, origin);
   }

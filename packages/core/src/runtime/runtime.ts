@@ -598,11 +598,16 @@ export class AgentRuntime {
       const provider = this.providers.get(def.model.provider);
       if (signal.aborted) return this.endUnstarted(turn, turn.abortReason ?? 'cancelled');
 
-      await this.store.appendMessages(agentId, [
-        { agent_id: agentId, role: 'user', content: request.content, message_id: request.messageId, created_at: this.timestamp() },
+      // Issued together so the Store commits them in one group commit (see SqliteStore).
+      const [storedMessage, receivedEvent] = await Promise.allSettled([
+        this.store.appendMessages(agentId, [
+          { agent_id: agentId, role: 'user', content: request.content, message_id: request.messageId, created_at: this.timestamp() },
+        ]),
+        this.journal.event(agentId, 'message_received', `Message ${request.messageId} received`, { message_id: request.messageId }),
       ]);
+      if (storedMessage.status === 'rejected') throw storedMessage.reason;
       started = true;
-      await this.journal.event(agentId, 'message_received', `Message ${request.messageId} received`, { message_id: request.messageId });
+      if (receivedEvent.status === 'rejected') throw receivedEvent.reason;
       this.notify(turn, (l) => l.onStart({ messageId: request.messageId, responseId: turn.responseId }));
 
       const stored = await this.store.listMessages(agentId, { limit: this.historyMaxMessages });
@@ -815,36 +820,42 @@ export class AgentRuntime {
     const usage = usageOf(progress);
     // A turn ended by a deletion on another instance stores nothing either: the rows are going.
     if (!this.removing.has(agentId) && turn.abortReason !== 'deleted') {
-      try {
-        if (progress.messages.length > 0) {
-          await this.store.appendMessages(agentId, progress.messages);
-        }
-        if (progress.providerCalled) await this.store.addAgentUsage(agentId, 1, usage.total_tokens, this.timestamp());
-        if (failure) {
-          // Refusals (agent stopped or gone before the turn began) are not failures of the agent.
-          if (failure.code !== 'conflict' && failure.code !== 'not_found') {
-            await this.journal.event(agentId, 'error', `Message ${request.messageId} failed: ${failure.message}`, {
+      // Issued together so the Store commits them in one group commit: one COMMIT before the
+      // terminal frame instead of four (each still durable before the client hears the end).
+      const writes: Promise<unknown>[] = [];
+      if (progress.messages.length > 0) writes.push(this.store.appendMessages(agentId, progress.messages));
+      if (progress.providerCalled) writes.push(this.store.addAgentUsage(agentId, 1, usage.total_tokens, this.timestamp()));
+      if (failure) {
+        // Refusals (agent stopped or gone before the turn began) are not failures of the agent.
+        if (failure.code !== 'conflict' && failure.code !== 'not_found') {
+          writes.push(
+            this.journal.event(agentId, 'error', `Message ${request.messageId} failed: ${failure.message}`, {
               message_id: request.messageId,
               code: failure.code,
               error: failure.message,
-            });
-            await this.journal.log(agentId, 'error', `message ${request.messageId} failed: ${failure.message}`, { message_id: request.messageId, code: failure.code });
-          }
-        } else if (end.started) {
-          await this.journal.event(agentId, 'message_processed', `Message ${request.messageId} processed (${reason})`, {
+            }),
+            this.journal.log(agentId, 'error', `message ${request.messageId} failed: ${failure.message}`, { message_id: request.messageId, code: failure.code }),
+          );
+        }
+      } else if (end.started) {
+        writes.push(
+          this.journal.event(agentId, 'message_processed', `Message ${request.messageId} processed (${reason})`, {
             message_id: request.messageId,
             response_id: turn.responseId,
             reason,
             usage,
-          });
-          await this.journal.log(agentId, 'info', `message ${request.messageId} processed: ${reason}, ${usage.total_tokens} tokens`, {
+          }),
+          this.journal.log(agentId, 'info', `message ${request.messageId} processed: ${reason}, ${usage.total_tokens} tokens`, {
             message_id: request.messageId,
             reason,
             tokens: usage.total_tokens,
             duration_ms: end.durationMs,
-          });
-        }
-      } catch (err) {
+          }),
+        );
+      }
+      for (const outcome of await Promise.allSettled(writes)) {
+        if (outcome.status === 'fulfilled') continue;
+        const err: unknown = outcome.reason;
         this.logger.error('cannot record agent turn', { agent_id: agentId, message_id: request.messageId, error: err instanceof Error ? err.message : String(err) });
       }
     }

@@ -1,0 +1,172 @@
+// The HTTP scenarios: each contender is a server process on CPU 0, driven by wrk (or
+// autocannon) on CPU 1 with 50 keep-alive connections, in alternating rounds.
+import { fileURLToPath } from 'node:url';
+import { runHttpLoad } from '../lib/http-load.mjs';
+import { startServer } from '../lib/processes.mjs';
+import { alternate } from '../lib/rounds.mjs';
+import { median, summarize } from '../lib/stats.mjs';
+
+const script = (path) => fileURLToPath(new URL(path, import.meta.url));
+const SENTINEL = script('../servers/sentinel.mjs');
+const NODE_HTTP = script('../baselines/node-http.mjs');
+const FASTIFY = script('../baselines/fastify.mjs');
+
+function serverSpecs(ctx, data, names) {
+  const logFlag = String(ctx.logRequests);
+  const all = {
+    sentinel: { name: 'sentinel', script: SENTINEL, args: (d) => ['--data-dir', d.dir, '--secret', ctx.secret, '--log-requests', logFlag] },
+    'node:http': { name: 'node:http', script: NODE_HTTP, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
+    fastify: { name: 'fastify', script: FASTIFY, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
+  };
+  return names.map((name) => ({ ...all[name], data: ctx.copyOf(data, `${name.replace(/\W/g, '')}-${ctx.nextId()}`) }));
+}
+
+/** Starts every contender, runs the alternating rounds of `request`, stops them. */
+async function measureHttp(ctx, { title, data, contenders: names, request }) {
+  ctx.log(`${title}`);
+  const specs = serverSpecs(ctx, data, names);
+  const servers = new Map();
+  try {
+    // Started together (they sit idle while the others are measured).
+    const started = await Promise.allSettled(
+      specs.map((spec) =>
+        startServer({
+          name: spec.name,
+          script: spec.script,
+          args: spec.args(spec.data),
+          cpu: ctx.cpu.server,
+          logFile: ctx.tmp(`${spec.name.replace(/\W/g, '')}-${ctx.nextId()}.log`),
+        }),
+      ),
+    );
+    started.forEach((outcome, i) => {
+      if (outcome.status === 'fulfilled') servers.set(specs[i].name, outcome.value);
+    });
+    const failed = started.find((outcome) => outcome.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (const server of servers.values()) ctx.log(`  ${server.name} listening on ${server.url} (pid ${server.pid})`);
+    const load = (contender, durationSec) =>
+      runHttpLoad({
+        tool: ctx.httpTool,
+        url: `${servers.get(contender.name).url}${request.path}`,
+        method: request.method,
+        token: request.auth ? data.token : undefined,
+        body: request.body,
+        uniqueAgents: request.uniqueAgents,
+        durationSec,
+        cpu: ctx.cpu.load,
+      });
+    const samples = await alternate({
+      contenders: specs,
+      rounds: ctx.rounds,
+      log: ctx.log,
+      warmup: ctx.warmup > 0 ? (c) => load(c, ctx.warmup) : undefined,
+      measure: async (contender) => {
+        const server = servers.get(contender.name);
+        const cpuBefore = await server.command('cpu');
+        const result = await load(contender, ctx.duration);
+        const cpuAfter = await server.command('cpu');
+        // CPU time per request: the server's own cost, far less sensitive than req/s to
+        // whatever else runs on a shared machine.
+        const cpuMicros = cpuAfter.user - cpuBefore.user + (cpuAfter.system - cpuBefore.system);
+        if (result.non2xx > 0 || result.errors > 0) {
+          throw new Error(`${contender.name}: ${result.non2xx} non-2xx answers and ${result.errors} socket errors during ${title}`);
+        }
+        return { rps: result.rps, p50_ms: result.p50_ms, p99_ms: result.p99_ms, cpu_us_per_request: cpuMicros / result.requests };
+      },
+    });
+    return specs.map((spec) => {
+      const list = samples.get(spec.name);
+      return {
+        contender: spec.name,
+        samples: list,
+        ...summarize(list.map((s) => s.rps)),
+        p50_ms: median(list.map((s) => s.p50_ms)),
+        p99_ms: median(list.map((s) => s.p99_ms)),
+        cpu_us_per_request: median(list.map((s) => s.cpu_us_per_request)),
+      };
+    });
+  } finally {
+    for (const server of servers.values()) await server.stop();
+  }
+}
+
+const ratio = (rows, a, b) => {
+  const x = rows.find((r) => r.contender === a)?.median;
+  const y = rows.find((r) => r.contender === b)?.median;
+  return x == null || !y ? null : x / y;
+};
+const p99Of = (rows, name) => rows.find((r) => r.contender === name)?.p99_ms ?? null;
+
+export const healthScenario = {
+  id: 'health',
+  title: 'GET /v1/health',
+  unit: 'req/s',
+  better: 'higher',
+  async run(ctx) {
+    const data = await ctx.seed('list');
+    const rows = await measureHttp(ctx, {
+      title: this.title,
+      data,
+      contenders: ['sentinel', 'node:http'],
+      request: { method: 'GET', path: '/v1/health' },
+    });
+    const value = ratio(rows, 'sentinel', 'node:http');
+    return { rows, checks: [{ name: 'sentinel / node:http', value, target: '>= 0.85', pass: value === null ? null : value >= 0.85 }] };
+  },
+};
+
+export const agentsListScenario = {
+  id: 'agents-list',
+  title: 'GET /v1/agents (authenticated, 50 agents)',
+  unit: 'req/s',
+  better: 'higher',
+  async run(ctx) {
+    const data = await ctx.seed('list');
+    const rows = await measureHttp(ctx, {
+      title: this.title,
+      data,
+      contenders: ['sentinel', 'node:http', 'fastify'],
+      request: { method: 'GET', path: '/v1/agents', auth: true },
+    });
+    const notes = [`the user's token; ${data.agentIds.length} agents in the store, all the user's; request logs ${ctx.logRequests ? 'on' : 'off'} and CORS in every contender`];
+    const vsBare = ratio(rows, 'sentinel', 'node:http');
+    const vsFastify = ratio(rows, 'sentinel', 'fastify');
+    const ours = p99Of(rows, 'sentinel');
+    const worstBaseline = Math.min(p99Of(rows, 'node:http') ?? Infinity, p99Of(rows, 'fastify') ?? Infinity);
+    return {
+      rows,
+      notes,
+      checks: [
+        { name: 'sentinel / node:http', value: vsBare, target: '>= 1.0', pass: vsBare === null ? null : vsBare >= 1.0 },
+        { name: 'sentinel / fastify', value: vsFastify, target: '>= 1.3', pass: vsFastify === null ? null : vsFastify >= 1.3 },
+        {
+          name: 'sentinel p99',
+          format: 'ms',
+          value: ours,
+          target: `<= ${Number.isFinite(worstBaseline) ? worstBaseline.toFixed(2) : '?'} (best baseline p99)`,
+          pass: ours === null || !Number.isFinite(worstBaseline) ? null : ours <= worstBaseline,
+        },
+      ],
+    };
+  },
+};
+
+export const agentsCreateScenario = {
+  id: 'agents-create',
+  title: 'POST /v1/agents (validate + write)',
+  unit: 'req/s',
+  better: 'higher',
+  async run(ctx) {
+    const data = await ctx.seed('list');
+    const rows = await measureHttp(ctx, {
+      title: this.title,
+      data,
+      contenders: ['sentinel', 'fastify'],
+      // wrk names each agent uniquely (names are unique per owner); autocannon sends this body.
+      request: { method: 'POST', path: '/v1/agents', auth: true, uniqueAgents: true, body: JSON.stringify({ image: 'sentinel/echo:latest' }) },
+    });
+    const value = ratio(rows, 'sentinel', 'fastify');
+    return { rows, checks: [{ name: 'sentinel / fastify', value, target: 'none (reported)', pass: null }] };
+  },
+};

@@ -1,0 +1,38 @@
+// The server under test: `sentinel api` itself (the CLI's runApiCommand, same composition,
+// same defaults: request log on stdout, CORS on), from the BUILT packages. The only change is
+// the echo provider's chunk delay, set to 0 as the chat scenario asks.
+//   node bench/servers/sentinel.mjs --data-dir <dir> --secret <secret> [--log-requests true|false]
+import { EchoProvider } from '../../packages/core/dist/index.js';
+import { runApiCommand } from '../../packages/cli/dist/index.js';
+import { parseFlags, serveCommands } from '../lib/server-control.mjs';
+
+const flags = parseFlags(process.argv.slice(2));
+const running = await runApiCommand(
+  [
+    '--port', '0',
+    '--host', '127.0.0.1',
+    '--data-dir', flags['data-dir'],
+    '--token-auth-secret', flags.secret,
+    `--log-requests=${flags['log-requests'] ?? 'true'}`,
+  ],
+  { ...process.env, SENTINEL_ADMIN_PASSWORD: 'bench-admin-password' },
+  { stdout: process.stdout, stderr: process.stderr },
+);
+running.api.providers.register(new EchoProvider({ chunkDelayMs: 0 }));
+
+serveCommands({
+  // A burst of `count` events on one agent through the journal (Store write, then the bus),
+  // all issued at once, as concurrent turns would.
+  async emit({ agentId, count }) {
+    const writes = [];
+    for (let i = 0; i < count; i++) {
+      writes.push(running.api.journal.event(agentId, 'bench_event', `bench event ${i}`, { i }));
+    }
+    await Promise.all(writes);
+    return { emitted: count };
+  },
+}, { exitOnSigterm: false });
+
+process.once('SIGTERM', () => {
+  running.close().finally(() => process.exit(0));
+});
