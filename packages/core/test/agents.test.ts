@@ -217,3 +217,42 @@ describe('local event bus', () => {
     expect(b).toEqual([]);
   });
 });
+
+describe('AgentService default names', () => {
+  it('falls back to the whole id when a generated name is already taken, instead of refusing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sentinel-agent-names-'));
+    const { openSqliteStore, SentinelError } = await import('@sentinel/api-core');
+    const inner = await openSqliteStore({ path: join(dir, 'sentinel.db') });
+    let collisions = 0;
+    // The Store as the service sees it, except that the first generated (6-hex) name collides,
+    // as two unnamed agents of one owner eventually do by the birthday bound.
+    const store = new Proxy(inner, {
+      get(target, property) {
+        if (property === 'createAgent') {
+          return async (record: { name: string }) => {
+            if (collisions === 0 && /-[0-9a-f]{6}$/.test(record.name)) {
+              collisions++;
+              throw new SentinelError('conflict', `agent named "${record.name}" already exists`);
+            }
+            return target.createAgent(record as never);
+          };
+        }
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const api = await createSentinelApi({ dataDir: dir, store, adminPassword: 'admin-password-1' });
+    try {
+      const agent = await api.agents.create(admin, { image: 'sentinel/echo:latest' }, origin);
+      expect(collisions).toBe(1);
+      expect(agent.name).toBe(`echo-${agent.id}`);
+      expect(agent.status).toBe('running');
+      // A name the client chose still gets its conflict.
+      await api.agents.create(admin, { image: 'sentinel/echo:latest', name: 'taken' }, origin);
+      expect((await rejection(api.agents.create(admin, { image: 'sentinel/echo:latest', name: 'taken' }, origin))).code).toBe('conflict');
+    } finally {
+      await api.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

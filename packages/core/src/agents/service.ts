@@ -4,7 +4,7 @@
  * see all. Every status change is stored, logged and announced as an `agent_status` event.
  */
 import { randomBytes } from 'node:crypto';
-import { SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../errors.js';
 import type { Logger, LogLevel } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import type { AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../models.js';
@@ -168,7 +168,7 @@ export class AgentService {
     const stem = (def.name.split('/').pop() ?? def.name).slice(0, MAX_NAME_STEM);
     const name = input.name ?? `${stem}-${id.slice(0, 6)}`;
     const createdAt = this.timestamp();
-    const record: AgentRecord = {
+    let record: AgentRecord = {
       id,
       name,
       owner: principal.username,
@@ -186,7 +186,16 @@ export class AgentService {
       updated_at: createdAt,
     };
     // The Store enforces (owner, name) uniqueness atomically, across instances too: `conflict`.
-    await this.store.createAgent(record);
+    try {
+      await this.store.createAgent(record);
+    } catch (err) {
+      // Six hex digits collide by the birthday bound after a few thousand unnamed agents of one
+      // owner; a generated name must never refuse the request, so fall back to the whole id
+      // (as unique as the id itself, and still within the 64-character limit).
+      if (input.name !== undefined || !isSentinelError(err) || err.code !== 'conflict') throw err;
+      record = { ...record, name: `${stem.slice(0, 64 - 1 - id.length)}-${id}` };
+      await this.store.createAgent(record);
+    }
     // Issued together, each group shares one commit of the Store (SqliteStore's group commit):
     // three commits per new agent instead of six. The status events still come out in order.
     const [, , running] = await Promise.all([
