@@ -14,7 +14,6 @@ import { SentinelError, isSentinelError } from '../errors.js';
 import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../logger.js';
 import type {
   AgentRecord,
-  AgentStatus,
   EventRecord,
   ImageRecord,
   LogRecord,
@@ -76,21 +75,8 @@ interface UserRow {
   updated_at: string;
 }
 
-interface AgentRow {
-  id: string;
-  name: string;
-  owner: string;
-  image: string;
-  image_id: string;
-  status: AgentStatus;
-  model: string;
-  parameters: Record<string, unknown>;
-  environment: Record<string, string>;
-  usage_requests: number;
-  usage_tokens: number;
-  created_at: string;
-  updated_at: string;
-}
+// pg hands back jsonb already parsed and the counters as numbers: a row is the record itself.
+type AgentRow = AgentRecord;
 
 interface LogRow {
   agent_id: string;
