@@ -155,7 +155,10 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
   );
   try {
-    await store.migrate();
+    // openPostgresStore and openSqliteStore migrate before they return (so a schema problem is
+    // reported as "cannot open database"); only a Store passed in may still need it. Calling it
+    // again cost a second transaction and advisory-lock round trip on PostgreSQL at every start.
+    if (options.store) await store.migrate();
     const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
     const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });

@@ -124,6 +124,62 @@ describe('anthropic provider: parsing the stream', () => {
     ]);
   });
 
+  it('streams thinking_delta as thinking events and hands back each finished block with its signature; the text stays the answer', async () => {
+    fake.reply(
+      anthropicStream(
+        anthropicEvents(
+          [
+            { type: 'thinking', pieces: ['The user wants', ' 84 doubled.'], signature: 'EqQBCgIYAhIMsig-first' },
+            { type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP' },
+            { type: 'text', pieces: ['Computing.'] },
+            { type: 'tool_use', id: 'toolu_T', name: 'calculator', jsonChunks: ['{"expression": "84*2"}'] },
+          ],
+          { inputTokens: 50, outputTokens: 30 },
+        ),
+      ),
+    );
+    const { events, error } = await run(makeProvider().stream(providerRequest({ parameters: { thinking: { type: 'enabled', budget_tokens: 2048 } } })));
+    expect(error).toBeUndefined();
+    expect(events).toEqual([
+      { type: 'thinking', delta: 'The user wants' },
+      { type: 'thinking', delta: ' 84 doubled.' },
+      { type: 'thinking_block', block: { type: 'thinking', thinking: 'The user wants 84 doubled.', signature: 'EqQBCgIYAhIMsig-first' } },
+      { type: 'thinking_block', block: { type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP' } },
+      { type: 'text', delta: 'Computing.' },
+      { type: 'tool_call', call: { id: 'toolu_T', name: 'calculator', arguments: { expression: '84*2' } } },
+      { type: 'usage', input_tokens: 50, output_tokens: 30 },
+      { type: 'finish', reason: 'tool_calls' },
+    ]);
+    expect(textOf(events)).toBe('Computing.');
+    // The thinking parameter is passed through (it is what turns extended thinking on).
+    expect(fake.requests[0]?.json.thinking).toEqual({ type: 'enabled', budget_tokens: 2048 });
+  });
+
+  it('sends thinking blocks back first in the assistant message of a tool-use round', () => {
+    const { messages } = toAnthropicMessages([
+      { role: 'user', content: 'Double 84.' },
+      {
+        role: 'assistant',
+        content: 'Computing.',
+        tool_calls: [{ id: 'toolu_T', name: 'calculator', arguments: { expression: '84*2' } }],
+        thinking: [
+          { type: 'thinking', thinking: 'The user wants 84 doubled.', signature: 'sig-1' },
+          { type: 'redacted_thinking', data: 'opaque' },
+        ],
+      },
+      { role: 'tool', content: '168', tool_call_id: 'toolu_T', name: 'calculator' },
+    ]);
+    expect(messages[1]).toEqual({
+      role: 'assistant',
+      content: [
+        { type: 'thinking', thinking: 'The user wants 84 doubled.', signature: 'sig-1' },
+        { type: 'redacted_thinking', data: 'opaque' },
+        { type: 'text', text: 'Computing.' },
+        { type: 'tool_use', id: 'toolu_T', name: 'calculator', input: { expression: '84*2' } },
+      ],
+    });
+  });
+
   it('maps stop_reason max_tokens to length', async () => {
     fake.reply(anthropicStream(anthropicEvents([{ type: 'text', pieces: ['cut'] }], { stopReason: 'max_tokens' })));
     const { events } = await run(makeProvider().stream(providerRequest()));

@@ -205,6 +205,45 @@ describe('createSentinelApi with storeUrl', () => {
     expect(await b.store.countUsers()).toBe(1);
   });
 
+  it('migrates the PostgreSQL schema once per start (one migration transaction, one advisory lock)', async () => {
+    // The real PgStore's migrate, wrapped on its prototype only to count the calls of one start.
+    const probe = await openPostgresStore({ url: db.url });
+    const proto = Object.getPrototypeOf(probe) as { migrate: (this: unknown) => Promise<void> };
+    await probe.close();
+    const original = proto.migrate;
+    let calls = 0;
+    proto.migrate = function (this: unknown) {
+      calls++;
+      return original.call(this);
+    };
+    try {
+      const api = await createSentinelApi(apiOptions(tempDir()));
+      cleanups.push(() => api.close());
+      expect(calls).toBe(1);
+    } finally {
+      proto.migrate = original;
+    }
+  });
+
+  it('migrates SQLite once per start too', async () => {
+    const probe = await openSqliteStore({ path: join(tempDir(), 'probe.db') });
+    const proto = Object.getPrototypeOf(probe) as { migrate: (this: unknown) => Promise<void> };
+    await probe.close();
+    const original = proto.migrate;
+    let calls = 0;
+    proto.migrate = function (this: unknown) {
+      calls++;
+      return original.call(this);
+    };
+    try {
+      const api = await createSentinelApi({ dataDir: tempDir(), tokenSecret: 'ready-test-secret-0123456789', adminPassword: 'root-password-1' });
+      cleanups.push(() => api.close());
+      expect(calls).toBe(1);
+    } finally {
+      proto.migrate = original;
+    }
+  });
+
   it('refuses a URL that is not postgres:// with invalid_request, naming neither host nor password', async () => {
     const err = await createSentinelApi({ ...apiOptions(tempDir()), storeUrl: 'mysql://root:hunter2@localhost/db' }).then(
       () => expect.unreachable('expected a rejection'),

@@ -507,6 +507,20 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await store.firstEventSeq(agent.id)).toBe(1);
         expect(await store.firstEventSeq('unknown')).toBe(0);
       });
+
+      it('reports the last assigned seq, 0 when none, pruned events included', async () => {
+        const agent = await seedAgent();
+        expect(await store.lastEventSeq(agent.id)).toBe(0);
+        await store.appendEvents(agent.id, [makeEvent(agent.id, 1), makeEvent(agent.id, 2), makeEvent(agent.id, 3)]);
+        expect(await store.lastEventSeq(agent.id)).toBe(3);
+        await store.pruneEvents(agent.id, 0);
+        expect(await store.listEvents(agent.id, 0)).toEqual([]);
+        // The events stream anchors at it: after a prune it must not go back.
+        expect(await store.lastEventSeq(agent.id)).toBe(3);
+        expect(await store.lastEventSeq('unknown')).toBe(0);
+        const [next] = await store.appendEvents(agent.id, [makeEvent(agent.id, 4)]);
+        expect(await store.lastEventSeq(agent.id)).toBe(next?.seq);
+      });
     });
 
     describe('event retention', () => {

@@ -45,6 +45,8 @@ export interface WebSocketStats {
   slowConsumerCloses: number;
   /** Sockets terminated because they did not answer a ping. */
   heartbeatTerminations: number;
+  /** `stream_chunk` frames merged into the chunk waiting before them because the socket was backed up. */
+  coalescedChunks: number;
 }
 
 /** The attached transport. */
@@ -97,6 +99,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
     peakQueuedBytes: 0,
     slowConsumerCloses: 0,
     heartbeatTerminations: 0,
+    coalescedChunks: 0,
   };
   let closing: Promise<void> | undefined;
   // One object for every connection: per-socket copies of settings (or closures) add up to
@@ -209,6 +212,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
         peakQueuedBytes: counters.peakQueuedBytes,
         slowConsumerCloses: counters.slowConsumerCloses,
         heartbeatTerminations: counters.heartbeatTerminations,
+        coalescedChunks: counters.coalescedChunks,
       };
     },
     close,

@@ -118,7 +118,8 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
 
   // FrameSink (the core's side).
   send(out: Outgoing): void {
-    this.#queue.send(out.json);
+    // sendFrame: chunks of a stream may be merged while the socket is backed up.
+    this.#queue.sendFrame(out);
   }
 
   close(reason: StreamCloseReason, message: string): void {

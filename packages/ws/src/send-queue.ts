@@ -20,8 +20,17 @@
  * the common case. So nothing is allocated per queue up front: the array appears with the
  * first frame that has to wait, the wake-up function with the first stall, and the per-tick
  * uncork goes through `process.nextTick(fn, queue)` instead of a bound closure per socket.
+ *
+ * Coalescing: under backpressure (a frame has to wait) a `stream_chunk` that follows a waiting
+ * `stream_chunk` of the same response is merged into it instead of queued behind it: one frame
+ * with both texts, the first one's `chunk_index` and `timestamp`. A slow reader gets fewer,
+ * larger chunks (their indexes then skip) with exactly the same text, in order, and the queue
+ * holds text instead of a frame envelope per word. Only the newest waiting frame takes merges,
+ * so nothing ever moves past another frame (an event or tool result between chunks stays
+ * between them). The merged frame is serialized once, when it leaves the queue.
  */
 import type { Duplex } from 'node:stream';
+import type { Outgoing, ServerFrame } from '@sentinel/api-core';
 import type { WebSocket } from 'ws';
 import { CLOSE_POLICY_VIOLATION } from './close-codes.js';
 
@@ -31,6 +40,8 @@ export interface SendQueueCounters {
   peakQueuedBytes: number;
   /** Sockets closed with 1008 because their consumer was too slow. */
   slowConsumerCloses: number;
+  /** `stream_chunk` frames merged into the waiting chunk before them instead of queued (see the file comment). */
+  coalescedChunks: number;
 }
 
 /** Settings shared by every queue of one attached transport (one object, not one per socket). */
@@ -50,6 +61,46 @@ export interface SlowConsumerListener {
 /** Close reason sent with 1008. */
 export const TOO_SLOW_REASON = 'consumer too slow';
 
+/**
+ * A `stream_chunk` waiting in the queue: later chunks of the same response are appended to its
+ * content until it leaves. `bytes` is what it counts in the queue (the original frame's JSON
+ * plus each merged text's escaped JSON), subtracted as such when it leaves.
+ */
+class WaitingChunk {
+  /** The frame's JSON while nothing was merged into it (then serialized again when sent). */
+  #json: string | undefined;
+  #content: string;
+  constructor(
+    readonly frame: ServerFrame,
+    json: string,
+    public bytes: number,
+  ) {
+    this.#json = json;
+    this.#content = frame.content as string;
+  }
+
+  /** True for a chunk of the same response (a merge keeps one response's text in one frame). */
+  takes(frame: ServerFrame): boolean {
+    return frame.response_id === this.frame.response_id && frame.message_id === this.frame.message_id;
+  }
+
+  merge(content: string, bytes: number): void {
+    this.#content += content;
+    this.bytes += bytes;
+    this.#json = undefined;
+  }
+
+  text(): string {
+    return (this.#json ??= JSON.stringify({ ...this.frame, content: this.#content }));
+  }
+}
+
+type Waiting = string | WaitingChunk;
+
+function isChunk(frame: ServerFrame): boolean {
+  return frame.type === 'stream_chunk' && typeof frame.content === 'string';
+}
+
 // How often to look again when no 'drain' event is coming (see the file comment).
 const DRAIN_POLL_MS = 5;
 // Compact the array once this many sent entries sit before the head.
@@ -61,7 +112,7 @@ export class SendQueue {
   private readonly options: SendQueueOptions;
   private readonly listener: SlowConsumerListener | undefined;
   /** Frames waiting, from `head` on; undefined while nothing ever had to wait. */
-  private queue: string[] | undefined;
+  private queue: Waiting[] | undefined;
   private head = 0;
   private queuedBytes = 0;
   private corked = false;
@@ -108,6 +159,51 @@ export class SendQueue {
   }
 
   /**
+   * Sends one frame of the core: like {@link send}, except that a `stream_chunk` which has to
+   * wait is merged into a waiting chunk of the same response at the tail of the queue (see the
+   * file comment).
+   */
+  sendFrame(out: Outgoing): void {
+    const frame = out.frame;
+    if (!isChunk(frame)) {
+      this.send(out.json);
+      return;
+    }
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    const queue = this.queue;
+    const waiting = queue !== undefined && this.head < queue.length;
+    if (!waiting && this.ws.bufferedAmount < this.options.highWaterMarkBytes) {
+      this.write(out.json);
+      return;
+    }
+    const tail = waiting ? queue[queue.length - 1] : undefined;
+    if (tail instanceof WaitingChunk && tail.takes(frame)) {
+      const content = frame.content as string;
+      // What the text adds to the merged frame's JSON (escapes included, quotes not).
+      const bytes = Buffer.byteLength(JSON.stringify(content)) - 2;
+      if (this.queuedBytes + bytes > this.options.maxQueuedBytes) {
+        this.closeTooSlow();
+        return;
+      }
+      tail.merge(content, bytes);
+      this.queuedBytes += bytes;
+      this.options.counters.coalescedChunks++;
+      if (this.queuedBytes > this.options.counters.peakQueuedBytes) this.options.counters.peakQueuedBytes = this.queuedBytes;
+      return;
+    }
+    const json = out.json;
+    const bytes = Buffer.byteLength(json);
+    if (this.queuedBytes + bytes > this.options.maxQueuedBytes) {
+      this.closeTooSlow();
+      return;
+    }
+    (this.queue ??= []).push(new WaitingChunk(frame, json, bytes));
+    this.queuedBytes += bytes;
+    if (this.queuedBytes > this.options.counters.peakQueuedBytes) this.options.counters.peakQueuedBytes = this.queuedBytes;
+    this.waitForDrain();
+  }
+
+  /**
    * Closes after the frames already accepted: what is queued is handed to ws at once (at most
    * `maxQueuedBytes`, so memory stays bounded) and the close frame follows it. Idempotent.
    */
@@ -116,7 +212,10 @@ export class SendQueue {
     this.closed = true;
     this.stopWaiting();
     if (this.ws.readyState === this.ws.OPEN && this.queue !== undefined) {
-      for (let i = this.head; i < this.queue.length; i++) this.write(this.queue[i] as string);
+      for (let i = this.head; i < this.queue.length; i++) {
+        const entry = this.queue[i] as Waiting;
+        this.write(typeof entry === 'string' ? entry : entry.text());
+      }
     }
     this.dropQueue();
     this.ws.close(code, reason);
@@ -142,11 +241,16 @@ export class SendQueue {
     const queue = this.queue;
     if (this.closed || this.ws.readyState !== this.ws.OPEN || queue === undefined) return;
     while (this.head < queue.length && this.ws.bufferedAmount < this.options.highWaterMarkBytes) {
-      const text = queue[this.head] as string;
+      const entry = queue[this.head] as Waiting;
       queue[this.head] = '';
       this.head++;
-      this.queuedBytes -= Buffer.byteLength(text);
-      this.write(text);
+      if (typeof entry === 'string') {
+        this.queuedBytes -= Buffer.byteLength(entry);
+        this.write(entry);
+      } else {
+        this.queuedBytes -= entry.bytes;
+        this.write(entry.text());
+      }
     }
     if (this.head === queue.length) {
       this.dropQueue();

@@ -5,9 +5,11 @@
  * these are properties of the transport, not of where it is mounted.
  */
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAgentDefinition } from '@sentinel/api-core';
 import { FrameClient } from './ws-client.js';
 import { bearer, eventually, startWsEnv, type WsEnv } from './ws-env.js';
 
@@ -98,6 +100,105 @@ describe('slow consumers', () => {
     expect(env.handle.stats.peakQueuedBytes).toBeLessThanOrEqual(QUEUE_CAP);
     // Destroyed after closeTimeoutMs, since it never answers the close frame.
     await eventually(() => env.handle.clients === 0, 'the server to drop the socket', 5_000);
+  });
+});
+
+describe('a slow chat reader', () => {
+  let env: WsEnv;
+  let upstream: Server;
+  /** Chunks the fake model streamed in its last answer. */
+  let produced: string[] = [];
+  /** Set once the fake model has sent its done line. */
+  let finished = false;
+  const sockets: Socket[] = [];
+  const FILLER = 'x'.repeat(1000);
+
+  /**
+   * A loopback model speaking Ollama's /api/chat NDJSON that streams one piece per line until
+   * the transport has merged 100 chunks for the backed-up socket (so the backpressure is real,
+   * whatever the kernel buffers absorb), then 300 more pieces, then the done line.
+   */
+  function startModel(): Promise<Server> {
+    const server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        void (async () => {
+          res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+          const line = (content: string, done = false) =>
+            `${JSON.stringify({ model: 'slow', created_at: new Date().toISOString(), message: { role: 'assistant', content }, done, ...(done ? { done_reason: 'stop', prompt_eval_count: 1, eval_count: 1 } : {}) })}\n`;
+          produced = [];
+          finished = false;
+          const mergedBefore = env.handle.stats.coalescedChunks;
+          let extra = -1;
+          for (let i = 0; i < 20_000 && extra !== 0; i++) {
+            // Long pieces: the kernel's socket buffers (megabytes on loopback) fill in fewer lines.
+            const piece = `${i}:${FILLER} `;
+            produced.push(piece);
+            if (!res.write(line(piece))) await once(res, 'drain');
+            if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve));
+            if (extra > 0) extra--;
+            else if (extra < 0 && env.handle.stats.coalescedChunks - mergedBefore >= 100) extra = 300;
+          }
+          res.end(line('', true));
+          finished = true;
+        })();
+      });
+    });
+    return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+  }
+
+  beforeAll(async () => {
+    upstream = await startModel();
+    env = await startWsEnv('node:http', {
+      ws: { sendQueueMaxBytes: 4 * 1024 * 1024, highWaterMarkBytes: 16 * 1024 },
+      providers: { env: {}, file: false, ollama: { host: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` } },
+    });
+    await env.api.images.build(parseAgentDefinition({ name: 'test/slow-model', tag: 'v1', model: { provider: 'ollama', name: 'slow' } }));
+  });
+
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await env.close();
+    await new Promise((resolve) => upstream.close(resolve));
+  });
+
+  it('gets fewer, merged stream_chunk frames whose text is exactly stream_end.content, indexes increasing from 0', async () => {
+    const agent = await env.createAgent({ image: 'test/slow-model:v1' });
+    let raw: Socket | undefined;
+    const client = await FrameClient.connect(env.url(agent.id, 'chat'), {
+      ...bearer(env.adminToken),
+      createConnection: (options) => {
+        raw = connect(options as Parameters<typeof connect>[0]);
+        sockets.push(raw);
+        return raw;
+      },
+    });
+    await client.waitFor((f) => f.event_type === 'connection_established', 'the welcome frame');
+    raw?.pause();
+    client.send({ type: 'message', content: 'talk a lot', message_id: 'slow-1' });
+    // The model finishes while the client is not reading: everything after the kernel buffers waits in the queue.
+    await eventually(() => finished, 'the model to finish', 20_000);
+    expect(env.handle.stats.coalescedChunks).toBeGreaterThanOrEqual(100);
+    expect(env.handle.stats.slowConsumerCloses).toBe(0);
+    raw?.resume();
+
+    const end = await client.terminal('slow-1', 20_000);
+    expect(end).toMatchObject({ type: 'stream_end', reason: 'stop' });
+    const chunks = client.framesFor('slow-1').filter((f) => f.type === 'stream_chunk');
+    const text = produced.join('');
+    expect(end.content).toBe(text);
+    // Nothing lost, nothing reordered: the chunks joined are the answer.
+    expect(chunks.map((f) => f.content).join('')).toBe(text);
+    // Fewer frames than the model's pieces: the backed-up ones were merged.
+    expect(chunks.length).toBeLessThan(produced.length);
+    expect(produced.length - chunks.length).toBeGreaterThanOrEqual(100);
+    // A merged frame keeps its first chunk's index: indexes start at 0 and only increase (they may skip).
+    const indexes = chunks.map((f) => f.chunk_index as number);
+    expect(indexes[0]).toBe(0);
+    for (let i = 1; i < indexes.length; i++) expect(indexes[i]).toBeGreaterThan(indexes[i - 1] as number);
+    expect(indexes.at(-1)).toBeLessThan(produced.length);
+    expect(indexes.some((index, i) => i > 0 && index > (indexes[i - 1] as number) + 1)).toBe(true);
+    client.close();
   });
 });
 

@@ -11,6 +11,7 @@ import {
   parseAgentDefinition,
   type AgentResource,
   type Principal,
+  type ProviderOptions,
   type RuntimeOptions,
   type SentinelApi,
 } from '@sentinel/api-core';
@@ -44,6 +45,8 @@ export interface WsEnvOptions {
   runtime?: RuntimeOptions;
   ws?: WebSocketOptions;
   eventRetention?: number;
+  /** Model providers (e.g. a loopback fake's base URL). Default: the api's defaults. */
+  providers?: ProviderOptions;
 }
 
 let agentCounter = 0;
@@ -56,6 +59,7 @@ export async function startWsEnv(hostName: HostName, options: WsEnvOptions = {})
     adminPassword: 'admin-password-for-tests',
     runtime: { echoChunkDelayMs: 2, ...options.runtime },
     ...(options.eventRetention === undefined ? {} : { eventRetention: options.eventRetention }),
+    ...(options.providers === undefined ? {} : { providers: options.providers }),
   });
   await api.users.create({ username: BOB.username, password: 'bob-password-for-tests', role: 'user' });
   await api.images.build(parseAgentDefinition({ name: 'test/no-calculator', tag: 'v1', model: { provider: 'echo', name: 'echo' }, tools: ['current_time'] }));

@@ -489,6 +489,12 @@ class PgStore implements PostgresStore {
     return row?.first ?? 0;
   }
 
+  /** The event counter (it never goes back, see the migrations), committed with its rows. */
+  async lastEventSeq(agentId: string): Promise<number> {
+    const [row] = await this.#query<{ last: number }>(`SELECT last_seq AS last FROM agent_sequences WHERE agent_id = $1 AND kind = 'event'`, [agentId]);
+    return row === undefined ? 0 : Number(row.last);
+  }
+
   /**
    * Deletes the oldest events so that at most `keepLast` remain. The numbering goes on from
    * where it was even when every event went (the counter row is never lowered).

@@ -2,13 +2,19 @@
  * `anthropic`: the Messages API (`POST /v1/messages`) with streaming SSE.
  *
  * Wire format (https://docs.anthropic.com/en/docs/build-with-claude/streaming): named events
- * `message_start` (usage.input_tokens), `content_block_start` (a `text` or `tool_use {id, name}`
- * block at an index), `content_block_delta` (`text_delta` text, or `input_json_delta`
- * partial_json fragments of the tool input), `content_block_stop`, `message_delta`
+ * `message_start` (usage.input_tokens), `content_block_start` (a `text`, `tool_use {id, name}`,
+ * `thinking` or `redacted_thinking {data}` block at an index), `content_block_delta`
+ * (`text_delta` text, `input_json_delta` partial_json fragments of the tool input,
+ * `thinking_delta` reasoning text, `signature_delta` its signature), `content_block_stop`, `message_delta`
  * (stop_reason, cumulative usage.output_tokens), `message_stop`; `ping` keeps the stream alive;
  * an `error` event may arrive at any point. The system prompt goes in `system`, not in
  * `messages`; messages alternate user/assistant (consecutive ones of a role are merged); tool
  * calls are assistant `tool_use` blocks and their results user `tool_result` blocks.
+ *
+ * Extended thinking (the `thinking` parameter): reasoning deltas stream as `thinking` events;
+ * each finished block (with its signature) comes as a `thinking_block` event, and the runtime
+ * hands the blocks of a tool-use round back in that round's assistant message, first, as the
+ * API requires (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking).
  */
 import { SentinelError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -16,7 +22,7 @@ import { checkBaseUrl, joinUrl, ProviderHttpClient, upstreamErrorDetail, type Pr
 import { pickParameters } from './parameters.js';
 import { parseSse } from './sse.js';
 import { checkToolArguments, newToolCallId, parseToolArguments } from './tool-calls.js';
-import type { ChatMessage, ModelProvider, ProviderEvent, ProviderFinishReason, ProviderRequest } from './types.js';
+import type { ChatMessage, ModelProvider, ProviderEvent, ProviderFinishReason, ProviderRequest, ThinkingBlock } from './types.js';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
 /** The API version this adapter speaks (header `anthropic-version`). */
@@ -24,7 +30,7 @@ export const ANTHROPIC_VERSION = '2023-06-01';
 /** `max_tokens` is required by the API; this is used when the image sets none. */
 export const ANTHROPIC_DEFAULT_MAX_TOKENS = 1024;
 /** Model parameters sent to the Messages API (`max_tokens` is always sent; `stop` becomes `stop_sequences`). */
-export const ANTHROPIC_PARAMETERS: readonly string[] = ['temperature', 'top_p', 'top_k', 'stop_sequences'];
+export const ANTHROPIC_PARAMETERS: readonly string[] = ['temperature', 'top_p', 'top_k', 'stop_sequences', 'thinking'];
 
 export interface AnthropicProviderOptions {
   /** Sent as `x-api-key`. Required for api.anthropic.com; optional for other base URLs (proxies). Default none. */
@@ -40,6 +46,7 @@ export interface AnthropicProviderOptions {
 }
 
 type AnthropicBlock =
+  | ThinkingBlock
   | { type: 'text'; text: string }
   | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> }
   | { type: 'tool_result'; tool_use_id: string; content: string };
@@ -81,7 +88,9 @@ export function toAnthropicMessages(messages: readonly ChatMessage[]): { system:
         add('user', message.content === '' ? [] : [{ type: 'text', text: message.content }]);
         break;
       case 'assistant': {
-        const blocks: AnthropicBlock[] = message.content === '' ? [] : [{ type: 'text', text: message.content }];
+        // Thinking blocks first: the API checks that the assistant turn starts with them.
+        const blocks: AnthropicBlock[] = (message.thinking ?? []).map((block): ThinkingBlock => ({ ...block }));
+        if (message.content !== '') blocks.push({ type: 'text', text: message.content });
         for (const call of message.tool_calls ?? []) blocks.push({ type: 'tool_use', id: call.id, name: call.name, input: call.arguments });
         add('assistant', blocks);
         break;
@@ -120,6 +129,9 @@ interface OpenBlock {
   name: string;
   json: string;
   input: unknown;
+  /** `thinking` blocks: the reasoning text and signature so far; `redacted_thinking`: its data. */
+  thinking: string;
+  signature: string;
 }
 
 function count(value: unknown): number {
@@ -209,9 +221,12 @@ export class AnthropicProvider implements ModelProvider {
               name: typeof block.name === 'string' ? block.name : '',
               json: '',
               input: block.input,
+              thinking: typeof block.thinking === 'string' ? block.thinking : typeof block.data === 'string' ? block.data : '',
+              signature: typeof block.signature === 'string' ? block.signature : '',
             };
             blocks.set(index, open);
             if (open.type === 'text' && typeof block.text === 'string' && block.text !== '') yield { type: 'text', delta: block.text };
+            if (open.type === 'thinking' && open.thinking !== '') yield { type: 'thinking', delta: open.thinking };
             break;
           }
           case 'content_block_delta': {
@@ -221,14 +236,29 @@ export class AnthropicProvider implements ModelProvider {
             } else if (delta.type === 'input_json_delta' && typeof delta.partial_json === 'string') {
               const block = blocks.get(count(data.index));
               if (block) block.json += delta.partial_json;
+            } else if (delta.type === 'thinking_delta' && typeof delta.thinking === 'string' && delta.thinking !== '') {
+              const block = blocks.get(count(data.index));
+              if (block) block.thinking += delta.thinking;
+              yield { type: 'thinking', delta: delta.thinking };
+            } else if (delta.type === 'signature_delta' && typeof delta.signature === 'string') {
+              const block = blocks.get(count(data.index));
+              if (block) block.signature += delta.signature;
             }
-            // thinking_delta, signature_delta, citations: not part of the answer text.
+            // citations: not part of the answer text.
             break;
           }
           case 'content_block_stop': {
             const index = count(data.index);
             const block = blocks.get(index);
             blocks.delete(index);
+            if (block?.type === 'thinking') {
+              yield { type: 'thinking_block', block: { type: 'thinking', thinking: block.thinking, signature: block.signature } };
+              break;
+            }
+            if (block?.type === 'redacted_thinking') {
+              yield { type: 'thinking_block', block: { type: 'redacted_thinking', data: block.thinking } };
+              break;
+            }
             if (block?.type !== 'tool_use') break;
             const name = block.name || 'unnamed_tool';
             const parsed = block.json !== '' ? parseToolArguments(block.json, name) : checkToolArguments(block.input ?? {}, name);

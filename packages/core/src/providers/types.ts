@@ -9,12 +9,25 @@ import type { JsonSchema } from '../routes/types.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 
+/**
+ * A reasoning block as the model returned it (Anthropic extended thinking): the text with the
+ * signature that lets the API verify it, or a `redacted_thinking` block's opaque `data`.
+ */
+export type ThinkingBlock = { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: string };
+
 /** One message sent to a model. */
 export interface ChatMessage {
   role: ChatRole;
   content: string;
   /** Assistant messages that called tools. */
   tool_calls?: ToolCallRecord[];
+  /**
+   * Assistant messages of the tool-use rounds of the turn in progress only: the model's
+   * reasoning blocks of that round, sent back unchanged (Anthropic requires them, with their
+   * signatures, in the assistant message of a tool-use round when thinking is on). Never stored
+   * in the history, so never part of a later turn's request.
+   */
+  thinking?: ThinkingBlock[];
   /** Tool messages: the call this answers. */
   tool_call_id?: string;
   /** Tool messages: the tool's name. */
@@ -48,6 +61,10 @@ export type ProviderFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_f
 /** What a provider streams. `finish` comes once, last. */
 export type ProviderEvent =
   | { type: 'text'; delta: string }
+  /** A delta of the model's reasoning text: shown to a streaming client, not part of the answer or the history. */
+  | { type: 'thinking'; delta: string }
+  /** One complete reasoning block of this round, to be sent back with its tool results (see {@link ChatMessage.thinking}). */
+  | { type: 'thinking_block'; block: ThinkingBlock }
   /**
    * A complete tool call. `error` is set when the model's call cannot be run as sent (its
    * arguments were not a JSON object): the runtime then answers the call with that error

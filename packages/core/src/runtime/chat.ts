@@ -250,6 +250,12 @@ class AgentChatSession implements ChatSession {
           this.send({ type: 'stream_chunk', timestamp: this.timestamp(), message_id: messageId, response_id: responseId, chunk_index: index, content: delta });
         }
       },
+      onThinking: (delta) => {
+        // Streamed like the answer (not with stream: false, which asks for one final frame).
+        // The same event_type as the start frame above, told apart by its non-empty content.
+        if (!live() || !pending.stream) return;
+        this.send({ type: 'event', event_type: 'thinking', timestamp: this.timestamp(), message_id: messageId, content: delta });
+      },
       onToolCall: (call) => {
         if (!live()) return;
         this.send({

@@ -12,6 +12,13 @@
  * instance's event can overtake another's, so a live event whose seq skips ahead makes the
  * subscriber fill the gap from the Store before sending it.
  *
+ * Without `since` the same holds from the snapshot on: after joining the channel the subscriber
+ * reads the agent's last stored seq and delivers every event after it (a live event, or from
+ * the Store when the bus did not bring it: another instance's event published before this
+ * instance's Redis SUBSCRIBE took effect comes in with the catch-up the bus asks for once it
+ * has). Live events held aside while it started are delivered even when they were stored just
+ * before that read: they happened after the client subscribed.
+ *
  * Pace: the replay and the catch-up on events held aside go out in batches of
  * `replayPageSize`, each after the sink said it is ready for more (`FrameSink.whenReady`), so a
  * long replay never floods a transport's bounded queue even for a fast client.
@@ -106,11 +113,11 @@ class Subscriber {
   #deletedWhileHolding = false;
   /** Set when the bus may have missed events: catch up to the newest stored event. */
   wantsStoreCatchUp = false;
-  /** The seq of the last event sent (with `since`, starts there). */
+  /** The seq of the last event sent (with `since`, starts there; without, at the snapshot's). */
   lastSeq: number;
   /**
-   * True once `lastSeq` means something: from the start with `since`; without it, from the
-   * first event sent (what came before was never asked for, so it is no gap).
+   * True once `lastSeq` means something: from the start with `since`; without it, once the
+   * snapshot's seq was read ({@link anchorAt}).
    */
   anchored: boolean;
 
@@ -181,6 +188,27 @@ class Subscriber {
 
   get hasPending(): boolean {
     return this.#pending.length > 0;
+  }
+
+  /**
+   * Without `since`: the stream goes on from `seq`, the newest stored when the snapshot was
+   * taken (read after joining the channel, so nothing after it can be missed).
+   */
+  anchorAt(seq: number): void {
+    this.lastSeq = seq;
+    this.anchored = true;
+  }
+
+  /**
+   * Without `since`: the live events held aside while starting arrived after the subscription
+   * began, so they are delivered even if stored before the snapshot's seq was read (an event
+   * published between joining the channel and that read). The anchor moves back to just before
+   * the oldest of them; the catch-up fills whatever lies between from the Store.
+   */
+  includeHeld(): void {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const { seq } of this.#pending) if (seq < oldest) oldest = seq;
+    if (oldest <= this.lastSeq) this.lastSeq = Math.max(0, oldest - 1);
   }
 
   /** Takes up to `max` of the events held aside, lowest seq first. */
@@ -366,6 +394,13 @@ export class AgentEventsService implements EventsService {
   }
 
   async #start(agentId: string, subscriber: Subscriber): Promise<void> {
+    if (subscriber.since === undefined) {
+      // Read after joining the channel (see #open): every event stored after this seq is
+      // either live on the bus from here on or in the Store for the catch-up.
+      const last = await this.#store.lastEventSeq(agentId);
+      if (subscriber.closed) return;
+      subscriber.anchorAt(last);
+    }
     const record = await this.#store.getAgent(agentId);
     if (subscriber.closed) return;
     if (!record) {
@@ -393,6 +428,7 @@ export class AgentEventsService implements EventsService {
         if (subscriber.closed) return;
       }
     }
+    if (subscriber.since === undefined) subscriber.includeHeld();
     // Live events that came during the replay, in batches too; more may arrive meanwhile.
     await this.#catchUp(agentId, subscriber);
   }

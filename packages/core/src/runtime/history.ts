@@ -73,6 +73,23 @@ export function selectHistory(messages: readonly MessageRecord[], budget: Histor
   return selected;
 }
 
+/**
+ * `messages` without the user messages that never got an answer: a turn that failed (provider
+ * down, error mid-stream) or was cancelled before any text leaves its user message stored with
+ * nothing after it, and the next turn would send two user messages in a row, which some
+ * providers reject and others (Ollama) pass to the model as two requests. Such a message is
+ * left out of what the provider sees; it stays in the stored history (the `error` event says
+ * what happened to it). Returns `messages` itself when nothing is left out (the usual case).
+ */
+export function withoutUnanswered(messages: readonly MessageRecord[]): readonly MessageRecord[] {
+  let unanswered = 0;
+  for (let i = 1; i < messages.length; i++) {
+    if ((messages[i] as MessageRecord).role === 'user' && (messages[i - 1] as MessageRecord).role === 'user') unanswered++;
+  }
+  if (unanswered === 0) return messages;
+  return messages.filter((message, i) => !(message.role === 'user' && messages[i + 1]?.role === 'user'));
+}
+
 /** A stored message as the provider interface carries it. */
 export function toChatMessage(message: Pick<MessageRecord, 'role' | 'content' | 'tool_calls' | 'tool_call_id' | 'tool_name'>): ChatMessage {
   const out: ChatMessage = { role: message.role, content: message.content };

@@ -19,10 +19,10 @@ import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import type { AgentDefinition, NewMessageRecord, ToolCallRecord } from '../models.js';
 import type { ProviderRegistry } from '../providers/registry.js';
-import type { ChatMessage, ModelProvider, ProviderFinishReason, ProviderRequest } from '../providers/types.js';
+import type { ChatMessage, ModelProvider, ProviderFinishReason, ProviderRequest, ThinkingBlock } from '../providers/types.js';
 import type { Store } from '../store/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
-import { selectHistory, toChatMessage } from './history.js';
+import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newResponseId } from './ids.js';
 import { inProcessTurnLock, type TurnLease, type TurnLock } from './turn-lock.js';
 
@@ -120,6 +120,8 @@ export interface TurnListener {
   onStart(info: { messageId: string; responseId: string }): void;
   /** One text delta; `index` counts from 0 across the whole turn. */
   onChunk(delta: string, index: number): void;
+  /** One delta of the model's reasoning (extended thinking), never part of the answer or the history. Optional. */
+  onThinking?(delta: string): void;
   onToolCall(call: ToolCallRecord): void;
   onToolResult(outcome: ToolCallOutcome): void;
   onEnd(end: TurnEnd): void;
@@ -422,7 +424,7 @@ export class AgentRuntime {
     if (this.stopped.has(agentId) || record.status !== 'running') throw new SentinelError('conflict', 'agent is stopped');
     const def = await this.definition(record.image_id);
     if (!def.tools.includes(request.tool)) throw new SentinelError('forbidden', `tool ${request.tool} is not allowed for this agent`);
-    const outcome = await this.executeTool(agentId, request.tool, request.parameters, signal);
+    const outcome = await this.executeTool(agentId, request.tool, request.parameters, signal, record.environment);
     if (!this.removing.has(agentId)) await this.journalToolUse(agentId, outcome, request.requestId === undefined ? {} : { request_id: request.requestId });
     return outcome;
   }
@@ -611,10 +613,10 @@ export class AgentRuntime {
       this.notify(turn, (l) => l.onStart({ messageId: request.messageId, responseId: turn.responseId }));
 
       const stored = await this.store.listMessages(agentId, { limit: this.historyMaxMessages });
-      const history = selectHistory(stored, { maxMessages: this.historyMaxMessages, maxChars: this.historyMaxChars });
+      const history = withoutUnanswered(selectHistory(stored, { maxMessages: this.historyMaxMessages, maxChars: this.historyMaxChars }));
       const conversation: ChatMessage[] = def.instructions ? [{ role: 'system', content: def.instructions }] : [];
       conversation.push(...history.map(toChatMessage));
-      reason = await this.converse(turn, provider, def, record.parameters, conversation, progress);
+      reason = await this.converse(turn, provider, def, record.parameters, conversation, progress, record.environment);
     } catch (err) {
       if (signal.aborted) {
         reason = turn.abortReason ?? 'cancelled';
@@ -634,6 +636,8 @@ export class AgentRuntime {
     parameters: Record<string, unknown>,
     conversation: ChatMessage[],
     progress: TurnProgress,
+    /** The agent's environment: for its tools only, never part of a provider request. */
+    environment: Readonly<Record<string, string>>,
   ): Promise<TurnEndReason> {
     const signal = turn.controller.signal;
     const allowed = new Set(def.tools);
@@ -642,7 +646,7 @@ export class AgentRuntime {
       progress.roundText = '';
       // A copy: the provider may keep the array, and the next round appends to ours.
       const request: ProviderRequest = { model: def.model.name, messages: [...conversation], tools, parameters, signal };
-      const { calls, callErrors, finish } = await this.streamRound(turn, provider, request, progress);
+      const { calls, callErrors, finish, thinking } = await this.streamRound(turn, provider, request, progress);
       const text = progress.roundText;
       progress.roundText = '';
       if (signal.aborted) {
@@ -672,7 +676,7 @@ export class AgentRuntime {
         const outcome: ToolCallOutcome = {
           call_id: call.id,
           ...(refusal === undefined
-            ? await this.executeTool(turn.agentId, call.name, call.arguments, signal)
+            ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment)
             : { tool: call.name, status: 'error' as const, error: refusal, duration_ms: 0 }),
         };
         // A result that arrives after the abort is not reported: the turn has ended for the client.
@@ -695,7 +699,9 @@ export class AgentRuntime {
       }
       progress.messages.push(...results);
       if (signal.aborted) return turn.abortReason ?? 'cancelled';
-      conversation.push({ role: 'assistant', content: text, tool_calls: calls }, ...results.map(toChatMessage));
+      // The round's reasoning blocks go back with its tool calls, within this turn only (they
+      // are not in progress.messages, so the history never holds them).
+      conversation.push({ role: 'assistant', content: text, tool_calls: calls, ...(thinking.length > 0 ? { thinking } : {}) }, ...results.map(toChatMessage));
     }
   }
 
@@ -709,8 +715,9 @@ export class AgentRuntime {
     provider: ModelProvider,
     request: ProviderRequest,
     progress: TurnProgress,
-  ): Promise<{ calls: ToolCallRecord[]; callErrors: (string | undefined)[]; finish: ProviderFinishReason | undefined }> {
+  ): Promise<{ calls: ToolCallRecord[]; callErrors: (string | undefined)[]; finish: ProviderFinishReason | undefined; thinking: ThinkingBlock[] }> {
     const calls: ToolCallRecord[] = [];
+    const thinking: ThinkingBlock[] = [];
     const callErrors: (string | undefined)[] = [];
     let finish: ProviderFinishReason | undefined;
     progress.providerCalled = true;
@@ -735,6 +742,12 @@ export class AgentRuntime {
             calls.push(event.call);
             callErrors.push(event.error);
             break;
+          case 'thinking':
+            if (event.delta.length > 0 && turn.listener.onThinking) this.notify(turn, (l) => l.onThinking?.(event.delta));
+            break;
+          case 'thinking_block':
+            thinking.push(event.block);
+            break;
           case 'usage':
             progress.input_tokens += Math.max(0, Math.floor(event.input_tokens));
             progress.output_tokens += Math.max(0, Math.floor(event.output_tokens));
@@ -747,14 +760,20 @@ export class AgentRuntime {
     } finally {
       if (turn.controller.signal.aborted) iterator.return?.()?.catch(() => undefined);
     }
-    return { calls, callErrors, finish };
+    return { calls, callErrors, finish, thinking };
   }
 
   /** Runs one allowed tool; its failure becomes the outcome's error (never thrown). */
-  private async executeTool(agentId: string, tool: string, params: Record<string, unknown>, signal: AbortSignal): Promise<ToolOutcome> {
+  private async executeTool(
+    agentId: string,
+    tool: string,
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+    env: Readonly<Record<string, string>>,
+  ): Promise<ToolOutcome> {
     const startedAt = this.now();
     try {
-      const result = await this.tools.run(tool, params, { signal, timeoutMs: this.toolTimeoutMs, agentId });
+      const result = await this.tools.run(tool, params, { signal, timeoutMs: this.toolTimeoutMs, agentId, env });
       return { tool, status: 'success', result, duration_ms: this.now() - startedAt };
     } catch (err) {
       const error = isSentinelError(err) ? err : new SentinelError('internal', `tool ${tool} failed`, { cause: err });

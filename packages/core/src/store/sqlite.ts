@@ -591,6 +591,11 @@ export class SqliteStore implements Store {
     return this.#stmts().firstEventSeq.get(agentId) as number;
   }
 
+  /** Appends still waiting for their group commit are not counted: they have no seq yet. */
+  async lastEventSeq(agentId: string): Promise<number> {
+    return (this.#stmts().nextEventSeq.get({ agentId }) as number) - 1;
+  }
+
   /**
    * Deletes the oldest events so that at most `keepLast` remain. The numbering goes on from
    * where it was even when every event went (the high-water mark is kept).

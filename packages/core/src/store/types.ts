@@ -77,6 +77,11 @@ export interface Store {
   /** The smallest seq still retained for the agent (0 when none). */
   firstEventSeq(agentId: string): Promise<number>;
   /**
+   * The highest seq assigned to an event of the agent so far, pruned ones included (0 when
+   * none): every later append gets a higher one. Only committed appends count.
+   */
+  lastEventSeq(agentId: string): Promise<number>;
+  /**
    * Retention: deletes all but the newest `keepLast` events of the agent; returns how many went.
    * Seq numbers are never reused: later appends continue after the highest seq ever assigned.
    */

@@ -17,7 +17,11 @@ export interface ToolRunOptions {
   timeoutMs?: number;
   /** The agent the tool runs for. Default `''`. */
   agentId?: string;
+  /** The agent's environment, handed to the tool as `ctx.env` (frozen copy). Default empty. */
+  env?: Readonly<Record<string, string>>;
 }
+
+const NO_ENV: Readonly<Record<string, string>> = Object.freeze({});
 
 export interface ToolRegistryOptions {
   /** Largest result, in characters of its JSON, a tool may return. Default 100000. */
@@ -112,7 +116,9 @@ export class ToolRegistry {
         if (controller.signal.aborted) reject(controller.signal.reason);
         controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
       });
-      const running = Promise.resolve().then(() => entry.tool.run(valid, { signal: controller.signal, agentId: options.agentId ?? '' }));
+      // A copy per run: one tool must not be able to change what the next one sees.
+      const env = options.env === undefined ? NO_ENV : Object.freeze({ ...options.env });
+      const running = Promise.resolve().then(() => entry.tool.run(valid, { signal: controller.signal, agentId: options.agentId ?? '', env }));
       running.catch(() => undefined);
       aborted.catch(() => undefined);
       let result: unknown;

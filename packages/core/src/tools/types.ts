@@ -7,6 +7,14 @@ export interface ToolContext {
   signal: AbortSignal;
   /** The agent the tool runs for. */
   agentId: string;
+  /**
+   * The agent's `environment` (set when it was created), e.g. a tool's credentials: read what
+   * the tool needs by name. It is never sent to the model and the API returns only its names,
+   * so a tool must not put values into its result (the result goes to the model). Frozen;
+   * empty for an agent without environment. The registry always sets it; optional only so
+   * that code calling a tool's `run` directly (tests) need not.
+   */
+  env?: Readonly<Record<string, string>>;
 }
 
 export interface Tool {

@@ -2,7 +2,8 @@
  * Messages API streaming replies exactly as Anthropic sends them
  * (https://docs.anthropic.com/en/docs/build-with-claude/streaming): named SSE events
  * `message_start`, `content_block_start`, `ping`, `content_block_delta` (`text_delta`,
- * `input_json_delta`), `content_block_stop`, `message_delta`, `message_stop`; and `error`.
+ * `input_json_delta`, and with extended thinking `thinking_delta` and `signature_delta`),
+ * `content_block_stop`, `message_delta`, `message_stop`; and `error`.
  */
 import type { FakeReply, ReplyStep } from './fake-server.js';
 
@@ -16,7 +17,10 @@ function event(name: string, data: Record<string, unknown>): string {
 
 export type AnthropicBlockScript =
   | { type: 'text'; pieces: string[] }
-  | { type: 'tool_use'; id: string; name: string; jsonChunks: string[] };
+  | { type: 'tool_use'; id: string; name: string; jsonChunks: string[] }
+  /** Extended thinking: the block starts empty, then thinking_delta pieces, then one signature_delta. */
+  | { type: 'thinking'; pieces: string[]; signature: string }
+  | { type: 'redacted_thinking'; data: string };
 
 export interface AnthropicStreamOptions {
   model?: string;
@@ -46,6 +50,12 @@ export function anthropicEvents(blocks: AnthropicBlockScript[], options: Anthrop
       events.push(event('content_block_start', { index, content_block: { type: 'text', text: '' } }));
       if (index === 0) events.push(event('ping', {}));
       for (const text of block.pieces) events.push(event('content_block_delta', { index, delta: { type: 'text_delta', text } }));
+    } else if (block.type === 'thinking') {
+      events.push(event('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }));
+      for (const thinking of block.pieces) events.push(event('content_block_delta', { index, delta: { type: 'thinking_delta', thinking } }));
+      events.push(event('content_block_delta', { index, delta: { type: 'signature_delta', signature: block.signature } }));
+    } else if (block.type === 'redacted_thinking') {
+      events.push(event('content_block_start', { index, content_block: { type: 'redacted_thinking', data: block.data } }));
     } else {
       events.push(event('content_block_start', { index, content_block: { type: 'tool_use', id: block.id, name: block.name, input: {} } }));
       for (const partial_json of block.jsonChunks) events.push(event('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json } }));
