@@ -144,7 +144,8 @@ describe.each(HOSTS)('REST API on %s', (hostName) => {
     });
 
     it('accepts a hand-built HS256 token with exp (the control case)', async () => {
-      const token = hs('HS256', { sub: 'admin', role: 'admin', iss: 'sentinelstacks', iat: now(), exp: now() + 600 });
+      const uid = (await api.store.getUser('admin'))?.id;
+      const token = hs('HS256', { sub: 'admin', uid, tv: 0, role: 'admin', iss: 'sentinelstacks', iat: now(), exp: now() + 600 });
       const r = await call('GET', '/v1/agents', { token });
       expect(r.status).toBe(200);
     });
