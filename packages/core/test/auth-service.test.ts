@@ -191,6 +191,30 @@ describe('AuthService.authenticate', () => {
     expect(await errorOf(other.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token revoked'));
   });
 
+  it('refuses a replayed revoked token from the cache, without a store read per request', async () => {
+    // Real clocks here: the freshness rule compares the token's iat with when the account was read.
+    let reads = 0;
+    const counting = new Proxy(store, {
+      get(target, name, receiver) {
+        if (name === 'getUser') reads += 1;
+        const value: unknown = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const realUsers = new UserService({ store: counting });
+    const realTokens = new TokenService({ key });
+    const real = new AuthService({ users: realUsers, tokens: realTokens, throttle: new LoginThrottle() });
+    const stale = (await real.issueToken('alice')).token;
+    // Revoked, and issued well before the account is next read: it cannot be newer than the cache.
+    await new Promise((r) => setTimeout(r, 2100));
+    await realUsers.changePassword({ username: 'alice', role: 'user' }, 'alice', { current_password: 'alice-password', new_password: 'alice-password-2' });
+    const current = (await real.issueToken('alice')).token;
+    expect(await real.authenticate(`Bearer ${current}`)).toEqual({ username: 'alice', role: 'user' });
+    const before = reads;
+    for (let i = 0; i < 20; i++) expect(await errorOf(real.authenticate(`Bearer ${stale}`))).toEqual(unauthorized('token revoked'));
+    expect(reads).toBe(before);
+  });
+
   it('issues a token for an existing user without a password (embedding), not_found otherwise', async () => {
     const issued = await auth.issueToken('alice');
     expect(issued).toEqual({ token: expect.any(String), username: 'alice', expires: '2030-06-01T00:10:00Z' });

@@ -118,7 +118,7 @@ describe.each(HOSTS)('REST API on %s', (hostName) => {
     }
     expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
     expect(statuses.slice(5)).toEqual([429, 429]);
-    // Even the right password is refused while the lock holds: the attacker learns nothing.
+    // Even the right password is refused while that address waits: the guesser learns nothing.
     const right = await call('POST', '/v1/auth/login', { token: null, body: { username: 'victim', password: 'victim-password' } });
     expect(right.status).toBe(429);
   });

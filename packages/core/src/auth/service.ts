@@ -118,8 +118,8 @@ export class AuthService {
   /**
    * The one place that decides whether a genuine, unexpired token is still honoured: its
    * user must exist with the same immutable id (a user deleted and created again under the
-   * same name is another account), and its token version must not be older than the user's
-   * (a password change or reset revokes every token issued before it). Returns the account
+   * same name is another account), and its token version must be the user's current one (a
+   * password change or reset bumps it, revoking every token issued before). Returns the account
    * as stored now; throws `unauthorized` 'user no longer exists' or 'token revoked'.
    *
    * The account comes from UserService's cache, which every write invalidates (on all
