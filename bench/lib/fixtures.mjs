@@ -20,7 +20,7 @@ export async function seedDataDir({ core, dir, secret, agentCount }) {
       const agent = await api.agents.create(principal, { image: 'sentinel/echo:latest' }, origin);
       agentIds.push(agent.id);
     }
-    const { token } = api.tokens.issue(principal);
+    const { token } = await api.authService.issueToken(BENCH_USER);
     return { dir, dbPath: join(dir, 'sentinel.db'), token, agentIds };
   } finally {
     // Closing checkpoints the WAL into the main file, so copying sentinel.db alone is enough.

@@ -43,7 +43,7 @@ interface Socket {
 const timeline: { socket: string; frame: Frame }[] = [];
 const sockets: WebSocket[] = [];
 
-async function call(method: 'GET' | 'POST' | 'DELETE', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {
+async function call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {
   const res = await request(url, {
     method,
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
@@ -238,6 +238,30 @@ describe('several sentinel api instances on one PostgreSQL and one Redis', () =>
     expect(await follower.closed).toMatchObject({ code: 1000 });
     expect(onB.terminal('del-1')).toMatchObject({ type: 'stream_end', reason: 'deleted' });
     expect((await call('GET', `${b.url}/v1/agents/${id}`, token)).status).toBe(404);
+  });
+
+  it('a password changed on A: B refuses the old token within 1 s, and takes the new one', async () => {
+    expect((await call('POST', `${a.url}/v1/users`, token, { username: 'hanna', password: 'hanna-password-1' })).status).toBe(201);
+    const old = (await call('POST', `${b.url}/v1/auth/login`, undefined, { username: 'hanna', password: 'hanna-password-1' })).json.token as string;
+    // B and C verify it and cache the account: only the announcement over Redis can tell them.
+    for (const on of [b, c]) expect((await call('GET', `${on.url}/v1/agents`, old)).status).toBe(200);
+    const changed = await call('PUT', `${a.url}/v1/users/hanna/password`, old, { current_password: 'hanna-password-1', new_password: 'hanna-password-2' });
+    expect(changed.status).toBe(204);
+    const changedAt = Date.now();
+    let refused: { status: number; json: any } | undefined;
+    while (Date.now() - changedAt < 1000) {
+      const r = await call('GET', `${b.url}/v1/agents`, old);
+      if (r.status === 401) {
+        refused = r;
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(refused?.json).toEqual({ error: 'token revoked', code: 'unauthorized' });
+    expect(Date.now() - changedAt).toBeLessThan(1000);
+    expect((await call('GET', `${c.url}/v1/agents`, old)).status).toBe(401);
+    const fresh = (await call('POST', `${a.url}/v1/auth/login`, undefined, { username: 'hanna', password: 'hanna-password-2' })).json.token as string;
+    for (const on of [b, c]) expect((await call('GET', `${on.url}/v1/agents`, fresh)).status).toBe(200);
   });
 
   it('kill -9 of an instance mid-turn: its clients get a close, the lock expires, the others carry on, nothing acknowledged is lost', async () => {

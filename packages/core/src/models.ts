@@ -8,15 +8,28 @@ import type { LogLevel } from './logger.js';
 export type Role = 'admin' | 'user';
 
 export interface UserRecord {
+  /**
+   * Immutable, opaque id, generated when the user is created and never reused: a user deleted
+   * and created again under the same name is another user, and tokens are bound to this id.
+   */
+  id: string;
   username: string;
   /** `scrypt$N$r$p$salt$hash` (base64url parts); never leaves the core. */
   password_hash: string;
   role: Role;
   /** Users allowed to push to the registry (admins always may). */
   can_push: boolean;
+  /**
+   * Tokens carry the version they were issued at and are refused once it is older than this.
+   * Starts at 0; a password change or reset adds 1, revoking every token issued before it.
+   */
+  token_version: number;
   created_at: string;
   updated_at: string;
 }
+
+/** A user to create: the store generates `id` (random) and starts `token_version` at 0 when they are absent. */
+export type NewUserRecord = Omit<UserRecord, 'id' | 'token_version'> & Partial<Pick<UserRecord, 'id' | 'token_version'>>;
 
 /** Who a request acts as, after authentication. */
 export interface Principal {

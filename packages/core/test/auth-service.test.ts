@@ -66,17 +66,22 @@ describe('AuthService.login', () => {
     expect(JSON.stringify(logLines)).not.toMatch(/wrong-password|alice-password/);
   });
 
-  it('refuses a username after 5 failures (429 with retryAfter), even with the right password, until the window ends', async () => {
+  it('after 5 failures from one address makes that address wait (429 with retryAfter, doubling), never a clean one', async () => {
     for (let i = 0; i < 5; i++) {
-      expect((await errorOf(auth.login({ username: 'alice', password: `guess-${i}-password` }, `198.51.100.${i}`))).code).toBe('unauthorized');
+      expect((await errorOf(auth.login({ username: 'alice', password: `guess-${i}-password` }, '198.51.100.7'))).code).toBe('unauthorized');
     }
-    const refused = await errorOf(auth.login({ username: 'alice', password: 'alice-password' }, '203.0.113.9'));
-    expect(refused).toEqual({ code: 'rate_limited', message: 'too many failed logins; try again in 900 s', retryAfter: 900 });
+    // Even the right password waits at the guessing address: the guesser learns nothing.
+    const refused = await errorOf(auth.login({ username: 'alice', password: 'alice-password' }, '198.51.100.7'));
+    expect(refused).toEqual({ code: 'rate_limited', message: 'too many failed logins; try again in 1 s', retryAfter: 1 });
     expect(logLines.at(-1)).toMatchObject({ level: 'warn', msg: 'login refused: too many failures', username: 'alice' });
-    // Other users are unaffected; the window's end lifts the refusal.
-    expect((await auth.login({ username: 'root', password: 'root-password' }, '203.0.113.9')).username).toBe('root');
-    clock.ms += 15 * 60 * 1000;
+    // The owner, from anywhere else, logs in at once.
     expect((await auth.login({ username: 'alice', password: 'alice-password' }, '203.0.113.9')).username).toBe('alice');
+    // Once the wait is over the guesser gets one more try, then waits twice as long.
+    clock.ms += 1000;
+    expect((await errorOf(auth.login({ username: 'alice', password: 'guess-5-password' }, '198.51.100.7'))).code).toBe('unauthorized');
+    expect(await errorOf(auth.login({ username: 'alice', password: 'alice-password' }, '198.51.100.7'))).toMatchObject({ code: 'rate_limited', retryAfter: 2 });
+    clock.ms += 2000;
+    expect((await auth.login({ username: 'alice', password: 'alice-password' }, '198.51.100.7')).username).toBe('alice');
   });
 
   it('a success resets the username budget', async () => {
@@ -119,12 +124,13 @@ describe('AuthService.authenticate', () => {
   });
 
   it('rejects forged, downgraded, expiring-never and expired tokens', async () => {
-    const claims = { sub: 'alice', role: 'user', iss: 'sentinelstacks', exp: Math.floor(START / 1000) + 60 };
+    const uid = (await store.getUser('alice'))?.id;
+    const claims = { sub: 'alice', uid, tv: 0, role: 'user', iss: 'sentinelstacks', exp: Math.floor(START / 1000) + 60 };
     const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
     const forged = jwt.sign(claims, createSecretKey(Buffer.from('not-the-server-secret-at-all', 'utf8')), { algorithm: 'HS256' });
     const none = `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`;
     const hs512 = jwt.sign(claims, key, { algorithm: 'HS512' });
-    const noExp = jwt.sign({ sub: 'alice', role: 'user', iss: 'sentinelstacks' }, key, { algorithm: 'HS256' });
+    const noExp = jwt.sign({ sub: 'alice', uid, tv: 0, role: 'user', iss: 'sentinelstacks' }, key, { algorithm: 'HS256' });
     for (const bad of [forged, none, hs512, noExp]) {
       expect(await errorOf(auth.authenticate(`Bearer ${bad}`))).toEqual(unauthorized('invalid token'));
     }
@@ -135,13 +141,85 @@ describe('AuthService.authenticate', () => {
 
   it('takes the role from the store and refuses tokens of deleted users', async () => {
     // A validly signed token claiming admin for a plain user does not make them admin.
-    const claimsAdmin = tokens.issue({ username: 'alice', role: 'admin' }).token;
+    const uid = (await store.getUser('alice'))?.id ?? '';
+    const claimsAdmin = tokens.issue({ username: 'alice', role: 'admin', user_id: uid, token_version: 0 }).token;
     expect(await auth.authenticate(`Bearer ${claimsAdmin}`)).toEqual({ username: 'alice', role: 'user' });
 
     await users.delete('alice', { username: 'root', role: 'admin' });
     expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('user no longer exists'));
-    const ghost = tokens.issue({ username: 'ghost', role: 'admin' }).token;
+    const ghost = tokens.issue({ username: 'ghost', role: 'admin', user_id: uid, token_version: 0 }).token;
     expect(await errorOf(auth.authenticate(`Bearer ${ghost}`))).toEqual(unauthorized('user no longer exists'));
+  });
+
+  it('refuses tokens issued before a password change or an admin reset; new ones work', async () => {
+    const alice = { username: 'alice', role: 'user' as const };
+    const root = { username: 'root', role: 'admin' as const };
+    expect(await auth.authenticate(`Bearer ${token}`)).toEqual(alice); // cached from here on
+    await users.changePassword(alice, 'alice', { current_password: 'alice-password', new_password: 'alice-second-password' });
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token revoked'));
+    const second = (await auth.login({ username: 'alice', password: 'alice-second-password' }, '192.0.2.1')).token;
+    expect(await auth.authenticate(`Bearer ${second}`)).toEqual(alice);
+
+    await users.changePassword(root, 'alice', { new_password: 'alice-reset-password' });
+    expect(await errorOf(auth.authenticate(`Bearer ${second}`))).toEqual(unauthorized('token revoked'));
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token revoked'));
+    const third = (await auth.login({ username: 'alice', password: 'alice-reset-password' }, '192.0.2.1')).token;
+    expect(await auth.authenticate(`Bearer ${third}`)).toEqual(alice);
+    expect((await store.getUser('alice'))?.token_version).toBe(2);
+  });
+
+  it('refuses the token of a deleted user once the name belongs to a new account, which sees only its own agents', async () => {
+    await users.delete('alice', { username: 'root', role: 'admin' });
+    await users.create({ username: 'alice', password: 'new-alice-password' });
+    // Same name, same role, same token version 0: only the id tells the accounts apart.
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('user no longer exists'));
+    const fresh = (await auth.login({ username: 'alice', password: 'new-alice-password' }, '192.0.2.1')).token;
+    expect(await auth.authenticate(`Bearer ${fresh}`)).toEqual({ username: 'alice', role: 'user' });
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('user no longer exists'));
+  });
+
+  it('reads the store afresh for a token newer than its cached account (issued by another instance)', async () => {
+    // A second instance on the same store, with no change feed between them: only the
+    // freshness rule can tell it that the account changed.
+    const otherUsers = new UserService({ store });
+    const other = new AuthService({ users: otherUsers, tokens, throttle: new LoginThrottle({ now: () => clock.ms }) });
+    expect(await other.authenticate(`Bearer ${token}`)).toEqual({ username: 'alice', role: 'user' }); // cached there
+    await users.changePassword({ username: 'alice', role: 'user' }, 'alice', { current_password: 'alice-password', new_password: 'alice-other-password' });
+    const newer = (await auth.login({ username: 'alice', password: 'alice-other-password' }, '192.0.2.1')).token;
+    expect(await other.authenticate(`Bearer ${newer}`)).toEqual({ username: 'alice', role: 'user' });
+    // That read refreshed its cache: the old token is refused there too.
+    expect(await errorOf(other.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token revoked'));
+  });
+
+  it('refuses a replayed revoked token from the cache, without a store read per request', async () => {
+    // Real clocks here: the freshness rule compares the token's iat with when the account was read.
+    let reads = 0;
+    const counting = new Proxy(store, {
+      get(target, name, receiver) {
+        if (name === 'getUser') reads += 1;
+        const value: unknown = Reflect.get(target, name, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const realUsers = new UserService({ store: counting });
+    const realTokens = new TokenService({ key });
+    const real = new AuthService({ users: realUsers, tokens: realTokens, throttle: new LoginThrottle() });
+    const stale = (await real.issueToken('alice')).token;
+    // Revoked, and issued well before the account is next read: it cannot be newer than the cache.
+    await new Promise((r) => setTimeout(r, 2100));
+    await realUsers.changePassword({ username: 'alice', role: 'user' }, 'alice', { current_password: 'alice-password', new_password: 'alice-password-2' });
+    const current = (await real.issueToken('alice')).token;
+    expect(await real.authenticate(`Bearer ${current}`)).toEqual({ username: 'alice', role: 'user' });
+    const before = reads;
+    for (let i = 0; i < 20; i++) expect(await errorOf(real.authenticate(`Bearer ${stale}`))).toEqual(unauthorized('token revoked'));
+    expect(reads).toBe(before);
+  });
+
+  it('issues a token for an existing user without a password (embedding), not_found otherwise', async () => {
+    const issued = await auth.issueToken('alice');
+    expect(issued).toEqual({ token: expect.any(String), username: 'alice', expires: '2030-06-01T00:10:00Z' });
+    expect(await auth.authenticate(`Bearer ${issued.token}`)).toEqual({ username: 'alice', role: 'user' });
+    expect((await errorOf(auth.issueToken('nobody'))).code).toBe('not_found');
   });
 
   it('never puts the token in an error', async () => {

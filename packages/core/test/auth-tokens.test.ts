@@ -21,6 +21,9 @@ function expectUnauthorized(fn: () => unknown, message: string): void {
   }
 }
 
+/** A subject as UserService hands them to the token service. */
+const subject = (username: string, role: 'admin' | 'user', user_id = `id-of-${username}`, token_version = 0) => ({ username, role, user_id, token_version });
+
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 const epoch = (ms: number) => Math.floor(ms / 1000);
 /** Signs by hand, bypassing jsonwebtoken's own claim checks. */
@@ -30,30 +33,31 @@ function handSigned(payload: unknown): string {
 }
 
 describe('TokenService', () => {
-  it('issues HS256 tokens with sub, role, iss, iat, exp, jti and verifies them', () => {
+  it('issues HS256 tokens with sub, uid, tv, role, iss, iat, exp, jti and verifies them', () => {
     const c = clock();
     const tokens = new TokenService({ key, now: c.now, ttlSeconds: 3600 });
-    const issued = tokens.issue({ username: 'alice', role: 'admin' });
+    const issued = tokens.issue(subject('alice', 'admin'));
     expect(issued.expires).toBe('2030-01-01T13:00:00Z');
     const decoded = jwt.decode(issued.token, { complete: true });
     expect(decoded?.header.alg).toBe('HS256');
-    expect(decoded?.payload).toMatchObject({ sub: 'alice', role: 'admin', iss: 'sentinelstacks', iat: epoch(START), exp: epoch(START) + 3600 });
+    expect(decoded?.payload).toMatchObject({ sub: 'alice', uid: 'id-of-alice', tv: 0, role: 'admin', iss: 'sentinelstacks', iat: epoch(START), exp: epoch(START) + 3600 });
     expect(typeof (decoded?.payload as jwt.JwtPayload).jti).toBe('string');
-    expect(tokens.verify(issued.token)).toEqual({ username: 'alice', role: 'admin' });
+    expect(tokens.verify(issued.token)).toEqual({ username: 'alice', role: 'admin', user_id: 'id-of-alice', token_version: 0, issued_at: epoch(START) });
+    expect(tokens.verify(tokens.issue(subject('alice', 'admin', 'another-id', 7)).token)).toMatchObject({ user_id: 'another-id', token_version: 7 });
     // Every token is distinct, even when issued in the same second.
-    expect(tokens.issue({ username: 'alice', role: 'admin' }).token).not.toBe(issued.token);
+    expect(tokens.issue(subject('alice', 'admin')).token).not.toBe(issued.token);
   });
 
   it('defaults to a 24 h lifetime', () => {
     const tokens = new TokenService({ key, now: clock().now });
-    expect(tokens.issue({ username: 'bob', role: 'user' }).expires).toBe('2030-01-02T12:00:00Z');
+    expect(tokens.issue(subject('bob', 'user')).expires).toBe('2030-01-02T12:00:00Z');
   });
 
   it('rejects an expired token, also when it was cached while valid', () => {
     const c = clock();
     const tokens = new TokenService({ key, now: c.now, ttlSeconds: 60 });
-    const fresh = tokens.issue({ username: 'alice', role: 'user' }).token;
-    const unseen = tokens.issue({ username: 'alice', role: 'user' }).token;
+    const fresh = tokens.issue(subject('alice', 'user')).token;
+    const unseen = tokens.issue(subject('alice', 'user')).token;
     expect(tokens.verify(fresh).username).toBe('alice'); // now cached
     c.ms += 59_999;
     expect(tokens.verify(fresh).username).toBe('alice');
@@ -72,13 +76,13 @@ describe('TokenService', () => {
     const textExp = handSigned({ sub: 'alice', role: 'admin', iss: 'sentinelstacks', exp: '9999999999' });
     expectUnauthorized(() => tokens.verify(textExp), 'invalid token');
     // The same hand signing with a numeric exp is accepted, so the refusals above are about exp.
-    expect(tokens.verify(handSigned({ sub: 'alice', role: 'admin', iss: 'sentinelstacks', exp: epoch(START) + 60 })).username).toBe('alice');
+    expect(tokens.verify(handSigned({ sub: 'alice', uid: 'id-of-alice', tv: 0, role: 'admin', iss: 'sentinelstacks', exp: epoch(START) + 60 })).username).toBe('alice');
   });
 
   it('refuses alg none, other algorithms, bad signatures, other issuers and odd claims', () => {
     const c = clock();
     const tokens = new TokenService({ key, now: c.now });
-    const claims = { sub: 'alice', role: 'admin', iss: 'sentinelstacks', iat: epoch(START), exp: epoch(START) + 600 };
+    const claims = { sub: 'alice', uid: 'id-of-alice', tv: 0, role: 'admin', iss: 'sentinelstacks', iat: epoch(START), exp: epoch(START) + 600 };
 
     const none = `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`;
     expectUnauthorized(() => tokens.verify(none), 'invalid token');
@@ -102,13 +106,18 @@ describe('TokenService', () => {
 
     const otherIssuer = jwt.sign({ ...claims, iss: 'someone-else' }, key, { algorithm: 'HS256' });
     expectUnauthorized(() => tokens.verify(otherIssuer), 'invalid token');
-    const noIssuer = jwt.sign({ sub: 'alice', role: 'admin', exp: claims.exp }, key, { algorithm: 'HS256' });
+    const noIssuer = jwt.sign({ sub: 'alice', uid: 'id-of-alice', tv: 0, role: 'admin', exp: claims.exp }, key, { algorithm: 'HS256' });
     expectUnauthorized(() => tokens.verify(noIssuer), 'invalid token');
 
     const badRole = jwt.sign({ ...claims, role: 'root' }, key, { algorithm: 'HS256' });
     expectUnauthorized(() => tokens.verify(badRole), 'invalid token');
-    const noSub = jwt.sign({ role: 'user', iss: 'sentinelstacks', exp: claims.exp }, key, { algorithm: 'HS256' });
+    const noSub = jwt.sign({ uid: 'id-of-alice', tv: 0, role: 'user', iss: 'sentinelstacks', exp: claims.exp }, key, { algorithm: 'HS256' });
     expectUnauthorized(() => tokens.verify(noSub), 'invalid token');
+    // Unbound tokens (no uid or tv, as issued before tokens named user ids) and malformed bindings.
+    const { uid: _uid, tv: _tv, ...unbound } = claims;
+    for (const bad of [unbound, { ...claims, uid: undefined }, { ...claims, tv: undefined }, { ...claims, uid: '' }, { ...claims, uid: 7 }, { ...claims, uid: 'x'.repeat(129) }, { ...claims, tv: -1 }, { ...claims, tv: 1.5 }, { ...claims, tv: '0' }]) {
+      expectUnauthorized(() => tokens.verify(jwt.sign(bad, key, { algorithm: 'HS256' })), 'invalid token');
+    }
 
     for (const junk of ['', 'abc', 'a.b.c', 'x'.repeat(9000)]) expectUnauthorized(() => tokens.verify(junk), 'invalid token');
   });
@@ -129,9 +138,9 @@ describe('TokenService', () => {
     const c = clock();
     const a = new TokenService({ key, now: c.now, issuer: 'site-a', cacheSize: 2 });
     const b = new TokenService({ key, now: c.now, issuer: 'site-b' });
-    const fromB = b.issue({ username: 'bob', role: 'user' }).token;
+    const fromB = b.issue(subject('bob', 'user')).token;
     expectUnauthorized(() => a.verify(fromB), 'invalid token');
-    const issued = Array.from({ length: 5 }, (_, i) => a.issue({ username: `u${i}`, role: 'user' }).token);
+    const issued = Array.from({ length: 5 }, (_, i) => a.issue(subject(`u${i}`, 'user')).token);
     for (const t of issued) a.verify(t);
     // Evicted entries are simply verified again; expiry still applies to them.
     expect(issued.map((t) => a.verify(t).username)).toEqual(['u0', 'u1', 'u2', 'u3', 'u4']);

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isSentinelError } from '@sentinel/api-core';
 import type { AgentRecord, EventRecord, Logger, NewEventRecord, Store } from '@sentinel/api-core';
-import { isPostgresUrl, openPostgresStore, postgresMigrations, redactDatabaseUrl, type PostgresStore, type PostgresStoreOptions } from '@sentinel/api-core/postgres';
+import { POSTGRES_MIGRATIONS_TABLE_SQL, isPostgresUrl, openPostgresStore, postgresMigrations, redactDatabaseUrl, type PostgresStore, type PostgresStoreOptions } from '@sentinel/api-core/postgres';
 import { describeStoreConformance } from './store-conformance.js';
 import { createTestDatabase, queryDatabase, type TestDatabase } from './support/postgres.js';
 
@@ -163,8 +163,24 @@ function targetOf(url: string): { host: string; port: number } {
 describe('PostgresStore specifics', () => {
   it('declares migrations with strictly increasing versions from 1, the same as the SQLite ones', async () => {
     const { sqliteMigrations } = await import('@sentinel/api-core');
-    expect(postgresMigrations.map((m) => m.version)).toEqual(postgresMigrations.map((_, i) => i + 1));
+    // Gaps are allowed (versions are assigned to parallel branches); order is not negotiable.
+    expect(postgresMigrations[0]?.version).toBe(1);
+    for (let i = 1; i < postgresMigrations.length; i++) expect(postgresMigrations[i]?.version).toBeGreaterThan(postgresMigrations[i - 1]?.version ?? 0);
     expect(postgresMigrations.map((m) => [m.version, m.name])).toEqual(sqliteMigrations.map((m) => [m.version, m.name]));
+  });
+
+  it('upgrades users of an older schema in place: each gets an id of its own and token version 0', async () => {
+    const schema = freshSchema();
+    const older = postgresMigrations.filter((m) => m.version < 4);
+    const setup = [`CREATE SCHEMA ${schema}`, `SET search_path TO ${schema}`, POSTGRES_MIGRATIONS_TABLE_SQL, ...older.map((m) => m.sql)];
+    for (const m of older) setup.push(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (${m.version}, '${m.name}', '${T0}')`);
+    setup.push(`INSERT INTO users (username, password_hash, role, can_push, created_at, updated_at) VALUES ('alice', 'x', 'user', false, '${T0}', '${T0}'), ('bob', 'x', 'admin', true, '${T0}', '${T0}')`);
+    await queryDatabase(db.url, setup.join(';\n'));
+    const store = await openStore({ schema });
+    const [alice, bob] = [await store.getUser('alice'), await store.getUser('bob')];
+    expect(alice).toMatchObject({ id: expect.stringMatching(/^[0-9a-f]{32}$/), username: 'alice', token_version: 0 });
+    expect(bob).toMatchObject({ id: expect.stringMatching(/^[0-9a-f]{32}$/), username: 'bob', role: 'admin', token_version: 0 });
+    expect(bob?.id).not.toBe(alice?.id);
   });
 
   it('migrates safely when three instances start at once on a fresh schema: each version applied once', async () => {
@@ -217,7 +233,7 @@ describe('PostgresStore specifics', () => {
     const err = await rejection(openPostgresStore({ url: db.url, schema }));
     expectCode(err, 'unavailable');
     expect((err as Error).message).toBe(
-      `cannot open database ${redactDatabaseUrl(db.url)}: database schema version 999 is newer than this server supports (${postgresMigrations.length}); upgrade SentinelStacks or use another database`,
+      `cannot open database ${redactDatabaseUrl(db.url)}: database schema version 999 is newer than this server supports (${postgresMigrations.at(-1)?.version}); upgrade SentinelStacks or use another database`,
     );
   });
 

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentBusMessage, EventRecord } from '@sentinel/api-core';
+import type { AgentBusMessage, EventRecord, UserChange } from '@sentinel/api-core';
 import { createRedisEventBus, maskRedisUrl, parseRedisUrl, type RedisEventBus } from '@sentinel/api-core/redis';
 import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix, withRedis } from './support/redis.js';
 
@@ -120,20 +120,29 @@ describe('Redis event bus', () => {
     expect(seen).toEqual([{ kind: 'control', action: 'cancel', message_id: 'm-1' }]);
   });
 
-  it('carries user changes to the other instances only', async () => {
+  it('carries user changes, with the user id and token version, to the other instances only', async () => {
     const [a, b] = [await instance(), await instance()];
-    const onA: (string | null)[] = [];
-    const onB: (string | null)[] = [];
-    a.userChanges.subscribe((name) => onA.push(name));
-    b.userChanges.subscribe((name) => onB.push(name));
+    const onA: (UserChange | null)[] = [];
+    const onB: (UserChange | null)[] = [];
+    a.userChanges.subscribe((change) => onA.push(change));
+    b.userChanges.subscribe((change) => onB.push(change));
     await numsub(`${prefix}users`, 2);
     // Once subscribed, each instance drops everything it cached (changes may have been missed).
     await until(() => onA.length === 1 && onB.length === 1, 'the initial resync');
-    a.userChanges.publish('alice');
-    await until(() => onB.length === 2, 'the change on B');
-    expect(onB).toEqual([null, 'alice']);
+    a.userChanges.publish({ username: 'alice', user_id: 'id-1', token_version: 3 });
+    a.userChanges.publish({ username: 'alice', user_id: 'id-1', token_version: null });
+    await until(() => onB.length === 3, 'the changes on B');
+    expect(onB).toEqual([
+      null,
+      { username: 'alice', user_id: 'id-1', token_version: 3 },
+      { username: 'alice', user_id: 'id-1', token_version: null },
+    ]);
+    // An announcement from an instance that predates user ids still invalidates by name.
+    await withRedis((client) => client.publish(`${prefix}users`, JSON.stringify({ i: 'an-older-instance', u: 'bob' })));
+    await until(() => onB.length === 4, 'the old-style change on B');
+    expect(onB[3]).toEqual({ username: 'bob' });
     await new Promise((r) => setTimeout(r, 50));
-    expect(onA).toEqual([null]);
+    expect(onA).toEqual([null, { username: 'bob' }]);
   });
 
   it('answers ping, is marked shared, and ignores publishes after close', async () => {

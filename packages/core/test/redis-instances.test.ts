@@ -321,14 +321,68 @@ describe('two instances on one Store and one Redis', () => {
     expect(outcome).toMatchObject({ code: 'unauthorized' });
   });
 
-  it('counts failed logins across instances', async () => {
-    await a.users.create({ username: 'dave', password: 'dave-password' });
-    for (let n = 0; n < 5; n++) {
-      const api = n % 2 === 0 ? a : b;
-      await expect(api.authService.login({ username: 'dave', password: 'wrong-password' }, `10.1.0.${n}`)).rejects.toMatchObject({ code: 'unauthorized' });
+  it('a password changed on A revokes the old token on B within 1 s; the new one works on B', async () => {
+    await a.users.create({ username: 'frank', password: 'frank-password' });
+    const { token: old } = await b.authService.login({ username: 'frank', password: 'frank-password' }, '10.0.0.10');
+    // B has verified the token and cached the account: only the announcement can tell it.
+    await expect(b.authService.authenticate(`Bearer ${old}`)).resolves.toMatchObject({ username: 'frank' });
+    const frank = { username: 'frank', role: 'user' as const };
+    await a.users.changePassword(frank, 'frank', { current_password: 'frank-password', new_password: 'frank-password-2' });
+    const changedAt = Date.now();
+    let outcome: unknown;
+    while (Date.now() - changedAt < 1000) {
+      outcome = await b.authService.authenticate(`Bearer ${old}`).catch((err: unknown) => err);
+      if ((outcome as { code?: string }).code === 'unauthorized') break;
+      await new Promise((r) => setTimeout(r, 5));
     }
+    expect(outcome).toMatchObject({ code: 'unauthorized', message: 'token revoked' });
+    expect(Date.now() - changedAt).toBeLessThan(1000);
+    const { token: fresh } = await a.authService.login({ username: 'frank', password: 'frank-password-2' }, '10.0.0.10');
+    await expect(b.authService.authenticate(`Bearer ${fresh}`)).resolves.toEqual(frank);
+    // An admin reset on B revokes that one on A as well.
+    await b.users.changePassword(admin, 'frank', { new_password: 'frank-password-3' });
+    const resetAt = Date.now();
+    while (Date.now() - resetAt < 1000) {
+      outcome = await a.authService.authenticate(`Bearer ${fresh}`).catch((err: unknown) => err);
+      if ((outcome as { code?: string }).code === 'unauthorized') break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(outcome).toMatchObject({ code: 'unauthorized', message: 'token revoked' });
+  });
+
+  it('a user deleted and created again on A: the old token is refused on B, the new account\'s works there', async () => {
+    await a.users.create({ username: 'gina', password: 'gina-password' });
+    const { token: old } = await b.authService.login({ username: 'gina', password: 'gina-password' }, '10.0.0.11');
+    await expect(b.authService.authenticate(`Bearer ${old}`)).resolves.toMatchObject({ username: 'gina' });
+    await a.users.delete('gina', admin);
+    await a.users.create({ username: 'gina', password: 'gina-new-password' });
+    const { token: fresh } = await a.authService.login({ username: 'gina', password: 'gina-new-password' }, '10.0.0.11');
+    // However soon after: the new account's token is good on B, the old one never again.
+    await expect(b.authService.authenticate(`Bearer ${fresh}`)).resolves.toEqual({ username: 'gina', role: 'user' });
+    await expect(b.authService.authenticate(`Bearer ${old}`)).rejects.toMatchObject({ code: 'unauthorized', message: 'user no longer exists' });
+  });
+
+  it('counts failed logins across instances per (username, address) and per address, and never locks a clean address out', async () => {
+    await a.users.create({ username: 'dave', password: 'dave-password' });
+    // A storm of 50 wrong passwords from one address, spread over both instances.
+    const outcomes: string[] = [];
+    for (let n = 0; n < 50; n++) {
+      const api = n % 2 === 0 ? a : b;
+      const err = await api.authService.login({ username: 'dave', password: `wrong-password-${n}` }, '10.1.0.1').catch((e: unknown) => e);
+      outcomes.push((err as { code: string }).code);
+    }
+    expect(outcomes.slice(0, 5)).toEqual(['unauthorized', 'unauthorized', 'unauthorized', 'unauthorized', 'unauthorized']);
+    // 5 free failures, then the backoff (1 s, 2 s, …): at most a second try gets through while the storm lasts.
+    expect(outcomes.filter((o) => o === 'unauthorized').length).toBeLessThanOrEqual(6);
+    expect(outcomes.at(-1)).toBe('rate_limited');
     for (const api of [a, b]) {
-      await expect(api.authService.login({ username: 'dave', password: 'dave-password' }, '10.1.1.1')).rejects.toMatchObject({ code: 'rate_limited' });
+      await expect(api.authService.login({ username: 'dave', password: 'dave-password' }, '10.1.0.1')).rejects.toMatchObject({ code: 'rate_limited' });
+    }
+    // The owner, from another address, on either instance, at once.
+    for (const api of [a, b]) {
+      const started = Date.now();
+      await expect(api.authService.login({ username: 'dave', password: 'dave-password' }, '10.1.1.1')).resolves.toMatchObject({ username: 'dave' });
+      expect(Date.now() - started).toBeLessThan(1000);
     }
     await expect(b.authService.login({ username: 'alice', password: 'alice-password' }, '10.1.1.1')).resolves.toMatchObject({ username: 'alice' });
   });

@@ -26,10 +26,12 @@ function sha256(text: string): string {
 
 function makeUser(username: string, overrides: Partial<UserRecord> = {}): UserRecord {
   return {
+    id: `id-of-${username}`,
     username,
     password_hash: `scrypt$16384$8$1$c2FsdA$${username}`,
     role: 'user',
     can_push: false,
+    token_version: 0,
     created_at: at(0),
     updated_at: at(0),
     ...overrides,
@@ -170,6 +172,42 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect((await store.getUser('alice'))?.can_push).toBe(false);
         expect(await store.updateUser('nobody', { role: 'admin' })).toBe(false);
         expect(await store.getUser('nobody')).toBeNull();
+      });
+
+      it('generates a unique id and token version 0 when a new user brings none, and refuses a duplicate id', async () => {
+        const { id: _id, token_version: _version, ...bare } = makeUser('alice');
+        await store.createUser(bare);
+        await store.createUser({ ...bare, username: 'bob' });
+        const [alice, bob] = [await store.getUser('alice'), await store.getUser('bob')];
+        expect(alice).toMatchObject({ ...bare, token_version: 0 });
+        expect(alice?.id).toMatch(/^[0-9a-f]{32}$/);
+        expect(bob?.id).toMatch(/^[0-9a-f]{32}$/);
+        expect(bob?.id).not.toBe(alice?.id);
+        await expectSentinelError(store.createUser(makeUser('carol', { id: alice?.id ?? '' })), 'conflict', 'already exists');
+        expect(await store.getUser('carol')).toBeNull();
+      });
+
+      it('bumps token_version atomically, even under concurrent updates, and never changes the id', async () => {
+        await store.createUser(makeUser('alice'));
+        expect(await store.updateUser('alice', { password_hash: 'scrypt$new', bump_token_version: true })).toBe(true);
+        expect(await store.getUser('alice')).toEqual(makeUser('alice', { password_hash: 'scrypt$new', token_version: 1 }));
+        // A patch without the flag leaves the version alone.
+        expect(await store.updateUser('alice', { can_push: true })).toBe(true);
+        expect((await store.getUser('alice'))?.token_version).toBe(1);
+        const bumps = await Promise.all(Array.from({ length: 5 }, () => store.updateUser('alice', { bump_token_version: true })));
+        expect(bumps).toEqual([true, true, true, true, true]);
+        expect(await store.getUser('alice')).toMatchObject({ id: 'id-of-alice', token_version: 6 });
+        expect(await store.updateUser('nobody', { bump_token_version: true })).toBe(false);
+      });
+
+      it('a user deleted and created again under the same name is a new account', async () => {
+        await store.createUser(makeUser('alice', { token_version: 3 }));
+        expect(await store.deleteUser('alice')).toBe(true);
+        const { id: _id, token_version: _version, ...bare } = makeUser('alice');
+        await store.createUser(bare);
+        const again = await store.getUser('alice');
+        expect(again?.id).not.toBe('id-of-alice');
+        expect(again?.token_version).toBe(0);
       });
 
       it('deleting a user deletes their agents with their logs and events, and nothing of others', async () => {

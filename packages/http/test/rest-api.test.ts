@@ -118,7 +118,7 @@ describe.each(HOSTS)('REST API on %s', (hostName) => {
     }
     expect(statuses.slice(0, 5)).toEqual([401, 401, 401, 401, 401]);
     expect(statuses.slice(5)).toEqual([429, 429]);
-    // Even the right password is refused while the lock holds: the attacker learns nothing.
+    // Even the right password is refused while that address waits: the guesser learns nothing.
     const right = await call('POST', '/v1/auth/login', { token: null, body: { username: 'victim', password: 'victim-password' } });
     expect(right.status).toBe(429);
   });
@@ -144,7 +144,8 @@ describe.each(HOSTS)('REST API on %s', (hostName) => {
     });
 
     it('accepts a hand-built HS256 token with exp (the control case)', async () => {
-      const token = hs('HS256', { sub: 'admin', role: 'admin', iss: 'sentinelstacks', iat: now(), exp: now() + 600 });
+      const uid = (await api.store.getUser('admin'))?.id;
+      const token = hs('HS256', { sub: 'admin', uid, tv: 0, role: 'admin', iss: 'sentinelstacks', iat: now(), exp: now() + 600 });
       const r = await call('GET', '/v1/agents', { token });
       expect(r.status).toBe(200);
     });

@@ -72,8 +72,8 @@ export async function startWsEnv(hostName: HostName, options: WsEnvOptions = {})
     host,
     handle,
     wsBase,
-    adminToken: api.tokens.issue(ADMIN).token,
-    bobToken: api.tokens.issue(BOB).token,
+    adminToken: (await api.authService.issueToken(ADMIN.username)).token,
+    bobToken: (await api.authService.issueToken(BOB.username)).token,
     createAgent: ({ owner = ADMIN, image = 'sentinel/echo:latest' } = {}) =>
       api.agents.create(owner, { image, name: `agent-${process.pid}-${++agentCounter}` }, origin),
     url: (agentId, kind, query) => `${wsBase}/v1/agents/${encodeURIComponent(agentId)}/${kind}${query ? `?${query}` : ''}`,

@@ -5,8 +5,8 @@ import { SentinelError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { Principal } from '../models.js';
 import { LoginThrottle, type LoginLimiter } from './throttle.js';
-import type { TokenService } from './tokens.js';
-import type { UserService } from './users.js';
+import type { TokenClaims, TokenService } from './tokens.js';
+import type { UserAuthState, UserService } from './users.js';
 
 export interface AuthServiceOptions {
   /** Accounts and credentials. No default. */
@@ -29,6 +29,12 @@ export interface LoginResult {
 /** Longest Authorization header considered: 8 KiB. */
 const MAX_AUTHORIZATION_LENGTH = 8192;
 const BEARER_PREFIX_LENGTH = 7; // "Bearer "
+/**
+ * Clock difference tolerated between the instance that issued a token and the one checking
+ * it, plus the second `iat` is truncated to. Within it, a token that does not match the cached
+ * account may be newer than the cache, and earns a fresh read instead of a refusal.
+ */
+const ISSUE_SKEW_MS = 2000;
 
 /** True when `header` starts with "bearer " in any letter case, without allocating. */
 function hasBearerScheme(header: string): boolean {
@@ -54,8 +60,9 @@ export class AuthService {
   }
 
   /**
-   * Exchanges a username and password for a token. Throttled per username and per address
-   * (`rate_limited`); wrong credentials are `unauthorized` 'invalid username or password',
+   * Exchanges a username and password for a token. Throttled (`rate_limited`) per username and
+   * address and per address; failures for a username from everywhere only slow its logins down
+   * (see LoginThrottle). Wrong credentials are `unauthorized` 'invalid username or password',
    * whether or not the user exists.
    */
   async login(input: { username: string; password: string }, remoteAddress: string): Promise<LoginResult> {
@@ -81,9 +88,21 @@ export class AuthService {
   }
 
   /**
+   * Issues a token for an existing user without their password: for embedding apps that
+   * authenticate users themselves, scripts and tests. `not_found` when there is no such user.
+   */
+  async issueToken(username: string): Promise<LoginResult> {
+    const state = await this.#users.authState(username, { fresh: true });
+    if (state === null) throw new SentinelError('not_found', `user "${username}" not found`);
+    const issued = this.#tokens.issue(state);
+    return { token: issued.token, username: state.username, expires: issued.expires };
+  }
+
+  /**
    * Resolves an `Authorization` header to the caller. Requires `Bearer <token>` (scheme in
    * any case, one token); the role comes from the store, not the token, so demotions and
-   * deletions take effect at once. Every failure is `unauthorized`.
+   * deletions take effect at once, and so does a password change (see {@link checkClaims}).
+   * Every failure is `unauthorized`.
    */
   async authenticate(authorization: string | undefined): Promise<Principal> {
     if (authorization === undefined || authorization.length === 0) throw new SentinelError('unauthorized', 'authentication required');
@@ -93,8 +112,33 @@ export class AuthService {
     if (token.length === 0) throw new SentinelError('unauthorized', 'Bearer token required');
     if (token.includes(' ')) throw new SentinelError('unauthorized', 'invalid token');
     const claims = this.#tokens.verify(token);
-    const principal = await this.#users.getPrincipal(claims.username);
-    if (principal === null) throw new SentinelError('unauthorized', 'user no longer exists');
-    return principal;
+    return (await this.checkClaims(claims)).principal;
   }
+
+  /**
+   * The one place that decides whether a genuine, unexpired token is still honoured: its
+   * user must exist with the same immutable id (a user deleted and created again under the
+   * same name is another account), and its token version must be the user's current one (a
+   * password change or reset bumps it, revoking every token issued before). Returns the account
+   * as stored now; throws `unauthorized` 'user no longer exists' or 'token revoked'.
+   *
+   * The account comes from UserService's cache, which every write invalidates (on all
+   * instances, through the user-change feed). A token that does not match the cached account
+   * but was issued after it was read may simply be newer than the cache (issued on another
+   * instance a moment ago): that one check reads the store afresh. Older mismatching tokens
+   * are refused without a store read, so replaying revoked tokens costs nothing.
+   */
+  async checkClaims(claims: TokenClaims): Promise<UserAuthState> {
+    let state = await this.#users.authState(claims.username);
+    if (state !== null && !matches(state, claims) && claims.issued_at * 1000 + ISSUE_SKEW_MS > state.read_at_ms) {
+      state = await this.#users.authState(claims.username, { fresh: true });
+    }
+    if (state === null || state.user_id !== claims.user_id) throw new SentinelError('unauthorized', 'user no longer exists');
+    if (claims.token_version !== state.token_version) throw new SentinelError('unauthorized', 'token revoked');
+    return state;
+  }
+}
+
+function matches(state: UserAuthState, claims: TokenClaims): boolean {
+  return state.user_id === claims.user_id && state.token_version === claims.token_version;
 }

@@ -1,6 +1,12 @@
 /**
  * JWT access tokens: HS256 only, `exp` and `iss` required. Verification sits on the hot path
  * (every authenticated request), so verified tokens are cached until they expire.
+ *
+ * A token names its user three ways: `sub` (the username), `uid` (the user's immutable id) and
+ * `tv` (the user's token version when it was issued). This service only proves the token is
+ * ours and unexpired; whether the user still exists and still accepts that version is checked
+ * against the user record on every request by `AuthService.authenticate`, which is why caching
+ * a verified token here is safe: the cache never answers that question.
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
@@ -20,6 +26,20 @@ export interface TokenServiceOptions {
   cacheSize?: number;
 }
 
+/** Who a token is issued to: the principal plus what binds the token to that one account. */
+export interface TokenSubject extends Principal {
+  /** The user's immutable id (`UserRecord.id`): claim `uid`. */
+  user_id: string;
+  /** The user's token version at issue time (`UserRecord.token_version`): claim `tv`. */
+  token_version: number;
+}
+
+/** What a verified token says. `role` is as signed, not necessarily the user's current role. */
+export interface TokenClaims extends TokenSubject {
+  /** Claim `iat` in epoch seconds; 0 when the token has none. */
+  issued_at: number;
+}
+
 export interface IssuedToken {
   token: string;
   /** Expiry, RFC 3339 in UTC. */
@@ -27,13 +47,15 @@ export interface IssuedToken {
 }
 
 interface CachedToken {
-  principal: Principal;
+  claims: TokenClaims;
   expMs: number;
 }
 
 const ALGORITHMS: jwt.Algorithm[] = ['HS256'];
 /** Longer strings are not tokens we issued; refuse before parsing them. */
 const MAX_TOKEN_LENGTH = 8192;
+/** Longest `uid` claim accepted; ours are 32 characters. */
+const MAX_USER_ID_LENGTH = 128;
 
 function invalid(): SentinelError {
   // A fixed message: the token (or any part of it) is never echoed back.
@@ -64,26 +86,36 @@ export class TokenService {
     }
   }
 
-  /** Signs a token for `principal` (claims sub, role, iss, iat, exp, jti) valid for the configured lifetime. */
-  issue(principal: Principal): IssuedToken {
+  /** Signs a token for `subject` (claims sub, uid, tv, role, iss, iat, exp, jti) valid for the configured lifetime. */
+  issue(subject: TokenSubject): IssuedToken {
     const iat = Math.floor(this.#now() / 1000);
     const exp = iat + this.#ttlSeconds;
-    const payload = { sub: principal.username, role: principal.role, iss: this.#issuer, iat, exp, jti: randomBytes(12).toString('base64url') };
+    const payload = {
+      sub: subject.username,
+      uid: subject.user_id,
+      tv: subject.token_version,
+      role: subject.role,
+      iss: this.#issuer,
+      iat,
+      exp,
+      jti: randomBytes(12).toString('base64url'),
+    };
     const token = jwt.sign(payload, this.#key, { algorithm: 'HS256' });
     // Whole seconds: drop the ".000" toISOString would add.
     return { token, expires: new Date(exp * 1000).toISOString().replace('.000Z', 'Z') };
   }
 
   /**
-   * Returns the principal a token names, or throws `unauthorized` ('token expired' or
-   * 'invalid token'). The role is the one signed into the token; callers that need the
-   * current role look the user up (AuthService does).
+   * Returns what a token says, or throws `unauthorized` ('token expired' or 'invalid token').
+   * A token without `uid` and `tv` (as issued before tokens were bound to user ids) is
+   * invalid. The role is the one signed into the token; callers that need the current role,
+   * and whether the user still accepts the token, look the user up (AuthService does).
    */
-  verify(token: string): Principal {
+  verify(token: string): TokenClaims {
     const nowMs = this.#now();
     const cached = this.#cache.get(token);
     if (cached !== undefined) {
-      if (nowMs < cached.expMs) return cached.principal;
+      if (nowMs < cached.expMs) return cached.claims;
       this.#cache.delete(token);
       throw new SentinelError('unauthorized', 'token expired');
     }
@@ -102,12 +134,22 @@ export class TokenService {
     }
     // jsonwebtoken accepts tokens without exp; ours must expire.
     if (typeof payload !== 'object' || typeof payload.exp !== 'number' || !Number.isFinite(payload.exp)) throw invalid();
-    const { sub } = payload;
+    const { sub, iat } = payload;
     const role: unknown = payload.role;
+    const uid: unknown = payload.uid;
+    const tv: unknown = payload.tv;
     if (typeof sub !== 'string' || sub.length === 0 || !isRole(role)) throw invalid();
-    const principal: Principal = Object.freeze({ username: sub, role });
-    this.#remember(token, { principal, expMs: payload.exp * 1000 });
-    return principal;
+    if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_USER_ID_LENGTH) throw invalid();
+    if (typeof tv !== 'number' || !Number.isSafeInteger(tv) || tv < 0) throw invalid();
+    const claims: TokenClaims = Object.freeze({
+      username: sub,
+      role,
+      user_id: uid,
+      token_version: tv,
+      issued_at: typeof iat === 'number' && Number.isFinite(iat) ? iat : 0,
+    });
+    this.#remember(token, { claims, expMs: payload.exp * 1000 });
+    return claims;
   }
 
   #remember(token: string, entry: CachedToken): void {

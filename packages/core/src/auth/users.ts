@@ -7,7 +7,9 @@ import { SentinelError, isSentinelError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { Principal, Role, UserRecord } from '../models.js';
 import type { Store } from '../store/types.js';
+import { newUserId } from '../store/user-id.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, verifyPassword } from './passwords.js';
+import type { TokenSubject } from './tokens.js';
 
 /** A user as the API returns it (never the hash). */
 export interface UserResource {
@@ -18,19 +20,40 @@ export interface UserResource {
   updated_at: string;
 }
 
+/** One account change, as announced to the other instances. */
+export interface UserChange {
+  username: string;
+  /** The id of the account the change is about. Absent in announcements from older instances. */
+  user_id?: string;
+  /** Its token version after the change; null when it was deleted; absent when not known. */
+  token_version?: number | null;
+}
+
 /**
  * Tells the other instances sharing the Store that a user changed, so they drop what they
- * cached (a deleted user's token must be refused everywhere at once). The Redis bus has one.
+ * cached (a deleted user's token, or a token older than a password change, must be refused
+ * everywhere at once). The Redis bus has one.
  */
 export interface UserChangeFeed {
-  /** Announces that `username` was created, changed or deleted here. Never throws. */
-  publish(username: string): void;
+  /** Announces that a user was created, changed or deleted here. Never throws. */
+  publish(change: UserChange): void;
   /**
-   * Calls `listener` with a username another instance changed, or with null when changes may
+   * Calls `listener` with a change another instance made, or with null when changes may
    * have been missed (the feed (re)connected): then everything cached is suspect. Returns the
    * unsubscribe function.
    */
-  subscribe(listener: (username: string | null) => void): () => void;
+  subscribe(listener: (change: UserChange | null) => void): () => void;
+}
+
+/**
+ * What authentication compares a token with: the account as the store has it (cached).
+ * `read_at_ms` says when it was read, so a token issued after that can ask for a fresh read.
+ */
+export interface UserAuthState extends TokenSubject {
+  /** The same account as a plain principal (frozen, shared). */
+  principal: Principal;
+  /** When this state was read from the store (epoch ms). */
+  read_at_ms: number;
 }
 
 export interface UserServiceOptions {
@@ -71,8 +94,8 @@ const GENERATED_PASSWORD_BYTES = 18;
  */
 const DUMMY_HASH = 'scrypt$16384$8$1$h7RO9Gb_p-1r28a3LiFrQQ$FE7QN19YAk_a3W9grLwcNqowsDcE3DcAwlGu_A6T9V5h5zDexEdCqazfuEfDKnkavtUrhse1vVvDl6u0iFMoBA';
 
-/** Bound on cached principals; an oversized cache only costs a store read on a miss. */
-const PRINCIPAL_CACHE_SIZE = 10000;
+/** Bound on cached accounts; an oversized cache only costs a store read on a miss. */
+const ACCOUNT_CACHE_SIZE = 10000;
 
 function toResource(user: UserRecord): UserResource {
   return { username: user.username, role: user.role, can_push: user.can_push, created_at: user.created_at, updated_at: user.updated_at };
@@ -101,10 +124,10 @@ export class UserService {
   readonly #store: Store;
   readonly #log: Logger;
   /**
-   * username → Principal for the authentication hot path. Invalidated by this service's own
-   * writes and, with several instances on one database, by the others' through `changes`.
+   * username → account state for the authentication hot path. Invalidated by this service's
+   * own writes and, with several instances on one database, by the others' through `changes`.
    */
-  readonly #principals = new Map<string, Principal>();
+  readonly #accounts = new Map<string, UserAuthState>();
   /** Bumped by every write, so a read that raced a write does not cache what it read. */
   #generation = 0;
   readonly #changes: UserChangeFeed | undefined;
@@ -113,13 +136,15 @@ export class UserService {
     this.#store = options.store;
     this.#log = options.logger ?? silentLogger;
     this.#changes = options.changes;
-    this.#changes?.subscribe((username) => {
-      if (username !== null) {
-        this.#invalidate(username);
+    this.#changes?.subscribe((change) => {
+      // Dropping the entry is enough whatever the change carries: the next request reads the
+      // account (new id, new token version, or none) from the store.
+      if (change !== null) {
+        this.#invalidate(change.username);
         return;
       }
       this.#generation += 1;
-      this.#principals.clear();
+      this.#accounts.clear();
     });
   }
 
@@ -149,10 +174,13 @@ export class UserService {
     if ((await this.#store.getUser(input.username)) !== null) throw this.#taken(input.username);
     const now = new Date().toISOString();
     const record: UserRecord = {
+      // A fresh id even when the name was used before: the old account's tokens name the old id.
+      id: newUserId(),
       username: input.username,
       password_hash: await hashPassword(input.password),
       role: input.role ?? 'user',
       can_push: input.can_push ?? false,
+      token_version: 0,
       created_at: now,
       updated_at: now,
     };
@@ -162,7 +190,9 @@ export class UserService {
       if (isSentinelError(err) && err.code === 'conflict') throw this.#taken(input.username);
       throw err;
     }
-    this.#changes?.publish(record.username);
+    // Whatever was cached under this name belonged to a deleted account.
+    this.#invalidate(record.username);
+    this.#changes?.publish({ username: record.username, user_id: record.id, token_version: record.token_version });
     this.#log.info('user created', { username: record.username, role: record.role });
     return toResource(record);
   }
@@ -187,12 +217,14 @@ export class UserService {
     if (actor.role !== 'admin') throw new SentinelError('forbidden', 'admin role required');
     if (actor.username === username) throw new SentinelError('conflict', 'you cannot delete yourself');
     // Before and after: a lookup that read the user while the delete was in flight must
-    // neither keep nor later store the stale principal.
+    // neither keep nor later store the stale account.
     this.#invalidate(username);
-    const deleted = USERNAME.test(username) && (await this.#store.deleteUser(username));
+    const existing = USERNAME.test(username) ? await this.#store.getUser(username) : null;
+    const deleted = existing !== null && (await this.#store.deleteUser(username));
     this.#invalidate(username);
     if (!deleted) throw notFound(username);
-    this.#changes?.publish(username);
+    // Its id goes with it: tokens naming that id are refused from now on, even once the name is taken again.
+    this.#changes?.publish({ username, user_id: existing.id, token_version: null });
     this.#log.info('user deleted', { username, by: actor.username });
   }
 
@@ -201,6 +233,8 @@ export class UserService {
    * must not be enough to take over the account) needs the correct `current_password`, else
    * `forbidden` 'current password is incorrect'. An admin resets anyone else's without it.
    * For a non-admin, another user's name is `not_found`, as if the user did not exist.
+   * Either way the user's token version goes up: every token issued before (the caller's own
+   * included, when changing one's own) is refused from then on, on every instance.
    */
   async changePassword(actor: Principal, username: string, input: ChangePasswordInput): Promise<void> {
     const self = actor.username === username;
@@ -214,17 +248,23 @@ export class UserService {
         throw new SentinelError('forbidden', 'current password is incorrect');
       }
     }
-    const updated = await this.#store.updateUser(username, { password_hash: await hashPassword(input.new_password), updated_at: new Date().toISOString() });
+    const passwordHash = await hashPassword(input.new_password);
+    this.#invalidate(username);
+    const updated = await this.#store.updateUser(username, { password_hash: passwordHash, updated_at: new Date().toISOString(), bump_token_version: true });
+    this.#invalidate(username);
     if (!updated) throw notFound(username);
-    this.#changes?.publish(username);
+    // Read back for the announcement: the bump is atomic in the store, so only it knows the new version.
+    const after = await this.#store.getUser(username);
+    this.#changes?.publish({ username, user_id: after?.id ?? user.id, token_version: after?.token_version ?? null });
     this.#log.info('password changed', { username, by: actor.username });
   }
 
   /**
-   * The principal for a correct username/password pair, else null. An unknown user still
-   * costs one scrypt (against a fixed dummy hash) so timing does not reveal which names exist.
+   * The account for a correct username/password pair (what a token is issued to), else null.
+   * An unknown user still costs one scrypt (against a fixed dummy hash) so timing does not
+   * reveal which names exist.
    */
-  async verifyCredentials(username: string, password: string): Promise<Principal | null> {
+  async verifyCredentials(username: string, password: string): Promise<TokenSubject | null> {
     // Over-long passwords are refused before any work for every username alike.
     if (password.length > PASSWORD_MAX_LENGTH) return null;
     const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
@@ -233,7 +273,7 @@ export class UserService {
       return null;
     }
     if (!(await verifyPassword(password, user.password_hash))) return null;
-    return Object.freeze({ username: user.username, role: user.role });
+    return Object.freeze({ username: user.username, role: user.role, user_id: user.id, token_version: user.token_version });
   }
 
   /**
@@ -241,25 +281,49 @@ export class UserService {
    * longer exists. Cached in process: this runs on every authenticated request.
    */
   async getPrincipal(username: string): Promise<Principal | null> {
-    const cached = this.#principals.get(username);
-    if (cached !== undefined) return cached;
-    const generation = this.#generation;
-    const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
-    if (user === null) return null;
-    const principal: Principal = Object.freeze({ username: user.username, role: user.role });
-    if (generation === this.#generation) {
-      if (this.#principals.size >= PRINCIPAL_CACHE_SIZE) {
-        const oldest = this.#principals.keys().next();
-        if (oldest.done !== true) this.#principals.delete(oldest.value);
-      }
-      this.#principals.set(username, principal);
+    return (await this.authState(username))?.principal ?? null;
+  }
+
+  /**
+   * The account `username` names now (id, token version, role), or null when there is none.
+   * Cached in process, since it runs on every authenticated request; `fresh` skips the cache
+   * (and refreshes it), for a token that may be newer than what was cached.
+   */
+  async authState(username: string, options: { fresh?: boolean } = {}): Promise<UserAuthState | null> {
+    if (options.fresh !== true) {
+      const cached = this.#accounts.get(username);
+      if (cached !== undefined) return cached;
     }
-    return principal;
+    const generation = this.#generation;
+    const readAt = Date.now();
+    const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
+    if (user === null) {
+      if (generation === this.#generation) this.#accounts.delete(username);
+      return null;
+    }
+    const state: UserAuthState = Object.freeze({
+      username: user.username,
+      role: user.role,
+      user_id: user.id,
+      token_version: user.token_version,
+      principal: Object.freeze({ username: user.username, role: user.role }),
+      read_at_ms: readAt,
+    });
+    // A write (here or announced from elsewhere) that raced this read must not be undone by caching it.
+    if (generation === this.#generation) {
+      this.#accounts.delete(username);
+      if (this.#accounts.size >= ACCOUNT_CACHE_SIZE) {
+        const oldest = this.#accounts.keys().next();
+        if (oldest.done !== true) this.#accounts.delete(oldest.value);
+      }
+      this.#accounts.set(username, state);
+    }
+    return state;
   }
 
   #invalidate(username: string): void {
     this.#generation += 1;
-    this.#principals.delete(username);
+    this.#accounts.delete(username);
   }
 
   #taken(username: string): SentinelError {

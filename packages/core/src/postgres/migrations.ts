@@ -176,4 +176,17 @@ END;
 $$;
 `,
   },
+  {
+    version: 4,
+    name: 'user ids and token versions',
+    sql: `
+-- Tokens are bound to an immutable user id (a re-created username is a new user) and to a
+-- version that a password change bumps. Existing users get a random id of their own.
+ALTER TABLE users ADD COLUMN id TEXT COLLATE "C";
+UPDATE users SET id = replace(gen_random_uuid()::text, '-', '');
+ALTER TABLE users ALTER COLUMN id SET NOT NULL;
+ALTER TABLE users ADD CONSTRAINT users_id_key UNIQUE (id);
+ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0;
+`,
+  },
 ];

@@ -22,11 +22,13 @@ import type {
   NewEventRecord,
   NewLogRecord,
   NewMessageRecord,
+  NewUserRecord,
   Role,
   ToolCallRecord,
   UserRecord,
 } from '../models.js';
-import type { AgentPatch, LogQuery, Store } from '../store/types.js';
+import type { AgentPatch, LogQuery, Store, UserPatch } from '../store/types.js';
+import { newUserId } from '../store/user-id.js';
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
 import { isPostgresUrl, redactDatabaseUrl } from './url.js';
@@ -67,10 +69,12 @@ export interface PostgresStore extends Store {
 type PgModule = typeof import('pg').default;
 
 interface UserRow {
+  id: string;
   username: string;
   password_hash: string;
   role: Role;
   can_push: boolean;
+  token_version: number;
   created_at: string;
   updated_at: string;
 }
@@ -116,7 +120,7 @@ const AFTER_HEX = 'g';
 /** pg's type id of bigint: COUNT(*), SUM(int) and our BIGINT columns. */
 const INT8_OID = 20;
 
-const USER_COLUMNS = 'username, password_hash, role, can_push, created_at, updated_at';
+const USER_COLUMNS = 'id, username, password_hash, role, can_push, token_version, created_at, updated_at';
 const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
 // The tags ride along in the same query: one round trip per image list, sorted like SQLite's BINARY.
 const IMAGE_SELECT = `SELECT digest, manifest, config, config_digest, size, created_at,
@@ -243,10 +247,10 @@ class PgStore implements PostgresStore {
     await this.#closing;
   }
 
-  async createUser(user: UserRecord): Promise<void> {
+  async createUser(user: NewUserRecord): Promise<void> {
     await this.#query(
-      `INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)`,
-      [user.username, user.password_hash, user.role, user.can_push, user.created_at, user.updated_at],
+      `INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [user.id ?? newUserId(), user.username, user.password_hash, user.role, user.can_push, user.token_version ?? 0, user.created_at, user.updated_at],
       { conflict: () => `user "${user.username}" already exists` },
     );
   }
@@ -265,15 +269,16 @@ class PgStore implements PostgresStore {
     return row?.count ?? 0;
   }
 
-  async updateUser(username: string, patch: Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>>): Promise<boolean> {
+  async updateUser(username: string, patch: UserPatch): Promise<boolean> {
     const { rowCount } = await this.#result(
       `UPDATE users SET
         password_hash = COALESCE($2, password_hash),
         role = COALESCE($3, role),
         can_push = COALESCE($4::boolean, can_push),
-        updated_at = COALESCE($5, updated_at)
+        updated_at = COALESCE($5, updated_at),
+        token_version = token_version + $6::integer
       WHERE username = $1`,
-      [username, patch.password_hash ?? null, patch.role ?? null, patch.can_push ?? null, patch.updated_at ?? null],
+      [username, patch.password_hash ?? null, patch.role ?? null, patch.can_push ?? null, patch.updated_at ?? null, patch.bump_token_version === true ? 1 : 0],
     );
     return (rowCount ?? 0) > 0;
   }

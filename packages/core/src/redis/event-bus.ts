@@ -19,7 +19,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createLocalEventBus, type AgentBusMessage, type EventBus } from '../bus.js';
-import type { UserChangeFeed } from '../auth/users.js';
+import type { UserChange, UserChangeFeed } from '../auth/users.js';
 import { SentinelError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import {
@@ -110,7 +110,8 @@ export function createRedisEventBus(options: RedisEventBusOptions): RedisEventBu
   /** channel → what its raw listeners do when messages may have been missed. */
   const resyncHandlers = new Map<string, Set<() => void>>();
   const failedAgents = new Set<string>();
-  const failedUsers = new Set<string>();
+  /** username → the latest change whose publish failed, sent again once Redis is back. */
+  const failedUsers = new Map<string, UserChange>();
   let closed = false;
 
   // Connection state, logged once per outage rather than once per failed command.
@@ -138,9 +139,9 @@ export function createRedisEventBus(options: RedisEventBusOptions): RedisEventBu
       failedAgents.delete(agentId);
       sendRemote(agentChannelPrefix + agentId, agentId, { kind: 'resync' });
     }
-    for (const username of [...failedUsers]) {
-      failedUsers.delete(username);
-      userChanges.publish(username);
+    for (const change of [...failedUsers.values()]) {
+      failedUsers.delete(change.username);
+      userChanges.publish(change);
     }
   });
   connectionLog('subscriber', subscriber, () => {
@@ -267,13 +268,21 @@ export function createRedisEventBus(options: RedisEventBusOptions): RedisEventBu
     };
   }
 
+  // On the wire: {i: sender, u: username, id?: user id, v?: token version, or null once deleted}.
   const userChanges: UserChangeFeed = {
-    publish(username) {
+    publish(change) {
       if (closed) return;
-      client.publish(usersChannel, JSON.stringify({ i: instanceId, u: username })).catch((err: unknown) => {
+      const { username } = change;
+      const payload = JSON.stringify({
+        i: instanceId,
+        u: username,
+        ...(change.user_id === undefined ? {} : { id: change.user_id }),
+        ...(change.token_version === undefined ? {} : { v: change.token_version }),
+      });
+      client.publish(usersChannel, payload).catch((err: unknown) => {
         if (closed) return;
-        // Sent again once Redis is back: a deleted user's token must not stay valid elsewhere.
-        if (failedUsers.size < MAX_REMEMBERED_FAILURES) failedUsers.add(username);
+        // Sent again once Redis is back: a deleted user's or a revoked token must not stay valid elsewhere.
+        if (failedUsers.has(username) || failedUsers.size < MAX_REMEMBERED_FAILURES) failedUsers.set(username, change);
         logger.warn('user change publish failed; it is sent again once Redis is back', { username, error: errorText(err) });
       });
     },
@@ -287,8 +296,13 @@ export function createRedisEventBus(options: RedisEventBusOptions): RedisEventBu
           } catch {
             return;
           }
-          const { i, u } = (parsed ?? {}) as Record<string, unknown>;
-          if (typeof u === 'string' && i !== instanceId) listener(u);
+          const { i, u, id, v } = (parsed ?? {}) as Record<string, unknown>;
+          if (typeof u !== 'string' || i === instanceId) return;
+          listener({
+            username: u,
+            ...(typeof id === 'string' ? { user_id: id } : {}),
+            ...(v === null || (typeof v === 'number' && Number.isSafeInteger(v)) ? { token_version: v } : {}),
+          });
         },
         () => listener(null),
       );

@@ -145,4 +145,16 @@ BEGIN
 END;
 `,
   },
+  {
+    version: 4,
+    name: 'user ids and token versions',
+    sql: `
+-- Tokens are bound to an immutable user id (a re-created username is a new user) and to a
+-- version that a password change bumps. Existing users get a random id of their own.
+ALTER TABLE users ADD COLUMN id TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET id = lower(hex(randomblob(16))) WHERE id = '';
+CREATE UNIQUE INDEX users_by_id ON users (id);
+`,
+  },
 ];

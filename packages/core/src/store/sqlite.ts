@@ -29,11 +29,13 @@ import type {
   NewEventRecord,
   NewLogRecord,
   NewMessageRecord,
+  NewUserRecord,
   Role,
   ToolCallRecord,
   UserRecord,
 } from '../models.js';
-import type { AgentPatch, LogQuery, Store } from './types.js';
+import type { AgentPatch, LogQuery, Store, UserPatch } from './types.js';
+import { newUserId } from './user-id.js';
 import { SQLITE_MIGRATIONS_TABLE_SQL, sqliteMigrations } from './sqlite-migrations.js';
 
 export interface SqliteStoreOptions {
@@ -44,10 +46,12 @@ export interface SqliteStoreOptions {
 }
 
 interface UserRow {
+  id: string;
   username: string;
   password_hash: string;
   role: Role;
   can_push: number;
+  token_version: number;
   created_at: string;
   updated_at: string;
 }
@@ -116,7 +120,7 @@ const HEX_PREFIX = /^[0-9a-f]*$/;
 /** Sorts after every hex digit, so `[sha256:<prefix>, sha256:<prefix>g)` is exactly the prefix range. */
 const AFTER_HEX = 'g';
 
-const USER_COLUMNS = 'username, password_hash, role, can_push, created_at, updated_at';
+const USER_COLUMNS = 'id, username, password_hash, role, can_push, token_version, created_at, updated_at';
 const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
 const IMAGE_COLUMNS = 'digest, manifest, config, config_digest, size, created_at';
 const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
@@ -135,6 +139,7 @@ interface UserPatchParams {
   role: Role | null;
   can_push: 0 | 1 | null;
   updated_at: string | null;
+  bump: 0 | 1;
 }
 
 interface LogFilterParams {
@@ -148,7 +153,7 @@ interface LogFilterParams {
 function prepareStatements(db: SqliteDatabase) {
   return {
     ping: db.prepare<[], unknown>('SELECT 1'),
-    insertUser: db.prepare<UserParams>(`INSERT INTO users (${USER_COLUMNS}) VALUES (@username, @password_hash, @role, @can_push, @created_at, @updated_at)`),
+    insertUser: db.prepare<UserParams>(`INSERT INTO users (${USER_COLUMNS}) VALUES (@id, @username, @password_hash, @role, @can_push, @token_version, @created_at, @updated_at)`),
     getUser: db.prepare<[string], UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE username = ?`),
     listUsers: db.prepare<[], UserRow>(`SELECT ${USER_COLUMNS} FROM users ORDER BY username`),
     countUsers: db.prepare<[], number>('SELECT COUNT(*) FROM users').pluck(),
@@ -156,7 +161,8 @@ function prepareStatements(db: SqliteDatabase) {
         password_hash = COALESCE(@password_hash, password_hash),
         role = COALESCE(@role, role),
         can_push = COALESCE(@can_push, can_push),
-        updated_at = COALESCE(@updated_at, updated_at)
+        updated_at = COALESCE(@updated_at, updated_at),
+        token_version = token_version + @bump
       WHERE username = @username`),
     deleteAgentsOfOwner: db.prepare<[string]>('DELETE FROM agents WHERE owner = ?'),
     deleteUser: db.prepare<[string]>('DELETE FROM users WHERE username = ?'),
@@ -362,10 +368,11 @@ export class SqliteStore implements Store {
     this.#db.close();
   }
 
-  async createUser(user: UserRecord): Promise<void> {
+  async createUser(user: NewUserRecord): Promise<void> {
     const s = this.#stmts();
     this.#commitQueued();
-    run(() => s.insertUser.run({ ...user, can_push: user.can_push ? 1 : 0 }), {
+    const row = { ...user, id: user.id ?? newUserId(), token_version: user.token_version ?? 0, can_push: user.can_push ? (1 as const) : (0 as const) };
+    run(() => s.insertUser.run(row), {
       conflict: () => `user "${user.username}" already exists`,
     });
   }
@@ -383,7 +390,7 @@ export class SqliteStore implements Store {
     return this.#stmts().countUsers.get() as number;
   }
 
-  async updateUser(username: string, patch: Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>>): Promise<boolean> {
+  async updateUser(username: string, patch: UserPatch): Promise<boolean> {
     const s = this.#stmts();
     this.#commitQueued();
     const result = run(() =>
@@ -393,6 +400,7 @@ export class SqliteStore implements Store {
         role: patch.role ?? null,
         can_push: patch.can_push === undefined ? null : patch.can_push ? 1 : 0,
         updated_at: patch.updated_at ?? null,
+        bump: patch.bump_token_version === true ? 1 : 0,
       }),
     );
     return result.changes > 0;

@@ -1,7 +1,13 @@
-import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, UserRecord } from '../models.js';
+import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, UserRecord } from '../models.js';
 import type { LogLevel } from '../logger.js';
 
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
+
+/** What `updateUser` may change. `id` never changes; `token_version` only goes up, by `bump_token_version`. */
+export type UserPatch = Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>> & {
+  /** True: add 1 to `token_version` in the same statement (atomic across instances), revoking older tokens. Default false. */
+  bump_token_version?: boolean;
+};
 
 export interface LogQuery {
   /** Only lines at or after this instant (ISO 8601). */
@@ -29,12 +35,13 @@ export interface Store {
   ping(): Promise<void>;
   close(): Promise<void>;
 
-  createUser(user: UserRecord): Promise<void>;
+  /** `id` (default: random) must be unique too: a duplicate is `conflict`. */
+  createUser(user: NewUserRecord): Promise<void>;
   getUser(username: string): Promise<UserRecord | null>;
   listUsers(): Promise<UserRecord[]>;
   countUsers(): Promise<number>;
   /** Returns false when the user does not exist. */
-  updateUser(username: string, patch: Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>>): Promise<boolean>;
+  updateUser(username: string, patch: UserPatch): Promise<boolean>;
   /** Deletes the user and every agent they own (with its logs and events). False when unknown. */
   deleteUser(username: string): Promise<boolean>;
 
