@@ -63,7 +63,7 @@ beforeAll(async () => {
   api = await createSentinelApi({ dataDir: dir, store, tokenSecret: 'events-race-secret-0123456789abcdef', adminPassword: 'admin-password-for-tests' });
   host = await mountApi('node:http', api, { logRequests: false });
   handle = attachWebSocket(host.server, api);
-  token = api.tokens.issue(ADMIN).token;
+  token = (await api.authService.issueToken(ADMIN.username)).token;
 });
 
 afterAll(async () => {
