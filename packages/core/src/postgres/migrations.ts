@@ -17,9 +17,11 @@
  *   the counter never goes back when events are pruned, which replaces SQLite's
  *   `agent_event_marks` high-water mark.
  * - The history of a deleted agent goes through a trigger function, as in SQLite.
+ * - Version 5 (the embedded registry's tables) exists only here: with SQLite the embedded
+ *   registry is the OCI layouts in the data directory.
  */
 export interface PostgresMigration {
-  /** Strictly increasing, from 1 (the same numbers as the SQLite migrations). */
+  /** Strictly increasing, from 1 (the same numbers as the SQLite migrations, but for PostgreSQL-only ones such as 5). */
   version: number;
   /** Short human name, recorded next to the version. */
   name: string;
