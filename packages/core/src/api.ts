@@ -49,8 +49,9 @@ export interface SentinelApiOptions {
   busUrl?: string;
   /**
    * The default registry for push/pull/search: `url` `http(s)://host[:port][/namespace]` with
-   * optional `username`/`password` (never logged). Default: the embedded OCI image-layout
-   * registry under `<dataDir>/registry`.
+   * optional `username`/`password` (never logged). Default: the embedded registry: in the
+   * database with the PostgreSQL store (shared by every instance on it), else the OCI
+   * image layouts under `<dataDir>/registry`.
    */
   registry?: RegistrySettings;
   /**

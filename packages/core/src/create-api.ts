@@ -22,6 +22,7 @@ import { silentLogger } from './logger.js';
 import { createModelProviders, describeProviderSettings, resolveProviderSettings } from './providers/config.js';
 import { EchoProvider } from './providers/echo.js';
 import { ProviderRegistry } from './providers/registry.js';
+import type { RegistryBackend } from './registry/backends/types.js';
 import { RegistryService } from './registry/service.js';
 import { buildRouteTable } from './routes/index.js';
 import { AgentChatService } from './runtime/chat.js';
@@ -60,7 +61,7 @@ export interface SentinelApi extends SentinelApiSurface {
   readonly tools: ToolRegistry;
   /** Model providers by name (built-in: `echo`, `openai`, `anthropic`, `ollama`); register your own here. */
   readonly providers: ProviderRegistry;
-  /** Push, pull and search agent images (the default registry, or the embedded one under `<dataDir>/registry`). */
+  /** Push, pull and search agent images (the default registry, or the embedded one: in PostgreSQL with that store, else under `<dataDir>/registry`). */
   readonly registry: RegistryService;
   /**
    * Ends every turn with reason `shutdown` (partial answers are kept), then closes chat
@@ -91,6 +92,15 @@ function shortReason(err: unknown): string {
 
 function dataDirError(dir: string, err: unknown): SentinelError {
   return new SentinelError('unavailable', `cannot use data directory ${dir}: ${shortReason(err)}`, { cause: err });
+}
+
+/**
+ * The registry back end a store offers for the embedded registry (the PostgreSQL store's
+ * `registryBackend()`), found by shape so this module never imports the pg-backed code.
+ */
+function embeddedRegistryOf(store: Store): RegistryBackend | undefined {
+  const offer = (store as Partial<{ registryBackend: () => RegistryBackend }>).registryBackend;
+  return typeof offer === 'function' ? offer.call(store) : undefined;
 }
 
 /** Creates the directory (mode 0700: it holds the token secret and every user's data) and checks it is writable. */
@@ -179,7 +189,17 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const agents = new AgentService({ store, images, journal, runtime, logger });
     const chat = new AgentChatService({ agents, runtime, bus, logger });
     const events = new AgentEventsService({ store, bus, agents, logger });
-    const registry = new RegistryService({ store, images, embeddedRoot: join(dataDir, 'registry'), logger, ...(options.registry ? { registry: options.registry } : {}) });
+    // With the PostgreSQL store the embedded registry lives in the database, so instances that
+    // share it share their registry too; otherwise it is the OCI layouts under the data dir.
+    const sharedRegistry = options.registry?.url ? undefined : embeddedRegistryOf(store);
+    const registry = new RegistryService({
+      store,
+      images,
+      embeddedRoot: join(dataDir, 'registry'),
+      logger,
+      ...(options.registry ? { registry: options.registry } : {}),
+      ...(sharedRegistry ? { embedded: sharedRegistry } : {}),
+    });
 
     const adminPassword = options.adminPassword ?? process.env.SENTINEL_ADMIN_PASSWORD;
     const admin = await users.ensureAdmin({

@@ -4,4 +4,12 @@
  */
 export { openPostgresStore, type PostgresStore, type PostgresStoreOptions } from './store.js';
 export { postgresMigrations, POSTGRES_MIGRATIONS_TABLE_SQL, type PostgresMigration } from './migrations.js';
+export {
+  PostgresRegistryBackend,
+  REGISTRY_CHUNK_BYTES,
+  type PostgresRegistryBackendOptions,
+  type PutBlobOptions,
+  type PutBlobResult,
+  type RegistryDatabase,
+} from './registry.js';
 export { isPostgresUrl, redactDatabaseUrl } from './url.js';

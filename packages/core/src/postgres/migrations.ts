@@ -17,9 +17,11 @@
  *   the counter never goes back when events are pruned, which replaces SQLite's
  *   `agent_event_marks` high-water mark.
  * - The history of a deleted agent goes through a trigger function, as in SQLite.
+ * - Version 5 (the embedded registry's tables) exists only here: with SQLite the embedded
+ *   registry is the OCI layouts in the data directory.
  */
 export interface PostgresMigration {
-  /** Strictly increasing, from 1 (the same numbers as the SQLite migrations). */
+  /** Strictly increasing, from 1 (the same numbers as the SQLite migrations, but for PostgreSQL-only ones such as 5). */
   version: number;
   /** Short human name, recorded next to the version. */
   name: string;
@@ -187,6 +189,52 @@ UPDATE users SET id = replace(gen_random_uuid()::text, '-', '');
 ALTER TABLE users ALTER COLUMN id SET NOT NULL;
 ALTER TABLE users ADD CONSTRAINT users_id_key UNIQUE (id);
 ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0;
+`,
+  },
+  {
+    // PostgreSQL only (SQLite keeps the embedded registry in the data directory's OCI layouts),
+    // so SQLite has no version 5: the runners check each version on its own.
+    version: 5,
+    name: 'embedded registry in the database',
+    sql: `
+-- The embedded OCI registry, shared by every instance on this database. A blob is content-
+-- addressed: its row and all its chunks are written in one transaction, checked against the
+-- digest before the commit, so a reader never sees a partial or wrong blob.
+CREATE TABLE registry_blobs (
+  digest      TEXT COLLATE "C" PRIMARY KEY CHECK (digest ~ '^sha256:[a-f0-9]{64}$'),
+  size        BIGINT NOT NULL CHECK (size >= 0),
+  chunk_count INTEGER NOT NULL CHECK (chunk_count >= 0),
+  created_at  TEXT NOT NULL
+);
+
+-- At most 256 KiB each (the backend's chunk size), numbered from 0.
+CREATE TABLE registry_blob_chunks (
+  digest TEXT COLLATE "C" NOT NULL REFERENCES registry_blobs (digest) ON DELETE CASCADE,
+  idx    INTEGER NOT NULL CHECK (idx >= 0),
+  bytes  BYTEA NOT NULL CHECK (octet_length(bytes) <= 262144),
+  PRIMARY KEY (digest, idx)
+);
+
+-- The manifests a repository holds (what an OCI layout's index.json lists); a repository
+-- exists while it holds one.
+CREATE TABLE registry_manifests (
+  repository TEXT COLLATE "C" NOT NULL,
+  digest     TEXT COLLATE "C" NOT NULL REFERENCES registry_blobs (digest),
+  media_type TEXT NOT NULL,
+  size       BIGINT NOT NULL CHECK (size >= 0),
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (repository, digest)
+);
+
+-- Tags: the last push of a tag wins (an upsert on the key).
+CREATE TABLE registry_tags (
+  repository TEXT COLLATE "C" NOT NULL,
+  tag        TEXT COLLATE "C" NOT NULL,
+  digest     TEXT COLLATE "C" NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (repository, tag),
+  FOREIGN KEY (repository, digest) REFERENCES registry_manifests (repository, digest)
+);
 `,
   },
 ];

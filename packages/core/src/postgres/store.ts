@@ -31,6 +31,7 @@ import type { AgentPatch, LogQuery, Store, UserPatch } from '../store/types.js';
 import { newUserId } from '../store/user-id.js';
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
+import { PostgresRegistryBackend } from './registry.js';
 import { isPostgresUrl, redactDatabaseUrl } from './url.js';
 
 export interface PostgresStoreOptions {
@@ -64,6 +65,11 @@ export interface PostgresStore extends Store {
   readonly url: string;
   /** The schema holding the tables, or undefined when the server's `search_path` decides. */
   readonly schema: string | undefined;
+  /**
+   * The embedded registry kept in this database (see postgres/registry.ts), shared by every
+   * instance on it. Uses the store's pool; closing it is a no-op, closing the store ends it.
+   */
+  registryBackend(): PostgresRegistryBackend;
 }
 
 type PgModule = typeof import('pg').default;
@@ -238,6 +244,15 @@ class PgStore implements PostgresStore {
 
   async ping(): Promise<void> {
     await this.#query('SELECT 1');
+  }
+
+  registryBackend(): PostgresRegistryBackend {
+    return new PostgresRegistryBackend({
+      database: {
+        query: (text, values) => this.#query(text, values),
+        transaction: (work) => this.#transaction(work),
+      },
+    });
   }
 
   /** Closes every pooled connection. Safe to call more than once; every later call rejects `unavailable`. */

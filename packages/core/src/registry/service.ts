@@ -42,6 +42,12 @@ export interface RegistryServiceOptions {
   images: ImageService;
   /** Directory of the embedded registry (one OCI image layout per repository). */
   embeddedRoot: string;
+  /**
+   * The embedded registry's back end, instead of the layouts under `embeddedRoot`
+   * (createSentinelApi passes the PostgreSQL store's, so every instance shares one).
+   * Default: a {@link LayoutBackend} on `embeddedRoot`.
+   */
+  embedded?: RegistryBackend;
   /** The default registry. Default: the embedded one. */
   registry?: RegistrySettings;
   /** Default: silent. */
@@ -222,7 +228,7 @@ export class RegistryService {
   private readonly credentials: RegistryCredentials | undefined;
   private readonly defaultBackend: RegistryBackend;
   /** The embedded back end (also the default when no URL is configured). */
-  readonly embedded: LayoutBackend;
+  readonly embedded: RegistryBackend;
 
   /** Throws `invalid_request` for a malformed URL, or a username without password (or the reverse). */
   constructor(options: RegistryServiceOptions) {
@@ -231,7 +237,7 @@ export class RegistryService {
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
     this.clientOptions = options.client;
-    this.embedded = new LayoutBackend({ root: options.embeddedRoot });
+    this.embedded = options.embedded ?? new LayoutBackend({ root: options.embeddedRoot });
     const settings = options.registry ?? {};
     const hasUser = settings.username !== undefined && settings.username !== '';
     const hasPassword = settings.password !== undefined && settings.password !== '';
