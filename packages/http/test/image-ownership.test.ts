@@ -194,6 +194,25 @@ describe.each(HOSTS)('image ownership and runnable images on %s', (hostName) => 
     expect((await call('DELETE', image(v1.body.id), admin)).status).toBe(204);
   });
 
+  it('pulls follow the same rule: only the owner (or an admin) re-points a local tag from the registry', async () => {
+    const pushed = await call('POST', '/v1/images', alice, { name: 'alice/pulled', tag: 'v1', description: 'in the registry', model: 'echo/echo' });
+    expect((await call('POST', '/v1/registry/push', admin, { image: 'alice/pulled:v1' })).body).toMatchObject({ status: 'pushed', digest: pushed.body.id });
+    // Locally the tag moves on; the registry keeps the pushed image.
+    const local = await call('POST', '/v1/images', alice, { name: 'alice/pulled', tag: 'v1', description: 'local', model: 'echo/echo' });
+    expect(local.body.id).not.toBe(pushed.body.id);
+
+    const refused = await call('POST', '/v1/registry/pull', bob, { name: 'alice/pulled', tag: 'v1' });
+    expect(refused.status).toBe(403);
+    expect(refused.body.code).toBe('forbidden');
+    expect((await call('GET', image('alice/pulled:v1'), bob)).body.id).toBe(local.body.id);
+
+    const pulled = await call('POST', '/v1/registry/pull', alice, { name: 'alice/pulled', tag: 'v1' });
+    expect(pulled.body).toMatchObject({ status: 'pulled', digest: pushed.body.id });
+    expect((await call('GET', image('alice/pulled:v1'), bob)).body.id).toBe(pushed.body.id);
+    const history = await call('GET', `${image('alice/pulled')}/history`, alice);
+    expect(history.body.events.at(-1)).toMatchObject({ event_type: 'tag_moved', data: { from: local.body.id, to: pushed.body.id, by: 'alice' } });
+  });
+
   it('refuses images that cannot run here: unknown provider (model.provider) and unknown tools (tools[i])', async () => {
     const before = (await api.store.listImages()).length;
     const provider = await call('POST', '/v1/images', alice, { name: 'alice/nope', model: 'nope/zzz' });
