@@ -305,7 +305,7 @@ export class ImageService {
     this.logger.info('image built', { image: nameTag, digest: built.digest, ...(options.principal ? { user: options.principal.username } : {}) });
     const stored = await this.store.getImage(built.digest);
     if (!stored) throw new Error(`image ${built.digest} vanished right after it was stored`);
-    const repositories = await this.repositoryMap();
+    const repositories = await this.repositoriesOf(stored);
     return toImageResource(this.visibleRecord(stored, options.principal, repositories), repositories);
   }
 
@@ -328,7 +328,9 @@ export class ImageService {
     for (const name of names) {
       let repository = await this.store.getRepository(name);
       if (repository === null) {
-        const owner = await this.ownerOfNewRepository(name, actor);
+        // Tags without a repository row were written by code that recorded no owners (a Store
+        // filled directly, an older instance mid-upgrade): the server's, like the migration says.
+        const owner = (await this.hasTags(name)) ? SYSTEM_OWNER : await this.ownerOfNewRepository(name, actor);
         repository = await this.store.claimRepository({ name, owner, visibility: visibility ?? 'public', created_at: new Date(this.now()).toISOString() });
       }
       if (!mayManage(actor, repository)) throw this.notYours(name);
@@ -338,6 +340,11 @@ export class ImageService {
       const from = await this.store.resolveTag(nameTag);
       if (from !== digest) await this.journalTag(actor, nameTag, from === null ? 'tag_created' : 'tag_moved', from, digest);
     }
+  }
+
+  /** True when some tag of repository `name` exists (the rare path: a repository without its row). */
+  private async hasTags(name: string): Promise<boolean> {
+    return (await this.store.listImages()).some((image) => image.tags.some((t) => repositoryOf(t) === name));
   }
 
   /** Who a repository created now by `actor` belongs to; `forbidden` when `actor` may not create it. */
@@ -379,6 +386,13 @@ export class ImageService {
   /** Every repository by name. */
   private async repositoryMap(): Promise<Map<string, RepositoryRecord>> {
     return new Map((await this.store.listRepositories()).map((r) => [r.name, r]));
+  }
+
+  /** The repositories of one image's tags by name (one lookup each: an image has few tags). */
+  private async repositoriesOf(record: ImageRecord): Promise<Map<string, RepositoryRecord>> {
+    const names = [...new Set(record.tags.map(repositoryOf))];
+    const found = await Promise.all(names.map((name) => this.store.getRepository(name)));
+    return new Map(found.filter((r): r is RepositoryRecord => r !== null).map((r) => [r.name, r]));
   }
 
   private async repositoryOrUnowned(name: string): Promise<RepositoryRecord> {
@@ -425,7 +439,7 @@ export class ImageService {
     const { record, viaTag } = await this.find(ref);
     if (isAdmin(principal)) return record;
     if (viaTag !== null && !maySee(principal, await this.repositoryOrUnowned(repositoryOf(viaTag)))) throw notFound(ref);
-    const visible = this.visibleRecord(record, principal, await this.repositoryMap(), true);
+    const visible = this.visibleRecord(record, principal, await this.repositoriesOf(record), true);
     if (!visible) throw notFound(ref);
     return visible;
   }
@@ -458,7 +472,7 @@ export class ImageService {
   /** The image a reference points at, as the API returns it to `principal` (default none: the server). */
   async get(ref: string, principal?: Principal): Promise<ImageResource> {
     const record = await this.resolve(ref, principal);
-    return toImageResource(record, await this.repositoryMap());
+    return toImageResource(record, await this.repositoriesOf(record));
   }
 
   /**
@@ -472,7 +486,7 @@ export class ImageService {
     const record = isAdmin(principal) ? visible : ((await this.store.getImage(visible.digest)) ?? visible);
     if (!isAdmin(principal)) {
       if (record.tags.length === 0) throw new SentinelError('forbidden', `image ${ref} has no tags: only an admin may delete an untagged image`);
-      const repositories = await this.repositoryMap();
+      const repositories = await this.repositoriesOf(record);
       const foreign = new Set(record.tags.map(repositoryOf).filter((name) => !mayManage(principal, repositories.get(name) ?? unownedRepository(name))));
       if (foreign.size > 0) {
         throw new SentinelError('forbidden', `image ${ref} is tagged in ${foreign.size} repositor${foreign.size === 1 ? 'y' : 'ies'} you do not own: only their owners or an admin may delete it`);
