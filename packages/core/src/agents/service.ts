@@ -80,6 +80,8 @@ const MAX_LISTED_MATCHES = 20;
 /** Image definitions kept for `runnable` (images are immutable, so entries never go stale). */
 const DEFINITION_CACHE_SIZE = 256;
 const HEX_RE = /^[0-9a-f]+$/;
+/** Longest agent reference looked up, in UTF-16 units: ids and names are at most 64 characters (a name's may take two units each). */
+const MAX_REFERENCE_LENGTH = 128;
 
 /** Whether the server can run an agent now; see {@link AgentResource.runnable}. */
 export interface AgentRunStatus {
@@ -157,6 +159,8 @@ export class AgentService {
    * name or an id prefix fits several. An admin's own agent wins over other users' of the same name.
    */
   private async visibleRecord(principal: Principal, ref: string): Promise<AgentRecord> {
+    // Ids and names are at most 64 characters: anything longer names nothing (and costs no lookup).
+    if (ref.length === 0 || ref.length > MAX_REFERENCE_LENGTH) throw new SentinelError('not_found', `agent "${ref.slice(0, 80)}" not found`);
     const exact = await this.store.getAgent(ref);
     if (exact && (principal.role === 'admin' || exact.owner === principal.username)) return exact;
     const owner = principal.role === 'admin' ? {} : { owner: principal.username };
