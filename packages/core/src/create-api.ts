@@ -174,7 +174,6 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
     const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
-    const images = new ImageService({ store, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderRegistry().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
     const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);
@@ -185,6 +184,9 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       .register(currentTimeTool)
       .register(createHttpFetchTool(options.httpFetch))
       .register(createWebSearchTool(options.webSearch));
+    // The live registries: a build naming a tool or provider this server lacks is refused, and
+    // what an embedding app registers later counts from then on.
+    const images = new ImageService({ store, logger, journal, tools, providers });
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const agents = new AgentService({ store, images, journal, runtime, logger });
     const chat = new AgentChatService({ agents, runtime, bus, logger });

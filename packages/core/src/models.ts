@@ -74,6 +74,12 @@ export interface AgentResource {
   environment: string[];
   api_usage: { requests: number; tokens: number };
   endpoints: { chat: string; events: string };
+  /** False when this server cannot run the agent's image as it is configured now (see `reason`). */
+  runnable: boolean;
+  /** Why the agent cannot run; only when `runnable` is false. */
+  reason?: string;
+  /** What agent creation noticed (an unconfigured provider, an unknown tool); only on the create answer. */
+  warnings?: string[];
 }
 
 /** The agent definition (a "Sentinelfile"), validated. It is the OCI config blob of an image. */
@@ -102,6 +108,20 @@ export interface ImageRecord {
   tags: string[];
 }
 
+export type RepositoryVisibility = 'public' | 'private';
+
+/**
+ * A repository: an image name without its tag. It belongs to the user who first created it
+ * (or to its namespace's user, or to `sentinel` for the reserved namespace and for what
+ * existed before ownership was recorded); only its owner or an admin may tag images in it.
+ */
+export interface RepositoryRecord {
+  name: string;
+  owner: string;
+  visibility: RepositoryVisibility;
+  created_at: string;
+}
+
 /** The image as the API returns it. */
 export interface ImageResource {
   id: string;
@@ -119,6 +139,10 @@ export interface ImageResource {
   tools: string[];
   capabilities: string[];
   instructions: string;
+  /** Owner of the repository of `name` (null for an untagged image). */
+  owner: string | null;
+  /** Visibility of the repository of `name` (null for an untagged image). */
+  visibility: RepositoryVisibility | null;
 }
 
 export interface LogRecord {

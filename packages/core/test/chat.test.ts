@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  buildAgentImage,
   createSentinelApi,
   isSentinelError,
   parseAgentDefinition,
@@ -563,8 +564,17 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
   });
 
   it('an image whose provider is not configured gets a clear upstream_error', async () => {
-    await api.images.build(parseAgentDefinition({ name: 'test/cloud', model: 'mistral/mistral-large-latest' }));
+    // A build naming an unknown provider is refused now; an image pulled from elsewhere (stored
+    // as the registry service stores it) can still name one, and must still fail cleanly.
+    const def = parseAgentDefinition({ name: 'test/cloud', model: 'mistral/mistral-large-latest' });
+    await expect(api.images.build(def)).rejects.toMatchObject({ code: 'invalid_request' });
+    const built = buildAgentImage(def, '2026-01-01T00:00:00.000Z');
+    await api.store.putImage(
+      { digest: built.digest, manifest: built.manifest, config: built.config, config_digest: built.config_digest, size: built.size, created_at: '2026-01-01T00:00:00.000Z' },
+      ['test/cloud:latest'],
+    );
     const id = await agent('test/cloud');
+    expect(await api.agents.get(alice, id, { secure: false, host: 'localhost' })).toMatchObject({ runnable: false, reason: expect.stringContaining('mistral') });
     const { sink, send } = await openChat(id);
     send({ type: 'message', content: 'hi', message_id: 'u-1' });
     const [err] = await until(() => terminals(sink, 'u-1').length > 0 && terminals(sink, 'u-1'), 'error');

@@ -272,4 +272,30 @@ describe('ImageService on SQLite', () => {
     expect((await rejection(api.images.get(image.id))).code).toBe('not_found');
     expect((await rejection(api.images.get('acme/busy'))).code).toBe('not_found');
   });
+
+  it('tags stored without an owner (a Store filled directly, an older instance) belong to the server, not to the next builder', async () => {
+    await api.users.create({ username: 'mallory', password: 'mallory-password' });
+    const mallory = { username: 'mallory', role: 'user' as const };
+    const built = buildAgentImage(parseAgentDefinition({ name: 'legacy/tool', model: 'echo/echo' }), '2026-01-01T00:00:00.000Z');
+    await api.store.putImage({ digest: built.digest, manifest: built.manifest, config: built.config, config_digest: built.config_digest, size: built.size, created_at: '2026-01-01T00:00:00.000Z' }, ['legacy/tool:v1']);
+    const hijack = await rejection(api.images.build(parseAgentDefinition({ name: 'legacy/tool', tag: 'v2', model: 'echo/echo' }), { principal: mallory }));
+    expect(hijack.code).toBe('forbidden');
+    expect((await api.store.getRepository('legacy/tool'))?.owner).toBe('sentinel');
+    expect((await api.images.get('legacy/tool:v1', mallory)).owner).toBe('sentinel');
+    // A brand-new repository is the builder's, and without a principal (the server, an embedding app) the server's.
+    expect((await api.images.build(parseAgentDefinition({ name: 'mallory-made', model: 'echo/echo' }), { principal: mallory })).owner).toBe('mallory');
+    expect((await api.images.build(parseAgentDefinition({ name: 'app/made', model: 'echo/echo' }))).owner).toBe('sentinel');
+  });
+
+  it('checkMayTag is what pulls and imports call: it claims, refuses and journals without storing anything', async () => {
+    const mallory = { username: 'mallory', role: 'user' as const };
+    const digest = `sha256:${'e'.repeat(64)}`;
+    await api.images.checkMayTag(mallory, ['mallory/pulled:v1'], digest);
+    expect(await api.store.getRepository('mallory/pulled')).toMatchObject({ owner: 'mallory', visibility: 'public' });
+    expect(await api.store.resolveTag('mallory/pulled:v1')).toBeNull();
+    expect((await api.images.history('mallory/pulled')).map((e) => [e.event_type, e.data.to, e.data.by])).toEqual([['tag_created', digest, 'mallory']]);
+    expect((await rejection(api.images.checkMayTag(mallory, ['sentinel/echo:latest'], digest))).code).toBe('forbidden');
+    expect((await rejection(api.images.checkMayTag(mallory, ['legacy/tool:v1'], digest))).code).toBe('forbidden');
+    await api.images.checkMayTag(undefined, ['legacy/tool:v1'], digest);
+  });
 });

@@ -96,6 +96,37 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  it('upgrades a version-2 database: existing repositories go to their namespace user, else to sentinel', async () => {
+    const path = join(tempDir(), 'sentinel.db');
+    const raw = new Database(path);
+    raw.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL);');
+    for (const migration of sqliteMigrations.filter((m) => m.version <= 2)) {
+      raw.exec(migration.sql);
+      raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(migration.version, migration.name, T0);
+    }
+    raw.prepare("INSERT INTO users VALUES ('alice', 'scrypt$x', 'user', 0, ?, ?)").run(T0, T0);
+    raw.prepare("INSERT INTO images VALUES ('sha256:aa', '{}', '{}', 'sha256:bb', 2, ?)").run(T0);
+    for (const tag of ['alice/tool:v1', 'alice/tool:v2', 'demo/helper:v1', 'sentinel/echo:latest', 'plain:latest', 'ghost/thing:1']) {
+      raw.prepare('INSERT INTO image_tags VALUES (?, ?)').run(tag, 'sha256:aa');
+    }
+    raw.close();
+
+    const store = await openSqliteStore({ path });
+    try {
+      const repositories = await store.listRepositories();
+      expect(repositories.map((r) => [r.name, r.owner, r.visibility])).toEqual([
+        ['alice/tool', 'alice', 'public'],
+        ['demo/helper', 'sentinel', 'public'],
+        ['ghost/thing', 'sentinel', 'public'],
+        ['plain', 'sentinel', 'public'],
+        ['sentinel/echo', 'sentinel', 'public'],
+      ]);
+      for (const r of repositories) expect(r.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('upgrades a version-1 database in place: data kept, messages and marks deleted with the agent', async () => {
     const path = join(tempDir(), 'sentinel.db');
     const v1 = sqliteMigrations.find((m) => m.version === 1);

@@ -277,6 +277,28 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await store.listAgents({ owner: 'nobody' })).toEqual([]);
       });
 
+      it('finds agents by owner, exact name and id prefix, newest first, bounded by limit', async () => {
+        const first = await seedAgent('abc001', 'alice');
+        await store.createUser(makeUser('bob'));
+        await store.createAgent(makeAgent('abc002', 'alice', first.image_id, { name: 'helper', created_at: at(20) }));
+        await store.createAgent(makeAgent('abd003', 'bob', first.image_id, { name: 'helper', created_at: at(10) }));
+        await store.createAgent(makeAgent('ff0004', 'bob', first.image_id, { name: 'Helper', created_at: at(30) }));
+
+        const ids = async (query: Parameters<Store['findAgents']>[0]) => (await store.findAgents(query)).map((a) => a.id);
+        expect(await ids({ name: 'helper' })).toEqual(['abc002', 'abd003']);
+        expect(await ids({ name: 'helper', owner: 'bob' })).toEqual(['abd003']);
+        expect(await ids({ name: 'help' })).toEqual([]);
+        expect(await ids({ idPrefix: 'ab' })).toEqual(['abc002', 'abd003', 'abc001']);
+        expect(await ids({ idPrefix: 'abc' })).toEqual(['abc002', 'abc001']);
+        expect(await ids({ idPrefix: 'ab', owner: 'bob' })).toEqual(['abd003']);
+        expect(await ids({ idPrefix: 'abc002' })).toEqual(['abc002']);
+        expect(await ids({ idPrefix: 'ab', limit: 2 })).toEqual(['abc002', 'abd003']);
+        // Not hex: no generated id can start with it, and it never reaches the range bounds.
+        expect(await ids({ idPrefix: 'a%' })).toEqual([]);
+        expect(await ids({ idPrefix: 'zz' })).toEqual([]);
+        expect(await store.findAgents({ name: 'helper', owner: 'alice' })).toEqual([makeAgent('abc002', 'alice', first.image_id, { name: 'helper', created_at: at(20) })]);
+      });
+
       it('updates status, name and updated_at, returning the whole record', async () => {
         const agent = await seedAgent();
         const running = await store.updateAgent(agent.id, { status: 'running', updated_at: at(5) });
@@ -695,6 +717,35 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await store.listMessages('b1')).toHaveLength(2);
         expect(await store.deleteUser('bob')).toBe(true);
         expect(await store.listMessages('b1')).toEqual([]);
+      });
+    });
+
+    describe('repositories', () => {
+      it('claims a repository once: the first claim wins and later claims get the stored record', async () => {
+        const mine = { name: 'demo/helper', owner: 'alice', visibility: 'public' as const, created_at: at(1) };
+        expect(await store.getRepository('demo/helper')).toBeNull();
+        expect(await store.claimRepository(mine)).toEqual(mine);
+        expect(await store.claimRepository({ name: 'demo/helper', owner: 'bob', visibility: 'private', created_at: at(2) })).toEqual(mine);
+        expect(await store.getRepository('demo/helper')).toEqual(mine);
+      });
+
+      it('gives concurrent claims of one name a single winner', async () => {
+        const claims = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.claimRepository({ name: 'race/one', owner: `user${i}`, visibility: 'public', created_at: at(i) })),
+        );
+        const owners = new Set(claims.map((c) => c.owner));
+        expect(owners.size).toBe(1);
+        expect((await store.getRepository('race/one'))?.owner).toBe(claims[0]?.owner);
+      });
+
+      it('lists sorted by name and updates visibility, reporting unknown names', async () => {
+        await store.claimRepository({ name: 'zeta', owner: 'alice', visibility: 'public', created_at: at(1) });
+        await store.claimRepository({ name: 'alpha/x', owner: 'bob', visibility: 'private', created_at: at(2) });
+        expect((await store.listRepositories()).map((r) => r.name)).toEqual(['alpha/x', 'zeta']);
+        expect(await store.updateRepository('zeta', { visibility: 'private' })).toEqual({ name: 'zeta', owner: 'alice', visibility: 'private', created_at: at(1) });
+        expect(await store.updateRepository('zeta', {})).toMatchObject({ visibility: 'private' });
+        expect((await store.getRepository('zeta'))?.visibility).toBe('private');
+        expect(await store.updateRepository('missing', { visibility: 'public' })).toBeNull();
       });
     });
 

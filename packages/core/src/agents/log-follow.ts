@@ -25,6 +25,7 @@ export interface FollowAgentLogsOptions {
   agents: AgentService;
   bus: EventBus;
   principal: Principal;
+  /** The agent: its id, name or a unique id prefix (see AgentService). */
   agentId: string;
   /** since / tail / level, as for a plain logs request. Default: every line. */
   query?: AgentLogsQuery;
@@ -46,7 +47,9 @@ export function logStreamItem(line: LogRecord): StreamItem {
  * bus subscription as soon as the consumer stops.
  */
 export async function followAgentLogs(options: FollowAgentLogsOptions): Promise<AsyncIterable<StreamItem>> {
-  const { agents, bus, principal, agentId, query = {}, signal } = options;
+  const { agents, bus, principal, query = {}, signal } = options;
+  // The reference (id, name or id prefix) resolved once: the bus and the Store key by id.
+  const agentId = (await agents.getRecord(principal, options.agentId)).id;
   const minRank = query.level === undefined ? 0 : LOG_LEVELS.indexOf(query.level);
   const matches = (line: LogRecord) => LOG_LEVELS.indexOf(line.level as LogLevel) >= minRank;
 

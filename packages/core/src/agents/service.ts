@@ -2,12 +2,16 @@
  * Agents: instances of images, owned by the user who created them (DESIGN.md §5). A user sees
  * and touches only their own agents (another user's is a 404, so IDs reveal nothing); admins
  * see all. Every status change is stored, logged and announced as an `agent_status` event.
+ *
+ * Every method takes an agent reference the way Docker takes a container: the full id, the
+ * agent's name, or a unique prefix of its id, within the agents the principal may see. An exact
+ * id wins over a name, a name over a prefix; an ambiguous one is a `conflict` listing the matches.
  */
 import { randomBytes } from 'node:crypto';
 import { isSentinelError, SentinelError } from '../errors.js';
 import type { Logger, LogLevel } from '../logger.js';
 import { silentLogger } from '../logger.js';
-import type { AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../models.js';
+import type { AgentDefinition, AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../models.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition, parseImageReference, SHORT_ID_LENGTH } from '../images/service.js';
 import type { AgentJournal } from '../journal.js';
@@ -71,8 +75,22 @@ const AGENT_NAME_RE = new RegExp(AGENT_NAME_PATTERN, 'u');
 /** Longest default-name stem, so `<stem>-<6 hex>` fits the 64-character name limit. */
 const MAX_NAME_STEM = 57;
 
-/** The API shape of an agent (DESIGN.md §13). Environment values never leave the server. */
-export function toAgentResource(record: AgentRecord, origin: RequestOrigin): AgentResource {
+/** Matches listed in the `details` of an ambiguous agent reference, at most. */
+const MAX_LISTED_MATCHES = 20;
+/** Image definitions kept for `runnable` (images are immutable, so entries never go stale). */
+const DEFINITION_CACHE_SIZE = 256;
+const HEX_RE = /^[0-9a-f]+$/;
+/** Longest agent reference looked up, in UTF-16 units: ids and names are at most 64 characters (a name's may take two units each). */
+const MAX_REFERENCE_LENGTH = 128;
+
+/** Whether the server can run an agent now; see {@link AgentResource.runnable}. */
+export interface AgentRunStatus {
+  runnable: boolean;
+  reason?: string;
+}
+
+/** The API shape of an agent (DESIGN.md §13). Environment values never leave the server. `run` default: runnable. */
+export function toAgentResource(record: AgentRecord, origin: RequestOrigin, run: AgentRunStatus = { runnable: true }): AgentResource {
   const base = `${origin.secure ? 'wss' : 'ws'}://${origin.host}/v1/agents/${encodeURIComponent(record.id)}`;
   return {
     id: record.id,
@@ -88,7 +106,16 @@ export function toAgentResource(record: AgentRecord, origin: RequestOrigin): Age
     environment: Object.keys(record.environment).sort(),
     api_usage: { requests: record.usage_requests, tokens: record.usage_tokens },
     endpoints: { chat: `${base}/chat`, events: `${base}/events` },
+    runnable: run.runnable,
+    ...(run.reason === undefined ? {} : { reason: run.reason }),
   };
+}
+
+function ambiguous(ref: string, matches: readonly AgentRecord[], how: 'name' | 'id prefix'): SentinelError {
+  const listed = matches.slice(0, MAX_LISTED_MATCHES).map((a) => ({ id: a.id, name: a.name, owner: a.owner }));
+  const count = matches.length > MAX_LISTED_MATCHES ? `more than ${MAX_LISTED_MATCHES}` : String(matches.length);
+  const hint = how === 'name' ? 'use the id' : 'give more of the id';
+  return new SentinelError('conflict', `agent reference "${ref}" is ambiguous: ${count} agents match by ${how}; ${hint}`, { details: { matches: listed } });
 }
 
 function statusContent(name: string, status: AgentStatus): string {
@@ -111,6 +138,7 @@ export class AgentService {
   private readonly runtime: AgentTurnControl | undefined;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly definitions = new Map<string, Pick<AgentDefinition, 'model' | 'tools'>>();
 
   constructor(options: AgentServiceOptions) {
     this.store = options.store;
@@ -125,13 +153,63 @@ export class AgentService {
     return new Date(this.now()).toISOString();
   }
 
-  /** The agent if the principal may see it; `not_found` otherwise (never `forbidden`). */
-  private async visibleRecord(principal: Principal, id: string): Promise<AgentRecord> {
-    const record = await this.store.getAgent(id);
-    if (!record || (principal.role !== 'admin' && record.owner !== principal.username)) {
-      throw new SentinelError('not_found', `agent "${id}" not found`);
+  /**
+   * The agent `ref` names among those the principal may see (see the module comment):
+   * `not_found` when none (never `forbidden`), `conflict` with the matches in `details` when a
+   * name or an id prefix fits several. An admin's own agent wins over other users' of the same name.
+   */
+  private async visibleRecord(principal: Principal, ref: string): Promise<AgentRecord> {
+    // Ids and names are at most 64 characters: anything longer names nothing (and costs no lookup).
+    if (ref.length === 0 || ref.length > MAX_REFERENCE_LENGTH) throw new SentinelError('not_found', `agent "${ref.slice(0, 80)}" not found`);
+    const exact = await this.store.getAgent(ref);
+    if (exact && (principal.role === 'admin' || exact.owner === principal.username)) return exact;
+    const owner = principal.role === 'admin' ? {} : { owner: principal.username };
+    const named = await this.store.findAgents({ ...owner, name: ref, limit: MAX_LISTED_MATCHES + 1 });
+    const [onlyNamed] = named;
+    if (named.length === 1 && onlyNamed) return onlyNamed;
+    if (named.length > 1) {
+      const own = named.filter((a) => a.owner === principal.username);
+      if (own.length === 1 && own[0]) return own[0];
+      throw ambiguous(ref, named, 'name');
     }
-    return record;
+    // Generated ids are hex: anything else cannot be a prefix of one.
+    if (HEX_RE.test(ref)) {
+      const prefixed = await this.store.findAgents({ ...owner, idPrefix: ref, limit: MAX_LISTED_MATCHES + 1 });
+      const [onlyPrefixed] = prefixed;
+      if (prefixed.length === 1 && onlyPrefixed) return onlyPrefixed;
+      if (prefixed.length > 1) throw ambiguous(ref, prefixed, 'id prefix');
+    }
+    throw new SentinelError('not_found', `agent "${ref}" not found`);
+  }
+
+  /** The provider and tools of an image, cached by digest. */
+  private async definitionOf(digest: string): Promise<Pick<AgentDefinition, 'model' | 'tools'> | undefined> {
+    const cached = this.definitions.get(digest);
+    if (cached) return cached;
+    const image = await this.store.getImage(digest);
+    if (!image) return undefined;
+    const { model, tools } = imageDefinition(image);
+    if (this.definitions.size >= DEFINITION_CACHE_SIZE) {
+      const oldest = this.definitions.keys().next().value;
+      if (oldest !== undefined) this.definitions.delete(oldest);
+    }
+    this.definitions.set(digest, { model, tools });
+    return { model, tools };
+  }
+
+  /**
+   * Whether this server can run the agent's image as it is configured now (the live provider and
+   * tool sets: an embedding app may register more later), and why not.
+   */
+  private async runStatus(record: AgentRecord): Promise<AgentRunStatus> {
+    const def = await this.definitionOf(record.image_id);
+    if (!def) return { runnable: false, reason: `image ${record.image_id} is missing` };
+    const problems = this.images.runProblems(def);
+    return problems.length === 0 ? { runnable: true } : { runnable: false, reason: problems.join('; ') };
+  }
+
+  private async resource(record: AgentRecord, origin: RequestOrigin): Promise<AgentResource> {
+    return toAgentResource(record, origin, await this.runStatus(record));
   }
 
   private async announceStatus(record: AgentRecord): Promise<void> {
@@ -159,7 +237,8 @@ export class AgentService {
       throw new SentinelError('invalid_request', 'invalid agent name: 1-64 letters, digits, spaces or ._- starting with a letter or digit');
     }
     const ref = parseImageReference(input.image);
-    const image = await this.images.resolve(input.image);
+    // As the principal may see it: another user's private image is a 404, like a missing one.
+    const image = await this.images.resolve(input.image, principal);
     const def = imageDefinition(image);
     const shortId = image.digest.slice('sha256:'.length, 'sha256:'.length + SHORT_ID_LENGTH);
     // Record what the client meant: the tag it named, else the image's own first tag.
@@ -205,23 +284,30 @@ export class AgentService {
     ]);
     await Promise.all([this.journal.log(id, 'info', 'agent started'), this.announceStatus(running)]);
     this.logger.info('agent created', { agent_id: id, owner: principal.username, image: imageRef });
-    return toAgentResource(running, origin);
+    // Created even so: the server may be configured (or the tool registered) later.
+    const warnings = this.images.runProblems(def);
+    if (warnings.length > 0) await this.journal.log(id, 'warn', `agent cannot run yet: ${warnings.join('; ')}`, { warnings });
+    const run = warnings.length === 0 ? { runnable: true } : { runnable: false, reason: warnings.join('; ') };
+    return { ...toAgentResource(running, origin, run), warnings };
   }
 
   /** The principal's agents (every agent for an admin), newest first. */
   async list(principal: Principal, origin: RequestOrigin): Promise<AgentResource[]> {
     const records = await this.store.listAgents(principal.role === 'admin' ? {} : { owner: principal.username });
-    return records.map((r) => toAgentResource(r, origin));
+    return Promise.all(records.map((r) => this.resource(r, origin)));
   }
 
-  /** One agent; `not_found` when unknown or not visible to the principal. */
-  async get(principal: Principal, id: string, origin: RequestOrigin): Promise<AgentResource> {
-    return toAgentResource(await this.visibleRecord(principal, id), origin);
+  /** One agent by reference (id, name or id prefix); `not_found` when unknown or not visible to the principal. */
+  async get(principal: Principal, ref: string, origin: RequestOrigin): Promise<AgentResource> {
+    return this.resource(await this.visibleRecord(principal, ref), origin);
   }
 
-  /** The stored record (for other services: runtime, streams), with the same visibility rule. */
-  async getRecord(principal: Principal, id: string): Promise<AgentRecord> {
-    return this.visibleRecord(principal, id);
+  /**
+   * The stored record (for other services: runtime, streams) by reference, with the same
+   * visibility rule. Callers go on with `record.id`, never with the reference.
+   */
+  async getRecord(principal: Principal, ref: string): Promise<AgentRecord> {
+    return this.visibleRecord(principal, ref);
   }
 
   /**
@@ -229,27 +315,29 @@ export class AgentService {
    * `stopped`, then the status is stored, logged and announced. Idempotent: an agent already
    * stopped is returned as is.
    */
-  async stop(principal: Principal, id: string, origin: RequestOrigin): Promise<AgentResource> {
-    const record = await this.visibleRecord(principal, id);
+  async stop(principal: Principal, ref: string, origin: RequestOrigin): Promise<AgentResource> {
+    const record = await this.visibleRecord(principal, ref);
+    const { id } = record;
     // Turns first: once the status says stopped, nothing of the agent runs any more.
     await this.runtime?.stop(id);
-    if (record.status === 'stopped') return toAgentResource(record, origin);
+    if (record.status === 'stopped') return this.resource(record, origin);
     const stopped = await this.setStatus(record, 'stopped');
     await this.journal.log(id, 'info', 'agent stopped');
     await this.announceStatus(stopped);
     this.logger.info('agent stopped', { agent_id: id, by: principal.username });
-    return toAgentResource(stopped, origin);
+    return this.resource(stopped, origin);
   }
 
   /**
    * Starts a stopped (or failed) agent: the status is stored, logged and announced, then it
    * accepts messages again. Idempotent: a running agent is returned as is.
    */
-  async start(principal: Principal, id: string, origin: RequestOrigin): Promise<AgentResource> {
-    const record = await this.visibleRecord(principal, id);
+  async start(principal: Principal, ref: string, origin: RequestOrigin): Promise<AgentResource> {
+    const record = await this.visibleRecord(principal, ref);
+    const { id } = record;
     if (record.status === 'running') {
       this.runtime?.start(id);
-      return toAgentResource(record, origin);
+      return this.resource(record, origin);
     }
     // Status first: a turn checks the stored status when it begins.
     const running = await this.setStatus(record, 'running');
@@ -257,7 +345,7 @@ export class AgentService {
     await this.journal.log(id, 'info', 'agent started');
     await this.announceStatus(running);
     this.logger.info('agent started', { agent_id: id, by: principal.username });
-    return toAgentResource(running, origin);
+    return this.resource(running, origin);
   }
 
   /**
@@ -265,8 +353,9 @@ export class AgentService {
    * subscribers), then deletes it with its logs, events and messages, then tells subscribers it
    * is gone.
    */
-  async delete(principal: Principal, id: string): Promise<void> {
-    const record = await this.visibleRecord(principal, id);
+  async delete(principal: Principal, ref: string): Promise<void> {
+    const record = await this.visibleRecord(principal, ref);
+    const { id } = record;
     await this.runtime?.remove(id);
     try {
       if (record.status !== 'stopped') {
@@ -283,13 +372,13 @@ export class AgentService {
   }
 
   /** Log lines like `docker logs`: oldest first, filtered by since / tail / minimum level. */
-  async logs(principal: Principal, id: string, query: AgentLogsQuery = {}): Promise<LogRecord[]> {
+  async logs(principal: Principal, ref: string, query: AgentLogsQuery = {}): Promise<LogRecord[]> {
     // Parse first: a malformed query is a 400 whoever asks.
     const since = query.since === undefined ? undefined : parseLogSince(query.since, this.now());
     if (query.tail !== undefined && query.tail !== 'all' && (!Number.isInteger(query.tail) || query.tail < 0)) {
       throw new SentinelError('invalid_request', 'invalid "tail": use a non-negative integer or "all"');
     }
-    await this.visibleRecord(principal, id);
+    const { id } = await this.visibleRecord(principal, ref);
     return this.store.listLogs(id, {
       ...(since === undefined ? {} : { since }),
       ...(query.tail === undefined || query.tail === 'all' ? {} : { tail: query.tail }),

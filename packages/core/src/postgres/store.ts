@@ -23,11 +23,12 @@ import type {
   NewLogRecord,
   NewMessageRecord,
   NewUserRecord,
+  RepositoryRecord,
   Role,
   ToolCallRecord,
   UserRecord,
 } from '../models.js';
-import type { AgentPatch, LogQuery, Store, UserPatch } from '../store/types.js';
+import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../store/types.js';
 import { newUserId } from '../store/user-id.js';
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
@@ -121,6 +122,9 @@ const DEFAULT_EVENT_LIMIT = 1000;
 const MIGRATION_LOCK_KEY = '6004496291839624524';
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const HEX_PREFIX = /^[0-9a-f]*$/;
+/** Default and largest `limit` of findAgents. */
+const FIND_AGENTS_LIMIT = 100;
+const REPOSITORY_COLUMNS = 'name, owner, visibility, created_at';
 /** Sorts after every hex digit, so `[sha256:<prefix>, sha256:<prefix>g)` is exactly the prefix range. */
 const AFTER_HEX = 'g';
 /** pg's type id of bigint: COUNT(*), SUM(int) and our BIGINT columns. */
@@ -377,6 +381,31 @@ class PgStore implements PostgresStore {
     return row?.count ?? 0;
   }
 
+  async findAgents(query: AgentQuery): Promise<AgentRecord[]> {
+    const requested = query.limit ?? FIND_AGENTS_LIMIT;
+    if (!Number.isSafeInteger(requested) || requested < 0) throw new SentinelError('invalid_request', 'limit must be a non-negative integer');
+    if (query.idPrefix !== undefined && !HEX_PREFIX.test(query.idPrefix)) return [];
+    const conditions: string[] = [];
+    const values: unknown[] = [];
+    if (query.owner !== undefined) {
+      values.push(query.owner);
+      conditions.push(`owner = $${values.length}`);
+    }
+    if (query.name !== undefined) {
+      values.push(query.name);
+      conditions.push(`name = $${values.length}`);
+    }
+    if (query.idPrefix !== undefined) {
+      // A range on the primary key; ids are hex, so [prefix, prefix + 'g') is exactly the prefix.
+      values.push(query.idPrefix, `${query.idPrefix}${AFTER_HEX}`);
+      conditions.push(`id >= $${values.length - 1} AND id < $${values.length}`);
+    }
+    values.push(Math.min(requested, FIND_AGENTS_LIMIT));
+    const where = conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`;
+    const rows = await this.#query<AgentRow>(`SELECT ${AGENT_COLUMNS} FROM agents ${where} ORDER BY created_at DESC, ordinal DESC LIMIT $${values.length}`, values);
+    return rows.map(toAgent);
+  }
+
   async putImage(image: Omit<ImageRecord, 'tags'>, tags: string[]): Promise<void> {
     // Sorted and unique: one multi-row upsert may not touch a row twice, and a fixed order
     // means two concurrent puts lock the same tags in the same order (no deadlock).
@@ -419,6 +448,37 @@ class PgStore implements PostgresStore {
 
   async listImages(): Promise<ImageRecord[]> {
     return this.#query<ImageRecord>(`${IMAGE_SELECT} ORDER BY created_at DESC, ordinal DESC`);
+  }
+
+  async claimRepository(repository: RepositoryRecord): Promise<RepositoryRecord> {
+    // DO NOTHING, then read back: the first creator keeps the repository, across instances too
+    // (the insert waits on a concurrent one's row lock and then sees its row).
+    await this.#query(`INSERT INTO repositories (${REPOSITORY_COLUMNS}) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING`, [
+      repository.name,
+      repository.owner,
+      repository.visibility,
+      repository.created_at,
+    ]);
+    const stored = await this.getRepository(repository.name);
+    if (stored === null) throw new Error(`repository ${repository.name} vanished right after it was claimed`);
+    return stored;
+  }
+
+  async getRepository(name: string): Promise<RepositoryRecord | null> {
+    const [row] = await this.#query<RepositoryRecord>(`SELECT ${REPOSITORY_COLUMNS} FROM repositories WHERE name = $1`, [name]);
+    return row ?? null;
+  }
+
+  async listRepositories(): Promise<RepositoryRecord[]> {
+    return this.#query<RepositoryRecord>(`SELECT ${REPOSITORY_COLUMNS} FROM repositories ORDER BY name`);
+  }
+
+  async updateRepository(name: string, patch: Partial<Pick<RepositoryRecord, 'visibility'>>): Promise<RepositoryRecord | null> {
+    const [row] = await this.#query<RepositoryRecord>(
+      `UPDATE repositories SET visibility = COALESCE($2, visibility) WHERE name = $1 RETURNING ${REPOSITORY_COLUMNS}`,
+      [name, patch.visibility ?? null],
+    );
+    return row ?? null;
   }
 
   /**

@@ -165,10 +165,14 @@ export class AnthropicProvider implements ModelProvider {
     });
   }
 
+  configurationProblem(): string | undefined {
+    if (this.apiKey || !this.keyRequired) return undefined;
+    return 'anthropic: no API key configured: set ANTHROPIC_API_KEY (environment or providers.json in the data directory)';
+  }
+
   async *stream(request: ProviderRequest): AsyncGenerator<ProviderEvent, void, undefined> {
-    if (!this.apiKey && this.keyRequired) {
-      throw new SentinelError('upstream_error', 'anthropic: no API key configured: set ANTHROPIC_API_KEY (environment or providers.json in the data directory)');
-    }
+    const problem = this.configurationProblem();
+    if (problem !== undefined) throw new SentinelError('upstream_error', problem);
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       accept: 'text/event-stream',

@@ -154,13 +154,14 @@ export class OpenAiProvider implements ModelProvider {
     });
   }
 
+  configurationProblem(): string | undefined {
+    if (this.apiKey || !this.keyRequired) return undefined;
+    return `${this.name}: no API key configured: set ${this.vars.apiKey} (environment or providers.json in the data directory), or ${this.vars.baseUrl} for an OpenAI-compatible server`;
+  }
+
   async *stream(request: ProviderRequest): AsyncGenerator<ProviderEvent, void, undefined> {
-    if (!this.apiKey && this.keyRequired) {
-      throw new SentinelError(
-        'upstream_error',
-        `${this.name}: no API key configured: set ${this.vars.apiKey} (environment or providers.json in the data directory), or ${this.vars.baseUrl} for an OpenAI-compatible server`,
-      );
-    }
+    const problem = this.configurationProblem();
+    if (problem !== undefined) throw new SentinelError('upstream_error', problem);
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
     const body = this.client.stream({

@@ -84,4 +84,10 @@ export interface ModelProvider {
   stream(request: ProviderRequest): AsyncIterable<ProviderEvent>;
   /** Releases what the provider holds (connection pools); `api.close()` calls it. Optional. */
   close?(): Promise<void>;
+  /**
+   * Why this provider cannot serve requests as the server configured it (e.g. no API key for
+   * the public endpoint), or undefined when it can. Checked when agents are created and shown
+   * (`runnable`, `warnings`); never contains a secret. Optional: without it, configured.
+   */
+  configurationProblem?(): string | undefined;
 }

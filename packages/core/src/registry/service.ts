@@ -279,7 +279,7 @@ export class RegistryService {
       named = undefined;
     }
     const localRef = named?.registry === undefined ? input.image : formatRegistryReference({ ...named, registry: undefined });
-    const record = await this.images.resolve(localRef);
+    const record = await this.images.resolve(localRef, principal);
     const { repository, tag: localTag } = this.pushName(record, named);
     const tag = input.tag ?? localTag;
     if (!isValidTag(tag)) throw new SentinelError('invalid_request', `invalid tag "${tag.slice(0, 130)}"`);
@@ -363,6 +363,7 @@ export class RegistryService {
         if (existing !== null && (localTag === null || tagged === pulled.digest)) {
           status = 'up_to_date';
         } else {
+          await this.images.checkMayTag(principal, localTag === null ? [] : [localTag], pulled.digest);
           await this.store.putImage(
             { digest: pulled.digest, manifest, config, config_digest: configDigest, size: this.imageSize(manifest, pulled.config.byteLength), created_at: this.createdAt(manifest) },
             localTag === null ? [] : [localTag],
@@ -436,6 +437,7 @@ export class RegistryService {
       }
     }
     const nameTag = options.tag === undefined ? undefined : options.tag.includes(':') ? options.tag : `${options.tag}:latest`;
+    await this.images.checkMayTag(undefined, nameTag === undefined ? [] : [nameTag], image.digest);
     await this.store.putImage(
       { digest: image.digest, manifest, config, config_digest: configDigest, size: this.imageSize(manifest, image.config.byteLength), created_at: this.createdAt(manifest) },
       nameTag === undefined ? [] : [nameTag],

@@ -10,8 +10,12 @@ import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import type { Principal } from '../models.js';
 import { streamResult, type JsonSchema, type RouteContext, type RouteDef } from './types.js';
 
-/** Agent IDs in paths: a traversal-looking or oversized id is a 400 before any lookup. */
-export const AGENT_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+/**
+ * Agent references in paths: an id (or a prefix of one) or a name (see AgentService). A
+ * traversal-looking or oversized reference is a 400 before any lookup: names start with a
+ * letter or digit and hold no slash.
+ */
+export const AGENT_ID_PATTERN = `^(?:[A-Za-z0-9_-]{1,64}|${AGENT_NAME_PATTERN.slice(1, -1)})$`;
 
 const agentIdParams: JsonSchema = {
   type: 'object',
@@ -66,6 +70,9 @@ export const AGENT_RESOURCE_SCHEMA: JsonSchema = {
     environment: { type: 'array', items: { type: 'string' }, description: 'Names of the variables set; values are never returned' },
     api_usage: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } } },
     endpoints: { type: 'object', properties: { chat: { type: 'string' }, events: { type: 'string' } } },
+    runnable: { type: 'boolean', description: 'False when this server cannot run the image as configured now (unknown provider or tool, provider without API key)' },
+    reason: { type: 'string', description: 'Why the agent cannot run (only when runnable is false)' },
+    warnings: { type: 'array', items: { type: 'string' }, description: 'On creation only: what will keep the agent from running (empty when nothing)' },
   },
 };
 
@@ -116,7 +123,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       method: 'GET',
       path: '/v1/agents/:id',
       auth: 'user',
-      summary: 'Get an agent',
+      summary: 'Get an agent by id, name or unique id prefix (409 conflict, with the matches in details, when ambiguous)',
       schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
       handler: (input: { params: { id: string } }, ctx) => agents.get(principalOf(ctx), input.params.id, ctx.origin),
     },
@@ -154,8 +161,10 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
           if (!bus) throw new SentinelError('unavailable', 'following logs is not available on this server');
           return streamResult(await followAgentLogs({ agents, bus, principal: principalOf(ctx), agentId: input.params.id, query, signal: ctx.signal }));
         }
+        // Logs first: a malformed query is a 400 whoever asks. Then the id the reference named.
         const logs = await agents.logs(principalOf(ctx), input.params.id, query);
-        return { agent_id: input.params.id, logs };
+        const record = await agents.getRecord(principalOf(ctx), input.params.id);
+        return { agent_id: record.id, logs };
       },
     },
   ];

@@ -1,8 +1,10 @@
 /**
- * Image routes. Any logged-in user may build (POST a Sentinelfile as JSON or YAML); only
- * admins delete, because images are shared by every user's agents.
+ * Image routes. Any logged-in user may build (POST a Sentinelfile as JSON or YAML) into a
+ * repository they own or create; only a repository's owner or an admin tags, deletes, or
+ * changes its visibility; private repositories are a 404 to everyone else (ImageService).
  */
 import { SentinelError } from '../errors.js';
+import type { Principal } from '../models.js';
 import type { ImageService } from '../images/service.js';
 import { AGENT_DEFINITION_SCHEMA, normalizeAgentDefinition, type AgentDefinitionInput } from '../images/sentinelfile.js';
 import type { JsonSchema, RouteContext, RouteDef } from './types.js';
@@ -44,22 +46,76 @@ export const IMAGE_RESOURCE_SCHEMA: JsonSchema = {
     tools: { type: 'array', items: { type: 'string' } },
     capabilities: { type: 'array', items: { type: 'string' } },
     instructions: { type: 'string' },
+    owner: { type: ['string', 'null'], description: 'Owner of the repository of name (null when untagged)' },
+    visibility: { type: ['string', 'null'], enum: ['public', 'private', null], description: 'Visibility of the repository of name (null when untagged)' },
+  },
+};
+
+export const REPOSITORY_RESOURCE_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', description: 'The image name without tag' },
+    owner: { type: 'string', description: 'Who may tag in it (with admins); "sentinel": admins only' },
+    visibility: { type: 'string', enum: ['public', 'private'] },
+    created_at: { type: 'string', format: 'date-time' },
+    tags: { type: 'array', items: { type: 'string' }, description: 'Its name:tag references that point at an image now' },
+  },
+};
+
+const VISIBILITY_SCHEMA: JsonSchema = { type: 'string', enum: ['public', 'private'] };
+
+const buildQuery: JsonSchema = {
+  type: 'object',
+  properties: { visibility: VISIBILITY_SCHEMA },
+  additionalProperties: false,
+};
+
+const patchBody: JsonSchema = {
+  type: 'object',
+  properties: { visibility: VISIBILITY_SCHEMA },
+  required: ['visibility'],
+  additionalProperties: false,
+};
+
+const historyQuery: JsonSchema = {
+  type: 'object',
+  properties: {
+    since: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+    limit: { type: 'integer', minimum: 1, maximum: 1000 },
+  },
+  additionalProperties: false,
+};
+
+const JOURNAL_EVENT_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    seq: { type: 'integer' },
+    event_type: { type: 'string', enum: ['tag_created', 'tag_moved', 'tag_deleted', 'visibility_changed'] },
+    timestamp: { type: 'string', format: 'date-time' },
+    content: { type: 'string' },
+    data: {
+      type: 'object',
+      description: 'repository, and: name_tag, tag, from and to (digests, null for none) for tags; from and to (visibilities) otherwise; by (who)',
+    },
   },
 };
 
 /**
- * Repository namespace of the built-in images. Tags are shared by every user, so without this
- * any user could re-point `sentinel/echo:latest`, the image everyone starts from.
+ * Repository namespace of the built-in images (admins only; ImageService enforces it, with
+ * every other repository's owner).
  */
 export const RESERVED_IMAGE_NAMESPACE = 'sentinel/';
 
-function checkMayBuild(name: string, ctx: RouteContext): void {
-  if (name.startsWith(RESERVED_IMAGE_NAMESPACE) && ctx.principal?.role !== 'admin') {
-    throw new SentinelError('forbidden', `image names under ${RESERVED_IMAGE_NAMESPACE} are reserved for admins`);
-  }
+function principalOf(ctx: RouteContext): Principal {
+  // The transport authenticated the caller already: this only turns a wiring mistake into a 401.
+  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
+  return ctx.principal;
 }
 
-/** GET/POST /v1/images, GET /v1/images/:ref (any logged-in user), DELETE /v1/images/:ref (admin). */
+/**
+ * GET/POST /v1/images, GET/PATCH/DELETE /v1/images/:ref and GET /v1/images/:ref/history (any
+ * logged-in user; ownership and visibility are the ImageService's).
+ */
 export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
   const { images } = deps;
   return [
@@ -67,24 +123,29 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       method: 'GET',
       path: '/v1/images',
       auth: 'user',
-      summary: 'List local images',
+      summary: "List local images you may see (public ones and your own; admins: every image, untagged ones too)",
       schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } } } },
-      handler: async () => ({ images: await images.list() }),
+      handler: async (_input, ctx) => ({ images: await images.list(principalOf(ctx)) }),
     },
     {
       method: 'POST',
       path: '/v1/images',
       auth: 'user',
       status: 201,
-      summary: 'Build an image from a Sentinelfile (JSON or YAML) and tag it name:tag (names under sentinel/ are admin-only)',
+      summary:
+        'Build an image from a Sentinelfile (JSON or YAML) and tag it name:tag, in a repository you own or create ' +
+        '(sentinel/ is admin-only; a namespace named like a user is theirs). Unknown tools or model providers are a 400. ' +
+        '?visibility=private|public sets the repository visibility (default: public when new, else unchanged).',
       bodyFormats: ['json', 'yaml'],
       maxBodyBytes: MAX_SENTINELFILE_BYTES,
-      schemas: { body: AGENT_DEFINITION_SCHEMA, response: IMAGE_RESOURCE_SCHEMA },
+      errors: { 403: 'The repository or its namespace belongs to another user (sentinel/: admins only)' },
+      schemas: { query: buildQuery, body: AGENT_DEFINITION_SCHEMA, response: IMAGE_RESOURCE_SCHEMA },
       // The route already validated the body against the Sentinelfile schema: only normalise.
-      handler: (input: { body: AgentDefinitionInput }, ctx) => {
-        checkMayBuild(input.body.name, ctx);
-        return images.build(normalizeAgentDefinition(input.body));
-      },
+      handler: (input: { query: { visibility?: 'public' | 'private' }; body: AgentDefinitionInput }, ctx) =>
+        images.build(normalizeAgentDefinition(input.body), {
+          principal: principalOf(ctx),
+          ...(input.query.visibility === undefined ? {} : { visibility: input.query.visibility }),
+        }),
     },
     {
       method: 'GET',
@@ -92,17 +153,48 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       auth: 'user',
       summary: 'Get an image by ID, short ID, name:tag or name',
       schemas: { params: imageRefParams, response: IMAGE_RESOURCE_SCHEMA },
-      handler: (input: { params: { ref: string } }) => images.get(input.params.ref),
+      handler: (input: { params: { ref: string } }, ctx) => images.get(input.params.ref, principalOf(ctx)),
+    },
+    {
+      method: 'PATCH',
+      path: '/v1/images/:ref',
+      auth: 'user',
+      summary: "Change a repository's visibility (ref: its name, or name:tag; owner or admin): {\"visibility\": \"private\"|\"public\"}",
+      schemas: { params: imageRefParams, body: patchBody, response: REPOSITORY_RESOURCE_SCHEMA },
+      errors: { 403: 'Not the owner of the repository', 404: 'No such repository (or a private one of another user)' },
+      handler: (input: { params: { ref: string }; body: { visibility: 'public' | 'private' } }, ctx) =>
+        images.setVisibility(principalOf(ctx), input.params.ref, input.body.visibility),
     },
     {
       method: 'DELETE',
       path: '/v1/images/:ref',
-      auth: 'admin',
-      summary: 'Delete an image (refused while agents use it)',
+      auth: 'user',
+      summary: 'Delete an image with all its tags (owner of every repository it is tagged in, or admin; refused while agents use it)',
       schemas: { params: imageRefParams },
-      handler: async (input: { params: { ref: string } }) => {
-        await images.delete(input.params.ref);
+      errors: { 403: 'The image is tagged in a repository you do not own (untagged: admins only)', 409: 'Agents use the image' },
+      handler: async (input: { params: { ref: string } }, ctx) => {
+        await images.delete(input.params.ref, principalOf(ctx));
         return undefined;
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/images/:ref/history',
+      auth: 'user',
+      summary: "A repository's journal (ref: its name, or name:tag): every tag created, moved or deleted (who, from which digest to which) and visibility change, oldest first",
+      schemas: {
+        params: imageRefParams,
+        query: historyQuery,
+        response: {
+          type: 'object',
+          properties: { repository: REPOSITORY_RESOURCE_SCHEMA, events: { type: 'array', items: JOURNAL_EVENT_SCHEMA } },
+        },
+      },
+      handler: async (input: { params: { ref: string }; query: { since?: number; limit?: number } }, ctx) => {
+        const principal = principalOf(ctx);
+        const repository = await images.repository(input.params.ref, principal);
+        const events = await images.history(input.params.ref, principal, input.query);
+        return { repository, events: events.map(({ agent_id: _stream, ...event }) => event) };
       },
     },
   ];

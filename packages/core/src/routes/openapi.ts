@@ -80,6 +80,7 @@ function operationOf(route: RouteDef): Record<string, unknown> {
   if (route.schemas?.params || route.schemas?.query || route.schemas?.body) responses['400'] = errorRef('Invalid request');
   if (route.auth !== 'public') responses['401'] = errorRef('Missing or invalid bearer token');
   if (route.auth === 'admin') responses['403'] = errorRef('Admin role required');
+  for (const [code, description] of Object.entries(route.errors ?? {})) responses[code] = errorRef(description);
   responses.default = errorRef('Error');
 
   const operation: Record<string, unknown> = {

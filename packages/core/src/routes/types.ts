@@ -66,6 +66,8 @@ export interface RouteDef {
   bodyFormats?: BodyFormat[];
   /** Body size cap in bytes for this route. Default: the transport's cap. */
   maxBodyBytes?: number;
+  /** Error responses the OpenAPI document lists besides the usual ones (status → when). Default none. */
+  errors?: Readonly<Record<number, string>>;
   handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;
 }
 

@@ -284,10 +284,11 @@ export class AgentEventsService implements EventsService {
       throw new SentinelError('invalid_request', 'invalid "since": use a non-negative integer event seq');
     }
     if (this.#shutDown) throw new SentinelError('unavailable', 'server shutting down');
-    await this.#agents.getRecord(principal, agentId);
+    // The reference (id, name or id prefix) resolved once: channels and the Store key by id.
+    const { id } = await this.#agents.getRecord(principal, agentId);
     return {
-      agentId,
-      open: (sink) => this.#open(agentId, sink, since),
+      agentId: id,
+      open: (sink) => this.#open(id, sink, since),
     };
   }
 

@@ -146,6 +146,39 @@ END;
 `,
   },
   {
+    version: 3,
+    name: 'repository owners and visibility',
+    sql: `
+-- A repository (an image name without its tag) belongs to whoever first created it; only its
+-- owner or an admin may tag images in it. No foreign key to users: a repository outlives its
+-- owner's account, so its name cannot be taken over by whoever builds next.
+CREATE TABLE repositories (
+  name       TEXT PRIMARY KEY NOT NULL,
+  owner      TEXT NOT NULL,
+  visibility TEXT NOT NULL DEFAULT 'public' CHECK (visibility IN ('public', 'private')),
+  created_at TEXT NOT NULL
+);
+
+-- Nobody owned a repository before this version: each existing one goes to the user its
+-- namespace (first path component) names, else to "sentinel", which only admins manage.
+-- Image names hold no ':' (the tag's separator) and tags hold none either.
+INSERT INTO repositories (name, owner, visibility, created_at)
+SELECT r.name,
+  CASE WHEN r.ns IS NOT NULL AND r.ns <> 'sentinel' AND EXISTS (SELECT 1 FROM users u WHERE u.username = r.ns)
+    THEN r.ns ELSE 'sentinel' END,
+  'public',
+  strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+FROM (
+  SELECT DISTINCT substr(name_tag, 1, instr(name_tag, ':') - 1) AS name,
+    CASE WHEN instr(name_tag, '/') > 0 THEN substr(name_tag, 1, instr(name_tag, '/') - 1) END AS ns
+  FROM image_tags
+) r;
+
+-- Agent references by name (an admin's lookup spans every owner; (owner, name) serves the rest).
+CREATE INDEX agents_by_name ON agents (name);
+`,
+  },
+  {
     version: 4,
     name: 'user ids and token versions',
     sql: `

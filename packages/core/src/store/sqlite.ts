@@ -15,7 +15,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import type { Database as SqliteDatabase, Transaction } from 'better-sqlite3';
+import type { Database as SqliteDatabase, Statement, Transaction } from 'better-sqlite3';
 import { SentinelError, isSentinelError } from '../errors.js';
 import type { LogLevel } from '../logger.js';
 import type {
@@ -30,11 +30,12 @@ import type {
   NewLogRecord,
   NewMessageRecord,
   NewUserRecord,
+  RepositoryRecord,
   Role,
   ToolCallRecord,
   UserRecord,
 } from '../models.js';
-import type { AgentPatch, LogQuery, Store, UserPatch } from './types.js';
+import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from './types.js';
 import { newUserId } from './user-id.js';
 import { SQLITE_MIGRATIONS_TABLE_SQL, sqliteMigrations } from './sqlite-migrations.js';
 
@@ -117,12 +118,15 @@ const CONVERSATION_CACHE_MESSAGES = 200;
 /** Characters of content kept per cached conversation, at most. */
 const CONVERSATION_CACHE_CHARS = 256 * 1024;
 const HEX_PREFIX = /^[0-9a-f]*$/;
+/** Default and largest `limit` of findAgents. */
+const FIND_AGENTS_LIMIT = 100;
 /** Sorts after every hex digit, so `[sha256:<prefix>, sha256:<prefix>g)` is exactly the prefix range. */
 const AFTER_HEX = 'g';
 
 const USER_COLUMNS = 'id, username, password_hash, role, can_push, token_version, created_at, updated_at';
 const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
 const IMAGE_COLUMNS = 'digest, manifest, config, config_digest, size, created_at';
+const REPOSITORY_COLUMNS = 'name, owner, visibility, created_at';
 const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
 const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
 const MESSAGE_COLUMNS = 'agent_id, seq, role, content, tool_calls, tool_call_id, tool_name, message_id, created_at';
@@ -200,6 +204,15 @@ function prepareStatements(db: SqliteDatabase) {
     listImages: db.prepare<[], ImageRow>(`SELECT ${IMAGE_COLUMNS} FROM images ORDER BY created_at DESC, rowid DESC`),
     deleteImage: db.prepare<[string]>('DELETE FROM images WHERE digest = ?'),
 
+    // DO NOTHING, then read back: the first creator keeps the repository.
+    claimRepository: db.prepare<RepositoryRecord>(`INSERT INTO repositories (${REPOSITORY_COLUMNS}) VALUES (@name, @owner, @visibility, @created_at)
+      ON CONFLICT (name) DO NOTHING`),
+    getRepository: db.prepare<[string], RepositoryRecord>(`SELECT ${REPOSITORY_COLUMNS} FROM repositories WHERE name = ?`),
+    listRepositories: db.prepare<[], RepositoryRecord>(`SELECT ${REPOSITORY_COLUMNS} FROM repositories ORDER BY name`),
+    updateRepository: db.prepare<{ name: string; visibility: string | null }, RepositoryRecord>(`UPDATE repositories SET
+        visibility = COALESCE(@visibility, visibility)
+      WHERE name = @name RETURNING ${REPOSITORY_COLUMNS}`),
+
     nextLogSeq: db.prepare<[string], number>('SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_logs WHERE agent_id = ?').pluck(),
     insertLog: db.prepare<[string, number, string, LogLevel, string, string | null]>(`INSERT INTO agent_logs (${LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
     listLogs: db.prepare<LogFilterParams, LogRow>(`SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq`),
@@ -265,6 +278,8 @@ export class SqliteStore implements Store {
   readonly #path: string;
   readonly #db: SqliteDatabase;
   #statements: Statements | undefined;
+  /** findAgents statements by WHERE clause (see there). */
+  readonly #findAgentStatements = new Map<string, Statement<Record<string, string | number>, AgentRow>>();
   #closed = false;
   /** Appends waiting for the group commit (see the file comment). */
   #queuedWrites: QueuedWrite[] = [];
@@ -365,6 +380,7 @@ export class SqliteStore implements Store {
     this.#commitQueued();
     this.#closed = true;
     this.#statements = undefined;
+    this.#findAgentStatements.clear();
     this.#db.close();
   }
 
@@ -488,6 +504,38 @@ export class SqliteStore implements Store {
     return this.#stmts().countAgentsUsingImage.get(digest) as number;
   }
 
+  async findAgents(query: AgentQuery): Promise<AgentRecord[]> {
+    const limit = Math.min(nonNegativeInteger(query.limit ?? FIND_AGENTS_LIMIT, 'limit'), FIND_AGENTS_LIMIT);
+    if (query.idPrefix !== undefined && !HEX_PREFIX.test(query.idPrefix)) return [];
+    const conditions: string[] = [];
+    const params: Record<string, string | number> = { limit };
+    if (query.owner !== undefined) {
+      conditions.push('owner = @owner');
+      params.owner = query.owner;
+    }
+    if (query.name !== undefined) {
+      conditions.push('name = @name');
+      params.name = query.name;
+    }
+    if (query.idPrefix !== undefined) {
+      // A range on the primary key; ids are hex, so [prefix, prefix + 'g') is exactly the prefix.
+      conditions.push('id >= @low AND id < @high');
+      params.low = query.idPrefix;
+      params.high = `${query.idPrefix}${AFTER_HEX}`;
+    }
+    const where = conditions.length === 0 ? '' : `WHERE ${conditions.join(' AND ')}`;
+    let statement = this.#findAgentStatements.get(where);
+    if (statement === undefined) {
+      // One statement per combination of fields (at most eight), prepared once.
+      statement = this.#open().prepare<Record<string, string | number>, AgentRow>(
+        `SELECT ${AGENT_COLUMNS} FROM agents ${where} ORDER BY created_at DESC, rowid DESC LIMIT @limit`,
+      );
+      this.#findAgentStatements.set(where, statement);
+    }
+    this.#stmts();
+    return statement.all(params).map(toAgent);
+  }
+
   async putImage(image: Omit<ImageRecord, 'tags'>, tags: string[]): Promise<void> {
     const s = this.#stmts();
     this.#commitQueued();
@@ -539,6 +587,33 @@ export class SqliteStore implements Store {
         return s.deleteImage.run(digest).changes > 0;
       }).immediate(),
     );
+  }
+
+  async claimRepository(repository: RepositoryRecord): Promise<RepositoryRecord> {
+    const s = this.#stmts();
+    this.#commitQueued();
+    return run(() =>
+      this.#db.transaction(() => {
+        s.claimRepository.run(repository);
+        const stored = s.getRepository.get(repository.name);
+        if (stored === undefined) throw new Error(`repository ${repository.name} vanished right after it was claimed`);
+        return stored;
+      }).immediate(),
+    );
+  }
+
+  async getRepository(name: string): Promise<RepositoryRecord | null> {
+    return this.#stmts().getRepository.get(name) ?? null;
+  }
+
+  async listRepositories(): Promise<RepositoryRecord[]> {
+    return this.#stmts().listRepositories.all();
+  }
+
+  async updateRepository(name: string, patch: Partial<Pick<RepositoryRecord, 'visibility'>>): Promise<RepositoryRecord | null> {
+    const s = this.#stmts();
+    this.#commitQueued();
+    return run(() => s.updateRepository.get({ name, visibility: patch.visibility ?? null })) ?? null;
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, UserRecord } from '../models.js';
+import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, RepositoryRecord, UserRecord } from '../models.js';
 import type { LogLevel } from '../logger.js';
 
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
@@ -8,6 +8,18 @@ export type UserPatch = Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can
   /** True: add 1 to `token_version` in the same statement (atomic across instances), revoking older tokens. Default false. */
   bump_token_version?: boolean;
 };
+
+/** What {@link Store.findAgents} matches; every given field must match. */
+export interface AgentQuery {
+  /** Only this user's agents. */
+  owner?: string;
+  /** Agents with exactly this name. */
+  name?: string;
+  /** Agents whose id starts with these lowercase hex digits (agent ids are hex); other text matches nothing. */
+  idPrefix?: string;
+  /** At most this many, newest first. Default 100. */
+  limit?: number;
+}
 
 export interface LogQuery {
   /** Only lines at or after this instant (ISO 8601). */
@@ -56,6 +68,8 @@ export interface Store {
   /** Deletes the agent with its logs, events and messages. False when unknown. */
   deleteAgent(id: string): Promise<boolean>;
   countAgentsUsingImage(digest: string): Promise<number>;
+  /** Agents matching every field of `query` (agent references by name or id prefix), newest first. */
+  findAgents(query: AgentQuery): Promise<AgentRecord[]>;
 
   /**
    * Stores an image (idempotent by digest) and points each `name:tag` in `tags` at it,
@@ -71,6 +85,17 @@ export interface Store {
   listImages(): Promise<ImageRecord[]>;
   /** Deletes the image and its tags. False when unknown. */
   deleteImage(digest: string): Promise<boolean>;
+
+  /**
+   * Creates the repository unless one of that name exists, atomically (the first creator wins,
+   * across instances too), and returns the stored one: the new record or the existing one.
+   */
+  claimRepository(repository: RepositoryRecord): Promise<RepositoryRecord>;
+  getRepository(name: string): Promise<RepositoryRecord | null>;
+  /** Every repository, sorted by name. */
+  listRepositories(): Promise<RepositoryRecord[]>;
+  /** Returns the updated record, or null when unknown. */
+  updateRepository(name: string, patch: Partial<Pick<RepositoryRecord, 'visibility'>>): Promise<RepositoryRecord | null>;
 
   /** Appends log lines for one agent; returns them with their seq. */
   appendLogs(agentId: string, lines: NewLogRecord[]): Promise<LogRecord[]>;
