@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createSentinelApi, type SentinelApi } from '@sentinel/api-core';
+import { createJsonLogger, createSentinelApi, type SentinelApi } from '@sentinel/api-core';
+import { createTestDatabase, type TestDatabase } from '../../core/test/support/postgres.js';
 import { HOSTS, mountApi } from './hosts.js';
 
 const SECRET = 'input-limits-secret-0123456789abcdef';
@@ -168,5 +169,48 @@ describe.each(HOSTS)('input limits on %s', (hostName) => {
       expect(reply.status).toBe(200);
       expect(reply.body.agent_id).toBe(agentId);
     });
+  });
+});
+
+describe('store refusals on PostgreSQL', () => {
+  let database: TestDatabase;
+  let dir: string;
+  let api: SentinelApi;
+  let base: string;
+  let close: () => Promise<void>;
+  let token: string;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    dir = mkdtempSync(join(tmpdir(), 'sentinel-limits-pg-'));
+    const logger = createJsonLogger({ write: (line) => void lines.push(line) });
+    api = await createSentinelApi({ dataDir: dir, storeUrl: database.url, tokenSecret: SECRET, adminPassword: ADMIN_PASSWORD, logger });
+    const mounted = await mountApi('standalone', api, { logRequests: false });
+    base = mounted.baseUrl;
+    close = mounted.close;
+    token = api.tokens.issue({ username: 'admin', role: 'admin' }).token;
+  });
+
+  afterAll(async () => {
+    await close?.();
+    await api?.close();
+    await database?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a value the database refuses (a NUL in jsonb) is a 400 with a fixed message; the database text goes to the log only', async () => {
+    const res = await request(`${base}/v1/agents`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ image: 'sentinel/echo:latest', environment: { NUL_VALUE: 'a\u0000b' } }),
+    });
+    expect(res.statusCode).toBe(400);
+    expect(await res.body.json()).toEqual({ error: 'invalid record: the store refused a value', code: 'invalid_request' });
+    expect(await api.store.listAgents()).toEqual([]);
+    const refused = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'request refused');
+    expect(refused).toMatchObject({ level: 'warn', method: 'POST', path: '/v1/agents', code: 'invalid_request' });
+    expect(String(refused?.error)).toMatch(/unicode|\\u0000|escape/i);
+    expect(JSON.stringify(refused)).not.toContain('a\\u0000b');
   });
 });
