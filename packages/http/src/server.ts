@@ -13,9 +13,9 @@ export interface ServerOptions extends NodeListenerOptions {
   /** Serve HTTPS with this PEM certificate and key. Default: none (plain HTTP). */
   tls?: { cert: string | Buffer; key: string | Buffer };
   /**
-   * Milliseconds a client has to send the request headers (slowloris guard), and a new
-   * connection to send its first byte (after the TLS handshake, which gets as long again):
-   * one that sends nothing is closed. Default 15 000.
+   * Milliseconds a client has to send the request headers (slowloris guard), counted from the
+   * accept: a connection that sends nothing is answered 408 and closed. Under TLS the handshake
+   * gets as long again (handshakeTimeout), then the same clock runs. Default 15 000.
    */
   headersTimeout?: number;
   /** Milliseconds a client has to send a whole request. Default 60 000. */
@@ -83,12 +83,13 @@ function buildServer(api: SentinelApiSurface, options: ServerOptions): { server:
     connectionsCheckingInterval: Math.max(250, Math.min(2_000, headersTimeout)),
   };
   const server = options.tls
-    ? // A client that never completes the handshake gets no longer than one that never sends a header (Node's default: 120 s).
+    ? // Node's header clock starts only after the handshake: without this a TCP connection that
+      // never starts one is held for Node's default 120 s.
       https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: headersTimeout }, listener)
     : http.createServer(serverOptions, listener);
   server.keepAliveTimeout = options.keepAliveTimeout ?? 5_000;
   server.maxHeadersCount = MAX_HEADERS_COUNT;
-  guardConnections(server, { firstByteTimeoutMs: headersTimeout, maxConnections, maxConnectionsPerAddress }, options.tls !== undefined);
+  guardConnections(server, { maxConnections, maxConnectionsPerAddress });
   return { server, listener };
 }
 

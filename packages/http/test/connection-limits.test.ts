@@ -1,11 +1,16 @@
 /**
- * Connection guards of the standalone server, with real raw TCP sockets: a connection that never
- * sends a byte used to be held forever (Node's header timeout starts at the first byte); the
- * caps per address and overall close extra connections at accept instead of running out of
- * descriptors, and never touch connections in use.
+ * Connection guards of the standalone server, with real raw TCP sockets: a connection that sends
+ * nothing is closed within the header timeout (under TLS one that never starts its handshake was
+ * held for Node's 120 s handshake timeout); the caps per address and overall close extra
+ * connections at accept instead of running out of descriptors, and never touch connections in use.
  */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listen, type ListenOptions, type RunningServer } from '@sentinel/api-http';
 import { createFixtureApi } from './fixture-api.js';
@@ -38,13 +43,26 @@ async function health(socket: net.Socket): Promise<number> {
   return (await reply).status;
 }
 
-/** True when the peer closes `socket` within `ms` (without having sent anything). */
-async function closedWithin(socket: net.Socket, ms: number): Promise<boolean> {
-  let received = 0;
-  socket.on('data', (chunk: Buffer) => (received += chunk.length));
+/** Whether the peer closes `socket` within `ms`, and what it sent before. */
+async function watchClose(socket: net.Socket, ms: number): Promise<{ closed: boolean; received: string }> {
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
   const closed = await Promise.race([closedByPeer(socket).then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms))]);
-  expect(received).toBe(0);
+  return { closed, received };
+}
+
+/** True when the peer closes `socket` within `ms` without sending a byte (refused at accept). */
+async function closedWithin(socket: net.Socket, ms: number): Promise<boolean> {
+  const { closed, received } = await watchClose(socket, ms);
+  expect(received).toBe('');
   return closed;
+}
+
+/** A silent connection ends within `ms`: Node answers 408 and closes (a TLS one may just be cut). */
+async function timedOut(socket: net.Socket, ms: number): Promise<void> {
+  const { closed, received } = await watchClose(socket, ms);
+  expect(closed).toBe(true);
+  if (received !== '') expect(received).toMatch(/^HTTP\/1\.1 408 /);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -58,7 +76,7 @@ describe('idle connections', () => {
     const server = await start({ headersTimeout: 300, requestTimeout: 2_000 });
     const silent = await open(server);
     const started = Date.now();
-    expect(await closedWithin(silent, 3_000)).toBe(true);
+    await timedOut(silent, 3_000);
     const elapsed = Date.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(250);
     expect(elapsed).toBeLessThan(2_000);
@@ -85,12 +103,6 @@ describe('idle connections', () => {
     expect(busy.destroyed).toBe(false);
   });
 
-  it('with headersTimeout 0 (Node: no header timeout) leaves silent connections alone', async () => {
-    const server = await start({ headersTimeout: 0, requestTimeout: 0 });
-    const silent = await open(server);
-    expect(await closedWithin(silent, 600)).toBe(false);
-    expect(await health(silent)).toBe(200);
-  });
 });
 
 describe('connection caps', () => {
@@ -149,5 +161,45 @@ describe('connection caps', () => {
   it('refuses caps that are not positive integers', async () => {
     await expect(start({ maxConnections: 0 })).rejects.toThrow(/maxConnections must be a positive integer/);
     await expect(start({ maxConnectionsPerAddress: 1.5 })).rejects.toThrow(/maxConnectionsPerAddress must be a positive integer/);
+  });
+});
+
+describe('idle connections under TLS', () => {
+  function certificate(): { cert: string; key: string } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sentinel-guard-tls-'));
+    try {
+      const certFile = path.join(dir, 'cert.pem');
+      const keyFile = path.join(dir, 'key.pem');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+      return { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8') };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  function secureConnect(server: RunningServer): Promise<tls.TLSSocket> {
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: server.port, rejectUnauthorized: false }, () => resolve(socket));
+      socket.once('error', reject);
+      sockets.push(socket);
+    });
+  }
+
+  it('closes a connection that never starts the handshake, and one that completes it but sends no request; serves one that does', async () => {
+    const server = await start({ tls: certificate(), headersTimeout: 300, requestTimeout: 2_000, keepAliveTimeout: 2_000 });
+    const silentTcp = await open(server);
+    const handshakeOnly = await secureConnect(server);
+    const started = Date.now();
+    // Before the handshake only handshakeTimeout applies (Node's default: 120 s).
+    await timedOut(silentTcp, 3_000);
+    await timedOut(handshakeOnly as net.Socket, 3_000);
+    expect(Date.now() - started).toBeLessThan(2_500);
+
+    const busy = await secureConnect(server);
+    for (let i = 0; i < 4; i++) {
+      expect(await health(busy as net.Socket)).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(busy.destroyed).toBe(false);
   });
 });
