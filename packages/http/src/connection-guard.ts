@@ -26,18 +26,11 @@ export interface ConnectionGuardOptions {
   maxConnectionsPerAddress: number;
 }
 
-/** Counters for operators and tests. */
-export interface ConnectionGuardStats {
-  /** Connections refused because their address was at its cap. */
-  refusedPerAddress: number;
-}
-
 /**
  * Installs the guards on `server` (before Node's own 'connection' listener, so a refused socket
- * is gone before the HTTP parser is set up for it). Returns live counters.
+ * is gone before the HTTP parser is set up for it).
  */
-export function guardConnections(server: http.Server | https.Server, options: ConnectionGuardOptions): ConnectionGuardStats {
-  const stats: ConnectionGuardStats = { refusedPerAddress: 0 };
+export function guardConnections(server: http.Server | https.Server, options: ConnectionGuardOptions): void {
   // Node refuses past this itself, at accept, before any JavaScript sees the socket ('drop').
   server.maxConnections = options.maxConnections;
   const perAddress = new Map<string, number>();
@@ -51,7 +44,6 @@ export function guardConnections(server: http.Server | https.Server, options: Co
     }
     const open = perAddress.get(address) ?? 0;
     if (open >= options.maxConnectionsPerAddress) {
-      stats.refusedPerAddress++;
       socket.destroy();
       return;
     }
@@ -62,5 +54,4 @@ export function guardConnections(server: http.Server | https.Server, options: Co
       else perAddress.set(address, left);
     });
   });
-  return stats;
 }
