@@ -1,6 +1,8 @@
 // The server under test: `sentinel api` itself (the CLI's runApiCommand, same composition,
-// same defaults: request log on stdout, CORS on), from the BUILT packages. The only change is
-// the echo provider's chunk delay, set to 0 as the chat scenario asks.
+// same defaults: request log on stdout, CORS on), from the BUILT packages. The only changes are
+// the echo provider's chunk delay, set to 0 as the chat scenario asks, and the connection caps,
+// raised because every load generator connects from 127.0.0.1 (the idle scenario holds 5,000
+// sockets; the default per-address cap is 256).
 //   node bench/servers/sentinel.mjs --data-dir <dir> --secret <secret> [--log-requests true|false]
 import { EchoProvider } from '../../packages/core/dist/index.js';
 import { runApiCommand } from '../../packages/cli/dist/index.js';
@@ -14,6 +16,8 @@ const running = await runApiCommand(
     '--data-dir', flags['data-dir'],
     '--token-auth-secret', flags.secret,
     `--log-requests=${flags['log-requests'] ?? 'true'}`,
+    '--max-connections', '100000',
+    '--max-connections-per-address', '100000',
   ],
   { ...process.env, SENTINEL_ADMIN_PASSWORD: 'bench-admin-password' },
   { stdout: process.stdout, stderr: process.stderr },

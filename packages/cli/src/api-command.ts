@@ -169,6 +169,8 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
       cors: config.cors,
       logRequests: config.logRequests,
       logger,
+      maxConnections: config.maxConnections,
+      maxConnectionsPerAddress: config.maxConnectionsPerAddress,
     });
   } catch (err) {
     await api.close().catch(() => undefined);

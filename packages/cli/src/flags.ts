@@ -41,6 +41,10 @@ export interface ApiFlagValues {
   httpFetchAllowHosts: string | undefined;
   /** SearXNG-compatible URL for the `web_search` tool. Default none (the tool says it is not configured). */
   webSearchUrl: string | undefined;
+  /** Concurrent connections overall (WebSockets included); extra ones are closed at accept. Default 10000. */
+  maxConnections: number;
+  /** Concurrent connections from one client address; extra ones are closed at accept. Default 256. */
+  maxConnectionsPerAddress: number;
 }
 
 export type FlagType = 'string' | 'int' | 'bool';
@@ -225,6 +229,24 @@ export const API_FLAGS: readonly FlagSpec[] = [
     defaultLabel: 'none (web_search is not configured)',
     description: 'SearXNG-compatible search service for the web_search tool (GET <url>/search?q=…&format=json)',
     key: 'webSearchUrl',
+  },
+  {
+    name: 'max-connections',
+    type: 'int',
+    env: 'SENTINEL_MAX_CONNECTIONS',
+    default: 10_000,
+    description: 'Concurrent connections, all clients together, WebSockets included; extra ones are closed at once',
+    key: 'maxConnections',
+    range: [1, 1_000_000],
+  },
+  {
+    name: 'max-connections-per-address',
+    type: 'int',
+    env: 'SENTINEL_MAX_CONNECTIONS_PER_ADDRESS',
+    default: 256,
+    description: 'Concurrent connections from one client address; extra ones are closed at once (raise it behind a reverse proxy)',
+    key: 'maxConnectionsPerAddress',
+    range: [1, 1_000_000],
   },
 ];
 

@@ -38,6 +38,8 @@ describe('parseApiArgs: defaults', () => {
       dataDir: '~/.sentinel',
       adminUsername: 'admin',
       adminPassword: undefined,
+      maxConnections: 10_000,
+      maxConnectionsPerAddress: 256,
     });
   });
 
@@ -118,6 +120,8 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_DATA_DIR: '/env/data',
     SENTINEL_ADMIN_USER: 'root',
     SENTINEL_ADMIN_PASSWORD: 'hunter2hunter2',
+    SENTINEL_MAX_CONNECTIONS: '5000',
+    SENTINEL_MAX_CONNECTIONS_PER_ADDRESS: '64',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -132,7 +136,16 @@ describe('parseApiArgs: environment', () => {
       dataDir: '/env/data',
       adminUsername: 'root',
       adminPassword: 'hunter2hunter2',
+      maxConnections: 5000,
+      maxConnectionsPerAddress: 64,
     });
+  });
+
+  it('refuses connection caps that are not positive integers', () => {
+    expect(usageError(['--max-connections', '0'])).toContain('--max-connections must be an integer from 1 to 1000000');
+    expect(usageError(['--max-connections=lots'])).toContain('--max-connections');
+    expect(usageError(['--max-connections-per-address', '-1'])).toContain('--max-connections-per-address');
+    expect(config(['--max-connections', '20000', '--max-connections-per-address=1000'])).toMatchObject({ maxConnections: 20_000, maxConnectionsPerAddress: 1000 });
   });
 
   it('a flag beats its variable', () => {

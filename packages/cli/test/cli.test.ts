@@ -312,6 +312,47 @@ describe('sentinel api: CORS and request logs', () => {
   });
 });
 
+describe('sentinel api: connection caps', () => {
+  /** Resolves true when the server closes a fresh connection to `url` without a byte, false when it stays open. */
+  function refusedAtAccept(url: string): Promise<boolean> {
+    const { hostname, port } = new URL(url);
+    return new Promise((resolve) => {
+      const socket = connect({ host: hostname, port: Number(port) });
+      sockets.push(socket);
+      let received = 0;
+      socket.on('data', (chunk: Buffer) => (received += chunk.length));
+      socket.on('error', () => undefined);
+      const timer = setTimeout(() => resolve(false), 1_500);
+      socket.once('close', () => {
+        clearTimeout(timer);
+        resolve(received === 0);
+      });
+    });
+  }
+
+  it('--max-connections-per-address closes extra connections at accept; SENTINEL_MAX_CONNECTIONS caps them overall', async () => {
+    const perAddress = startApi(['--max-connections-per-address', '1']);
+    const url = await perAddress.url();
+    const { hostname, port } = new URL(url);
+    const held = connect({ host: hostname, port: Number(port) });
+    sockets.push(held);
+    await once(held, 'connect');
+    expect(await refusedAtAccept(url)).toBe(true);
+    held.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await call(url, 'GET', '/v1/health')).status).toBe(200);
+    expect((await perAddress.stop()).code).toBe(0);
+
+    const overall = startApi([], { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD, SENTINEL_MAX_CONNECTIONS: '1' });
+    const url2 = await overall.url();
+    const { hostname: host2, port: port2 } = new URL(url2);
+    const held2 = connect({ host: host2, port: Number(port2) });
+    sockets.push(held2);
+    await once(held2, 'connect');
+    expect(await refusedAtAccept(url2)).toBe(true);
+  });
+});
+
 describe('sentinel api: environment variables', () => {
   it('every SENTINEL_* variable stands in for its flag', async () => {
     const dataDir = join(tmp, 'env-data');

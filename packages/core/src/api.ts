@@ -14,6 +14,7 @@ import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
 import type { HttpFetchToolOptions } from './tools/http-fetch.js';
 import type { WebSearchToolOptions } from './tools/web-search.js';
+import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './json-limits.js';
 import { compileValidator, type Validator } from './validation.js';
 
 export interface SentinelApiOptions {
@@ -83,7 +84,8 @@ export interface RouteResponse {
 
 /** A route with its validators compiled once. */
 export interface CompiledRoute extends RouteDef {
-  validate: { params?: Validator; query?: Validator; body?: Validator };
+  /** `bodyLimits`: the depth/size check run on the decoded body before its schema (default: depth only). */
+  validate: { params?: Validator; query?: Validator; body?: Validator; bodyLimits?: JsonLimitsCheck };
 }
 
 /** Default route body formats: JSON for methods that carry a body. */
@@ -101,6 +103,7 @@ export function compileRoute(route: RouteDef): CompiledRoute {
       params: s.params ? compileValidator(s.params, `path parameters of ${where}`, { coerce: true }) : undefined,
       query: s.query ? compileValidator(s.query, 'query', { coerce: true }) : undefined,
       body: s.body ? compileValidator(s.body, 'body') : undefined,
+      bodyLimits: compileJsonLimits(s.body, 'body'),
     },
   };
 }
@@ -127,6 +130,11 @@ export async function invokeRoute(
   const query = route.validate.query ? route.validate.query(raw.query) : raw.query;
   let body: unknown = undefined;
   if (raw.body !== undefined && raw.body.text.length > 0) body = decode(raw.body.format, raw.body.text);
+  // Before the schema: ajv, the handler and the store all recurse over what they are given.
+  if (body !== undefined) {
+    if (route.validate.bodyLimits) route.validate.bodyLimits(body);
+    else checkJsonDepth(body, 'body');
+  }
   if (route.validate.body) {
     if (body === undefined) throw new SentinelError('invalid_request', 'request body is required');
     body = route.validate.body(body);

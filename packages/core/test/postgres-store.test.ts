@@ -366,7 +366,10 @@ describe('PostgresStore specifics', () => {
   it('rejects text PostgreSQL cannot store (a NUL character) with invalid_request, storing nothing', async () => {
     const store = await openStore();
     await seed(store);
-    expectCode(await rejection(store.appendEvents('a1', [{ ...event(1), content: 'nul \u0000 here' }])), 'invalid_request');
+    const nul = await rejection(store.appendEvents('a1', [{ ...event(1), content: 'nul \u0000 here' }]));
+    expectCode(nul, 'invalid_request');
+    // PostgreSQL's own text (`unsupported Unicode escape sequence`, the column) stays out of the message.
+    expect((nul as Error).message).toBe('invalid record: the store refused a value');
     expectCode(await rejection(store.appendLogs('a1', [{ agent_id: 'a1', timestamp: T0, level: 'info', message: 'x', fields: { bad: '\u0000' } }])), 'invalid_request');
     expect(await store.listEvents('a1', 0)).toEqual([]);
     expect((await store.appendEvents('a1', [event(1)])).map((e) => e.seq)).toEqual([1]);

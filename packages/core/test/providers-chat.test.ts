@@ -182,6 +182,17 @@ describe('the tool loop with real providers', () => {
     expect(JSON.parse(toolMessages[2].content)).toEqual({ error: 'tool http_fetch is not allowed for this agent' });
   });
 
+  it('openai: tool arguments nested 10 000 deep are answered with an error the model can read, and the turn ends normally', async () => {
+    const fake = env.fakes.openai;
+    const deep = '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000);
+    fake.reply(openAiStream(openAiToolCallEvents([{ id: 'call_deep', name: 'calculator', argumentChunks: [deep] }])), openAiStream(openAiTextEvents(['Flattened.'])));
+    const { frames, session } = await openChat(env, 'openai');
+    session.receive(JSON.stringify({ type: 'message', content: 'deep', message_id: 'x-deep' }));
+    expect(await terminalOf(frames, 'x-deep')).toMatchObject({ type: 'stream_end', content: 'Flattened.' });
+    const result = frames.find((f) => f.type === 'tool_result');
+    expect(result).toMatchObject({ call_id: 'call_deep', status: 'error', error: 'the arguments of the calculator call are invalid: arguments.a: nested deeper than 32 levels' });
+  });
+
   it('an upstream failure is an upstream_error frame that says what to check; the agent answers the next message', async () => {
     const fake = env.fakes.openai;
     fake.reply(openAiErrorReply(401, `Incorrect API key provided: ${OPENAI_KEY}`), openAiStream(openAiTextEvents(['Working again.'])));

@@ -262,6 +262,17 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await store.getAgent('x2')).toBeNull();
       });
 
+      it('refuses a value a constraint rejects with a fixed message that names no SQL', async () => {
+        const agent = await seedAgent();
+        const err: unknown = await store.createAgent({ ...agent, id: 'c1', name: 'c1', status: 'bogus' as AgentRecord['status'] }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(isSentinelError(err) && err.code).toBe('invalid_request');
+        expect((err as Error).message).toBe('invalid record: the store refused a value');
+        expect(await store.getAgent('c1')).toBeNull();
+      });
+
       it('lists newest first and filters by owner', async () => {
         const first = await seedAgent('a1', 'alice');
         await store.createUser(makeUser('bob'));
@@ -511,6 +522,15 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await seqs({ level: 'warn', tail: 2 })).toEqual([6, 8]);
         expect(await seqs({ since: at(20), level: 'info', tail: 3 })).toEqual([5, 6, 8]);
         expect(await seqs({ afterSeq: 2, since: at(0), level: 'error' })).toEqual([4, 8]);
+      });
+
+      it('refuses calendar dates that do not exist instead of rolling them over', async () => {
+        const agent = await seedAgent();
+        for (const since of ['2024-02-30T00:00:00Z', '2023-02-29T00:00:00Z', '2024-01-01T25:00:00Z', '2024-13-01T00:00:00Z']) {
+          await expectSentinelError(store.listLogs(agent.id, { since }), 'invalid_request', 'since');
+        }
+        await expectSentinelError(store.appendLogs(agent.id, [{ ...makeLog(agent.id, 0, 'info', 'x'), timestamp: '2024-02-30T00:00:00Z' }]), 'invalid_request');
+        expect(await store.listLogs(agent.id, { since: '2024-02-29T00:00:00Z' })).toEqual([]);
       });
     });
 

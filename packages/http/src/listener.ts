@@ -188,6 +188,10 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const clientLeft = res.destroyed && !res.writableFinished;
     if (publicError.code === 'internal' && !(clientLeft && err instanceof Error && err.name === 'AbortError')) {
       ctx.log.error('request failed', { method, path, ...errorFields(err) });
+    } else if (publicError.cause instanceof Error && !isSentinelError(publicError.cause)) {
+      // A client error with a lower-level cause (a store refusing a value): the client gets the
+      // fixed message, the operator the cause's own text (no stack: it is not a bug).
+      ctx.log.warn('request refused', { method, path, code: publicError.code, error: publicError.cause.message, error_name: publicError.cause.name });
     }
     if (res.headersSent || res.destroyed) {
       // Half a response cannot be turned into an error response: cut the connection so the

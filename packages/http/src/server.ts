@@ -6,17 +6,33 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { SentinelApiSurface } from '@sentinel/api-core';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, guardConnections } from './connection-guard.js';
 import { toNodeListener, type NodeListener, type NodeListenerOptions } from './listener.js';
 
 export interface ServerOptions extends NodeListenerOptions {
   /** Serve HTTPS with this PEM certificate and key. Default: none (plain HTTP). */
   tls?: { cert: string | Buffer; key: string | Buffer };
-  /** Milliseconds a client has to send the request headers (slowloris guard). Default 15 000. */
+  /**
+   * Milliseconds a client has to send the request headers (slowloris guard), counted from the
+   * accept: a connection that sends nothing is answered 408 and closed. Under TLS the handshake
+   * gets as long again (handshakeTimeout), then the same clock runs. Default 15 000.
+   */
   headersTimeout?: number;
   /** Milliseconds a client has to send a whole request. Default 60 000. */
   requestTimeout?: number;
   /** Milliseconds an idle keep-alive connection stays open. Default 5 000. */
   keepAliveTimeout?: number;
+  /**
+   * Concurrent connections, all clients together (WebSockets included); past it new connections
+   * are closed at accept. Default 10 000.
+   */
+  maxConnections?: number;
+  /**
+   * Concurrent connections from one client address (WebSockets included); past it new ones from
+   * that address are closed at accept while its others keep working. Behind a reverse proxy every
+   * client shares the proxy's address: raise it there. Default 256.
+   */
+  maxConnectionsPerAddress?: number;
 }
 
 export interface ListenOptions extends ServerOptions {
@@ -58,6 +74,8 @@ function buildServer(api: SentinelApiSurface, options: ServerOptions): { server:
   const requestTimeout = options.requestTimeout ?? 60_000;
   // Node rejects a headers timeout longer than the request timeout.
   const headersTimeout = requestTimeout > 0 ? Math.min(options.headersTimeout ?? 15_000, requestTimeout) : (options.headersTimeout ?? 15_000);
+  const maxConnections = positiveInteger(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections');
+  const maxConnectionsPerAddress = positiveInteger(options.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, 'maxConnectionsPerAddress');
   const serverOptions: http.ServerOptions = {
     requestTimeout,
     headersTimeout,
@@ -65,11 +83,19 @@ function buildServer(api: SentinelApiSurface, options: ServerOptions): { server:
     connectionsCheckingInterval: Math.max(250, Math.min(2_000, headersTimeout)),
   };
   const server = options.tls
-    ? https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key }, listener)
+    ? // Node's header clock starts only after the handshake: without this a TCP connection that
+      // never starts one is held for Node's default 120 s.
+      https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: headersTimeout }, listener)
     : http.createServer(serverOptions, listener);
   server.keepAliveTimeout = options.keepAliveTimeout ?? 5_000;
   server.maxHeadersCount = MAX_HEADERS_COUNT;
+  guardConnections(server, { maxConnections, maxConnectionsPerAddress });
   return { server, listener };
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+  return value;
 }
 
 function formatUrlHost(address: string): string {

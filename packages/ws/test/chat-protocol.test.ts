@@ -164,6 +164,23 @@ describe.each(HOSTS)('chat WebSocket on %s', (hostName) => {
     expect(await client.terminal('m-after-errors')).toMatchObject({ type: 'stream_end', content: 'Echo: ping after errors' });
   });
 
+  it('a frame nested 10 000 deep gets an invalid_request error frame naming the field; the socket stays open', async () => {
+    const { client } = await chat();
+    const deepObject = '{"a":'.repeat(9_999) + '{"a":1}' + '}'.repeat(9_999);
+    client.send(`{"type":"tool_request","tool":"calculator","request_id":"r-deep","parameters":${deepObject}}`);
+    const deepTool = await client.waitFor((f) => f.request_id === 'r-deep', 'the deep tool_request error');
+    expect(deepTool).toMatchObject({ type: 'error', code: 'invalid_request', request_id: 'r-deep', error: 'frame.parameters: nested deeper than 32 levels' });
+
+    const deepArray = '['.repeat(10_000) + ']'.repeat(10_000);
+    client.send(`{"type":"message","content":"hi","message_id":"m-deep","extra":${deepArray}}`);
+    const deepMessage = await client.waitFor((f) => f.message_id === 'm-deep', 'the deep message error');
+    expect(deepMessage).toMatchObject({ type: 'error', code: 'invalid_request', error: 'frame.extra: nested deeper than 32 levels' });
+
+    expect(client.ws.readyState).toBe(client.ws.OPEN);
+    client.send({ type: 'tool_request', tool: 'calculator', parameters: { expression: '6*7' }, request_id: 'r-after-deep' });
+    expect(await client.waitFor((f) => f.request_id === 'r-after-deep', 'the tool result after')).toMatchObject({ type: 'tool_result', status: 'success' });
+  });
+
   it('cancel ends the running turn with stream_end reason cancelled and its partial content', async () => {
     const { client } = await chat();
     const text = longMessage(300);

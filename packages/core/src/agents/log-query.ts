@@ -3,9 +3,11 @@
  * back from now (`90s`, `10m`, `2h`, `1h30m`, `1.5h`).
  */
 import { SentinelError } from '../errors.js';
+import { parseRfc3339 } from '../timestamp.js';
 
 const UNIX_SECONDS_RE = /^\d{1,12}(?:\.\d{1,9})?$/;
-const RFC3339_RE = /^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2}))?$/;
+// Looks like a date: then it must be a real one (parseRfc3339), never a Date.parse roll-over.
+const DATE_LIKE_RE = /^\d{4}-/;
 const DURATION_RE = /^(?:\d{1,9}(?:\.\d{1,9})?(?:ms|h|m|s))+$/;
 const DURATION_PART_RE = /(\d{1,9}(?:\.\d{1,9})?)(ms|h|m|s)/g;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
@@ -18,9 +20,9 @@ export function parseLogSince(since: string, nowMs: number): string {
   let ms = Number.NaN;
   if (UNIX_SECONDS_RE.test(since)) {
     ms = Number(since) * 1000;
-  } else if (RFC3339_RE.test(since)) {
+  } else if (DATE_LIKE_RE.test(since)) {
     // A bare date means midnight UTC, as Docker reads it.
-    ms = Date.parse(since.length === 10 ? `${since}T00:00:00Z` : since.replace(' ', 'T'));
+    ms = parseRfc3339(since, { allowDateOnly: true }) ?? Number.NaN;
   } else if (DURATION_RE.test(since)) {
     let total = 0;
     for (const [, amount, unit] of since.matchAll(DURATION_PART_RE)) total += Number(amount) * (UNIT_MS[unit ?? 's'] ?? 1000);

@@ -7,6 +7,7 @@
 import { SentinelError } from '../errors.js';
 import type { AgentDefinition } from '../models.js';
 import type { JsonSchema } from '../routes/types.js';
+import { compileJsonLimits } from '../json-limits.js';
 import { compileValidator } from '../validation.js';
 
 /** Docker-like repository name: lowercase path components separated by `/`. */
@@ -67,6 +68,7 @@ export interface AgentDefinitionInput {
 }
 
 const validateDefinition = compileValidator<AgentDefinitionInput>(AGENT_DEFINITION_SCHEMA, 'agent definition');
+const checkDefinitionLimits = compileJsonLimits(AGENT_DEFINITION_SCHEMA, 'definition');
 
 function invalid(message: string): SentinelError {
   return new SentinelError('invalid_request', `invalid agent definition: ${message}`);
@@ -124,5 +126,7 @@ export function normalizeAgentDefinition(input: AgentDefinitionInput): AgentDefi
  * problem, unknown top-level fields included.
  */
 export function parseAgentDefinition(input: unknown): AgentDefinition {
+  // Definitions also arrive from registries (a pulled config blob): cap them like request bodies.
+  checkDefinitionLimits(input);
   return normalizeAgentDefinition(validateDefinition(input));
 }

@@ -5,6 +5,7 @@
  * (HTTP 503, retry later), and anything else is a bug that stays `internal`.
  */
 import { SentinelError, isSentinelError } from '../errors.js';
+import { STORE_REFUSED_MESSAGE } from '../store/types.js';
 
 /** How one write phrases its constraint failures; `constraint` is PostgreSQL's constraint name. */
 export interface ConstraintMessages {
@@ -125,8 +126,9 @@ export function toStoreError(err: unknown, messages: ConstraintMessages = {}): u
   }
   // Check and not-null violations, and data the server cannot store (a NUL character in text or
   // JSON, a number out of range, a malformed value): the input is wrong, not the server.
+  // The server's text names constraints, columns and values: it stays in `cause` (logged), never in the message.
   if (state === '23514' || state === '23502' || state?.startsWith('22')) {
-    return new SentinelError('invalid_request', `invalid record: ${messageOf(err)}`, { cause: err });
+    return new SentinelError('invalid_request', STORE_REFUSED_MESSAGE, { cause: err });
   }
   const reason = unavailableReason(err);
   if (reason !== undefined) return new SentinelError('unavailable', `database unavailable: ${reason}`, { cause: err });

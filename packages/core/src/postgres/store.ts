@@ -12,6 +12,7 @@
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { SentinelError, isSentinelError } from '../errors.js';
 import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../logger.js';
+import { parseRfc3339 } from '../timestamp.js';
 import type {
   AgentRecord,
   EventRecord,
@@ -757,8 +758,8 @@ function openFailureReason(err: unknown): string {
 }
 
 function canonicalTimestamp(value: string, what: string): string {
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new SentinelError('invalid_request', `${what} must be an ISO 8601 timestamp`);
+  const ms = parseRfc3339(value);
+  if (ms === undefined) throw new SentinelError('invalid_request', `${what} must be an RFC 3339 timestamp`);
   return new Date(ms).toISOString();
 }
 

@@ -5,6 +5,8 @@
  * it and the model can try again, instead of the turn failing.
  */
 import { randomBytes } from 'node:crypto';
+import { isSentinelError } from '../errors.js';
+import { checkJsonDepth } from '../json-limits.js';
 
 /** The arguments of one call, parsed; `error` says why they could not be used. */
 export interface ParsedToolArguments {
@@ -36,6 +38,14 @@ export function parseToolArguments(text: string, toolName: string): ParsedToolAr
 export function checkToolArguments(value: unknown, toolName: string): ParsedToolArguments {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { arguments: {}, error: `the arguments of the ${toolName} call must be a JSON object` };
+  }
+  // A model is input too: arguments nested thousands deep would overflow every recursive walk
+  // after this one (validation, the store's JSON.stringify).
+  try {
+    checkJsonDepth(value, 'arguments');
+  } catch (err) {
+    if (!isSentinelError(err)) throw err;
+    return { arguments: {}, error: `the arguments of the ${toolName} call are invalid: ${err.message}` };
   }
   return { arguments: value as Record<string, unknown> };
 }

@@ -21,6 +21,7 @@ import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import type { ImageRecord, ImageResource, Principal } from '../models.js';
 import type { Store } from '../store/types.js';
+import { parseRfc3339 } from '../timestamp.js';
 import { DistributionBackend } from './backends/distribution.js';
 import { LayoutBackend } from './backends/layout.js';
 import type { BlobProgressEvent, RegistryBackend } from './backends/types.js';
@@ -541,7 +542,8 @@ export class RegistryService {
 
   private createdAt(manifest: string): string {
     const created = (JSON.parse(manifest) as { annotations?: Record<string, unknown> }).annotations?.['org.opencontainers.image.created'];
-    const parsed = typeof created === 'string' ? Date.parse(created) : Number.NaN;
-    return new Date(Number.isFinite(parsed) ? parsed : this.now()).toISOString();
+    // From a remote registry: an impossible date (30 February) is no date, not 1 March.
+    const parsed = typeof created === 'string' ? parseRfc3339(created) : undefined;
+    return new Date(parsed !== undefined && Number.isFinite(parsed) ? parsed : this.now()).toISOString();
   }
 }

@@ -6,6 +6,7 @@
 import { SentinelError } from '../errors.js';
 import { TOOL_NAME_PATTERN } from '../images/sentinelfile.js';
 import type { JsonSchema } from '../routes/types.js';
+import { compileJsonLimits, type JsonLimitsCheck } from '../json-limits.js';
 import { compileValidator, type Validator } from '../validation.js';
 import { CLIENT_ID_PATTERN } from './ids.js';
 
@@ -82,6 +83,11 @@ const validators = Object.fromEntries(
   Object.entries(CLIENT_FRAME_SCHEMAS).map(([type, schema]) => [type, compileValidator<ClientFrame>(schema, `"${type}" frame`)]),
 ) as Record<ClientFrame['type'], Validator<ClientFrame>>;
 
+// Depth and size caps per frame type (a tool_request's free-form `parameters` above all).
+const limits = Object.fromEntries(
+  Object.entries(CLIENT_FRAME_SCHEMAS).map(([type, schema]) => [type, compileJsonLimits(schema, 'frame')]),
+) as Record<ClientFrame['type'], JsonLimitsCheck>;
+
 const ID_RE = new RegExp(CLIENT_ID_PATTERN);
 
 function readableId(value: unknown): string | undefined {
@@ -115,6 +121,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   const validate = Object.hasOwn(validators, type) ? validators[type as ClientFrame['type']] : undefined;
   if (!validate) return { ok: false, error: new SentinelError('invalid_request', `unknown message type "${shown(type)}"`), ids };
   try {
+    limits[type as ClientFrame['type']](value);
     return { ok: true, frame: validate(value) };
   } catch (err) {
     return { ok: false, error: err as SentinelError, ids };

@@ -18,6 +18,7 @@ import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement, Transaction } from 'better-sqlite3';
 import { SentinelError, isSentinelError } from '../errors.js';
 import type { LogLevel } from '../logger.js';
+import { parseRfc3339 } from '../timestamp.js';
 import type {
   AgentRecord,
   AgentStatus,
@@ -35,7 +36,7 @@ import type {
   ToolCallRecord,
   UserRecord,
 } from '../models.js';
-import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from './types.js';
+import { STORE_REFUSED_MESSAGE, type AgentPatch, type AgentQuery, type LogQuery, type Store, type UserPatch } from './types.js';
 import { newUserId } from './user-id.js';
 import { SQLITE_MIGRATIONS_TABLE_SQL, sqliteMigrations } from './sqlite-migrations.js';
 
@@ -953,7 +954,8 @@ function sqliteFailure(err: unknown, messages: ConstraintMessages = {}): unknown
       return new SentinelError('invalid_request', messages.foreignKey?.() ?? 'a referenced record does not exist', { cause: err });
     case 'SQLITE_CONSTRAINT_CHECK':
     case 'SQLITE_CONSTRAINT_NOTNULL':
-      return new SentinelError('invalid_request', `invalid record: ${message}`, { cause: err });
+      // SQLite's text names the constraint and its SQL: it stays in `cause` (logged), never in the message.
+      return new SentinelError('invalid_request', STORE_REFUSED_MESSAGE, { cause: err });
     case 'SQLITE_BUSY':
     case 'SQLITE_LOCKED':
       return new SentinelError('unavailable', 'the database is busy; try again', { cause: err });
@@ -965,8 +967,8 @@ function sqliteFailure(err: unknown, messages: ConstraintMessages = {}): unknown
 }
 
 function canonicalTimestamp(value: string, what: string): string {
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new SentinelError('invalid_request', `${what} must be an ISO 8601 timestamp`);
+  const ms = parseRfc3339(value);
+  if (ms === undefined) throw new SentinelError('invalid_request', `${what} must be an RFC 3339 timestamp`);
   return new Date(ms).toISOString();
 }
 

@@ -130,3 +130,11 @@ export interface Store {
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
 }
+
+/**
+ * The message of the `invalid_request` a store rejects with when the database refuses a value
+ * for a reason no more specific message covers (a CHECK or NOT NULL constraint, data the
+ * database cannot hold). Fixed on purpose: the driver's own text (constraint names, SQL,
+ * values) stays in the error's `cause`, which the transports log and never send.
+ */
+export const STORE_REFUSED_MESSAGE = 'invalid record: the store refused a value';
