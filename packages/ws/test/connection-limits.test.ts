@@ -27,7 +27,7 @@ describe('WebSockets count against the connection caps', () => {
     api = await createSentinelApi({ dataDir: dir, tokenSecret: TOKEN_SECRET, adminPassword: 'admin-password-for-tests', runtime: { echoChunkDelayMs: 0 } });
     server = await listen(api, { port: 0, host: '127.0.0.1', logRequests: false, shutdownTimeoutMs: 500, headersTimeout: 300, requestTimeout: 2_000, maxConnectionsPerAddress: 2 });
     handle = attachWebSocket(server.server, api);
-    token = api.tokens.issue(ADMIN).token;
+    token = (await api.authService.issueToken(ADMIN.username)).token;
     const agent = await api.agents.create(ADMIN, { image: 'sentinel/echo:latest', name: 'caps' }, { secure: false, host: new URL(server.url).host });
     chatUrl = `${server.url.replace(/^http/, 'ws')}/v1/agents/${agent.id}/chat`;
   });
