@@ -36,6 +36,10 @@ describe('parseApiArgs: defaults', () => {
       cors: true,
       logRequests: true,
       dataDir: '~/.sentinel',
+      registryTimeout: 600,
+      registryMinRate: 1024,
+      registryRateWindow: 30,
+      registryAllowPrivate: false,
       adminUsername: 'admin',
       adminPassword: undefined,
     });
@@ -118,6 +122,10 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_DATA_DIR: '/env/data',
     SENTINEL_ADMIN_USER: 'root',
     SENTINEL_ADMIN_PASSWORD: 'hunter2hunter2',
+    SENTINEL_REGISTRY_TIMEOUT: '60',
+    SENTINEL_REGISTRY_MIN_RATE: '0',
+    SENTINEL_REGISTRY_RATE_WINDOW: '5',
+    SENTINEL_REGISTRY_ALLOW_PRIVATE: 'yes',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -130,6 +138,10 @@ describe('parseApiArgs: environment', () => {
       cors: false,
       logRequests: false,
       dataDir: '/env/data',
+      registryTimeout: 60,
+      registryMinRate: 0,
+      registryRateWindow: 5,
+      registryAllowPrivate: true,
       adminUsername: 'root',
       adminPassword: 'hunter2hunter2',
     });

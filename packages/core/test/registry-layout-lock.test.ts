@@ -60,7 +60,7 @@ describe('one OCI image layout written by two processes at once', () => {
     work = mkdtempSync(join(tmpdir(), 'sentinel-layout-lock-'));
     // esbuild comes with tsup (a root dev dependency); bundling runs the TypeScript sources as they are.
     const requireFromTsup = createRequire(createRequire(import.meta.url).resolve('tsup'));
-    const esbuild = (await import(requireFromTsup.resolve('esbuild'))) as typeof import('esbuild');
+    const esbuild = (await import(requireFromTsup.resolve('esbuild'))) as { build(options: Record<string, unknown>): Promise<unknown> };
     const entry = join(work, 'entry.ts');
     writeFileSync(entry, `export { writeImageToLayout } from ${JSON.stringify(join(SRC, 'images/layout.ts'))};\nexport { buildAgentImage } from ${JSON.stringify(join(SRC, 'images/oci.ts'))};\n`);
     bundle = join(work, 'layout.mjs');
