@@ -118,7 +118,7 @@ describe('registry transfers against a registry that drips bytes', () => {
       });
       // Two windows at most: the first one saw the manifest.
       expect(elapsed).toBeGreaterThanOrEqual(900);
-      expect(elapsed).toBeLessThan(5_000);
+      expect(elapsed).toBeLessThan(8_000);
       expect(await node.api.store.getImage(id)).toBeNull();
       expect((await node.call('GET', `/v1/images/${encodeURIComponent(`${host}/demo/drip:v1`)}`)).status).toBe(404);
     } finally {
@@ -138,7 +138,7 @@ describe('registry transfers against a registry that drips bytes', () => {
       const elapsed = Date.now() - started;
       expect(pulled).toEqual({ status: 504, body: { code: 'upstream_timeout', error: `the pull from registry ${new URL(proxy.url).host} did not finish within 1500 ms` } });
       expect(elapsed).toBeGreaterThanOrEqual(1400);
-      expect(elapsed).toBeLessThan(4_000);
+      expect(elapsed).toBeLessThan(8_000);
       expect(await node.api.store.getImage(id)).toBeNull();
     } finally {
       await node.close();
@@ -159,7 +159,7 @@ describe('registry transfers against a registry that drips bytes', () => {
         status: 504,
         body: { code: 'upstream_timeout', error: expect.stringMatching(new RegExp(`^registry ${new URL(proxy.url).host} moved \\d+ bytes in 1 s, below the minimum of 200 bytes/s; the push was abandoned$`)) },
       });
-      expect(elapsed).toBeLessThan(5_000);
+      expect(elapsed).toBeLessThan(8_000);
       expect(proxy.requests.some((line) => line.startsWith('PUT /v2/demo/drippush/manifests/'))).toBe(false);
       const client = new RegistryClient({ url: registry.url });
       try {

@@ -462,13 +462,16 @@ export class RegistryService {
     const configDigest = sha256Digest(image.config);
     const config = decodeExact(image.config, 'config', configDigest);
     if (options.tag !== undefined) {
-      const colon = options.tag.lastIndexOf(':');
+      // A colon before the last slash is a registry port (`host:5000/demo/helper`), not a tag.
+      const last = options.tag.lastIndexOf(':');
+      const colon = last > options.tag.lastIndexOf('/') ? last : -1;
       const name = colon === -1 ? options.tag : options.tag.slice(0, colon);
       if (!IMAGE_NAME_RE.test(name) || (colon !== -1 && !isValidTag(options.tag.slice(colon + 1)))) {
         throw new SentinelError('invalid_request', `invalid local tag "${options.tag.slice(0, 130)}": use name[:tag]`);
       }
     }
-    const nameTag = options.tag === undefined ? undefined : options.tag.includes(':') ? options.tag : `${options.tag}:latest`;
+    const tagged = options.tag !== undefined && options.tag.lastIndexOf(':') > options.tag.lastIndexOf('/');
+    const nameTag = options.tag === undefined ? undefined : tagged ? options.tag : `${options.tag}:latest`;
     await this.store.putImage(
       { digest: image.digest, manifest, config, config_digest: configDigest, size: this.imageSize(manifest, image.config.byteLength), created_at: this.createdAt(manifest) },
       nameTag === undefined ? [] : [nameTag],
