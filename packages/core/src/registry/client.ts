@@ -14,7 +14,9 @@
  * SentinelErrors: `upstream_error` for an unreachable or failing registry, refused credentials
  * (a registry's 401/403 is never passed on as our own 401), digest mismatches and oversized
  * content; `not_found` for unknown repositories, tags and manifests. Every call takes an
- * AbortSignal; an aborted call rejects with the signal's reason.
+ * AbortSignal; an aborted call rejects with the signal's reason. With an `addressPolicy` (a
+ * registry named in a request) every connection is checked and pinned, and every failure to
+ * connect is the same `registry <host> could not be reached`.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
