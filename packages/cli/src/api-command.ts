@@ -137,7 +137,15 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     adminPassword: config.adminPassword,
     ...(config.store === undefined ? {} : { storeUrl: config.store }),
     ...(config.bus === undefined ? {} : { busUrl: config.bus }),
-    registry: { url: config.registry, username: config.registryUsername, password: config.registryPassword },
+    registry: {
+      url: config.registry,
+      username: config.registryUsername,
+      password: config.registryPassword,
+      timeoutMs: config.registryTimeout * 1000,
+      minBytesPerSecond: config.registryMinRate,
+      rateWindowMs: config.registryRateWindow * 1000,
+      allowPrivateHosts: config.registryAllowPrivate,
+    },
     // Keys are never flags (they would show in `ps`): the core reads them from the environment or providers.json.
     providers: {
       ...(config.openaiBaseUrl === undefined ? {} : { openai: { baseUrl: config.openaiBaseUrl } }),

@@ -31,6 +31,14 @@ export interface ApiFlagValues {
   registryUsername: string | undefined;
   /** Password or token for the default registry. Default none. */
   registryPassword: string | undefined;
+  /** Seconds a whole registry push or pull may take; 0 for no deadline. Default 600. */
+  registryTimeout: number;
+  /** Bytes per second a registry push or pull must average over each `registryRateWindow`; 0 for no minimum. Default 1024. */
+  registryMinRate: number;
+  /** Seconds the minimum registry rate is averaged over. Default 30. */
+  registryRateWindow: number;
+  /** Let requests name registries on loopback/private addresses. Default false. */
+  registryAllowPrivate: boolean;
   /** Base URL of the `openai` provider (any OpenAI-compatible server). Default `OPENAI_BASE_URL`, else `https://api.openai.com/v1`. */
   openaiBaseUrl: string | undefined;
   /** Base URL of the `anthropic` provider. Default `ANTHROPIC_BASE_URL`, else `https://api.anthropic.com`. */
@@ -184,6 +192,41 @@ export const API_FLAGS: readonly FlagSpec[] = [
     defaultLabel: 'none',
     description: 'Password or access token for --registry (prefer the variable: flags show in ps)',
     key: 'registryPassword',
+  },
+  {
+    name: 'registry-timeout',
+    type: 'int',
+    env: 'SENTINEL_REGISTRY_TIMEOUT',
+    default: 600,
+    description: 'Seconds a whole registry push or pull may take before it fails with upstream_timeout; 0 for no deadline',
+    key: 'registryTimeout',
+    range: [0, 86_400],
+  },
+  {
+    name: 'registry-min-rate',
+    type: 'int',
+    env: 'SENTINEL_REGISTRY_MIN_RATE',
+    default: 1024,
+    description: 'Bytes/s a registry push or pull must average over --registry-rate-window, else upstream_timeout; 0 for no minimum',
+    key: 'registryMinRate',
+    range: [0, 1_073_741_824],
+  },
+  {
+    name: 'registry-rate-window',
+    type: 'int',
+    env: 'SENTINEL_REGISTRY_RATE_WINDOW',
+    default: 30,
+    description: 'Seconds --registry-min-rate is averaged over',
+    key: 'registryRateWindow',
+    range: [1, 3_600],
+  },
+  {
+    name: 'registry-allow-private',
+    type: 'bool',
+    env: 'SENTINEL_REGISTRY_ALLOW_PRIVATE',
+    default: false,
+    description: 'Let requests name registries on loopback/private addresses (--registry itself is always allowed)',
+    key: 'registryAllowPrivate',
   },
   {
     name: 'openai-base-url',

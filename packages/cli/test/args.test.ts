@@ -36,6 +36,10 @@ describe('parseApiArgs: defaults', () => {
       cors: true,
       logRequests: true,
       dataDir: '~/.sentinel',
+      registryTimeout: 600,
+      registryMinRate: 1024,
+      registryRateWindow: 30,
+      registryAllowPrivate: false,
       adminUsername: 'admin',
       adminPassword: undefined,
       maxConnections: 10_000,
@@ -122,6 +126,10 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_ADMIN_PASSWORD: 'hunter2hunter2',
     SENTINEL_MAX_CONNECTIONS: '5000',
     SENTINEL_MAX_CONNECTIONS_PER_ADDRESS: '64',
+    SENTINEL_REGISTRY_TIMEOUT: '60',
+    SENTINEL_REGISTRY_MIN_RATE: '0',
+    SENTINEL_REGISTRY_RATE_WINDOW: '5',
+    SENTINEL_REGISTRY_ALLOW_PRIVATE: 'yes',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -134,6 +142,10 @@ describe('parseApiArgs: environment', () => {
       cors: false,
       logRequests: false,
       dataDir: '/env/data',
+      registryTimeout: 60,
+      registryMinRate: 0,
+      registryRateWindow: 5,
+      registryAllowPrivate: true,
       adminUsername: 'root',
       adminPassword: 'hunter2hunter2',
       maxConnections: 5000,

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'agent_busy'
   | 'upstream_error'
+  | 'upstream_timeout'
   | 'unavailable'
   | 'internal';
 
@@ -32,6 +33,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'rate_limited',
   'agent_busy',
   'upstream_error',
+  'upstream_timeout',
   'unavailable',
   'internal',
 ];
@@ -104,6 +106,8 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
   rate_limited: 429,
   agent_busy: 429,
   upstream_error: 502,
+  // A registry transfer that ran past its deadline or below its minimum rate (a gateway timeout).
+  upstream_timeout: 504,
   unavailable: 503,
   internal: 500,
 };

@@ -130,6 +130,9 @@ describe('OCI image layout export and import', () => {
       expect((await target.images.get('demo/exported:v3')).digest).toBe(built.digest);
       const agent = await target.agents.create(ADMIN, { image: 'demo/exported:v3', name: 'from-layout' }, ORIGIN);
       expect(agent.image_id).toBe(built.digest);
+      // A full name with a registry port and no tag is `:latest`, not a tag "5000/…".
+      await target.registry.importImage(dir, { refName: 'v3' }, { tag: '127.0.0.1:5000/demo/exported' });
+      expect((await target.images.get('127.0.0.1:5000/demo/exported')).tags).toContain('127.0.0.1:5000/demo/exported:latest');
     } finally {
       await source.close();
       await target.close();

@@ -160,6 +160,27 @@ export interface ProxyOptions {
   beforeForward?: (req: http.IncomingMessage) => Promise<void> | void;
   /** Rewrites a buffered response body for matching requests (tampering). */
   rewriteBody?: (req: http.IncomingMessage, body: Buffer) => Buffer | undefined;
+  /**
+   * Drips the whole response (status line, headers, body) of matching requests onto the socket
+   * a few bytes at a time: a registry that is slow enough never to trip a per-read timeout.
+   */
+  drip?: { match: (req: http.IncomingMessage) => boolean; bytesPerSecond: number };
+}
+
+/** Writes `bytes` to `socket` at about `bytesPerSecond` (one write every 100 ms), then ends it; stops when the peer goes. */
+function dripTo(socket: import('node:net').Socket, bytes: Buffer, bytesPerSecond: number): void {
+  const step = Math.max(1, Math.round(bytesPerSecond / 10));
+  let offset = 0;
+  const timer = setInterval(() => {
+    if (socket.destroyed || offset >= bytes.byteLength) {
+      clearInterval(timer);
+      if (!socket.destroyed) socket.end();
+      return;
+    }
+    socket.write(bytes.subarray(offset, offset + step));
+    offset += step;
+  }, 100);
+  socket.once('close', () => clearInterval(timer));
 }
 
 export interface RunningProxy {
@@ -201,6 +222,23 @@ export async function startProxy(target: string, options: ProxyOptions = {}): Pr
         const outHeaders = { ...upRes.headers };
         const location = outHeaders.location;
         if (typeof location === 'string' && location.startsWith(target)) outHeaders.location = selfUrl + location.slice(target.length);
+        const drip = options.drip;
+        if (drip?.match(req)) {
+          const parts: Buffer[] = [];
+          upRes.on('data', (chunk: Buffer) => parts.push(chunk));
+          upRes.on('end', () => {
+            const body = req.method === 'HEAD' ? Buffer.alloc(0) : Buffer.concat(parts);
+            const lines = [`HTTP/1.1 ${upRes.statusCode ?? 502} ${upRes.statusMessage ?? ''}`];
+            for (const [key, value] of Object.entries(outHeaders)) {
+              if (value === undefined || ['connection', 'keep-alive', 'transfer-encoding', 'content-length'].includes(key)) continue;
+              for (const one of Array.isArray(value) ? value : [value]) lines.push(`${key}: ${one}`);
+            }
+            lines.push(`content-length: ${req.method === 'HEAD' ? (upRes.headers['content-length'] ?? '0') : body.byteLength}`, 'connection: close');
+            // Raw bytes straight to the socket: node:http would send the headers in one piece.
+            dripTo(req.socket, Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), body]), drip.bytesPerSecond);
+          });
+          return;
+        }
         const rewrite = options.rewriteBody;
         if (!rewrite) {
           res.writeHead(upRes.statusCode ?? 502, outHeaders);

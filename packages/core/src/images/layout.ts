@@ -7,13 +7,16 @@
  * Crash safety: every file is written to a temporary name, flushed and renamed, and
  * `index.json` (the only thing that names an image) is replaced last, so a crash or a cancelled
  * write leaves at most unreferenced blobs, never a reference to a missing or half-written one.
- * Writers of one directory are serialised within the process; two processes writing the same
- * layout at once are not supported.
+ * Writers of one directory are serialised within the process (a promise queue) and across
+ * processes (an O_EXCL lock file with stale-lock recovery, see layout-lock.ts), so concurrent
+ * writers never lose each other's index.json entries. Readers need no lock: every file they
+ * read is replaced by a rename, whole.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SentinelError } from '../errors.js';
+import { withLayoutFileLock } from './layout-lock.js';
 import {
   AGENT_ARTIFACT_TYPE,
   AGENT_CONFIG_MEDIA_TYPE,
@@ -215,13 +218,18 @@ export async function listLayout(dir: string): Promise<LayoutEntry[]> {
   return index === null ? [] : index.manifests.map(toEntry);
 }
 
-// One writer per layout directory at a time, within this process.
+// One writer per layout directory at a time: queued within this process, then the lock file
+// against other processes (the queue keeps one process's writers from polling the file).
 const writers = new Map<string, Promise<unknown>>();
 
 async function withLayoutLock<T>(dir: string, work: () => Promise<T>): Promise<T> {
   const key = resolve(dir);
   const previous = writers.get(key) ?? Promise.resolve();
-  const current = previous.then(work, work);
+  const locked = async () => {
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    return withLayoutFileLock(dir, work);
+  };
+  const current = previous.then(locked, locked);
   const settled = current.then(
     () => undefined,
     () => undefined,

@@ -13,6 +13,15 @@ import { compileValidator } from '../validation.js';
 /** Docker-like repository name: lowercase path components separated by `/`. */
 export const IMAGE_NAME_PATTERN = '^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$';
 export const IMAGE_NAME_MAX_LENGTH = 128;
+/**
+ * A local image name: a repository name, optionally after the `host[:port]/` of the registry it
+ * was pulled from (`127.0.0.1:5000/demo/helper`), as Docker keeps them, so the same path from
+ * two registries never collides. Hosts are lowercase (URL parsing lowercases them); an IPv6
+ * host is bracketed. Builds still take {@link IMAGE_NAME_PATTERN}: only pulls name a registry.
+ */
+export const LOCAL_IMAGE_NAME_PATTERN =
+  '^(?:(?:\\[[0-9a-f:.]+\\]|[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)(?::[0-9]{1,5})?/)?' +
+  '[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$';
 /** Docker's tag grammar. */
 export const IMAGE_TAG_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$';
 export const MODEL_PROVIDER_PATTERN = '^[a-z][a-z0-9_-]{0,31}$';

@@ -21,7 +21,7 @@ import type { AgentDefinition, EventRecord, ImageRecord, ImageResource, Principa
 import type { ModelProvider } from '../providers/types.js';
 import type { Store } from '../store/types.js';
 import { buildAgentImage } from './oci.js';
-import { IMAGE_NAME_MAX_LENGTH, IMAGE_NAME_PATTERN, IMAGE_TAG_PATTERN, parseAgentDefinition } from './sentinelfile.js';
+import { IMAGE_NAME_MAX_LENGTH, IMAGE_TAG_PATTERN, LOCAL_IMAGE_NAME_PATTERN, parseAgentDefinition } from './sentinelfile.js';
 
 /** Shortest hex prefix accepted as an image ID, like `docker images` shows. */
 export const SHORT_ID_LENGTH = 12;
@@ -48,7 +48,8 @@ export const STARTER_IMAGE_DEFINITION: AgentDefinition = Object.freeze({
   capabilities: ['chat', 'streaming'],
 }) as AgentDefinition;
 
-const NAME_RE = new RegExp(IMAGE_NAME_PATTERN);
+// Local names may carry the registry they were pulled from (`host:port/demo/helper`).
+const NAME_RE = new RegExp(LOCAL_IMAGE_NAME_PATTERN);
 const TAG_RE = new RegExp(IMAGE_TAG_PATTERN);
 const FULL_DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 const HEX_RE = /^[0-9a-f]+$/;
@@ -96,7 +97,9 @@ function notFound(ref: string): SentinelError {
 
 /** Splits `name:tag` (tag optional, default `latest`); null when either part is malformed. */
 function parseNameTag(ref: string): string | null {
-  const colon = ref.lastIndexOf(':');
+  // Only a colon after the last slash starts the tag: one before it is a registry port.
+  const last = ref.lastIndexOf(':');
+  const colon = last > ref.lastIndexOf('/') ? last : -1;
   const name = colon === -1 ? ref : ref.slice(0, colon);
   const tag = colon === -1 ? 'latest' : ref.slice(colon + 1);
   if (name.length > IMAGE_NAME_MAX_LENGTH || !NAME_RE.test(name) || !TAG_RE.test(tag)) return null;
@@ -106,7 +109,8 @@ function parseNameTag(ref: string): string | null {
 /**
  * Parses an image reference: `sha256:<64 hex>`, 64 hex, a hex prefix of at least
  * {@link SHORT_ID_LENGTH} (which may also be a valid repository name: Docker tries the name
- * first, so do we), `name:tag` or `name` (= `name:latest`).
+ * first, so do we), `name:tag` or `name` (= `name:latest`), where a name pulled from a named
+ * registry starts with its `host[:port]/`.
  * Throws SentinelError `invalid_request` for anything else.
  */
 export function parseImageReference(ref: string): ImageReference {

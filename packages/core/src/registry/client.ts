@@ -14,16 +14,33 @@
  * SentinelErrors: `upstream_error` for an unreachable or failing registry, refused credentials
  * (a registry's 401/403 is never passed on as our own 401), digest mismatches and oversized
  * content; `not_found` for unknown repositories, tags and manifests. Every call takes an
- * AbortSignal; an aborted call rejects with the signal's reason.
+ * AbortSignal; an aborted call rejects with the signal's reason. With an `addressPolicy` (a
+ * registry named in a request) every connection is checked and pinned, and every failure to
+ * connect is the same `registry <host> could not be reached`.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../errors.js';
 import { OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 import { MAX_MANIFEST_BYTES } from '../images/layout.js';
 import { parseWwwAuthenticate, TokenCache, type AuthChallenge } from './auth.js';
 import { discardBody } from '../undici-body.js';
+import { normalizeHost, pinnedLookup, resolveAllowedAddresses, type HostResolver } from '../tools/net-policy.js';
+
+/**
+ * The address policy of the `http_fetch` tool, for a registry someone named in a request: every
+ * host the client connects to (the registry, its token realm, redirects) is resolved and checked
+ * (loopback/private/link-local refused unless allowed), and the connection pinned to the checked
+ * addresses (no DNS rebinding). Failing to connect, for any reason, is then one message,
+ * `registry <host> could not be reached`, so the errors cannot map which internal ports are open.
+ */
+export interface RegistryAddressPolicy {
+  /** Let loopback and private addresses through (tests, trusted networks). Default false. */
+  allowPrivateAddresses?: boolean;
+  /** Default: `node:dns`. */
+  resolver?: HostResolver;
+}
 
 /** Username and password (or access token as the password, as GHCR and Harbor robots use). */
 export interface RegistryCredentials {
@@ -46,6 +63,8 @@ export interface RegistryClientOptions {
   maxManifestBytes?: number;
   /** Clock for token expiry. Default `Date.now`. */
   now?: () => number;
+  /** Check and pin every connection (see {@link RegistryAddressPolicy}); ignores `dispatcher`. Default: none (a trusted registry). */
+  addressPolicy?: RegistryAddressPolicy;
 }
 
 /** Which access a request needs; it picks the bearer token scope. */
@@ -163,7 +182,13 @@ export class RegistryClient {
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
   private closed = false;
+  private readonly connectTimeoutMs: number;
   private readonly requestTimeoutMs: number;
+  private readonly policy: RegistryAddressPolicy | undefined;
+  /** With a policy: one pinned Agent per checked host name. */
+  private readonly pinned = new Map<string, Promise<Agent>>();
+  /** True once the registry (or its token server) answered anything: a timeout before that is "could not be reached". */
+  private answered = false;
   private readonly maxManifestBytes: number;
   private readonly tokens: TokenCache;
   /** What the registry asked for the last time it challenged us, so later requests authenticate up front. */
@@ -175,20 +200,24 @@ export class RegistryClient {
     this.origin = url.origin;
     this.host = url.host;
     this.credentials = options.credentials;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.policy = options.addressPolicy;
     this.maxManifestBytes = options.maxManifestBytes ?? MAX_MANIFEST_BYTES;
     this.tokens = new TokenCache(options.now);
-    this.ownsDispatcher = options.dispatcher === undefined;
+    this.ownsDispatcher = options.dispatcher === undefined || this.policy !== undefined;
     this.dispatcher =
-      options.dispatcher ??
-      new Agent({ connect: { timeout: options.connectTimeoutMs ?? 10_000 }, headersTimeout: this.requestTimeoutMs, bodyTimeout: this.requestTimeoutMs });
+      (this.policy === undefined ? options.dispatcher : undefined) ??
+      new Agent({ connect: { timeout: this.connectTimeoutMs }, headersTimeout: this.requestTimeoutMs, bodyTimeout: this.requestTimeoutMs });
   }
 
   /** Closes the connections of a dispatcher this client created. Idempotent. */
   async close(): Promise<void> {
     if (!this.ownsDispatcher || this.closed) return;
     this.closed = true;
-    await this.dispatcher.close();
+    const pinned = await Promise.allSettled([...this.pinned.values()]);
+    this.pinned.clear();
+    await Promise.all([this.dispatcher.close(), ...pinned.map((p) => (p.status === 'fulfilled' ? p.value.close() : undefined))]);
   }
 
   /** Checks the registry speaks the distribution API and accepts our credentials (GET /v2/). */
@@ -446,7 +475,13 @@ export class RegistryClient {
   }
 
   private transportError(err: unknown, host: string, signal: AbortSignal | undefined): unknown {
-    if (signal?.aborted) return abortReason(signal);
+    if (signal?.aborted) {
+      const reason = abortReason(signal);
+      // A deadline that ran out before anything answered is a host that could not be reached.
+      if (this.policy !== undefined && !this.answered && isSentinelError(reason) && reason.code === 'upstream_timeout') return this.unreachable(reason);
+      return reason;
+    }
+    if (this.policy !== undefined) return this.unreachable(err);
     const code = errnoOf(err);
     // Errno-style codes (ECONNREFUSED, CERT_HAS_EXPIRED, UND_ERR_CONNECT_TIMEOUT) say it best.
     const reason = code !== undefined && /^[A-Z0-9_]+$/.test(code) ? code : ((err as Error)?.message ?? String(err));
@@ -454,17 +489,46 @@ export class RegistryClient {
     return this.upstream(`${who} is unreachable: ${reason}`, err);
   }
 
+  /** The one message for every way a policy-checked registry can fail to connect (refused, reset, timeout, DNS, policy). */
+  private unreachable(cause: unknown): SentinelError {
+    return this.upstream(`registry ${this.host} could not be reached`, cause);
+  }
+
+  /** The dispatcher for `url`: the client's own, or (with a policy) an Agent pinned to the host's checked addresses. */
+  private dispatcherFor(url: URL): Promise<Dispatcher> {
+    if (this.policy === undefined) return Promise.resolve(this.dispatcher);
+    const policy = this.policy;
+    const key = normalizeHost(url.hostname);
+    let agent = this.pinned.get(key);
+    if (agent === undefined) {
+      agent = resolveAllowedAddresses(url.hostname, {
+        allowPrivateAddresses: policy.allowPrivateAddresses === true,
+        what: 'registry',
+        ...(policy.resolver ? { resolver: policy.resolver } : {}),
+      }).then(
+        (addresses) =>
+          new Agent({ connect: { timeout: this.connectTimeoutMs, lookup: pinnedLookup(addresses) }, headersTimeout: this.requestTimeoutMs, bodyTimeout: this.requestTimeoutMs }),
+      );
+      this.pinned.set(key, agent);
+      // A failed check is not cached: the next request checks again.
+      agent.catch(() => this.pinned.delete(key));
+    }
+    return agent;
+  }
+
   /** One HTTP exchange, with transport failures turned into `upstream_error`. */
   private async raw(method: SendOptions['method'], url: URL, headers: Headers, body: Buffer | Readable | undefined, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
-    if (signal?.aborted) throw abortReason(signal);
+    if (signal?.aborted) throw this.transportError(undefined, url.host, signal);
     try {
-      return await request(url, {
+      const res = await request(url, {
         method,
         headers: { 'user-agent': USER_AGENT, ...headers },
         ...(body === undefined ? {} : { body }),
         ...(signal ? { signal } : {}),
-        dispatcher: this.dispatcher,
+        dispatcher: await this.dispatcherFor(url),
       });
+      this.answered = true;
+      return res;
     } catch (err) {
       throw this.transportError(err, url.host, signal);
     }

@@ -6,7 +6,11 @@
  * Naming: a local image `demo/helper:v1` is pushed to `<namespace>/demo/helper:v1` on the
  * default registry, and `POST /v1/registry/pull {"name":"demo/helper:v1"}` brings it back as
  * `demo/helper:v1`, same digest. A reference that names a registry (`localhost:5000/demo/helper:v1`)
- * goes to that registry, without the default's namespace or credentials.
+ * goes to that registry, without the default's namespace or credentials, and what is pulled from
+ * it is kept under that full name (Docker's rule), so the same path on two registries never
+ * collides. A registry named in a request is checked like an `http_fetch` URL (no internal
+ * addresses unless `allowPrivateHosts`), and every way of not reaching it reads the same.
+ * Remote transfers run under a deadline and a minimum rate (`upstream_timeout`).
  *
  * Nothing half-written: a pull stores the image (one Store transaction) only after the manifest
  * and config were fetched and verified, and never once the transfer was cancelled; a push puts
@@ -15,7 +19,7 @@
 import { isSentinelError, SentinelError } from '../errors.js';
 import { readImageFromLayout, writeImageToLayout } from '../images/layout.js';
 import { parseAgentManifest, sha256Digest } from '../images/oci.js';
-import { IMAGE_NAME_MAX_LENGTH, IMAGE_NAME_PATTERN } from '../images/sentinelfile.js';
+import { IMAGE_NAME_MAX_LENGTH, LOCAL_IMAGE_NAME_PATTERN } from '../images/sentinelfile.js';
 import { toImageResource, type ImageService } from '../images/service.js';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
@@ -25,7 +29,8 @@ import { parseRfc3339 } from '../timestamp.js';
 import { DistributionBackend } from './backends/distribution.js';
 import { LayoutBackend } from './backends/layout.js';
 import type { BlobProgressEvent, RegistryBackend } from './backends/types.js';
-import type { RegistryClientOptions, RegistryCredentials } from './client.js';
+import type { RegistryAddressPolicy, RegistryClientOptions, RegistryCredentials } from './client.js';
+import { DEFAULT_TRANSFER_LIMITS, TransferGuard, type TransferLimits } from './transfer-guard.js';
 import { formatRegistryReference, isValidTag, parseRegistryLocation, parseRegistryReference, REPOSITORY_MAX_LENGTH, type RegistryLocation, type RegistryReference } from './reference.js';
 
 /** The server's default registry (`--registry`, `--registry-username`, `--registry-password`). */
@@ -36,6 +41,18 @@ export interface RegistrySettings {
   username?: string;
   /** Default: none. Never logged. */
   password?: string;
+  /** Milliseconds a whole push or pull to a remote registry may take; 0 for no deadline. Default 600 000 (10 min). */
+  timeoutMs?: number;
+  /** Bytes per second a remote push or pull must average over each `rateWindowMs`; 0 for no minimum. Default 1024. */
+  minBytesPerSecond?: number;
+  /** Milliseconds the minimum rate is averaged over. Default 30 000. */
+  rateWindowMs?: number;
+  /**
+   * Let requests name registries on loopback, private and link-local addresses. The configured
+   * `url` is always trusted; registries named per request are checked like `http_fetch` URLs
+   * (no internal addresses, connections pinned to the checked address). Default false.
+   */
+  allowPrivateHosts?: boolean;
 }
 
 export interface RegistryServiceOptions {
@@ -118,6 +135,7 @@ export interface PushResult {
 }
 
 export interface PullResult {
+  /** The local image name: the repository, after `host[:port]/` when the request named another registry than the server's. */
   name: string;
   /** Null when pulled by digest alone (the image is kept untagged, like Docker). */
   tag: string | null;
@@ -150,7 +168,7 @@ export interface SearchPage {
 const DEFAULT_SEARCH_LIMIT = 25;
 /** Repositories described at once while building a search page. */
 const DESCRIBE_CONCURRENCY = 4;
-const IMAGE_NAME_RE = new RegExp(IMAGE_NAME_PATTERN);
+const IMAGE_NAME_RE = new RegExp(LOCAL_IMAGE_NAME_PATTERN);
 const RESERVED_NAMESPACE = 'sentinel/';
 
 interface ResolvedTarget {
@@ -159,6 +177,8 @@ interface ResolvedTarget {
   prefix: string;
   /** Close the back end after the call: it was made for this request. */
   transient: boolean;
+  /** `host[:port]` of a registry the request named (not the server's): pulled images are kept under `host[:port]/path`. */
+  namedHost: string | undefined;
 }
 
 /** Sums the blobs' numbers into the transfer's overall bytes and total. */
@@ -227,6 +247,8 @@ export class RegistryService {
   /** The default registry's location; undefined for the embedded one. */
   private readonly location: RegistryLocation | undefined;
   private readonly credentials: RegistryCredentials | undefined;
+  private readonly limits: TransferLimits;
+  private readonly requestNamedPolicy: RegistryAddressPolicy;
   private readonly defaultBackend: RegistryBackend;
   /** The embedded back end (also the default when no URL is configured). */
   readonly embedded: RegistryBackend;
@@ -243,6 +265,15 @@ export class RegistryService {
     const hasUser = settings.username !== undefined && settings.username !== '';
     const hasPassword = settings.password !== undefined && settings.password !== '';
     if (hasUser !== hasPassword) throw new SentinelError('invalid_request', 'registry credentials need both a username and a password');
+    this.limits = {
+      timeoutMs: settings.timeoutMs ?? DEFAULT_TRANSFER_LIMITS.timeoutMs,
+      minBytesPerSecond: settings.minBytesPerSecond ?? DEFAULT_TRANSFER_LIMITS.minBytesPerSecond,
+      rateWindowMs: settings.rateWindowMs ?? DEFAULT_TRANSFER_LIMITS.rateWindowMs,
+    };
+    for (const [name, value] of Object.entries(this.limits)) {
+      if (!Number.isSafeInteger(value) || value < 0) throw new SentinelError('invalid_request', `registry ${name} must be a non-negative integer`);
+    }
+    this.requestNamedPolicy = { allowPrivateAddresses: settings.allowPrivateHosts === true };
     if (settings.url === undefined || settings.url === '') {
       if (hasUser) throw new SentinelError('invalid_request', 'registry credentials were given without a registry URL');
       this.location = undefined;
@@ -280,7 +311,11 @@ export class RegistryService {
       named = undefined;
     }
     const localRef = named?.registry === undefined ? input.image : formatRegistryReference({ ...named, registry: undefined });
-    const record = await this.images.resolve(localRef, principal);
+    // `host/demo/helper:v1` is first the local image of that full name (one pulled from there), else `demo/helper:v1`.
+    const record = localRef === input.image ? await this.images.resolve(localRef, principal) : await this.images.resolve(input.image, principal).catch((err: unknown) => {
+            if (isSentinelError(err) && (err.code === 'not_found' || err.code === 'invalid_request')) return this.images.resolve(localRef, principal);
+            throw err;
+          });
     const { repository, tag: localTag } = this.pushName(record, named);
     const tag = input.tag ?? localTag;
     if (!isValidTag(tag)) throw new SentinelError('invalid_request', `invalid tag "${tag.slice(0, 130)}"`);
@@ -297,10 +332,8 @@ export class RegistryService {
         tracker.expect('layer', sha256Digest('{}'), 2);
         tracker.expect('manifest', record.digest, Buffer.byteLength(record.manifest));
         try {
-          await target.backend.push(
-            { digest: record.digest, manifest: record.manifest, config: record.config },
-            { repository: path, tag },
-            { onProgress: tracker.report, ...(options.signal ? { signal: options.signal } : {}) },
+          await this.guarded(target, 'push', options.signal, (guard) =>
+            target.backend.push({ digest: record.digest, manifest: record.manifest, config: record.config }, { repository: path, tag }, { onProgress: tracker.report, ...guard }),
           );
         } finally {
           await this.release(target);
@@ -341,13 +374,19 @@ export class RegistryService {
     }
     const target = await this.resolveTarget(principal, ref.registry, input.registry, input.credentials);
     const path = `${target.prefix}${ref.repository}`;
+    // Like Docker: what came from a named registry keeps its host, so one path on two registries never collides.
+    const localName = target.namedHost === undefined ? ref.repository : `${target.namedHost}/${path}`;
+    if (localName.length > IMAGE_NAME_MAX_LENGTH || !IMAGE_NAME_RE.test(localName)) {
+      await this.release(target);
+      throw new SentinelError('invalid_request', `"${localName.slice(0, 130)}" cannot be a local image name (at most ${IMAGE_NAME_MAX_LENGTH} characters, registry host included)`);
+    }
     return {
       run: async (options = {}) => {
         const { signal } = options;
         const tracker = new ProgressTracker(options.onProgress);
         let pulled;
         try {
-          pulled = await target.backend.pull(path, reference, { onProgress: tracker.report, ...(signal ? { signal } : {}) });
+          pulled = await this.guarded(target, 'pull', signal, (guard) => target.backend.pull(path, reference, { onProgress: tracker.report, ...guard }));
         } finally {
           await this.release(target);
         }
@@ -355,7 +394,7 @@ export class RegistryService {
         const manifest = decodeExact(pulled.manifest, 'manifest', pulled.digest);
         const configDigest = sha256Digest(pulled.config);
         const config = decodeExact(pulled.config, 'config', configDigest);
-        const localTag = tag === null ? null : `${ref.repository}:${tag}`;
+        const localTag = tag === null ? null : `${localName}:${tag}`;
         // The client may have gone while the last bytes arrived: then nothing is written.
         throwIfAborted(signal);
         const existing = await this.store.getImage(pulled.digest);
@@ -373,7 +412,7 @@ export class RegistryService {
         const stored = await this.store.getImage(pulled.digest);
         if (stored === null) throw new Error(`image ${pulled.digest} vanished right after it was stored`);
         this.logger.info('image pulled', { registry: target.backend.name, repository: path, reference, digest: pulled.digest, status, user: principal.username });
-        return { name: ref.repository, tag, digest: pulled.digest, status, registry: target.backend.name, image: toImageResource(stored) };
+        return { name: localName, tag, digest: pulled.digest, status, registry: target.backend.name, image: toImageResource(stored) };
       },
     };
   }
@@ -431,13 +470,16 @@ export class RegistryService {
     const configDigest = sha256Digest(image.config);
     const config = decodeExact(image.config, 'config', configDigest);
     if (options.tag !== undefined) {
-      const colon = options.tag.lastIndexOf(':');
+      // A colon before the last slash is a registry port (`host:5000/demo/helper`), not a tag.
+      const last = options.tag.lastIndexOf(':');
+      const colon = last > options.tag.lastIndexOf('/') ? last : -1;
       const name = colon === -1 ? options.tag : options.tag.slice(0, colon);
       if (!IMAGE_NAME_RE.test(name) || (colon !== -1 && !isValidTag(options.tag.slice(colon + 1)))) {
         throw new SentinelError('invalid_request', `invalid local tag "${options.tag.slice(0, 130)}": use name[:tag]`);
       }
     }
-    const nameTag = options.tag === undefined ? undefined : options.tag.includes(':') ? options.tag : `${options.tag}:latest`;
+    const tagged = options.tag !== undefined && options.tag.lastIndexOf(':') > options.tag.lastIndexOf('/');
+    const nameTag = options.tag === undefined ? undefined : tagged ? options.tag : `${options.tag}:latest`;
     await this.images.checkMayTag(undefined, nameTag === undefined ? [] : [nameTag], image.digest);
     await this.store.putImage(
       { digest: image.digest, manifest, config, config_digest: configDigest, size: this.imageSize(manifest, image.config.byteLength), created_at: this.createdAt(manifest) },
@@ -448,8 +490,30 @@ export class RegistryService {
     return toImageResource(stored);
   }
 
-  private remote(origin: string, credentials: RegistryCredentials | undefined): DistributionBackend {
-    return new DistributionBackend({ url: origin, ...this.clientOptions, ...(credentials ? { credentials } : {}) });
+  /** A remote back end; `policy` for a registry named in a request (checked addresses, one message for unreachable). */
+  private remote(origin: string, credentials: RegistryCredentials | undefined, policy?: RegistryAddressPolicy): DistributionBackend {
+    return new DistributionBackend({ url: origin, ...this.clientOptions, ...(credentials ? { credentials } : {}), ...(policy ? { addressPolicy: policy } : {}) });
+  }
+
+  /**
+   * Runs a remote transfer under the deadline and minimum rate (see transfer-guard.ts); the
+   * embedded back end works on local files and needs neither.
+   */
+  private async guarded<T>(target: ResolvedTarget, kind: 'push' | 'pull', signal: AbortSignal | undefined, work: (options: { signal?: AbortSignal; onBytes?: (bytes: number) => void }) => Promise<T>): Promise<T> {
+    if (!(target.backend instanceof DistributionBackend)) return work(signal ? { signal } : {});
+    const guard = new TransferGuard(this.limits, { kind, registry: target.backend.name }, signal);
+    try {
+      return await work({ signal: guard.signal, onBytes: guard.count });
+    } catch (err) {
+      if (isSentinelError(err) && (err.code === 'upstream_error' || err.code === 'upstream_timeout') && err.cause !== undefined) {
+        // The client-visible message may be deliberately vague (request-named hosts): the log says why.
+        const cause = err.cause as { code?: unknown; message?: unknown };
+        this.logger.warn(`registry ${kind} failed`, { registry: target.backend.name, reason: typeof cause.code === 'string' ? cause.code : String(cause.message ?? err.cause) });
+      }
+      throw err;
+    } finally {
+      guard.dispose();
+    }
   }
 
   private async mayPush(principal: Principal): Promise<boolean> {
@@ -489,10 +553,11 @@ export class RegistryService {
       // The server's registry. Its namespace applies to plain names; a request that spells out
       // the registry (a host in the reference, or a "registry" URL) gives the full path itself.
       const namespace = named === undefined ? (this.location?.namespace ?? '') : (field?.namespace ?? '');
-      if (this.location === undefined || credentials === undefined) return { backend: this.defaultBackend, prefix: prefixOf(namespace), transient: false };
-      return { backend: this.remote(this.location.origin, credentials), prefix: prefixOf(namespace), transient: true };
+      if (this.location === undefined || credentials === undefined) return { backend: this.defaultBackend, prefix: prefixOf(namespace), transient: false, namedHost: undefined };
+      return { backend: this.remote(this.location.origin, credentials), prefix: prefixOf(namespace), transient: true, namedHost: undefined };
     }
-    return { backend: this.remote(named.origin, credentials), prefix: prefixOf(named.namespace), transient: true };
+    // Named in the request: checked like http_fetch URLs, so a pusher cannot probe the server's network.
+    return { backend: this.remote(named.origin, credentials, this.requestNamedPolicy), prefix: prefixOf(named.namespace), transient: true, namedHost: named.host };
   }
 
   private async release(target: ResolvedTarget): Promise<void> {
@@ -503,14 +568,23 @@ export class RegistryService {
   private pushName(record: ImageRecord, named: RegistryReference | undefined): { repository: string; tag: string } {
     if (named !== undefined && named.digest === undefined) {
       const nameTag = `${named.repository}:${named.tag ?? 'latest'}`;
-      if (record.tags.includes(nameTag)) return { repository: named.repository, tag: named.tag ?? 'latest' };
+      const fullNameTag = named.registry === undefined ? nameTag : `${named.registry}/${nameTag}`;
+      if (record.tags.includes(nameTag) || record.tags.includes(fullNameTag)) return { repository: named.repository, tag: named.tag ?? 'latest' };
     }
     const first = record.tags[0];
     if (first === undefined) {
       throw new SentinelError('invalid_request', `image ${record.digest.slice(0, 19)}… has no name:tag to push it under`);
     }
     const colon = first.lastIndexOf(':');
-    return { repository: first.slice(0, colon), tag: first.slice(colon + 1) };
+    const name = first.slice(0, colon);
+    // A name pulled from another registry (`host:port/demo/helper`) is pushed as its path.
+    let repository = name;
+    try {
+      repository = parseRegistryReference(name).repository;
+    } catch {
+      // Stored names are valid; keep it as it is.
+    }
+    return { repository, tag: first.slice(colon + 1) };
   }
 
   private async describe(target: ResolvedTarget, name: string, signal: AbortSignal | undefined): Promise<SearchResult> {

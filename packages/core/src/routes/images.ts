@@ -13,12 +13,12 @@ import type { JsonSchema, RouteContext, RouteDef } from './types.js';
 export const MAX_SENTINELFILE_BYTES = 256 * 1024;
 
 /**
- * An image reference in a path: ID, short ID, `name:tag`, `name`. Slashes are allowed
+ * An image reference in a path: ID, short ID, `name:tag`, `name`, `host:port/name:tag`. Slashes are allowed
  * (repository paths, sent percent-encoded); the service parses the grammar precisely.
  */
 const imageRefParams: JsonSchema = {
   type: 'object',
-  properties: { ref: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$' } },
+  properties: { ref: { type: 'string', pattern: '^[A-Za-z0-9\\[][A-Za-z0-9._:/\\[\\]-]{0,255}$' } },
   required: ['ref'],
   additionalProperties: false,
 };

@@ -9,6 +9,15 @@ import { requireAgentManifest, summarizeManifest } from '../agent-manifest.js';
 import { RegistryClient, type RegistryClientOptions } from '../client.js';
 import type { BlobProgressEvent, PulledImageBytes, RegistryBackend, TagDescription, TransferOptions } from './types.js';
 
+/** Turns a running total (what the client reports) into deltas for `onBytes`. */
+function deltas(onBytes: ((bytes: number) => void) | undefined): (total: number) => void {
+  let last = 0;
+  return (total) => {
+    if (total > last) onBytes?.(total - last);
+    last = total;
+  };
+}
+
 function bytesOf(value: string | Uint8Array): Buffer {
   return typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
@@ -52,30 +61,39 @@ export class DistributionBackend implements RegistryBackend {
         continue;
       }
       report({ status: 'uploading', digest: blob.digest, kind: blob.kind, bytes: 0, total });
+      const moved = deltas(options.onBytes);
       await this.client.uploadBlob(target.repository, blob.digest, blob.bytes, {
         ...(signal ? { signal } : {}),
-        onProgress: (bytes) => report({ status: 'uploading', digest: blob.digest, kind: blob.kind, bytes, total }),
+        onProgress: (bytes) => {
+          moved(bytes);
+          report({ status: 'uploading', digest: blob.digest, kind: blob.kind, bytes, total });
+        },
       });
       report({ status: 'verified', digest: blob.digest, kind: blob.kind, bytes: total, total });
     }
     const total = manifest.byteLength;
     report({ status: 'uploading', digest: image.digest, kind: 'manifest', bytes: 0, total });
     await this.client.putManifest(target.repository, target.tag, manifest, { mediaType: OCI_MANIFEST_MEDIA_TYPE, ...(signal ? { signal } : {}) });
+    options.onBytes?.(total);
     report({ status: 'verified', digest: image.digest, kind: 'manifest', bytes: total, total });
   }
 
   async pull(repository: string, reference: string, options: TransferOptions = {}): Promise<PulledImageBytes> {
     const { signal, onProgress } = options;
     // A manifest is small and its digest unknown until it is here (pulls by tag): one line once verified.
-    const fetched = await this.client.getManifest(repository, reference, signal ? { signal } : {});
+    const fetched = await this.client.getManifest(repository, reference, { ...(signal ? { signal } : {}), onProgress: deltas(options.onBytes) });
     const manifestSize = fetched.bytes.byteLength;
     onProgress?.({ status: 'verified', digest: fetched.digest, kind: 'manifest', bytes: manifestSize, total: manifestSize });
     const config = requireAgentManifest(fetched.bytes, fetched.mediaType, `${this.name}/${repository}:${reference}`);
     onProgress?.({ status: 'downloading', digest: config.digest, kind: 'config', bytes: 0, total: config.size });
+    const moved = deltas(options.onBytes);
     const configBytes = await this.client.getBlob(repository, config, {
       maxBytes: this.maxConfigBytes,
       ...(signal ? { signal } : {}),
-      onProgress: (bytes) => onProgress?.({ status: 'downloading', digest: config.digest, kind: 'config', bytes, total: config.size }),
+      onProgress: (bytes) => {
+        moved(bytes);
+        onProgress?.({ status: 'downloading', digest: config.digest, kind: 'config', bytes, total: config.size });
+      },
     });
     onProgress?.({ status: 'verified', digest: config.digest, kind: 'config', bytes: config.size, total: config.size });
     return { digest: fetched.digest, manifest: fetched.bytes, config: configBytes };

@@ -22,6 +22,8 @@ export interface TransferOptions {
   onProgress?: (event: BlobProgressEvent) => void;
   /** Aborting cancels the transfer; the call rejects with the signal's reason. Default: none. */
   signal?: AbortSignal;
+  /** Called with the size of every chunk sent or received over the network, for the minimum-rate check. Default: none. */
+  onBytes?: (bytes: number) => void;
 }
 
 /** An image's bytes as pulled: verified against `digest`, and shaped like an agent image. */
