@@ -4,8 +4,8 @@
  * transports (HTTP, WebSocket) use only what it returns.
  */
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, mkdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
 import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
@@ -36,6 +36,7 @@ import { currentTimeTool } from './tools/current-time.js';
 import { createHttpFetchTool } from './tools/http-fetch.js';
 import { ToolRegistry } from './tools/registry.js';
 import { createWebSearchTool } from './tools/web-search.js';
+import { sentinelVersion } from './version.js';
 
 export interface SentinelApi extends SentinelApiSurface {
   readonly store: Store;
@@ -81,6 +82,7 @@ const ERRNO_REASONS: Record<string, string> = {
   ENOTDIR: 'a path component is not a directory',
   EEXIST: 'a file is in the way',
   ENOSPC: 'no space left on device',
+  ENOENT: 'it cannot be created there',
 };
 
 function shortReason(err: unknown): string {
@@ -93,10 +95,32 @@ function dataDirError(dir: string, err: unknown): SentinelError {
   return new SentinelError('unavailable', `cannot use data directory ${dir}: ${shortReason(err)}`, { cause: err });
 }
 
+/**
+ * `mkdir -p`, one component at a time from the root down. Node's `mkdir({recursive: true})`
+ * retries forever at 100 % CPU where a parent exists but refuses children with ENOENT (procfs,
+ * sysfs: `--data-dir /proc/x`); here every component is tried once, so a bad path fails at once.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  const absolute = resolve(dir);
+  const parts: string[] = [];
+  for (let current = absolute; ; current = dirname(current)) {
+    parts.unshift(current);
+    if (dirname(current) === current) break;
+  }
+  for (const part of parts) {
+    try {
+      await mkdir(part, { mode: 0o700 });
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EEXIST') throw err;
+      if (!(await stat(part)).isDirectory()) throw Object.assign(new Error(`${part} is not a directory`), { code: 'ENOTDIR' });
+    }
+  }
+}
+
 /** Creates the directory (mode 0700: it holds the token secret and every user's data) and checks it is writable. */
 async function prepareDataDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirs(dir);
     await access(dir, fsConstants.W_OK);
   } catch (err) {
     throw dataDirError(dir, err);
@@ -185,7 +209,12 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     await images.ensureStarterImage();
 
-    const routes = buildRouteTable({ auth: authService, users, agents, images, bus, events, registry, store }).map(compileRoute);
+    const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
+    const routes = buildRouteTable({
+      auth: authService, users, agents, images, bus, events, registry, store,
+      version: { store: storeKind, bus: redis ? 'redis' : 'local' },
+      openapi: { version: sentinelVersion() },
+    }).map(compileRoute);
     let shuttingDown: Promise<void> | undefined;
     let closing: Promise<void> | undefined;
     const shutdown = () =>

@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Principal } from '../models.js';
 
@@ -66,6 +67,18 @@ export interface RouteDef {
   bodyFormats?: BodyFormat[];
   /** Body size cap in bytes for this route. Default: the transport's cap. */
   maxBodyBytes?: number;
+  /**
+   * Streamed answers the route can give besides JSON, for the OpenAPI document: `ndjson`
+   * (`application/x-ndjson`), `sse` (`text/event-stream`). Default: none, or what openapi.ts
+   * knows for the built-in streaming routes.
+   */
+  streams?: Array<'ndjson' | 'sse'>;
+  /**
+   * Error codes the route can answer beyond the ones its shape implies (401 without public auth,
+   * 403 for admin, 404 with path parameters, 400/413/415 with a body, 503), for the OpenAPI
+   * document. Default: none, or what openapi.ts knows for the built-in routes.
+   */
+  errors?: ErrorCode[];
   handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;
 }
 
