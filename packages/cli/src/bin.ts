@@ -127,8 +127,19 @@ function unknownCommand(command: string): never {
   process.exit(EXIT_USAGE);
 }
 
+/**
+ * `pnpm start -- --port 9000` hands the script `-- --port 9000` (pnpm keeps the `--`). Inside a
+ * package script (npm_lifecycle_event is set) a leading `--` is that separator, not ours, and is
+ * dropped; typed by hand (or through npx), `sentinel api -- --port` stays a usage error.
+ */
+function withoutScriptSeparator(args: string[]): string[] {
+  const script = process.env.npm_lifecycle_event;
+  return args[0] === '--' && script !== undefined && script !== 'npx' ? args.slice(1) : args;
+}
+
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
+  const [command, ...given] = argv;
+  const rest = withoutScriptSeparator(given);
   switch (command) {
     case undefined:
       io.stderr.write(formatMainHelp());
