@@ -147,3 +147,38 @@ describe('the README walk-through, pasted in order', () => {
     for (const [index, block] of runnable.entries()) expect(read(index, 'err'), `stderr of README line ${block.line}`).toBe('');
   }, 120_000);
 });
+
+describe('comments point inside the repository', () => {
+  /** Source files of the repository (not dist, not node_modules), relative to ROOT. */
+  function sources(dir = ''): string[] {
+    const out: string[] = [];
+    for (const entry of readdirSync(join(ROOT, dir), { withFileTypes: true })) {
+      if (entry.name === 'node_modules' || entry.name === 'dist' || entry.name.startsWith('.')) continue;
+      const path = dir === '' ? entry.name : `${dir}/${entry.name}`;
+      if (entry.isDirectory()) out.push(...sources(path));
+      else if (/\.(ts|mjs|js)$/.test(entry.name)) out.push(path);
+    }
+    return out;
+  }
+
+  // Spelled in two parts so that this file does not cite it itself.
+  const OUTSIDE = ['DESIGN', 'md'].join('.');
+
+  it('every docs/ARCHITECTURE.md anchor names a heading there, and nothing cites the design notes outside the repository', () => {
+    const architecture = readFileSync(join(ROOT, 'docs/ARCHITECTURE.md'), 'utf8');
+    // GitHub's anchors: lower case, punctuation dropped, spaces to hyphens.
+    const anchors = new Set(
+      [...architecture.matchAll(/^#{2,3} (.+)$/gm)].map((m) => (m[1] as string).toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-')),
+    );
+    let references = 0;
+    for (const file of sources()) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      expect(text.includes(OUTSIDE), `${file} cites ${OUTSIDE}, which is not in this repository`).toBe(false);
+      for (const match of text.matchAll(/docs\/ARCHITECTURE\.md#([a-z0-9-]+)/g)) {
+        references++;
+        expect(anchors.has(match[1] as string), `${file}: #${match[1]} is not a heading of docs/ARCHITECTURE.md`).toBe(true);
+      }
+    }
+    expect(references).toBeGreaterThan(30);
+  });
+});

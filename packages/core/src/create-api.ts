@@ -149,7 +149,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
   if (options.store) {
     store = options.store;
   } else if (options.storeUrl !== undefined) {
-    // Scale-out (DESIGN.md §11): the PostgreSQL store and its driver load only when asked for.
+    // Scale-out (docs/ARCHITECTURE.md#scale-out): the PostgreSQL store and its driver load only when asked for.
     const { openPostgresStore } = await import('./postgres/index.js');
     const postgres = await openPostgresStore({ url: options.storeUrl, logger });
     logger.info('store on postgres', { url: postgres.url });
@@ -161,7 +161,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       throw dataDirError(dataDir, err);
     }
   }
-  // Scale-out (DESIGN.md §11): with a bus URL, Redis (loaded only then) carries the bus, the
+  // Scale-out (docs/ARCHITECTURE.md#scale-out): with a bus URL, Redis (loaded only then) carries the bus, the
   // per-agent turn lock, the login throttle and user invalidations between instances.
   let redis: RedisScaleOut | undefined;
   if (options.busUrl !== undefined) {

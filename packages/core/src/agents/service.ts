@@ -1,5 +1,5 @@
 /**
- * Agents: instances of images, owned by the user who created them (DESIGN.md §5). A user sees
+ * Agents: instances of images, owned by the user who created them (docs/ARCHITECTURE.md#auth-and-tenancy). A user sees
  * and touches only their own agents (another user's is a 404, so IDs reveal nothing); admins
  * see all. Every status change is stored, logged and announced as an `agent_status` event.
  */
@@ -71,7 +71,7 @@ const AGENT_NAME_RE = new RegExp(AGENT_NAME_PATTERN, 'u');
 /** Longest default-name stem, so `<stem>-<6 hex>` fits the 64-character name limit. */
 const MAX_NAME_STEM = 57;
 
-/** The API shape of an agent (DESIGN.md §13). Environment values never leave the server. */
+/** The API shape of an agent (docs/ARCHITECTURE.md#wire-shapes). Environment values never leave the server. */
 export function toAgentResource(record: AgentRecord, origin: RequestOrigin): AgentResource {
   const base = `${origin.secure ? 'wss' : 'ws'}://${origin.host}/v1/agents/${encodeURIComponent(record.id)}`;
   return {

@@ -1,8 +1,8 @@
 /**
  * Login throttling: repeated failures for one username or one client address are refused
  * with `rate_limited` (HTTP 429 + Retry-After) until their window ends, so passwords cannot
- * be guessed at full speed. Async methods, so a Redis-backed limiter (scale-out, DESIGN.md
- * §11) can implement the same interface.
+ * be guessed at full speed. Async methods, so a Redis-backed limiter (scale-out, docs/ARCHITECTURE.md#scale-out)
+ * can implement the same interface.
  */
 import { SentinelError } from '../errors.js';
 

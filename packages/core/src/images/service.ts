@@ -91,7 +91,7 @@ export function imageDefinition(record: ImageRecord): AgentDefinition {
   return JSON.parse(record.config) as AgentDefinition;
 }
 
-/** The API shape of an image (DESIGN.md §13): Docker's fields plus the definition. */
+/** The API shape of an image (docs/ARCHITECTURE.md#wire-shapes): Docker's fields plus the definition. */
 export function toImageResource(record: ImageRecord): ImageResource {
   const def = imageDefinition(record);
   const first = record.tags[0];

@@ -1,5 +1,5 @@
 /**
- * The login throttle shared by every instance (DESIGN.md §11): the same limits as the
+ * The login throttle shared by every instance (docs/ARCHITECTURE.md#scale-out): the same limits as the
  * in-process `LoginThrottle`, with the counters in Redis, so a guesser spreading attempts over
  * several instances behind a load balancer gets no more tries than against one.
  *

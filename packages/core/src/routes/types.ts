@@ -51,7 +51,7 @@ export interface RouteInput<P = Record<string, string>, Q = Record<string, unkno
  */
 export type RouteResult = unknown;
 
-/** A route is data (DESIGN.md §3): the transports route, validate and map errors from it. */
+/** A route is data (docs/ARCHITECTURE.md#the-seam): the transports route, validate and map errors from it. */
 export interface RouteDef {
   method: HttpMethod;
   /** Path with `:name` parameters, e.g. `/v1/agents/:id`. */
