@@ -179,6 +179,14 @@ describe('examples/', () => {
     });
   });
 
+  it('custom-tool.mjs: a registered tool, called through a transport-free chat session, twice', async () => {
+    for (const run of [1, 2]) {
+      const example = runExample('custom-tool.mjs');
+      expect(await example.exited, `run ${run}: ${example.stderr()}`).toBe(0);
+      expect(example.stdout()).toBe('word_count: {"words":3}\n');
+    }
+  });
+
   it('core.mjs: runs, and runs again on the same data directory', async () => {
     for (const run of [1, 2]) {
       const example = runExample('core.mjs');
