@@ -1,4 +1,4 @@
-// Lint, and the package boundaries of DESIGN.md §2 as lint errors: core imports no
+// Lint, and the package boundaries of docs/ARCHITECTURE.md#packages-and-their-arrows as lint errors: core imports no
 // transport, http and ws never import each other, nobody reaches into another package's src.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
@@ -21,7 +21,7 @@ export default tseslint.config(
     files: ['packages/core/src/**'],
     rules: {
       'no-restricted-imports': ['error', {
-        paths: ['node:http', 'node:https', 'http', 'https', 'ws', 'express', 'fastify', '@sentinel/api-http', '@sentinel/api-ws', '@sentinel/cli'].map((name) => ({ name, message: 'core is transport-free (DESIGN.md §2).' })),
+        paths: ['node:http', 'node:https', 'http', 'https', 'ws', 'express', 'fastify', '@sentinel/api-http', '@sentinel/api-ws', '@sentinel/cli'].map((name) => ({ name, message: 'core is transport-free (docs/ARCHITECTURE.md#packages-and-their-arrows).' })),
         patterns: [deepImports],
       }],
     },
@@ -30,7 +30,7 @@ export default tseslint.config(
     files: ['packages/http/src/**'],
     rules: {
       'no-restricted-imports': ['error', {
-        paths: ['ws', '@sentinel/api-ws', '@sentinel/cli'].map((name) => ({ name, message: 'http never imports the ws transport or the cli (DESIGN.md §2).' })),
+        paths: ['ws', '@sentinel/api-ws', '@sentinel/cli'].map((name) => ({ name, message: 'http never imports the ws transport or the cli (docs/ARCHITECTURE.md#packages-and-their-arrows).' })),
         patterns: [deepImports],
       }],
     },
@@ -39,7 +39,7 @@ export default tseslint.config(
     files: ['packages/ws/src/**'],
     rules: {
       'no-restricted-imports': ['error', {
-        paths: ['@sentinel/api-http', '@sentinel/cli'].map((name) => ({ name, message: 'ws never imports the http transport or the cli (DESIGN.md §2).' })),
+        paths: ['@sentinel/api-http', '@sentinel/cli'].map((name) => ({ name, message: 'ws never imports the http transport or the cli (docs/ARCHITECTURE.md#packages-and-their-arrows).' })),
         patterns: [deepImports],
       }],
     },

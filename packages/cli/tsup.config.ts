@@ -8,4 +8,7 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   splitting: false,
+  // The workspace packages are bundled into dist (their third-party dependencies are the CLI's
+  // own dependencies), so a packed @sentinel/cli installs and runs outside this monorepo.
+  noExternal: [/^@sentinel\//],
 });

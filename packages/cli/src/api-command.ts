@@ -13,6 +13,7 @@ import { listen, type RunningServer } from '@sentinel/api-http';
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { CommandError, UsageError, describeFsError, oneLineMessage } from './errors.js';
 import { parseApiArgs, type ApiConfig } from './parse-args.js';
+import { cliVersion, shortCommit } from './version.js';
 
 /** Anything text can be written to (process.stdout, a test buffer). */
 export interface TextSink {
@@ -188,7 +189,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
   // Same server, same port: wss:// under TLS, and the agents' `endpoints` already say so.
   const ws = attachWebSocket(server.server, api, { logger });
   logLines.flush();
-  io.stdout.write(`SentinelStacks API listening on ${server.url}\n`);
+  io.stdout.write(`SentinelStacks API listening on ${server.url} (version ${cliVersion()}, commit ${shortCommit()})\n`);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

@@ -9,7 +9,7 @@ import { isUsageError, oneLineMessage } from './errors.js';
 import { formatApiHelp, formatMainHelp } from './help.js';
 import { parseApiArgs, type ParsedApiArgs } from './parse-args.js';
 import { closestMatch } from './suggest.js';
-import { cliVersion } from './version.js';
+import { versionLine } from './version.js';
 
 /** Exit statuses: 2 is the convention for "called wrongly", 1 for "failed while running". */
 const EXIT_OK = 0;
@@ -17,6 +17,25 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 const COMMANDS = ['api', 'help'];
+
+/**
+ * Longest a start-up may take (store, migrations, Redis, binding the port) before it counts as
+ * failed: every dependency has its own timeout, but their sum must not leave an operator
+ * watching a silent process. Default 60 s.
+ */
+const START_DEADLINE_MS = 60_000;
+/** After a signal during start-up: how long start-up may still finish (so the store closes cleanly), then exit 1. Default 3 s. */
+const START_SIGNAL_GRACE_MS = 3_000;
+/** After a signal while serving: in-flight requests get 10 s; past this the process exits 1 anyway. Default 15 s. */
+const SHUTDOWN_DEADLINE_MS = 15_000;
+
+/** Exits `EXIT_FAILURE` after `ms` with one line, unless the process has exited by then. */
+function exitAfter(ms: number, message: string): void {
+  setTimeout(() => {
+    io.stderr.write(`sentinel api: ${message}\n`);
+    process.exit(EXIT_FAILURE);
+  }, ms).unref();
+}
 
 const io: CommandIo = { stdout: process.stdout, stderr: process.stderr };
 
@@ -40,7 +59,7 @@ async function runApi(argv: string[]): Promise<void> {
     return;
   }
   if (parsed.kind === 'version') {
-    io.stdout.write(`${cliVersion()}\n`);
+    io.stdout.write(`${versionLine()}\n`);
     return;
   }
 
@@ -67,7 +86,13 @@ async function runApi(argv: string[]): Promise<void> {
     }
     stopping = true;
     io.stderr.write(`sentinel api: shutting down (${signal})\n`);
-    if (running) void shutdown(running);
+    // A signal always ends the process: a shutdown (or a start-up) that hangs is cut short.
+    if (running) {
+      exitAfter(SHUTDOWN_DEADLINE_MS, `shutdown did not finish within ${SHUTDOWN_DEADLINE_MS / 1000} s, exiting`);
+      void shutdown(running);
+    } else {
+      exitAfter(START_SIGNAL_GRACE_MS, `start-up did not finish within ${START_SIGNAL_GRACE_MS / 1000} s of ${signal}, exiting`);
+    }
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -82,10 +107,16 @@ async function runApi(argv: string[]): Promise<void> {
   process.on('uncaughtException', onCrash);
   process.on('unhandledRejection', onCrash);
 
+  const startTimer = setTimeout(() => {
+    fail('sentinel api', new Error(`start-up did not finish within ${START_DEADLINE_MS / 1000} s`));
+  }, START_DEADLINE_MS);
+  startTimer.unref();
   try {
     running = await startApi(parsed.config, io);
   } catch (err) {
     fail('sentinel api', err);
+  } finally {
+    clearTimeout(startTimer);
   }
   if (stopping) await shutdown(running);
 }
@@ -96,8 +127,19 @@ function unknownCommand(command: string): never {
   process.exit(EXIT_USAGE);
 }
 
+/**
+ * `pnpm start -- --port 9000` hands the script `-- --port 9000` (pnpm keeps the `--`). Inside a
+ * package script (npm_lifecycle_event is set) a leading `--` is that separator, not ours, and is
+ * dropped; typed by hand (or through npx), `sentinel api -- --port` stays a usage error.
+ */
+function withoutScriptSeparator(args: string[]): string[] {
+  const script = process.env.npm_lifecycle_event;
+  return args[0] === '--' && script !== undefined && script !== 'npx' ? args.slice(1) : args;
+}
+
 async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
+  const [command, ...given] = argv;
+  const rest = withoutScriptSeparator(given);
   switch (command) {
     case undefined:
       io.stderr.write(formatMainHelp());
@@ -108,7 +150,7 @@ async function main(argv: string[]): Promise<void> {
       io.stdout.write(formatMainHelp());
       break;
     case '--version':
-      io.stdout.write(`${cliVersion()}\n`);
+      io.stdout.write(`${versionLine()}\n`);
       break;
     case 'help': {
       const topic = rest[0];

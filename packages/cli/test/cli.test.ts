@@ -125,8 +125,8 @@ describe('sentinel binary: help and dispatch', () => {
     expect((await version.exited()).code).toBe(0);
     expect((await apiVersion.exited()).code).toBe(0);
     expect((await help.exited()).code).toBe(0);
-    expect(version.stdout()).toBe(`${PKG_VERSION}\n`);
-    expect(apiVersion.stdout()).toBe(`${PKG_VERSION}\n`);
+    expect(version.stdout()).toMatch(new RegExp(`^sentinel ${PKG_VERSION.replace(/\./g, '\\.')} \\(commit ([0-9a-f]{12}|unknown), node v\\d+\\.\\d+\\.\\d+\\)\n$`));
+    expect(apiVersion.stdout()).toBe(version.stdout());
     expect(help.stdout()).toMatch(/^Usage: sentinel <command>/);
   });
 

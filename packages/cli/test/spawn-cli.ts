@@ -40,7 +40,7 @@ export interface CliProcess {
 
 const running = new Set<ChildProcess>();
 
-const URL_LINE = /^SentinelStacks API listening on (\S+)$/m;
+const URL_LINE = /^SentinelStacks API listening on (\S+)/m;
 
 /**
  * An environment without the caller's SENTINEL_* variables (a developer's own settings must

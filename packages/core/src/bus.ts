@@ -1,7 +1,7 @@
 /**
  * The event bus carries an agent's events and log lines from whoever writes them (journal)
  * to whoever streams them (WebSocket, SSE, log follow). The interface is deliberately small so
- * a Redis adapter can replace the in-process one for scale-out (DESIGN.md §11). The bus is not
+ * a Redis adapter can replace the in-process one for scale-out (docs/ARCHITECTURE.md#scale-out). The bus is not
  * durable: the Store is the record, the bus only says "something new happened".
  */
 import mittModule, { type Emitter, type EventType } from 'mitt';

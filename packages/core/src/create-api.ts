@@ -4,8 +4,8 @@
  * transports (HTTP, WebSocket) use only what it returns.
  */
 import { constants as fsConstants } from 'node:fs';
-import { access, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, mkdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
 import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
@@ -37,6 +37,7 @@ import { currentTimeTool } from './tools/current-time.js';
 import { createHttpFetchTool } from './tools/http-fetch.js';
 import { ToolRegistry } from './tools/registry.js';
 import { createWebSearchTool } from './tools/web-search.js';
+import { sentinelVersion } from './version.js';
 
 export interface SentinelApi extends SentinelApiSurface {
   readonly store: Store;
@@ -82,6 +83,7 @@ const ERRNO_REASONS: Record<string, string> = {
   ENOTDIR: 'a path component is not a directory',
   EEXIST: 'a file is in the way',
   ENOSPC: 'no space left on device',
+  ENOENT: 'it cannot be created there',
 };
 
 function shortReason(err: unknown): string {
@@ -103,10 +105,32 @@ function embeddedRegistryOf(store: Store): RegistryBackend | undefined {
   return typeof offer === 'function' ? offer.call(store) : undefined;
 }
 
+/**
+ * `mkdir -p`, one component at a time from the root down. Node's `mkdir({recursive: true})`
+ * retries forever at 100 % CPU where a parent exists but refuses children with ENOENT (procfs,
+ * sysfs: `--data-dir /proc/x`); here every component is tried once, so a bad path fails at once.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  const absolute = resolve(dir);
+  const parts: string[] = [];
+  for (let current = absolute; ; current = dirname(current)) {
+    parts.unshift(current);
+    if (dirname(current) === current) break;
+  }
+  for (const part of parts) {
+    try {
+      await mkdir(part, { mode: 0o700 });
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EEXIST') throw err;
+      if (!(await stat(part)).isDirectory()) throw Object.assign(new Error(`${part} is not a directory`), { code: 'ENOTDIR' });
+    }
+  }
+}
+
 /** Creates the directory (mode 0700: it holds the token secret and every user's data) and checks it is writable. */
 async function prepareDataDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirs(dir);
     await access(dir, fsConstants.W_OK);
   } catch (err) {
     throw dataDirError(dir, err);
@@ -135,7 +159,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
   if (options.store) {
     store = options.store;
   } else if (options.storeUrl !== undefined) {
-    // Scale-out (DESIGN.md §11): the PostgreSQL store and its driver load only when asked for.
+    // Scale-out (docs/ARCHITECTURE.md#scale-out): the PostgreSQL store and its driver load only when asked for.
     const { openPostgresStore } = await import('./postgres/index.js');
     const postgres = await openPostgresStore({ url: options.storeUrl, logger });
     logger.info('store on postgres', { url: postgres.url });
@@ -147,7 +171,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       throw dataDirError(dataDir, err);
     }
   }
-  // Scale-out (DESIGN.md §11): with a bus URL, Redis (loaded only then) carries the bus, the
+  // Scale-out (docs/ARCHITECTURE.md#scale-out): with a bus URL, Redis (loaded only then) carries the bus, the
   // per-agent turn lock, the login throttle and user invalidations between instances.
   let redis: RedisScaleOut | undefined;
   if (options.busUrl !== undefined) {
@@ -210,7 +234,12 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     await images.ensureStarterImage();
 
-    const routes = buildRouteTable({ auth: authService, users, agents, images, bus, events, registry, store }).map(compileRoute);
+    const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
+    const routes = buildRouteTable({
+      auth: authService, users, agents, images, bus, events, registry, store,
+      version: { store: storeKind, bus: redis ? 'redis' : 'local' },
+      openapi: { version: sentinelVersion() },
+    }).map(compileRoute);
     let shuttingDown: Promise<void> | undefined;
     let closing: Promise<void> | undefined;
     const shutdown = () =>

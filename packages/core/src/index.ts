@@ -31,6 +31,8 @@ export * from './routes/registry.js';
 export * from './agents/log-query.js';
 export * from './agents/service.js';
 export * from './routes/health.js';
+export * from './routes/version.js';
+export * from './version.js';
 export * from './routes/agents.js';
 export * from './routes/images.js';
 export * from './routes/openapi.js';

@@ -1,6 +1,6 @@
 /**
  * Records are what the Store keeps; resources are what the API returns (snake_case, the
- * original project's shapes plus ours, DESIGN.md §13). Conversions live next to the
+ * original project's shapes plus ours, docs/ARCHITECTURE.md#wire-shapes). Conversions live next to the
  * services that own them.
  */
 import type { LogLevel } from './logger.js';

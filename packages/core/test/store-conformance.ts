@@ -1,5 +1,5 @@
 /**
- * The Store contract as executable specs (DESIGN.md §4): every back end runs this suite
+ * The Store contract as executable specs (docs/ARCHITECTURE.md#storage): every back end runs this suite
  * unchanged, so it talks to the `Store` interface only and never assumes anything an
  * implementation chose beyond the interface's doc comments (e.g. it never relies on insertion
  * order to break ties, and compares unordered lists as sets).

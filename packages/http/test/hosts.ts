@@ -1,6 +1,6 @@
 /**
  * Mounts a SentinelApiSurface in every host the library promises to work in, so one spec runs
- * against all of them (DESIGN.md §12): the standalone server, a bare node:http server, Express 5
+ * against all of them (docs/ARCHITECTURE.md#testing): the standalone server, a bare node:http server, Express 5
  * and Fastify 5. Each host keeps one route of its own to prove the api coexists with it.
  */
 import * as http from 'node:http';

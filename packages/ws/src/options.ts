@@ -14,7 +14,7 @@ export interface WebSocketOptions {
   closeTimeoutMs?: number;
   /**
    * Negotiate permessage-deflate. Default false: measured here it is ≈ 6× slower and costs
-   * ≈ 200 KiB per socket once used (DESIGN.md §9).
+   * ≈ 200 KiB per socket once used (docs/ARCHITECTURE.md#the-protocol).
    */
   perMessageDeflate?: boolean;
   /** Where connection events and failures are logged (never tokens). Default: the api's logger. */

@@ -1,7 +1,7 @@
 /**
  * Refusing an upgrade before it completes: a plain HTTP response written on the raw socket,
  * then the socket is destroyed. No WebSocket exists yet, so no frame is ever sent to a
- * client that is not allowed in (DESIGN.md §5).
+ * client that is not allowed in (docs/ARCHITECTURE.md#auth-and-tenancy).
  */
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';

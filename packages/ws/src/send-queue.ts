@@ -1,5 +1,5 @@
 /**
- * The bounded send queue of one socket (DESIGN.md §9). Frames go straight to `ws` while the
+ * The bounded send queue of one socket (docs/ARCHITECTURE.md#the-protocol). Frames go straight to `ws` while the
  * socket's `bufferedAmount` is under the high-water mark; above it they wait here, in order,
  * and flow again as the socket drains. A consumer whose queue grows past its cap is closed
  * with 1008 and the queue is dropped, so a client that stops reading costs at most

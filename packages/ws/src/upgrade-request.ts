@@ -66,7 +66,7 @@ function offeredSubprotocols(headers: IncomingHttpHeaders): string[] {
 /**
  * The `Authorization` header value to authenticate with: the header itself, or else a
  * `Bearer` built from a `bearer.<jwt>` subprotocol (browsers cannot set headers on a
- * WebSocket; DESIGN.md §5). Undefined when the request carries neither.
+ * WebSocket; docs/ARCHITECTURE.md#auth-and-tenancy). Undefined when the request carries neither.
  */
 export function authorizationOf(headers: IncomingHttpHeaders): string | undefined {
   if (headers.authorization !== undefined) return headers.authorization;

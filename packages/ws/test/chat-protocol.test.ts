@@ -1,5 +1,5 @@
 /**
- * The chat protocol of `/v1/agents/{id}/chat` (DESIGN.md §9) over real sockets, on every host
+ * The chat protocol of `/v1/agents/{id}/chat` (docs/ARCHITECTURE.md#the-protocol) over real sockets, on every host
  * the library promises to work in: the standalone server, bare node:http, Express and Fastify,
  * each with the WebSocket transport attached to that host's own server.
  */

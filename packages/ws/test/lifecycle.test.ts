@@ -1,7 +1,7 @@
 /**
  * How sockets end, on every host: an agent deleted mid-stream, the api shutting down mid-turn,
  * the transport detached. Each gets its terminal frame first, then the close code of
- * DESIGN.md §9 (1000 deleted, 1001 shutdown), and the server stays healthy.
+ * docs/ARCHITECTURE.md#the-protocol (1000 deleted, 1001 shutdown), and the server stays healthy.
  */
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 /**
  * Authentication and authorization happen on the upgrade request, before any socket exists
- * (DESIGN.md §5): every refusal is seen by the client as an HTTP status on
+ * (docs/ARCHITECTURE.md#auth-and-tenancy): every refusal is seen by the client as an HTTP status on
  * 'unexpected-response', never as an 'open'. Paths that are not ours stay the host's.
  */
 import { once } from 'node:events';

@@ -1,5 +1,5 @@
 /**
- * Agents: instances of images, owned by the user who created them (DESIGN.md §5). A user sees
+ * Agents: instances of images, owned by the user who created them (docs/ARCHITECTURE.md#auth-and-tenancy). A user sees
  * and touches only their own agents (another user's is a 404, so IDs reveal nothing); admins
  * see all. Every status change is stored, logged and announced as an `agent_status` event.
  *
@@ -89,7 +89,7 @@ export interface AgentRunStatus {
   reason?: string;
 }
 
-/** The API shape of an agent (DESIGN.md §13). Environment values never leave the server. `run` default: runnable. */
+/** The API shape of an agent (docs/ARCHITECTURE.md#wire-shapes). Environment values never leave the server. `run` default: runnable. */
 export function toAgentResource(record: AgentRecord, origin: RequestOrigin, run: AgentRunStatus = { runnable: true }): AgentResource {
   const base = `${origin.secure ? 'wss' : 'ws'}://${origin.host}/v1/agents/${encodeURIComponent(record.id)}`;
   return {

@@ -1,6 +1,6 @@
 /**
  * The HS256 token secret: given by the operator, or generated once and kept in the data
- * directory so tokens survive restarts (DESIGN.md §5).
+ * directory so tokens survive restarts (docs/ARCHITECTURE.md#auth-and-tenancy).
  */
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';

@@ -1,5 +1,5 @@
 /**
- * Login and request authentication: the two doors into the API (DESIGN.md §5).
+ * Login and request authentication: the two doors into the API (docs/ARCHITECTURE.md#auth-and-tenancy).
  */
 import { SentinelError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';

@@ -12,7 +12,7 @@
  *   spreads over many addresses without stopping the owner's correct login from a clean one.
  *
  * Refusals are `rate_limited` (HTTP 429 + Retry-After). Async methods, so the Redis limiter
- * (scale-out, DESIGN.md §11) implements the same interface and the same policy.
+ * (scale-out, docs/ARCHITECTURE.md#scale-out) implements the same interface and the same policy.
  */
 import { SentinelError } from '../errors.js';
 

@@ -1,5 +1,5 @@
 /**
- * Agent images as OCI artifacts (DESIGN.md §7, OCI image-spec v1.1): an image manifest whose
+ * Agent images as OCI artifacts (docs/ARCHITECTURE.md#images-and-the-registry, OCI image-spec v1.1): an image manifest whose
  * config blob is the agent definition, with the empty-layer convention because an agent has
  * no filesystem layers. The image ID is the sha256 of the exact manifest bytes, so those
  * bytes are produced once (canonical JSON) and stored and pushed unchanged.

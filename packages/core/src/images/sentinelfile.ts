@@ -1,5 +1,5 @@
 /**
- * The agent definition, a "Sentinelfile" (DESIGN.md §7): its JSON Schema and the parser
+ * The agent definition, a "Sentinelfile" (docs/ARCHITECTURE.md#images-and-the-registry): its JSON Schema and the parser
  * that turns a decoded JSON or YAML document into a normalised {@link AgentDefinition}.
  * The normalised definition is the OCI config blob of an image, so normalisation must be
  * deterministic: the same input always gives the same definition (and the same digest).

@@ -149,7 +149,7 @@ export function imageDefinition(record: ImageRecord): AgentDefinition {
 }
 
 /**
- * The API shape of an image (DESIGN.md §13): Docker's fields plus the definition, and the
+ * The API shape of an image (docs/ARCHITECTURE.md#wire-shapes): Docker's fields plus the definition, and the
  * owner and visibility of the repository of `name` from `repositories` (null when the image is
  * untagged or `repositories` does not hold it; default: none).
  */

@@ -1,6 +1,6 @@
 /**
  * `@sentinel/api-core/postgres`: the PostgreSQL Store for running several instances on one
- * database (DESIGN.md §4, §11). A sub-path of its own so that `pg` is loaded only by those who use it.
+ * database (docs/ARCHITECTURE.md#scale-out). A sub-path of its own so that `pg` is loaded only by those who use it.
  */
 export { openPostgresStore, type PostgresStore, type PostgresStoreOptions } from './store.js';
 export { postgresMigrations, POSTGRES_MIGRATIONS_TABLE_SQL, type PostgresMigration } from './migrations.js';

@@ -1,5 +1,5 @@
 /**
- * The distributed Store: PostgreSQL through a `pg` connection pool (DESIGN.md §4, §11). Several
+ * The distributed Store: PostgreSQL through a `pg` connection pool (docs/ARCHITECTURE.md#scale-out). Several
  * `sentinel api` instances share one database: migrations run under an advisory lock, per-agent
  * sequence numbers come from a counter row whose lock serialises appenders on every instance,
  * and every wait is bounded (connect, pool checkout, statement) so a dead or stuck server turns

@@ -1,5 +1,5 @@
 /**
- * The one streaming interface every model provider implements (DESIGN.md §6). The runtime
+ * The one streaming interface every model provider implements (docs/ARCHITECTURE.md#runtime-providers-and-tools). The runtime
  * speaks only this; adapters (echo, openai, anthropic, ollama) translate it to their wire
  * formats. A provider streams: text deltas as they come, tool calls once complete, usage,
  * then one `finish`.

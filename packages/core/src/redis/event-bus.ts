@@ -1,5 +1,5 @@
 /**
- * The Redis event bus (DESIGN.md §11): what one instance publishes for an agent reaches the
+ * The Redis event bus (docs/ARCHITECTURE.md#scale-out): what one instance publishes for an agent reaches the
  * agent's subscribers on every instance. Local subscribers get it at once, in process (the same
  * mitt bus a single instance uses); other instances get it through Redis PUBLISH on
  * `<prefix>agent:<id>`. Each instance SUBSCRIBEs to an agent's channel only while it has a

@@ -1,5 +1,5 @@
 /**
- * `@sentinel/api-core/redis`: scale-out on Redis (DESIGN.md §11). A separate entry so that
+ * `@sentinel/api-core/redis`: scale-out on Redis (docs/ARCHITECTURE.md#scale-out). A separate entry so that
  * ioredis loads only when a bus URL is configured. `createSentinelApi({ busUrl })` uses
  * {@link openRedisScaleOut}; the parts are exported for embedding apps that compose their own.
  */

@@ -1,5 +1,5 @@
 /**
- * The login throttle shared by every instance (DESIGN.md §11): the policy of the in-process
+ * The login throttle shared by every instance (docs/ARCHITECTURE.md#scale-out): the policy of the in-process
  * `LoginThrottle` (auth/throttle.ts), with the counters in Redis, so a guesser spreading
  * attempts over several instances behind a load balancer gets no more tries than against one.
  *

@@ -1,5 +1,5 @@
 /**
- * REST routes for login and user management (DESIGN.md §5). Schemas are data here and are
+ * REST routes for login and user management (docs/ARCHITECTURE.md#auth-and-tenancy). Schemas are data here and are
  * compiled once, with the rest of the route table, by `compileRoute`.
  */
 import type { AuthService } from '../auth/service.js';

@@ -138,7 +138,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
         '?visibility=private|public sets the repository visibility (default: public when new, else unchanged).',
       bodyFormats: ['json', 'yaml'],
       maxBodyBytes: MAX_SENTINELFILE_BYTES,
-      errors: { 403: 'The repository or its namespace belongs to another user (sentinel/: admins only)' },
+      errorDescriptions: { 403: 'The repository or its namespace belongs to another user (sentinel/: admins only)' },
       schemas: { query: buildQuery, body: AGENT_DEFINITION_SCHEMA, response: IMAGE_RESOURCE_SCHEMA },
       // The route already validated the body against the Sentinelfile schema: only normalise.
       handler: (input: { query: { visibility?: 'public' | 'private' }; body: AgentDefinitionInput }, ctx) =>
@@ -161,7 +161,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       auth: 'user',
       summary: "Change a repository's visibility (ref: its name, or name:tag; owner or admin): {\"visibility\": \"private\"|\"public\"}",
       schemas: { params: imageRefParams, body: patchBody, response: REPOSITORY_RESOURCE_SCHEMA },
-      errors: { 403: 'Not the owner of the repository', 404: 'No such repository (or a private one of another user)' },
+      errorDescriptions: { 403: 'Not the owner of the repository', 404: 'No such repository (or a private one of another user)' },
       handler: (input: { params: { ref: string }; body: { visibility: 'public' | 'private' } }, ctx) =>
         images.setVisibility(principalOf(ctx), input.params.ref, input.body.visibility),
     },
@@ -171,7 +171,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       auth: 'user',
       summary: 'Delete an image with all its tags (owner of every repository it is tagged in, or admin; refused while agents use it)',
       schemas: { params: imageRefParams },
-      errors: { 403: 'The image is tagged in a repository you do not own (untagged: admins only)', 409: 'Agents use the image' },
+      errorDescriptions: { 403: 'The image is tagged in a repository you do not own (untagged: admins only)', 409: 'Agents use the image' },
       handler: async (input: { params: { ref: string } }, ctx) => {
         await images.delete(input.params.ref, principalOf(ctx));
         return undefined;

@@ -19,6 +19,7 @@ import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
 import type { RouteDef } from './types.js';
+import { versionRoutes, type VersionRouteDeps } from './version.js';
 
 export interface RouteTableDeps {
   auth: AuthService;
@@ -35,6 +36,8 @@ export interface RouteTableDeps {
   registry?: RegistryService;
   /** Title and version of the OpenAPI document. Default: see {@link OpenApiOptions}. */
   openapi?: OpenApiOptions;
+  /** Store and bus kinds for `GET /v1/version`. Default: store `unknown`, bus `local`. */
+  version?: VersionRouteDeps;
 }
 
 /**
@@ -46,6 +49,7 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
   const table: RouteDef[] = [];
   table.push(
     ...healthRoutes({ store: deps.store, bus: deps.bus }),
+    ...versionRoutes(deps.version),
     ...authRoutes({ auth: deps.auth, users: deps.users }),
     ...agentRoutes({ agents: deps.agents, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),

@@ -1,9 +1,10 @@
 /**
  * The OpenAPI 3.1 document, generated from the route table: the table is the single source
- * of paths, methods, auth and schemas (DESIGN.md §3), so the document cannot drift from what
+ * of paths, methods, auth and schemas (docs/ARCHITECTURE.md#the-seam), so the document cannot drift from what
  * the server really accepts.
  */
 import { bodyFormatsOf } from '../api.js';
+import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../errors.js';
 import type { BodyFormat, JsonSchema, RouteDef } from './types.js';
 
 export interface OpenApiOptions {
@@ -11,6 +12,11 @@ export interface OpenApiOptions {
   title?: string;
   /** API version in `info.version`. Default '0.1.0'. */
   version?: string;
+  /**
+   * `servers` of the document. Default `[{url: '/'}]` (the origin the document was fetched
+   * from); `GET /v1/openapi.json` puts the URL the client used first.
+   */
+  servers?: Array<{ url: string; description?: string }>;
 }
 
 /** An OpenAPI document: plain JSON. */
@@ -29,6 +35,58 @@ const ERROR_SCHEMA: JsonSchema = {
 };
 
 const errorRef = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+
+const STREAM_MEDIA_TYPES = { ndjson: 'application/x-ndjson', sse: 'text/event-stream' } as const;
+
+/** What the built-in streaming routes send (their handlers decide at run time, so the table says it here). */
+const KNOWN_STREAMS: Record<string, Array<'ndjson' | 'sse'>> = {
+  'GET /v1/agents/:id/logs': ['ndjson', 'sse'],
+  'GET /v1/agents/:id/events': ['sse', 'ndjson'],
+  'POST /v1/registry/push': ['ndjson'],
+  'POST /v1/registry/pull': ['ndjson'],
+};
+
+/** Errors of the built-in routes that their shape does not imply (see {@link RouteDef.errors}). */
+const KNOWN_ERRORS: Record<string, ErrorCode[]> = {
+  'POST /v1/auth/login': ['unauthorized', 'rate_limited'],
+  'POST /v1/users': ['conflict'],
+  'PUT /v1/users/:name/password': ['forbidden'],
+  'POST /v1/agents': ['conflict', 'not_found'],
+  'POST /v1/images': ['conflict', 'forbidden'],
+  'DELETE /v1/images/:ref': ['conflict'],
+  'POST /v1/registry/push': ['forbidden', 'not_found', 'upstream_error'],
+  'POST /v1/registry/pull': ['forbidden', 'not_found', 'upstream_error'],
+  'GET /v1/registry/search': ['upstream_error'],
+};
+
+const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
+  invalid_request: 'Invalid request',
+  unauthorized: 'Missing or invalid bearer token, or wrong credentials',
+  forbidden: 'Not allowed for this user',
+  not_found: 'No such resource (or another user\'s)',
+  conflict: 'Conflicts with the current state (already exists, still in use)',
+  payload_too_large: 'Body over the size cap',
+  unsupported_media_type: 'Missing or unsupported Content-Type',
+  rate_limited: 'Too many attempts; Retry-After says when to try again',
+  upstream_error: 'A model provider or registry failed',
+  unavailable: 'The store or the event bus is unavailable, or the server is shutting down',
+};
+
+/** The error codes a route can answer, from its shape plus its declared (or known) extra ones. */
+function errorCodesOf(route: RouteDef, hasBody: boolean): Set<ErrorCode> {
+  const codes = new Set<ErrorCode>(route.errors ?? KNOWN_ERRORS[`${route.method} ${route.path}`] ?? []);
+  if (route.schemas?.params || route.schemas?.query || route.schemas?.body) codes.add('invalid_request');
+  if (route.auth !== 'public') codes.add('unauthorized');
+  if (route.auth === 'admin') codes.add('forbidden');
+  if (route.path.includes('/:')) codes.add('not_found');
+  if (hasBody) {
+    codes.add('payload_too_large');
+    codes.add('unsupported_media_type');
+  }
+  // Liveness touches nothing; everything else can meet a closed or unreachable store.
+  if (route.path !== '/v1/health') codes.add('unavailable');
+  return codes;
+}
 
 /** `/v1/agents/:id` → `/v1/agents/{id}`. */
 export function toOpenApiPath(path: string): string {
@@ -72,15 +130,26 @@ function parametersOf(route: RouteDef): unknown[] {
 function operationOf(route: RouteDef): Record<string, unknown> {
   const status = successStatus(route);
   const response = route.schemas?.response;
+  const streams = route.streams ?? KNOWN_STREAMS[`${route.method} ${route.path}`] ?? [];
+  const content: Record<string, unknown> = response ? { 'application/json': { schema: response } } : {};
+  // Each streamed item is one JSON object: a line of NDJSON, or the data of one SSE event.
+  for (const kind of streams) content[STREAM_MEDIA_TYPES[kind]] = { schema: { type: 'string', description: kind === 'sse' ? 'Server-Sent Events: `id:` (seq), `event:` (type), `data:` (one JSON object)' : 'One JSON object per line' } };
   const responses: Record<string, unknown> = {
-    [String(status)]: response
-      ? { description: route.summary, content: { 'application/json': { schema: response } } }
-      : { description: status === 204 ? 'No content' : route.summary },
+    [String(status)]:
+      Object.keys(content).length > 0 ? { description: route.summary, content } : { description: status === 204 ? 'No content' : route.summary },
   };
-  if (route.schemas?.params || route.schemas?.query || route.schemas?.body) responses['400'] = errorRef('Invalid request');
-  if (route.auth !== 'public') responses['401'] = errorRef('Missing or invalid bearer token');
+  const formats = bodyFormatsOf(route);
+  const hasBody = route.schemas?.body !== undefined || formats.length > 0;
+  const codes = errorCodesOf(route, hasBody);
+  for (const code of ERROR_CODES) {
+    if (!codes.has(code)) continue;
+    const httpStatus = String(httpStatusForErrorCode(code));
+    const description = ERROR_DESCRIPTIONS[code] ?? code;
+    const existing = responses[httpStatus] as { description: string } | undefined;
+    responses[httpStatus] = errorRef(existing ? `${existing.description}; ${description}` : description);
+  }
   if (route.auth === 'admin') responses['403'] = errorRef('Admin role required');
-  for (const [code, description] of Object.entries(route.errors ?? {})) responses[code] = errorRef(description);
+  for (const [code, description] of Object.entries(route.errorDescriptions ?? {})) responses[code] = errorRef(description);
   responses.default = errorRef('Error');
 
   const operation: Record<string, unknown> = {
@@ -92,8 +161,7 @@ function operationOf(route: RouteDef): Record<string, unknown> {
   };
   const parameters = parametersOf(route);
   if (parameters.length > 0) operation.parameters = parameters;
-  const formats = bodyFormatsOf(route);
-  if (route.schemas?.body || formats.length > 0) {
+  if (hasBody) {
     const schema = route.schemas?.body ?? {};
     operation.requestBody = {
       required: route.schemas?.body !== undefined,
@@ -120,6 +188,7 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
       version: options.version ?? '0.1.0',
       description: 'Run LLM agents the way Docker runs containers. Every route except those with `security: []` needs `Authorization: Bearer <token>` from POST /v1/auth/login.',
     },
+    servers: options.servers ?? [{ url: '/', description: 'The server this document came from' }],
     paths,
     components: {
       securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
@@ -134,6 +203,7 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
  */
 export function openapiRoutes(deps: { routes: () => readonly RouteDef[] } & OpenApiOptions): RouteDef[] {
   let document: OpenApiDocument | undefined;
+  let lastServed: { url: string; document: OpenApiDocument } | undefined;
   return [
     {
       method: 'GET',
@@ -141,7 +211,17 @@ export function openapiRoutes(deps: { routes: () => readonly RouteDef[] } & Open
       auth: 'public',
       summary: 'This API as an OpenAPI 3.1 document',
       schemas: { response: { type: 'object' } },
-      handler: () => (document ??= buildOpenApiDocument(deps.routes(), { title: deps.title, version: deps.version })),
+      handler: (_input, ctx) => {
+        document ??= buildOpenApiDocument(deps.routes(), { title: deps.title, version: deps.version, ...(deps.servers ? { servers: deps.servers } : {}) });
+        // The URL the client used comes first, so tools that take servers[0] call this server.
+        const url = `${ctx.origin.secure ? 'https' : 'http'}://${ctx.origin.host}`;
+        // One document per origin would let Host headers grow memory; the last one is kept (clients rarely change host).
+        if (lastServed?.url !== url) {
+          const here = { url, description: 'This server, as the request addressed it' };
+          lastServed = { url, document: { ...document, servers: [here, ...(document.servers as unknown[])] } };
+        }
+        return lastServed.document;
+      },
     },
   ];
 }

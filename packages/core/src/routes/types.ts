@@ -1,3 +1,4 @@
+import type { ErrorCode } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Principal } from '../models.js';
 
@@ -50,7 +51,7 @@ export interface RouteInput<P = Record<string, string>, Q = Record<string, unkno
  */
 export type RouteResult = unknown;
 
-/** A route is data (DESIGN.md §3): the transports route, validate and map errors from it. */
+/** A route is data (docs/ARCHITECTURE.md#the-seam): the transports route, validate and map errors from it. */
 export interface RouteDef {
   method: HttpMethod;
   /** Path with `:name` parameters, e.g. `/v1/agents/:id`. */
@@ -66,8 +67,20 @@ export interface RouteDef {
   bodyFormats?: BodyFormat[];
   /** Body size cap in bytes for this route. Default: the transport's cap. */
   maxBodyBytes?: number;
-  /** Error responses the OpenAPI document lists besides the usual ones (status → when). Default none. */
-  errors?: Readonly<Record<number, string>>;
+  /**
+   * Streamed answers the route can give besides JSON, for the OpenAPI document: `ndjson`
+   * (`application/x-ndjson`), `sse` (`text/event-stream`). Default: none, or what openapi.ts
+   * knows for the built-in streaming routes.
+   */
+  streams?: Array<'ndjson' | 'sse'>;
+  /**
+   * Error codes the route can answer beyond the ones its shape implies (401 without public auth,
+   * 403 for admin, 404 with path parameters, 400/413/415 with a body, 503), for the OpenAPI
+   * document. Default: none, or what openapi.ts knows for the built-in routes.
+   */
+  errors?: ErrorCode[];
+  /** Descriptions of error responses for the OpenAPI document (status → when), replacing the generic ones. Default none. */
+  errorDescriptions?: Readonly<Record<number, string>>;
   handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;
 }
 

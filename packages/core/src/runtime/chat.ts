@@ -1,5 +1,5 @@
 /**
- * The chat protocol of `/v1/agents/{id}/chat` (DESIGN.md §9), transport-neutral: client frames
+ * The chat protocol of `/v1/agents/{id}/chat` (docs/ARCHITECTURE.md#the-protocol), transport-neutral: client frames
  * in, server frames out through a {@link FrameSink}. Messages go to the {@link AgentRuntime}
  * queue; its callbacks become frames. Every message gets exactly one terminal frame
  * (`stream_end`, `response` or `error`); a bad frame gets an `error` frame and the session

@@ -1,5 +1,5 @@
 /**
- * Frames a chat client sends (DESIGN.md §9), parsed and validated. The schemas are compiled
+ * Frames a chat client sends (docs/ARCHITECTURE.md#the-protocol), parsed and validated. The schemas are compiled
  * once, at import; a bad frame becomes a SentinelError the session turns into an `error` frame,
  * with the frame's `message_id`/`request_id` when it had a readable one.
  */

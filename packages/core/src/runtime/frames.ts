@@ -1,5 +1,5 @@
 /**
- * Frames of the chat and events protocols (DESIGN.md §9), transport-neutral. The core builds
+ * Frames of the chat and events protocols (docs/ARCHITECTURE.md#the-protocol), transport-neutral. The core builds
  * frames as plain objects; an {@link Outgoing} carries one frame and its JSON text, serialized
  * at most once however many subscribers receive it (measured: serializing per subscriber is
  * most of the cost of a fan-out).
@@ -89,7 +89,7 @@ export interface PreparedChat {
 export interface ChatService {
   /**
    * Checks that `principal` may chat with the agent (SentinelError `not_found` otherwise,
-   * DESIGN.md §5). Transports call it before accepting a connection (before the WebSocket
+   * docs/ARCHITECTURE.md#auth-and-tenancy). Transports call it before accepting a connection (before the WebSocket
    * upgrade completes), then `open` once the connection exists.
    */
   prepare(principal: Principal, agentId: string): Promise<PreparedChat>;

@@ -1,5 +1,5 @@
 /**
- * The agent runtime (DESIGN.md §6): runs an agent's turns one at a time, in arrival order, from
+ * The agent runtime (docs/ARCHITECTURE.md#runtime-providers-and-tools): runs an agent's turns one at a time, in arrival order, from
  * a bounded queue. A turn stores the user message, sends the conversation (within a budget) to
  * the image's model provider, streams the answer to a listener, runs the tools the model calls
  * (only those the image lists), stores what was said, counts usage and journals it all.

@@ -1,5 +1,5 @@
 /**
- * One turn at a time per agent across every instance (DESIGN.md §6, §11). Within one process
+ * One turn at a time per agent across every instance (docs/ARCHITECTURE.md#runtime-providers-and-tools). Within one process
  * the runtime's per-agent queue already serializes turns; with several instances sharing one
  * Store, each turn also holds the agent's {@link TurnLock} while it runs, so two instances never
  * answer the same agent at once (each would read a history missing the other's answer).

@@ -1,5 +1,5 @@
 /**
- * The embedded Store: one SQLite file through better-sqlite3 (DESIGN.md §4). better-sqlite3 is
+ * The embedded Store: one SQLite file through better-sqlite3 (docs/ARCHITECTURE.md#storage). better-sqlite3 is
  * synchronous; each method is an async wrapper so this back end and PostgreSQL share the
  * `Store` interface. Because a call runs to completion on the one JS thread, a single process
  * never interleaves two transactions; across processes, read-then-write transactions take
@@ -326,7 +326,7 @@ export class SqliteStore implements Store {
       // In WAL mode NORMAL fsyncs only at checkpoints, not at every commit. A commit is in
       // the WAL file (the OS page cache) before the call returns, so a process crash or
       // kill -9 loses nothing committed; only an OS crash or power loss could drop the
-      // last commits. That is the trade DESIGN.md §4 asks for, at a fraction of FULL's cost.
+      // last commits. That is the trade docs/ARCHITECTURE.md#storage asks for, at a fraction of FULL's cost.
       this.#db.pragma('synchronous = NORMAL');
       // A checkpoint (copying the WAL into the file, with the only fsyncs NORMAL does) every
       // 10,000 pages (≈ 40 MiB of WAL) instead of SQLite's 1,000: under a steady stream of

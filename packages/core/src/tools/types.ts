@@ -1,4 +1,4 @@
-/** What a tool is: a name, a JSON Schema for its parameters and an async `run` (DESIGN.md §6). */
+/** What a tool is: a name, a JSON Schema for its parameters and an async `run` (docs/ARCHITECTURE.md#runtime-providers-and-tools). */
 import type { JsonSchema } from '../routes/types.js';
 
 /** What a tool run gets besides its parameters. */

@@ -1,5 +1,5 @@
 /**
- * A loopback HTTP server that plays a model provider for tests (DESIGN.md §12: the only fakes
+ * A loopback HTTP server that plays a model provider for tests (docs/ARCHITECTURE.md#testing: the only fakes
  * allowed are loopback servers speaking the provider's real wire format). It records every
  * request (method, path, headers, body), answers with scripted replies in order, and observes
  * how each connection ended, so a test can prove that a cancel closed the upstream connection.

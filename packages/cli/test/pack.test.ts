@@ -1,0 +1,107 @@
+/**
+ * `pnpm pack` of @sentinel/cli makes a tarball that installs and runs outside the monorepo:
+ * the workspace packages are bundled into dist, their third-party dependencies are the CLI's.
+ * The test packs it, `npm install`s the tarball into an empty directory (from the npm cache
+ * when it can), runs `sentinel --version` from node_modules/.bin and starts a real server from
+ * it. Install scripts are skipped (no native build of better-sqlite3 in a test), so the server
+ * runs on a fresh PostgreSQL database, which needs no native code.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../../core/test/support/postgres.js';
+import { assertBuilt, killAll } from './spawn-cli.js';
+
+const run = promisify(execFile);
+const CLI_DIR = fileURLToPath(new URL('..', import.meta.url));
+const PKG = JSON.parse(readFileSync(join(CLI_DIR, 'package.json'), 'utf8')) as { version: string; dependencies: Record<string, string> };
+
+let tmp: string;
+let installDir: string;
+let db: TestDatabase;
+
+beforeAll(async () => {
+  assertBuilt();
+  tmp = mkdtempSync(join(tmpdir(), 'sentinel-pack-'));
+  installDir = join(tmp, 'app');
+  db = await createTestDatabase();
+}, 60_000);
+
+afterAll(async () => {
+  await killAll();
+  await db?.drop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Third-party dependencies of the bundled workspace packages, as their package.json files pin them. */
+function bundledDependencies(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of ['core', 'http', 'ws']) {
+    const pkg = JSON.parse(readFileSync(join(CLI_DIR, '..', name, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+    for (const [dep, version] of Object.entries(pkg.dependencies ?? {})) if (!dep.startsWith('@sentinel/')) out[dep] = version;
+  }
+  return out;
+}
+
+describe('the packed @sentinel/cli', () => {
+  it('declares every third-party dependency of what it bundles, at the same version', () => {
+    expect(PKG.dependencies).toEqual(bundledDependencies());
+  });
+
+  it('installs from its tarball alone and runs: --version, and a server from node_modules/.bin', async () => {
+    await run('npx', ['-y', 'pnpm@10.34.9', 'pack', '--pack-destination', tmp], { cwd: CLI_DIR, timeout: 120_000 });
+    const tarball = readdirSync(tmp).find((f) => f.endsWith('.tgz'));
+    expect(tarball).toBe(`sentinel-cli-${PKG.version}.tgz`);
+    const { stdout: listing } = await run('tar', ['-tzf', join(tmp, tarball as string)]);
+    expect(listing.split('\n')).toEqual(expect.arrayContaining(['package/package.json', 'package/dist/bin.js']));
+    const { stdout: packedJson } = await run('tar', ['-xzOf', join(tmp, tarball as string), 'package/package.json']);
+    const packed = JSON.parse(packedJson) as { dependencies: Record<string, string> };
+    // Nothing the registry cannot resolve: no workspace: protocol, no unpublished @sentinel/* package.
+    expect(Object.keys(packed.dependencies).filter((dep) => dep.startsWith('@sentinel/'))).toEqual([]);
+    expect(JSON.stringify(packed.dependencies)).not.toContain('workspace:');
+
+    mkdirSync(installDir);
+    writeFileSync(join(installDir, 'package.json'), JSON.stringify({ name: 'pack-test', private: true }));
+    await run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', join(tmp, tarball as string)], {
+      cwd: installDir,
+      timeout: 240_000,
+    });
+
+    const bin = join(installDir, 'node_modules', '.bin', 'sentinel');
+    const { stdout: version } = await run(bin, ['--version'], { cwd: installDir });
+    expect(version).toMatch(new RegExp(`^sentinel ${PKG.version.replace(/\./g, '\\.')} \\(commit ([0-9a-f]{12}|unknown), node v`));
+
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: tmp, SENTINEL_ADMIN_PASSWORD: 'packed-admin-password' };
+    const child = spawn(bin, ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, 'data'), '--store', db.url], { cwd: installDir, env });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "listening on" line; stderr: ${err}`)), 30_000);
+        child.stdout.on('data', () => {
+          const match = /SentinelStacks API listening on (\S+)/.exec(out);
+          if (match) {
+            clearTimeout(timer);
+            resolve(match[1] as string);
+          }
+        });
+        child.on('close', () => reject(new Error(`exited early; stderr: ${err}`)));
+      });
+      const res = await request(`${url}/v1/version`);
+      expect(res.statusCode).toBe(200);
+      const body = (await res.body.json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ version: PKG.version, api_version: 'v1', node: process.version, store: 'postgres', bus: 'local' });
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+  }, 300_000);
+});
