@@ -11,7 +11,8 @@ import type { AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } fr
 import type { ImageService } from '../images/service.js';
 import { imageDefinition, parseImageReference, SHORT_ID_LENGTH } from '../images/service.js';
 import type { AgentJournal } from '../journal.js';
-import type { RequestOrigin } from '../routes/types.js';
+import { PreparedJsonCache } from '../routes/prepared-json.js';
+import type { PreparedJson, RequestOrigin } from '../routes/types.js';
 import type { Store } from '../store/types.js';
 import { parseLogSince } from './log-query.js';
 
@@ -111,6 +112,8 @@ export class AgentService {
   private readonly runtime: AgentTurnControl | undefined;
   private readonly logger: Logger;
   private readonly now: () => number;
+  /** `GET /v1/agents` bodies by (owner view, origin); see {@link listJson}. */
+  private readonly listBodies = new PreparedJsonCache();
 
   constructor(options: AgentServiceOptions) {
     this.store = options.store;
@@ -212,6 +215,20 @@ export class AgentService {
   async list(principal: Principal, origin: RequestOrigin): Promise<AgentResource[]> {
     const records = await this.store.listAgents(principal.role === 'admin' ? {} : { owner: principal.username });
     return records.map((r) => toAgentResource(r, origin));
+  }
+
+  /**
+   * {@link list} as `{"agents": [...]}` bytes with a strong ETag, built once per version of the
+   * view: reused while the Store returns the same frozen records (SqliteStore does until
+   * anything changes the agents, here or in another process), rebuilt otherwise. The key holds
+   * the owner view and the origin, so one user's bytes are never another's.
+   */
+  async listJson(principal: Principal, origin: RequestOrigin): Promise<PreparedJson> {
+    const admin = principal.role === 'admin';
+    const records = await this.store.listAgents(admin ? {} : { owner: principal.username });
+    // Owner names cannot contain a space; '*' is the admin's every-agent view.
+    const key = `${admin ? '*' : `u:${principal.username}`} ${origin.secure ? 'wss' : 'ws'} ${origin.host}`;
+    return this.listBodies.get(key, records, () => ({ agents: records.map((r) => toAgentResource(r, origin)) }));
   }
 
   /** One agent; `not_found` when unknown or not visible to the principal. */

@@ -8,6 +8,7 @@ import type { EventBus } from '../bus.js';
 import { SentinelError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import type { Principal } from '../models.js';
+import { prepareJson } from './prepared-json.js';
 import { streamResult, type JsonSchema, type RouteContext, type RouteDef } from './types.js';
 
 /** Agent IDs in paths: a traversal-looking or oversized id is a 400 before any lookup. */
@@ -100,7 +101,8 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       auth: 'user',
       summary: 'List agents (your own; every agent for an admin)',
       schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } } } },
-      handler: async (_input, ctx) => ({ agents: await agents.list(principalOf(ctx), ctx.origin) }),
+      // Bytes built once per version of the caller's view, with an ETag (If-None-Match → 304).
+      handler: (_input, ctx) => agents.listJson(principalOf(ctx), ctx.origin),
     },
     {
       method: 'POST',
@@ -155,7 +157,8 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
           return streamResult(await followAgentLogs({ agents, bus, principal: principalOf(ctx), agentId: input.params.id, query, signal: ctx.signal }));
         }
         const logs = await agents.logs(principalOf(ctx), input.params.id, query);
-        return { agent_id: input.params.id, logs };
+        // Serialized here for the ETag: a client polling logs gets 304 while nothing was added.
+        return prepareJson({ agent_id: input.params.id, logs });
       },
     },
   ];

@@ -4,6 +4,7 @@
  */
 import { SentinelError } from '../errors.js';
 import type { ImageService } from '../images/service.js';
+import { prepareJson } from './prepared-json.js';
 import { AGENT_DEFINITION_SCHEMA, normalizeAgentDefinition, type AgentDefinitionInput } from '../images/sentinelfile.js';
 import type { JsonSchema, RouteContext, RouteDef } from './types.js';
 
@@ -69,7 +70,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       auth: 'user',
       summary: 'List local images',
       schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } } } },
-      handler: async () => ({ images: await images.list() }),
+      // Every user sees the same list: serialized per request (the records are new objects) for the ETag.
+      handler: async () => prepareJson({ images: await images.list() }),
     },
     {
       method: 'POST',
