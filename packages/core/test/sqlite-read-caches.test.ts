@@ -141,3 +141,34 @@ describe('SqliteStore conversations (cached between writes)', () => {
     expect((await store.listMessages('a0'))[0]?.tool_calls).toHaveLength(1);
   });
 });
+
+describe('SqliteStore agent records by id (cached between writes)', () => {
+  it('serves the same frozen record until a write of its own or another connection changes it', async () => {
+    const { store, path } = await storeWithAgents(2);
+    const first = await store.getAgent('a0');
+    expect(first).toMatchObject({ id: 'a0', status: 'running', usage_requests: 0 });
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(Object.isFrozen(first?.parameters)).toBe(true);
+    expect(await store.getAgent('a0')).toBe(first);
+
+    const updated = await store.updateAgent('a0', { status: 'stopped', updated_at: T0 });
+    expect(updated?.status).toBe('stopped');
+    expect((await store.getAgent('a0'))?.status).toBe('stopped');
+
+    await store.addAgentUsage('a0', 2, 10, T0);
+    expect(await store.getAgent('a0')).toMatchObject({ usage_requests: 2, usage_tokens: 10 });
+
+    const other = new Database(path);
+    try {
+      other.prepare("UPDATE agents SET status = 'error', usage_tokens = 99 WHERE id = 'a0'").run();
+    } finally {
+      other.close();
+    }
+    expect(await store.getAgent('a0')).toMatchObject({ status: 'error', usage_tokens: 99 });
+
+    await store.deleteAgent('a0');
+    expect(await store.getAgent('a0')).toBeNull();
+    await store.deleteUser('alice');
+    expect(await store.getAgent('a1')).toBeNull();
+  });
+});
