@@ -106,6 +106,8 @@ const DEFAULT_EVENT_LIMIT = 1000;
 const ALL_AGENTS = '';
 /** Owners whose agent lists are cached at once. */
 const AGENT_LIST_CACHE_SIZE = 1024;
+/** Agents whose next log, event and message seq numbers are known at once. */
+const NEXT_SEQ_CACHE_AGENTS = 4096;
 /** Agent records cached by id at once. */
 const AGENT_CACHE_SIZE = 4096;
 /** Agents whose recent conversation is cached at once. */
@@ -256,6 +258,12 @@ interface QueuedWrite {
   reject: (reason: unknown) => void;
 }
 
+/** Records `next` as the agent's next seq (bounded: past the bound an arbitrary old entry goes, a miss only costs the query). */
+function rememberNextSeq(known: Map<string, number>, agentId: string, next: number): void {
+  if (known.size >= NEXT_SEQ_CACHE_AGENTS) known.delete(known.keys().next().value as string);
+  known.set(agentId, next);
+}
+
 /** The SQLite back end of {@link Store}. Build it with {@link openSqliteStore}. */
 export class SqliteStore implements Store {
   readonly #path: string;
@@ -280,6 +288,14 @@ export class SqliteStore implements Store {
    * anything else (another process, a failed commit, a user's deletion) empties the cache.
    */
   readonly #agents = new Map<string, AgentRecord>();
+  /**
+   * The next seq of each agent's logs, events and messages, as our own appends left them. A
+   * turn appends six rows, five of which asked SQLite for MAX(seq) first. Only used inside the
+   * group commit's transaction, after its data_version check (so no other connection can have
+   * appended since); set after a write succeeded, dropped with the agent, emptied with the
+   * other caches (another process's commit, a failed COMMIT).
+   */
+  readonly #nextSeqs = { logs: new Map<string, number>(), events: new Map<string, number>(), messages: new Map<string, number>() };
   /**
    * The newest messages of recently active agents. Every turn reads the agent's history (up to
    * 100 messages by default) and appends to it; reading it back from SQLite was the largest
@@ -492,6 +508,10 @@ export class SqliteStore implements Store {
     this.#agentLists.clear();
     this.#agents.delete(id);
     this.#conversations.delete(id);
+    // The delete trigger removes the agent's rows (and prune marks): numbering would restart.
+    this.#nextSeqs.logs.delete(id);
+    this.#nextSeqs.events.delete(id);
+    this.#nextSeqs.messages.delete(id);
     return s.deleteAgent.run(id).changes > 0;
   }
 
@@ -565,11 +585,15 @@ export class SqliteStore implements Store {
       return record;
     });
     return this.#groupCommitted(() => {
-      let seq = s.nextLogSeq.get(agentId) as number;
-      return records.map((record): LogRecord => {
+      const known = this.#nextSeqs.logs;
+      let seq = known.get(agentId) ?? (s.nextLogSeq.get(agentId) as number);
+      known.delete(agentId);
+      const stored = records.map((record): LogRecord => {
         s.insertLog.run(agentId, seq, record.timestamp, record.level, record.message, record.fields === undefined ? null : JSON.stringify(record.fields));
         return { ...record, seq: seq++ };
       });
+      rememberNextSeq(known, agentId, seq);
+      return stored;
     }, records.length === 1);
   }
 
@@ -592,12 +616,16 @@ export class SqliteStore implements Store {
     if (events.length === 0) return [];
     const s = this.#stmts();
     return this.#groupCommitted(() => {
-      let seq = s.nextEventSeq.get({ agentId }) as number;
-      return events.map((event): EventRecord => {
+      const known = this.#nextSeqs.events;
+      let seq = known.get(agentId) ?? (s.nextEventSeq.get({ agentId }) as number);
+      known.delete(agentId);
+      const stored = events.map((event): EventRecord => {
         const data = event.data ?? {};
         s.insertEvent.run(agentId, seq, event.event_type, event.timestamp, event.content, JSON.stringify(data));
         return { agent_id: agentId, seq: seq++, event_type: event.event_type, timestamp: event.timestamp, content: event.content, data };
       });
+      rememberNextSeq(known, agentId, seq);
+      return stored;
     }, events.length === 1);
   }
 
@@ -634,12 +662,15 @@ export class SqliteStore implements Store {
     if (messages.length === 0) return [];
     const s = this.#stmts();
     return this.#groupCommitted(() => {
-      let seq = s.nextMessageSeq.get(agentId) as number;
+      const known = this.#nextSeqs.messages;
+      let seq = known.get(agentId) ?? (s.nextMessageSeq.get(agentId) as number);
+      known.delete(agentId);
       const rows = messages.map((message) => {
         const row = toMessageRow(agentId, seq++, message);
         s.insertMessage.run(row);
         return row;
       });
+      rememberNextSeq(known, agentId, seq);
       // Inside the commit (see #conversations); the cache keeps its own frozen copies.
       this.#extendConversation(agentId, rows.map((row) => deepFreeze(toMessage(row))));
       return rows.map(toMessage);
@@ -713,7 +744,11 @@ export class SqliteStore implements Store {
       const db = this.#open();
       // Called inside the group's transaction, a transaction function runs as a SAVEPOINT.
       const inSavepoint = db.transaction((work: () => unknown) => work());
+      const s = this.#stmts();
       this.#groupTransaction = db.transaction((queued: readonly QueuedWrite[], outcomes: WriteOutcome[]) => {
+        // Holding the write lock now: what data_version says cannot change until COMMIT, so the
+        // next-seq cache is exact for every write below (see #nextSeqs).
+        this.#checkCaches(s);
         for (const { write, singleStatement } of queued) {
           try {
             outcomes.push({ ok: true, value: run(singleStatement ? write : () => inSavepoint(write)) });
@@ -762,6 +797,9 @@ export class SqliteStore implements Store {
   #clearCaches(): void {
     this.#agentLists.clear();
     this.#agents.clear();
+    this.#nextSeqs.logs.clear();
+    this.#nextSeqs.events.clear();
+    this.#nextSeqs.messages.clear();
     this.#conversations.clear();
   }
 
