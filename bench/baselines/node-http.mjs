@@ -2,7 +2,10 @@
 // GET /v1/health → {"status":"ok"}; GET /v1/agents → jsonwebtoken HS256 verify (KeyObject made
 // once), the same SQLite query, the same JSON. With --log-requests true: one JSON request-log
 // line per request on stdout, CORS headers and an X-Request-Id, as the server does by default.
-//   node node-http.mjs --db <sentinel.db> --secret <secret> --log-requests true|false
+// With --prebuilt true, GET /v1/agents still verifies the JWT on every request but writes bytes
+// built once per Host (the same query and JSON, run on the first request only): the ceiling of
+// a list route that serves cached bytes, i.e. "the same 25 KB, minus the work of building it".
+//   node node-http.mjs --db <sentinel.db> --secret <secret> --log-requests true|false [--prebuilt true]
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +15,9 @@ import { jwt } from './deps.mjs';
 
 const flags = parseFlags(process.argv.slice(2));
 const logRequests = flags['log-requests'] !== 'false';
+const prebuilt = flags.prebuilt === 'true';
+/** `${user} ${host}` → the list's bytes, with --prebuilt (built on first use). */
+const prebuiltBodies = new Map();
 const key = createSecretKey(Buffer.from(flags.secret, 'utf8'));
 const db = openAgentsDb(flags.db);
 const idPrefix = randomBytes(6).toString('base64url');
@@ -62,6 +68,13 @@ const server = createServer((req, res) => {
   if (req.url === '/v1/agents' && req.method === 'GET') {
     const user = userOf(req);
     if (user === null) return sendJson(res, 401, { error: 'invalid token', code: 'unauthorized' });
+    if (prebuilt) {
+      const key = `${user} ${req.headers.host}`;
+      let bytes = prebuiltBodies.get(key);
+      if (bytes === undefined) prebuiltBodies.set(key, (bytes = Buffer.from(JSON.stringify({ agents: db.listAgents(user, req.headers.host) }))));
+      res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': bytes.length });
+      return res.end(bytes);
+    }
     return sendJson(res, 200, { agents: db.listAgents(user, req.headers.host) });
   }
   sendJson(res, 404, { error: 'not found', code: 'not_found' });

@@ -16,6 +16,12 @@ function serverSpecs(ctx, data, names) {
   const all = {
     sentinel: { name: 'sentinel', script: SENTINEL, args: (d) => ['--data-dir', d.dir, '--secret', ctx.secret, '--log-requests', logFlag] },
     'node:http': { name: 'node:http', script: NODE_HTTP, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
+    // The same server writing the list's bytes built once: JWT verify + 25 KB write, nothing else.
+    'node:http bytes': {
+      name: 'node:http bytes',
+      script: NODE_HTTP,
+      args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag, '--prebuilt', 'true'],
+    },
     fastify: { name: 'fastify', script: FASTIFY, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
   };
   return names.map((name) => ({ ...all[name], data: ctx.copyOf(data, `${name.replace(/\W/g, '')}-${ctx.nextId()}`) }));
@@ -126,12 +132,13 @@ export const agentsListScenario = {
     const rows = await measureHttp(ctx, {
       title: this.title,
       data,
-      contenders: ['sentinel', 'node:http', 'fastify'],
+      contenders: ['sentinel', 'node:http', 'node:http bytes', 'fastify'],
       request: { method: 'GET', path: '/v1/agents', auth: true },
     });
     const notes = [`the user's token; ${data.agentIds.length} agents in the store, all the user's; request logs ${ctx.logRequests ? 'on' : 'off'} and CORS in every contender`];
     const vsBare = ratio(rows, 'sentinel', 'node:http');
     const vsFastify = ratio(rows, 'sentinel', 'fastify');
+    const vsBytes = ratio(rows, 'sentinel', 'node:http bytes');
     const ours = p99Of(rows, 'sentinel');
     const worstBaseline = Math.min(p99Of(rows, 'node:http') ?? Infinity, p99Of(rows, 'fastify') ?? Infinity);
     return {
@@ -140,6 +147,7 @@ export const agentsListScenario = {
       checks: [
         { name: 'sentinel / node:http', value: vsBare, target: '>= 1.0', pass: vsBare === null ? null : vsBare >= 1.0 },
         { name: 'sentinel / fastify', value: vsFastify, target: '>= 1.3', pass: vsFastify === null ? null : vsFastify >= 1.3 },
+        { name: 'sentinel / node:http bytes (prebuilt body)', value: vsBytes, target: '>= 0.8', pass: vsBytes === null ? null : vsBytes >= 0.8 },
         {
           name: 'sentinel p99',
           format: 'ms',

@@ -9,7 +9,7 @@ import type { Logger } from './logger.js';
 import type { Principal } from './models.js';
 import type { RegistrySettings } from './registry/service.js';
 import type { ProviderOptions } from './providers/config.js';
-import type { BodyFormat, RouteContext, RouteDef } from './routes/types.js';
+import { isPreparedJson, type BodyFormat, type RouteContext, type RouteDef } from './routes/types.js';
 import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
 import type { HttpFetchToolOptions } from './tools/http-fetch.js';
@@ -80,6 +80,12 @@ export interface RouteResponse {
   status: number;
   /** Undefined for an empty response. */
   body: unknown;
+  /**
+   * `body` already serialized, with its strong ETag, when the handler returned a PreparedJson:
+   * a transport writes these bytes (or a 304 for a matching `If-None-Match`) instead of
+   * serializing `body`. Default: absent (serialize `body`).
+   */
+  prepared?: { bytes: Buffer; etag: string };
 }
 
 /** A route with its validators compiled once. */
@@ -141,6 +147,7 @@ export async function invokeRoute(
   }
   const result = await route.handler({ params, query, body } as never, ctx);
   if (result === undefined) return { status: 204, body: undefined };
+  if (isPreparedJson(result)) return { status: route.status ?? 200, body: result.value, prepared: { bytes: result.bytes, etag: result.etag } };
   return { status: route.status ?? 200, body: result };
 }
 

@@ -3,6 +3,7 @@ export * from './logger.js';
 export type * from './models.js';
 export type * from './store/types.js';
 export * from './routes/types.js';
+export * from './routes/prepared-json.js';
 export * from './validation.js';
 export * from './api.js';
 export * from './auth/passwords.js';

@@ -3,6 +3,7 @@
  * write comes first (durable, assigns `seq`), then the bus publish, so a subscriber never sees
  * something that a replay from the Store would not also return.
  */
+import { isoTimestamp } from './clock.js';
 import type { EventBus } from './bus.js';
 import type { Logger, LogLevel } from './logger.js';
 import { silentLogger } from './logger.js';
@@ -33,7 +34,7 @@ export class AgentJournal {
 
   /** Appends one log line for the agent, publishes it, and returns it with its `seq`. */
   async log(agentId: string, level: LogLevel, message: string, fields?: Record<string, unknown>): Promise<LogRecord> {
-    const line = { agent_id: agentId, timestamp: new Date(this.now()).toISOString(), level, message, ...(fields === undefined ? {} : { fields }) };
+    const line = { agent_id: agentId, timestamp: isoTimestamp(this.now()), level, message, ...(fields === undefined ? {} : { fields }) };
     const [stored] = await this.store.appendLogs(agentId, [line]);
     if (!stored) throw new Error(`store returned no log record for agent ${agentId}`);
     this.bus.publish(agentId, { kind: 'log', log: stored });
@@ -44,7 +45,7 @@ export class AgentJournal {
   /** Appends one event for the agent (the Store assigns `seq`), publishes it, and returns it. */
   async event(agentId: string, eventType: string, content: string, data: Record<string, unknown>): Promise<EventRecord> {
     const [stored] = await this.store.appendEvents(agentId, [
-      { agent_id: agentId, event_type: eventType, timestamp: new Date(this.now()).toISOString(), content, data },
+      { agent_id: agentId, event_type: eventType, timestamp: isoTimestamp(this.now()), content, data },
     ]);
     if (!stored) throw new Error(`store returned no event record for agent ${agentId}`);
     this.bus.publish(agentId, { kind: 'event', event: stored });

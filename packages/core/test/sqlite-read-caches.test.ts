@@ -141,3 +141,70 @@ describe('SqliteStore conversations (cached between writes)', () => {
     expect((await store.listMessages('a0'))[0]?.tool_calls).toHaveLength(1);
   });
 });
+
+describe('SqliteStore agent records by id (cached between writes)', () => {
+  it('serves the same frozen record until a write of its own or another connection changes it', async () => {
+    const { store, path } = await storeWithAgents(2);
+    const first = await store.getAgent('a0');
+    expect(first).toMatchObject({ id: 'a0', status: 'running', usage_requests: 0 });
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(Object.isFrozen(first?.parameters)).toBe(true);
+    expect(await store.getAgent('a0')).toBe(first);
+
+    const updated = await store.updateAgent('a0', { status: 'stopped', updated_at: T0 });
+    expect(updated?.status).toBe('stopped');
+    expect((await store.getAgent('a0'))?.status).toBe('stopped');
+
+    await store.addAgentUsage('a0', 2, 10, T0);
+    expect(await store.getAgent('a0')).toMatchObject({ usage_requests: 2, usage_tokens: 10 });
+
+    const other = new Database(path);
+    try {
+      other.prepare("UPDATE agents SET status = 'error', usage_tokens = 99 WHERE id = 'a0'").run();
+    } finally {
+      other.close();
+    }
+    expect(await store.getAgent('a0')).toMatchObject({ status: 'error', usage_tokens: 99 });
+
+    await store.deleteAgent('a0');
+    expect(await store.getAgent('a0')).toBeNull();
+    await store.deleteUser('alice');
+    expect(await store.getAgent('a1')).toBeNull();
+  });
+});
+
+describe('SqliteStore next seq numbers (known between our own appends)', () => {
+  it('continues after rows another connection appended, and restarts for an agent deleted and made again', async () => {
+    const { store, path, digest } = await storeWithAgents(1);
+    const event = { agent_id: 'a0', event_type: 'e', timestamp: T0, content: 'x', data: {} };
+    const line = { agent_id: 'a0', timestamp: T0, level: 'info' as const, message: 'm' };
+    const message: NewMessageRecord = { agent_id: 'a0', role: 'user', content: 'hi', created_at: T0 };
+    expect((await store.appendEvents('a0', [event, event])).map((e) => e.seq)).toEqual([1, 2]);
+    expect((await store.appendLogs('a0', [line])).map((l) => l.seq)).toEqual([1]);
+    expect((await store.appendMessages('a0', [message])).map((m) => m.seq)).toEqual([1]);
+
+    // Another process appends one of each: our next numbers must come after them, not collide.
+    const other = new Database(path);
+    try {
+      other.prepare(`INSERT INTO agent_events (agent_id, seq, event_type, timestamp, content, data) VALUES ('a0', 3, 'e', ?, 'y', '{}')`).run(T0);
+      other.prepare(`INSERT INTO agent_logs (agent_id, seq, timestamp, level, message) VALUES ('a0', 2, ?, 'info', 'n')`).run(T0);
+      other.prepare(`INSERT INTO agent_messages (agent_id, seq, role, content, created_at) VALUES ('a0', 2, 'assistant', 'yo', ?)`).run(T0);
+    } finally {
+      other.close();
+    }
+    expect((await store.appendEvents('a0', [event]))[0]?.seq).toBe(4);
+    expect((await store.appendLogs('a0', [line]))[0]?.seq).toBe(3);
+    expect((await store.appendMessages('a0', [message]))[0]?.seq).toBe(3);
+    expect((await store.listEvents('a0', 0)).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+
+    // A failed append uses up no number.
+    await expect(store.appendMessages('a0', [message, { ...message, role: 'nobody' as 'user' }])).rejects.toThrow();
+    expect((await store.appendMessages('a0', [message]))[0]?.seq).toBe(4);
+
+    await store.deleteAgent('a0');
+    await store.createAgent(agent('a0', digest, 5));
+    expect((await store.appendEvents('a0', [event]))[0]?.seq).toBe(1);
+    expect((await store.appendLogs('a0', [line]))[0]?.seq).toBe(1);
+    expect((await store.appendMessages('a0', [message]))[0]?.seq).toBe(1);
+  });
+});

@@ -179,7 +179,8 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       return;
     }
     if (res.destroyed) return;
-    sendRouteResponse(res, response, method === 'HEAD');
+    const conditional = method === 'GET' || method === 'HEAD' ? req.headers['if-none-match'] : undefined;
+    sendRouteResponse(res, response, method === 'HEAD', conditional);
   }
 
   function fail(res: ServerResponse, err: unknown, ctx: RequestContext, method: string, path: string): void {

@@ -26,11 +26,54 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
 }
 
 /**
+ * True when an `If-None-Match` header matches `etag` (RFC 9110 §13.1.2: `*`, or any listed tag
+ * by the weak comparison, i.e. ignoring `W/`).
+ */
+export function ifNoneMatchHits(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  // The common case, a client sending back the one tag it got: no split.
+  if (header === etag) return true;
+  for (const part of header.split(',')) {
+    const tag = part.trim();
+    if (tag === '*' || tag === etag || (tag.startsWith('W/') && tag.slice(2) === etag)) return true;
+  }
+  return false;
+}
+
+/**
+ * Bytes a handler serialized already (PreparedJson), with their ETag. `ifNoneMatch` (the
+ * request's header, for GET and HEAD only) matching the tag gets 304 without a body.
+ * `Cache-Control: private, no-cache`: the bodies are per user, and a client must revalidate,
+ * which costs it a 304 at most.
+ */
+function sendPrepared(res: ServerResponse, status: number, prepared: { bytes: Buffer; etag: string }, omitBody: boolean, ifNoneMatch: string | undefined): void {
+  if (status === 200 && ifNoneMatchHits(ifNoneMatch, prepared.etag)) {
+    res.writeHead(304, { ETag: prepared.etag, 'Cache-Control': PREPARED_CACHE_CONTROL });
+    res.end();
+    return;
+  }
+  res.writeHead(status, {
+    'Content-Type': JSON_CONTENT_TYPE,
+    'Content-Length': prepared.bytes.length,
+    ETag: prepared.etag,
+    'Cache-Control': PREPARED_CACHE_CONTROL,
+  });
+  res.end(omitBody ? undefined : prepared.bytes);
+}
+
+const PREPARED_CACHE_CONTROL = 'private, no-cache';
+
+/**
  * Sends what `api.invoke` returned as JSON or an empty response. Streamed results
  * (`streamResult(...)`) never get here: the listener hands them to `sendStream` (stream.ts).
+ * `ifNoneMatch`: the request's `If-None-Match` on GET/HEAD (default none), for prepared bodies.
  */
-export function sendRouteResponse(res: ServerResponse, response: RouteResponse, omitBody: boolean): void {
+export function sendRouteResponse(res: ServerResponse, response: RouteResponse, omitBody: boolean, ifNoneMatch?: string): void {
   const { status, body } = response;
+  if (response.prepared !== undefined) {
+    sendPrepared(res, status, response.prepared, omitBody, ifNoneMatch);
+    return;
+  }
   if (body === undefined || status === 204 || status === 304) {
     sendEmpty(res, status);
     return;

@@ -311,7 +311,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
     it('adds Allow-Origin and Expose-Headers to responses for cross-origin requests', async () => {
       const res = await request(`${base}/v1/health`, { headers: { origin: 'https://app.example' } });
       expect(res.headers['access-control-allow-origin']).toBe('*');
-      expect(res.headers['access-control-expose-headers']).toBe('X-Request-Id, Retry-After');
+      expect(res.headers['access-control-expose-headers']).toBe('X-Request-Id, Retry-After, ETag');
       await res.body.dump();
 
       const error = await request(`${base}/v1/nowhere`, { headers: { origin: 'https://app.example' } });
@@ -337,7 +337,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
         method: 'OPTIONS',
         headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-evil' },
       });
-      expect(res.headers['access-control-allow-headers']).toBe('Authorization, Content-Type, X-Request-Id');
+      expect(res.headers['access-control-allow-headers']).toBe('Authorization, Content-Type, X-Request-Id, If-None-Match');
       expect(res.headers['access-control-allow-methods']).toBe('POST, OPTIONS');
       await res.body.dump();
     });

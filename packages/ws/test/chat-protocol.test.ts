@@ -57,6 +57,22 @@ describe.each(HOSTS)('chat WebSocket on %s', (hostName) => {
     expect(client.ws.protocol).toBe('');
   });
 
+  it('sends every chunk frame as exactly the JSON of its fields, whatever the content needs escaped', async () => {
+    const { client } = await chat();
+    const text = 'quotes " and \\ backslash, a\nnew line, tab\t, unicode é 漢字 and 😀 </script>';
+    client.send({ type: 'message', content: text, message_id: 'm.raw:1_x-y' });
+    const end = await client.terminal('m.raw:1_x-y');
+    const chunkTexts = client.texts.filter((t) => (JSON.parse(t) as Frame).type === 'stream_chunk');
+    expect(chunkTexts.length).toBeGreaterThan(2);
+    for (const raw of chunkTexts) {
+      const frame = JSON.parse(raw) as Frame;
+      expect(Object.keys(frame)).toEqual(['type', 'timestamp', 'message_id', 'response_id', 'chunk_index', 'content']);
+      expect(raw).toBe(JSON.stringify(frame));
+    }
+    expect(chunkTexts.map((t) => (JSON.parse(t) as Frame).content).join('')).toBe(end.content);
+    expect(end.content).toBe(`Echo: ${text}`);
+  });
+
   it('streams thinking, stream_start, in-order chunks from 0, then stream_end with the full content', async () => {
     const { client } = await chat();
     const text = 'the quick brown fox jumps over the lazy dog again and again';

@@ -18,6 +18,8 @@ export class FrameClient {
   readonly ws: WebSocket;
   /** Every text frame received, parsed, in order. */
   readonly frames: Frame[] = [];
+  /** The same frames as the server's text, byte for byte. */
+  readonly texts: string[] = [];
   /** Resolves when the socket is closed. */
   readonly closed: Promise<CloseInfo>;
   private readonly listeners = new Set<() => void>();
@@ -27,6 +29,7 @@ export class FrameClient {
     this.ws = ws;
     ws.on('message', (data, isBinary) => {
       if (isBinary) throw new Error('the server sent a binary frame');
+      this.texts.push(String(data));
       this.frames.push(JSON.parse(String(data)) as Frame);
       this.notify();
     });

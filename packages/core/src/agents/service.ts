@@ -15,7 +15,8 @@ import type { AgentDefinition, AgentRecord, AgentResource, AgentStatus, LogRecor
 import type { ImageService } from '../images/service.js';
 import { imageDefinition, parseImageReference, SHORT_ID_LENGTH } from '../images/service.js';
 import type { AgentJournal } from '../journal.js';
-import type { RequestOrigin } from '../routes/types.js';
+import { PreparedJsonCache } from '../routes/prepared-json.js';
+import type { PreparedJson, RequestOrigin } from '../routes/types.js';
 import type { Store } from '../store/types.js';
 import { parseLogSince } from './log-query.js';
 
@@ -139,6 +140,8 @@ export class AgentService {
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly definitions = new Map<string, Pick<AgentDefinition, 'model' | 'tools'>>();
+  /** `GET /v1/agents` bodies by (owner view, origin); see {@link listJson}. */
+  private readonly listBodies = new PreparedJsonCache();
 
   constructor(options: AgentServiceOptions) {
     this.store = options.store;
@@ -295,6 +298,24 @@ export class AgentService {
   async list(principal: Principal, origin: RequestOrigin): Promise<AgentResource[]> {
     const records = await this.store.listAgents(principal.role === 'admin' ? {} : { owner: principal.username });
     return Promise.all(records.map((r) => this.resource(r, origin)));
+  }
+
+  /**
+   * {@link list} as `{"agents": [...]}` bytes with a strong ETag, built once per version of the
+   * view: reused while the Store returns the same frozen records (SqliteStore does until
+   * anything changes the agents, here or in another process) and every agent's `runnable` is
+   * unchanged (it follows the live provider and tool sets), rebuilt otherwise. The key holds
+   * the owner view and the origin, so one user's bytes are never another's.
+   */
+  async listJson(principal: Principal, origin: RequestOrigin): Promise<PreparedJson> {
+    const admin = principal.role === 'admin';
+    const records = await this.store.listAgents(admin ? {} : { owner: principal.username });
+    const statuses = await Promise.all(records.map((r) => this.runStatus(r)));
+    // Owner names cannot contain a space; '*' is the admin's every-agent view. The reasons of
+    // unrunnable agents are part of the body, so they are part of the key.
+    const unrunnable = statuses.some((s) => !s.runnable) ? ` ${JSON.stringify(statuses.map((s) => s.reason ?? ''))}` : '';
+    const key = `${admin ? '*' : `u:${principal.username}`} ${origin.secure ? 'wss' : 'ws'} ${origin.host}${unrunnable}`;
+    return this.listBodies.get(key, records, () => ({ agents: records.map((r, i) => toAgentResource(r, origin, statuses[i])) }));
   }
 
   /** One agent by reference (id, name or id prefix); `not_found` when unknown or not visible to the principal. */

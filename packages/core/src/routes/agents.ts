@@ -8,6 +8,7 @@ import type { EventBus } from '../bus.js';
 import { SentinelError } from '../errors.js';
 import { LOG_LEVELS, type LogLevel } from '../logger.js';
 import type { Principal } from '../models.js';
+import { prepareJson } from './prepared-json.js';
 import { streamResult, type JsonSchema, type RouteContext, type RouteDef } from './types.js';
 
 /**
@@ -107,7 +108,8 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       auth: 'user',
       summary: 'List agents (your own; every agent for an admin)',
       schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } } } },
-      handler: async (_input, ctx) => ({ agents: await agents.list(principalOf(ctx), ctx.origin) }),
+      // Bytes built once per version of the caller's view, with an ETag (If-None-Match → 304).
+      handler: (_input, ctx) => agents.listJson(principalOf(ctx), ctx.origin),
     },
     {
       method: 'POST',
@@ -164,7 +166,8 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
         // Logs first: a malformed query is a 400 whoever asks. Then the id the reference named.
         const logs = await agents.logs(principalOf(ctx), input.params.id, query);
         const record = await agents.getRecord(principalOf(ctx), input.params.id);
-        return { agent_id: record.id, logs };
+        // Serialized here for the ETag: a client polling logs gets 304 while nothing was added.
+        return prepareJson({ agent_id: record.id, logs });
       },
     },
   ];

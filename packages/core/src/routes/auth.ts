@@ -8,6 +8,7 @@ import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/passwords.js';
 import { USERNAME_PATTERN } from '../auth/users.js';
 import { SentinelError } from '../errors.js';
 import type { Principal } from '../models.js';
+import { prepareJson } from './prepared-json.js';
 import type { JsonSchema, RouteContext, RouteDef } from './types.js';
 
 export interface AuthRouteDeps {
@@ -146,7 +147,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       auth: 'admin',
       summary: 'List users',
       schemas: { response: userListSchema },
-      handler: async () => ({ users: await users.list() }),
+      handler: async () => prepareJson({ users: await users.list() }),
     },
     {
       method: 'DELETE',

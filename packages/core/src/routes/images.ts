@@ -6,6 +6,7 @@
 import { SentinelError } from '../errors.js';
 import type { Principal } from '../models.js';
 import type { ImageService } from '../images/service.js';
+import { prepareJson } from './prepared-json.js';
 import { AGENT_DEFINITION_SCHEMA, normalizeAgentDefinition, type AgentDefinitionInput } from '../images/sentinelfile.js';
 import type { JsonSchema, RouteContext, RouteDef } from './types.js';
 
@@ -125,7 +126,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       auth: 'user',
       summary: "List local images you may see (public ones and your own; admins: every image, untagged ones too)",
       schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } } } },
-      handler: async (_input, ctx) => ({ images: await images.list(principalOf(ctx)) }),
+      // Serialized per request (the records are new objects) for the ETag; the list depends on who asks (private repositories).
+      handler: async (_input, ctx) => prepareJson({ images: await images.list(principalOf(ctx)) }),
     },
     {
       method: 'POST',

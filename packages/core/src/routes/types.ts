@@ -46,8 +46,9 @@ export interface RouteInput<P = Record<string, string>, Q = Record<string, unkno
 }
 
 /**
- * A handler's result: a plain value sent as JSON with the route's `status`, or
- * `undefined` for an empty response (204).
+ * A handler's result: a plain value sent as JSON with the route's `status`, `undefined` for an
+ * empty response (204), a {@link PreparedJson} (bytes serialized once, with a strong ETag) or a
+ * {@link StreamResult}.
  */
 export type RouteResult = unknown;
 
@@ -113,4 +114,31 @@ export function streamResult(items: AsyncIterable<StreamItem>): StreamResult {
 /** Brand check (works across duplicated module copies). */
 export function isStreamResult(value: unknown): value is StreamResult {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[STREAM] === true;
+}
+
+const PREPARED = Symbol.for('sentinel.prepared-json');
+
+/**
+ * A JSON result already serialized, with a strong entity tag of exactly these bytes. List routes
+ * return one (see `PreparedJsonCache`) so a transport writes bytes built once per version of the
+ * data and answers `If-None-Match` with 304; `invoke` still hands in-process callers `value`.
+ */
+export interface PreparedJson {
+  readonly [PREPARED]: true;
+  /** The data the bytes encode (read-only: it may be shared between requests). */
+  readonly value: unknown;
+  /** UTF-8 JSON of `value`. */
+  readonly bytes: Buffer;
+  /** Strong ETag, quoted (`"…"`): equal tags mean byte-identical bodies. */
+  readonly etag: string;
+}
+
+/** Wraps already serialized JSON and its ETag as a route result. */
+export function preparedJson(value: unknown, bytes: Buffer, etag: string): PreparedJson {
+  return { [PREPARED]: true, value, bytes, etag };
+}
+
+/** Brand check (works across duplicated module copies). */
+export function isPreparedJson(value: unknown): value is PreparedJson {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PREPARED] === true;
 }

@@ -6,6 +6,7 @@
  * stays usable.
  */
 import type { AgentService } from '../agents/service.js';
+import { isoTimestamp } from '../clock.js';
 import type { EventBus } from '../bus.js';
 import { isSentinelError, SentinelError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -237,6 +238,10 @@ class AgentChatSession implements ChatSession {
     const responseId = pending.responseId;
     // After a terminal frame or the end of the session, late callbacks send nothing.
     const live = () => !this.ended && this.pending.get(messageId) === pending;
+    // The chunk frames of this turn differ only in timestamp, index and content: their JSON is
+    // built from this middle part (the ids, escaped once per turn) instead of a JSON.stringify
+    // of each frame, byte for byte what JSON.stringify gives (same keys, same order).
+    let chunkIds: string | undefined;
     return {
       onStart: () => {
         if (!live()) return;
@@ -247,7 +252,12 @@ class AgentChatSession implements ChatSession {
         if (!live()) return;
         pending.content += delta;
         if (pending.stream) {
-          this.send({ type: 'stream_chunk', timestamp: this.timestamp(), message_id: messageId, response_id: responseId, chunk_index: index, content: delta });
+          const timestamp = this.timestamp();
+          chunkIds ??= `,"message_id":${JSON.stringify(messageId)},"response_id":${JSON.stringify(responseId)},"chunk_index":`;
+          this.send(
+            { type: 'stream_chunk', timestamp, message_id: messageId, response_id: responseId, chunk_index: index, content: delta },
+            `{"type":"stream_chunk","timestamp":${JSON.stringify(timestamp)}${chunkIds}${index},"content":${JSON.stringify(delta)}}`,
+          );
         }
       },
       onThinking: (delta) => {
@@ -315,16 +325,17 @@ class AgentChatSession implements ChatSession {
     this.send({ type: 'error', timestamp: this.timestamp(), error: err.message, code: err.code, ...ids });
   }
 
-  private send(frame: ServerFrame): void {
+  /** `json`: the frame's JSON when the caller built it already (see `outgoing`). Default: serialized on first use. */
+  private send(frame: ServerFrame, json?: string): void {
     if (this.ended) return;
     try {
-      this.sink.send(outgoing(frame));
+      this.sink.send(outgoing(frame, undefined, json));
     } catch (err) {
       this.logger.error('chat sink send failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
     }
   }
 
   private timestamp(): string {
-    return new Date(this.now()).toISOString();
+    return isoTimestamp(this.now());
   }
 }

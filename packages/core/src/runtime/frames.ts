@@ -31,9 +31,10 @@ class OutgoingFrame implements Outgoing {
   declare readonly id?: string;
   #json: string | undefined;
 
-  constructor(frame: ServerFrame, id: string | undefined) {
+  constructor(frame: ServerFrame, id: string | undefined, json: string | undefined) {
     this.frame = frame;
     if (id !== undefined) (this as { id?: string }).id = id;
+    this.#json = json;
   }
 
   get json(): string {
@@ -41,9 +42,12 @@ class OutgoingFrame implements Outgoing {
   }
 }
 
-/** Wraps a frame; `json` is serialized lazily, once. */
-export function outgoing(frame: ServerFrame, id?: string): Outgoing {
-  return new OutgoingFrame(frame, id);
+/**
+ * Wraps a frame; `json` is serialized lazily, once. `json`, when given, must be exactly
+ * `JSON.stringify(frame)` (a hot path that builds it faster, e.g. chat chunks). Default: none.
+ */
+export function outgoing(frame: ServerFrame, id?: string, json?: string): Outgoing {
+  return new OutgoingFrame(frame, id, json);
 }
 
 /**

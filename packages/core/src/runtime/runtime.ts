@@ -14,6 +14,7 @@ import type { AgentBusMessage, AgentControlAction, EventBus } from '../bus.js';
 import { isSentinelError, SentinelError } from '../errors.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition } from '../images/service.js';
+import { isoTimestamp } from '../clock.js';
 import type { AgentJournal } from '../journal.js';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
@@ -578,7 +579,7 @@ export class AgentRuntime {
   }
 
   private timestamp(): string {
-    return new Date(this.now()).toISOString();
+    return isoTimestamp(this.now());
   }
 
   // ---- one turn ----------------------------------------------------------------------------

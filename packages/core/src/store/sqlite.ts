@@ -112,6 +112,10 @@ const DEFAULT_EVENT_LIMIT = 1000;
 const ALL_AGENTS = '';
 /** Owners whose agent lists are cached at once. */
 const AGENT_LIST_CACHE_SIZE = 1024;
+/** Agents whose next log, event and message seq numbers are known at once. */
+const NEXT_SEQ_CACHE_AGENTS = 4096;
+/** Agent records cached by id at once. */
+const AGENT_CACHE_SIZE = 4096;
 /** Agents whose recent conversation is cached at once. */
 const CONVERSATION_CACHE_AGENTS = 256;
 /** Newest messages kept per cached conversation (the runtime reads 100 by default). */
@@ -274,6 +278,12 @@ interface QueuedWrite {
   reject: (reason: unknown) => void;
 }
 
+/** Records `next` as the agent's next seq (bounded: past the bound an arbitrary old entry goes, a miss only costs the query). */
+function rememberNextSeq(known: Map<string, number>, agentId: string, next: number): void {
+  if (known.size >= NEXT_SEQ_CACHE_AGENTS) known.delete(known.keys().next().value as string);
+  known.set(agentId, next);
+}
+
 /** The SQLite back end of {@link Store}. Build it with {@link openSqliteStore}. */
 export class SqliteStore implements Store {
   readonly #path: string;
@@ -293,6 +303,21 @@ export class SqliteStore implements Store {
    * committed (see #agentListsSnapshot).
    */
   readonly #agentLists = new Map<string, readonly AgentRecord[]>();
+  /**
+   * Agent records by id, frozen, as last read or written: every chat turn reads its agent
+   * (status, image, parameters) before it starts (≈ 2% of a turn's CPU as a query). Kept exact
+   * like #agentLists: our own writes to an agent replace or drop its entry inside their commit,
+   * anything else (another process, a failed commit, a user's deletion) empties the cache.
+   */
+  readonly #agents = new Map<string, AgentRecord>();
+  /**
+   * The next seq of each agent's logs, events and messages, as our own appends left them. A
+   * turn appends six rows, five of which asked SQLite for MAX(seq) first. Only used inside the
+   * group commit's transaction, after its data_version check (so no other connection can have
+   * appended since); set after a write succeeded, dropped with the agent, emptied with the
+   * other caches (another process's commit, a failed COMMIT).
+   */
+  readonly #nextSeqs = { logs: new Map<string, number>(), events: new Map<string, number>(), messages: new Map<string, number>() };
   /**
    * The newest messages of recently active agents. Every turn reads the agent's history (up to
    * 100 messages by default) and appends to it; reading it back from SQLite was the largest
@@ -451,9 +476,15 @@ export class SqliteStore implements Store {
     }, true);
   }
 
+  /** The record is frozen and may be shared between calls (see #agents). */
   async getAgent(id: string): Promise<AgentRecord | null> {
-    const row = this.#stmts().getAgent.get(id);
-    return row === undefined ? null : toAgent(row);
+    const s = this.#stmts();
+    this.#checkCaches(s);
+    const cached = this.#agents.get(id);
+    if (cached !== undefined) return cached;
+    const row = s.getAgent.get(id);
+    if (row === undefined) return null;
+    return this.#cacheAgent(id, row);
   }
 
   /** Newest first. The records are frozen and may be shared between calls (see #agentLists). */
@@ -476,28 +507,36 @@ export class SqliteStore implements Store {
   async updateAgent(id: string, patch: AgentPatch): Promise<AgentRecord | null> {
     const s = this.#stmts();
     const params = { id, status: patch.status ?? null, name: patch.name ?? null, updated_at: patch.updated_at ?? null };
-    const row = await this.#groupCommitted(() => {
+    return this.#groupCommitted(() => {
       this.#agentLists.clear();
-      return run(() => s.updateAgent.get(params), { conflict: () => `an agent named "${patch.name ?? ''}" already exists for this owner` });
+      this.#agents.delete(id);
+      const row = run(() => s.updateAgent.get(params), { conflict: () => `an agent named "${patch.name ?? ''}" already exists for this owner` });
+      // Inside the commit: the entry is what this transaction stored (a failed COMMIT empties the caches).
+      return row === undefined ? null : this.#cacheAgent(id, row);
     }, true);
-    return row === undefined ? null : toAgent(row);
   }
 
   async addAgentUsage(id: string, requests: number, tokens: number, updatedAt: string): Promise<AgentRecord | null> {
     const s = this.#stmts();
     // Cleared inside the commit: a list read between queueing and committing must not be kept.
-    const row = await this.#groupCommitted(() => {
+    return this.#groupCommitted(() => {
       this.#agentLists.clear();
-      return s.addAgentUsage.get({ id, requests, tokens, updated_at: updatedAt });
+      this.#agents.delete(id);
+      const row = s.addAgentUsage.get({ id, requests, tokens, updated_at: updatedAt });
+      return row === undefined ? null : this.#cacheAgent(id, row);
     }, true);
-    return row === undefined ? null : toAgent(row);
   }
 
   async deleteAgent(id: string): Promise<boolean> {
     const s = this.#stmts();
     this.#commitQueued();
     this.#agentLists.clear();
+    this.#agents.delete(id);
     this.#conversations.delete(id);
+    // The delete trigger removes the agent's rows (and prune marks): numbering would restart.
+    this.#nextSeqs.logs.delete(id);
+    this.#nextSeqs.events.delete(id);
+    this.#nextSeqs.messages.delete(id);
     return s.deleteAgent.run(id).changes > 0;
   }
 
@@ -630,11 +669,15 @@ export class SqliteStore implements Store {
       return record;
     });
     return this.#groupCommitted(() => {
-      let seq = s.nextLogSeq.get(agentId) as number;
-      return records.map((record): LogRecord => {
+      const known = this.#nextSeqs.logs;
+      let seq = known.get(agentId) ?? (s.nextLogSeq.get(agentId) as number);
+      known.delete(agentId);
+      const stored = records.map((record): LogRecord => {
         s.insertLog.run(agentId, seq, record.timestamp, record.level, record.message, record.fields === undefined ? null : JSON.stringify(record.fields));
         return { ...record, seq: seq++ };
       });
+      rememberNextSeq(known, agentId, seq);
+      return stored;
     }, records.length === 1);
   }
 
@@ -657,12 +700,16 @@ export class SqliteStore implements Store {
     if (events.length === 0) return [];
     const s = this.#stmts();
     return this.#groupCommitted(() => {
-      let seq = s.nextEventSeq.get({ agentId }) as number;
-      return events.map((event): EventRecord => {
+      const known = this.#nextSeqs.events;
+      let seq = known.get(agentId) ?? (s.nextEventSeq.get({ agentId }) as number);
+      known.delete(agentId);
+      const stored = events.map((event): EventRecord => {
         const data = event.data ?? {};
         s.insertEvent.run(agentId, seq, event.event_type, event.timestamp, event.content, JSON.stringify(data));
         return { agent_id: agentId, seq: seq++, event_type: event.event_type, timestamp: event.timestamp, content: event.content, data };
       });
+      rememberNextSeq(known, agentId, seq);
+      return stored;
     }, events.length === 1);
   }
 
@@ -704,12 +751,15 @@ export class SqliteStore implements Store {
     if (messages.length === 0) return [];
     const s = this.#stmts();
     return this.#groupCommitted(() => {
-      let seq = s.nextMessageSeq.get(agentId) as number;
+      const known = this.#nextSeqs.messages;
+      let seq = known.get(agentId) ?? (s.nextMessageSeq.get(agentId) as number);
+      known.delete(agentId);
       const rows = messages.map((message) => {
         const row = toMessageRow(agentId, seq++, message);
         s.insertMessage.run(row);
         return row;
       });
+      rememberNextSeq(known, agentId, seq);
       // Inside the commit (see #conversations); the cache keeps its own frozen copies.
       this.#extendConversation(agentId, rows.map((row) => deepFreeze(toMessage(row))));
       return rows.map(toMessage);
@@ -783,7 +833,11 @@ export class SqliteStore implements Store {
       const db = this.#open();
       // Called inside the group's transaction, a transaction function runs as a SAVEPOINT.
       const inSavepoint = db.transaction((work: () => unknown) => work());
+      const s = this.#stmts();
       this.#groupTransaction = db.transaction((queued: readonly QueuedWrite[], outcomes: WriteOutcome[]) => {
+        // Holding the write lock now: what data_version says cannot change until COMMIT, so the
+        // next-seq cache is exact for every write below (see #nextSeqs).
+        this.#checkCaches(s);
         for (const { write, singleStatement } of queued) {
           try {
             outcomes.push({ ok: true, value: run(singleStatement ? write : () => inSavepoint(write)) });
@@ -831,7 +885,19 @@ export class SqliteStore implements Store {
 
   #clearCaches(): void {
     this.#agentLists.clear();
+    this.#agents.clear();
+    this.#nextSeqs.logs.clear();
+    this.#nextSeqs.events.clear();
+    this.#nextSeqs.messages.clear();
     this.#conversations.clear();
+  }
+
+  /** Freezes and caches the agent read or written as `row` (bounded: past it, the oldest entry goes). */
+  #cacheAgent(id: string, row: AgentRow): AgentRecord {
+    const record = deepFreeze(toAgent(row));
+    if (this.#agents.size >= AGENT_CACHE_SIZE && !this.#agents.has(id)) this.#agents.delete(this.#agents.keys().next().value as string);
+    this.#agents.set(id, record);
+    return record;
   }
 
   /** Adds messages our own commit just stored to the agent's cached conversation, if it has one. */
