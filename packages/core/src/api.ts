@@ -4,18 +4,18 @@
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { SentinelError } from './errors.js';
-import type { Logger } from './logger.js';
-import type { Principal } from './models.js';
+import { SentinelError } from './contract/errors.js';
+import type { Logger } from './contract/logger.js';
+import type { Principal } from './contract/models.js';
 import type { RegistrySettings } from './registry/service.js';
 import type { ProviderOptions } from './providers/config.js';
-import { isPreparedJson, type BodyFormat, type RouteContext, type RouteDef } from './routes/types.js';
+import { isPreparedJson, type BodyFormat, type RouteContext, type RouteDef } from './contract/route.js';
 import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
 import type { HttpFetchToolOptions } from './tools/http-fetch.js';
 import type { WebSearchToolOptions } from './tools/web-search.js';
-import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './json-limits.js';
-import { compileValidator, type Validator } from './validation.js';
+import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './contract/json-limits.js';
+import { compileValidator, type Validator } from './contract/validation.js';
 
 export interface SentinelApiOptions {
   /** Directory for the SQLite file and the generated token secret. Default `~/.sentinel`. */

@@ -3,9 +3,9 @@
  * text into a plain value; validation against the route's schema happens afterwards.
  */
 import { parse as parseYaml, Parser as YamlParser, type CST } from 'yaml';
-import { SentinelError } from './errors.js';
-import { MAX_JSON_DEPTH } from './json-limits.js';
-import type { BodyFormat } from './routes/types.js';
+import { SentinelError } from './contract/errors.js';
+import { MAX_JSON_DEPTH } from './contract/json-limits.js';
+import type { BodyFormat } from './contract/route.js';
 
 /** Parser messages can quote the input: keep what reaches the client (and logs) short. */
 const MAX_REASON_LENGTH = 200;

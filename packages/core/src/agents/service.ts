@@ -8,15 +8,15 @@
  * id wins over a name, a name over a prefix; an ambiguous one is a `conflict` listing the matches.
  */
 import { randomBytes } from 'node:crypto';
-import { isSentinelError, SentinelError } from '../errors.js';
-import type { Logger, LogLevel } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentDefinition, AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../models.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
+import type { Logger, LogLevel } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentDefinition, AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../contract/models.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition, parseImageReference, SHORT_ID_LENGTH } from '../images/service.js';
 import type { AgentJournal } from '../journal.js';
 import { PreparedJsonCache } from '../routes/prepared-json.js';
-import type { PreparedJson, RequestOrigin } from '../routes/types.js';
+import type { PreparedJson, RequestOrigin } from '../contract/route.js';
 import type { Store } from '../store/types.js';
 import { parseLogSince } from './log-query.js';
 

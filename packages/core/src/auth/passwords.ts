@@ -4,7 +4,7 @@
  * raised later without invalidating stored hashes.
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 
 /** Shortest password accepted for new or changed passwords: 8 characters. */
 export const PASSWORD_MIN_LENGTH = 8;

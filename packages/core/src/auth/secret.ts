@@ -5,7 +5,7 @@
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 
 /** Shortest secret accepted, in characters. */
 const MIN_SECRET_LENGTH = 16;

@@ -1,9 +1,9 @@
 /**
  * Login and request authentication: the two doors into the API (docs/ARCHITECTURE.md#auth-and-tenancy).
  */
-import { SentinelError } from '../errors.js';
-import { silentLogger, type Logger } from '../logger.js';
-import type { Principal } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import { silentLogger, type Logger } from '../contract/logger.js';
+import type { Principal } from '../contract/models.js';
 import { LoginThrottle, type LoginLimiter } from './throttle.js';
 import type { TokenClaims, TokenService } from './tokens.js';
 import type { UserAuthState, UserService } from './users.js';

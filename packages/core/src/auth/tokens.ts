@@ -10,8 +10,8 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { SentinelError } from '../errors.js';
-import type { Principal, Role } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Principal, Role } from '../contract/models.js';
 
 export interface TokenServiceOptions {
   /** The HS256 key (see `resolveTokenSecret`). No default. */

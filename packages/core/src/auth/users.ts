@@ -3,9 +3,9 @@
  * sees {@link UserResource}.
  */
 import { randomBytes } from 'node:crypto';
-import { SentinelError, isSentinelError } from '../errors.js';
-import { silentLogger, type Logger } from '../logger.js';
-import type { Principal, Role, UserRecord } from '../models.js';
+import { SentinelError, isSentinelError } from '../contract/errors.js';
+import { silentLogger, type Logger } from '../contract/logger.js';
+import type { Principal, Role, UserRecord } from '../contract/models.js';
 import type { Store } from '../store/types.js';
 import { newUserId } from '../store/user-id.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, verifyPassword } from './passwords.js';

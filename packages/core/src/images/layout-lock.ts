@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 
 /** Name of the lock file inside the layout directory (OCI tools ignore files they do not know). */
 export const LAYOUT_LOCK_FILE = '.sentinel-write.lock';

@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import { withLayoutFileLock } from './layout-lock.js';
 import {
   AGENT_ARTIFACT_TYPE,

@@ -5,8 +5,8 @@
  * bytes are produced once (canonical JSON) and stored and pushed unchanged.
  */
 import { createHash } from 'node:crypto';
-import { SentinelError } from '../errors.js';
-import type { AgentDefinition } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import type { AgentDefinition } from '../contract/models.js';
 import { parseAgentDefinition } from './sentinelfile.js';
 
 export const AGENT_ARTIFACT_TYPE = 'application/vnd.sentinel.agent.v1+json';

@@ -4,11 +4,11 @@
  * The normalised definition is the OCI config blob of an image, so normalisation must be
  * deterministic: the same input always gives the same definition (and the same digest).
  */
-import { SentinelError } from '../errors.js';
-import type { AgentDefinition } from '../models.js';
-import type { JsonSchema } from '../routes/types.js';
-import { compileJsonLimits } from '../json-limits.js';
-import { compileValidator } from '../validation.js';
+import { SentinelError } from '../contract/errors.js';
+import type { AgentDefinition } from '../contract/models.js';
+import type { JsonSchema } from '../contract/route.js';
+import { compileJsonLimits } from '../contract/json-limits.js';
+import { compileValidator } from '../contract/validation.js';
 
 /** Docker-like repository name: lowercase path components separated by `/`. */
 export const IMAGE_NAME_PATTERN = '^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$';

@@ -13,11 +13,11 @@
  * Every tag created, moved or deleted is journaled under the repository (see
  * {@link repositoryJournalId}): who did it, and from which digest to which.
  */
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
 import type { AgentJournal } from '../journal.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentDefinition, EventRecord, ImageRecord, ImageResource, Principal, RepositoryRecord, RepositoryVisibility } from '../models.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentDefinition, EventRecord, ImageRecord, ImageResource, Principal, RepositoryRecord, RepositoryVisibility } from '../contract/models.js';
 import type { ModelProvider } from '../providers/types.js';
 import type { Store } from '../store/types.js';
 import { buildAgentImage } from './oci.js';

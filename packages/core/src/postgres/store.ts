@@ -10,9 +10,9 @@
  * never loads the driver, even from the bundled build.
  */
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
-import { SentinelError, isSentinelError } from '../errors.js';
-import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../logger.js';
-import { parseRfc3339 } from '../timestamp.js';
+import { SentinelError, isSentinelError } from '../contract/errors.js';
+import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../contract/logger.js';
+import { parseRfc3339 } from '../contract/timestamp.js';
 import type {
   AgentRecord,
   EventRecord,
@@ -28,7 +28,7 @@ import type {
   Role,
   ToolCallRecord,
   UserRecord,
-} from '../models.js';
+} from '../contract/models.js';
 import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../store/types.js';
 import { newUserId } from '../store/user-id.js';
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';

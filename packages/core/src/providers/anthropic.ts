@@ -16,8 +16,8 @@
  * hands the blocks of a tool-use round back in that round's assistant message, first, as the
  * API requires (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking).
  */
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import { checkBaseUrl, joinUrl, ProviderHttpClient, upstreamErrorDetail, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { pickParameters } from './parameters.js';
 import { parseSse } from './sse.js';

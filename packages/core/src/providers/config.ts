@@ -9,11 +9,11 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { JsonSchema } from '../routes/types.js';
-import { compileValidator } from '../validation.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { JsonSchema } from '../contract/route.js';
+import { compileValidator } from '../contract/validation.js';
 import { ANTHROPIC_DEFAULT_BASE_URL, AnthropicProvider } from './anthropic.js';
 import { checkBaseUrl, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { normalizeOllamaHost, OLLAMA_DEFAULT_HOST, OllamaProvider } from './ollama.js';

@@ -2,7 +2,7 @@
  * Newline-delimited JSON over a byte stream (Ollama's native streaming format): one JSON value
  * per line, blank lines skipped, a last line without its newline still read.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import { readLines } from './sse.js';
 
 export interface NdjsonParseOptions {

@@ -7,8 +7,8 @@
  * whole, `{function: {name, arguments: {…}}}` (arguments an object, usually no id). A failure is
  * a line `{error: "…"}`, mid-stream or as the body of an error status.
  */
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import { checkBaseUrl, joinUrl, ProviderHttpClient, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { parseNdjson } from './ndjson.js';
 import { pickParameters } from './parameters.js';

@@ -9,8 +9,8 @@
  * choice chunk has `finish_reason`; with `stream_options.include_usage` a final chunk with empty
  * `choices` carries `usage`; then `data: [DONE]`. An `error` object may arrive instead of a chunk.
  */
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import { checkBaseUrl, joinUrl, ProviderHttpClient, upstreamErrorDetail, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { pickParameters } from './parameters.js';
 import { parseSse } from './sse.js';

@@ -1,5 +1,5 @@
 /** The providers this server can call, by the name images use in `model.provider`. */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import type { ModelProvider } from './types.js';
 
 export class ProviderRegistry {

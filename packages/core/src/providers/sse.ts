@@ -6,7 +6,7 @@
  * id (unless it holds NUL); `retry:` is read and ignored; a blank line dispatches. An event
  * without data is not dispatched, and an unterminated event at the end of the stream is dropped.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 
 /** One dispatched event. */
 export interface SseEvent {

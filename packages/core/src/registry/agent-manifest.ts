@@ -3,7 +3,7 @@
  * alone, before any blob is fetched, so pulling a container image or an index by mistake costs
  * one small request and gives a clear 400 instead of downloading layers.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import { AGENT_ARTIFACT_TYPE, AGENT_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 
 /** The config descriptor of an agent manifest. */

@@ -21,7 +21,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
 import { OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 import { MAX_MANIFEST_BYTES } from '../images/layout.js';
 import { parseWwwAuthenticate, TokenCache, type AuthChallenge } from './auth.js';

@@ -5,7 +5,7 @@
  * images use). A malformed reference is a 400 with a message that says what is wrong, never a
  * request to a registry.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 
 /** One path component of a repository name (distribution's `path-component`). */
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';

@@ -16,16 +16,16 @@
  * and config were fetched and verified, and never once the transfer was cancelled; a push puts
  * the manifest (the only thing that names the image) after every blob is in place.
  */
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
 import { readImageFromLayout, writeImageToLayout } from '../images/layout.js';
 import { parseAgentManifest, sha256Digest } from '../images/oci.js';
 import { IMAGE_NAME_MAX_LENGTH, LOCAL_IMAGE_NAME_PATTERN } from '../images/sentinelfile.js';
 import { toImageResource, type ImageService } from '../images/service.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { ImageRecord, ImageResource, Principal } from '../models.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { ImageRecord, ImageResource, Principal } from '../contract/models.js';
 import type { Store } from '../store/types.js';
-import { parseRfc3339 } from '../timestamp.js';
+import { parseRfc3339 } from '../contract/timestamp.js';
 import { DistributionBackend } from './backends/distribution.js';
 import { LayoutBackend } from './backends/layout.js';
 import type { BlobProgressEvent, RegistryBackend } from './backends/types.js';

@@ -5,11 +5,11 @@
 import { followAgentLogs } from '../agents/log-follow.js';
 import { AGENT_NAME_PATTERN, type AgentService } from '../agents/service.js';
 import type { EventBus } from '../bus.js';
-import { SentinelError } from '../errors.js';
-import { LOG_LEVELS, type LogLevel } from '../logger.js';
-import type { Principal } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import { LOG_LEVELS, type LogLevel } from '../contract/logger.js';
+import type { Principal } from '../contract/models.js';
 import { prepareJson } from './prepared-json.js';
-import { streamResult, type JsonSchema, type RouteContext, type RouteDef } from './types.js';
+import { streamResult, type JsonSchema, type RouteContext, type RouteDef } from '../contract/route.js';
 
 /**
  * Agent references in paths: an id (or a prefix of one) or a name (see AgentService). A

@@ -6,10 +6,10 @@ import type { AuthService } from '../auth/service.js';
 import type { ChangePasswordInput, CreateUserInput, UserService } from '../auth/users.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/passwords.js';
 import { USERNAME_PATTERN } from '../auth/users.js';
-import { SentinelError } from '../errors.js';
-import type { Principal } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Principal } from '../contract/models.js';
 import { prepareJson } from './prepared-json.js';
-import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+import type { JsonSchema, RouteContext, RouteDef } from '../contract/route.js';
 
 export interface AuthRouteDeps {
   auth: AuthService;

@@ -4,11 +4,11 @@
  * Server-Sent Events (`Accept: text/event-stream`; `id:` = seq, so `Last-Event-ID` resumes)
  * or NDJSON. A WebSocket upgrade on the same path is the ws transport's.
  */
-import { SentinelError } from '../errors.js';
-import type { EventsService, FrameSink, EventsSubscription, Outgoing } from '../runtime/frames.js';
-import { createPushIterable } from '../runtime/push-iterable.js';
+import { SentinelError } from '../contract/errors.js';
+import type { EventsService, FrameSink, EventsSubscription, Outgoing } from '../protocol/frames.js';
+import { createPushIterable } from '../contract/push-iterable.js';
 import { AGENT_ID_PATTERN } from './agents.js';
-import { streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem } from './types.js';
+import { streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem } from '../contract/route.js';
 
 const eventsParams: JsonSchema = {
   type: 'object',

@@ -6,9 +6,9 @@
  * sends it again once they are back.
  */
 import type { EventBus } from '../bus.js';
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import type { Store } from '../store/types.js';
-import type { RouteDef } from './types.js';
+import type { RouteDef } from '../contract/route.js';
 
 const OK = Object.freeze({ status: 'ok' });
 

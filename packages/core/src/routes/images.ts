@@ -3,12 +3,12 @@
  * repository they own or create; only a repository's owner or an admin tags, deletes, or
  * changes its visibility; private repositories are a 404 to everyone else (ImageService).
  */
-import { SentinelError } from '../errors.js';
-import type { Principal } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Principal } from '../contract/models.js';
 import type { ImageService } from '../images/service.js';
 import { prepareJson } from './prepared-json.js';
 import { AGENT_DEFINITION_SCHEMA, normalizeAgentDefinition, type AgentDefinitionInput } from '../images/sentinelfile.js';
-import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+import type { JsonSchema, RouteContext, RouteDef } from '../contract/route.js';
 
 /** Sentinelfiles are small; 256 KiB leaves room for long instructions and refuses the rest early. */
 export const MAX_SENTINELFILE_BYTES = 256 * 1024;

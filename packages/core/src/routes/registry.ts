@@ -9,12 +9,12 @@
  * a final line with the same object, or `{error, code}`. A client that hangs up cancels the
  * transfer: a pull then stores nothing.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import type { RegistryService, TransferProgress } from '../registry/service.js';
 import type { PreparedTransfer } from '../registry/service.js';
-import { createPushIterable } from '../runtime/push-iterable.js';
+import { createPushIterable } from '../contract/push-iterable.js';
 import { IMAGE_RESOURCE_SCHEMA } from './images.js';
-import { streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem, type StreamResult } from './types.js';
+import { streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem, type StreamResult } from '../contract/route.js';
 
 /** Registry request bodies are small; credentials included. */
 export const MAX_REGISTRY_BODY_BYTES = 16 * 1024;

@@ -4,10 +4,10 @@
  * user's agent is a 404 (AgentService).
  */
 import type { AgentService } from '../agents/service.js';
-import { SentinelError } from '../errors.js';
-import type { Principal } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Principal } from '../contract/models.js';
 import { AGENT_ID_PATTERN, AGENT_RESOURCE_SCHEMA } from './agents.js';
-import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+import type { JsonSchema, RouteContext, RouteDef } from '../contract/route.js';
 
 const agentIdParams: JsonSchema = {
   type: 'object',

@@ -11,20 +11,20 @@
  * cancel travel as control messages on the bus to whichever instance runs the turn.
  */
 import type { AgentBusMessage, AgentControlAction, EventBus } from '../bus.js';
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition } from '../images/service.js';
 import { isoTimestamp } from '../clock.js';
 import type { AgentJournal } from '../journal.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentDefinition, NewMessageRecord, ToolCallRecord } from '../models.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentDefinition, NewMessageRecord, ToolCallRecord } from '../contract/models.js';
 import type { ProviderRegistry } from '../providers/registry.js';
 import type { ChatMessage, ModelProvider, ProviderFinishReason, ProviderRequest, ThinkingBlock } from '../providers/types.js';
 import type { Store } from '../store/types.js';
 import type { ToolRegistry } from '../tools/registry.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
-import { newResponseId } from './ids.js';
+import { newResponseId } from '../contract/ids.js';
 import { inProcessTurnLock, type TurnLease, type TurnLock } from './turn-lock.js';
 
 /** The knobs of the runtime, as `createSentinelApi({ runtime })` takes them. */

@@ -9,7 +9,7 @@
  *   power      := primary ('^' unary)?          (right-associative; -2^2 = -(2^2))
  *   primary    := number | constant | function '(' expression (',' expression)* ')' | '(' expression ')'
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import type { Tool } from './types.js';
 
 /** Longest expression accepted, in characters. */

@@ -1,5 +1,5 @@
 /** `current_time`: the time now, in an IANA time zone (default UTC). */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import type { Tool } from './types.js';
 
 const MAX_ZONE_LENGTH = 64;

@@ -5,7 +5,7 @@
  * (undici follows none by itself), so a listed host cannot bounce the request elsewhere.
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
 import { errorCodeOf } from '../providers/http.js';
 import { HostAllowList, pinnedLookup, resolveAllowedAddresses, type HostResolver } from './net-policy.js';
 import type { Tool } from './types.js';

@@ -2,10 +2,10 @@
  * The tools this server can run. Each tool's parameter schema is compiled once, when it is
  * registered; every call is validated, bounded in time and bounded in result size.
  */
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
 import { TOOL_NAME_PATTERN } from '../images/sentinelfile.js';
 import type { ToolSpec } from '../providers/types.js';
-import { compileValidator, type Validator } from '../validation.js';
+import { compileValidator, type Validator } from '../contract/validation.js';
 import type { Tool } from './types.js';
 
 const TOOL_NAME_RE = new RegExp(TOOL_NAME_PATTERN);

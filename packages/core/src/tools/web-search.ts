@@ -6,7 +6,7 @@
  * to http_fetch's private-address rule.
  */
 import { Agent, request } from 'undici';
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
 import { checkBaseUrl, errorCodeOf, joinUrl, originOf } from '../providers/http.js';
 import type { Tool } from './types.js';
 import { discardBody, type DiscardableBody } from '../undici-body.js';

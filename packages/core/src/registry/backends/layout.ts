@@ -8,7 +8,7 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isSentinelError, SentinelError } from '../../errors.js';
+import { isSentinelError, SentinelError } from '../../contract/errors.js';
 import {
   blobPath,
   listLayout,

@@ -4,7 +4,7 @@
  * at most once however many subscribers receive it (measured: serializing per subscriber is
  * most of the cost of a fan-out).
  */
-import type { Principal } from '../models.js';
+import type { Principal } from '../contract/models.js';
 
 /** A frame the server sends: `{type, timestamp, ...}` (snake_case fields). */
 export interface ServerFrame {

@@ -28,10 +28,10 @@
  */
 import type { AgentService } from '../agents/service.js';
 import type { EventBus, AgentBusMessage } from '../bus.js';
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentRecord, EventRecord, Principal } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentRecord, EventRecord, Principal } from '../contract/models.js';
 import type { Store } from '../store/types.js';
 import {
   outgoing,

@@ -6,7 +6,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { SentinelError } from './errors.js';
-import type { JsonSchema } from './routes/types.js';
+import type { JsonSchema } from './route.js';
 
 // ajv-formats is CommonJS: its module.exports is the plugin function (with a `.default`
 // alias). NodeNext types the default import as the namespace, so name the call shape.

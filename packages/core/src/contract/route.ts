@@ -1,6 +1,6 @@
-import type { ErrorCode } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { Principal } from '../models.js';
+import type { ErrorCode } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Principal } from './models.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
