@@ -16,9 +16,9 @@
 import { writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement, Transaction } from 'better-sqlite3';
-import { SentinelError, isSentinelError } from '../contract/errors.js';
-import type { LogLevel } from '../contract/logger.js';
-import { parseRfc3339 } from '../contract/timestamp.js';
+import { SentinelError, isSentinelError } from '../../contract/errors.js';
+import type { LogLevel } from '../../contract/logger.js';
+import { parseRfc3339 } from '../../contract/timestamp.js';
 import type {
   AgentRecord,
   AgentStatus,
@@ -35,10 +35,10 @@ import type {
   Role,
   ToolCallRecord,
   UserRecord,
-} from '../contract/models.js';
-import { STORE_REFUSED_MESSAGE, type AgentPatch, type AgentQuery, type LogQuery, type Store, type UserPatch } from './types.js';
-import { newUserId } from './user-id.js';
-import { SQLITE_MIGRATIONS_TABLE_SQL, sqliteMigrations } from './sqlite-migrations.js';
+} from '../../contract/models.js';
+import { STORE_REFUSED_MESSAGE, type AgentPatch, type AgentQuery, type LogQuery, type Store, type UserPatch } from '../types.js';
+import { newUserId } from '../user-id.js';
+import { SQLITE_MIGRATIONS_TABLE_SQL, sqliteMigrations } from './migrations.js';
 
 export interface SqliteStoreOptions {
   /** Database file, created when missing (mode 0600: it holds password hashes). `:memory:` works for throwaway stores. */

@@ -10,9 +10,9 @@
  * never loads the driver, even from the bundled build.
  */
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
-import { SentinelError, isSentinelError } from '../contract/errors.js';
-import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../contract/logger.js';
-import { parseRfc3339 } from '../contract/timestamp.js';
+import { SentinelError, isSentinelError } from '../../contract/errors.js';
+import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../../contract/logger.js';
+import { parseRfc3339 } from '../../contract/timestamp.js';
 import type {
   AgentRecord,
   EventRecord,
@@ -28,9 +28,9 @@ import type {
   Role,
   ToolCallRecord,
   UserRecord,
-} from '../contract/models.js';
-import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../store/types.js';
-import { newUserId } from '../store/user-id.js';
+} from '../../contract/models.js';
+import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import { newUserId } from '../user-id.js';
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
 import { PostgresRegistryBackend } from './registry.js';
@@ -68,7 +68,7 @@ export interface PostgresStore extends Store {
   /** The schema holding the tables, or undefined when the server's `search_path` decides. */
   readonly schema: string | undefined;
   /**
-   * The embedded registry kept in this database (see postgres/registry.ts), shared by every
+   * The embedded registry kept in this database (see store/postgres/registry.ts), shared by every
    * instance on it. Uses the store's pool; closing it is a no-op, closing the store ends it.
    */
   registryBackend(): PostgresRegistryBackend;
