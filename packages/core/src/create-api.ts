@@ -30,7 +30,7 @@ import { createEventRetention, withEventRetention } from './runtime/event-retent
 import { AgentEventsService } from './protocol/events.js';
 import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
-import { openSqliteStore } from './store/sqlite.js';
+import { openSqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
 import { currentTimeTool } from './tools/current-time.js';
@@ -160,7 +160,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     store = options.store;
   } else if (options.storeUrl !== undefined) {
     // Scale-out (docs/ARCHITECTURE.md#scale-out): the PostgreSQL store and its driver load only when asked for.
-    const { openPostgresStore } = await import('./postgres/index.js');
+    const { openPostgresStore } = await import('./store/postgres/index.js');
     const postgres = await openPostgresStore({ url: options.storeUrl, logger });
     logger.info('store on postgres', { url: postgres.url });
     store = postgres;

@@ -1,5 +1,5 @@
 /**
- * The embedded registry in PostgreSQL (postgres/registry.ts) on a real server, a fresh database
+ * The embedded registry in PostgreSQL (store/postgres/registry.ts) on a real server, a fresh database
  * per test: chunked, digest-checked blobs streamed back, refusals that store nothing,
  * concurrent puts and tag pushes from several stores (instances), and the API picking this
  * back end when its store is PostgreSQL so two APIs on one database share their registry.
