@@ -103,8 +103,7 @@ function toResource(user: UserRecord): UserResource {
 
 function checkUsername(username: string): void {
   if (!USERNAME.test(username)) {
-    throw new SentinelError(
-      'invalid_request',
+    throw invalidRequest(
       'username must be 1 to 64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit',
     );
   }

@@ -9,7 +9,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invalidRequest, SentinelError, unavailable } from '../contract/errors.js';
+import { invalidRequest, unavailable } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { JsonSchema } from '../contract/route.js';
@@ -114,8 +114,7 @@ export async function readProviderSettingsFile(path: string): Promise<ProviderSe
   }
   const holdsKey = settings.openai?.apiKey !== undefined || settings.anthropic?.apiKey !== undefined;
   if (holdsKey && process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw new SentinelError(
-      'unavailable',
+    throw unavailable(
       `provider settings ${path} hold API keys but other users may read the file (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${path}`,
     );
   }

@@ -10,7 +10,7 @@
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
-import { invalidRequest, SentinelError, upstream } from '../contract/errors.js';
+import { forbidden, invalidRequest, upstream } from '../contract/errors.js';
 
 /** One resolved address. */
 export interface ResolvedAddress {
@@ -200,8 +200,7 @@ export async function resolveAllowedAddresses(hostname: string, options: Resolve
   if (!options.allowPrivateAddresses) {
     const internal = addresses.find((a) => isPrivateAddress(a.address));
     if (internal) {
-      throw new SentinelError(
-        'forbidden',
+      throw forbidden(
         `${what}: ${host} ${family === 0 ? `resolves to ${internal.address}, ` : 'is '}a loopback, private or link-local address; refused`,
       );
     }
