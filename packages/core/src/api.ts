@@ -4,7 +4,7 @@
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { SentinelError } from './contract/errors.js';
+import { adminRequired, authenticationRequired, invalidRequest } from './contract/errors.js';
 import type { Logger } from './contract/logger.js';
 import type { Principal } from './contract/models.js';
 import type { RegistrySettings } from './registry/service.js';
@@ -129,8 +129,8 @@ export async function invokeRoute(
   decode: (format: BodyFormat, text: string) => unknown,
 ): Promise<RouteResponse> {
   if (route.auth !== 'public') {
-    if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
-    if (route.auth === 'admin' && ctx.principal.role !== 'admin') throw new SentinelError('forbidden', 'admin role required');
+    if (!ctx.principal) throw authenticationRequired();
+    if (route.auth === 'admin' && ctx.principal.role !== 'admin') throw adminRequired();
   }
   const params = route.validate.params ? route.validate.params(raw.params) : raw.params;
   const query = route.validate.query ? route.validate.query(raw.query) : raw.query;
@@ -142,7 +142,7 @@ export async function invokeRoute(
     else checkJsonDepth(body, 'body');
   }
   if (route.validate.body) {
-    if (body === undefined) throw new SentinelError('invalid_request', 'request body is required');
+    if (body === undefined) throw invalidRequest('request body is required');
     body = route.validate.body(body);
   }
   const result = await route.handler({ params, query, body } as never, ctx);

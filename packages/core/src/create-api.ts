@@ -15,7 +15,7 @@ import { UserService } from './auth/users.js';
 import { decodeBody } from './body.js';
 import { createLocalEventBus, type EventBus } from './bus.js';
 import type { RedisScaleOut } from './redis/index.js';
-import { SentinelError } from './contract/errors.js';
+import { dataDirectoryUnusable } from './contract/errors.js';
 import { ImageService } from './images/service.js';
 import { AgentJournal } from './journal.js';
 import { silentLogger } from './contract/logger.js';
@@ -92,10 +92,6 @@ function shortReason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function dataDirError(dir: string, err: unknown): SentinelError {
-  return new SentinelError('unavailable', `cannot use data directory ${dir}: ${shortReason(err)}`, { cause: err });
-}
-
 /**
  * The registry back end a store offers for the embedded registry (the PostgreSQL store's
  * `registryBackend()`), found by shape so this module never imports the pg-backed code.
@@ -133,7 +129,7 @@ async function prepareDataDir(dir: string): Promise<void> {
     await makeDirs(dir);
     await access(dir, fsConstants.W_OK);
   } catch (err) {
-    throw dataDirError(dir, err);
+    throw dataDirectoryUnusable(dir, shortReason(err), err);
   }
 }
 
@@ -168,7 +164,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     try {
       store = await openSqliteStore({ path: join(dataDir, 'sentinel.db') });
     } catch (err) {
-      throw dataDirError(dataDir, err);
+      throw dataDirectoryUnusable(dataDir, shortReason(err), err);
     }
   }
   // Scale-out (docs/ARCHITECTURE.md#scale-out): with a bus URL, Redis (loaded only then) carries the bus, the

@@ -116,3 +116,103 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
 export function httpStatusForErrorCode(code: ErrorCode): number {
   return HTTP_STATUS_BY_ERROR_CODE[code] ?? 500;
 }
+
+// The catalogue: one constructor per error that more than one place raises, so the code and
+// the message shape are chosen once (like Fastify's lib/errors.js). Messages are part of the
+// wire (tests and the README quote them): change a shape here only on purpose. One-off errors
+// with a code of their own keep `new SentinelError(code, message)`.
+
+/** `unauthorized`: the request carries no credentials where a user is needed. */
+export function authenticationRequired(): SentinelError {
+  return new SentinelError('unauthorized', 'authentication required');
+}
+
+/** `unauthorized`: the bearer token is malformed, or its signature or claims do not check out. */
+export function invalidToken(): SentinelError {
+  return new SentinelError('unauthorized', 'invalid token');
+}
+
+/** `unauthorized`: the bearer token was valid once but its lifetime is over. */
+export function tokenExpired(): SentinelError {
+  return new SentinelError('unauthorized', 'token expired');
+}
+
+/** `forbidden`: the caller is logged in but the action needs the admin role. */
+export function adminRequired(): SentinelError {
+  return new SentinelError('forbidden', 'admin role required');
+}
+
+/** `forbidden` with the reason, e.g. whose repository it is or which role is missing. */
+export function forbidden(reason: string): SentinelError {
+  return new SentinelError('forbidden', reason);
+}
+
+/** `not_found` for a thing the client named: `agent "x" not found`. */
+export function notFound(kind: string, ref: string): SentinelError {
+  return new SentinelError('not_found', `${kind} "${ref}" not found`);
+}
+
+/** `conflict` for a create whose name is taken: `user "x" already exists`. */
+export function alreadyExists(kind: string, ref: string): SentinelError {
+  return new SentinelError('conflict', `${kind} "${ref}" already exists`);
+}
+
+/** `conflict` with the reason: the request is valid but the current state does not allow it. */
+export function conflict(reason: string, options: Pick<SentinelErrorOptions, 'details'> = {}): SentinelError {
+  return new SentinelError('conflict', reason, options);
+}
+
+/** `invalid_request` with the reason, for input the client can correct. */
+export function invalidRequest(reason: string, options: Pick<SentinelErrorOptions, 'details' | 'cause'> = {}): SentinelError {
+  return new SentinelError('invalid_request', reason, options);
+}
+
+/**
+ * `invalid_request` listing every schema issue of an input: `invalid body: /name: is required`,
+ * with the issues (JSON pointer `path` and `message`) as `details.issues` for clients to show.
+ */
+export function invalidInput(what: string, issues: ReadonlyArray<{ path: string; message: string }>): SentinelError {
+  const summary = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
+  return new SentinelError('invalid_request', `invalid ${what}: ${summary}`, { details: { issues } });
+}
+
+/** `payload_too_large` for a stored or fetched object over its cap: `manifest is 9 bytes, more than the 8-byte limit`. */
+export function tooLarge(what: string, size: number, cap: number): SentinelError {
+  return new SentinelError('payload_too_large', `${what} is ${size} bytes, more than the ${cap}-byte limit`);
+}
+
+/** `unavailable`: something this server needs is missing, closed or not configured right now. */
+export function unavailable(reason: string, options: Pick<SentinelErrorOptions, 'details' | 'cause'> = {}): SentinelError {
+  return new SentinelError('unavailable', reason, options);
+}
+
+/** `unavailable` for a data directory the server cannot read or write. */
+export function dataDirectoryUnusable(dir: string, reason: string, cause: unknown): SentinelError {
+  return unavailable(`cannot use data directory ${dir}: ${reason}`, { cause });
+}
+
+/**
+ * `upstream_error` from a service this server calls (a model provider, a registry, a tool's
+ * target), prefixed with who failed: `openai: the stream ended before the answer was complete`.
+ */
+export function upstream(source: string, problem: string, options: Pick<SentinelErrorOptions, 'cause'> = {}): SentinelError {
+  return new SentinelError('upstream_error', `${source}: ${problem}`, options);
+}
+
+/** `upstream_error`: a streamed answer stopped without its final event. */
+export function streamEndedEarly(source: string): SentinelError {
+  return upstream(source, 'the stream ended before the answer was complete');
+}
+
+/** `upstream_error`: the model reported an error in the middle of its streamed answer. */
+export function failedMidStream(source: string, detail: string): SentinelError {
+  return upstream(source, `the model failed mid-stream: ${detail || 'unknown error'}`);
+}
+
+/**
+ * `internal`: a bug or a broken invariant. The message goes to the log; a transport shows the
+ * client only the generic 500 text.
+ */
+export function internal(reason: string, cause?: unknown): SentinelError {
+  return new SentinelError('internal', reason, cause === undefined ? {} : { cause });
+}

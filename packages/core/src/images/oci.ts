@@ -5,7 +5,7 @@
  * bytes are produced once (canonical JSON) and stored and pushed unchanged.
  */
 import { createHash } from 'node:crypto';
-import { SentinelError } from '../contract/errors.js';
+import { invalidRequest, SentinelError } from '../contract/errors.js';
 import type { AgentDefinition } from '../contract/models.js';
 import { parseAgentDefinition } from './sentinelfile.js';
 
@@ -141,7 +141,7 @@ export function buildAgentImage(def: AgentDefinition, createdAt: string): BuiltA
 }
 
 function invalidImage(message: string): SentinelError {
-  return new SentinelError('invalid_request', `invalid agent image: ${message}`);
+  return invalidRequest(`invalid agent image: ${message}`);
 }
 
 function decodeUtf8(bytes: string | Uint8Array): string {

@@ -4,7 +4,7 @@
  * The normalised definition is the OCI config blob of an image, so normalisation must be
  * deterministic: the same input always gives the same definition (and the same digest).
  */
-import { SentinelError } from '../contract/errors.js';
+import { invalidRequest, SentinelError } from '../contract/errors.js';
 import type { AgentDefinition } from '../contract/models.js';
 import type { JsonSchema } from '../contract/route.js';
 import { compileJsonLimits } from '../contract/json-limits.js';
@@ -80,7 +80,7 @@ const validateDefinition = compileValidator<AgentDefinitionInput>(AGENT_DEFINITI
 const checkDefinitionLimits = compileJsonLimits(AGENT_DEFINITION_SCHEMA, 'definition');
 
 function invalid(message: string): SentinelError {
-  return new SentinelError('invalid_request', `invalid agent definition: ${message}`);
+  return invalidRequest(`invalid agent definition: ${message}`);
 }
 
 /**

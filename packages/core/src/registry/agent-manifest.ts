@@ -3,7 +3,7 @@
  * alone, before any blob is fetched, so pulling a container image or an index by mistake costs
  * one small request and gives a clear 400 instead of downloading layers.
  */
-import { SentinelError } from '../contract/errors.js';
+import { invalidRequest } from '../contract/errors.js';
 import { AGENT_ARTIFACT_TYPE, AGENT_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 
 /** The config descriptor of an agent manifest. */
@@ -49,6 +49,6 @@ export function summarizeManifest(bytes: Uint8Array, contentType: string | undef
 /** The config descriptor of an agent manifest; `invalid_request` ("<what> is not an agent image: …") otherwise. */
 export function requireAgentManifest(bytes: Uint8Array, contentType: string | undefined, what: string): AgentConfigDescriptor {
   const summary = summarizeManifest(bytes, contentType);
-  if (!summary.agent || summary.config === undefined) throw new SentinelError('invalid_request', `${what} is not an agent image: ${summary.problem ?? 'unknown shape'}`);
+  if (!summary.agent || summary.config === undefined) throw invalidRequest(`${what} is not an agent image: ${summary.problem ?? 'unknown shape'}`);
   return summary.config;
 }

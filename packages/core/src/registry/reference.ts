@@ -5,7 +5,7 @@
  * images use). A malformed reference is a 400 with a message that says what is wrong, never a
  * request to a registry.
  */
-import { SentinelError } from '../contract/errors.js';
+import { invalidRequest, SentinelError } from '../contract/errors.js';
 
 /** One path component of a repository name (distribution's `path-component`). */
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
@@ -35,7 +35,7 @@ export interface RegistryReference {
 
 function invalidReference(ref: string, why: string): SentinelError {
   const shown = ref.length > 80 ? `${ref.slice(0, 80)}…` : ref;
-  return new SentinelError('invalid_request', `invalid image reference "${shown}": ${why}`);
+  return invalidRequest(`invalid image reference "${shown}": ${why}`);
 }
 
 /** True for `host`, `host:port`, `a.b.c`, `localhost:5000`: the registry part of a reference. */
@@ -129,7 +129,7 @@ export interface RegistryLocation {
 
 function invalidRegistryUrl(url: string, why: string): SentinelError {
   const shown = url.length > 120 ? `${url.slice(0, 120)}…` : url;
-  return new SentinelError('invalid_request', `invalid registry "${shown}": ${why}`);
+  return invalidRequest(`invalid registry "${shown}": ${why}`);
 }
 
 /**

@@ -2,7 +2,7 @@
  * The tools this server can run. Each tool's parameter schema is compiled once, when it is
  * registered; every call is validated, bounded in time and bounded in result size.
  */
-import { isSentinelError, SentinelError } from '../contract/errors.js';
+import { internal, isSentinelError, SentinelError, unavailable } from '../contract/errors.js';
 import { TOOL_NAME_PATTERN } from '../images/sentinelfile.js';
 import type { ToolSpec } from '../providers/types.js';
 import { compileValidator, type Validator } from '../contract/validation.js';
@@ -105,9 +105,9 @@ export class ToolRegistry {
     const timeoutMs = options.timeoutMs ?? 30_000;
     const controller = new AbortController();
     const timer = setTimeout(() => {
-      controller.abort(new SentinelError('unavailable', `tool ${name} timed out after ${timeoutMs} ms`));
+      controller.abort(unavailable(`tool ${name} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
-    const onCallerAbort = () => controller.abort(new SentinelError('unavailable', `tool ${name} was cancelled`));
+    const onCallerAbort = () => controller.abort(unavailable(`tool ${name} was cancelled`));
     if (options.signal.aborted) onCallerAbort();
     else options.signal.addEventListener('abort', onCallerAbort, { once: true });
     try {
@@ -127,16 +127,16 @@ export class ToolRegistry {
       } catch (err) {
         if (controller.signal.aborted) throw controller.signal.reason;
         if (isSentinelError(err)) throw err;
-        throw new SentinelError('internal', `tool ${name} failed`, { cause: err });
+        throw internal(`tool ${name} failed`, err);
       }
       let json: string;
       try {
         json = JSON.stringify(result ?? null);
       } catch (err) {
-        throw new SentinelError('internal', `tool ${name} returned a result that is not JSON`, { cause: err });
+        throw internal(`tool ${name} returned a result that is not JSON`, err);
       }
       if (json.length > this.maxResultChars) {
-        throw new SentinelError('unavailable', `tool ${name} returned more than ${this.maxResultChars} characters`);
+        throw unavailable(`tool ${name} returned more than ${this.maxResultChars} characters`);
       }
       return result ?? null;
     } finally {
