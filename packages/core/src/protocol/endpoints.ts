@@ -52,7 +52,7 @@ function serverFrames(...types: ServerFrameType[]): Partial<Record<ServerFrameTy
   return Object.fromEntries(types.map((type) => [type, SERVER_FRAME_SCHEMAS[type]]));
 }
 
-/** The chat endpoint; served by `api.chat` ({@link AgentChatService}, protocol/chat.ts). */
+/** The chat endpoint; served by `api.chat` (`AgentChatService`, protocol/chat.ts). */
 export const CHAT_ENDPOINT: WebSocketEndpointDef = {
   name: 'chat',
   path: '/v1/agents/:id/chat',
@@ -64,7 +64,7 @@ export const CHAT_ENDPOINT: WebSocketEndpointDef = {
   serverFrames: serverFrames('event', 'stream_start', 'stream_chunk', 'stream_end', 'response', 'tool_result', 'error'),
 };
 
-/** The events endpoint; served by `api.events` ({@link AgentEventsService}, protocol/events.ts). */
+/** The events endpoint; served by `api.events` (`AgentEventsService`, protocol/events.ts). */
 export const EVENTS_ENDPOINT: WebSocketEndpointDef = {
   name: 'events',
   path: '/v1/agents/:id/events',
