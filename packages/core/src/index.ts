@@ -42,6 +42,8 @@ export * from './create-api.js';
 export * from './store/sqlite/store.js';
 export * from './store/sqlite/migrations.js';
 export * from './protocol/frames.js';
+export * from './protocol/server-frames.js';
+export * from './protocol/endpoints.js';
 export * from './contract/push-iterable.js';
 export * from './protocol/events.js';
 export * from './runtime/event-retention.js';

@@ -23,6 +23,7 @@ import {
   type Outgoing,
   type Principal,
   type SentinelApi,
+  type ServerFrame,
   type StreamCloseReason,
   type StreamItem,
 } from '@sentinel/api-core';
@@ -32,15 +33,18 @@ const alice: Principal = { username: 'alice', role: 'user' };
 const bob: Principal = { username: 'bob', role: 'user' };
 const admin: Principal = { username: 'admin', role: 'admin' };
 
+/** A recorded frame, read field by field without narrowing on `type` first. */
+type RecordedOutgoing = Outgoing & { readonly frame: ServerFrame & Record<string, unknown> };
+
 /** A FrameSink that records what the core sends, and lets a test wait for a condition. */
 class RecordingSink implements FrameSink {
-  readonly frames: Outgoing[] = [];
+  readonly frames: RecordedOutgoing[] = [];
   closed: { reason: StreamCloseReason; message: string } | undefined;
   #waiters: (() => void)[] = [];
 
   send(out: Outgoing): void {
     if (this.closed) return;
-    this.frames.push(out);
+    this.frames.push(out as RecordedOutgoing);
     this.#notify();
   }
 

@@ -72,14 +72,17 @@ afterAll(async () => {
 
 let agentCounter = 0;
 
-async function openChat(image: string, environment?: Record<string, string>): Promise<{ agentId: string; frames: ServerFrame[]; session: ChatSession }> {
+/** A recorded server frame, read field by field without narrowing on `type` first. */
+type RecordedFrame = ServerFrame & Record<string, unknown>;
+
+async function openChat(image: string, environment?: Record<string, string>): Promise<{ agentId: string; frames: RecordedFrame[]; session: ChatSession }> {
   const agent = await api.agents.create(ADMIN, { image, name: `turns-${++agentCounter}`, ...(environment ? { environment } : {}) }, ORIGIN);
-  const frames: ServerFrame[] = [];
-  const session = (await api.chat.prepare(ADMIN, agent.id)).open({ send: (out) => frames.push(out.frame), close: () => undefined });
+  const frames: RecordedFrame[] = [];
+  const session = (await api.chat.prepare(ADMIN, agent.id)).open({ send: (out) => frames.push(out.frame as RecordedFrame), close: () => undefined });
   return { agentId: agent.id, frames, session };
 }
 
-async function terminalOf(frames: ServerFrame[], messageId: string): Promise<ServerFrame> {
+async function terminalOf(frames: RecordedFrame[], messageId: string): Promise<RecordedFrame> {
   const deadline = Date.now() + 8000;
   for (;;) {
     const found = frames.find((f) => f.message_id === messageId && (f.type === 'stream_end' || f.type === 'response' || f.type === 'error'));

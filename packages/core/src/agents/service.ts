@@ -19,6 +19,7 @@ import { PreparedJsonCache } from '../routes/prepared-json.js';
 import type { PreparedJson, RequestOrigin } from '../contract/route.js';
 import type { Store } from '../store/types.js';
 import { parseLogSince } from './log-query.js';
+import { CHAT_ENDPOINT, endpointUrl, EVENTS_ENDPOINT } from '../protocol/endpoints.js';
 
 export interface CreateAgentInput {
   /** Image reference: ID, short ID, `name:tag` or `name`. */
@@ -92,7 +93,7 @@ export interface AgentRunStatus {
 
 /** The API shape of an agent (docs/ARCHITECTURE.md#wire-shapes). Environment values never leave the server. `run` default: runnable. */
 export function toAgentResource(record: AgentRecord, origin: RequestOrigin, run: AgentRunStatus = { runnable: true }): AgentResource {
-  const base = `${origin.secure ? 'wss' : 'ws'}://${origin.host}/v1/agents/${encodeURIComponent(record.id)}`;
+  const endpointParams = { id: record.id };
   return {
     id: record.id,
     name: record.name,
@@ -106,7 +107,7 @@ export function toAgentResource(record: AgentRecord, origin: RequestOrigin, run:
     parameters: record.parameters,
     environment: Object.keys(record.environment).sort(),
     api_usage: { requests: record.usage_requests, tokens: record.usage_tokens },
-    endpoints: { chat: `${base}/chat`, events: `${base}/events` },
+    endpoints: { chat: endpointUrl(CHAT_ENDPOINT, endpointParams, origin), events: endpointUrl(EVENTS_ENDPOINT, endpointParams, origin) },
     runnable: run.runnable,
     ...(run.reason === undefined ? {} : { reason: run.reason }),
   };
