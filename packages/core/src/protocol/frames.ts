@@ -7,17 +7,9 @@
 import type { ErrorCode } from '../contract/errors.js';
 import type { Principal } from '../contract/models.js';
 
-/**
- * Fields every server frame has. Frames other than `event` declare `event_type?: never`, so code
- * that reads `frame.event_type` without narrowing on `type` first (the SSE mapping) still
- * type-checks and gets `undefined` for them.
- */
+/** Fields every server frame has. */
 interface FrameBase {
   timestamp: string;
-}
-
-interface NotAnEvent {
-  event_type?: never;
 }
 
 /**
@@ -38,14 +30,14 @@ export interface EventFrame extends FrameBase {
 }
 
 /** `stream_start`: the streamed answer to `message_id` begins. */
-export interface StreamStartFrame extends FrameBase, NotAnEvent {
+export interface StreamStartFrame extends FrameBase {
   type: 'stream_start';
   message_id: string;
   response_id: string;
 }
 
 /** `stream_chunk`: the next piece of the answer (merged chunks keep the first `chunk_index`). */
-export interface StreamChunkFrame extends FrameBase, NotAnEvent {
+export interface StreamChunkFrame extends FrameBase {
   type: 'stream_chunk';
   message_id: string;
   response_id: string;
@@ -64,7 +56,7 @@ export interface AnswerUsage {
 }
 
 /** The terminal frame of a message: `stream_end` after a stream, `response` for `stream: false`. */
-export interface AnswerEndFrame extends FrameBase, NotAnEvent {
+export interface AnswerEndFrame extends FrameBase {
   type: 'stream_end' | 'response';
   message_id: string;
   response_id: string;
@@ -78,7 +70,7 @@ export interface AnswerEndFrame extends FrameBase, NotAnEvent {
  * `tool_result`: a tool the model called (`message_id`, `call_id`) or a client's `tool_request`
  * (`request_id`) finished, with `result` on success or `error` on failure.
  */
-export interface ToolResultFrame extends FrameBase, NotAnEvent {
+export interface ToolResultFrame extends FrameBase {
   type: 'tool_result';
   message_id?: string;
   call_id?: string;
@@ -90,7 +82,7 @@ export interface ToolResultFrame extends FrameBase, NotAnEvent {
 }
 
 /** `error`: a human `error` message and its `code`, with the id of the frame it answers, if any. */
-export interface ErrorFrame extends FrameBase, NotAnEvent {
+export interface ErrorFrame extends FrameBase {
   type: 'error';
   error: string;
   code: ErrorCode;

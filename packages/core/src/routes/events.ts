@@ -38,10 +38,10 @@ export interface EventRoutesOptions {
 
 /** The stream item of one frame: SSE `event:` is the frame's `event_type` (or its `type`). */
 export function frameStreamItem(out: Outgoing): StreamItem {
-  const eventType = out.frame.event_type;
+  const { frame } = out;
   return {
     json: out.json,
-    event: typeof eventType === 'string' ? eventType : out.frame.type,
+    event: frame.type === 'event' ? frame.event_type : frame.type,
     ...(out.id === undefined ? {} : { id: out.id }),
   };
 }
