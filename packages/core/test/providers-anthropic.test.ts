@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AnthropicProvider, toAnthropicMessages, type AnthropicProviderOptions } from '@sentinel/api-core';
+import { AnthropicProvider, type AnthropicProviderOptions } from '@sentinel/api-core';
+import { toAnthropicMessages } from '../src/providers/anthropic.js';
 import { anthropicErrorEvent, anthropicErrorReply, anthropicEvents, anthropicStream, ANTHROPIC_SSE_HEADERS } from './fakes/anthropic-fake.js';
 import { closedPort, FakeProviderServer } from './fakes/fake-server.js';
 import { FAST_RETRIES, providerRequest, run, textOf } from './fakes/provider-harness.js';

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { normalizeOllamaHost, OllamaProvider, type OllamaProviderOptions } from '@sentinel/api-core';
+import { OllamaProvider, type OllamaProviderOptions } from '@sentinel/api-core';
+import { normalizeOllamaHost } from '../src/providers/ollama.js';
 import { closedPort, FakeProviderServer } from './fakes/fake-server.js';
 import { OLLAMA_NDJSON_HEADERS, ollamaErrorReply, ollamaLines, ollamaStream } from './fakes/ollama-fake.js';
 import { FAST_RETRIES, providerRequest, run, textOf } from './fakes/provider-harness.js';

@@ -1,14 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import {
-  EchoProvider,
-  estimateTokens,
-  isSentinelError,
-  ProviderRegistry,
-  splitIntoChunks,
-  type ChatMessage,
-  type ProviderEvent,
-  type ProviderRequest,
-} from '@sentinel/api-core';
+import { EchoProvider, isSentinelError, type ChatMessage, type ProviderEvent, type ProviderRequest } from '@sentinel/api-core';
+import { estimateTokens, splitIntoChunks } from '../src/providers/echo.js';
+import { ProviderRegistry } from '../src/providers/registry.js';
 
 function request(messages: ChatMessage[], signal = new AbortController().signal): ProviderRequest {
   return { model: 'echo', messages, tools: [], parameters: {}, signal };

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentBusMessage, EventRecord, UserChange } from '@sentinel/api-core';
+import type { AgentBusMessage, EventRecord } from '@sentinel/api-core';
+import type { UserChange } from '../src/auth/users.js';
 import { createRedisEventBus, maskRedisUrl, parseRedisUrl, type RedisEventBus } from '@sentinel/api-core/redis';
 import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix, withRedis } from './support/redis.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { inProcessTurnLock } from '@sentinel/api-core';
+import { inProcessTurnLock } from '../src/runtime/turn-lock.js';
 import { createRedisEventBus, createRedisTurnLock, type RedisEventBus, type RedisTurnLock } from '@sentinel/api-core/redis';
 import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix, withRedis } from './support/redis.js';
 

@@ -1,16 +1,10 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createHttpFetchTool,
-  HostAllowList,
-  isPrivateAddress,
-  isSentinelError,
-  resolveAllowedAddresses,
-  ToolRegistry,
-  type HttpFetchToolOptions,
-  type SentinelError,
-} from '@sentinel/api-core';
+import { isSentinelError, type HttpFetchToolOptions, type SentinelError } from '@sentinel/api-core';
+import { createHttpFetchTool } from '../src/tools/http-fetch.js';
+import { HostAllowList, isPrivateAddress, resolveAllowedAddresses } from '../src/tools/net-policy.js';
+import { ToolRegistry } from '../src/tools/registry.js';
 
 let server: Server;
 let port: number;

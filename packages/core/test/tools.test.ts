@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  calculatorTool,
-  createCurrentTimeTool,
-  currentTimeTool,
-  evaluateExpression,
-  isoInZone,
-  isSentinelError,
-  ToolRegistry,
-  type Tool,
-} from '@sentinel/api-core';
+import { isSentinelError, type Tool } from '@sentinel/api-core';
+import { calculatorTool, evaluateExpression } from '../src/tools/calculator.js';
+import { createCurrentTimeTool, currentTimeTool, isoInZone } from '../src/tools/current-time.js';
+import { ToolRegistry } from '../src/tools/registry.js';
 
 function failure(fn: () => unknown): { code: string; message: string } {
   try {
