@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSentinelError, type LoginLimiter } from '@sentinel/api-core';
 import { LoginThrottle, type LoginThrottlePolicy } from '../src/auth/throttle.js';
 import { RedisLoginLimiter, createRedisEventBus, type RedisEventBus } from '@sentinel/api-core/redis';
-import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from './support/redis.js';
+import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '@sentinel/test-support/redis';
 
 const POLICY: LoginThrottlePolicy = {
   freeFailuresPerUserAddress: 3,

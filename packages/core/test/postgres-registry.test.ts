@@ -13,7 +13,7 @@ import { buildAgentImage, createSentinelApi, parseAgentDefinition, type Principa
 import { sha256Digest } from '../src/contract/digest.js';
 import { LayoutBackend } from '../src/registry/backends/layout.js';
 import { openPostgresStore, PostgresRegistryBackend, REGISTRY_CHUNK_BYTES, type PostgresStore } from '@sentinel/api-core/postgres';
-import { createTestDatabase, queryDatabase, type TestDatabase } from './support/postgres.js';
+import { createTestDatabase, queryDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 
 const ADMIN: Principal = { username: 'admin', role: 'admin' };
 const ORIGIN = { secure: false, host: 'localhost:8080' };

@@ -9,7 +9,7 @@ import { isSentinelError } from '@sentinel/api-core';
 import type { AgentRecord, EventRecord, Logger, NewEventRecord, Store } from '@sentinel/api-core';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, isPostgresUrl, openPostgresStore, postgresMigrations, redactDatabaseUrl, type PostgresStore, type PostgresStoreOptions } from '@sentinel/api-core/postgres';
 import { describeStoreConformance } from './store-conformance.js';
-import { createTestDatabase, queryDatabase, type TestDatabase } from './support/postgres.js';
+import { createTestDatabase, queryDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 
 let db: TestDatabase;
 let schemaCounter = 0;

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSentinelError, type SentinelError, type WebSearchToolOptions } from '@sentinel/api-core';
 import { ToolRegistry } from '../src/tools/registry.js';
 import { createWebSearchTool } from '../src/tools/web-search.js';
-import { closedPort, FakeProviderServer, type FakeReply } from './fakes/fake-server.js';
+import { closedPort, FakeProviderServer, type FakeReply } from '@sentinel/test-support/fakes/fake-server';
 
 let searx: FakeProviderServer;
 
