@@ -1,6 +1,8 @@
 /**
- * The composition root of the core: `createSentinelApi` wires the store, auth, services and
- * the transport-neutral route table. Transports (HTTP, WebSocket) use only what this returns.
+ * The seam a transport holds (docs/ARCHITECTURE.md#the-seam): `SentinelApiSurface` (the
+ * compiled route table, `authenticate`, `invoke`), how one route is compiled and invoked
+ * (schemas, JSON limits, result shape), and the options of `createSentinelApi`. The
+ * composition root that wires the services and builds a surface is create-api.ts.
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';

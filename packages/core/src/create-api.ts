@@ -21,7 +21,7 @@ import { AgentJournal } from './journal.js';
 import { silentLogger } from './contract/logger.js';
 import { createModelProviders, describeProviderSettings, resolveProviderSettings } from './providers/config.js';
 import { EchoProvider } from './providers/echo.js';
-import { ProviderRegistry } from './providers/registry.js';
+import { ProviderCatalog } from './providers/catalog.js';
 import type { RegistryBackend } from './registry/backends/types.js';
 import { RegistryService } from './registry/service.js';
 import { buildRouteTable } from './routes/index.js';
@@ -35,7 +35,7 @@ import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
 import { currentTimeTool } from './tools/current-time.js';
 import { createHttpFetchTool } from './tools/http-fetch.js';
-import { ToolRegistry } from './tools/registry.js';
+import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
 
@@ -57,11 +57,11 @@ export interface SentinelApi extends SentinelApiSurface {
   /**
    * Tools agents may call (built-ins: `calculator`, `current_time`, `http_fetch`, `web_search`);
    * register your own with `api.tools.register({ name, description, parameters, run })`
-   * (see {@link ToolRegistry}); images that list the name may then use it.
+   * (see {@link ToolSet}); images that list the name may then use it.
    */
-  readonly tools: ToolRegistry;
+  readonly tools: ToolSet;
   /** Model providers by name (built-in: `echo`, `openai`, `anthropic`, `ollama`); register your own here. */
-  readonly providers: ProviderRegistry;
+  readonly providers: ProviderCatalog;
   /** Push, pull and search agent images (the default registry, or the embedded one: in PostgreSQL with that store, else under `<dataDir>/registry`). */
   readonly registry: RegistryService;
   /**
@@ -195,11 +195,11 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
-    const providers = new ProviderRegistry().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
+    const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
     const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);
     for (const provider of createModelProviders(providerSettings, { logger })) providers.register(provider);
     logger.info('model providers configured', describeProviderSettings(providerSettings));
-    const tools = new ToolRegistry()
+    const tools = new ToolSet()
       .register(calculatorTool)
       .register(currentTimeTool)
       .register(createHttpFetchTool(options.httpFetch))

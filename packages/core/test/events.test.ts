@@ -8,25 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AgentEventsService,
-  AgentJournal,
-  createEventRetention,
-  createPushIterable,
-  createSentinelApi,
-  eventFrame,
-  followAgentLogs,
-  formatBytes,
-  isSentinelError,
-  withEventRetention,
-  type FrameSink,
-  type Outgoing,
-  type Principal,
-  type SentinelApi,
-  type ServerFrame,
-  type StreamCloseReason,
-  type StreamItem,
-} from '@sentinel/api-core';
+import { AgentEventsService, AgentJournal, createSentinelApi, isSentinelError, type FrameSink, type Outgoing, type Principal, type SentinelApi, type ServerFrame, type StreamCloseReason, type StreamItem } from '@sentinel/api-core';
+import { followAgentLogs } from '../src/agents/log-follow.js';
+import { createPushIterable } from '../src/contract/push-iterable.js';
+import { eventFrame, formatBytes } from '../src/protocol/events.js';
+import { createEventRetention, withEventRetention } from '../src/runtime/event-retention.js';
 
 const origin = { secure: false, host: 'localhost:8080' };
 const alice: Principal = { username: 'alice', role: 'user' };

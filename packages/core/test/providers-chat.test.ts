@@ -16,10 +16,10 @@ import {
   type SentinelApi,
   type ServerFrame,
 } from '@sentinel/api-core';
-import { anthropicEvents, anthropicStream, ANTHROPIC_SSE_HEADERS } from './fakes/anthropic-fake.js';
-import { FakeProviderServer, type FakeReply } from './fakes/fake-server.js';
-import { OLLAMA_NDJSON_HEADERS, ollamaLines, ollamaStream } from './fakes/ollama-fake.js';
-import { openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from './fakes/openai-fake.js';
+import { anthropicEvents, anthropicStream, ANTHROPIC_SSE_HEADERS } from '@sentinel/test-support/fakes/anthropic-fake';
+import { FakeProviderServer, type FakeReply } from '@sentinel/test-support/fakes/fake-server';
+import { OLLAMA_NDJSON_HEADERS, ollamaLines, ollamaStream } from '@sentinel/test-support/fakes/ollama-fake';
+import { openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from '@sentinel/test-support/fakes/openai-fake';
 
 const ADMIN: Principal = { username: 'admin', role: 'admin' };
 const ORIGIN = { secure: false, host: 'localhost:8080' };

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSentinelApi, parseAgentDefinition, type ChatSession, type Principal, type SentinelApi, type ServerFrame } from '@sentinel/api-core';
-import { anthropicEvents, anthropicStream } from './fakes/anthropic-fake.js';
-import { FakeProviderServer } from './fakes/fake-server.js';
-import { ollamaLines, ollamaStream } from './fakes/ollama-fake.js';
-import { openAiStream, openAiTextEvents, openAiToolCallEvents } from './fakes/openai-fake.js';
+import { anthropicEvents, anthropicStream } from '@sentinel/test-support/fakes/anthropic-fake';
+import { FakeProviderServer } from '@sentinel/test-support/fakes/fake-server';
+import { ollamaLines, ollamaStream } from '@sentinel/test-support/fakes/ollama-fake';
+import { openAiStream, openAiTextEvents, openAiToolCallEvents } from '@sentinel/test-support/fakes/openai-fake';
 
 const ADMIN: Principal = { username: 'admin', role: 'admin' };
 const ORIGIN = { secure: false, host: 'localhost:8080' };

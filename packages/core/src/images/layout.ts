@@ -15,6 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { isDigest, sha256Digest } from '../contract/digest.js';
 import { invalidRequest, SentinelError, tooLarge } from '../contract/errors.js';
 import { withLayoutFileLock } from './layout-lock.js';
 import {
@@ -23,7 +24,6 @@ import {
   EMPTY_DESCRIPTOR,
   OCI_MANIFEST_MEDIA_TYPE,
   parseAgentManifest,
-  sha256Digest,
   type OciDescriptor,
 } from './oci.js';
 
@@ -40,7 +40,6 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** index.json bigger than this is refused (a layout with ~30 000 tags). */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const EMPTY_BLOB = Buffer.from('{}', 'utf8');
 
 /** The bytes of an agent image: what a layout, a registry and the Store all hold. */
@@ -97,7 +96,7 @@ function layoutError(dir: string, why: string): SentinelError {
 
 /** `blobs/sha256/<hex>` under `dir`; the digest is checked first so it can never escape the directory. */
 export function blobPath(dir: string, digest: string): string {
-  if (!DIGEST_RE.test(digest)) throw invalidRequest(`unsupported digest "${digest.slice(0, 80)}": only sha256 is supported`);
+  if (!isDigest(digest)) throw invalidRequest(`unsupported digest "${digest.slice(0, 80)}": only sha256 is supported`);
   return join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
 }
 

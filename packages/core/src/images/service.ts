@@ -13,6 +13,7 @@
  * Every tag created, moved or deleted is journaled under the repository (see
  * {@link repositoryJournalId}): who did it, and from which digest to which.
  */
+import { isDigest } from '../contract/digest.js';
 import { conflict, forbidden, invalidInput, invalidRequest, isSentinelError, notFound, SentinelError } from '../contract/errors.js';
 import type { AgentJournal } from '../journal.js';
 import type { Logger } from '../contract/logger.js';
@@ -51,7 +52,6 @@ export const STARTER_IMAGE_DEFINITION: AgentDefinition = Object.freeze({
 // Local names may carry the registry they were pulled from (`host:port/demo/helper`).
 const NAME_RE = new RegExp(LOCAL_IMAGE_NAME_PATTERN);
 const TAG_RE = new RegExp(IMAGE_TAG_PATTERN);
-const FULL_DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 const HEX_RE = /^[0-9a-f]+$/;
 /** References are short strings; anything longer is refused before any lookup. */
 const MAX_REF_LENGTH = 256;
@@ -111,7 +111,7 @@ function parseNameTag(ref: string): string | null {
  */
 export function parseImageReference(ref: string): ImageReference {
   if (ref.length > 0 && ref.length <= MAX_REF_LENGTH) {
-    if (FULL_DIGEST_RE.test(ref)) return { kind: 'digest', digest: ref };
+    if (isDigest(ref)) return { kind: 'digest', digest: ref };
     if (ref.length === 64 && HEX_RE.test(ref)) return { kind: 'digest', digest: `sha256:${ref}` };
     if (ref.length >= SHORT_ID_LENGTH && ref.length < 64 && HEX_RE.test(ref)) return { kind: 'prefix', hex: ref, nameTag: parseNameTag(ref) };
     const nameTag = parseNameTag(ref);
@@ -499,7 +499,7 @@ export class ImageService {
 
   /** The repository a `name` or `name:tag` belongs to, checked; `invalid_request` for anything else. */
   private repositoryName(ref: string): string {
-    const nameTag = ref.length <= MAX_REF_LENGTH && !FULL_DIGEST_RE.test(ref) ? parseNameTag(ref) : null;
+    const nameTag = ref.length <= MAX_REF_LENGTH && !isDigest(ref) ? parseNameTag(ref) : null;
     if (nameTag === null) throw invalidRequest(`invalid repository "${ref.slice(0, 80)}": give an image name (name or name:tag), not an ID`);
     return repositoryOf(nameTag);
   }

@@ -3,6 +3,7 @@
  * alone, before any blob is fetched, so pulling a container image or an index by mistake costs
  * one small request and gives a clear 400 instead of downloading layers.
  */
+import { isDigest } from '../contract/digest.js';
 import { invalidRequest } from '../contract/errors.js';
 import { AGENT_ARTIFACT_TYPE, AGENT_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 
@@ -40,7 +41,7 @@ export function summarizeManifest(bytes: Uint8Array, contentType: string | undef
   const config = m.config as Record<string, unknown> | undefined;
   if (typeof config !== 'object' || config === null) return fail('it has no config descriptor');
   if (config.mediaType !== AGENT_CONFIG_MEDIA_TYPE) return fail(`its config media type is ${String(config.mediaType)}, not ${AGENT_CONFIG_MEDIA_TYPE}`);
-  if (typeof config.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(config.digest) || typeof config.size !== 'number') {
+  if (typeof config.digest !== 'string' || !isDigest(config.digest) || typeof config.size !== 'number') {
     return fail('its config descriptor has no sha256 digest or size');
   }
   return { agent: true, problem: undefined, config: { digest: config.digest, size: config.size }, description };

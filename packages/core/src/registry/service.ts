@@ -16,9 +16,10 @@
  * and config were fetched and verified, and never once the transfer was cancelled; a push puts
  * the manifest (the only thing that names the image) after every blob is in place.
  */
+import { sha256Digest } from '../contract/digest.js';
 import { forbidden, invalidRequest, isSentinelError } from '../contract/errors.js';
 import { readImageFromLayout, writeImageToLayout } from '../images/layout.js';
-import { parseAgentManifest, sha256Digest } from '../images/oci.js';
+import { parseAgentManifest } from '../images/oci.js';
 import { IMAGE_NAME_MAX_LENGTH, LOCAL_IMAGE_NAME_PATTERN } from '../images/sentinelfile.js';
 import { toImageResource, type ImageService } from '../images/service.js';
 import type { Logger } from '../contract/logger.js';

@@ -22,9 +22,9 @@ import type { AgentJournal } from '../journal.js';
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { ImageService } from '../images/service.js';
-import type { ProviderRegistry } from '../providers/registry.js';
+import type { ProviderCatalog } from '../providers/catalog.js';
 import type { Store } from '../store/types.js';
-import type { ToolRegistry } from '../tools/registry.js';
+import type { ToolSet } from '../tools/tool-set.js';
 import { Coordination } from './coordination.js';
 import { AgentQueues } from './queue.js';
 import { inProcessTurnLock, type TurnLock } from './turn-lock.js';
@@ -68,8 +68,8 @@ export interface AgentRuntimeOptions extends Omit<RuntimeOptions, 'echoChunkDela
   store: Store;
   journal: AgentJournal;
   images: ImageService;
-  providers: ProviderRegistry;
-  tools: ToolRegistry;
+  providers: ProviderCatalog;
+  tools: ToolSet;
   /** Default: silent. */
   logger?: Logger;
   /** Clock for stored timestamps and durations. Default `Date.now`. */

@@ -11,10 +11,10 @@ import type { Logger } from '../contract/logger.js';
 import type { AgentDefinition, NewMessageRecord, ToolCallRecord } from '../contract/models.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition } from '../images/service.js';
-import type { ProviderRegistry } from '../providers/registry.js';
+import type { ProviderCatalog } from '../providers/catalog.js';
 import type { ChatMessage, ModelProvider, ProviderFinishReason, ProviderRequest, ThinkingBlock } from '../providers/types.js';
 import type { Store } from '../store/types.js';
-import type { ToolRegistry } from '../tools/registry.js';
+import type { ToolSet } from '../tools/tool-set.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newTurnProgress, type TurnOutcome, type TurnProgress, type TurnRecorder, usageOf } from './turn-record.js';
 import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEndReason } from './turn.js';
@@ -35,8 +35,8 @@ function finishReasonOf(reason: ProviderFinishReason | undefined): TurnEndReason
 export interface TurnRunnerOptions {
   store: Store;
   images: ImageService;
-  providers: ProviderRegistry;
-  tools: ToolRegistry;
+  providers: ProviderCatalog;
+  tools: ToolSet;
   recorder: TurnRecorder;
   logger: Logger;
   /** Clock for durations. */
@@ -53,8 +53,8 @@ export interface TurnRunnerOptions {
 export class TurnRunner {
   private readonly store: Store;
   private readonly images: ImageService;
-  private readonly providers: ProviderRegistry;
-  private readonly tools: ToolRegistry;
+  private readonly providers: ProviderCatalog;
+  private readonly tools: ToolSet;
   private readonly recorder: TurnRecorder;
   private readonly logger: Logger;
   private readonly now: () => number;

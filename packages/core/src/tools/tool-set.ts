@@ -23,7 +23,7 @@ export interface ToolRunOptions {
 
 const NO_ENV: Readonly<Record<string, string>> = Object.freeze({});
 
-export interface ToolRegistryOptions {
+export interface ToolSetOptions {
   /** Largest result, in characters of its JSON, a tool may return. Default 100000. */
   maxResultChars?: number;
 }
@@ -34,7 +34,7 @@ interface RegisteredTool {
 }
 
 /**
- * The tool registry. `createSentinelApi` fills it with the built-ins (`calculator`,
+ * The tool set. `createSentinelApi` fills it with the built-ins (`calculator`,
  * `current_time`); an embedding app adds its own through `api.tools`, and images that list the
  * tool's name may then use it:
  *
@@ -47,11 +47,11 @@ interface RegisteredTool {
  * });
  * ```
  */
-export class ToolRegistry {
+export class ToolSet {
   private readonly tools = new Map<string, RegisteredTool>();
   private readonly maxResultChars: number;
 
-  constructor(options: ToolRegistryOptions = {}) {
+  constructor(options: ToolSetOptions = {}) {
     this.maxResultChars = options.maxResultChars ?? 100_000;
   }
 
