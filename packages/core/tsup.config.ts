@@ -14,8 +14,9 @@ function gitCommit(): string {
 const { version } = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as { version: string };
 
 export default defineConfig({
-  // Sub-path entries land beside the main one: src/postgres/index.ts → dist/postgres/index.js.
-  entry: ["src/index.ts", "src/postgres/index.ts", "src/redis/index.ts"],
+  // Named entries fix the dist paths the package.json exports (and the test fixtures) load:
+  // src/store/postgres/index.ts → dist/postgres/index.js, whatever folder the sources sit in.
+  entry: { index: 'src/index.ts', 'postgres/index': 'src/store/postgres/index.ts', 'redis/index': 'src/redis/index.ts' },
   format: ['esm'],
   target: 'node20',
   dts: true,

@@ -14,7 +14,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { assertBuilt, cleanEnv } from './spawn-cli.js';
 
-const EXAMPLES = fileURLToPath(new URL('../../../examples/', import.meta.url));
+const EXAMPLES = fileURLToPath(new URL('../../../examples', import.meta.url));
 
 let tmp: string;
 const children = new Set<ChildProcess>();

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../core/test/support/postgres.js';
-import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '../../core/test/support/redis.js';
+import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
+import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '@sentinel/test-support/redis';
 import { assertBuilt, cleanEnv, killAll, runCli } from './spawn-cli.js';
 
 const ADMIN_PASSWORD = 'correct-horse-battery';

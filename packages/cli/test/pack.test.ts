@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../core/test/support/postgres.js';
+import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 import { assertBuilt, killAll } from './spawn-cli.js';
 
 const run = promisify(execFile);

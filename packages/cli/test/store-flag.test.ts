@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../core/test/support/postgres.js';
+import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 import { assertBuilt, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
 
 const ADMIN_PASSWORD = 'correct-horse-battery';

@@ -1,21 +1,23 @@
 /**
- * The composition root of the core: `createSentinelApi` wires the store, auth, services and
- * the transport-neutral route table. Transports (HTTP, WebSocket) use only what this returns.
+ * The seam a transport holds (docs/ARCHITECTURE.md#the-seam): `SentinelApiSurface` (the
+ * compiled route table, `authenticate`, `invoke`), how one route is compiled and invoked
+ * (schemas, JSON limits, result shape), and the options of `createSentinelApi`. The
+ * composition root that wires the services and builds a surface is create-api.ts.
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { SentinelError } from './errors.js';
-import type { Logger } from './logger.js';
-import type { Principal } from './models.js';
+import { adminRequired, authenticationRequired, invalidRequest } from './contract/errors.js';
+import type { Logger } from './contract/logger.js';
+import type { Principal } from './contract/models.js';
 import type { RegistrySettings } from './registry/service.js';
 import type { ProviderOptions } from './providers/config.js';
-import { isPreparedJson, type BodyFormat, type RouteContext, type RouteDef } from './routes/types.js';
+import { isPreparedJson, type BodyFormat, type RouteContext, type RouteDef } from './contract/route.js';
 import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
 import type { HttpFetchToolOptions } from './tools/http-fetch.js';
 import type { WebSearchToolOptions } from './tools/web-search.js';
-import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './json-limits.js';
-import { compileValidator, type Validator } from './validation.js';
+import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './contract/json-limits.js';
+import { compileValidator, type Validator } from './contract/validation.js';
 
 export interface SentinelApiOptions {
   /** Directory for the SQLite file and the generated token secret. Default `~/.sentinel`. */
@@ -129,8 +131,8 @@ export async function invokeRoute(
   decode: (format: BodyFormat, text: string) => unknown,
 ): Promise<RouteResponse> {
   if (route.auth !== 'public') {
-    if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
-    if (route.auth === 'admin' && ctx.principal.role !== 'admin') throw new SentinelError('forbidden', 'admin role required');
+    if (!ctx.principal) throw authenticationRequired();
+    if (route.auth === 'admin' && ctx.principal.role !== 'admin') throw adminRequired();
   }
   const params = route.validate.params ? route.validate.params(raw.params) : raw.params;
   const query = route.validate.query ? route.validate.query(raw.query) : raw.query;
@@ -142,7 +144,7 @@ export async function invokeRoute(
     else checkJsonDepth(body, 'body');
   }
   if (route.validate.body) {
-    if (body === undefined) throw new SentinelError('invalid_request', 'request body is required');
+    if (body === undefined) throw invalidRequest('request body is required');
     body = route.validate.body(body);
   }
   const result = await route.handler({ params, query, body } as never, ctx);

@@ -3,9 +3,9 @@
  * text into a plain value; validation against the route's schema happens afterwards.
  */
 import { parse as parseYaml, Parser as YamlParser, type CST } from 'yaml';
-import { SentinelError } from './errors.js';
-import { MAX_JSON_DEPTH } from './json-limits.js';
-import type { BodyFormat } from './routes/types.js';
+import { invalidRequest } from './contract/errors.js';
+import { MAX_JSON_DEPTH } from './contract/json-limits.js';
+import type { BodyFormat } from './contract/route.js';
 
 /** Parser messages can quote the input: keep what reaches the client (and logs) short. */
 const MAX_REASON_LENGTH = 200;
@@ -36,7 +36,7 @@ function checkYamlDepth(text: string): void {
     if (!YAML_COLLECTIONS.has(token.type)) continue;
     const depth = above + 1;
     if (depth > MAX_JSON_DEPTH) {
-      throw new SentinelError('invalid_request', `${field === undefined ? 'body' : `body.${field}`}: nested deeper than ${MAX_JSON_DEPTH} levels`);
+      throw invalidRequest(`${field === undefined ? 'body' : `body.${field}`}: nested deeper than ${MAX_JSON_DEPTH} levels`);
     }
     for (const item of (token as CST.BlockMap | CST.BlockSequence | CST.FlowCollection).items as CST.CollectionItem[]) {
       // The top-level key names the field in the message (`body.model`), when it is a plain word.
@@ -61,7 +61,7 @@ export function decodeBody(format: BodyFormat, text: string): unknown {
     try {
       return JSON.parse(text) as unknown;
     } catch (err) {
-      throw new SentinelError('invalid_request', `malformed JSON: ${shortReason(err)}`);
+      throw invalidRequest(`malformed JSON: ${shortReason(err)}`);
     }
   }
   checkYamlDepth(text);
@@ -71,6 +71,6 @@ export function decodeBody(format: BodyFormat, text: string): unknown {
   } catch (err) {
     // The library's own wording points at its API (parseAllDocuments); say what the client did.
     const reason = /multiple documents/.test(String((err as Error)?.message)) ? 'expected one document, found several' : shortReason(err);
-    throw new SentinelError('invalid_request', `malformed YAML: ${reason}`);
+    throw invalidRequest(`malformed YAML: ${reason}`);
   }
 }

@@ -5,9 +5,9 @@
  * durable: the Store is the record, the bus only says "something new happened".
  */
 import mittModule, { type Emitter, type EventType } from 'mitt';
-import type { Logger } from './logger.js';
-import { silentLogger } from './logger.js';
-import type { EventRecord, LogRecord } from './models.js';
+import type { Logger } from './contract/logger.js';
+import { silentLogger } from './contract/logger.js';
+import type { EventRecord, LogRecord } from './contract/models.js';
 
 /**
  * What one instance asks every instance to do to an agent's turns (scale-out): `cancel` the

@@ -15,27 +15,27 @@ import { UserService } from './auth/users.js';
 import { decodeBody } from './body.js';
 import { createLocalEventBus, type EventBus } from './bus.js';
 import type { RedisScaleOut } from './redis/index.js';
-import { SentinelError } from './errors.js';
+import { dataDirectoryUnusable } from './contract/errors.js';
 import { ImageService } from './images/service.js';
 import { AgentJournal } from './journal.js';
-import { silentLogger } from './logger.js';
+import { silentLogger } from './contract/logger.js';
 import { createModelProviders, describeProviderSettings, resolveProviderSettings } from './providers/config.js';
 import { EchoProvider } from './providers/echo.js';
-import { ProviderRegistry } from './providers/registry.js';
+import { ProviderCatalog } from './providers/catalog.js';
 import type { RegistryBackend } from './registry/backends/types.js';
 import { RegistryService } from './registry/service.js';
 import { buildRouteTable } from './routes/index.js';
-import { AgentChatService } from './runtime/chat.js';
+import { AgentChatService } from './protocol/chat.js';
 import { createEventRetention, withEventRetention } from './runtime/event-retention.js';
-import { AgentEventsService } from './runtime/events.js';
-import type { ChatService, EventsService } from './runtime/frames.js';
+import { AgentEventsService } from './protocol/events.js';
+import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
-import { openSqliteStore } from './store/sqlite.js';
+import { openSqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
 import { currentTimeTool } from './tools/current-time.js';
 import { createHttpFetchTool } from './tools/http-fetch.js';
-import { ToolRegistry } from './tools/registry.js';
+import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
 
@@ -57,11 +57,11 @@ export interface SentinelApi extends SentinelApiSurface {
   /**
    * Tools agents may call (built-ins: `calculator`, `current_time`, `http_fetch`, `web_search`);
    * register your own with `api.tools.register({ name, description, parameters, run })`
-   * (see {@link ToolRegistry}); images that list the name may then use it.
+   * (see {@link ToolSet}); images that list the name may then use it.
    */
-  readonly tools: ToolRegistry;
+  readonly tools: ToolSet;
   /** Model providers by name (built-in: `echo`, `openai`, `anthropic`, `ollama`); register your own here. */
-  readonly providers: ProviderRegistry;
+  readonly providers: ProviderCatalog;
   /** Push, pull and search agent images (the default registry, or the embedded one: in PostgreSQL with that store, else under `<dataDir>/registry`). */
   readonly registry: RegistryService;
   /**
@@ -90,10 +90,6 @@ function shortReason(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && ERRNO_REASONS[code]) return ERRNO_REASONS[code];
   return err instanceof Error ? err.message : String(err);
-}
-
-function dataDirError(dir: string, err: unknown): SentinelError {
-  return new SentinelError('unavailable', `cannot use data directory ${dir}: ${shortReason(err)}`, { cause: err });
 }
 
 /**
@@ -133,7 +129,7 @@ async function prepareDataDir(dir: string): Promise<void> {
     await makeDirs(dir);
     await access(dir, fsConstants.W_OK);
   } catch (err) {
-    throw dataDirError(dir, err);
+    throw dataDirectoryUnusable(dir, shortReason(err), err);
   }
 }
 
@@ -160,7 +156,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     store = options.store;
   } else if (options.storeUrl !== undefined) {
     // Scale-out (docs/ARCHITECTURE.md#scale-out): the PostgreSQL store and its driver load only when asked for.
-    const { openPostgresStore } = await import('./postgres/index.js');
+    const { openPostgresStore } = await import('./store/postgres/index.js');
     const postgres = await openPostgresStore({ url: options.storeUrl, logger });
     logger.info('store on postgres', { url: postgres.url });
     store = postgres;
@@ -168,7 +164,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     try {
       store = await openSqliteStore({ path: join(dataDir, 'sentinel.db') });
     } catch (err) {
-      throw dataDirError(dataDir, err);
+      throw dataDirectoryUnusable(dataDir, shortReason(err), err);
     }
   }
   // Scale-out (docs/ARCHITECTURE.md#scale-out): with a bus URL, Redis (loaded only then) carries the bus, the
@@ -199,11 +195,11 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
-    const providers = new ProviderRegistry().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
+    const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
     const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);
     for (const provider of createModelProviders(providerSettings, { logger })) providers.register(provider);
     logger.info('model providers configured', describeProviderSettings(providerSettings));
-    const tools = new ToolRegistry()
+    const tools = new ToolSet()
       .register(calculatorTool)
       .register(currentTimeTool)
       .register(createHttpFetchTool(options.httpFetch))

@@ -1,85 +1,180 @@
-export * from './errors.js';
-export * from './logger.js';
-export type * from './models.js';
-export type * from './store/types.js';
-export * from './routes/types.js';
-export * from './routes/prepared-json.js';
-export * from './validation.js';
-export * from './api.js';
-export * from './auth/passwords.js';
-export * from './auth/secret.js';
-export * from './auth/tokens.js';
-export * from './auth/throttle.js';
-export * from './auth/users.js';
-export * from './auth/service.js';
-export * from './routes/auth.js';
-export * from './bus.js';
-export * from './journal.js';
-export * from './body.js';
-export * from './images/sentinelfile.js';
-export * from './images/oci.js';
-export * from './images/service.js';
-export * from './images/layout.js';
-export * from './registry/reference.js';
-export * from './registry/auth.js';
-export * from './registry/client.js';
-export * from './registry/agent-manifest.js';
-export * from './registry/backends/types.js';
-export * from './registry/backends/distribution.js';
-export * from './registry/backends/layout.js';
-export * from './registry/service.js';
-export * from './routes/registry.js';
-export * from './agents/log-query.js';
-export * from './agents/service.js';
-export * from './routes/health.js';
-export * from './routes/version.js';
-export * from './version.js';
-export * from './routes/agents.js';
-export * from './routes/images.js';
-export * from './routes/openapi.js';
-export * from './routes/index.js';
-export * from './create-api.js';
-export * from './store/sqlite.js';
-export * from './store/sqlite-migrations.js';
-export * from './runtime/frames.js';
-export * from './runtime/push-iterable.js';
-export * from './runtime/events.js';
-export * from './runtime/event-retention.js';
-export * from './agents/log-follow.js';
-export * from './routes/events.js';
-export * from './providers/types.js';
-export * from './providers/registry.js';
-export * from './providers/echo.js';
+/**
+ * The public entry of @sentinel/api-core: what transports, the CLI and embedding apps use, and
+ * nothing else. Every other export of a module is internal and may change without notice; the
+ * core's own tests import those by relative path. packages/core/api-surface.txt lists the
+ * runtime names below and a test keeps the two in step, so growth here is a decision.
+ * The back ends stay on their sub-path entries (`@sentinel/api-core/postgres`, `/redis`).
+ */
+
+// The contract: errors and their codes, the route and stream types, validation, models, logging.
 export {
-  ProviderHttpClient,
-  DEFAULT_PROVIDER_RETRIES,
-  DEFAULT_PROVIDER_TIMEOUTS,
-  type ProviderHttpClientOptions,
-  type ProviderRetryPolicy,
-  type ProviderTimeouts,
-  type UpstreamHints,
-  type UpstreamRequest,
-} from './providers/http.js';
-export { parseSse, type SseEvent, type SseParseOptions } from './providers/sse.js';
-export * from './providers/ndjson.js';
-export * from './providers/tool-calls.js';
-export * from './providers/parameters.js';
-export * from './providers/openai.js';
-export * from './providers/anthropic.js';
-export * from './providers/ollama.js';
-export * from './providers/config.js';
-export * from './tools/types.js';
-export * from './tools/registry.js';
-export * from './tools/calculator.js';
-export * from './tools/current-time.js';
-export { HostAllowList, isPrivateAddress, pinnedLookup, resolveAllowedAddresses, type HostResolver, type ResolveAllowedOptions, type ResolvedAddress } from './tools/net-policy.js';
-export * from './tools/http-fetch.js';
-export * from './tools/web-search.js';
-export * from './runtime/ids.js';
-export * from './runtime/history.js';
-export * from './runtime/client-frames.js';
-export * from './runtime/runtime.js';
-export * from './runtime/turn-lock.js';
-export * from './runtime/chat.js';
-export * from './routes/runtime.js';
-export * from './line-writer.js';
+  ERROR_CODES,
+  SentinelError,
+  errorBody,
+  httpStatusForErrorCode,
+  isSentinelError,
+  toPublicError,
+  type ErrorCode,
+  type SentinelErrorOptions,
+} from './contract/errors.js';
+// The catalogue: one constructor per common error, with a fixed message shape.
+export {
+  adminRequired,
+  alreadyExists,
+  authenticationRequired,
+  conflict,
+  dataDirectoryUnusable,
+  failedMidStream,
+  forbidden,
+  internal,
+  invalidInput,
+  invalidRequest,
+  invalidToken,
+  notFound,
+  streamEndedEarly,
+  tokenExpired,
+  tooLarge,
+  unavailable,
+  upstream,
+} from './contract/errors.js';
+export { LOG_LEVELS, createJsonLogger, silentLogger, type JsonLoggerOptions, type LogLevel, type Logger } from './contract/logger.js';
+export type * from './contract/models.js';
+export {
+  isPreparedJson,
+  isStreamResult,
+  preparedJson,
+  streamResult,
+  type AuthLevel,
+  type BodyFormat,
+  type HttpMethod,
+  type JsonSchema,
+  type PreparedJson,
+  type RequestOrigin,
+  type RouteContext,
+  type RouteDef,
+  type RouteInput,
+  type RouteResult,
+  type StreamItem,
+  type StreamResult,
+} from './contract/route.js';
+export { compileValidator, type ValidationIssue, type Validator } from './contract/validation.js';
+
+// The WebSocket protocol: the frames and the transport-neutral chat and events services.
+export {
+  outgoing,
+  type AnswerEndFrame,
+  type AnswerEndReason,
+  type AnswerUsage,
+  type ErrorFrame,
+  type EventFrame,
+  type ServerFrameType,
+  type StreamChunkFrame,
+  type StreamStartFrame,
+  type ToolResultFrame,
+  type ChatService,
+  type ChatSession,
+  type EventsService,
+  type EventsSubscribeOptions,
+  type EventsSubscription,
+  type FrameSink,
+  type Outgoing,
+  type PreparedChat,
+  type PreparedEvents,
+  type ServerFrame,
+  type StreamCloseReason,
+} from './protocol/frames.js';
+export type { ClientCancelFrame, ClientFrame, ClientMessageFrame, ClientToolRequestFrame, ParsedClientFrame } from './protocol/client-frames.js';
+export {
+  CHAT_ENDPOINT,
+  EVENTS_ENDPOINT,
+  WEBSOCKET_ENDPOINTS,
+  endpointQuery,
+  endpointUrl,
+  matchEndpoint,
+  type WebSocketEndpointDef,
+  type WebSocketEndpointName,
+} from './protocol/endpoints.js';
+export { SERVER_FRAME_SCHEMAS } from './protocol/server-frames.js';
+// Constructed directly by transport tests that drive an events stream over a store of their own.
+export { AgentEventsService, type AgentEventsServiceOptions } from './protocol/events.js';
+
+// The seam and the composition root: what a transport holds, and what builds it.
+export {
+  bodyFormatsOf,
+  compileRoute,
+  invokeRoute,
+  type CompiledRoute,
+  type RawRouteInput,
+  type RouteResponse,
+  type SentinelApiOptions,
+  type SentinelApiSurface,
+} from './api.js';
+export { createSentinelApi, type SentinelApi } from './create-api.js';
+export { sentinelCommit, sentinelVersion } from './version.js';
+export type { VersionInfo } from './routes/version.js';
+
+// Ports and services: the interfaces behind `SentinelApi`'s members, and their inputs and results.
+export type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from './store/types.js';
+export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './store/sqlite/store.js';
+export { createLocalEventBus, type AgentBusMessage, type AgentControlAction, type EventBus, type LocalEventBusOptions } from './bus.js';
+export { AgentJournal, type AgentJournalOptions } from './journal.js';
+export type { TurnLease, TurnLock } from './runtime/turn-lock.js';
+export type { LoginLimiter } from './auth/throttle.js';
+export type { AuthService, LoginResult } from './auth/service.js';
+export type { IssuedToken, TokenClaims, TokenService, TokenSubject } from './auth/tokens.js';
+export type { ChangePasswordInput, CreateUserInput, UserResource, UserService } from './auth/users.js';
+export type { AgentLogsQuery, AgentRunStatus, AgentService, CreateAgentInput } from './agents/service.js';
+export type { AgentRuntime, RuntimeOptions, SubmitResult, TurnEnd, TurnEndReason, TurnUsage } from './runtime/runtime.js';
+export type { ImageReference, ImageService, RepositoryResource } from './images/service.js';
+export type {
+  PullInput,
+  PullResult,
+  PushInput,
+  PushResult,
+  RegistryService,
+  RegistrySettings,
+  SearchInput,
+  SearchPage,
+  SearchResult,
+  TransferProgress,
+} from './registry/service.js';
+export { createBatchedLineWriter, type BatchedLineWriter, type BatchedLineWriterOptions } from './line-writer.js';
+
+// Images and the registry: definitions, OCI images, image-layout directories, the distribution client.
+export { parseAgentDefinition, type AgentDefinitionInput } from './images/sentinelfile.js';
+export { OCI_MANIFEST_MEDIA_TYPE, buildAgentImage, type AgentImageManifest, type BuiltAgentImage, type OciDescriptor } from './images/oci.js';
+export {
+  readImageFromLayout,
+  writeImageToLayout,
+  type ImageBytes,
+  type LayoutBlobEvent,
+  type LayoutImage,
+  type LayoutSelector,
+  type ReadLayoutOptions,
+  type WriteLayoutOptions,
+} from './images/layout.js';
+export {
+  RegistryClient,
+  type CatalogPage,
+  type FetchedManifest,
+  type RegistryAccess,
+  type RegistryAddressPolicy,
+  type RegistryClientOptions,
+  type RegistryCredentials,
+  type TransferListener,
+} from './registry/client.js';
+export type { BlobProgressEvent, PulledImageBytes, RegistryBackend, TagDescription, TransferOptions } from './registry/backends/types.js';
+export { DistributionBackend, type DistributionBackendOptions } from './registry/backends/distribution.js';
+
+// Extension points: model providers an embedder registers, and tools.
+export type { ChatMessage, ChatRole, ModelProvider, ProviderEvent, ProviderFinishReason, ProviderRequest, ThinkingBlock, ToolSpec } from './providers/types.js';
+export type { ProviderCatalog } from './providers/catalog.js';
+export type { ProviderOptions, ProviderSettings } from './providers/config.js';
+export { EchoProvider, type EchoProviderOptions } from './providers/echo.js';
+export { OpenAiProvider, type OpenAiProviderOptions } from './providers/openai.js';
+export { AnthropicProvider, type AnthropicProviderOptions } from './providers/anthropic.js';
+export { OllamaProvider, type OllamaProviderOptions } from './providers/ollama.js';
+export type { Tool, ToolContext } from './tools/types.js';
+export type { ToolSet, ToolRunOptions } from './tools/tool-set.js';
+export type { HttpFetchToolOptions } from './tools/http-fetch.js';
+export type { WebSearchToolOptions } from './tools/web-search.js';

@@ -5,9 +5,9 @@
  */
 import { isoTimestamp } from './clock.js';
 import type { EventBus } from './bus.js';
-import type { Logger, LogLevel } from './logger.js';
-import { silentLogger } from './logger.js';
-import type { EventRecord, LogRecord } from './models.js';
+import type { Logger, LogLevel } from './contract/logger.js';
+import { silentLogger } from './contract/logger.js';
+import type { EventRecord, LogRecord } from './contract/models.js';
 import type { Store } from './store/types.js';
 
 export interface AgentJournalOptions {

@@ -2,17 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createLocalEventBus,
-  createSentinelApi,
-  isSentinelError,
-  parseAgentDefinition,
-  parseLogSince,
-  type AgentBusMessage,
-  type Principal,
-  type RequestOrigin,
-  type SentinelApi,
-} from '@sentinel/api-core';
+import { createLocalEventBus, createSentinelApi, isSentinelError, parseAgentDefinition, type AgentBusMessage, type Principal, type RequestOrigin, type SentinelApi } from '@sentinel/api-core';
+import { parseLogSince } from '../src/agents/log-query.js';
 
 async function rejection(promise: Promise<unknown>): Promise<{ code: string; message: string }> {
   try {

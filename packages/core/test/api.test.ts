@@ -2,19 +2,9 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  assertUniqueRoutes,
-  createSentinelApi,
-  isSentinelError,
-  silentLogger,
-  toOpenApiPath,
-  type CompiledRoute,
-  type HttpMethod,
-  type Principal,
-  type RawRouteInput,
-  type RouteContext,
-  type SentinelApi,
-} from '@sentinel/api-core';
+import { createSentinelApi, isSentinelError, silentLogger, type CompiledRoute, type HttpMethod, type Principal, type RawRouteInput, type RouteContext, type SentinelApi } from '@sentinel/api-core';
+import { assertUniqueRoutes } from '../src/routes/index.js';
+import { toOpenApiPath } from '../src/routes/openapi.js';
 
 const dirs: string[] = [];
 function tempDir(): string {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, isSentinelError, verifyPassword } from '@sentinel/api-core';
+import { isSentinelError } from '@sentinel/api-core';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, verifyPassword } from '../src/auth/passwords.js';
 
 describe('hashPassword / verifyPassword', () => {
   it('encodes scrypt parameters, salt and hash, and verifies only the right password', async () => {

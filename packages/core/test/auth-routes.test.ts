@@ -3,22 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AuthService,
-  TokenService,
-  UserService,
-  authRoutes,
-  compileRoute,
-  compileValidator,
-  invokeRoute,
-  isSentinelError,
-  openSqliteStore,
-  silentLogger,
-  type CompiledRoute,
-  type Principal,
-  type RouteContext,
-  type Store,
-} from '@sentinel/api-core';
+import { compileRoute, compileValidator, invokeRoute, isSentinelError, openSqliteStore, silentLogger, type CompiledRoute, type Principal, type RouteContext, type Store } from '@sentinel/api-core';
+import { AuthService } from '../src/auth/service.js';
+import { TokenService } from '../src/auth/tokens.js';
+import { UserService } from '../src/auth/users.js';
+import { authRoutes } from '../src/routes/auth.js';
 
 let dir: string;
 let store: Store;

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TOKEN_SECRET_FILE, isSentinelError, resolveTokenSecret } from '@sentinel/api-core';
+import { isSentinelError } from '@sentinel/api-core';
+import { TOKEN_SECRET_FILE, resolveTokenSecret } from '../src/auth/secret.js';
 
 let dir: string;
 beforeEach(() => {

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuthService, LoginThrottle, TokenService, UserService, createJsonLogger, isSentinelError, openSqliteStore, type Store } from '@sentinel/api-core';
+import { createJsonLogger, isSentinelError, openSqliteStore, type Store } from '@sentinel/api-core';
+import { AuthService } from '../src/auth/service.js';
+import { LoginThrottle } from '../src/auth/throttle.js';
+import { TokenService } from '../src/auth/tokens.js';
+import { UserService } from '../src/auth/users.js';
 
 const key = createSecretKey(Buffer.from('service-test-secret-0123456789', 'utf8'));
 const START = Date.UTC(2030, 5, 1);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LoginThrottle, isSentinelError, throttleAddressKey } from '@sentinel/api-core';
+import { isSentinelError } from '@sentinel/api-core';
+import { LoginThrottle, throttleAddressKey } from '../src/auth/throttle.js';
 
 function clock(start = 1_900_000_000_000) {
   const c = { ms: start, now: () => c.ms };

@@ -1,7 +1,8 @@
 import { createHmac, createSecretKey, generateKeyPairSync } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { describe, expect, it } from 'vitest';
-import { TokenService, isSentinelError } from '@sentinel/api-core';
+import { isSentinelError } from '@sentinel/api-core';
+import { TokenService } from '../src/auth/tokens.js';
 
 const key = createSecretKey(Buffer.from('a-test-secret-of-enough-length', 'utf8'));
 const START = Date.UTC(2030, 0, 1, 12, 0, 0);

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { UserService, isSentinelError, openSqliteStore, type Principal, type Store } from '@sentinel/api-core';
+import { isSentinelError, openSqliteStore, type Principal, type Store } from '@sentinel/api-core';
+import { UserService } from '../src/auth/users.js';
 
 let dir: string;
 let store: Store;

@@ -8,39 +8,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextMacrotask } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AgentEventsService,
-  AgentJournal,
-  createEventRetention,
-  createPushIterable,
-  createSentinelApi,
-  eventFrame,
-  followAgentLogs,
-  formatBytes,
-  isSentinelError,
-  withEventRetention,
-  type FrameSink,
-  type Outgoing,
-  type Principal,
-  type SentinelApi,
-  type StreamCloseReason,
-  type StreamItem,
-} from '@sentinel/api-core';
+import { AgentEventsService, AgentJournal, createSentinelApi, isSentinelError, type FrameSink, type Outgoing, type Principal, type SentinelApi, type ServerFrame, type StreamCloseReason, type StreamItem } from '@sentinel/api-core';
+import { followAgentLogs } from '../src/agents/log-follow.js';
+import { createPushIterable } from '../src/contract/push-iterable.js';
+import { eventFrame, formatBytes } from '../src/protocol/events.js';
+import { createEventRetention, withEventRetention } from '../src/runtime/event-retention.js';
 
 const origin = { secure: false, host: 'localhost:8080' };
 const alice: Principal = { username: 'alice', role: 'user' };
 const bob: Principal = { username: 'bob', role: 'user' };
 const admin: Principal = { username: 'admin', role: 'admin' };
 
+/** A recorded frame, read field by field without narrowing on `type` first. */
+type RecordedOutgoing = Outgoing & { readonly frame: ServerFrame & Record<string, unknown> };
+
 /** A FrameSink that records what the core sends, and lets a test wait for a condition. */
 class RecordingSink implements FrameSink {
-  readonly frames: Outgoing[] = [];
+  readonly frames: RecordedOutgoing[] = [];
   closed: { reason: StreamCloseReason; message: string } | undefined;
   #waiters: (() => void)[] = [];
 
   send(out: Outgoing): void {
     if (this.closed) return;
-    this.frames.push(out);
+    this.frames.push(out as RecordedOutgoing);
     this.#notify();
   }
 

@@ -3,22 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AGENT_ARTIFACT_TYPE,
-  AGENT_CONFIG_MEDIA_TYPE,
-  EMPTY_DESCRIPTOR,
-  OCI_MANIFEST_MEDIA_TYPE,
-  STARTER_IMAGE_REF,
-  buildAgentImage,
-  canonicalJson,
-  createSentinelApi,
-  decodeBody,
-  isSentinelError,
-  parseAgentDefinition,
-  parseAgentManifest,
-  sha256Digest,
-  type SentinelApi,
-} from '@sentinel/api-core';
+import { OCI_MANIFEST_MEDIA_TYPE, buildAgentImage, createSentinelApi, isSentinelError, parseAgentDefinition, type SentinelApi } from '@sentinel/api-core';
+import { decodeBody } from '../src/body.js';
+import { sha256Digest } from '../src/contract/digest.js';
+import { AGENT_ARTIFACT_TYPE, AGENT_CONFIG_MEDIA_TYPE, EMPTY_DESCRIPTOR, canonicalJson, parseAgentManifest } from '../src/images/oci.js';
+import { STARTER_IMAGE_REF } from '../src/images/service.js';
 
 function sentinelError(fn: () => unknown): { code: string; message: string } {
   try {

@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isSentinelError } from '@sentinel/api-core';
-import { checkJsonDepth, compileJsonLimits } from '../src/json-limits.js';
-import { parseRfc3339 } from '../src/timestamp.js';
+import { checkJsonDepth, compileJsonLimits } from '../src/contract/json-limits.js';
+import { parseRfc3339 } from '../src/contract/timestamp.js';
 
 function messageOf(run: () => void): string | undefined {
   try {

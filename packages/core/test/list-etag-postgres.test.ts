@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSentinelApi, silentLogger, type CompiledRoute, type Principal, type RouteContext, type RouteResponse, type SentinelApi } from '@sentinel/api-core';
-import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 
 const SECRET = 'list-etag-pg-secret-0123456789abcdef';
 const ADMIN: Principal = { username: 'admin', role: 'admin' };

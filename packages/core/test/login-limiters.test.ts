@@ -3,9 +3,10 @@
  * shared by instances must throttle the same way (real clocks, real Redis, short delays).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LoginThrottle, isSentinelError, type LoginLimiter, type LoginThrottlePolicy } from '@sentinel/api-core';
+import { isSentinelError, type LoginLimiter } from '@sentinel/api-core';
+import { LoginThrottle, type LoginThrottlePolicy } from '../src/auth/throttle.js';
 import { RedisLoginLimiter, createRedisEventBus, type RedisEventBus } from '@sentinel/api-core/redis';
-import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from './support/redis.js';
+import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '@sentinel/test-support/redis';
 
 const POLICY: LoginThrottlePolicy = {
   freeFailuresPerUserAddress: 3,

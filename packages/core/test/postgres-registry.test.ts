@@ -1,5 +1,5 @@
 /**
- * The embedded registry in PostgreSQL (postgres/registry.ts) on a real server, a fresh database
+ * The embedded registry in PostgreSQL (store/postgres/registry.ts) on a real server, a fresh database
  * per test: chunked, digest-checked blobs streamed back, refusals that store nothing,
  * concurrent puts and tag pushes from several stores (instances), and the API picking this
  * back end when its store is PostgreSQL so two APIs on one database share their registry.
@@ -9,9 +9,11 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildAgentImage, createSentinelApi, LayoutBackend, parseAgentDefinition, sha256Digest, type Principal, type SentinelApi } from '@sentinel/api-core';
+import { buildAgentImage, createSentinelApi, parseAgentDefinition, type Principal, type SentinelApi } from '@sentinel/api-core';
+import { sha256Digest } from '../src/contract/digest.js';
+import { LayoutBackend } from '../src/registry/backends/layout.js';
 import { openPostgresStore, PostgresRegistryBackend, REGISTRY_CHUNK_BYTES, type PostgresStore } from '@sentinel/api-core/postgres';
-import { createTestDatabase, queryDatabase, type TestDatabase } from './support/postgres.js';
+import { createTestDatabase, queryDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 
 const ADMIN: Principal = { username: 'admin', role: 'admin' };
 const ORIGIN = { secure: false, host: 'localhost:8080' };

@@ -9,7 +9,7 @@ import { isSentinelError } from '@sentinel/api-core';
 import type { AgentRecord, EventRecord, Logger, NewEventRecord, Store } from '@sentinel/api-core';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, isPostgresUrl, openPostgresStore, postgresMigrations, redactDatabaseUrl, type PostgresStore, type PostgresStoreOptions } from '@sentinel/api-core/postgres';
 import { describeStoreConformance } from './store-conformance.js';
-import { createTestDatabase, queryDatabase, type TestDatabase } from './support/postgres.js';
+import { createTestDatabase, queryDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 
 let db: TestDatabase;
 let schemaCounter = 0;
@@ -162,7 +162,7 @@ function targetOf(url: string): { host: string; port: number } {
 
 describe('PostgresStore specifics', () => {
   it('declares migrations with strictly increasing versions from 1, the same as the SQLite ones but for the PostgreSQL-only ones', async () => {
-    const { sqliteMigrations } = await import('@sentinel/api-core');
+    const { sqliteMigrations } = await import('../src/store/sqlite/migrations.js');
     const versions = postgresMigrations.map((m) => m.version);
     expect(versions[0]).toBe(1);
     // Gaps are allowed (parallel work takes numbers ahead); order and uniqueness are not optional.

@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AnthropicProvider, toAnthropicMessages, type AnthropicProviderOptions } from '@sentinel/api-core';
-import { anthropicErrorEvent, anthropicErrorReply, anthropicEvents, anthropicStream, ANTHROPIC_SSE_HEADERS } from './fakes/anthropic-fake.js';
-import { closedPort, FakeProviderServer } from './fakes/fake-server.js';
-import { FAST_RETRIES, providerRequest, run, textOf } from './fakes/provider-harness.js';
+import { AnthropicProvider, type AnthropicProviderOptions } from '@sentinel/api-core';
+import { toAnthropicMessages } from '../src/providers/anthropic.js';
+import { anthropicErrorEvent, anthropicErrorReply, anthropicEvents, anthropicStream, ANTHROPIC_SSE_HEADERS } from '@sentinel/test-support/fakes/anthropic-fake';
+import { closedPort, FakeProviderServer } from '@sentinel/test-support/fakes/fake-server';
+import { FAST_RETRIES, providerRequest, run, textOf } from '@sentinel/test-support/fakes/provider-harness';
 
 const KEY = 'sk-ant-api03-TEST-abcdefghijklmnopSECRET';
 

@@ -16,10 +16,10 @@ import {
   type SentinelApi,
   type ServerFrame,
 } from '@sentinel/api-core';
-import { anthropicEvents, anthropicStream, ANTHROPIC_SSE_HEADERS } from './fakes/anthropic-fake.js';
-import { FakeProviderServer, type FakeReply } from './fakes/fake-server.js';
-import { OLLAMA_NDJSON_HEADERS, ollamaLines, ollamaStream } from './fakes/ollama-fake.js';
-import { openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from './fakes/openai-fake.js';
+import { anthropicEvents, anthropicStream, ANTHROPIC_SSE_HEADERS } from '@sentinel/test-support/fakes/anthropic-fake';
+import { FakeProviderServer, type FakeReply } from '@sentinel/test-support/fakes/fake-server';
+import { OLLAMA_NDJSON_HEADERS, ollamaLines, ollamaStream } from '@sentinel/test-support/fakes/ollama-fake';
+import { openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from '@sentinel/test-support/fakes/openai-fake';
 
 const ADMIN: Principal = { username: 'admin', role: 'admin' };
 const ORIGIN = { secure: false, host: 'localhost:8080' };
@@ -68,13 +68,16 @@ async function stopEnv(env: Env): Promise<void> {
 
 let agentCounter = 0;
 
+/** A recorded server frame, read field by field without narrowing on `type` first. */
+type RecordedFrame = ServerFrame & Record<string, unknown>;
+
 /** A chat session on a new agent of the provider's image, recording every frame. */
-async function openChat(env: Env, provider: ProviderName): Promise<{ agentId: string; frames: ServerFrame[]; session: ChatSession; closed: { reason?: string } }> {
+async function openChat(env: Env, provider: ProviderName): Promise<{ agentId: string; frames: RecordedFrame[]; session: ChatSession; closed: { reason?: string } }> {
   const agent = await env.api.agents.create(ADMIN, { image: `test/${provider}:v1`, name: `chat-${provider}-${++agentCounter}` }, ORIGIN);
-  const frames: ServerFrame[] = [];
+  const frames: RecordedFrame[] = [];
   const closed: { reason?: string } = {};
   const prepared = await env.api.chat.prepare(ADMIN, agent.id);
-  const session = prepared.open({ send: (out) => frames.push(out.frame), close: (reason) => (closed.reason = reason) });
+  const session = prepared.open({ send: (out) => frames.push(out.frame as RecordedFrame), close: (reason) => (closed.reason = reason) });
   return { agentId: agent.id, frames, session, closed };
 }
 
@@ -88,8 +91,8 @@ async function until<T>(probe: () => T | undefined, what: string, timeoutMs = 80
   }
 }
 
-const isTerminal = (f: ServerFrame) => f.type === 'stream_end' || f.type === 'response' || f.type === 'error';
-const terminalOf = (frames: ServerFrame[], messageId: string) => until(() => frames.find((f) => f.message_id === messageId && isTerminal(f)), `terminal frame of ${messageId}`);
+const isTerminal = (f: RecordedFrame) => f.type === 'stream_end' || f.type === 'response' || f.type === 'error';
+const terminalOf = (frames: RecordedFrame[], messageId: string) => until(() => frames.find((f) => f.message_id === messageId && isTerminal(f)), `terminal frame of ${messageId}`);
 
 describe('the tool loop with real providers', () => {
   let env: Env;

@@ -2,14 +2,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  createJsonLogger,
-  createSentinelApi,
-  describeProviderSettings,
-  isSentinelError,
-  resolveProviderSettings,
-  type SentinelError,
-} from '@sentinel/api-core';
+import { createJsonLogger, createSentinelApi, isSentinelError, type SentinelError } from '@sentinel/api-core';
+import { describeProviderSettings, resolveProviderSettings } from '../src/providers/config.js';
 
 let dir: string;
 

@@ -1,8 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { normalizeOllamaHost, OllamaProvider, type OllamaProviderOptions } from '@sentinel/api-core';
-import { closedPort, FakeProviderServer } from './fakes/fake-server.js';
-import { OLLAMA_NDJSON_HEADERS, ollamaErrorReply, ollamaLines, ollamaStream } from './fakes/ollama-fake.js';
-import { FAST_RETRIES, providerRequest, run, textOf } from './fakes/provider-harness.js';
+import { OllamaProvider, type OllamaProviderOptions } from '@sentinel/api-core';
+import { normalizeOllamaHost } from '../src/providers/ollama.js';
+import { closedPort, FakeProviderServer } from '@sentinel/test-support/fakes/fake-server';
+import { OLLAMA_NDJSON_HEADERS, ollamaErrorReply, ollamaLines, ollamaStream } from '@sentinel/test-support/fakes/ollama-fake';
+import { FAST_RETRIES, providerRequest, run, textOf } from '@sentinel/test-support/fakes/provider-harness';
 
 let fake: FakeProviderServer;
 let provider: OllamaProvider;

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OpenAiProvider, type OpenAiProviderOptions } from '@sentinel/api-core';
-import { closedPort, FakeProviderServer, splitText } from './fakes/fake-server.js';
-import { openAiErrorEvent, openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from './fakes/openai-fake.js';
-import { FAST_RETRIES, providerRequest, run, textOf } from './fakes/provider-harness.js';
+import { closedPort, FakeProviderServer, splitText } from '@sentinel/test-support/fakes/fake-server';
+import { openAiErrorEvent, openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from '@sentinel/test-support/fakes/openai-fake';
+import { FAST_RETRIES, providerRequest, run, textOf } from '@sentinel/test-support/fakes/provider-harness';
 
 const KEY = 'sk-test-OPENAI-0123456789abcdefSECRET';
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isSentinelError, parseNdjson, parseSse, type SseEvent } from '@sentinel/api-core';
+import { isSentinelError } from '@sentinel/api-core';
+import { parseNdjson } from '../src/providers/ndjson.js';
+import { parseSse, type SseEvent } from '../src/providers/sse.js';
 
 const encoder = new TextEncoder();
 

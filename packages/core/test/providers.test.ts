@@ -1,14 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import {
-  EchoProvider,
-  estimateTokens,
-  isSentinelError,
-  ProviderRegistry,
-  splitIntoChunks,
-  type ChatMessage,
-  type ProviderEvent,
-  type ProviderRequest,
-} from '@sentinel/api-core';
+import { EchoProvider, isSentinelError, type ChatMessage, type ProviderEvent, type ProviderRequest } from '@sentinel/api-core';
+import { estimateTokens, splitIntoChunks } from '../src/providers/echo.js';
+import { ProviderCatalog } from '../src/providers/catalog.js';
 
 function request(messages: ChatMessage[], signal = new AbortController().signal): ProviderRequest {
   return { model: 'echo', messages, tools: [], parameters: {}, signal };
@@ -99,9 +92,9 @@ describe('echo provider', () => {
   });
 });
 
-describe('ProviderRegistry', () => {
+describe('ProviderCatalog', () => {
   it('finds providers by name and refuses unknown ones with upstream_error', () => {
-    const registry = new ProviderRegistry().register(new EchoProvider());
+    const registry = new ProviderCatalog().register(new EchoProvider());
     expect(registry.get('echo').name).toBe('echo');
     expect(registry.names()).toEqual(['echo']);
     try {

@@ -4,24 +4,10 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  compileRoute,
-  createLocalEventBus,
-  createSentinelApi,
-  healthRoutes,
-  invokeRoute,
-  isSentinelError,
-  openSqliteStore,
-  silentLogger,
-  type EventBus,
-  type Logger,
-  type Principal,
-  type RouteContext,
-  type SentinelApi,
-  type Store,
-} from '@sentinel/api-core';
+import { compileRoute, createLocalEventBus, createSentinelApi, invokeRoute, isSentinelError, openSqliteStore, silentLogger, type EventBus, type Logger, type Principal, type RouteContext, type SentinelApi, type Store } from '@sentinel/api-core';
+import { healthRoutes } from '../src/routes/health.js';
 import { openPostgresStore, redactDatabaseUrl } from '@sentinel/api-core/postgres';
-import { createTestDatabase, type TestDatabase } from './support/postgres.js';
+import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 
 const dirs: string[] = [];
 function tempDir(): string {

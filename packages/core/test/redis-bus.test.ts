@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentBusMessage, EventRecord, UserChange } from '@sentinel/api-core';
+import type { AgentBusMessage, EventRecord } from '@sentinel/api-core';
+import type { UserChange } from '../src/auth/users.js';
 import { createRedisEventBus, maskRedisUrl, parseRedisUrl, type RedisEventBus } from '@sentinel/api-core/redis';
-import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix, withRedis } from './support/redis.js';
+import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix, withRedis } from '@sentinel/test-support/redis';
 
 async function until<T>(fn: () => T | undefined | false | null, what: string, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSentinelApi, openSqliteStore, type AgentEventsService, type FrameSink, type Outgoing, type SentinelApi, type Store } from '@sentinel/api-core';
-import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from './support/redis.js';
+import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '@sentinel/test-support/redis';
 
 const ADMIN = { username: 'admin', role: 'admin' } as const;
 const ORIGIN = { secure: false, host: 'localhost' };

@@ -21,7 +21,7 @@ import {
   type Store,
   type StreamCloseReason,
 } from '@sentinel/api-core';
-import { startOwnRedis, type OwnRedis } from './support/redis.js';
+import { startOwnRedis, type OwnRedis } from '@sentinel/test-support/redis';
 
 type Frame = Record<string, any>;
 

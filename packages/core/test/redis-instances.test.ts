@@ -8,23 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createSentinelApi,
-  followAgentLogs,
-  openSqliteStore,
-  parseAgentDefinition,
-  type FrameSink,
-  type ModelProvider,
-  type Outgoing,
-  type Principal,
-  type ProviderEvent,
-  type ProviderRequest,
-  type RequestOrigin,
-  type SentinelApi,
-  type Store,
-  type StreamCloseReason,
-} from '@sentinel/api-core';
-import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix, withRedis } from './support/redis.js';
+import { createSentinelApi, openSqliteStore, parseAgentDefinition, type FrameSink, type ModelProvider, type Outgoing, type Principal, type ProviderEvent, type ProviderRequest, type RequestOrigin, type SentinelApi, type Store, type StreamCloseReason } from '@sentinel/api-core';
+import { followAgentLogs } from '../src/agents/log-follow.js';
+import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix, withRedis } from '@sentinel/test-support/redis';
 
 type Frame = Record<string, any>;
 

@@ -13,7 +13,8 @@ import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildAgentImage, listLayout, readImageFromLayout, writeImageToLayout, type AgentDefinition } from '@sentinel/api-core';
+import { buildAgentImage, readImageFromLayout, writeImageToLayout, type AgentDefinition } from '@sentinel/api-core';
+import { listLayout } from '../src/images/layout.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SRC = resolve(HERE, '../src');

@@ -7,23 +7,10 @@ import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, mk
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  AGENT_ARTIFACT_TYPE,
-  OCI_INDEX_MEDIA_TYPE,
-  OCI_MANIFEST_MEDIA_TYPE,
-  REF_NAME_ANNOTATION,
-  buildAgentImage,
-  createSentinelApi,
-  isSentinelError,
-  listLayout,
-  parseAgentDefinition,
-  readImageFromLayout,
-  sha256Digest,
-  writeImageToLayout,
-  type Principal,
-  type SentinelApi,
-  type TransferProgress,
-} from '@sentinel/api-core';
+import { OCI_MANIFEST_MEDIA_TYPE, buildAgentImage, createSentinelApi, isSentinelError, parseAgentDefinition, readImageFromLayout, writeImageToLayout, type Principal, type SentinelApi, type TransferProgress } from '@sentinel/api-core';
+import { sha256Digest } from '../src/contract/digest.js';
+import { OCI_INDEX_MEDIA_TYPE, REF_NAME_ANNOTATION, listLayout } from '../src/images/layout.js';
+import { AGENT_ARTIFACT_TYPE } from '../src/images/oci.js';
 
 const ADMIN: Principal = { username: 'admin', role: 'admin' };
 const ORIGIN = { secure: false, host: 'localhost:8080' };

@@ -3,17 +3,11 @@
  * challenges, token expiry, Link paging, Accept negotiation for NDJSON progress.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  acceptsNdjson,
-  formatRegistryReference,
-  isLoopbackHost,
-  nextLink,
-  parseRegistryLocation,
-  parseRegistryReference,
-  parseWwwAuthenticate,
-  SentinelError,
-  TokenCache,
-} from '@sentinel/api-core';
+import { SentinelError } from '@sentinel/api-core';
+import { parseWwwAuthenticate, TokenCache } from '../src/registry/auth.js';
+import { nextLink } from '../src/registry/client.js';
+import { formatRegistryReference, isLoopbackHost, parseRegistryLocation, parseRegistryReference } from '../src/registry/reference.js';
+import { acceptsNdjson } from '../src/routes/registry.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 

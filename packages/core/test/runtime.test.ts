@@ -2,23 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createSentinelApi,
-  parseAgentDefinition,
-  selectHistory,
-  toChatMessage,
-  type MessageRecord,
-  type ModelProvider,
-  type Principal,
-  type ProviderEvent,
-  type ProviderFinishReason,
-  type ProviderRequest,
-  type SentinelApi,
-  type SentinelError,
-  type ToolCallOutcome,
-  type TurnEnd,
-  type TurnListener,
-} from '@sentinel/api-core';
+import { createSentinelApi, parseAgentDefinition, type MessageRecord, type ModelProvider, type Principal, type ProviderEvent, type ProviderFinishReason, type ProviderRequest, type SentinelApi, type SentinelError, type TurnEnd } from '@sentinel/api-core';
+import { selectHistory, toChatMessage } from '../src/runtime/history.js';
+import type { ToolCallOutcome, TurnListener } from '../src/runtime/runtime.js';
 
 function message(seq: number, role: MessageRecord['role'], content: string, extra: Partial<MessageRecord> = {}): MessageRecord {
   return { agent_id: 'a', seq, role, content, created_at: '2026-01-01T00:00:00.000Z', ...extra };

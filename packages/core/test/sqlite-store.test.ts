@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteStore, isSentinelError, openSqliteStore, sqliteMigrations } from '@sentinel/api-core';
+import { isSentinelError, openSqliteStore } from '@sentinel/api-core';
+import { sqliteMigrations } from '../src/store/sqlite/migrations.js';
+import { SqliteStore } from '../src/store/sqlite/store.js';
 import type { EventRecord } from '@sentinel/api-core';
 import { describeStoreConformance } from './store-conformance.js';
 

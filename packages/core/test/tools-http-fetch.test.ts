@@ -1,16 +1,10 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createHttpFetchTool,
-  HostAllowList,
-  isPrivateAddress,
-  isSentinelError,
-  resolveAllowedAddresses,
-  ToolRegistry,
-  type HttpFetchToolOptions,
-  type SentinelError,
-} from '@sentinel/api-core';
+import { isSentinelError, type HttpFetchToolOptions, type SentinelError } from '@sentinel/api-core';
+import { createHttpFetchTool } from '../src/tools/http-fetch.js';
+import { HostAllowList, isPrivateAddress, resolveAllowedAddresses } from '../src/tools/net-policy.js';
+import { ToolSet } from '../src/tools/tool-set.js';
 
 let server: Server;
 let port: number;
@@ -73,7 +67,7 @@ afterAll(async () => {
 });
 
 function fetchWith(options: HttpFetchToolOptions) {
-  const tools = new ToolRegistry().register(createHttpFetchTool(options));
+  const tools = new ToolSet().register(createHttpFetchTool(options));
   return (params: Record<string, unknown>, signal = new AbortController().signal) => tools.run('http_fetch', params, { signal, timeoutMs: 10_000 });
 }
 

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createWebSearchTool, isSentinelError, ToolRegistry, type SentinelError, type WebSearchToolOptions } from '@sentinel/api-core';
-import { closedPort, FakeProviderServer, type FakeReply } from './fakes/fake-server.js';
+import { isSentinelError, type SentinelError, type WebSearchToolOptions } from '@sentinel/api-core';
+import { ToolSet } from '../src/tools/tool-set.js';
+import { createWebSearchTool } from '../src/tools/web-search.js';
+import { closedPort, FakeProviderServer, type FakeReply } from '@sentinel/test-support/fakes/fake-server';
 
 let searx: FakeProviderServer;
 
@@ -19,7 +21,7 @@ function searxAnswer(query: string, results: Record<string, unknown>[]): FakeRep
 }
 
 function searchWith(options: WebSearchToolOptions) {
-  const tools = new ToolRegistry().register(createWebSearchTool(options));
+  const tools = new ToolSet().register(createWebSearchTool(options));
   return (params: Record<string, unknown>) => tools.run('web_search', params, { signal: new AbortController().signal });
 }
 

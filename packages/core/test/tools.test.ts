@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  calculatorTool,
-  createCurrentTimeTool,
-  currentTimeTool,
-  evaluateExpression,
-  isoInZone,
-  isSentinelError,
-  ToolRegistry,
-  type Tool,
-} from '@sentinel/api-core';
+import { isSentinelError, type Tool } from '@sentinel/api-core';
+import { calculatorTool, evaluateExpression } from '../src/tools/calculator.js';
+import { createCurrentTimeTool, currentTimeTool, isoInZone } from '../src/tools/current-time.js';
+import { ToolSet } from '../src/tools/tool-set.js';
 
 function failure(fn: () => unknown): { code: string; message: string } {
   try {
@@ -131,11 +125,11 @@ describe('current_time', () => {
   });
 });
 
-describe('ToolRegistry', () => {
+describe('ToolSet', () => {
   const signal = new AbortController().signal;
 
-  function registry(...extra: Tool[]): ToolRegistry {
-    const r = new ToolRegistry({ maxResultChars: 1000 }).register(calculatorTool).register(currentTimeTool);
+  function registry(...extra: Tool[]): ToolSet {
+    const r = new ToolSet({ maxResultChars: 1000 }).register(calculatorTool).register(currentTimeTool);
     for (const tool of extra) r.register(tool);
     return r;
   }

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSentinelApi, parseAgentDefinition, type ChatSession, type Principal, type SentinelApi, type ServerFrame } from '@sentinel/api-core';
-import { anthropicEvents, anthropicStream } from './fakes/anthropic-fake.js';
-import { FakeProviderServer } from './fakes/fake-server.js';
-import { ollamaLines, ollamaStream } from './fakes/ollama-fake.js';
-import { openAiStream, openAiTextEvents, openAiToolCallEvents } from './fakes/openai-fake.js';
+import { anthropicEvents, anthropicStream } from '@sentinel/test-support/fakes/anthropic-fake';
+import { FakeProviderServer } from '@sentinel/test-support/fakes/fake-server';
+import { ollamaLines, ollamaStream } from '@sentinel/test-support/fakes/ollama-fake';
+import { openAiStream, openAiTextEvents, openAiToolCallEvents } from '@sentinel/test-support/fakes/openai-fake';
 
 const ADMIN: Principal = { username: 'admin', role: 'admin' };
 const ORIGIN = { secure: false, host: 'localhost:8080' };
@@ -72,14 +72,17 @@ afterAll(async () => {
 
 let agentCounter = 0;
 
-async function openChat(image: string, environment?: Record<string, string>): Promise<{ agentId: string; frames: ServerFrame[]; session: ChatSession }> {
+/** A recorded server frame, read field by field without narrowing on `type` first. */
+type RecordedFrame = ServerFrame & Record<string, unknown>;
+
+async function openChat(image: string, environment?: Record<string, string>): Promise<{ agentId: string; frames: RecordedFrame[]; session: ChatSession }> {
   const agent = await api.agents.create(ADMIN, { image, name: `turns-${++agentCounter}`, ...(environment ? { environment } : {}) }, ORIGIN);
-  const frames: ServerFrame[] = [];
-  const session = (await api.chat.prepare(ADMIN, agent.id)).open({ send: (out) => frames.push(out.frame), close: () => undefined });
+  const frames: RecordedFrame[] = [];
+  const session = (await api.chat.prepare(ADMIN, agent.id)).open({ send: (out) => frames.push(out.frame as RecordedFrame), close: () => undefined });
   return { agentId: agent.id, frames, session };
 }
 
-async function terminalOf(frames: ServerFrame[], messageId: string): Promise<ServerFrame> {
+async function terminalOf(frames: RecordedFrame[], messageId: string): Promise<RecordedFrame> {
   const deadline = Date.now() + 8000;
   for (;;) {
     const found = frames.find((f) => f.message_id === messageId && (f.type === 'stream_end' || f.type === 'response' || f.type === 'error'));

@@ -25,7 +25,7 @@ import { createRequestContext, type RequestContext } from './request-context.js'
 import { requestIdFor } from './request-id.js';
 import { sendEmpty, sendError, sendRouteResponse } from './respond.js';
 import { createRouter } from './router.js';
-import { createStreamRegistry, sendStream, type StreamOptions } from './stream.js';
+import { createStreamTracker, sendStream, type StreamOptions } from './stream.js';
 
 export interface NodeListenerOptions extends StreamOptions {
   /** CORS for browsers on other origins. Default `true`: any origin, no credentials, preflights cached 600 s. `false`: no CORS headers. */
@@ -112,7 +112,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   const defaultMaxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const trustProxy = options.trustProxy ?? false;
   const sseHeartbeatMs = options.sseHeartbeatMs ?? 15_000;
-  const streams = createStreamRegistry();
+  const streams = createStreamTracker();
   const resumable = new Set(api.routes.filter(resumesFromLastEventId));
   // Computed once per route instead of once per request.
   const bodyFormatsByRoute = new Map(api.routes.map((route) => [route, bodyFormatsOf(route)]));
@@ -171,7 +171,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       await sendStream(req, res, response.body, {
         status: response.status,
         omitBody: method === 'HEAD',
-        registry: streams,
+        tracker: streams,
         log: ctx.log,
         abortProducer,
         heartbeatMs: sseHeartbeatMs,

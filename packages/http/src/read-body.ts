@@ -4,7 +4,7 @@
  * more than the cap.
  */
 import type { IncomingMessage } from 'node:http';
-import { SentinelError } from '@sentinel/api-core';
+import { internal, invalidRequest, SentinelError } from '@sentinel/api-core';
 
 /** Default body cap: 1 MiB. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -44,7 +44,7 @@ export function readBodyText(req: IncomingMessage, limit: number): Promise<strin
     // A body parser of the host ran first and consumed the stream: a mounting mistake that
     // the developer must see in the log, not a client error.
     return Promise.reject(
-      new SentinelError('internal', 'the request body was already consumed: mount the listener before any body parser'),
+      internal('the request body was already consumed: mount the listener before any body parser'),
     );
   }
 
@@ -78,7 +78,7 @@ export function readBodyText(req: IncomingMessage, limit: number): Promise<strin
       try {
         resolve(utf8.decode(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received)));
       } catch {
-        reject(new SentinelError('invalid_request', 'request body is not valid UTF-8'));
+        reject(invalidRequest('request body is not valid UTF-8'));
       }
     };
     const onGone = () => {

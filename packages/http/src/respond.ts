@@ -3,7 +3,7 @@
  * with an exact Content-Length, 204 without a body, errors as `{error, code}`.
  */
 import type { ServerResponse } from 'node:http';
-import { errorBody, isStreamResult, SentinelError, type RouteResponse } from '@sentinel/api-core';
+import { errorBody, internal, isStreamResult, SentinelError, type RouteResponse } from '@sentinel/api-core';
 import { httpStatusForErrorCode as statusForErrorCode } from '@sentinel/api-core';
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
@@ -80,7 +80,7 @@ export function sendRouteResponse(res: ServerResponse, response: RouteResponse, 
   }
   if (isStreamResult(body) || isAsyncIterable(body)) {
     // A bare iterable is a handler bug: it must be wrapped in streamResult() to be streamed.
-    throw new SentinelError('internal', 'a handler returned an async iterable without streamResult(): it cannot be sent as JSON');
+    throw internal('a handler returned an async iterable without streamResult(): it cannot be sent as JSON');
   }
   sendJson(res, status, body, omitBody);
 }

@@ -3,7 +3,7 @@
  * with `:params` are matched segment by segment. The raw path is split on '/' before each
  * segment is percent-decoded, so an encoded slash (`sentinel%2Fecho`) stays inside its segment.
  */
-import { SentinelError, type CompiledRoute } from '@sentinel/api-core';
+import { invalidRequest, type CompiledRoute } from '@sentinel/api-core';
 
 type Segment = { literal: string; param?: undefined } | { param: string; literal?: undefined };
 
@@ -63,7 +63,7 @@ function decodeSegments(path: string): string[] {
   try {
     return raw.map((segment) => decodeURIComponent(segment));
   } catch {
-    throw new SentinelError('invalid_request', 'malformed percent-encoding in the request path');
+    throw invalidRequest('malformed percent-encoding in the request path');
   }
 }
 

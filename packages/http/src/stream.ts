@@ -16,18 +16,18 @@ export interface StreamOptions {
 }
 
 /** Ends every open stream (server shutdown). */
-export interface StreamRegistry {
+export interface StreamTracker {
   /** Ends the open streams cleanly; idempotent per stream. */
   endAll(): void;
   /** How many streams are open. */
   readonly size: number;
 }
 
-export interface StreamRegistryInternal extends StreamRegistry {
+export interface StreamTrackerInternal extends StreamTracker {
   add(stop: () => void): () => void;
 }
 
-export function createStreamRegistry(): StreamRegistryInternal {
+export function createStreamTracker(): StreamTrackerInternal {
   const stops = new Set<() => void>();
   return {
     add(stop) {
@@ -93,7 +93,7 @@ export interface SendStreamContext {
   status: number;
   /** HEAD: headers only (the producer is released at once). */
   omitBody: boolean;
-  registry: StreamRegistryInternal;
+  tracker: StreamTrackerInternal;
   log: Logger;
   /** Aborts the route's signal: called when the stream is ended from our side (shutdown), so the producer lets go too. */
   abortProducer(): void;
@@ -101,7 +101,7 @@ export interface SendStreamContext {
 }
 
 /**
- * Writes `stream` to `res` until the producer ends, the client leaves or the registry ends all
+ * Writes `stream` to `res` until the producer ends, the client leaves or the tracker ends all
  * streams. Never rejects: a producer failure after the headers becomes an error item (SSE
  * `event: error`, NDJSON a `{error, code}` line) and the end of the response, logged when
  * internal. The iterator's `return()` is called whenever we stop before it finished.
@@ -152,7 +152,7 @@ export async function sendStream(req: IncomingMessage, res: ServerResponse, stre
   };
   const onClose = () => stop();
   res.once('close', onClose);
-  const unregister = ctx.registry.add(() => {
+  const unregister = ctx.tracker.add(() => {
     stop();
     ctx.abortProducer();
   });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createSentinelApi, type AgentRecord, type SentinelApi } from '@sentinel/api-core';
-import { HOSTS, mountApi } from './hosts.js';
+import { HOSTS, mountApi } from '@sentinel/test-support/hosts';
 
 const SECRET = 'references-spec-secret-012345678';
 const ADMIN_PASSWORD = 'admin-password-123';

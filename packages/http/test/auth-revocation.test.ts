@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createSentinelApi, type SentinelApi } from '@sentinel/api-core';
-import { HOSTS, mountApi } from './hosts.js';
+import { HOSTS, mountApi } from '@sentinel/test-support/hosts';
 
 const ADMIN_PASSWORD = 'admin-password-123';
 

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createJsonLogger, createSentinelApi, type SentinelApi } from '@sentinel/api-core';
-import { createTestDatabase, type TestDatabase } from '../../core/test/support/postgres.js';
-import { HOSTS, mountApi } from './hosts.js';
+import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
+import { HOSTS, mountApi } from '@sentinel/test-support/hosts';
 
 const SECRET = 'input-limits-secret-0123456789abcdef';
 const ADMIN_PASSWORD = 'admin-password-123';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createSentinelApi, type SentinelApi } from '@sentinel/api-core';
-import { HOSTS, mountApi } from './hosts.js';
+import { HOSTS, mountApi } from '@sentinel/test-support/hosts';
 
 const SECRET = 'rest-spec-secret-0123456789abcdef';
 const ADMIN_PASSWORD = 'admin-password-123';

@@ -25,7 +25,7 @@ import {
   type StreamItem,
 } from '@sentinel/api-core';
 import { listen } from '@sentinel/api-http';
-import { HOSTS, mountApi } from './hosts.js';
+import { HOSTS, mountApi } from '@sentinel/test-support/hosts';
 
 const SECRET = 'streams-spec-secret-0123456789abcdef';
 const ADMIN_PASSWORD = 'admin-password-123';

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createFixtureApi, SMALL_BODY_CAP, USER_TOKEN, ADMIN_TOKEN, type FixtureApi, type LogLine } from './fixture-api.js';
-import { HOST_ROUTE, HOSTS, mountApi, type MountedApi } from './hosts.js';
+import { HOST_ROUTE, HOSTS, mountApi, type MountedApi } from '@sentinel/test-support/hosts';
 import { closedByPeer, connect, readResponse } from './raw-http.js';
 
 const AUTH = { authorization: `Bearer ${USER_TOKEN}` };

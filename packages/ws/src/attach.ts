@@ -22,7 +22,7 @@ import { serveConnection, type Connection, type ConnectionOptions, type Connecti
 import { resolveWebSocketOptions, type WebSocketOptions } from './options.js';
 import { refuseUpgrade } from './refuse-upgrade.js';
 import type { SendQueueCounters } from './send-queue.js';
-import { authorizationOf, matchEndpoint, selectSubprotocol, type EndpointTarget } from './upgrade-request.js';
+import { authorizationOf, readUpgradeTarget, selectSubprotocol, type EndpointTarget } from './upgrade-request.js';
 
 /**
  * What the transport needs from the core: `SentinelApi` from `createSentinelApi` satisfies it.
@@ -166,7 +166,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     let endpoint: EndpointTarget | undefined;
     try {
-      endpoint = matchEndpoint(req.url ?? '/');
+      endpoint = readUpgradeTarget(req.url ?? '/');
     } catch (err) {
       socket.on('error', () => socket.destroy());
       refuseUpgrade(socket, toPublicError(err));

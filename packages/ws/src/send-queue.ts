@@ -30,7 +30,7 @@
  * between them). The merged frame is serialized once, when it leaves the queue.
  */
 import type { Duplex } from 'node:stream';
-import type { Outgoing, ServerFrame } from '@sentinel/api-core';
+import type { Outgoing, ServerFrame, StreamChunkFrame } from '@sentinel/api-core';
 import type { WebSocket } from 'ws';
 import { CLOSE_POLICY_VIOLATION } from './close-codes.js';
 
@@ -71,16 +71,16 @@ class WaitingChunk {
   #json: string | undefined;
   #content: string;
   constructor(
-    readonly frame: ServerFrame,
+    readonly frame: StreamChunkFrame,
     json: string,
     public bytes: number,
   ) {
     this.#json = json;
-    this.#content = frame.content as string;
+    this.#content = frame.content;
   }
 
   /** True for a chunk of the same response (a merge keeps one response's text in one frame). */
-  takes(frame: ServerFrame): boolean {
+  takes(frame: StreamChunkFrame): boolean {
     return frame.response_id === this.frame.response_id && frame.message_id === this.frame.message_id;
   }
 
@@ -97,7 +97,8 @@ class WaitingChunk {
 
 type Waiting = string | WaitingChunk;
 
-function isChunk(frame: ServerFrame): boolean {
+// `content` is checked too: a stand-in core (see WebSocketApi) may send frames its types do not hold.
+function isChunk(frame: ServerFrame): frame is StreamChunkFrame {
   return frame.type === 'stream_chunk' && typeof frame.content === 'string';
 }
 
@@ -178,7 +179,7 @@ export class SendQueue {
     }
     const tail = waiting ? queue[queue.length - 1] : undefined;
     if (tail instanceof WaitingChunk && tail.takes(frame)) {
-      const content = frame.content as string;
+      const content = frame.content;
       // What the text adds to the merged frame's JSON (escapes included, quotes not).
       const bytes = Buffer.byteLength(JSON.stringify(content)) - 2;
       if (this.queuedBytes + bytes > this.options.maxQueuedBytes) {

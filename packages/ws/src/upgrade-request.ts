@@ -4,53 +4,35 @@
  * never touch the socket.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { SentinelError } from '@sentinel/api-core';
+import { endpointQuery, matchEndpoint, type WebSocketEndpointName } from '@sentinel/api-core';
 
 /** The subprotocol a browser offers next to its token, and the one the server selects. */
 export const SENTINEL_SUBPROTOCOL = 'sentinel.v1';
 /** Prefix of the subprotocol that carries a token: `bearer.<jwt>`. Never selected, never echoed. */
 export const BEARER_SUBPROTOCOL_PREFIX = 'bearer.';
 
-export type EndpointKind = 'chat' | 'events';
-
 /** One of our WebSocket endpoints, parsed from the request target. */
 export interface EndpointTarget {
-  kind: EndpointKind;
+  kind: WebSocketEndpointName;
   agentId: string;
   /** `?since=<seq>` (events only); undefined when absent. */
   since: number | undefined;
 }
 
-const ENDPOINT_PATH = /^\/v1\/agents\/([^/]+)\/(chat|events)$/;
-const SEQ = /^(0|[1-9][0-9]{0,15})$/;
-
 /**
- * The endpoint `url` (the request target, e.g. `/v1/agents/a1/events?since=4`) names, or
- * undefined when the path is not one of ours (a host's own WebSocket route, say).
- * Throws SentinelError `invalid_request` for our path with a bad escape or a bad `since`.
+ * The endpoint `url` (the request target, e.g. `/v1/agents/a1/events?since=4`) names, matched
+ * against the core's endpoint table, or undefined when the path is not one of ours (a host's
+ * own WebSocket route, say). Throws SentinelError `invalid_request` for our path with a bad
+ * escape or a bad `since`.
  */
-export function matchEndpoint(url: string): EndpointTarget | undefined {
+export function readUpgradeTarget(url: string): EndpointTarget | undefined {
   const queryStart = url.indexOf('?');
-  const path = queryStart === -1 ? url : url.slice(0, queryStart);
-  const match = ENDPOINT_PATH.exec(path);
-  if (!match) return undefined;
-  let agentId: string;
-  try {
-    agentId = decodeURIComponent(match[1] as string);
-  } catch {
-    throw new SentinelError('invalid_request', 'malformed agent id in the path');
-  }
-  const kind = match[2] as EndpointKind;
-  let since: number | undefined;
-  if (kind === 'events' && queryStart !== -1) {
-    const raw = new URLSearchParams(url.slice(queryStart + 1)).get('since');
-    if (raw !== null) {
-      const value = SEQ.test(raw) ? Number(raw) : NaN;
-      if (!Number.isSafeInteger(value)) throw new SentinelError('invalid_request', `since must be an integer >= 0, got "${raw.slice(0, 40)}"`);
-      since = value;
-    }
-  }
-  return { kind, agentId, since };
+  const match = matchEndpoint(queryStart === -1 ? url : url.slice(0, queryStart));
+  if (match === undefined) return undefined;
+  const { endpoint, params } = match;
+  const query = queryStart === -1 ? {} : endpointQuery(endpoint, new URLSearchParams(url.slice(queryStart + 1)));
+  // Every endpoint in the table is under `/v1/agents/:id/`, so `id` is always there.
+  return { kind: endpoint.name, agentId: params.id as string, since: query.since };
 }
 
 /** The offered subprotocols, trimmed, in order (empty when the header is absent). */

@@ -4,7 +4,7 @@
  * session is the agent's, under its id, whatever reference opened it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOSTS } from '../../http/test/hosts.js';
+import { HOSTS } from '@sentinel/test-support/hosts';
 import { FrameClient, refusal } from './ws-client.js';
 import { BOB, bearer, startWsEnv, type WsEnv } from './ws-env.js';
 

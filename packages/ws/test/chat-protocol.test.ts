@@ -5,7 +5,7 @@
  */
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOSTS } from '../../http/test/hosts.js';
+import { HOSTS } from '@sentinel/test-support/hosts';
 import { FrameClient, isTerminal, type Frame } from './ws-client.js';
 import { bearer, longMessage, NO_CALCULATOR_IMAGE, startWsEnv, type WsEnv } from './ws-env.js';
 

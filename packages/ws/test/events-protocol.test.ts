@@ -4,7 +4,7 @@
  * stream with no gap and no duplicate, and resync_required past retention.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOSTS } from '../../http/test/hosts.js';
+import { HOSTS } from '@sentinel/test-support/hosts';
 import { FrameClient, type Frame } from './ws-client.js';
 import { bearer, eventually, startWsEnv, type WsEnv } from './ws-env.js';
 

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSentinelApi, openSqliteStore, type AgentEventsService, type SentinelApi, type Store } from '@sentinel/api-core';
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
-import { mountApi, type MountedApi } from '../../http/test/hosts.js';
+import { mountApi, type MountedApi } from '@sentinel/test-support/hosts';
 import { FrameClient, type Frame } from './ws-client.js';
 import { bearer, eventually } from './ws-env.js';
 

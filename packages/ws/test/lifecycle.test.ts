@@ -5,7 +5,7 @@
  */
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HOSTS } from '../../http/test/hosts.js';
+import { HOSTS } from '@sentinel/test-support/hosts';
 import { FrameClient, isTerminal } from './ws-client.js';
 import { ADMIN, bearer, eventually, longMessage, startWsEnv, type WsEnv } from './ws-env.js';
 

@@ -12,8 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJsonLogger, createSentinelApi, type SentinelApi } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
-import { closedPort, FakeProviderServer } from '../../core/test/fakes/fake-server.js';
-import { openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from '../../core/test/fakes/openai-fake.js';
+import { closedPort, FakeProviderServer } from '@sentinel/test-support/fakes/fake-server';
+import { openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents, OPENAI_SSE_HEADERS } from '@sentinel/test-support/fakes/openai-fake';
 import { FrameClient, type Frame } from './ws-client.js';
 
 const API_KEY = 'sk-proj-E2E-SECRET-MARK-7f3a9c1d5e8b2f40';

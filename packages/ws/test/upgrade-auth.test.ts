@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HOSTS } from '../../http/test/hosts.js';
+import { HOSTS } from '@sentinel/test-support/hosts';
 import { FrameClient, refusal } from './ws-client.js';
 import { BOB, bearer, expiredToken, startWsEnv, type WsEnv } from './ws-env.js';
 

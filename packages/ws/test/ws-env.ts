@@ -16,7 +16,7 @@ import {
   type SentinelApi,
 } from '@sentinel/api-core';
 import { attachWebSocket, type WebSocketHandle, type WebSocketOptions } from '@sentinel/api-ws';
-import { mountApi, type HostName, type MountedApi } from '../../http/test/hosts.js';
+import { mountApi, type HostName, type MountedApi } from '@sentinel/test-support/hosts';
 
 export const TOKEN_SECRET = 'ws-test-secret-0123456789abcdef';
 export const ADMIN: Principal = { username: 'admin', role: 'admin' };

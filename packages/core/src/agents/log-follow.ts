@@ -14,11 +14,11 @@
  * the Store before sending it; a `resync` from the bus (it reconnected) does the same.
  */
 import type { EventBus } from '../bus.js';
-import { isSentinelError } from '../errors.js';
-import { LOG_LEVELS, type LogLevel } from '../logger.js';
-import type { LogRecord, Principal } from '../models.js';
-import type { StreamItem } from '../routes/types.js';
-import { createPushIterable } from '../runtime/push-iterable.js';
+import { isSentinelError } from '../contract/errors.js';
+import { LOG_LEVELS, type LogLevel } from '../contract/logger.js';
+import type { LogRecord, Principal } from '../contract/models.js';
+import type { StreamItem } from '../contract/route.js';
+import { createPushIterable } from '../contract/push-iterable.js';
 import type { AgentLogsQuery, AgentService } from './service.js';
 
 export interface FollowAgentLogsOptions {

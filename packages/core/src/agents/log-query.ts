@@ -2,8 +2,8 @@
  * The `since` of `docker logs`: an absolute time (RFC 3339, or unix seconds) or a duration
  * back from now (`90s`, `10m`, `2h`, `1h30m`, `1.5h`).
  */
-import { SentinelError } from '../errors.js';
-import { parseRfc3339 } from '../timestamp.js';
+import { invalidRequest } from '../contract/errors.js';
+import { parseRfc3339 } from '../contract/timestamp.js';
 
 const UNIX_SECONDS_RE = /^\d{1,12}(?:\.\d{1,9})?$/;
 // Looks like a date: then it must be a real one (parseRfc3339), never a Date.parse roll-over.
@@ -30,7 +30,7 @@ export function parseLogSince(since: string, nowMs: number): string {
   }
   const date = new Date(ms);
   if (!Number.isFinite(ms) || Number.isNaN(date.getTime())) {
-    throw new SentinelError('invalid_request', 'invalid "since": use an RFC 3339 time, unix seconds, or a duration like 90s, 10m, 1h30m');
+    throw invalidRequest('invalid "since": use an RFC 3339 time, unix seconds, or a duration like 90s, 10m, 1h30m');
   }
   return date.toISOString();
 }

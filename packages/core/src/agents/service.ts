@@ -8,17 +8,18 @@
  * id wins over a name, a name over a prefix; an ambiguous one is a `conflict` listing the matches.
  */
 import { randomBytes } from 'node:crypto';
-import { isSentinelError, SentinelError } from '../errors.js';
-import type { Logger, LogLevel } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentDefinition, AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../models.js';
+import { conflict, invalidRequest, isSentinelError, notFound, SentinelError } from '../contract/errors.js';
+import type { Logger, LogLevel } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentDefinition, AgentRecord, AgentResource, AgentStatus, LogRecord, Principal } from '../contract/models.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition, parseImageReference, SHORT_ID_LENGTH } from '../images/service.js';
 import type { AgentJournal } from '../journal.js';
 import { PreparedJsonCache } from '../routes/prepared-json.js';
-import type { PreparedJson, RequestOrigin } from '../routes/types.js';
+import type { PreparedJson, RequestOrigin } from '../contract/route.js';
 import type { Store } from '../store/types.js';
 import { parseLogSince } from './log-query.js';
+import { CHAT_ENDPOINT, endpointUrl, EVENTS_ENDPOINT } from '../protocol/endpoints.js';
 
 export interface CreateAgentInput {
   /** Image reference: ID, short ID, `name:tag` or `name`. */
@@ -92,7 +93,7 @@ export interface AgentRunStatus {
 
 /** The API shape of an agent (docs/ARCHITECTURE.md#wire-shapes). Environment values never leave the server. `run` default: runnable. */
 export function toAgentResource(record: AgentRecord, origin: RequestOrigin, run: AgentRunStatus = { runnable: true }): AgentResource {
-  const base = `${origin.secure ? 'wss' : 'ws'}://${origin.host}/v1/agents/${encodeURIComponent(record.id)}`;
+  const endpointParams = { id: record.id };
   return {
     id: record.id,
     name: record.name,
@@ -106,7 +107,7 @@ export function toAgentResource(record: AgentRecord, origin: RequestOrigin, run:
     parameters: record.parameters,
     environment: Object.keys(record.environment).sort(),
     api_usage: { requests: record.usage_requests, tokens: record.usage_tokens },
-    endpoints: { chat: `${base}/chat`, events: `${base}/events` },
+    endpoints: { chat: endpointUrl(CHAT_ENDPOINT, endpointParams, origin), events: endpointUrl(EVENTS_ENDPOINT, endpointParams, origin) },
     runnable: run.runnable,
     ...(run.reason === undefined ? {} : { reason: run.reason }),
   };
@@ -116,7 +117,7 @@ function ambiguous(ref: string, matches: readonly AgentRecord[], how: 'name' | '
   const listed = matches.slice(0, MAX_LISTED_MATCHES).map((a) => ({ id: a.id, name: a.name, owner: a.owner }));
   const count = matches.length > MAX_LISTED_MATCHES ? `more than ${MAX_LISTED_MATCHES}` : String(matches.length);
   const hint = how === 'name' ? 'use the id' : 'give more of the id';
-  return new SentinelError('conflict', `agent reference "${ref}" is ambiguous: ${count} agents match by ${how}; ${hint}`, { details: { matches: listed } });
+  return conflict(`agent reference "${ref}" is ambiguous: ${count} agents match by ${how}; ${hint}`, { details: { matches: listed } });
 }
 
 function statusContent(name: string, status: AgentStatus): string {
@@ -163,7 +164,7 @@ export class AgentService {
    */
   private async visibleRecord(principal: Principal, ref: string): Promise<AgentRecord> {
     // Ids and names are at most 64 characters: anything longer names nothing (and costs no lookup).
-    if (ref.length === 0 || ref.length > MAX_REFERENCE_LENGTH) throw new SentinelError('not_found', `agent "${ref.slice(0, 80)}" not found`);
+    if (ref.length === 0 || ref.length > MAX_REFERENCE_LENGTH) throw notFound('agent', ref.slice(0, 80));
     const exact = await this.store.getAgent(ref);
     if (exact && (principal.role === 'admin' || exact.owner === principal.username)) return exact;
     const owner = principal.role === 'admin' ? {} : { owner: principal.username };
@@ -182,7 +183,7 @@ export class AgentService {
       if (prefixed.length === 1 && onlyPrefixed) return onlyPrefixed;
       if (prefixed.length > 1) throw ambiguous(ref, prefixed, 'id prefix');
     }
-    throw new SentinelError('not_found', `agent "${ref}" not found`);
+    throw notFound('agent', ref);
   }
 
   /** The provider and tools of an image, cached by digest. */
@@ -226,7 +227,7 @@ export class AgentService {
 
   private async setStatus(record: AgentRecord, status: AgentStatus): Promise<AgentRecord> {
     const updated = await this.store.updateAgent(record.id, { status, updated_at: this.timestamp() });
-    if (!updated) throw new SentinelError('not_found', `agent "${record.id}" not found`);
+    if (!updated) throw notFound('agent', record.id);
     return updated;
   }
 
@@ -237,7 +238,7 @@ export class AgentService {
   async create(principal: Principal, input: CreateAgentInput, origin: RequestOrigin): Promise<AgentResource> {
     // The route validates too; this guards the other callers (CLI, embedding apps).
     if (input.name !== undefined && !AGENT_NAME_RE.test(input.name)) {
-      throw new SentinelError('invalid_request', 'invalid agent name: 1-64 letters, digits, spaces or ._- starting with a letter or digit');
+      throw invalidRequest('invalid agent name: 1-64 letters, digits, spaces or ._- starting with a letter or digit');
     }
     const ref = parseImageReference(input.image);
     // As the principal may see it: another user's private image is a 404, like a missing one.
@@ -397,7 +398,7 @@ export class AgentService {
     // Parse first: a malformed query is a 400 whoever asks.
     const since = query.since === undefined ? undefined : parseLogSince(query.since, this.now());
     if (query.tail !== undefined && query.tail !== 'all' && (!Number.isInteger(query.tail) || query.tail < 0)) {
-      throw new SentinelError('invalid_request', 'invalid "tail": use a non-negative integer or "all"');
+      throw invalidRequest('invalid "tail": use a non-negative integer or "all"');
     }
     const { id } = await this.visibleRecord(principal, ref);
     return this.store.listLogs(id, {

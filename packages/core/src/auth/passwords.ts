@@ -4,7 +4,7 @@
  * raised later without invalidating stored hashes.
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { SentinelError } from '../errors.js';
+import { invalidRequest } from '../contract/errors.js';
 
 /** Shortest password accepted for new or changed passwords: 8 characters. */
 export const PASSWORD_MIN_LENGTH = 8;
@@ -42,7 +42,7 @@ function derive(password: string, salt: Buffer, keyLength: number, N: number, r:
  */
 export async function hashPassword(password: string): Promise<string> {
   if (password.length > PASSWORD_MAX_LENGTH) {
-    throw new SentinelError('invalid_request', `password must be at most ${PASSWORD_MAX_LENGTH} characters`);
+    throw invalidRequest(`password must be at most ${PASSWORD_MAX_LENGTH} characters`);
   }
   const salt = randomBytes(SALT_BYTES);
   const hash = await derive(password, salt, KEY_LENGTH, COST, BLOCK_SIZE, PARALLELISM);

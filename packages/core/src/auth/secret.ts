@@ -5,7 +5,7 @@
 import { createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { chmod, link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SentinelError } from '../errors.js';
+import { dataDirectoryUnusable, invalidRequest } from '../contract/errors.js';
 
 /** Shortest secret accepted, in characters. */
 const MIN_SECRET_LENGTH = 16;
@@ -19,11 +19,6 @@ export interface ResolveTokenSecretOptions {
   dataDir: string;
   /** The operator's secret (at least 16 characters). Default: read or generate `<dataDir>/token-secret`. */
   secret?: string;
-}
-
-function unavailable(dataDir: string, err: unknown): SentinelError {
-  const reason = err instanceof Error ? err.message : String(err);
-  return new SentinelError('unavailable', `cannot use data directory ${dataDir}: ${reason}`, { cause: err });
 }
 
 function isCode(err: unknown, code: string): boolean {
@@ -107,7 +102,7 @@ async function syncDirectory(dir: string): Promise<void> {
 export async function resolveTokenSecret(options: ResolveTokenSecretOptions): Promise<KeyObject> {
   if (options.secret !== undefined) {
     if (options.secret.length < MIN_SECRET_LENGTH) {
-      throw new SentinelError('invalid_request', `token secret must be at least ${MIN_SECRET_LENGTH} characters`);
+      throw invalidRequest(`token secret must be at least ${MIN_SECRET_LENGTH} characters`);
     }
     return createSecretKey(Buffer.from(options.secret, 'utf8'));
   }
@@ -118,7 +113,7 @@ export async function resolveTokenSecret(options: ResolveTokenSecretOptions): Pr
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     secret = (await readSecretFile(file)) ?? (await createSecretFile(dataDir, file));
   } catch (err) {
-    throw unavailable(dataDir, err);
+    throw dataDirectoryUnusable(dataDir, err instanceof Error ? err.message : String(err), err);
   }
   return createSecretKey(Buffer.from(secret, 'utf8'));
 }

@@ -1,9 +1,9 @@
 /**
  * Login and request authentication: the two doors into the API (docs/ARCHITECTURE.md#auth-and-tenancy).
  */
-import { SentinelError } from '../errors.js';
-import { silentLogger, type Logger } from '../logger.js';
-import type { Principal } from '../models.js';
+import { authenticationRequired, invalidToken, notFound, SentinelError } from '../contract/errors.js';
+import { silentLogger, type Logger } from '../contract/logger.js';
+import type { Principal } from '../contract/models.js';
 import { LoginThrottle, type LoginLimiter } from './throttle.js';
 import type { TokenClaims, TokenService } from './tokens.js';
 import type { UserAuthState, UserService } from './users.js';
@@ -93,7 +93,7 @@ export class AuthService {
    */
   async issueToken(username: string): Promise<LoginResult> {
     const state = await this.#users.authState(username, { fresh: true });
-    if (state === null) throw new SentinelError('not_found', `user "${username}" not found`);
+    if (state === null) throw notFound('user', username);
     const issued = this.#tokens.issue(state);
     return { token: issued.token, username: state.username, expires: issued.expires };
   }
@@ -105,12 +105,12 @@ export class AuthService {
    * Every failure is `unauthorized`.
    */
   async authenticate(authorization: string | undefined): Promise<Principal> {
-    if (authorization === undefined || authorization.length === 0) throw new SentinelError('unauthorized', 'authentication required');
-    if (authorization.length > MAX_AUTHORIZATION_LENGTH) throw new SentinelError('unauthorized', 'invalid token');
+    if (authorization === undefined || authorization.length === 0) throw authenticationRequired();
+    if (authorization.length > MAX_AUTHORIZATION_LENGTH) throw invalidToken();
     if (!hasBearerScheme(authorization)) throw new SentinelError('unauthorized', 'Bearer token required');
     const token = authorization.slice(BEARER_PREFIX_LENGTH);
     if (token.length === 0) throw new SentinelError('unauthorized', 'Bearer token required');
-    if (token.includes(' ')) throw new SentinelError('unauthorized', 'invalid token');
+    if (token.includes(' ')) throw invalidToken();
     const claims = this.#tokens.verify(token);
     return (await this.checkClaims(claims)).principal;
   }

@@ -14,7 +14,7 @@
  * Refusals are `rate_limited` (HTTP 429 + Retry-After). Async methods, so the Redis limiter
  * (scale-out, docs/ARCHITECTURE.md#scale-out) implements the same interface and the same policy.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 
 /**
  * What AuthService needs from a limiter. Contract: every `check` that resolves is followed

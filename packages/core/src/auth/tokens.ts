@@ -10,8 +10,8 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { SentinelError } from '../errors.js';
-import type { Principal, Role } from '../models.js';
+import { invalidRequest, invalidToken, SentinelError, tokenExpired } from '../contract/errors.js';
+import type { Principal, Role } from '../contract/models.js';
 
 export interface TokenServiceOptions {
   /** The HS256 key (see `resolveTokenSecret`). No default. */
@@ -59,7 +59,7 @@ const MAX_USER_ID_LENGTH = 128;
 
 function invalid(): SentinelError {
   // A fixed message: the token (or any part of it) is never echoed back.
-  return new SentinelError('unauthorized', 'invalid token');
+  return invalidToken();
 }
 
 function isRole(value: unknown): value is Role {
@@ -82,7 +82,7 @@ export class TokenService {
     this.#now = options.now ?? Date.now;
     this.#cacheSize = options.cacheSize ?? 10000;
     if (!Number.isInteger(this.#ttlSeconds) || this.#ttlSeconds <= 0) {
-      throw new SentinelError('invalid_request', 'token lifetime must be a positive whole number of seconds');
+      throw invalidRequest('token lifetime must be a positive whole number of seconds');
     }
   }
 
@@ -117,7 +117,7 @@ export class TokenService {
     if (cached !== undefined) {
       if (nowMs < cached.expMs) return cached.claims;
       this.#cache.delete(token);
-      throw new SentinelError('unauthorized', 'token expired');
+      throw tokenExpired();
     }
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid();
     let payload: string | jwt.JwtPayload;
@@ -129,7 +129,7 @@ export class TokenService {
         clockTimestamp: Math.floor(nowMs / 1000),
       });
     } catch (err) {
-      if (err instanceof jwt.TokenExpiredError) throw new SentinelError('unauthorized', 'token expired');
+      if (err instanceof jwt.TokenExpiredError) throw tokenExpired();
       throw invalid();
     }
     // jsonwebtoken accepts tokens without exp; ours must expire.

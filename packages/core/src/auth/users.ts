@@ -3,9 +3,9 @@
  * sees {@link UserResource}.
  */
 import { randomBytes } from 'node:crypto';
-import { SentinelError, isSentinelError } from '../errors.js';
-import { silentLogger, type Logger } from '../logger.js';
-import type { Principal, Role, UserRecord } from '../models.js';
+import { adminRequired, alreadyExists, conflict, forbidden, invalidRequest, isSentinelError, notFound, SentinelError } from '../contract/errors.js';
+import { silentLogger, type Logger } from '../contract/logger.js';
+import type { Principal, Role, UserRecord } from '../contract/models.js';
 import type { Store } from '../store/types.js';
 import { newUserId } from '../store/user-id.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, verifyPassword } from './passwords.js';
@@ -101,14 +101,9 @@ function toResource(user: UserRecord): UserResource {
   return { username: user.username, role: user.role, can_push: user.can_push, created_at: user.created_at, updated_at: user.updated_at };
 }
 
-function notFound(username: string): SentinelError {
-  return new SentinelError('not_found', `user "${username}" not found`);
-}
-
 function checkUsername(username: string): void {
   if (!USERNAME.test(username)) {
-    throw new SentinelError(
-      'invalid_request',
+    throw invalidRequest(
       'username must be 1 to 64 characters: letters, digits, ".", "_" or "-", starting with a letter or digit',
     );
   }
@@ -116,7 +111,7 @@ function checkUsername(username: string): void {
 
 function checkNewPassword(password: string): void {
   if (password.length < PASSWORD_MIN_LENGTH || password.length > PASSWORD_MAX_LENGTH) {
-    throw new SentinelError('invalid_request', `password must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`);
+    throw invalidRequest(`password must be ${PASSWORD_MIN_LENGTH} to ${PASSWORD_MAX_LENGTH} characters`);
   }
 }
 
@@ -205,7 +200,7 @@ export class UserService {
   /** One user; `not_found` when unknown. */
   async get(username: string): Promise<UserResource> {
     const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
-    if (user === null) throw notFound(username);
+    if (user === null) throw notFound('user', username);
     return toResource(user);
   }
 
@@ -214,15 +209,15 @@ export class UserService {
    * `conflict` for oneself (which also keeps at least one admin); `not_found` when unknown.
    */
   async delete(username: string, actor: Principal): Promise<void> {
-    if (actor.role !== 'admin') throw new SentinelError('forbidden', 'admin role required');
-    if (actor.username === username) throw new SentinelError('conflict', 'you cannot delete yourself');
+    if (actor.role !== 'admin') throw adminRequired();
+    if (actor.username === username) throw conflict('you cannot delete yourself');
     // Before and after: a lookup that read the user while the delete was in flight must
     // neither keep nor later store the stale account.
     this.#invalidate(username);
     const existing = USERNAME.test(username) ? await this.#store.getUser(username) : null;
     const deleted = existing !== null && (await this.#store.deleteUser(username));
     this.#invalidate(username);
-    if (!deleted) throw notFound(username);
+    if (!deleted) throw notFound('user', username);
     // Its id goes with it: tokens naming that id are refused from now on, even once the name is taken again.
     this.#changes?.publish({ username, user_id: existing.id, token_version: null });
     this.#log.info('user deleted', { username, by: actor.username });
@@ -238,21 +233,21 @@ export class UserService {
    */
   async changePassword(actor: Principal, username: string, input: ChangePasswordInput): Promise<void> {
     const self = actor.username === username;
-    if (!self && actor.role !== 'admin') throw notFound(username);
+    if (!self && actor.role !== 'admin') throw notFound('user', username);
     checkNewPassword(input.new_password);
     const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
-    if (user === null) throw notFound(username);
+    if (user === null) throw notFound('user', username);
     if (self) {
-      if (input.current_password === undefined) throw new SentinelError('forbidden', 'current password is required');
+      if (input.current_password === undefined) throw forbidden('current password is required');
       if (!(await verifyPassword(input.current_password, user.password_hash))) {
-        throw new SentinelError('forbidden', 'current password is incorrect');
+        throw forbidden('current password is incorrect');
       }
     }
     const passwordHash = await hashPassword(input.new_password);
     this.#invalidate(username);
     const updated = await this.#store.updateUser(username, { password_hash: passwordHash, updated_at: new Date().toISOString(), bump_token_version: true });
     this.#invalidate(username);
-    if (!updated) throw notFound(username);
+    if (!updated) throw notFound('user', username);
     // Read back for the announcement: the bump is atomic in the store, so only it knows the new version.
     const after = await this.#store.getUser(username);
     this.#changes?.publish({ username, user_id: after?.id ?? user.id, token_version: after?.token_version ?? null });
@@ -327,6 +322,6 @@ export class UserService {
   }
 
   #taken(username: string): SentinelError {
-    return new SentinelError('conflict', `user "${username}" already exists`);
+    return alreadyExists('user', username);
   }
 }

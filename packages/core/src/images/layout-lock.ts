@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { SentinelError } from '../errors.js';
+import { unavailable } from '../contract/errors.js';
 
 /** Name of the lock file inside the layout directory (OCI tools ignore files they do not know). */
 export const LAYOUT_LOCK_FILE = '.sentinel-write.lock';
@@ -123,7 +123,7 @@ export async function withLayoutFileLock<T>(dir: string, work: () => Promise<T>,
       continue;
     }
     if (Date.now() > deadline) {
-      throw new SentinelError('unavailable', `the image layout ${dir} is being written by another process${lock?.content ? ` (pid ${lock.content.pid})` : ''}; try again`);
+      throw unavailable(`the image layout ${dir} is being written by another process${lock?.content ? ` (pid ${lock.content.pid})` : ''}; try again`);
     }
     // Writes take milliseconds: poll briefly, with jitter so waiters do not move in lockstep.
     await sleep(Math.min(5 + attempt * 5, 50) + Math.random() * 10);

@@ -15,7 +15,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { SentinelError } from '../errors.js';
+import { isDigest, sha256Digest } from '../contract/digest.js';
+import { invalidRequest, SentinelError, tooLarge } from '../contract/errors.js';
 import { withLayoutFileLock } from './layout-lock.js';
 import {
   AGENT_ARTIFACT_TYPE,
@@ -23,7 +24,6 @@ import {
   EMPTY_DESCRIPTOR,
   OCI_MANIFEST_MEDIA_TYPE,
   parseAgentManifest,
-  sha256Digest,
   type OciDescriptor,
 } from './oci.js';
 
@@ -40,7 +40,6 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** index.json bigger than this is refused (a layout with ~30 000 tags). */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 const EMPTY_BLOB = Buffer.from('{}', 'utf8');
 
 /** The bytes of an agent image: what a layout, a registry and the Store all hold. */
@@ -92,12 +91,12 @@ function toBuffer(bytes: string | Uint8Array): Buffer {
 }
 
 function layoutError(dir: string, why: string): SentinelError {
-  return new SentinelError('invalid_request', `${dir} is not a valid OCI image layout: ${why}`);
+  return invalidRequest(`${dir} is not a valid OCI image layout: ${why}`);
 }
 
 /** `blobs/sha256/<hex>` under `dir`; the digest is checked first so it can never escape the directory. */
 export function blobPath(dir: string, digest: string): string {
-  if (!DIGEST_RE.test(digest)) throw new SentinelError('invalid_request', `unsupported digest "${digest.slice(0, 80)}": only sha256 is supported`);
+  if (!isDigest(digest)) throw invalidRequest(`unsupported digest "${digest.slice(0, 80)}": only sha256 is supported`);
   return join(dir, 'blobs', 'sha256', digest.slice('sha256:'.length));
 }
 
@@ -140,7 +139,7 @@ async function readCapped(path: string, cap: number, what: string): Promise<Buff
     if (isMissing(err)) return null;
     throw err;
   }
-  if (size > cap) throw new SentinelError('payload_too_large', `${what} is ${size} bytes, more than the ${cap}-byte limit`);
+  if (size > cap) throw tooLarge(what, size, cap);
   try {
     return await readFile(path);
   } catch (err) {
@@ -335,7 +334,7 @@ function notInLayout(dir: string, selector: LayoutSelector): SentinelError {
 
 async function readVerifiedBlob(dir: string, descriptor: { digest: string; size: number }, cap: number, what: string): Promise<Buffer> {
   if (!Number.isSafeInteger(descriptor.size) || descriptor.size < 0) throw layoutError(dir, `${what} descriptor has a bad size`);
-  if (descriptor.size > cap) throw new SentinelError('payload_too_large', `${what} is ${descriptor.size} bytes, more than the ${cap}-byte limit`);
+  if (descriptor.size > cap) throw tooLarge(what, descriptor.size, cap);
   const bytes = await readCapped(blobPath(dir, descriptor.digest), cap, what);
   if (bytes === null) throw layoutError(dir, `${what} blob ${descriptor.digest} is missing`);
   if (bytes.byteLength !== descriptor.size) throw layoutError(dir, `${what} blob ${descriptor.digest} is ${bytes.byteLength} bytes, its descriptor says ${descriptor.size}`);
@@ -361,7 +360,7 @@ export async function readImageFromLayout(dir: string, selector: LayoutSelector,
   const entry = matches.at(-1);
   if (entry === undefined) throw notInLayout(dir, selector);
   if (entry.mediaType !== OCI_MANIFEST_MEDIA_TYPE) {
-    throw new SentinelError('invalid_request', `${entry.digest} in ${dir} is not an agent image: its media type is ${entry.mediaType}`);
+    throw invalidRequest(`${entry.digest} in ${dir} is not an agent image: its media type is ${entry.mediaType}`);
   }
   const manifest = await readVerifiedBlob(dir, entry, maxManifestBytes, 'manifest');
   let parsed: { config?: { mediaType?: unknown; digest?: unknown; size?: unknown }; layers?: unknown };
@@ -372,7 +371,7 @@ export async function readImageFromLayout(dir: string, selector: LayoutSelector,
   }
   const configDescriptor = parsed.config;
   if (typeof configDescriptor !== 'object' || configDescriptor === null || configDescriptor.mediaType !== AGENT_CONFIG_MEDIA_TYPE) {
-    throw new SentinelError('invalid_request', `${entry.digest} in ${dir} is not an agent image: its config media type is not ${AGENT_CONFIG_MEDIA_TYPE}`);
+    throw invalidRequest(`${entry.digest} in ${dir} is not an agent image: its config media type is not ${AGENT_CONFIG_MEDIA_TYPE}`);
   }
   if (typeof configDescriptor.digest !== 'string' || typeof configDescriptor.size !== 'number') throw layoutError(dir, 'the config descriptor is incomplete');
   const config = await readVerifiedBlob(dir, { digest: configDescriptor.digest, size: configDescriptor.size }, maxConfigBytes, 'config');

@@ -4,9 +4,9 @@
  * no filesystem layers. The image ID is the sha256 of the exact manifest bytes, so those
  * bytes are produced once (canonical JSON) and stored and pushed unchanged.
  */
-import { createHash } from 'node:crypto';
-import { SentinelError } from '../errors.js';
-import type { AgentDefinition } from '../models.js';
+import { sha256Digest } from '../contract/digest.js';
+import { invalidRequest, SentinelError } from '../contract/errors.js';
+import type { AgentDefinition } from '../contract/models.js';
 import { parseAgentDefinition } from './sentinelfile.js';
 
 export const AGENT_ARTIFACT_TYPE = 'application/vnd.sentinel.agent.v1+json';
@@ -106,10 +106,8 @@ export function canonicalJson(value: unknown): string {
   return out.join('');
 }
 
-/** `sha256:<64 hex>` of the bytes (strings are hashed as UTF-8). */
-export function sha256Digest(bytes: string | Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
+// postgres/registry.ts still imports the digest helper from here; it can go once that file imports contract/digest.ts.
+export { sha256Digest };
 
 function byteLength(bytes: string | Uint8Array): number {
   return typeof bytes === 'string' ? Buffer.byteLength(bytes, 'utf8') : bytes.byteLength;
@@ -141,7 +139,7 @@ export function buildAgentImage(def: AgentDefinition, createdAt: string): BuiltA
 }
 
 function invalidImage(message: string): SentinelError {
-  return new SentinelError('invalid_request', `invalid agent image: ${message}`);
+  return invalidRequest(`invalid agent image: ${message}`);
 }
 
 function decodeUtf8(bytes: string | Uint8Array): string {

@@ -4,11 +4,11 @@
  * The normalised definition is the OCI config blob of an image, so normalisation must be
  * deterministic: the same input always gives the same definition (and the same digest).
  */
-import { SentinelError } from '../errors.js';
-import type { AgentDefinition } from '../models.js';
-import type { JsonSchema } from '../routes/types.js';
-import { compileJsonLimits } from '../json-limits.js';
-import { compileValidator } from '../validation.js';
+import { invalidRequest, SentinelError } from '../contract/errors.js';
+import type { AgentDefinition } from '../contract/models.js';
+import type { JsonSchema } from '../contract/route.js';
+import { compileJsonLimits } from '../contract/json-limits.js';
+import { compileValidator } from '../contract/validation.js';
 
 /** Docker-like repository name: lowercase path components separated by `/`. */
 export const IMAGE_NAME_PATTERN = '^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$';
@@ -80,7 +80,7 @@ const validateDefinition = compileValidator<AgentDefinitionInput>(AGENT_DEFINITI
 const checkDefinitionLimits = compileJsonLimits(AGENT_DEFINITION_SCHEMA, 'definition');
 
 function invalid(message: string): SentinelError {
-  return new SentinelError('invalid_request', `invalid agent definition: ${message}`);
+  return invalidRequest(`invalid agent definition: ${message}`);
 }
 
 /**

@@ -13,11 +13,12 @@
  * Every tag created, moved or deleted is journaled under the repository (see
  * {@link repositoryJournalId}): who did it, and from which digest to which.
  */
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isDigest } from '../contract/digest.js';
+import { conflict, forbidden, invalidInput, invalidRequest, isSentinelError, notFound, SentinelError } from '../contract/errors.js';
 import type { AgentJournal } from '../journal.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentDefinition, EventRecord, ImageRecord, ImageResource, Principal, RepositoryRecord, RepositoryVisibility } from '../models.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentDefinition, EventRecord, ImageRecord, ImageResource, Principal, RepositoryRecord, RepositoryVisibility } from '../contract/models.js';
 import type { ModelProvider } from '../providers/types.js';
 import type { Store } from '../store/types.js';
 import { buildAgentImage } from './oci.js';
@@ -51,7 +52,6 @@ export const STARTER_IMAGE_DEFINITION: AgentDefinition = Object.freeze({
 // Local names may carry the registry they were pulled from (`host:port/demo/helper`).
 const NAME_RE = new RegExp(LOCAL_IMAGE_NAME_PATTERN);
 const TAG_RE = new RegExp(IMAGE_TAG_PATTERN);
-const FULL_DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 const HEX_RE = /^[0-9a-f]+$/;
 /** References are short strings; anything longer is refused before any lookup. */
 const MAX_REF_LENGTH = 256;
@@ -91,10 +91,6 @@ export type ImageReference =
   | { kind: 'prefix'; hex: string; nameTag: string | null }
   | { kind: 'tag'; nameTag: string };
 
-function notFound(ref: string): SentinelError {
-  return new SentinelError('not_found', `image "${ref}" not found`);
-}
-
 /** Splits `name:tag` (tag optional, default `latest`); null when either part is malformed. */
 function parseNameTag(ref: string): string | null {
   // Only a colon after the last slash starts the tag: one before it is a registry port.
@@ -115,14 +111,14 @@ function parseNameTag(ref: string): string | null {
  */
 export function parseImageReference(ref: string): ImageReference {
   if (ref.length > 0 && ref.length <= MAX_REF_LENGTH) {
-    if (FULL_DIGEST_RE.test(ref)) return { kind: 'digest', digest: ref };
+    if (isDigest(ref)) return { kind: 'digest', digest: ref };
     if (ref.length === 64 && HEX_RE.test(ref)) return { kind: 'digest', digest: `sha256:${ref}` };
     if (ref.length >= SHORT_ID_LENGTH && ref.length < 64 && HEX_RE.test(ref)) return { kind: 'prefix', hex: ref, nameTag: parseNameTag(ref) };
     const nameTag = parseNameTag(ref);
     if (nameTag) return { kind: 'tag', nameTag };
   }
   const shown = ref.length > 80 ? `${ref.slice(0, 80)}…` : ref;
-  throw new SentinelError('invalid_request', `invalid image reference "${shown}": use an image ID (sha256:…, 12+ hex) or name[:tag]`);
+  throw invalidRequest(`invalid image reference "${shown}": use an image ID (sha256:…, 12+ hex) or name[:tag]`);
 }
 
 /** The repository (name without tag) of a stored `name:tag`. */
@@ -294,10 +290,7 @@ export class ImageService {
    */
   async build(def: AgentDefinition, options: { createdAt?: string; principal?: Principal; visibility?: RepositoryVisibility } = {}): Promise<ImageResource> {
     const { errors } = this.checkDefinition(def);
-    if (errors.length > 0) {
-      const summary = errors.map((e) => `${e.path}: ${e.message}`).join('; ');
-      throw new SentinelError('invalid_request', `invalid image definition: ${summary}`, { details: { issues: errors } });
-    }
+    if (errors.length > 0) throw invalidInput('image definition', errors);
     const createdAt = options.createdAt ?? new Date(this.now()).toISOString();
     const built = buildAgentImage(def, createdAt);
     const nameTag = `${def.name}:${def.tag}`;
@@ -327,7 +320,7 @@ export class ImageService {
   }
 
   private async authorizeTags(actor: Actor, nameTags: readonly string[], digest: string, visibility: RepositoryVisibility | undefined): Promise<void> {
-    if (visibility !== undefined && !VISIBILITIES.includes(visibility)) throw new SentinelError('invalid_request', 'visibility must be "public" or "private"');
+    if (visibility !== undefined && !VISIBILITIES.includes(visibility)) throw invalidRequest('visibility must be "public" or "private"');
     const names = [...new Set(nameTags.map(repositoryOf))];
     for (const name of names) {
       let repository = await this.store.getRepository(name);
@@ -355,12 +348,12 @@ export class ImageService {
   private async ownerOfNewRepository(name: string, actor: Actor): Promise<string> {
     const namespace = namespaceOf(name);
     if (namespace === RESERVED_REPOSITORY_NAMESPACE) {
-      if (!isAdmin(actor)) throw new SentinelError('forbidden', `image names under ${RESERVED_REPOSITORY_NAMESPACE}/ are reserved for admins`);
+      if (!isAdmin(actor)) throw forbidden(`image names under ${RESERVED_REPOSITORY_NAMESPACE}/ are reserved for admins`);
       return SYSTEM_OWNER;
     }
     if (namespace !== null && namespace !== actor?.username && (await this.store.getUser(namespace)) !== null) {
       if (!isAdmin(actor)) {
-        throw new SentinelError('forbidden', `the namespace ${namespace}/ belongs to user ${namespace}: only they or an admin may create repositories in it`);
+        throw forbidden(`the namespace ${namespace}/ belongs to user ${namespace}: only they or an admin may create repositories in it`);
       }
       // An admin creating a repository in a user's namespace creates it for that user.
       return namespace;
@@ -369,8 +362,8 @@ export class ImageService {
   }
 
   private notYours(name: string): SentinelError {
-    if (isReserved(name)) return new SentinelError('forbidden', `image names under ${RESERVED_REPOSITORY_NAMESPACE}/ are reserved for admins`);
-    return new SentinelError('forbidden', `repository ${name} belongs to another user: only its owner or an admin may create, move or delete its tags`);
+    if (isReserved(name)) return forbidden(`image names under ${RESERVED_REPOSITORY_NAMESPACE}/ are reserved for admins`);
+    return forbidden(`repository ${name} belongs to another user: only its owner or an admin may create, move or delete its tags`);
   }
 
   private async journalTag(actor: Actor, nameTag: string, type: 'tag_created' | 'tag_moved' | 'tag_deleted', from: string | null, to: string | null): Promise<void> {
@@ -442,9 +435,9 @@ export class ImageService {
   async resolve(ref: string, principal?: Principal): Promise<ImageRecord> {
     const { record, viaTag } = await this.find(ref);
     if (isAdmin(principal)) return record;
-    if (viaTag !== null && !maySee(principal, await this.repositoryOrUnowned(repositoryOf(viaTag)))) throw notFound(ref);
+    if (viaTag !== null && !maySee(principal, await this.repositoryOrUnowned(repositoryOf(viaTag)))) throw notFound('image', ref);
     const visible = this.visibleRecord(record, principal, await this.repositoriesOf(record), true);
-    if (!visible) throw notFound(ref);
+    if (!visible) throw notFound('image', ref);
     return visible;
   }
 
@@ -463,13 +456,13 @@ export class ImageService {
       if (digest !== null) viaTag = parsed.nameTag;
       else {
         const matches = await this.store.findImagesByDigestPrefix(parsed.hex);
-        if (matches.length > 1) throw new SentinelError('invalid_request', `ambiguous image id "${ref}": ${matches.length} images match; give more digits`);
+        if (matches.length > 1) throw invalidRequest(`ambiguous image id "${ref}": ${matches.length} images match; give more digits`);
         const [only] = matches;
         if (only) return { record: only, viaTag: null };
       }
     }
     const record = digest === null ? null : await this.store.getImage(digest);
-    if (!record) throw notFound(ref);
+    if (!record) throw notFound('image', ref);
     return { record, viaTag };
   }
 
@@ -489,25 +482,25 @@ export class ImageService {
     const visible = await this.resolve(ref, principal);
     const record = isAdmin(principal) ? visible : ((await this.store.getImage(visible.digest)) ?? visible);
     if (!isAdmin(principal)) {
-      if (record.tags.length === 0) throw new SentinelError('forbidden', `image ${ref} has no tags: only an admin may delete an untagged image`);
+      if (record.tags.length === 0) throw forbidden(`image ${ref} has no tags: only an admin may delete an untagged image`);
       const repositories = await this.repositoriesOf(record);
       const foreign = new Set(record.tags.map(repositoryOf).filter((name) => !mayManage(principal, repositories.get(name) ?? unownedRepository(name))));
       if (foreign.size > 0) {
-        throw new SentinelError('forbidden', `image ${ref} is tagged in ${foreign.size} repositor${foreign.size === 1 ? 'y' : 'ies'} you do not own: only their owners or an admin may delete it`);
+        throw forbidden(`image ${ref} is tagged in ${foreign.size} repositor${foreign.size === 1 ? 'y' : 'ies'} you do not own: only their owners or an admin may delete it`);
       }
     }
     const users = await this.store.countAgentsUsingImage(record.digest);
-    if (users > 0) throw new SentinelError('conflict', `image ${ref} is used by ${users} agent(s)`);
+    if (users > 0) throw conflict(`image ${ref} is used by ${users} agent(s)`);
     // Journaled first, like tag moves: a delete never goes unrecorded.
     for (const nameTag of record.tags) await this.journalTag(principal, nameTag, 'tag_deleted', record.digest, null);
-    if (!(await this.store.deleteImage(record.digest))) throw notFound(ref);
+    if (!(await this.store.deleteImage(record.digest))) throw notFound('image', ref);
     this.logger.info('image deleted', { image: ref, digest: record.digest, ...(principal ? { user: principal.username } : {}) });
   }
 
   /** The repository a `name` or `name:tag` belongs to, checked; `invalid_request` for anything else. */
   private repositoryName(ref: string): string {
-    const nameTag = ref.length <= MAX_REF_LENGTH && !FULL_DIGEST_RE.test(ref) ? parseNameTag(ref) : null;
-    if (nameTag === null) throw new SentinelError('invalid_request', `invalid repository "${ref.slice(0, 80)}": give an image name (name or name:tag), not an ID`);
+    const nameTag = ref.length <= MAX_REF_LENGTH && !isDigest(ref) ? parseNameTag(ref) : null;
+    if (nameTag === null) throw invalidRequest(`invalid repository "${ref.slice(0, 80)}": give an image name (name or name:tag), not an ID`);
     return repositoryOf(nameTag);
   }
 
@@ -534,7 +527,7 @@ export class ImageService {
    * may not see it, `forbidden` when they see it but do not own it.
    */
   async setVisibility(principal: Principal | undefined, ref: string, visibility: RepositoryVisibility): Promise<RepositoryResource> {
-    if (!VISIBILITIES.includes(visibility)) throw new SentinelError('invalid_request', 'visibility must be "public" or "private"');
+    if (!VISIBILITIES.includes(visibility)) throw invalidRequest('visibility must be "public" or "private"');
     const name = this.repositoryName(ref);
     const repository = await this.visibleRepository(name, principal);
     if (!mayManage(principal, repository)) throw this.notYours(name);

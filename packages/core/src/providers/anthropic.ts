@@ -16,8 +16,8 @@
  * hands the blocks of a tool-use round back in that round's assistant message, first, as the
  * API requires (https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking).
  */
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { failedMidStream, SentinelError, streamEndedEarly, upstream } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import { checkBaseUrl, joinUrl, ProviderHttpClient, upstreamErrorDetail, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { pickParameters } from './parameters.js';
 import { parseSse } from './sse.js';
@@ -201,7 +201,7 @@ export class AnthropicProvider implements ModelProvider {
         try {
           data = recordOf(JSON.parse(event.data));
         } catch {
-          throw new SentinelError('upstream_error', 'anthropic: the stream held an event that is not JSON');
+          throw upstream('anthropic', 'the stream held an event that is not JSON');
         }
         const type = typeof data.type === 'string' ? data.type : event.event;
         if (type === 'message_stop') {
@@ -287,7 +287,7 @@ export class AnthropicProvider implements ModelProvider {
           }
           case 'error': {
             const detail = this.client.sanitize(upstreamErrorDetail(event.data));
-            throw new SentinelError('upstream_error', `anthropic: the model failed mid-stream: ${detail || 'unknown error'}`);
+            throw failedMidStream('anthropic', detail);
           }
           default:
             // ping, and event types added to the API later.
@@ -298,7 +298,7 @@ export class AnthropicProvider implements ModelProvider {
       // A connection that fails after message_stop lost nothing.
       if (!stopped || request.signal.aborted) throw err;
     }
-    if (!stopped) throw new SentinelError('upstream_error', 'anthropic: the stream ended before the answer was complete');
+    if (!stopped) throw streamEndedEarly('anthropic');
     yield { type: 'usage', input_tokens: inputTokens, output_tokens: outputTokens };
     yield { type: 'finish', reason: sawToolCall ? 'tool_calls' : (finish ?? 'stop') };
   }

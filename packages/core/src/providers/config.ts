@@ -9,11 +9,11 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { JsonSchema } from '../routes/types.js';
-import { compileValidator } from '../validation.js';
+import { invalidRequest, unavailable } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { JsonSchema } from '../contract/route.js';
+import { compileValidator } from '../contract/validation.js';
 import { ANTHROPIC_DEFAULT_BASE_URL, AnthropicProvider } from './anthropic.js';
 import { checkBaseUrl, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { normalizeOllamaHost, OLLAMA_DEFAULT_HOST, OllamaProvider } from './ollama.js';
@@ -95,14 +95,14 @@ export async function readProviderSettingsFile(path: string): Promise<ProviderSe
     [text, mode] = await Promise.all([readFile(path, 'utf8'), stat(path).then((s) => s.mode)]);
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') return undefined;
-    throw new SentinelError('unavailable', `cannot read provider settings ${path}: ${(err as { code?: unknown }).code ?? 'read error'}`, { cause: err });
+    throw unavailable(`cannot read provider settings ${path}: ${(err as { code?: unknown }).code ?? 'read error'}`, { cause: err });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     // The parser's message may quote the file's content, keys included: say only where.
-    throw new SentinelError('invalid_request', `provider settings ${path} are not valid JSON`);
+    throw invalidRequest(`provider settings ${path} are not valid JSON`);
   }
   validateSettingsFile ??= compileValidator<ProviderSettings>(SETTINGS_SCHEMA, 'provider settings');
   let settings: ProviderSettings;
@@ -110,12 +110,11 @@ export async function readProviderSettingsFile(path: string): Promise<ProviderSe
     settings = validateSettingsFile(value);
   } catch (err) {
     // ajv's messages name fields and rules, never values.
-    throw new SentinelError('invalid_request', `${path}: ${(err as Error).message}`);
+    throw invalidRequest(`${path}: ${(err as Error).message}`);
   }
   const holdsKey = settings.openai?.apiKey !== undefined || settings.anthropic?.apiKey !== undefined;
   if (holdsKey && process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw new SentinelError(
-      'unavailable',
+    throw unavailable(
       `provider settings ${path} hold API keys but other users may read the file (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): run chmod 600 ${path}`,
     );
   }

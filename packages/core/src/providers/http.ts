@@ -10,9 +10,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { isSentinelError, SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
+import { invalidRequest, isSentinelError, SentinelError, upstream } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
 import { discardBody } from '../undici-body.js';
 
 /** Timeouts of provider requests. */
@@ -336,22 +336,22 @@ export class ProviderHttpClient {
     const code = errorCodeOf(err) ?? 'unknown error';
     const origin = originOf(url);
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-      return new SentinelError('upstream_error', `${this.provider}: no response from ${origin} within ${seconds(this.timeouts.headersMs)}`, { cause: err });
+      return upstream(this.provider, `no response from ${origin} within ${seconds(this.timeouts.headersMs)}`, { cause: err });
     }
     if (code === 'UND_ERR_BODY_TIMEOUT') return this.streamError(err);
     if (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL')) {
-      return new SentinelError('upstream_error', `${this.provider}: TLS failure talking to ${origin}: ${code} — check ${this.hints.endpoint}`, { cause: err });
+      return upstream(this.provider, `TLS failure talking to ${origin}: ${code} — check ${this.hints.endpoint}`, { cause: err });
     }
     const tries = attempts > 1 ? ` (after ${attempts} attempts)` : '';
-    return new SentinelError('upstream_error', `${this.provider}: cannot connect to ${origin}: ${code}${tries} — check ${this.hints.endpoint}`, { cause: err });
+    return upstream(this.provider, `cannot connect to ${origin}: ${code}${tries} — check ${this.hints.endpoint}`, { cause: err });
   }
 
   private streamError(err: unknown): SentinelError {
     const code = errorCodeOf(err);
     if (code === 'UND_ERR_BODY_TIMEOUT') {
-      return new SentinelError('upstream_error', `${this.provider}: the stream stalled: no data for ${seconds(this.timeouts.idleMs)}`, { cause: err });
+      return upstream(this.provider, `the stream stalled: no data for ${seconds(this.timeouts.idleMs)}`, { cause: err });
     }
-    return new SentinelError('upstream_error', `${this.provider}: the connection was lost mid-stream (${code ?? 'closed'})`, { cause: err });
+    return upstream(this.provider, `the connection was lost mid-stream (${code ?? 'closed'})`, { cause: err });
   }
 }
 
@@ -390,11 +390,11 @@ export function checkBaseUrl(value: string, setting: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new SentinelError('invalid_request', `${setting} is not a valid URL`);
+    throw invalidRequest(`${setting} is not a valid URL`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SentinelError('invalid_request', `${setting} must be an http:// or https:// URL`);
-  if (url.username !== '' || url.password !== '') throw new SentinelError('invalid_request', `${setting} must not hold credentials; configure the API key instead`);
-  if (url.search !== '' || url.hash !== '') throw new SentinelError('invalid_request', `${setting} must not have a query or fragment`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalidRequest(`${setting} must be an http:// or https:// URL`);
+  if (url.username !== '' || url.password !== '') throw invalidRequest(`${setting} must not hold credentials; configure the API key instead`);
+  if (url.search !== '' || url.hash !== '') throw invalidRequest(`${setting} must not have a query or fragment`);
   return value.replace(/\/+$/, '');
 }
 

@@ -2,7 +2,7 @@
  * Newline-delimited JSON over a byte stream (Ollama's native streaming format): one JSON value
  * per line, blank lines skipped, a last line without its newline still read.
  */
-import { SentinelError } from '../errors.js';
+import { upstream } from '../contract/errors.js';
 import { readLines } from './sse.js';
 
 export interface NdjsonParseOptions {
@@ -23,7 +23,7 @@ export async function* parseNdjson(chunks: AsyncIterable<Uint8Array>, options: N
     try {
       value = JSON.parse(text);
     } catch {
-      throw new SentinelError('upstream_error', `${source}: the stream held a line that is not JSON`);
+      throw upstream(source, 'the stream held a line that is not JSON');
     }
     yield value;
   }

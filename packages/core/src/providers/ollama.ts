@@ -7,8 +7,8 @@
  * whole, `{function: {name, arguments: {…}}}` (arguments an object, usually no id). A failure is
  * a line `{error: "…"}`, mid-stream or as the body of an error status.
  */
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { failedMidStream, streamEndedEarly } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import { checkBaseUrl, joinUrl, ProviderHttpClient, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { parseNdjson } from './ndjson.js';
 import { pickParameters } from './parameters.js';
@@ -129,7 +129,7 @@ export class OllamaProvider implements ModelProvider {
         const line = recordOf(value);
         if (line.error !== undefined) {
           const detail = this.client.sanitize(typeof line.error === 'string' ? line.error : JSON.stringify(line.error));
-          throw new SentinelError('upstream_error', `ollama: the model failed mid-stream: ${detail || 'unknown error'}`);
+          throw failedMidStream('ollama', detail);
         }
         const message = recordOf(line.message);
         if (typeof message.content === 'string' && message.content !== '') yield { type: 'text', delta: message.content };
@@ -157,7 +157,7 @@ export class OllamaProvider implements ModelProvider {
       // A connection that fails after the done line lost nothing.
       if (!done || request.signal.aborted) throw err;
     }
-    if (!done) throw new SentinelError('upstream_error', 'ollama: the stream ended before the answer was complete');
+    if (!done) throw streamEndedEarly('ollama');
     if (usage) yield { type: 'usage', ...usage };
     yield { type: 'finish', reason: sawToolCall ? 'tool_calls' : finish };
   }

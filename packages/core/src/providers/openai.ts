@@ -9,8 +9,8 @@
  * choice chunk has `finish_reason`; with `stream_options.include_usage` a final chunk with empty
  * `choices` carries `usage`; then `data: [DONE]`. An `error` object may arrive instead of a chunk.
  */
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { failedMidStream, SentinelError, streamEndedEarly, upstream } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
 import { checkBaseUrl, joinUrl, ProviderHttpClient, upstreamErrorDetail, type ProviderRetryPolicy, type ProviderTimeouts } from './http.js';
 import { pickParameters } from './parameters.js';
 import { parseSse } from './sse.js';
@@ -188,12 +188,12 @@ export class OpenAiProvider implements ModelProvider {
         try {
           chunk = JSON.parse(event.data) as OpenAiChunk;
         } catch {
-          throw new SentinelError('upstream_error', `${this.name}: the stream held an event that is not JSON`);
+          throw upstream(this.name, 'the stream held an event that is not JSON');
         }
         if (typeof chunk !== 'object' || chunk === null) continue;
         if (chunk.error !== undefined && chunk.error !== null) {
           const detail = this.client.sanitize(upstreamErrorDetail(JSON.stringify({ error: chunk.error })));
-          throw new SentinelError('upstream_error', `${this.name}: the model failed mid-stream: ${detail || 'unknown error'}`);
+          throw failedMidStream(this.name, detail);
         }
         if (chunk.usage) usage = { input_tokens: nonNegative(chunk.usage.prompt_tokens), output_tokens: nonNegative(chunk.usage.completion_tokens) };
         const choice = chunk.choices?.[0];
@@ -220,7 +220,7 @@ export class OpenAiProvider implements ModelProvider {
       if (!done || request.signal.aborted) throw err;
     }
     if (!done && finish === undefined) {
-      throw new SentinelError('upstream_error', `${this.name}: the stream ended before the answer was complete`);
+      throw streamEndedEarly(this.name);
     }
     for (const index of [...calls.keys()].sort((a, b) => a - b)) {
       const call = calls.get(index) as PendingCall;

@@ -6,7 +6,7 @@
  * id (unless it holds NUL); `retry:` is read and ignored; a blank line dispatches. An event
  * without data is not dispatched, and an unterminated event at the end of the stream is dropped.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError, upstream } from '../contract/errors.js';
 
 /** One dispatched event. */
 export interface SseEvent {
@@ -73,7 +73,7 @@ export async function* readLines(
 }
 
 function tooLong(options: { maxLineChars: number; source: string }): SentinelError {
-  return new SentinelError('upstream_error', `${options.source}: a line of the stream is longer than ${options.maxLineChars} characters`);
+  return upstream(options.source, `a line of the stream is longer than ${options.maxLineChars} characters`);
 }
 
 /** Parses an SSE byte stream into events (see the module comment for the rules). */
@@ -108,7 +108,7 @@ export async function* parseSse(chunks: AsyncIterable<Uint8Array>, options: SseP
       case 'data':
         data = hasData ? `${data}\n${value}` : value;
         hasData = true;
-        if (data.length > maxEventChars) throw new SentinelError('upstream_error', `${source}: an event is longer than ${maxEventChars} characters`);
+        if (data.length > maxEventChars) throw upstream(source, `an event is longer than ${maxEventChars} characters`);
         break;
       case 'event':
         eventType = value;

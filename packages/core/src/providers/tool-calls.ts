@@ -5,8 +5,8 @@
  * it and the model can try again, instead of the turn failing.
  */
 import { randomBytes } from 'node:crypto';
-import { isSentinelError } from '../errors.js';
-import { checkJsonDepth } from '../json-limits.js';
+import { isSentinelError } from '../contract/errors.js';
+import { checkJsonDepth } from '../contract/json-limits.js';
 
 /** The arguments of one call, parsed; `error` says why they could not be used. */
 export interface ParsedToolArguments {

@@ -4,8 +4,8 @@
  * formats. A provider streams: text deltas as they come, tool calls once complete, usage,
  * then one `finish`.
  */
-import type { ToolCallRecord } from '../models.js';
-import type { JsonSchema } from '../routes/types.js';
+import type { ToolCallRecord } from '../contract/models.js';
+import type { JsonSchema } from '../contract/route.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 

@@ -7,7 +7,7 @@
  * changing a client setting.
  */
 import type { RedisOptions } from 'ioredis';
-import { SentinelError, isSentinelError } from '../errors.js';
+import { SentinelError, isSentinelError } from '../contract/errors.js';
 
 /** Keys and channels start with this unless the URL or the options say otherwise. */
 export const DEFAULT_KEY_PREFIX = 'sentinel:';

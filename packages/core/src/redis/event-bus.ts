@@ -20,8 +20,8 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createLocalEventBus, type AgentBusMessage, type EventBus } from '../bus.js';
 import type { UserChange, UserChangeFeed } from '../auth/users.js';
-import { SentinelError } from '../errors.js';
-import { silentLogger, type Logger } from '../logger.js';
+import { SentinelError } from '../contract/errors.js';
+import { silentLogger, type Logger } from '../contract/logger.js';
 import {
   DEFAULT_KEY_PREFIX,
   busUnavailable,

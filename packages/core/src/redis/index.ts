@@ -3,7 +3,7 @@
  * ioredis loads only when a bus URL is configured. `createSentinelApi({ busUrl })` uses
  * {@link openRedisScaleOut}; the parts are exported for embedding apps that compose their own.
  */
-import { silentLogger } from '../logger.js';
+import { silentLogger } from '../contract/logger.js';
 import { parseRedisUrl } from './connection.js';
 import { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 import { RedisLoginLimiter } from './login-limiter.js';

@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { silentLogger, type Logger } from '../logger.js';
+import { silentLogger, type Logger } from '../contract/logger.js';
 import type { TurnLease, TurnLock } from '../runtime/turn-lock.js';
 import { busUnavailable } from './connection.js';
 import type { RedisEventBus } from './event-bus.js';

@@ -3,7 +3,8 @@
  * alone, before any blob is fetched, so pulling a container image or an index by mistake costs
  * one small request and gives a clear 400 instead of downloading layers.
  */
-import { SentinelError } from '../errors.js';
+import { isDigest } from '../contract/digest.js';
+import { invalidRequest } from '../contract/errors.js';
 import { AGENT_ARTIFACT_TYPE, AGENT_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 
 /** The config descriptor of an agent manifest. */
@@ -40,7 +41,7 @@ export function summarizeManifest(bytes: Uint8Array, contentType: string | undef
   const config = m.config as Record<string, unknown> | undefined;
   if (typeof config !== 'object' || config === null) return fail('it has no config descriptor');
   if (config.mediaType !== AGENT_CONFIG_MEDIA_TYPE) return fail(`its config media type is ${String(config.mediaType)}, not ${AGENT_CONFIG_MEDIA_TYPE}`);
-  if (typeof config.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(config.digest) || typeof config.size !== 'number') {
+  if (typeof config.digest !== 'string' || !isDigest(config.digest) || typeof config.size !== 'number') {
     return fail('its config descriptor has no sha256 digest or size');
   }
   return { agent: true, problem: undefined, config: { digest: config.digest, size: config.size }, description };
@@ -49,6 +50,6 @@ export function summarizeManifest(bytes: Uint8Array, contentType: string | undef
 /** The config descriptor of an agent manifest; `invalid_request` ("<what> is not an agent image: …") otherwise. */
 export function requireAgentManifest(bytes: Uint8Array, contentType: string | undefined, what: string): AgentConfigDescriptor {
   const summary = summarizeManifest(bytes, contentType);
-  if (!summary.agent || summary.config === undefined) throw new SentinelError('invalid_request', `${what} is not an agent image: ${summary.problem ?? 'unknown shape'}`);
+  if (!summary.agent || summary.config === undefined) throw invalidRequest(`${what} is not an agent image: ${summary.problem ?? 'unknown shape'}`);
   return summary.config;
 }

@@ -21,7 +21,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { isSentinelError, SentinelError } from '../errors.js';
+import { invalidRequest, isSentinelError, SentinelError } from '../contract/errors.js';
 import { OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 import { MAX_MANIFEST_BYTES } from '../images/layout.js';
 import { parseWwwAuthenticate, TokenCache, type AuthChallenge } from './auth.js';
@@ -196,7 +196,7 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions) {
     const url = new URL(options.url);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new SentinelError('invalid_request', 'a registry URL must be http:// or https://');
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw invalidRequest('a registry URL must be http:// or https://');
     this.origin = url.origin;
     this.host = url.host;
     this.credentials = options.credentials;

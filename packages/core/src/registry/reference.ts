@@ -5,7 +5,8 @@
  * images use). A malformed reference is a 400 with a message that says what is wrong, never a
  * request to a registry.
  */
-import { SentinelError } from '../errors.js';
+import { isDigest } from '../contract/digest.js';
+import { invalidRequest, SentinelError } from '../contract/errors.js';
 
 /** One path component of a repository name (distribution's `path-component`). */
 const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
@@ -14,7 +15,6 @@ const PATH_COMPONENT_RE = new RegExp(`^${PATH_COMPONENT}$`);
 const DOMAIN_COMPONENT_RE = /^(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])$/;
 const PORT_RE = /^[0-9]{1,5}$/;
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
 /** Repository names (including any namespace) are at most this long, as in distribution. */
 export const REPOSITORY_MAX_LENGTH = 255;
@@ -35,7 +35,7 @@ export interface RegistryReference {
 
 function invalidReference(ref: string, why: string): SentinelError {
   const shown = ref.length > 80 ? `${ref.slice(0, 80)}…` : ref;
-  return new SentinelError('invalid_request', `invalid image reference "${shown}": ${why}`);
+  return invalidRequest(`invalid image reference "${shown}": ${why}`);
 }
 
 /** True for `host`, `host:port`, `a.b.c`, `localhost:5000`: the registry part of a reference. */
@@ -66,11 +66,6 @@ export function isValidTag(tag: string): boolean {
   return TAG_RE.test(tag);
 }
 
-/** True for `sha256:<64 lowercase hex>`. */
-export function isValidDigest(digest: string): boolean {
-  return DIGEST_RE.test(digest);
-}
-
 /**
  * Parses a Docker-like reference. The first `/`-separated component is a registry host when it
  * contains `.` or `:` or is `localhost` (Docker's rule), so `demo/helper` is a repository on the
@@ -87,7 +82,7 @@ export function parseRegistryReference(ref: string): RegistryReference {
   if (at !== -1) {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
-    if (!DIGEST_RE.test(digest)) throw invalidReference(ref, 'the digest must be sha256:<64 lowercase hex digits>');
+    if (!isDigest(digest)) throw invalidReference(ref, 'the digest must be sha256:<64 lowercase hex digits>');
   }
   let registry: string | undefined;
   const slash = rest.indexOf('/');
@@ -129,7 +124,7 @@ export interface RegistryLocation {
 
 function invalidRegistryUrl(url: string, why: string): SentinelError {
   const shown = url.length > 120 ? `${url.slice(0, 120)}…` : url;
-  return new SentinelError('invalid_request', `invalid registry "${shown}": ${why}`);
+  return invalidRequest(`invalid registry "${shown}": ${why}`);
 }
 
 /**

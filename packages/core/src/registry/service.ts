@@ -16,16 +16,17 @@
  * and config were fetched and verified, and never once the transfer was cancelled; a push puts
  * the manifest (the only thing that names the image) after every blob is in place.
  */
-import { isSentinelError, SentinelError } from '../errors.js';
+import { sha256Digest } from '../contract/digest.js';
+import { forbidden, invalidRequest, isSentinelError } from '../contract/errors.js';
 import { readImageFromLayout, writeImageToLayout } from '../images/layout.js';
-import { parseAgentManifest, sha256Digest } from '../images/oci.js';
+import { parseAgentManifest } from '../images/oci.js';
 import { IMAGE_NAME_MAX_LENGTH, LOCAL_IMAGE_NAME_PATTERN } from '../images/sentinelfile.js';
 import { toImageResource, type ImageService } from '../images/service.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { ImageRecord, ImageResource, Principal } from '../models.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { ImageRecord, ImageResource, Principal } from '../contract/models.js';
 import type { Store } from '../store/types.js';
-import { parseRfc3339 } from '../timestamp.js';
+import { parseRfc3339 } from '../contract/timestamp.js';
 import { DistributionBackend } from './backends/distribution.js';
 import { LayoutBackend } from './backends/layout.js';
 import type { BlobProgressEvent, RegistryBackend } from './backends/types.js';
@@ -213,10 +214,10 @@ function decodeExact(bytes: Buffer, what: string, digest: string): string {
   try {
     text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
-    throw new SentinelError('invalid_request', `invalid agent image: the ${what} is not UTF-8`);
+    throw invalidRequest(`invalid agent image: the ${what} is not UTF-8`);
   }
   // The Store keeps text; the digest must survive the round trip exactly.
-  if (sha256Digest(text) !== digest) throw new SentinelError('invalid_request', `invalid agent image: the ${what} bytes do not survive UTF-8 decoding`);
+  if (sha256Digest(text) !== digest) throw invalidRequest(`invalid agent image: the ${what} bytes do not survive UTF-8 decoding`);
   return text;
 }
 
@@ -264,18 +265,18 @@ export class RegistryService {
     const settings = options.registry ?? {};
     const hasUser = settings.username !== undefined && settings.username !== '';
     const hasPassword = settings.password !== undefined && settings.password !== '';
-    if (hasUser !== hasPassword) throw new SentinelError('invalid_request', 'registry credentials need both a username and a password');
+    if (hasUser !== hasPassword) throw invalidRequest('registry credentials need both a username and a password');
     this.limits = {
       timeoutMs: settings.timeoutMs ?? DEFAULT_TRANSFER_LIMITS.timeoutMs,
       minBytesPerSecond: settings.minBytesPerSecond ?? DEFAULT_TRANSFER_LIMITS.minBytesPerSecond,
       rateWindowMs: settings.rateWindowMs ?? DEFAULT_TRANSFER_LIMITS.rateWindowMs,
     };
     for (const [name, value] of Object.entries(this.limits)) {
-      if (!Number.isSafeInteger(value) || value < 0) throw new SentinelError('invalid_request', `registry ${name} must be a non-negative integer`);
+      if (!Number.isSafeInteger(value) || value < 0) throw invalidRequest(`registry ${name} must be a non-negative integer`);
     }
     this.requestNamedPolicy = { allowPrivateAddresses: settings.allowPrivateHosts === true };
     if (settings.url === undefined || settings.url === '') {
-      if (hasUser) throw new SentinelError('invalid_request', 'registry credentials were given without a registry URL');
+      if (hasUser) throw invalidRequest('registry credentials were given without a registry URL');
       this.location = undefined;
       this.credentials = undefined;
       this.defaultBackend = this.embedded;
@@ -318,12 +319,12 @@ export class RegistryService {
           });
     const { repository, tag: localTag } = this.pushName(record, named);
     const tag = input.tag ?? localTag;
-    if (!isValidTag(tag)) throw new SentinelError('invalid_request', `invalid tag "${tag.slice(0, 130)}"`);
+    if (!isValidTag(tag)) throw invalidRequest(`invalid tag "${tag.slice(0, 130)}"`);
     const target = await this.resolveTarget(principal, named?.registry, input.registry, input.credentials);
     const path = `${target.prefix}${repository}`;
     if (path.length > REPOSITORY_MAX_LENGTH) {
       await this.release(target);
-      throw new SentinelError('invalid_request', `repository path ${path.slice(0, 80)}… is longer than ${REPOSITORY_MAX_LENGTH} characters`);
+      throw invalidRequest(`repository path ${path.slice(0, 80)}… is longer than ${REPOSITORY_MAX_LENGTH} characters`);
     }
     return {
       run: async (options = {}) => {
@@ -360,17 +361,17 @@ export class RegistryService {
   async preparePull(principal: Principal, input: PullInput): Promise<PreparedTransfer<PullResult>> {
     const ref = parseRegistryReference(input.name);
     if (input.tag !== undefined) {
-      if (ref.tag !== undefined || ref.digest !== undefined) throw new SentinelError('invalid_request', 'give the tag either in "name" or in "tag", not both');
-      if (!isValidTag(input.tag)) throw new SentinelError('invalid_request', `invalid tag "${input.tag.slice(0, 130)}"`);
+      if (ref.tag !== undefined || ref.digest !== undefined) throw invalidRequest('give the tag either in "name" or in "tag", not both');
+      if (!isValidTag(input.tag)) throw invalidRequest(`invalid tag "${input.tag.slice(0, 130)}"`);
       ref.tag = input.tag;
     }
     const reference = ref.digest ?? ref.tag ?? 'latest';
     const tag = ref.digest !== undefined && ref.tag === undefined ? null : (ref.tag ?? 'latest');
     if (ref.repository.length > IMAGE_NAME_MAX_LENGTH || !IMAGE_NAME_RE.test(ref.repository)) {
-      throw new SentinelError('invalid_request', `"${ref.repository.slice(0, 130)}" cannot be a local image name (lowercase path components of letters and digits separated by single . _ or -, at most ${IMAGE_NAME_MAX_LENGTH} characters)`);
+      throw invalidRequest(`"${ref.repository.slice(0, 130)}" cannot be a local image name (lowercase path components of letters and digits separated by single . _ or -, at most ${IMAGE_NAME_MAX_LENGTH} characters)`);
     }
     if (ref.repository.startsWith(RESERVED_NAMESPACE) && principal.role !== 'admin') {
-      throw new SentinelError('forbidden', `image names under ${RESERVED_NAMESPACE} are reserved for admins`);
+      throw forbidden(`image names under ${RESERVED_NAMESPACE} are reserved for admins`);
     }
     const target = await this.resolveTarget(principal, ref.registry, input.registry, input.credentials);
     const path = `${target.prefix}${ref.repository}`;
@@ -378,7 +379,7 @@ export class RegistryService {
     const localName = target.namedHost === undefined ? ref.repository : `${target.namedHost}/${path}`;
     if (localName.length > IMAGE_NAME_MAX_LENGTH || !IMAGE_NAME_RE.test(localName)) {
       await this.release(target);
-      throw new SentinelError('invalid_request', `"${localName.slice(0, 130)}" cannot be a local image name (at most ${IMAGE_NAME_MAX_LENGTH} characters, registry host included)`);
+      throw invalidRequest(`"${localName.slice(0, 130)}" cannot be a local image name (at most ${IMAGE_NAME_MAX_LENGTH} characters, registry host included)`);
     }
     return {
       run: async (options = {}) => {
@@ -475,7 +476,7 @@ export class RegistryService {
       const colon = last > options.tag.lastIndexOf('/') ? last : -1;
       const name = colon === -1 ? options.tag : options.tag.slice(0, colon);
       if (!IMAGE_NAME_RE.test(name) || (colon !== -1 && !isValidTag(options.tag.slice(colon + 1)))) {
-        throw new SentinelError('invalid_request', `invalid local tag "${options.tag.slice(0, 130)}": use name[:tag]`);
+        throw invalidRequest(`invalid local tag "${options.tag.slice(0, 130)}": use name[:tag]`);
       }
     }
     const tagged = options.tag !== undefined && options.tag.lastIndexOf(':') > options.tag.lastIndexOf('/');
@@ -523,7 +524,7 @@ export class RegistryService {
   }
 
   private async requirePusher(principal: Principal): Promise<void> {
-    if (!(await this.mayPush(principal))) throw new SentinelError('forbidden', 'pushing needs the admin role or a user allowed to push (can_push)');
+    if (!(await this.mayPush(principal))) throw forbidden('pushing needs the admin role or a user allowed to push (can_push)');
   }
 
   /**
@@ -541,12 +542,12 @@ export class RegistryService {
   ): Promise<ResolvedTarget> {
     const field = registryField === undefined || registryField === '' ? undefined : parseRegistryLocation(registryField);
     if (referenceHost !== undefined && field !== undefined && field.host !== referenceHost) {
-      throw new SentinelError('invalid_request', `the image reference names registry ${referenceHost} but "registry" says ${field.host}`);
+      throw invalidRequest(`the image reference names registry ${referenceHost} but "registry" says ${field.host}`);
     }
     const named: RegistryLocation | undefined = field ?? (referenceHost === undefined ? undefined : parseRegistryLocation(referenceHost));
     const isDefault = named === undefined || (this.location !== undefined && named.origin === this.location.origin);
     if (!isDefault && !(await this.mayPush(principal))) {
-      throw new SentinelError('forbidden', `only admins and users allowed to push may name a registry; use the server's registry (${this.defaultBackend.name})`);
+      throw forbidden(`only admins and users allowed to push may name a registry; use the server's registry (${this.defaultBackend.name})`);
     }
     const prefixOf = (namespace: string) => (namespace === '' ? '' : `${namespace}/`);
     if (named === undefined || (isDefault && this.location !== undefined)) {
@@ -573,7 +574,7 @@ export class RegistryService {
     }
     const first = record.tags[0];
     if (first === undefined) {
-      throw new SentinelError('invalid_request', `image ${record.digest.slice(0, 19)}… has no name:tag to push it under`);
+      throw invalidRequest(`image ${record.digest.slice(0, 19)}… has no name:tag to push it under`);
     }
     const colon = first.lastIndexOf(':');
     const name = first.slice(0, colon);

@@ -5,7 +5,7 @@
  * averaged over a window; either one aborts the transfer with `upstream_timeout`. The transfer
  * code already stores nothing before everything was verified, so an abort leaves nothing behind.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 
 /** How long a transfer may take, and how slow it may get. */
 export interface TransferLimits {

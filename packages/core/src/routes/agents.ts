@@ -5,11 +5,10 @@
 import { followAgentLogs } from '../agents/log-follow.js';
 import { AGENT_NAME_PATTERN, type AgentService } from '../agents/service.js';
 import type { EventBus } from '../bus.js';
-import { SentinelError } from '../errors.js';
-import { LOG_LEVELS, type LogLevel } from '../logger.js';
-import type { Principal } from '../models.js';
+import { unavailable } from '../contract/errors.js';
+import { LOG_LEVELS, type LogLevel } from '../contract/logger.js';
 import { prepareJson } from './prepared-json.js';
-import { streamResult, type JsonSchema, type RouteContext, type RouteDef } from './types.js';
+import { principalOf, streamResult, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 /**
  * Agent references in paths: an id (or a prefix of one) or a name (see AgentService). A
@@ -89,11 +88,6 @@ const LOG_RECORD_SCHEMA: JsonSchema = {
   },
 };
 
-function principalOf(ctx: RouteContext): Principal {
-  // The transport authenticated the caller already: this only turns a wiring mistake into a 401.
-  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
-  return ctx.principal;
-}
 
 /**
  * GET/POST /v1/agents, GET/DELETE /v1/agents/:id, GET /v1/agents/:id/logs (all: any logged-in
@@ -160,7 +154,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
           ...(level === undefined ? {} : { level }),
         };
         if (follow === true) {
-          if (!bus) throw new SentinelError('unavailable', 'following logs is not available on this server');
+          if (!bus) throw unavailable('following logs is not available on this server');
           return streamResult(await followAgentLogs({ agents, bus, principal: principalOf(ctx), agentId: input.params.id, query, signal: ctx.signal }));
         }
         // Logs first: a malformed query is a 400 whoever asks. Then the id the reference named.

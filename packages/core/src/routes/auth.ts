@@ -6,10 +6,8 @@ import type { AuthService } from '../auth/service.js';
 import type { ChangePasswordInput, CreateUserInput, UserService } from '../auth/users.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/passwords.js';
 import { USERNAME_PATTERN } from '../auth/users.js';
-import { SentinelError } from '../errors.js';
-import type { Principal } from '../models.js';
 import { prepareJson } from './prepared-json.js';
-import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+import { principalOf, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 export interface AuthRouteDeps {
   auth: AuthService;
@@ -98,11 +96,6 @@ const userListSchema: JsonSchema = {
   additionalProperties: false,
 };
 
-/** The caller on a non-public route; the transport guarantees it, this keeps the types honest. */
-function callerOf(ctx: RouteContext): Principal {
-  if (ctx.principal === null) throw new SentinelError('unauthorized', 'authentication required');
-  return ctx.principal;
-}
 
 /**
  * Login and user-management routes:
@@ -129,7 +122,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       auth: 'user',
       summary: 'The calling user',
       schemas: { response: userResourceSchema },
-      handler: (_input, ctx) => users.get(callerOf(ctx).username),
+      handler: (_input, ctx) => users.get(principalOf(ctx).username),
     },
     {
       method: 'POST',
@@ -156,7 +149,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       summary: 'Delete a user and every agent they own',
       schemas: { params: userParamsSchema },
       handler: async (input: { params: { name: string } }, ctx) => {
-        await users.delete(input.params.name, callerOf(ctx));
+        await users.delete(input.params.name, principalOf(ctx));
         return undefined;
       },
     },
@@ -168,7 +161,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       schemas: { params: userParamsSchema, body: changePasswordBodySchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
       handler: async (input: { params: { name: string }; body: ChangePasswordInput }, ctx) => {
-        await users.changePassword(callerOf(ctx), input.params.name, input.body);
+        await users.changePassword(principalOf(ctx), input.params.name, input.body);
         return undefined;
       },
     },

@@ -4,11 +4,11 @@
  * Server-Sent Events (`Accept: text/event-stream`; `id:` = seq, so `Last-Event-ID` resumes)
  * or NDJSON. A WebSocket upgrade on the same path is the ws transport's.
  */
-import { SentinelError } from '../errors.js';
-import type { EventsService, FrameSink, EventsSubscription, Outgoing } from '../runtime/frames.js';
-import { createPushIterable } from '../runtime/push-iterable.js';
+import { unavailable } from '../contract/errors.js';
+import type { EventsService, FrameSink, EventsSubscription, Outgoing } from '../protocol/frames.js';
+import { createPushIterable } from '../contract/push-iterable.js';
 import { AGENT_ID_PATTERN } from './agents.js';
-import { streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem } from './types.js';
+import { principalOf, streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem } from '../contract/route.js';
 
 const eventsParams: JsonSchema = {
   type: 'object',
@@ -38,10 +38,10 @@ export interface EventRoutesOptions {
 
 /** The stream item of one frame: SSE `event:` is the frame's `event_type` (or its `type`). */
 export function frameStreamItem(out: Outgoing): StreamItem {
-  const eventType = out.frame.event_type;
+  const { frame } = out;
   return {
     json: out.json,
-    event: typeof eventType === 'string' ? eventType : out.frame.type,
+    event: frame.type === 'event' ? frame.event_type : frame.type,
     ...(out.id === undefined ? {} : { id: out.id }),
   };
 }
@@ -67,7 +67,7 @@ function openEventStream(open: (sink: FrameSink) => EventsSubscription, ctx: Rou
       stream.push(frameStreamItem(out));
     },
     close: (reason, message) => {
-      if (reason === 'too_slow') stream.fail(new SentinelError('unavailable', message));
+      if (reason === 'too_slow') stream.fail(unavailable(message));
       else stream.end();
     },
     // A replay is pushed a page at a time, each once the client has taken the previous one.
@@ -92,9 +92,8 @@ export function eventRoutes(options: EventRoutesOptions): RouteDef[] {
         'Server-Sent Events with Accept: text/event-stream (id = seq; Last-Event-ID resumes), else NDJSON.',
       schemas: { params: eventsParams, query: EVENTS_QUERY_SCHEMA },
       handler: async (input: { params: { id: string }; query: { since?: number } }, ctx) => {
-        if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
         const { since } = input.query;
-        const prepared = await events.prepare(ctx.principal, input.params.id, since === undefined ? {} : { since });
+        const prepared = await events.prepare(principalOf(ctx), input.params.id, since === undefined ? {} : { since });
         return streamResult(openEventStream((sink) => prepared.open(sink), ctx, maxBuffered));
       },
     },

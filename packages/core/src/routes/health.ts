@@ -6,9 +6,9 @@
  * sends it again once they are back.
  */
 import type { EventBus } from '../bus.js';
-import { SentinelError } from '../errors.js';
+import { unavailable } from '../contract/errors.js';
 import type { Store } from '../store/types.js';
-import type { RouteDef } from './types.js';
+import type { RouteDef } from '../contract/route.js';
 
 const OK = Object.freeze({ status: 'ok' });
 
@@ -78,7 +78,7 @@ function readyRoute(store: Pick<Store, 'ping'>, bus: EventBus | undefined, timeo
         ...(storeOutcome.state === 'down' ? { store: storeOutcome.reason } : {}),
         ...(busOutcome?.state === 'down' ? { bus: busOutcome.reason } : {}),
       });
-      throw new SentinelError('unavailable', `not ready: ${down.join(' and ')} ${down.length === 1 ? 'is' : 'are'} down`, {
+      throw unavailable(`not ready: ${down.join(' and ')} ${down.length === 1 ? 'is' : 'are'} down`, {
         details: { store: storeOutcome.state, bus: busOutcome?.state ?? 'none' },
       });
     },

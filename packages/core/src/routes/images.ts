@@ -3,12 +3,10 @@
  * repository they own or create; only a repository's owner or an admin tags, deletes, or
  * changes its visibility; private repositories are a 404 to everyone else (ImageService).
  */
-import { SentinelError } from '../errors.js';
-import type { Principal } from '../models.js';
 import type { ImageService } from '../images/service.js';
 import { prepareJson } from './prepared-json.js';
 import { AGENT_DEFINITION_SCHEMA, normalizeAgentDefinition, type AgentDefinitionInput } from '../images/sentinelfile.js';
-import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+import { principalOf, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 /** Sentinelfiles are small; 256 KiB leaves room for long instructions and refuses the rest early. */
 export const MAX_SENTINELFILE_BYTES = 256 * 1024;
@@ -107,11 +105,6 @@ const JOURNAL_EVENT_SCHEMA: JsonSchema = {
  */
 export const RESERVED_IMAGE_NAMESPACE = 'sentinel/';
 
-function principalOf(ctx: RouteContext): Principal {
-  // The transport authenticated the caller already: this only turns a wiring mistake into a 401.
-  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
-  return ctx.principal;
-}
 
 /**
  * GET/POST /v1/images, GET/PATCH/DELETE /v1/images/:ref and GET /v1/images/:ref/history (any

@@ -8,7 +8,7 @@ import type { UserService } from '../auth/users.js';
 import type { EventBus } from '../bus.js';
 import type { ImageService } from '../images/service.js';
 import type { RegistryService } from '../registry/service.js';
-import type { EventsService } from '../runtime/frames.js';
+import type { EventsService } from '../protocol/frames.js';
 import type { Store } from '../store/types.js';
 import { agentRoutes } from './agents.js';
 import { authRoutes } from './auth.js';
@@ -18,7 +18,7 @@ import { imageRoutes } from './images.js';
 import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
-import type { RouteDef } from './types.js';
+import type { RouteDef } from '../contract/route.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
 
 export interface RouteTableDeps {

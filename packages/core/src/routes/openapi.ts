@@ -4,8 +4,8 @@
  * the server really accepts.
  */
 import { bodyFormatsOf } from '../api.js';
-import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../errors.js';
-import type { BodyFormat, JsonSchema, RouteDef } from './types.js';
+import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../contract/errors.js';
+import type { BodyFormat, JsonSchema, RouteDef } from '../contract/route.js';
 
 export interface OpenApiOptions {
   /** Default 'SentinelStacks API'. */

@@ -7,7 +7,7 @@
  * without read caches) are serialized again, so the body is always what the data says.
  */
 import { createHash } from 'node:crypto';
-import { preparedJson, type PreparedJson } from './types.js';
+import { preparedJson, type PreparedJson } from '../contract/route.js';
 
 /** The strong ETag of `bytes`: a digest of the bytes themselves, so equal tags mean equal bodies on every instance. */
 export function etagOf(bytes: Buffer): string {

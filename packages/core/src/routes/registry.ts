@@ -9,12 +9,11 @@
  * a final line with the same object, or `{error, code}`. A client that hangs up cancels the
  * transfer: a pull then stores nothing.
  */
-import { SentinelError } from '../errors.js';
 import type { RegistryService, TransferProgress } from '../registry/service.js';
 import type { PreparedTransfer } from '../registry/service.js';
-import { createPushIterable } from '../runtime/push-iterable.js';
+import { createPushIterable } from '../contract/push-iterable.js';
 import { IMAGE_RESOURCE_SCHEMA } from './images.js';
-import { streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem, type StreamResult } from './types.js';
+import { principalOf, streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem, type StreamResult } from '../contract/route.js';
 
 /** Registry request bodies are small; credentials included. */
 export const MAX_REGISTRY_BODY_BYTES = 16 * 1024;
@@ -158,10 +157,6 @@ function streamTransfer<R>(prepared: PreparedTransfer<R>, ctx: RouteContext): St
   return streamResult(stream.iterable);
 }
 
-function requirePrincipal(ctx: RouteContext) {
-  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
-  return ctx.principal;
-}
 
 /** GET /v1/registry/search, POST /v1/registry/push, POST /v1/registry/pull. */
 export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] {
@@ -174,7 +169,7 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       summary: "Search the registry's repositories by name (catalog + tags), paged with limit/offset",
       schemas: { query: SEARCH_QUERY_SCHEMA, response: SEARCH_RESULT_SCHEMA },
       handler: (input: { query: { query?: string; limit: number; offset: number; registry?: string } }, ctx) =>
-        registry.search(requirePrincipal(ctx), input.query, ctx.signal),
+        registry.search(principalOf(ctx), input.query, ctx.signal),
     },
     {
       method: 'POST',
@@ -184,7 +179,7 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
       schemas: { body: PUSH_BODY_SCHEMA, response: PUSH_RESULT_SCHEMA },
       handler: async (input: { body: Parameters<RegistryService['preparePush']>[1] }, ctx) => {
-        const prepared = await registry.preparePush(requirePrincipal(ctx), input.body);
+        const prepared = await registry.preparePush(principalOf(ctx), input.body);
         if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);
         return prepared.run({ signal: ctx.signal });
       },
@@ -197,7 +192,7 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
       schemas: { body: PULL_BODY_SCHEMA, response: PULL_RESULT_SCHEMA },
       handler: async (input: { body: Parameters<RegistryService['preparePull']>[1] }, ctx) => {
-        const prepared = await registry.preparePull(requirePrincipal(ctx), input.body);
+        const prepared = await registry.preparePull(principalOf(ctx), input.body);
         if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);
         return prepared.run({ signal: ctx.signal });
       },

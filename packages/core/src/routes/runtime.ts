@@ -4,10 +4,8 @@
  * user's agent is a 404 (AgentService).
  */
 import type { AgentService } from '../agents/service.js';
-import { SentinelError } from '../errors.js';
-import type { Principal } from '../models.js';
 import { AGENT_ID_PATTERN, AGENT_RESOURCE_SCHEMA } from './agents.js';
-import type { JsonSchema, RouteContext, RouteDef } from './types.js';
+import { principalOf, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 const agentIdParams: JsonSchema = {
   type: 'object',
@@ -16,10 +14,6 @@ const agentIdParams: JsonSchema = {
   additionalProperties: false,
 };
 
-function principalOf(ctx: RouteContext): Principal {
-  if (!ctx.principal) throw new SentinelError('unauthorized', 'authentication required');
-  return ctx.principal;
-}
 
 /** POST /v1/agents/:id/stop and /start (any logged-in user, on their own agents; admins on all). */
 export function runtimeRoutes(deps: { agents: AgentService }): RouteDef[] {

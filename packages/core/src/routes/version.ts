@@ -3,7 +3,7 @@
  * know which server answers, without logging in. It says nothing secret: no hosts, no paths.
  */
 import { API_VERSION, sentinelCommit, sentinelVersion } from '../version.js';
-import type { RouteDef } from './types.js';
+import type { RouteDef } from '../contract/route.js';
 
 /** The answer of `GET /v1/version`. */
 export interface VersionInfo {

@@ -5,9 +5,9 @@
  * bus once at start-up and every writer's events count.
  */
 import type { AgentBusMessage, EventBus } from '../bus.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { EventRecord } from '../models.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { EventRecord } from '../contract/models.js';
 import type { Store } from '../store/types.js';
 
 export interface EventRetentionOptions {

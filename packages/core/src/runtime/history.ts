@@ -4,7 +4,7 @@
  * tools and the tool messages answering it go or stay together (providers reject a tool call
  * without its result, and a result without its call).
  */
-import type { MessageRecord } from '../models.js';
+import type { MessageRecord } from '../contract/models.js';
 import type { ChatMessage } from '../providers/types.js';
 
 export interface HistoryBudget {

@@ -1,5 +1,5 @@
-import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, RepositoryRecord, UserRecord } from '../models.js';
-import type { LogLevel } from '../logger.js';
+import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, RepositoryRecord, UserRecord } from '../contract/models.js';
+import type { LogLevel } from '../contract/logger.js';
 
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
 

@@ -9,7 +9,7 @@
  *   power      := primary ('^' unary)?          (right-associative; -2^2 = -(2^2))
  *   primary    := number | constant | function '(' expression (',' expression)* ')' | '(' expression ')'
  */
-import { SentinelError } from '../errors.js';
+import { invalidRequest, SentinelError } from '../contract/errors.js';
 import type { Tool } from './types.js';
 
 /** Longest expression accepted, in characters. */
@@ -43,7 +43,7 @@ const FUNCTIONS: Record<string, CalcFunction> = {
 };
 
 function calcError(message: string): SentinelError {
-  return new SentinelError('invalid_request', message);
+  return invalidRequest(message);
 }
 
 const NUMBER_RE = /(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?/y;

@@ -1,5 +1,5 @@
 /** `current_time`: the time now, in an IANA time zone (default UTC). */
-import { SentinelError } from '../errors.js';
+import { invalidRequest } from '../contract/errors.js';
 import type { Tool } from './types.js';
 
 const MAX_ZONE_LENGTH = 64;
@@ -14,7 +14,7 @@ function canonicalZone(zone: string): string {
     const resolved = new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
     return resolved.toLowerCase() === zone.toLowerCase() ? resolved : zone;
   } catch {
-    throw new SentinelError('invalid_request', `unknown time zone "${zone}": use an IANA name such as "Europe/Paris" or "UTC"`);
+    throw invalidRequest(`unknown time zone "${zone}": use an IANA name such as "Europe/Paris" or "UTC"`);
   }
 }
 

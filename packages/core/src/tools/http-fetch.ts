@@ -5,7 +5,7 @@
  * (undici follows none by itself), so a listed host cannot bounce the request elsewhere.
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError, unavailable } from '../contract/errors.js';
 import { errorCodeOf } from '../providers/http.js';
 import { HostAllowList, pinnedLookup, resolveAllowedAddresses, type HostResolver } from './net-policy.js';
 import type { Tool } from './types.js';
@@ -183,7 +183,7 @@ export function createHttpFetchTool(options: HttpFetchToolOptions = {}): Tool {
       additionalProperties: false,
     },
     run: async (params, ctx): Promise<HttpFetchResult> => {
-      if (allow.isEmpty) throw new SentinelError('unavailable', 'http_fetch is not enabled on this server (set --http-fetch-allow-hosts)');
+      if (allow.isEmpty) throw unavailable('http_fetch is not enabled on this server (set --http-fetch-allow-hosts)');
       let method: 'GET' | 'HEAD' = params.method === 'HEAD' ? 'HEAD' : 'GET';
       let url: URL;
       try {

@@ -10,7 +10,7 @@
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
-import { SentinelError } from '../errors.js';
+import { forbidden, invalidRequest, upstream } from '../contract/errors.js';
 
 /** One resolved address. */
 export interface ResolvedAddress {
@@ -53,7 +53,7 @@ export class HostAllowList {
       } else if (isIP(entry) !== 0 || HOST_LABELS.test(entry)) {
         this.exact.add(entry);
       } else {
-        throw new SentinelError('invalid_request', `${what} entry "${raw}" is not a host name, "*.domain", "*" or an IP address`);
+        throw invalidRequest(`${what} entry "${raw}" is not a host name, "*.domain", "*" or an IP address`);
       }
     }
     this.any = any;
@@ -193,15 +193,14 @@ export async function resolveAllowedAddresses(hostname: string, options: Resolve
       addresses = await (options.resolver ?? systemResolver)(host);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      throw new SentinelError('upstream_error', `${what}: cannot resolve ${host}${typeof code === 'string' ? ` (${code})` : ''}`, { cause: err });
+      throw upstream(what, `cannot resolve ${host}${typeof code === 'string' ? ` (${code})` : ''}`, { cause: err });
     }
-    if (addresses.length === 0) throw new SentinelError('upstream_error', `${what}: ${host} has no address`);
+    if (addresses.length === 0) throw upstream(what, `${host} has no address`);
   }
   if (!options.allowPrivateAddresses) {
     const internal = addresses.find((a) => isPrivateAddress(a.address));
     if (internal) {
-      throw new SentinelError(
-        'forbidden',
+      throw forbidden(
         `${what}: ${host} ${family === 0 ? `resolves to ${internal.address}, ` : 'is '}a loopback, private or link-local address; refused`,
       );
     }

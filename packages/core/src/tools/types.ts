@@ -1,5 +1,5 @@
 /** What a tool is: a name, a JSON Schema for its parameters and an async `run` (docs/ARCHITECTURE.md#runtime-providers-and-tools). */
-import type { JsonSchema } from '../routes/types.js';
+import type { JsonSchema } from '../contract/route.js';
 
 /** What a tool run gets besides its parameters. */
 export interface ToolContext {

@@ -6,7 +6,7 @@
  * to http_fetch's private-address rule.
  */
 import { Agent, request } from 'undici';
-import { isSentinelError, SentinelError } from '../errors.js';
+import { isSentinelError, SentinelError, unavailable } from '../contract/errors.js';
 import { checkBaseUrl, errorCodeOf, joinUrl, originOf } from '../providers/http.js';
 import type { Tool } from './types.js';
 import { discardBody, type DiscardableBody } from '../undici-body.js';
@@ -69,7 +69,7 @@ export function createWebSearchTool(options: WebSearchToolOptions = {}): Tool {
       additionalProperties: false,
     },
     run: async (params, ctx) => {
-      if (endpoint === undefined) throw new SentinelError('unavailable', 'web_search is not configured on this server (set --web-search-url)');
+      if (endpoint === undefined) throw unavailable('web_search is not configured on this server (set --web-search-url)');
       const query = String(params.query);
       const limit = Math.min(maxResults, typeof params.max_results === 'number' ? params.max_results : maxResults);
       const url = new URL(endpoint);

@@ -4,7 +4,8 @@
  * lists the catalog and tags for search.
  */
 import { MAX_CONFIG_BYTES, type ImageBytes } from '../../images/layout.js';
-import { OCI_MANIFEST_MEDIA_TYPE, EMPTY_DESCRIPTOR, sha256Digest } from '../../images/oci.js';
+import { sha256Digest } from '../../contract/digest.js';
+import { OCI_MANIFEST_MEDIA_TYPE, EMPTY_DESCRIPTOR } from '../../images/oci.js';
 import { requireAgentManifest, summarizeManifest } from '../agent-manifest.js';
 import { RegistryClient, type RegistryClientOptions } from '../client.js';
 import type { BlobProgressEvent, PulledImageBytes, RegistryBackend, TagDescription, TransferOptions } from './types.js';

@@ -8,7 +8,8 @@
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isSentinelError, SentinelError } from '../../errors.js';
+import { isDigest } from '../../contract/digest.js';
+import { isSentinelError, SentinelError } from '../../contract/errors.js';
 import {
   blobPath,
   listLayout,
@@ -21,7 +22,6 @@ import {
 import { summarizeManifest } from '../agent-manifest.js';
 import type { BlobProgressEvent, PulledImageBytes, RegistryBackend, TagDescription, TransferOptions } from './types.js';
 
-const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
 export interface LayoutBackendOptions {
   /** Directory holding one layout per repository. Created on the first push. */
@@ -70,10 +70,10 @@ export class LayoutBackend implements RegistryBackend {
     if (!(await this.hasRepository(repository))) throw new SentinelError('not_found', `repository ${repository} not found in the embedded registry`);
     let image;
     try {
-      image = await readImageFromLayout(dir, DIGEST_RE.test(reference) ? { digest: reference } : { refName: reference });
+      image = await readImageFromLayout(dir, isDigest(reference) ? { digest: reference } : { refName: reference });
     } catch (err) {
       if (isSentinelError(err) && err.code === 'not_found') {
-        throw new SentinelError('not_found', DIGEST_RE.test(reference) ? `manifest ${reference} not found in embedded/${repository}` : `tag "${reference}" not found in embedded/${repository}`);
+        throw new SentinelError('not_found', isDigest(reference) ? `manifest ${reference} not found in embedded/${repository}` : `tag "${reference}" not found in embedded/${repository}`);
       }
       throw err;
     }

@@ -8,14 +8,14 @@
 import type { AgentService } from '../agents/service.js';
 import { isoTimestamp } from '../clock.js';
 import type { EventBus } from '../bus.js';
-import { isSentinelError, SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentRecord, Principal } from '../models.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentRecord, Principal } from '../contract/models.js';
 import { parseClientFrame, type ClientCancelFrame, type ClientMessageFrame, type ClientToolRequestFrame } from './client-frames.js';
 import { outgoing, type ChatService, type ChatSession, type FrameSink, type PreparedChat, type ServerFrame, type StreamCloseReason } from './frames.js';
-import { newMessageId, newRequestId, newResponseId } from './ids.js';
-import type { AgentRuntime, TurnAbortReason, TurnEnd, TurnListener, TurnUsage } from './runtime.js';
+import { newMessageId, newRequestId, newResponseId } from '../contract/ids.js';
+import type { AgentRuntime, TurnAbortReason, TurnEnd, TurnListener, TurnUsage } from '../runtime/runtime.js';
 
 export interface AgentChatServiceOptions {
   agents: AgentService;

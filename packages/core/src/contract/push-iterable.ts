@@ -4,7 +4,7 @@
  * a client that reads slower than events arrive must not grow the server's memory, so past
  * `maxBuffered` the stream fails (the transport then closes the response) instead.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from './errors.js';
 
 export interface PushIterableOptions {
   /** Items held for a consumer that has not taken them yet; one more fails the stream. Default 1000. */

@@ -5,8 +5,8 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import { SentinelError } from './errors.js';
-import type { JsonSchema } from './routes/types.js';
+import { invalidInput } from './errors.js';
+import type { JsonSchema } from './route.js';
 
 // ajv-formats is CommonJS: its module.exports is the plugin function (with a `.default`
 // alias). NodeNext types the default import as the namespace, so name the call shape.
@@ -50,8 +50,6 @@ export function compileValidator<T = unknown>(schema: JsonSchema, what: string, 
   const fn: ValidateFunction = (options.coerce ? coercingAjv : strictAjv).compile(schema);
   return (value: unknown) => {
     if (fn(value)) return value as T;
-    const issues = describe(fn.errors);
-    const summary = issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ');
-    throw new SentinelError('invalid_request', `invalid ${what}: ${summary}`, { details: { issues } });
+    throw invalidInput(what, describe(fn.errors));
   };
 }

@@ -10,7 +10,7 @@
  * thousands of keys below it.
  */
 import { SentinelError } from './errors.js';
-import type { JsonSchema } from './routes/types.js';
+import type { JsonSchema } from './route.js';
 
 /** Deepest nesting accepted in a client's JSON value; the value itself (a body object) is level 1. */
 export const MAX_JSON_DEPTH = 32;

@@ -1,6 +1,6 @@
-import type { ErrorCode } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { Principal } from '../models.js';
+import { internal, type ErrorCode } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Principal } from './models.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -37,6 +37,16 @@ export interface RouteContext {
    * transport without one).
    */
   accept?: string;
+}
+
+/**
+ * The caller of a `user` or `admin` route. `invokeRoute` refuses such a route before its handler
+ * runs when there is no principal (`unauthorized`), so handlers need no guard of their own; a
+ * null here means the route is declared `public` yet asks for a caller, a bug, hence `internal`.
+ */
+export function principalOf(ctx: RouteContext): Principal {
+  if (!ctx.principal) throw internal('a handler asked for the caller of a request without one: is its route declared public?');
+  return ctx.principal;
 }
 
 export interface RouteInput<P = Record<string, string>, Q = Record<string, unknown>, B = unknown> {

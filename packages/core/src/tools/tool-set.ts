@@ -2,10 +2,10 @@
  * The tools this server can run. Each tool's parameter schema is compiled once, when it is
  * registered; every call is validated, bounded in time and bounded in result size.
  */
-import { isSentinelError, SentinelError } from '../errors.js';
+import { internal, isSentinelError, SentinelError, unavailable } from '../contract/errors.js';
 import { TOOL_NAME_PATTERN } from '../images/sentinelfile.js';
 import type { ToolSpec } from '../providers/types.js';
-import { compileValidator, type Validator } from '../validation.js';
+import { compileValidator, type Validator } from '../contract/validation.js';
 import type { Tool } from './types.js';
 
 const TOOL_NAME_RE = new RegExp(TOOL_NAME_PATTERN);
@@ -23,7 +23,7 @@ export interface ToolRunOptions {
 
 const NO_ENV: Readonly<Record<string, string>> = Object.freeze({});
 
-export interface ToolRegistryOptions {
+export interface ToolSetOptions {
   /** Largest result, in characters of its JSON, a tool may return. Default 100000. */
   maxResultChars?: number;
 }
@@ -34,7 +34,7 @@ interface RegisteredTool {
 }
 
 /**
- * The tool registry. `createSentinelApi` fills it with the built-ins (`calculator`,
+ * The tool set. `createSentinelApi` fills it with the built-ins (`calculator`,
  * `current_time`); an embedding app adds its own through `api.tools`, and images that list the
  * tool's name may then use it:
  *
@@ -47,11 +47,11 @@ interface RegisteredTool {
  * });
  * ```
  */
-export class ToolRegistry {
+export class ToolSet {
   private readonly tools = new Map<string, RegisteredTool>();
   private readonly maxResultChars: number;
 
-  constructor(options: ToolRegistryOptions = {}) {
+  constructor(options: ToolSetOptions = {}) {
     this.maxResultChars = options.maxResultChars ?? 100_000;
   }
 
@@ -105,9 +105,9 @@ export class ToolRegistry {
     const timeoutMs = options.timeoutMs ?? 30_000;
     const controller = new AbortController();
     const timer = setTimeout(() => {
-      controller.abort(new SentinelError('unavailable', `tool ${name} timed out after ${timeoutMs} ms`));
+      controller.abort(unavailable(`tool ${name} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
-    const onCallerAbort = () => controller.abort(new SentinelError('unavailable', `tool ${name} was cancelled`));
+    const onCallerAbort = () => controller.abort(unavailable(`tool ${name} was cancelled`));
     if (options.signal.aborted) onCallerAbort();
     else options.signal.addEventListener('abort', onCallerAbort, { once: true });
     try {
@@ -127,16 +127,16 @@ export class ToolRegistry {
       } catch (err) {
         if (controller.signal.aborted) throw controller.signal.reason;
         if (isSentinelError(err)) throw err;
-        throw new SentinelError('internal', `tool ${name} failed`, { cause: err });
+        throw internal(`tool ${name} failed`, err);
       }
       let json: string;
       try {
         json = JSON.stringify(result ?? null);
       } catch (err) {
-        throw new SentinelError('internal', `tool ${name} returned a result that is not JSON`, { cause: err });
+        throw internal(`tool ${name} returned a result that is not JSON`, err);
       }
       if (json.length > this.maxResultChars) {
-        throw new SentinelError('unavailable', `tool ${name} returned more than ${this.maxResultChars} characters`);
+        throw unavailable(`tool ${name} returned more than ${this.maxResultChars} characters`);
       }
       return result ?? null;
     } finally {

@@ -1,5 +1,5 @@
 /**
- * Versioned schema of the PostgreSQL store: the SQLite migrations (store/sqlite-migrations.ts)
+ * Versioned schema of the PostgreSQL store: the SQLite migrations (store/sqlite/migrations.ts)
  * expressed for PostgreSQL, with the same versions and names. They are applied in one
  * transaction under an advisory lock, so several instances starting at once queue instead of
  * racing, and each version is recorded in `schema_migrations`. Never edit a released entry:

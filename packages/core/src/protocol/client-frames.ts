@@ -3,12 +3,12 @@
  * once, at import; a bad frame becomes a SentinelError the session turns into an `error` frame,
  * with the frame's `message_id`/`request_id` when it had a readable one.
  */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import { TOOL_NAME_PATTERN } from '../images/sentinelfile.js';
-import type { JsonSchema } from '../routes/types.js';
-import { compileJsonLimits, type JsonLimitsCheck } from '../json-limits.js';
-import { compileValidator, type Validator } from '../validation.js';
-import { CLIENT_ID_PATTERN } from './ids.js';
+import type { JsonSchema } from '../contract/route.js';
+import { compileJsonLimits, type JsonLimitsCheck } from '../contract/json-limits.js';
+import { compileValidator, type Validator } from '../contract/validation.js';
+import { CLIENT_ID_PATTERN } from '../contract/ids.js';
 
 /** Longest chat message, in characters. */
 export const MAX_MESSAGE_CHARS = 100_000;

@@ -4,14 +4,97 @@
  * at most once however many subscribers receive it (measured: serializing per subscriber is
  * most of the cost of a fan-out).
  */
-import type { Principal } from '../models.js';
+import type { ErrorCode } from '../contract/errors.js';
+import type { Principal } from '../contract/models.js';
 
-/** A frame the server sends: `{type, timestamp, ...}` (snake_case fields). */
-export interface ServerFrame {
-  type: string;
+/** Fields every server frame has. */
+interface FrameBase {
   timestamp: string;
-  [field: string]: unknown;
 }
+
+/**
+ * `event`: something happened. On chat: `connection_established` (with `data`), `thinking`
+ * (`message_id`, and `content` for a piece of reasoning), `tool_call` (`data: {call_id, tool,
+ * parameters}`), `cancel_requested`. On the events stream: an `agent_status` snapshot (no `seq`),
+ * `resync_required`, and every stored event with its `seq` and `agent_id`.
+ */
+export interface EventFrame extends FrameBase {
+  type: 'event';
+  event_type: string;
+  content?: string;
+  data?: Record<string, unknown>;
+  message_id?: string;
+  /** Stored events only: increasing per agent. */
+  seq?: number;
+  agent_id?: string;
+}
+
+/** `stream_start`: the streamed answer to `message_id` begins. */
+export interface StreamStartFrame extends FrameBase {
+  type: 'stream_start';
+  message_id: string;
+  response_id: string;
+}
+
+/** `stream_chunk`: the next piece of the answer (merged chunks keep the first `chunk_index`). */
+export interface StreamChunkFrame extends FrameBase {
+  type: 'stream_chunk';
+  message_id: string;
+  response_id: string;
+  chunk_index: number;
+  content: string;
+}
+
+/** How an answer ended (README, frame reference). */
+export type AnswerEndReason = 'stop' | 'length' | 'cancelled' | 'error' | 'shutdown' | 'deleted' | 'stopped' | 'tool_rounds';
+
+/** Token counts of one answer. */
+export interface AnswerUsage {
+  input_tokens: number;
+  output_tokens: number;
+  total_tokens: number;
+}
+
+/** The terminal frame of a message: `stream_end` after a stream, `response` for `stream: false`. */
+export interface AnswerEndFrame extends FrameBase {
+  type: 'stream_end' | 'response';
+  message_id: string;
+  response_id: string;
+  /** The whole answer (the text streamed so far for a partial one). */
+  content: string;
+  reason: AnswerEndReason;
+  usage: AnswerUsage;
+}
+
+/**
+ * `tool_result`: a tool the model called (`message_id`, `call_id`) or a client's `tool_request`
+ * (`request_id`) finished, with `result` on success or `error` on failure.
+ */
+export interface ToolResultFrame extends FrameBase {
+  type: 'tool_result';
+  message_id?: string;
+  call_id?: string;
+  request_id?: string;
+  tool: string;
+  status: 'success' | 'error';
+  result?: unknown;
+  error?: string;
+}
+
+/** `error`: a human `error` message and its `code`, with the id of the frame it answers, if any. */
+export interface ErrorFrame extends FrameBase {
+  type: 'error';
+  error: string;
+  code: ErrorCode;
+  message_id?: string;
+  request_id?: string;
+}
+
+/** A frame the server sends (snake_case fields), told apart by `type`. */
+export type ServerFrame = EventFrame | StreamStartFrame | StreamChunkFrame | AnswerEndFrame | ToolResultFrame | ErrorFrame;
+
+/** The `type`s of server frames. */
+export type ServerFrameType = ServerFrame['type'];
 
 /** A frame and its serialization, shared by every subscriber that receives it. */
 export interface Outgoing {

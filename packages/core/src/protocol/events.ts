@@ -28,20 +28,20 @@
  */
 import type { AgentService } from '../agents/service.js';
 import type { EventBus, AgentBusMessage } from '../bus.js';
-import { SentinelError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { silentLogger } from '../logger.js';
-import type { AgentRecord, EventRecord, Principal } from '../models.js';
+import { SentinelError } from '../contract/errors.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentRecord, EventRecord, Principal } from '../contract/models.js';
 import type { Store } from '../store/types.js';
 import {
   outgoing,
+  type EventFrame,
   type EventsService,
   type EventsSubscribeOptions,
   type EventsSubscription,
   type FrameSink,
   type Outgoing,
   type PreparedEvents,
-  type ServerFrame,
 } from './frames.js';
 
 export interface AgentEventsServiceOptions {
@@ -64,7 +64,7 @@ export interface AgentEventsServiceOptions {
 }
 
 /** The frame of one stored event: `{type:'event', event_type, timestamp, content, data, seq, agent_id}`. */
-export function eventFrame(record: EventRecord): ServerFrame {
+export function eventFrame(record: EventRecord): EventFrame {
   return {
     type: 'event',
     event_type: record.event_type,
@@ -449,7 +449,7 @@ export class AgentEventsService implements EventsService {
     subscriber.lastSeq = oldestSeq - 1;
   }
 
-  #snapshotFrame(record: AgentRecord, conversationBytes: number): ServerFrame {
+  #snapshotFrame(record: AgentRecord, conversationBytes: number): EventFrame {
     return {
       type: 'event',
       event_type: 'agent_status',

@@ -10,30 +10,47 @@
  * never loads the driver, even from the bundled build.
  */
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
-import { SentinelError, isSentinelError } from '../errors.js';
-import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../logger.js';
-import { parseRfc3339 } from '../timestamp.js';
+import { SentinelError, isSentinelError } from '../../contract/errors.js';
+import { LOG_LEVELS, silentLogger, type LogLevel, type Logger } from '../../contract/logger.js';
 import type {
   AgentRecord,
   EventRecord,
   ImageRecord,
   LogRecord,
   MessageRecord,
-  MessageRole,
   NewEventRecord,
   NewLogRecord,
   NewMessageRecord,
   NewUserRecord,
   RepositoryRecord,
-  Role,
-  ToolCallRecord,
   UserRecord,
-} from '../models.js';
-import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../store/types.js';
-import { newUserId } from '../store/user-id.js';
+} from '../../contract/models.js';
+import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import { newUserId } from '../user-id.js';
+import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
+import {
+  AGENT_COLUMNS,
+  EVENT_COLUMNS,
+  LOG_COLUMNS,
+  MESSAGE_COLUMNS,
+  REPOSITORY_COLUMNS,
+  USER_COLUMNS,
+  toAgent,
+  toAgentParams,
+  toEvent,
+  toLog,
+  toMessage,
+  toUser,
+  type AgentRow,
+  type EventRow,
+  type LogRow,
+  type MessageRow,
+  type UserRow,
+} from '../rows.js';
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
 import { PostgresRegistryBackend } from './registry.js';
+import { APPEND_EVENTS_SQL, APPEND_LOGS_SQL, APPEND_MESSAGES_SQL, IMAGE_SELECT, LOG_FILTER_SQL } from './statements.js';
 import { isPostgresUrl, redactDatabaseUrl } from './url.js';
 
 export interface PostgresStoreOptions {
@@ -68,48 +85,13 @@ export interface PostgresStore extends Store {
   /** The schema holding the tables, or undefined when the server's `search_path` decides. */
   readonly schema: string | undefined;
   /**
-   * The embedded registry kept in this database (see postgres/registry.ts), shared by every
+   * The embedded registry kept in this database (see store/postgres/registry.ts), shared by every
    * instance on it. Uses the store's pool; closing it is a no-op, closing the store ends it.
    */
   registryBackend(): PostgresRegistryBackend;
 }
 
 type PgModule = typeof import('pg').default;
-
-interface UserRow {
-  id: string;
-  username: string;
-  password_hash: string;
-  role: Role;
-  can_push: boolean;
-  token_version: number;
-  created_at: string;
-  updated_at: string;
-}
-
-// pg hands back jsonb already parsed and the counters as numbers: a row is the record itself.
-type AgentRow = AgentRecord;
-
-interface LogRow {
-  agent_id: string;
-  seq: number;
-  timestamp: string;
-  level: LogLevel;
-  message: string;
-  fields: Record<string, unknown> | null;
-}
-
-interface MessageRow {
-  agent_id: string;
-  seq: number;
-  role: MessageRole;
-  content: string;
-  tool_calls: ToolCallRecord[] | null;
-  tool_call_id: string | null;
-  tool_name: string | null;
-  message_id: string | null;
-  created_at: string;
-}
 
 const DEFAULT_POOL_SIZE = 10;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
@@ -118,64 +100,11 @@ const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
 const CLIENT_TIMEOUT_MARGIN_MS = 2000;
 /** Idle pooled connections are closed after this long (pg-pool's default, stated). */
 const IDLE_TIMEOUT_MS = 10_000;
-const DEFAULT_EVENT_LIMIT = 1000;
 /** The advisory lock migrations run under: one bigint, the ASCII of "SENTINEL". */
 const MIGRATION_LOCK_KEY = '6004496291839624524';
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-const HEX_PREFIX = /^[0-9a-f]*$/;
-/** Default and largest `limit` of findAgents. */
-const FIND_AGENTS_LIMIT = 100;
-const REPOSITORY_COLUMNS = 'name, owner, visibility, created_at';
-/** Sorts after every hex digit, so `[sha256:<prefix>, sha256:<prefix>g)` is exactly the prefix range. */
-const AFTER_HEX = 'g';
 /** pg's type id of bigint: COUNT(*), SUM(int) and our BIGINT columns. */
 const INT8_OID = 20;
-
-const USER_COLUMNS = 'id, username, password_hash, role, can_push, token_version, created_at, updated_at';
-const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
-// The tags ride along in the same query: one round trip per image list, sorted like SQLite's BINARY.
-const IMAGE_SELECT = `SELECT digest, manifest, config, config_digest, size, created_at,
-  ARRAY(SELECT t.name_tag FROM image_tags t WHERE t.digest = images.digest ORDER BY t.name_tag) AS tags FROM images`;
-const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
-const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
-const MESSAGE_COLUMNS = 'agent_id, seq, role, content, tool_calls, tool_call_id, tool_name, message_id, created_at';
-const LOG_FILTER_SQL = 'agent_id = $1 AND seq > $2 AND timestamp >= $3 AND level = ANY($4::text[])';
-
-/**
- * Advances the agent's counter of one kind by $2 and returns the seq just before the new range.
- * The upsert takes the counter row's lock; a concurrent append of the same agent (any instance)
- * waits for this transaction and then continues from its result, so ranges are consecutive and
- * rows become visible in seq order.
- */
-function reserveSql(kind: 'log' | 'event' | 'message'): string {
-  return `counter AS (
-    INSERT INTO agent_sequences AS s (agent_id, kind, last_seq) VALUES ($1, '${kind}', $2::bigint)
-    ON CONFLICT (agent_id, kind) DO UPDATE SET last_seq = s.last_seq + EXCLUDED.last_seq
-    RETURNING s.last_seq - $2::bigint AS base
-  )`;
-}
-
-const APPEND_LOGS_SQL = `WITH ${reserveSql('log')}, inserted AS (
-    INSERT INTO agent_logs (${LOG_COLUMNS})
-    SELECT $1, counter.base + l.ord, l.timestamp, l.level, l.message, l.fields
-    FROM counter, unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) WITH ORDINALITY AS l(timestamp, level, message, fields, ord)
-  )
-  SELECT base FROM counter`;
-
-const APPEND_EVENTS_SQL = `WITH ${reserveSql('event')}, inserted AS (
-    INSERT INTO agent_events (${EVENT_COLUMNS})
-    SELECT $1, counter.base + e.ord, e.event_type, e.timestamp, e.content, e.data
-    FROM counter, unnest($3::text[], $4::text[], $5::text[], $6::jsonb[]) WITH ORDINALITY AS e(event_type, timestamp, content, data, ord)
-  )
-  SELECT base FROM counter`;
-
-const APPEND_MESSAGES_SQL = `WITH ${reserveSql('message')}, inserted AS (
-    INSERT INTO agent_messages (${MESSAGE_COLUMNS})
-    SELECT $1, counter.base + m.ord, m.role, m.content, m.tool_calls, m.tool_call_id, m.tool_name, m.message_id, m.created_at
-    FROM counter, unnest($3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[], $9::text[])
-      WITH ORDINALITY AS m(role, content, tool_calls, tool_call_id, tool_name, message_id, created_at, ord)
-  )
-  SELECT base FROM counter`;
 
 /** Runs `work` on one pooled connection; `discard` keeps a connection in doubt out of the pool. */
 type ClientWork<T> = (client: PoolClient, discard: (reason: Error) => void) => Promise<T>;
@@ -277,11 +206,11 @@ class PgStore implements PostgresStore {
 
   async getUser(username: string): Promise<UserRecord | null> {
     const [row] = await this.#query<UserRow>(`SELECT ${USER_COLUMNS} FROM users WHERE username = $1`, [username]);
-    return row ?? null;
+    return row === undefined ? null : toUser(row);
   }
 
   async listUsers(): Promise<UserRecord[]> {
-    return this.#query<UserRow>(`SELECT ${USER_COLUMNS} FROM users ORDER BY username`);
+    return (await this.#query<UserRow>(`SELECT ${USER_COLUMNS} FROM users ORDER BY username`)).map(toUser);
   }
 
   async countUsers(): Promise<number> {
@@ -310,22 +239,23 @@ class PgStore implements PostgresStore {
   }
 
   async createAgent(agent: AgentRecord): Promise<void> {
+    const row = toAgentParams(agent);
     await this.#query(
       `INSERT INTO agents (${AGENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb, $10, $11, $12, $13)`,
       [
-        agent.id,
-        agent.name,
-        agent.owner,
-        agent.image,
-        agent.image_id,
-        agent.status,
-        agent.model,
-        JSON.stringify(agent.parameters ?? {}),
-        JSON.stringify(agent.environment ?? {}),
-        agent.usage_requests,
-        agent.usage_tokens,
-        agent.created_at,
-        agent.updated_at,
+        row.id,
+        row.name,
+        row.owner,
+        row.image,
+        row.image_id,
+        row.status,
+        row.model,
+        row.parameters,
+        row.environment,
+        row.usage_requests,
+        row.usage_tokens,
+        row.created_at,
+        row.updated_at,
       ],
       {
         conflict: (constraint) =>
@@ -558,11 +488,12 @@ class PgStore implements PostgresStore {
   }
 
   async listEvents(agentId: string, afterSeq: number, limit: number = DEFAULT_EVENT_LIMIT): Promise<EventRecord[]> {
-    return this.#query<EventRecord>(`SELECT ${EVENT_COLUMNS} FROM agent_events WHERE agent_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [
+    const rows = await this.#query<EventRow>(`SELECT ${EVENT_COLUMNS} FROM agent_events WHERE agent_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, [
       agentId,
       afterSeq,
       nonNegativeInteger(limit, 'limit'),
     ]);
+    return rows.map(toEvent);
   }
 
   async firstEventSeq(agentId: string): Promise<number> {
@@ -641,7 +572,7 @@ class PgStore implements PostgresStore {
     await this.#query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [key, value]);
   }
 
-  /** Runs one append statement (see {@link reserveSql}); returns the seq before the new rows. */
+  /** Runs one append statement (see statements.ts); returns the seq before the new rows. */
   async #append(sql: string, agentId: string, count: number, columns: unknown[][]): Promise<number> {
     const [row] = await this.#query<{ base: number }>(sql, [agentId, count, ...columns]);
     if (row === undefined) throw new Error('append returned no sequence base');
@@ -757,39 +688,10 @@ function openFailureReason(err: unknown): string {
   return mapped instanceof Error && mapped.message !== '' ? mapped.message : String(mapped);
 }
 
-function canonicalTimestamp(value: string, what: string): string {
-  const ms = parseRfc3339(value);
-  if (ms === undefined) throw new SentinelError('invalid_request', `${what} must be an RFC 3339 timestamp`);
-  return new Date(ms).toISOString();
-}
 
 /** The levels at or above `level`, for `level = ANY(...)`. */
 function levelsFrom(level: LogLevel): LogLevel[] {
   const rank = LOG_LEVELS.indexOf(level);
   if (rank < 0) throw new SentinelError('invalid_request', `unknown log level "${String(level)}"`);
   return LOG_LEVELS.slice(rank);
-}
-
-function nonNegativeInteger(value: number, what: string): number {
-  if (!Number.isSafeInteger(value) || value < 0) throw new SentinelError('invalid_request', `${what} must be a non-negative integer`);
-  return value;
-}
-
-function toAgent(row: AgentRow): AgentRecord {
-  return { ...row };
-}
-
-function toLog(row: LogRow): LogRecord {
-  const { fields, ...rest } = row;
-  return fields === null ? rest : { ...rest, fields };
-}
-
-/** Optional columns that are NULL are left out, so a record round-trips to what was appended. */
-function toMessage(row: MessageRow): MessageRecord {
-  const record: MessageRecord = { agent_id: row.agent_id, seq: row.seq, role: row.role, content: row.content, created_at: row.created_at };
-  if (row.tool_calls !== null) record.tool_calls = row.tool_calls;
-  if (row.tool_call_id !== null) record.tool_call_id = row.tool_call_id;
-  if (row.tool_name !== null) record.tool_name = row.tool_name;
-  if (row.message_id !== null) record.message_id = row.message_id;
-  return record;
 }

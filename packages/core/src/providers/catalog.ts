@@ -1,8 +1,8 @@
 /** The providers this server can call, by the name images use in `model.provider`. */
-import { SentinelError } from '../errors.js';
+import { SentinelError } from '../contract/errors.js';
 import type { ModelProvider } from './types.js';
 
-export class ProviderRegistry {
+export class ProviderCatalog {
   private readonly providers = new Map<string, ModelProvider>();
 
   /** Adds a provider, replacing one of the same name (so an embedding app can swap `echo`). Returns this. */

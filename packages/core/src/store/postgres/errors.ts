@@ -4,8 +4,8 @@
  * `invalid_request`), everything about reaching the server or waiting on it is `unavailable`
  * (HTTP 503, retry later), and anything else is a bug that stays `internal`.
  */
-import { SentinelError, isSentinelError } from '../errors.js';
-import { STORE_REFUSED_MESSAGE } from '../store/types.js';
+import { SentinelError, isSentinelError } from '../../contract/errors.js';
+import { STORE_REFUSED_MESSAGE } from '../types.js';
 
 /** How one write phrases its constraint failures; `constraint` is PostgreSQL's constraint name. */
 export interface ConstraintMessages {

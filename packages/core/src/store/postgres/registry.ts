@@ -19,11 +19,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { PoolClient, QueryResultRow } from 'pg';
-import { SentinelError } from '../errors.js';
-import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, type ImageBytes } from '../images/layout.js';
-import { EMPTY_DESCRIPTOR, OCI_MANIFEST_MEDIA_TYPE, parseAgentManifest, sha256Digest } from '../images/oci.js';
-import { requireAgentManifest, summarizeManifest } from '../registry/agent-manifest.js';
-import type { BlobProgressEvent, PulledImageBytes, RegistryBackend, TagDescription, TransferOptions } from '../registry/backends/types.js';
+import { SentinelError } from '../../contract/errors.js';
+import { MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, type ImageBytes } from '../../images/layout.js';
+import { EMPTY_DESCRIPTOR, OCI_MANIFEST_MEDIA_TYPE, parseAgentManifest, sha256Digest } from '../../images/oci.js';
+import { requireAgentManifest, summarizeManifest } from '../../registry/agent-manifest.js';
+import type { BlobProgressEvent, PulledImageBytes, RegistryBackend, TagDescription, TransferOptions } from '../../registry/backends/types.js';
 
 /** The largest chunk a blob is stored in (the table's CHECK says the same). */
 export const REGISTRY_CHUNK_BYTES = 256 * 1024;

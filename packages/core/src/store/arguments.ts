@@ -1,0 +1,25 @@
+/** Checks and bounds of Store call arguments that both back ends apply the same way. */
+import { SentinelError } from '../contract/errors.js';
+import { parseRfc3339 } from '../contract/timestamp.js';
+
+/** Events listEvents returns when no `limit` is given. */
+export const DEFAULT_EVENT_LIMIT = 1000;
+/** Default and largest `limit` of findAgents. */
+export const FIND_AGENTS_LIMIT = 100;
+/** What an id or digest prefix may be: lower-case hex, nothing that could widen a range query. */
+export const HEX_PREFIX = /^[0-9a-f]*$/;
+/** Sorts after every hex digit, so `[sha256:<prefix>, sha256:<prefix>g)` is exactly the prefix range. */
+export const AFTER_HEX = 'g';
+
+/** `value` in canonical `toISOString()` form (so timestamps compare as text); `invalid_request` naming `what` when it is not RFC 3339. */
+export function canonicalTimestamp(value: string, what: string): string {
+  const ms = parseRfc3339(value);
+  if (ms === undefined) throw new SentinelError('invalid_request', `${what} must be an RFC 3339 timestamp`);
+  return new Date(ms).toISOString();
+}
+
+/** `value` when it is a non-negative safe integer; `invalid_request` naming `what` otherwise. */
+export function nonNegativeInteger(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new SentinelError('invalid_request', `${what} must be a non-negative integer`);
+  return value;
+}

@@ -1,0 +1,122 @@
+/**
+ * Rows as both stores' tables hold them, and the one set of row ↔ record mappers they share.
+ * The tables have the same columns on SQLite and PostgreSQL; what differs is how a driver hands
+ * some of them back: SQLite has no boolean or JSON type (0/1 and text), pg returns booleans and
+ * jsonb already parsed. Each row type is its record from contract/models.ts with those columns
+ * widened, so a field added to a record shows up here.
+ */
+import type {
+  AgentRecord,
+  EventRecord,
+  ImageRecord,
+  LogRecord,
+  MessageRecord,
+  NewMessageRecord,
+  ToolCallRecord,
+  UserRecord,
+} from '../contract/models.js';
+
+/** A JSON column as read: text from SQLite, already parsed (jsonb) from pg. Every value stored is an object or array, never a string. */
+export type JsonColumn<T> = T | string;
+
+/** A boolean column as read: 0 or 1 from SQLite, a boolean from pg. */
+export type FlagColumn = boolean | 0 | 1;
+
+/** A `users` row. */
+export type UserRow = Omit<UserRecord, 'can_push'> & { can_push: FlagColumn };
+
+/** An `agents` row as read. */
+export type AgentRow = Omit<AgentRecord, 'parameters' | 'environment'> & {
+  parameters: JsonColumn<AgentRecord['parameters']>;
+  environment: JsonColumn<AgentRecord['environment']>;
+};
+
+/** An agent as written: its JSON columns as text, which both drivers accept. */
+export type AgentParams = AgentRow & { parameters: string; environment: string };
+
+/** An `images` row: the tags live in their own table. */
+export type ImageRow = Omit<ImageRecord, 'tags'>;
+
+/** An `agent_logs` row; `fields` is NULL when the line has none. */
+export type LogRow = Omit<LogRecord, 'fields'> & { fields: JsonColumn<NonNullable<LogRecord['fields']>> | null };
+
+/** An `agent_events` row. */
+export type EventRow = Omit<EventRecord, 'data'> & { data: JsonColumn<EventRecord['data']> };
+
+/** The message fields that are optional, stored as nullable columns. */
+type OptionalMessageField = 'tool_calls' | 'tool_call_id' | 'tool_name' | 'message_id';
+
+/** An `agent_messages` row as read. */
+export type MessageRow = Omit<MessageRecord, OptionalMessageField> & {
+  tool_calls: JsonColumn<ToolCallRecord[]> | null;
+  tool_call_id: string | null;
+  tool_name: string | null;
+  message_id: string | null;
+};
+
+/** A message as written: `tool_calls` as text, which both drivers accept. */
+export type MessageParams = MessageRow & { tool_calls: string | null };
+
+/** Column lists, in table order, for SELECT and INSERT on either database. */
+export const USER_COLUMNS = 'id, username, password_hash, role, can_push, token_version, created_at, updated_at';
+export const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
+export const IMAGE_COLUMNS = 'digest, manifest, config, config_digest, size, created_at';
+export const REPOSITORY_COLUMNS = 'name, owner, visibility, created_at';
+export const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
+export const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
+export const MESSAGE_COLUMNS = 'agent_id, seq, role, content, tool_calls, tool_call_id, tool_name, message_id, created_at';
+
+function fromJson<T>(value: JsonColumn<T>): T {
+  return typeof value === 'string' ? (JSON.parse(value) as T) : value;
+}
+
+/** The record of a `users` row. */
+export function toUser(row: UserRow): UserRecord {
+  return { ...row, can_push: row.can_push === true || row.can_push === 1 };
+}
+
+/** The row an agent is inserted as (absent JSON objects stored as `{}`). */
+export function toAgentParams(agent: AgentRecord): AgentParams {
+  return { ...agent, parameters: JSON.stringify(agent.parameters ?? {}), environment: JSON.stringify(agent.environment ?? {}) };
+}
+
+/** The record of an `agents` row. */
+export function toAgent(row: AgentRow): AgentRecord {
+  return { ...row, parameters: fromJson(row.parameters), environment: fromJson(row.environment) };
+}
+
+/** The record of an `agent_logs` row; a NULL `fields` is left out. */
+export function toLog(row: LogRow): LogRecord {
+  const { fields, ...rest } = row;
+  return fields === null ? rest : { ...rest, fields: fromJson(fields) };
+}
+
+/** The record of an `agent_events` row. */
+export function toEvent(row: EventRow): EventRecord {
+  return { ...row, data: fromJson(row.data) };
+}
+
+/** The row `message` is inserted as, under `agentId` and `seq` whatever its own fields say. */
+export function toMessageParams(agentId: string, seq: number, message: NewMessageRecord): MessageParams {
+  return {
+    agent_id: agentId,
+    seq,
+    role: message.role,
+    content: message.content,
+    tool_calls: message.tool_calls === undefined ? null : JSON.stringify(message.tool_calls),
+    tool_call_id: message.tool_call_id ?? null,
+    tool_name: message.tool_name ?? null,
+    message_id: message.message_id ?? null,
+    created_at: message.created_at,
+  };
+}
+
+/** Optional columns that are NULL are left out, so a record round-trips to what was appended. */
+export function toMessage(row: MessageRow): MessageRecord {
+  const record: MessageRecord = { agent_id: row.agent_id, seq: row.seq, role: row.role, content: row.content, created_at: row.created_at };
+  if (row.tool_calls !== null) record.tool_calls = fromJson(row.tool_calls);
+  if (row.tool_call_id !== null) record.tool_call_id = row.tool_call_id;
+  if (row.tool_name !== null) record.tool_name = row.tool_name;
+  if (row.message_id !== null) record.message_id = row.message_id;
+  return record;
+}

@@ -1,0 +1,182 @@
+/**
+ * The SQLite store's SQL: every statement, prepared once per connection after migrate()
+ * (preparing per call costs more than most queries), plus the one query built per call.
+ */
+import type { Database as SqliteDatabase, RunResult } from 'better-sqlite3';
+import type { LogLevel } from '../../contract/logger.js';
+import type { AgentStatus, RepositoryRecord, Role } from '../../contract/models.js';
+import {
+  AGENT_COLUMNS,
+  EVENT_COLUMNS,
+  IMAGE_COLUMNS,
+  LOG_COLUMNS,
+  MESSAGE_COLUMNS,
+  REPOSITORY_COLUMNS,
+  USER_COLUMNS,
+  type AgentParams,
+  type AgentRow,
+  type EventRow,
+  type ImageRow,
+  type LogRow,
+  type MessageParams,
+  type MessageRow,
+  type UserRow,
+} from '../rows.js';
+
+/** SQL's rank of a log level: the order of LOG_LEVELS (debug lowest). */
+const LEVEL_RANK_SQL = `(CASE level WHEN 'debug' THEN 0 WHEN 'info' THEN 1 WHEN 'warn' THEN 2 ELSE 3 END)`;
+const LOG_FILTER_SQL = `agent_id = @agentId AND seq > @afterSeq AND timestamp >= @since AND ${LEVEL_RANK_SQL} >= @minRank`;
+
+/** SQLite has no boolean: `can_push` is written as 0 or 1. */
+interface UserParams extends Omit<UserRow, 'can_push'> {
+  can_push: 0 | 1;
+}
+
+interface UserPatchParams {
+  username: string;
+  password_hash: string | null;
+  role: Role | null;
+  can_push: 0 | 1 | null;
+  updated_at: string | null;
+  bump: 0 | 1;
+}
+
+interface LogFilterParams {
+  agentId: string;
+  afterSeq: number;
+  since: string;
+  minRank: number;
+}
+
+/** Bind parameters as a statement takes them: positional as a tuple, named as one object. */
+type BindArgs<P> = P extends unknown[] ? P : [P];
+
+/**
+ * What the store uses of a better-sqlite3 statement. Declared here because the typings' own
+ * statement type sits in a namespace that exported declarations cannot name.
+ */
+export interface PreparedStatement<Args extends unknown[], R> {
+  run(...params: Args): RunResult;
+  get(...params: Args): R | undefined;
+  all(...params: Args): R[];
+}
+
+function prepare<P extends unknown[] | object = unknown[], R = unknown>(db: SqliteDatabase, sql: string): PreparedStatement<BindArgs<P>, R> {
+  return db.prepare<P, R>(sql) as PreparedStatement<BindArgs<P>, R>;
+}
+
+/** {@link prepare} for a statement that returns its first column only. */
+function preparePluck<P extends unknown[] | object = unknown[], R = unknown>(db: SqliteDatabase, sql: string): PreparedStatement<BindArgs<P>, R> {
+  return db.prepare<P, R>(sql).pluck() as PreparedStatement<BindArgs<P>, R>;
+}
+
+/** Every statement, prepared once after migrate(): preparing per call costs more than most queries. */
+export function prepareStatements(db: SqliteDatabase) {
+  return {
+    ping: prepare<[], unknown>(db, 'SELECT 1'),
+    insertUser: prepare<UserParams>(db, `INSERT INTO users (${USER_COLUMNS}) VALUES (@id, @username, @password_hash, @role, @can_push, @token_version, @created_at, @updated_at)`),
+    getUser: prepare<[string], UserRow>(db, `SELECT ${USER_COLUMNS} FROM users WHERE username = ?`),
+    listUsers: prepare<[], UserRow>(db, `SELECT ${USER_COLUMNS} FROM users ORDER BY username`),
+    countUsers: preparePluck<[], number>(db, 'SELECT COUNT(*) FROM users'),
+    updateUser: prepare<UserPatchParams>(db, `UPDATE users SET
+        password_hash = COALESCE(@password_hash, password_hash),
+        role = COALESCE(@role, role),
+        can_push = COALESCE(@can_push, can_push),
+        updated_at = COALESCE(@updated_at, updated_at),
+        token_version = token_version + @bump
+      WHERE username = @username`),
+    deleteAgentsOfOwner: prepare<[string]>(db, 'DELETE FROM agents WHERE owner = ?'),
+    deleteUser: prepare<[string]>(db, 'DELETE FROM users WHERE username = ?'),
+    userExists: preparePluck<[string], 1>(db, 'SELECT 1 FROM users WHERE username = ?'),
+
+    insertAgent: prepare<AgentParams>(db, `INSERT INTO agents (${AGENT_COLUMNS}) VALUES (@id, @name, @owner, @image, @image_id, @status, @model,
+        @parameters, @environment, @usage_requests, @usage_tokens, @created_at, @updated_at)`),
+    getAgent: prepare<[string], AgentRow>(db, `SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?`),
+    // rowid breaks ties between agents created in the same millisecond: later insert first.
+    listAgents: prepare<[], AgentRow>(db, `SELECT ${AGENT_COLUMNS} FROM agents ORDER BY created_at DESC, rowid DESC`),
+    listAgentsOfOwner: prepare<[string], AgentRow>(db, `SELECT ${AGENT_COLUMNS} FROM agents WHERE owner = ? ORDER BY created_at DESC, rowid DESC`),
+    updateAgent: prepare<{ id: string; status: AgentStatus | null; name: string | null; updated_at: string | null }, AgentRow>(db, `UPDATE agents SET
+        status = COALESCE(@status, status),
+        name = COALESCE(@name, name),
+        updated_at = COALESCE(@updated_at, updated_at)
+      WHERE id = @id RETURNING ${AGENT_COLUMNS}`),
+    // One UPDATE reading and writing the counters: concurrent callers cannot lose an increment.
+    addAgentUsage: prepare<{ id: string; requests: number; tokens: number; updated_at: string }, AgentRow>(db, `UPDATE agents SET
+        usage_requests = usage_requests + @requests,
+        usage_tokens = usage_tokens + @tokens,
+        updated_at = @updated_at
+      WHERE id = @id RETURNING ${AGENT_COLUMNS}`),
+    deleteAgent: prepare<[string]>(db, 'DELETE FROM agents WHERE id = ?'),
+    countAgentsUsingImage: preparePluck<[string], number>(db, 'SELECT COUNT(*) FROM agents WHERE image_id = ?'),
+
+    insertImage: prepare<ImageRow>(db, `INSERT INTO images (${IMAGE_COLUMNS}) VALUES (@digest, @manifest, @config, @config_digest, @size, @created_at)
+      ON CONFLICT (digest) DO NOTHING`),
+    upsertTag: prepare<[string, string]>(db, `INSERT INTO image_tags (name_tag, digest) VALUES (?, ?)
+      ON CONFLICT (name_tag) DO UPDATE SET digest = excluded.digest`),
+    getImage: prepare<[string], ImageRow>(db, `SELECT ${IMAGE_COLUMNS} FROM images WHERE digest = ?`),
+    tagsOfImage: preparePluck<[string], string>(db, 'SELECT name_tag FROM image_tags WHERE digest = ? ORDER BY name_tag'),
+    allTags: prepare<[], { name_tag: string; digest: string }>(db, 'SELECT name_tag, digest FROM image_tags ORDER BY name_tag'),
+    imagesInRange: prepare<[string, string], ImageRow>(db, `SELECT ${IMAGE_COLUMNS} FROM images WHERE digest >= ? AND digest < ? ORDER BY created_at DESC, rowid DESC`),
+    resolveTag: preparePluck<[string], string>(db, 'SELECT digest FROM image_tags WHERE name_tag = ?'),
+    listImages: prepare<[], ImageRow>(db, `SELECT ${IMAGE_COLUMNS} FROM images ORDER BY created_at DESC, rowid DESC`),
+    deleteImage: prepare<[string]>(db, 'DELETE FROM images WHERE digest = ?'),
+
+    // DO NOTHING, then read back: the first creator keeps the repository.
+    claimRepository: prepare<RepositoryRecord>(db, `INSERT INTO repositories (${REPOSITORY_COLUMNS}) VALUES (@name, @owner, @visibility, @created_at)
+      ON CONFLICT (name) DO NOTHING`),
+    getRepository: prepare<[string], RepositoryRecord>(db, `SELECT ${REPOSITORY_COLUMNS} FROM repositories WHERE name = ?`),
+    listRepositories: prepare<[], RepositoryRecord>(db, `SELECT ${REPOSITORY_COLUMNS} FROM repositories ORDER BY name`),
+    updateRepository: prepare<{ name: string; visibility: string | null }, RepositoryRecord>(db, `UPDATE repositories SET
+        visibility = COALESCE(@visibility, visibility)
+      WHERE name = @name RETURNING ${REPOSITORY_COLUMNS}`),
+
+    nextLogSeq: preparePluck<[string], number>(db, 'SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_logs WHERE agent_id = ?'),
+    insertLog: prepare<[string, number, string, LogLevel, string, string | null]>(db, `INSERT INTO agent_logs (${LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
+    listLogs: prepare<LogFilterParams, LogRow>(db, `SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq`),
+    // The newest `tail` matching lines, turned back to oldest first.
+    listLogsTail: prepare<LogFilterParams & { tail: number }, LogRow>(db, `SELECT * FROM (
+        SELECT ${LOG_COLUMNS} FROM agent_logs WHERE ${LOG_FILTER_SQL} ORDER BY seq DESC LIMIT @tail
+      ) ORDER BY seq`),
+
+    // Past the highest seq retention ever deleted too: a seq is a client's cursor, never reused.
+    nextEventSeq: preparePluck<{ agentId: string }, number>(db, `SELECT MAX(
+        COALESCE((SELECT MAX(seq) FROM agent_events WHERE agent_id = @agentId), 0),
+        COALESCE((SELECT last_pruned_seq FROM agent_event_marks WHERE agent_id = @agentId), 0)
+      ) + 1`),
+    insertEvent: prepare<[string, number, string, string, string, string]>(db, `INSERT INTO agent_events (${EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
+    listEvents: prepare<[string, number, number], EventRow>(db, `SELECT ${EVENT_COLUMNS} FROM agent_events WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+    firstEventSeq: preparePluck<[string], number>(db, 'SELECT COALESCE(MIN(seq), 0) FROM agent_events WHERE agent_id = ?'),
+    lastEventSeq: preparePluck<[string], number>(db, 'SELECT COALESCE(MAX(seq), 0) FROM agent_events WHERE agent_id = ?'),
+    deleteEventsThrough: prepare<[string, number]>(db, 'DELETE FROM agent_events WHERE agent_id = ? AND seq <= ?'),
+    markEventsPruned: prepare<[string, number]>(db, `INSERT INTO agent_event_marks (agent_id, last_pruned_seq) VALUES (?, ?)
+      ON CONFLICT (agent_id) DO UPDATE SET last_pruned_seq = MAX(last_pruned_seq, excluded.last_pruned_seq)`),
+
+    nextMessageSeq: preparePluck<[string], number>(db, 'SELECT COALESCE(MAX(seq), 0) + 1 FROM agent_messages WHERE agent_id = ?'),
+    insertMessage: prepare<MessageParams>(db, `INSERT INTO agent_messages (${MESSAGE_COLUMNS})
+      VALUES (@agent_id, @seq, @role, @content, @tool_calls, @tool_call_id, @tool_name, @message_id, @created_at)`),
+    listMessages: prepare<[string], MessageRow>(db, `SELECT ${MESSAGE_COLUMNS} FROM agent_messages WHERE agent_id = ? ORDER BY seq`),
+    // The newest `limit` messages, turned back to oldest first.
+    listMessagesTail: prepare<[string, number], MessageRow>(db, `SELECT * FROM (
+        SELECT ${MESSAGE_COLUMNS} FROM agent_messages WHERE agent_id = ? ORDER BY seq DESC LIMIT ?
+      ) ORDER BY seq`),
+    // Bytes, not characters: length() of TEXT counts characters, of a BLOB its UTF-8 bytes.
+    conversationStats: prepare<[string], { messages: number; bytes: number }>(db, `SELECT COUNT(*) AS messages,
+        COALESCE(SUM(length(CAST(content AS BLOB))), 0) AS bytes FROM agent_messages WHERE agent_id = ?`),
+
+    getMeta: preparePluck<[string], string>(db, 'SELECT value FROM meta WHERE key = ?'),
+    // Changes when another connection (another process) commits; our own commits leave it alone.
+    dataVersion: preparePluck<[], number>(db, 'PRAGMA data_version'),
+    setMeta: prepare<[string, string]>(db, 'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+  };
+}
+
+/** The prepared statements of one connection. */
+export type Statements = ReturnType<typeof prepareStatements>;
+
+/**
+ * findAgents' query for one WHERE clause (built from which fields are asked for, values bound
+ * by name). The store prepares each once: there are at most eight.
+ */
+export function prepareFindAgents(db: SqliteDatabase, where: string): PreparedStatement<[Record<string, string | number>], AgentRow> {
+  return prepare<Record<string, string | number>, AgentRow>(db, `SELECT ${AGENT_COLUMNS} FROM agents ${where} ORDER BY created_at DESC, rowid DESC LIMIT @limit`);
+}
