@@ -144,7 +144,7 @@ describe('SqliteStore conversations (cached between writes)', () => {
 
 describe('SqliteStore agent records by id (cached between writes)', () => {
   it('serves the same frozen record until a write of its own or another connection changes it', async () => {
-    const { store, path } = await storeWithAgents(2);
+    const { store, path, digest } = await storeWithAgents(2);
     const first = await store.getAgent('a0');
     expect(first).toMatchObject({ id: 'a0', status: 'running', usage_requests: 0 });
     expect(Object.isFrozen(first)).toBe(true);
@@ -165,6 +165,31 @@ describe('SqliteStore agent records by id (cached between writes)', () => {
       other.close();
     }
     expect(await store.getAgent('a0')).toMatchObject({ status: 'error', usage_tokens: 99 });
+
+    // Usage builds on the cached record (no RETURNING): what another connection changed since
+    // is seen under the write lock, and the result is the stored row, frozen, shared by getAgent.
+    const other2 = new Database(path);
+    try {
+      other2.prepare("UPDATE agents SET name = 'renamed', usage_requests = 5 WHERE id = 'a0'").run();
+    } finally {
+      other2.close();
+    }
+    const counted = await store.addAgentUsage('a0', 1, 1, '2025-01-02T00:00:00.000Z');
+    expect(counted).toEqual({ ...agent('a0', digest, 0), name: 'renamed', status: 'error', usage_requests: 6, usage_tokens: 100, updated_at: '2025-01-02T00:00:00.000Z' });
+    expect(Object.keys(counted ?? {})).toEqual(Object.keys(agent('a0', digest, 0)));
+    expect(Object.isFrozen(counted)).toBe(true);
+    expect(await store.getAgent('a0')).toBe(counted);
+    // Again, now from the cached record: the same as a fresh read of the row.
+    const again = await store.addAgentUsage('a0', 2, 3, '2025-01-03T00:00:00.000Z');
+    expect(again).toEqual({ ...counted, usage_requests: 8, usage_tokens: 103, updated_at: '2025-01-03T00:00:00.000Z' });
+    expect(Object.isFrozen(again)).toBe(true);
+    const reader = new Database(path, { readonly: true });
+    try {
+      const row = reader.prepare("SELECT name, usage_requests, usage_tokens, updated_at FROM agents WHERE id = 'a0'").get();
+      expect(row).toEqual({ name: 'renamed', usage_requests: 8, usage_tokens: 103, updated_at: '2025-01-03T00:00:00.000Z' });
+    } finally {
+      reader.close();
+    }
 
     await store.deleteAgent('a0');
     expect(await store.getAgent('a0')).toBeNull();

@@ -111,7 +111,11 @@ export class SqliteReadCaches {
 
   /** Freezes and caches the agent read or written as `row` (bounded: past it, the oldest entry goes). */
   cacheAgent(id: string, row: AgentRow): AgentRecord {
-    const record = deepFreeze(toAgent(row));
+    return this.putAgent(id, deepFreeze(toAgent(row)));
+  }
+
+  /** Caches `record` (frozen, nested values included) as the agent's current row, and returns it. */
+  putAgent(id: string, record: AgentRecord): AgentRecord {
     if (this.agents.size >= AGENT_CACHE_SIZE && !this.agents.has(id)) this.agents.delete(this.agents.keys().next().value as string);
     this.agents.set(id, record);
     return record;

@@ -253,8 +253,17 @@ export class SqliteStore implements Store {
     // Cleared inside the commit: a list read between queueing and committing must not be kept.
     return this.#groupCommit.enqueue(() => {
       this.#caches.agentLists.clear();
+      const cached = this.#caches.agents.get(id);
       this.#caches.agents.delete(id);
-      const row = s.addAgentUsage.get({ id, requests, tokens, updated_at: updatedAt });
+      if (s.addAgentUsage.run(requests, tokens, updatedAt, id).changes === 0) return null;
+      // The cached record is what the database holds (see read-caches.ts; checked under this
+      // write lock): only the counters, read back, and updated_at changed. Saves parsing and
+      // freezing the whole row once per chat turn.
+      const usage = cached === undefined ? undefined : s.agentUsage.get(id);
+      if (cached !== undefined && usage !== undefined) {
+        return this.#caches.putAgent(id, Object.freeze({ ...cached, usage_requests: usage.usage_requests, usage_tokens: usage.usage_tokens, updated_at: updatedAt }));
+      }
+      const row = s.getAgent.get(id);
       return row === undefined ? null : this.#caches.cacheAgent(id, row);
     }, true);
   }
@@ -481,7 +490,7 @@ export class SqliteStore implements Store {
       known.delete(agentId);
       const rows = messages.map((message) => {
         const row = toMessageParams(agentId, seq++, message);
-        s.insertMessage.run(row);
+        s.insertMessage.run(row.agent_id, row.seq, row.role, row.content, row.tool_calls, row.tool_call_id, row.tool_name, row.message_id, row.created_at);
         return row;
       });
       this.#caches.rememberNextSeq(known, agentId, seq);
