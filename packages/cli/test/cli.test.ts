@@ -4,42 +4,25 @@
 import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { API_FLAGS } from '@sentinel/cli';
-import { assertBuilt, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
+import { cleanEnv, runCli, useCliScratch, type CliProcess } from './spawn-cli.js';
 
 const ADMIN_PASSWORD = 'correct-horse-battery';
 const GENERATED_LINE =
   /^created admin user "admin" with generated password: (\S+) \(shown once; set SENTINEL_ADMIN_PASSWORD to choose it\)$/;
 const PKG_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-let tmp: string;
-const servers: Server[] = [];
-const sockets: Socket[] = [];
+const scratch = useCliScratch('sentinel-cli-');
+const { servers, sockets } = scratch;
 
-beforeAll(() => {
-  assertBuilt();
-});
-
-beforeEach(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'sentinel-cli-'));
-});
-
-afterEach(async () => {
-  await killAll();
-  for (const socket of sockets.splice(0)) socket.destroy();
-  await Promise.all(servers.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  rmSync(tmp, { recursive: true, force: true });
-});
-
-/** Starts `sentinel api` on a free loopback port with a data dir in tmp; extra args and env on top. */
-function startApi(args: string[] = [], env: Record<string, string> = { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD }, dataDir = join(tmp, 'data')): CliProcess {
-  return runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args], cleanEnv(tmp, env));
+/** Starts `sentinel api` on a free loopback port with a data dir in scratch.dir; extra args and env on top. */
+function startApi(args: string[] = [], env: Record<string, string> = { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD }, dataDir = join(scratch.dir, 'data')): CliProcess {
+  return runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir, ...args], cleanEnv(scratch.dir, env));
 }
 
 interface JsonResponse {
@@ -108,7 +91,7 @@ async function occupyPort(): Promise<number> {
 
 describe('sentinel binary: help and dispatch', () => {
   it('sentinel api --help lists every flag with its env variable, exit 0', async () => {
-    const cli = runCli(['api', '--help'], cleanEnv(tmp));
+    const cli = runCli(['api', '--help'], cleanEnv(scratch.dir));
     expect(await cli.exited()).toEqual({ code: 0, signal: null });
     for (const flag of API_FLAGS) {
       expect(cli.stdout()).toContain(`--${flag.name}`);
@@ -119,9 +102,9 @@ describe('sentinel binary: help and dispatch', () => {
   });
 
   it('--version prints the package version; sentinel help prints the commands', async () => {
-    const version = runCli(['--version'], cleanEnv(tmp));
-    const apiVersion = runCli(['api', '--version'], cleanEnv(tmp));
-    const help = runCli(['help'], cleanEnv(tmp));
+    const version = runCli(['--version'], cleanEnv(scratch.dir));
+    const apiVersion = runCli(['api', '--version'], cleanEnv(scratch.dir));
+    const help = runCli(['help'], cleanEnv(scratch.dir));
     expect((await version.exited()).code).toBe(0);
     expect((await apiVersion.exited()).code).toBe(0);
     expect((await help.exited()).code).toBe(0);
@@ -131,8 +114,8 @@ describe('sentinel binary: help and dispatch', () => {
   });
 
   it('no command or an unknown command: usage on stderr, exit 2', async () => {
-    const none = runCli([], cleanEnv(tmp));
-    const unknown = runCli(['apy'], cleanEnv(tmp));
+    const none = runCli([], cleanEnv(scratch.dir));
+    const unknown = runCli(['apy'], cleanEnv(scratch.dir));
     expect((await none.exited()).code).toBe(2);
     expect((await unknown.exited()).code).toBe(2);
     expect(none.stdout()).toBe('');
@@ -144,7 +127,7 @@ describe('sentinel binary: help and dispatch', () => {
 
 describe('sentinel api: a full session', () => {
   it('serves the API, shuts down on SIGTERM with exit 0, and keeps everything across a restart', async () => {
-    const dataDir = join(tmp, 'data');
+    const dataDir = join(scratch.dir, 'data');
     const first = startApi(['--token-auth-secret', 'flag-secret-0123456789abcdef']);
     const url = await first.url();
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
@@ -181,7 +164,7 @@ describe('sentinel api: a full session', () => {
   });
 
   it('without SENTINEL_ADMIN_PASSWORD prints a generated password once, and never again', async () => {
-    const dataDir = join(tmp, 'data');
+    const dataDir = join(scratch.dir, 'data');
     const first = startApi([], {}, dataDir);
     const url = await first.url();
     const lines = first.stderrLines();
@@ -355,11 +338,11 @@ describe('sentinel api: connection caps', () => {
 
 describe('sentinel api: environment variables', () => {
   it('every SENTINEL_* variable stands in for its flag', async () => {
-    const dataDir = join(tmp, 'env-data');
+    const dataDir = join(scratch.dir, 'env-data');
     const secret = 'env-secret-0123456789abcdef';
     const cli = runCli(
       ['api'],
-      cleanEnv(tmp, {
+      cleanEnv(scratch.dir, {
         SENTINEL_PORT: '0',
         SENTINEL_HOST: '127.0.0.1',
         SENTINEL_DATA_DIR: dataDir,
@@ -389,8 +372,8 @@ describe('sentinel api: environment variables', () => {
 
 describe('sentinel api: HTTPS', () => {
   it('serves https:// with --tls-cert and --tls-key', async () => {
-    const cert = join(tmp, 'cert.pem');
-    const key = join(tmp, 'key.pem');
+    const cert = join(scratch.dir, 'cert.pem');
+    const key = join(scratch.dir, 'key.pem');
     execFileSync('openssl', [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
       '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert,
@@ -412,8 +395,8 @@ describe('sentinel api: HTTPS', () => {
   });
 
   it('a certificate that is not PEM is refused by name', async () => {
-    const cert = join(tmp, 'cert.pem');
-    const key = join(tmp, 'key.pem');
+    const cert = join(scratch.dir, 'cert.pem');
+    const key = join(scratch.dir, 'key.pem');
     writeFileSync(cert, 'not a certificate');
     writeFileSync(key, 'not a key');
     const cli = startApi(['--tls-cert', cert, '--tls-key', key]);
@@ -432,40 +415,40 @@ describe('sentinel api: failures are one line on stderr and a non-zero exit', ()
   ];
 
   it.each(usageCases)('%s: exit 2', async (_name, args, message) => {
-    const cli = runCli(['api', ...args], cleanEnv(tmp, { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD }));
+    const cli = runCli(['api', ...args], cleanEnv(scratch.dir, { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD }));
     expect((await cli.exited()).code).toBe(2);
     expectOneErrorLine(cli, message);
     expect(cli.stdout()).toBe('');
   });
 
   it('only SENTINEL_TLS_KEY set: exit 2', async () => {
-    const cli = runCli(['api', '--port', '0'], cleanEnv(tmp, { SENTINEL_TLS_KEY: '/etc/hosts' }));
+    const cli = runCli(['api', '--port', '0'], cleanEnv(scratch.dir, { SENTINEL_TLS_KEY: '/etc/hosts' }));
     expect((await cli.exited()).code).toBe(2);
     expectOneErrorLine(cli, 'both --tls-cert and --tls-key are needed for HTTPS');
   });
 
   it('an unreadable certificate file: exit 1', async () => {
-    const missing = join(tmp, 'missing-cert.pem');
+    const missing = join(scratch.dir, 'missing-cert.pem');
     const cli = startApi(['--tls-cert', missing, '--tls-key', missing]);
     expect((await cli.exited()).code).toBe(1);
     expectOneErrorLine(cli, `cannot read --tls-cert file ${missing}: no such file or directory`);
     // Checked before the store is opened: nothing was created.
-    expect(existsSync(join(tmp, 'data'))).toBe(false);
+    expect(existsSync(join(scratch.dir, 'data'))).toBe(false);
   });
 
   it('a port in use: exit 1', async () => {
     const port = await occupyPort();
     const cli = runCli(
-      ['api', '--port', String(port), '--host', '127.0.0.1', '--data-dir', join(tmp, 'data')],
-      cleanEnv(tmp, { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD }),
+      ['api', '--port', String(port), '--host', '127.0.0.1', '--data-dir', join(scratch.dir, 'data')],
+      cleanEnv(scratch.dir, { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD }),
     );
     expect((await cli.exited()).code).toBe(1);
     expectOneErrorLine(cli, `port ${port} on 127.0.0.1 is already in use`);
   });
 
   it('a data dir that cannot be created (under a regular file): exit 1', async () => {
-    writeFileSync(join(tmp, 'afile'), 'x');
-    const dataDir = join(tmp, 'afile', 'data');
+    writeFileSync(join(scratch.dir, 'afile'), 'x');
+    const dataDir = join(scratch.dir, 'afile', 'data');
     const cli = startApi([], { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD }, dataDir);
     expect((await cli.exited()).code).toBe(1);
     expectOneErrorLine(cli, new RegExp(`^sentinel api: cannot use data directory ${dataDir}: `));

@@ -3,8 +3,12 @@
  * process started here is tracked so the suite's afterEach can kill leftovers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import type { Server, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, beforeEach } from 'vitest';
 
 export const BIN_PATH = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 
@@ -143,4 +147,34 @@ export async function killAll(): Promise<void> {
         }),
     ),
   );
+}
+
+/** A CLI spec's per-test scratch: a temp directory, and the loopback servers and sockets a test opens. */
+export interface CliScratch {
+  /** A fresh temp directory for the running test (removed after it). */
+  dir: string;
+  readonly servers: Server[];
+  readonly sockets: Socket[];
+}
+
+/**
+ * Registers the hooks every CLI spec needs: the binary must be built; each test gets a fresh
+ * temp directory under `prefix`; after each test every spawned CLI is killed, and the sockets and
+ * servers the test pushed are closed before its directory goes.
+ */
+export function useCliScratch(prefix: string): CliScratch {
+  const scratch: CliScratch = { dir: '', servers: [], sockets: [] };
+  beforeAll(() => {
+    assertBuilt();
+  });
+  beforeEach(() => {
+    scratch.dir = mkdtempSync(join(tmpdir(), prefix));
+  });
+  afterEach(async () => {
+    await killAll();
+    for (const socket of scratch.sockets.splice(0)) socket.destroy();
+    await Promise.all(scratch.servers.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    rmSync(scratch.dir, { recursive: true, force: true });
+  });
+  return scratch;
 }

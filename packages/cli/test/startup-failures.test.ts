@@ -3,32 +3,14 @@
  * process. `--data-dir /proc/…` used to spin at 100 % CPU in Node's recursive mkdir, and a
  * SIGTERM during a hanging start-up printed "shutting down" but did not exit.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanEnv, killAll, runCli } from './spawn-cli.js';
+import { describe, expect, it } from 'vitest';
+import { cleanEnv, runCli, useCliScratch } from './spawn-cli.js';
 
-let tmp: string;
-const servers: Server[] = [];
-const sockets: Socket[] = [];
-
-beforeAll(() => {
-  assertBuilt();
-});
-
-beforeEach(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'sentinel-startup-'));
-});
-
-afterEach(async () => {
-  await killAll();
-  for (const socket of sockets.splice(0)) socket.destroy();
-  await Promise.all(servers.splice(0).map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  rmSync(tmp, { recursive: true, force: true });
-});
+const scratch = useCliScratch('sentinel-startup-');
+const { servers, sockets } = scratch;
 
 /** A TCP server that accepts connections and never says a word: a database that hangs. */
 async function silentServer(): Promise<number> {
@@ -41,7 +23,7 @@ async function silentServer(): Promise<number> {
 describe('sentinel api start-up failures', () => {
   it.each(['/proc/sentinel-x', '/proc/sentinel-x/deeper', '/sys/sentinel-x'])('--data-dir %s: one line, exit 1, at once', async (dataDir) => {
     const started = Date.now();
-    const cli = runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], cleanEnv(tmp));
+    const cli = runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], cleanEnv(scratch.dir));
     const exit = await cli.exited(5_000);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(exit.code).toBe(1);
@@ -52,8 +34,8 @@ describe('sentinel api start-up failures', () => {
   it('SIGTERM during a start-up that hangs (a database that never answers) exits within the grace period', async () => {
     const port = await silentServer();
     const cli = runCli(
-      ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, 'data'), '--store', `postgres://sentinel@127.0.0.1:${port}/db`],
-      cleanEnv(tmp),
+      ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(scratch.dir, 'data'), '--store', `postgres://sentinel@127.0.0.1:${port}/db`],
+      cleanEnv(scratch.dir),
     );
     // The connection is open and hanging once the silent server has a socket.
     const deadline = Date.now() + 10_000;
@@ -69,7 +51,7 @@ describe('sentinel api start-up failures', () => {
   });
 
   it('SIGTERM while serving exits 0, and the start-up line names the version', async () => {
-    const cli = runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, 'data')], cleanEnv(tmp, { SENTINEL_ADMIN_PASSWORD: 'a-long-admin-password' }));
+    const cli = runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(scratch.dir, 'data')], cleanEnv(scratch.dir, { SENTINEL_ADMIN_PASSWORD: 'a-long-admin-password' }));
     const url = await cli.url();
     expect(cli.stdout()).toMatch(/^SentinelStacks API listening on http:\/\/127\.0\.0\.1:\d+ \(version \d+\.\d+\.\d+, commit ([0-9a-f]{12}|unknown)\)$/m);
     const res = await request(`${url}/v1/version`);
