@@ -8,27 +8,16 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, cleanEnv, killAll, runCli } from './spawn-cli.js';
+import { assertBuilt, callJson as call, cleanEnv, killAll, runCli } from './spawn-cli.js';
 
 const ADMIN_PASSWORD = 'correct-horse-battery';
 const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
 
 type Frame = Record<string, any>;
-
-async function call(method: 'GET' | 'POST' | 'DELETE', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await request(url, {
-    method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, json: text === '' ? undefined : JSON.parse(text) };
-}
 
 /** Sends one chat message on a fresh socket and resolves with the turn's terminal frame. */
 function chatOnce(url: string, token: string, content: string): Promise<Frame> {

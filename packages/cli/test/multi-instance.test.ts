@@ -8,12 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 import { assertRedisRunning, busUrl, deletePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
+import { assertBuilt, callJson as call, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
 
 const ADMIN_PASSWORD = 'correct-horse-battery';
 const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
@@ -42,16 +41,6 @@ interface Socket {
 /** Frames of every socket in the order this process received them. */
 const timeline: { socket: string; frame: Frame }[] = [];
 const sockets: WebSocket[] = [];
-
-async function call(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await request(url, {
-    method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, json: text === '' ? undefined : JSON.parse(text) };
-}
 
 function openSocket(name: string, url: string, token: string): Promise<Socket> {
   const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });

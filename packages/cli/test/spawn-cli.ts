@@ -8,6 +8,7 @@ import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
 import { afterEach, beforeAll, beforeEach } from 'vitest';
 
 export const BIN_PATH = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
@@ -177,4 +178,15 @@ export function useCliScratch(prefix: string): CliScratch {
     rmSync(scratch.dir, { recursive: true, force: true });
   });
   return scratch;
+}
+
+/** One JSON request to a running server: the status and the parsed body (undefined when empty). */
+export async function callJson(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await request(url, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, json: text === '' ? undefined : JSON.parse(text) };
 }

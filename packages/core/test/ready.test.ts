@@ -99,6 +99,28 @@ async function startFreezableRelay(targetUrl: string): Promise<{ url: string; fr
   };
 }
 
+/**
+ * How often `start` calls the real store class's `migrate`: wrapped on the prototype of `probe`'s
+ * class (closed first) for the duration of one start only. The started API is closed after the test.
+ */
+async function migrateCallsOfOneStart(probe: { close(): Promise<void> }, start: () => Promise<{ close(): Promise<void> }>): Promise<number> {
+  const proto = Object.getPrototypeOf(probe) as { migrate: (this: unknown) => Promise<void> };
+  await probe.close();
+  const original = proto.migrate;
+  let calls = 0;
+  proto.migrate = function (this: unknown) {
+    calls++;
+    return original.call(this);
+  };
+  try {
+    const api = await start();
+    cleanups.push(() => api.close());
+    return calls;
+  } finally {
+    proto.migrate = original;
+  }
+}
+
 describe('GET /v1/ready', () => {
   it('is public, and left out when there is no store to check', () => {
     expect(healthRoutes().map((r) => r.path)).toEqual(['/v1/health']);
@@ -192,42 +214,15 @@ describe('createSentinelApi with storeUrl', () => {
   });
 
   it('migrates the PostgreSQL schema once per start (one migration transaction, one advisory lock)', async () => {
-    // The real PgStore's migrate, wrapped on its prototype only to count the calls of one start.
-    const probe = await openPostgresStore({ url: db.url });
-    const proto = Object.getPrototypeOf(probe) as { migrate: (this: unknown) => Promise<void> };
-    await probe.close();
-    const original = proto.migrate;
-    let calls = 0;
-    proto.migrate = function (this: unknown) {
-      calls++;
-      return original.call(this);
-    };
-    try {
-      const api = await createSentinelApi(apiOptions(tempDir()));
-      cleanups.push(() => api.close());
-      expect(calls).toBe(1);
-    } finally {
-      proto.migrate = original;
-    }
+    const calls = await migrateCallsOfOneStart(await openPostgresStore({ url: db.url }), () => createSentinelApi(apiOptions(tempDir())));
+    expect(calls).toBe(1);
   });
 
   it('migrates SQLite once per start too', async () => {
-    const probe = await openSqliteStore({ path: join(tempDir(), 'probe.db') });
-    const proto = Object.getPrototypeOf(probe) as { migrate: (this: unknown) => Promise<void> };
-    await probe.close();
-    const original = proto.migrate;
-    let calls = 0;
-    proto.migrate = function (this: unknown) {
-      calls++;
-      return original.call(this);
-    };
-    try {
-      const api = await createSentinelApi({ dataDir: tempDir(), tokenSecret: 'ready-test-secret-0123456789', adminPassword: 'root-password-1' });
-      cleanups.push(() => api.close());
-      expect(calls).toBe(1);
-    } finally {
-      proto.migrate = original;
-    }
+    const calls = await migrateCallsOfOneStart(await openSqliteStore({ path: join(tempDir(), 'probe.db') }), () =>
+      createSentinelApi({ dataDir: tempDir(), tokenSecret: 'ready-test-secret-0123456789', adminPassword: 'root-password-1' }),
+    );
+    expect(calls).toBe(1);
   });
 
   it('refuses a URL that is not postgres:// with invalid_request, naming neither host nor password', async () => {
