@@ -17,6 +17,7 @@ export {
   type ErrorCode,
   type SentinelErrorOptions,
 } from './contract/errors.js';
+export { ERROR_CATALOGUE, ERROR_DOCS_PATH, errorDocsUrl, type ErrorCatalogueEntry } from './contract/error-catalogue.js';
 // The catalogue: one constructor per common error, with a fixed message shape.
 export {
   adminRequired,
