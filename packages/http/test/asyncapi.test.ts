@@ -66,7 +66,7 @@ describe.each(HOSTS)('GET /v1/asyncapi.json on %s', (hostName) => {
     const { host: hostPort } = new URL(host.baseUrl);
     expect(Object.keys(doc.servers)[0]).toBe('this');
     expect(doc.servers.this).toMatchObject({ host: hostPort, protocol: 'ws' });
-    expect(doc.servers.local).toMatchObject({ host: 'localhost:3000', protocol: 'ws' });
+    expect(doc.servers.local).toMatchObject({ host: 'localhost:8080', protocol: 'ws' });
   });
 
   it('is the document the core generates, in the server’s version', () => {

@@ -24,7 +24,7 @@ export interface AsyncApiOptions {
   /** API version in `info.version`. Default '0.1.0'. */
   version?: string;
   /**
-   * `servers` of the document, by name. Default: `local`, `ws://localhost:3000` (where
+   * `servers` of the document, by name. Default: `local`, `ws://localhost:8080` (where
    * `sentinel api` listens by default); `GET /v1/asyncapi.json` puts the origin that asked first.
    */
   servers?: Record<string, AsyncApiServer>;
@@ -36,7 +36,7 @@ export interface AsyncApiOptions {
 export type AsyncApiDocument = Record<string, unknown>;
 
 const DEFAULT_SERVERS: Record<string, AsyncApiServer> = {
-  local: { host: 'localhost:3000', protocol: 'ws', description: 'A `sentinel api` server on its default address' },
+  local: { host: 'localhost:8080', protocol: 'ws', description: 'A `sentinel api` server on its default address' },
 };
 
 const SECURITY_SCHEMES = {
