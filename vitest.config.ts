@@ -7,6 +7,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['sentinel-source'] } },
   test: {
     include: ['packages/*/test/**/*.test.ts'],
+    // Every frame a spec's WebSocket client receives must be one the AsyncAPI document describes.
+    setupFiles: ['packages/test-support/src/frame-watch-setup.ts'],
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -96,6 +96,9 @@ export {
   type WebSocketEndpointName,
 } from './protocol/endpoints.js';
 export { SERVER_FRAME_SCHEMAS } from './protocol/server-frames.js';
+export { WEBSOCKET_CLOSE_CODES, type WebSocketCloseCode } from './protocol/close-codes.js';
+// The AsyncAPI 3.0 document of those endpoints, for embedders that serve or check it themselves.
+export { buildAsyncApiDocument, type AsyncApiDocument, type AsyncApiOptions, type AsyncApiServer } from './routes/asyncapi.js';
 // Constructed directly by transport tests that drive an events stream over a store of their own.
 export { AgentEventsService, type AgentEventsServiceOptions } from './protocol/events.js';
 

@@ -3,16 +3,17 @@
  * stream. A `Record` over the core's `StreamCloseReason` union, so a new reason in the core
  * without a code here is a compile error, not a silent 1011.
  */
-import type { StreamCloseReason } from '@sentinel/api-core';
+import { WEBSOCKET_CLOSE_CODES, type StreamCloseReason } from '@sentinel/api-core';
 
+// The numbers come from the core's table, which the AsyncAPI document describes.
 /** 1000: normal closure (the agent is gone; nothing is wrong with the connection). */
-export const CLOSE_NORMAL = 1000;
+export const CLOSE_NORMAL = WEBSOCKET_CLOSE_CODES.normal.code;
 /** 1001: going away (the server is shutting down). */
-export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_GOING_AWAY = WEBSOCKET_CLOSE_CODES.going_away.code;
 /** 1008: policy violation (the consumer fell too far behind). */
-export const CLOSE_POLICY_VIOLATION = 1008;
+export const CLOSE_POLICY_VIOLATION = WEBSOCKET_CLOSE_CODES.policy_violation.code;
 /** 1011: internal error (a bug on our side while serving the socket). */
-export const CLOSE_INTERNAL_ERROR = 1011;
+export const CLOSE_INTERNAL_ERROR = WEBSOCKET_CLOSE_CODES.internal_error.code;
 
 const CLOSE_CODE_BY_REASON: Record<StreamCloseReason, number> = {
   agent_deleted: CLOSE_NORMAL,

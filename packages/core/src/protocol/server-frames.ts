@@ -1,8 +1,10 @@
 /**
  * JSON Schemas of the frames the server sends (docs/ARCHITECTURE.md#the-protocol), one per
  * `type`, written to match the {@link ServerFrame} types in frames.ts and the README's frame
- * reference. They describe the wire for documents (an AsyncAPI document, say); the server
- * never validates its own frames against them.
+ * reference. They describe the wire for the AsyncAPI document (routes/asyncapi.ts); the server
+ * never validates its own frames against them, but every WebSocket spec checks each frame it
+ * receives against that document, so a frame the server really sends and these do not
+ * describe fails the suite.
  */
 import { ERROR_CODES } from '../contract/errors.js';
 import { CLIENT_ID_PATTERN } from '../contract/ids.js';

@@ -11,6 +11,7 @@ import type { RegistryService } from '../registry/service.js';
 import type { EventsService } from '../protocol/frames.js';
 import type { Store } from '../store/types.js';
 import { agentRoutes } from './agents.js';
+import { asyncapiRoutes } from './asyncapi.js';
 import { authRoutes } from './auth.js';
 import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
@@ -57,6 +58,8 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
     ...imageRoutes({ images: deps.images }),
     ...(deps.registry === undefined ? [] : registryRoutes({ registry: deps.registry })),
     ...openapiRoutes({ routes: () => table, ...deps.openapi }),
+    // The WebSocket protocol's document, next to the REST one and with the same version.
+    ...asyncapiRoutes(deps.openapi?.version === undefined ? {} : { version: deps.openapi.version }),
   );
   assertUniqueRoutes(table);
   return table;
