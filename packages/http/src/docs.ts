@@ -56,7 +56,6 @@ const SCALAR_CONFIGURATION = {
   telemetry: false,
   agent: { disabled: true },
   showDeveloperTools: 'never',
-  hideDarkModeToggle: false,
   documentDownloadType: 'json',
 };
 

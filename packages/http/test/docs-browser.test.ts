@@ -153,7 +153,7 @@ describe('the docs pages in headless Chromium', () => {
     const page = await openPage('/docs');
     await page.getByRole('heading', { name: 'SentinelStacks API' }).first().waitFor({ state: 'visible', timeout: 20_000 });
     // The sidebar opens the first tag only: open "agents" as a reader would.
-    await page.getByText('agents', { exact: true }).first().click();
+    await page.getByText(/^agents$/i).first().click();
     await page.getByText('List agents', { exact: false }).first().waitFor({ state: 'visible', timeout: 20_000 });
     await page.getByText('Create and start an agent from an image').first().waitFor({ state: 'attached' });
     // Let late loads (fonts, lazy chunks, workers) happen before the requests are judged.

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { ERROR_CATALOGUE, ERROR_CODES } from '@sentinel/api-core';
+import { ERROR_CATALOGUE, ERROR_CODES, errorDocsUrl } from '@sentinel/api-core';
 import { HOST_ROUTE, HOSTS, mountApi, type MountedApi } from '@sentinel/test-support/hosts';
 import { createFixtureApi } from './fixture-api.js';
 import { escapeHtml, inlineMarkdown } from '../src/docs.js';
@@ -91,6 +91,10 @@ describe.each(HOSTS)('the docs site on %s', (hostName) => {
       expect(res.text).toContain(inlineMarkdown(ERROR_CATALOGUE[code].remedy));
     }
     expect(res.text).toContain('<code>Authorization: Bearer</code>');
+    // What error bodies' `docs` fields point at is exactly this page and anchor.
+    const [path, anchor] = errorDocsUrl('not_found').split('#');
+    expect(path).toBe('/docs/errors');
+    expect(res.text).toContain(`id="${anchor as string}"`);
     expect(res.text).not.toContain('`');
   });
 
