@@ -1,4 +1,4 @@
-// mount-fastify.mjs: the API under /v1 of a Fastify 5 app (node examples/mount-fastify.mjs).
+// mount-fastify.mjs: the API under /v1 (and its docs under /docs) of a Fastify 5 app (node examples/mount-fastify.mjs).
 import Fastify from 'fastify';
 import { createSentinelApi } from '@sentinel/api-core';
 import { toNodeListener } from '@sentinel/api-http';
@@ -19,6 +19,8 @@ await fastify.register(async (scope) => {
   };
   scope.all('/v1', handOver);
   scope.all('/v1/*', handOver);
+  scope.all('/docs', handOver);
+  scope.all('/docs/*', handOver);
 });
 fastify.get('/', async () => 'my app');
 const url = await fastify.listen({ port, host: '127.0.0.1' });

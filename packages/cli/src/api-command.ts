@@ -189,7 +189,8 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
   // Same server, same port: wss:// under TLS, and the agents' `endpoints` already say so.
   const ws = attachWebSocket(server.server, api, { logger });
   logLines.flush();
-  io.stdout.write(`SentinelStacks API listening on ${server.url} (version ${cliVersion()}, commit ${shortCommit()})\n`);
+  // The docs URL on the line people read first: the API reference is one click away.
+  io.stdout.write(`SentinelStacks API listening on ${server.url} (version ${cliVersion()}, commit ${shortCommit()}), docs at ${server.url}/docs\n`);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -226,7 +227,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
 
 /**
  * Runs `sentinel api` with `argv` (the arguments after `api`) and `env`: parses, starts, prints
- * `SentinelStacks API listening on <url>` to stdout (and a generated admin password to stderr)
+ * `SentinelStacks API listening on <url> (…), docs at <url>/docs` to stdout (and a generated admin password to stderr)
  * and resolves to the running server. Rejects with {@link UsageError} for bad arguments
  * (including `--help`/`--version`, which print text and start nothing: handle them with
  * `parseApiArgs` first) and with a one-line Error for runtime failures.

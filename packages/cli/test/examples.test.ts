@@ -119,6 +119,11 @@ async function serveAndStop(file: string, ownRoot: boolean, extra?: (url: string
   const root = await getText(`${url}/`);
   if (ownRoot) expect(root).toEqual({ status: 200, text: 'my app' });
   else expect(root.status).toBe(404);
+  // The API reference comes with the api on every host (the listener's `docs` is on by default).
+  const docs = await request(`${url}/docs`);
+  expect(docs.statusCode).toBe(200);
+  expect(docs.headers['content-type']).toBe('text/html; charset=utf-8');
+  expect(await docs.body.text()).toContain('/docs/assets/scalar-api-reference-');
   await extra?.(url, token);
   example.child.kill('SIGTERM');
   expect(await example.exited).toBe(0);

@@ -99,6 +99,16 @@ describe('the packed @sentinel/cli', () => {
       expect(res.statusCode).toBe(200);
       const body = (await res.body.json()) as Record<string, unknown>;
       expect(body).toMatchObject({ version: PKG.version, api_version: 'v1', node: process.version, store: 'postgres', bus: 'local' });
+      // The docs page and its renderer, resolved from the installed package by the bundled http code.
+      const docs = await request(`${url}/docs`);
+      expect(docs.statusCode).toBe(200);
+      const html = await docs.body.text();
+      const renderer = /src="(\/docs\/assets\/scalar-api-reference-[0-9a-f]{12}\.js)"/.exec(html)?.[1];
+      expect(renderer).toBeDefined();
+      const asset = await request(`${url}${renderer as string}`);
+      expect(asset.statusCode).toBe(200);
+      expect(asset.headers['content-type']).toBe('text/javascript; charset=utf-8');
+      expect((await asset.body.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
     } finally {
       child.kill('SIGTERM');
     }

@@ -19,6 +19,7 @@ import {
   type SentinelApiSurface,
 } from '@sentinel/api-core';
 import { bodyFormatOf } from './body-format.js';
+import { createDocsSite } from './docs.js';
 import { isPreflight, resolveCors, setCorsHeaders, setPreflightHeaders, type CorsOptions } from './cors.js';
 import { announcesBody, ClientGoneError, DEFAULT_MAX_BODY_BYTES, readBodyText } from './read-body.js';
 import { createRequestContext, type RequestContext } from './request-context.js';
@@ -30,6 +31,13 @@ import { createStreamTracker, sendStream, type StreamOptions } from './stream.js
 export interface NodeListenerOptions extends StreamOptions {
   /** CORS for browsers on other origins. Default `true`: any origin, no credentials, preflights cached 600 s. `false`: no CORS headers. */
   cors?: boolean | CorsOptions;
+  /**
+   * Serve the API reference under `/docs` (no auth): `/docs` (OpenAPI, rendered by Scalar from
+   * the installed `@scalar/api-reference`), `/docs/asyncapi` (the WebSocket protocol) and
+   * `/docs/errors` (the error codes that error bodies point at). Default `true`. `false`: `/docs`
+   * is not the api's (an Express-style host's own routes get it through `next()`, otherwise 404).
+   */
+  docs?: boolean;
   /** Log one `request` line per request at info level. Default `true`. */
   logRequests?: boolean;
   /** Where request lines and unexpected errors go. Default `api.logger`. */
@@ -42,7 +50,8 @@ export interface NodeListenerOptions extends StreamOptions {
 
 /**
  * A Node request listener. With `next` (Express-style hosts), paths outside the api's route
- * prefixes (`/v1`) are handed to `next()`; without it they get a 404.
+ * prefixes (`/v1`) and its docs (`/docs`, unless turned off) are handed to `next()`; without it
+ * they get a 404.
  */
 export interface NodeListener {
   (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
@@ -113,6 +122,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   const trustProxy = options.trustProxy ?? false;
   const sseHeartbeatMs = options.sseHeartbeatMs ?? 15_000;
   const streams = createStreamTracker();
+  const docs = options.docs === false ? undefined : createDocsSite();
   const resumable = new Set(api.routes.filter(resumesFromLastEventId));
   // Computed once per route instead of once per request.
   const bodyFormatsByRoute = new Map(api.routes.map((route) => [route, bodyFormatsOf(route)]));
@@ -133,6 +143,11 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   async function answer(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext, abortProducer: () => void) {
     const origin = req.headers.origin;
     if (cors && origin !== undefined) setCorsHeaders(res, cors, origin);
+
+    if (docs?.owns(path)) {
+      await docs.serve(res, method, path, req.headers['if-none-match']);
+      return;
+    }
 
     if (method === 'OPTIONS') {
       const allow = router.allowedMethods(path);
@@ -245,7 +260,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const url = req.url ?? '/';
     const queryStart = url.indexOf('?');
     const path = queryStart === -1 ? url : url.slice(0, queryStart);
-    if (next && !router.owns(path)) {
+    if (next && !router.owns(path) && !docs?.owns(path)) {
       next();
       return;
     }

@@ -87,6 +87,9 @@ async function mountOnFastify(api: SentinelApiSurface, options: NodeListenerOpti
     scope.addContentTypeParser('*', (_request, _payload, done) => done(null));
     scope.all('/v1', handOver);
     scope.all('/v1/*', handOver);
+    // The api's docs pages (on unless `docs: false`; then the listener answers them 404).
+    scope.all('/docs', handOver);
+    scope.all('/docs/*', handOver);
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;
