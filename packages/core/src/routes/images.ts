@@ -118,7 +118,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       path: '/v1/images',
       auth: 'user',
       summary: "List local images you may see (public ones and your own; admins: every image, untagged ones too)",
-      schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } } } },
+      schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } }, required: ['images'] } },
+      etag: true,
       // Serialized per request (the records are new objects) for the ETag; the list depends on who asks (private repositories).
       handler: async (_input, ctx) => prepareJson({ images: await images.list(principalOf(ctx)) }),
     },
@@ -134,7 +135,18 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       bodyFormats: ['json', 'yaml'],
       maxBodyBytes: MAX_SENTINELFILE_BYTES,
       errorDescriptions: { 403: 'The repository or its namespace belongs to another user (sentinel/: admins only)' },
+      errors: ['conflict', 'forbidden'],
       schemas: { query: buildQuery, body: AGENT_DEFINITION_SCHEMA, response: IMAGE_RESOURCE_SCHEMA },
+      examples: {
+        body: {
+          name: 'alice/helper',
+          tag: 'latest',
+          description: 'Answers questions politely',
+          model: { provider: 'openai', name: 'gpt-4o-mini' },
+          instructions: 'You are a helpful assistant.',
+          tools: [],
+        },
+      },
       // The route already validated the body against the Sentinelfile schema: only normalise.
       handler: (input: { query: { visibility?: 'public' | 'private' }; body: AgentDefinitionInput }, ctx) =>
         images.build(normalizeAgentDefinition(input.body), {
@@ -157,6 +169,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       summary: "Change a repository's visibility (ref: its name, or name:tag; owner or admin): {\"visibility\": \"private\"|\"public\"}",
       schemas: { params: imageRefParams, body: patchBody, response: REPOSITORY_RESOURCE_SCHEMA },
       errorDescriptions: { 403: 'Not the owner of the repository', 404: 'No such repository (or a private one of another user)' },
+      errors: ['forbidden'],
+      examples: { body: { visibility: 'private' } },
       handler: (input: { params: { ref: string }; body: { visibility: 'public' | 'private' } }, ctx) =>
         images.setVisibility(principalOf(ctx), input.params.ref, input.body.visibility),
     },
@@ -167,6 +181,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       summary: 'Delete an image with all its tags (owner of every repository it is tagged in, or admin; refused while agents use it)',
       schemas: { params: imageRefParams },
       errorDescriptions: { 403: 'The image is tagged in a repository you do not own (untagged: admins only)', 409: 'Agents use the image' },
+      errors: ['conflict', 'forbidden'],
       handler: async (input: { params: { ref: string } }, ctx) => {
         await images.delete(input.params.ref, principalOf(ctx));
         return undefined;
