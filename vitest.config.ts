@@ -8,6 +8,9 @@ export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts'],
     pool: 'forks',
+    // Every REST response the specs see is checked against the server's OpenAPI document.
+    setupFiles: ['packages/test-support/src/contract-setup.ts'],
+    globalSetup: ['packages/test-support/src/contract-global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     reporters: ['default'],
