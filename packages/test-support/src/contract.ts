@@ -128,13 +128,13 @@ export class CompiledContract {
       where = `${wanted.toUpperCase()} ${observed.url.pathname}`;
       if (!response) return [`status ${observed.status} is not declared for this operation (declared: ${Object.keys(operation.responses).join(', ')})`];
     } else {
-      const expected = matches.length > 0 ? 'MethodNotAllowed' : 'NoRoute';
-      where = `${expected} for ${observed.url.pathname}`;
-      response = this.#doc.components?.responses?.[expected];
+      let expected = matches.length > 0 ? 'MethodNotAllowed' : 'NoRoute';
       const expectedStatus = matches.length > 0 ? 405 : 404;
       // A malformed path is refused before routing, with a declared 400 of its own.
-      if (observed.status === 400 && matches.length === 0) response = this.#doc.components?.responses?.InvalidPath;
+      if (observed.status === 400 && matches.length === 0) expected = 'InvalidPath';
       else if (observed.status !== expectedStatus) return [`no operation for ${method} ${observed.url.pathname}: expected the ${expected} ${expectedStatus}, got ${observed.status}`];
+      where = `${expected} for ${observed.url.pathname}`;
+      response = this.#doc.components?.responses?.[expected];
       if (!response) return [`the document declares no ${expected} response`];
     }
     response = this.#resolve(response);

@@ -68,12 +68,14 @@ export const AGENT_RESOURCE_SCHEMA: JsonSchema = {
     owner: { type: 'string' },
     parameters: { type: 'object' },
     environment: { type: 'array', items: { type: 'string' }, description: 'Names of the variables set; values are never returned' },
-    api_usage: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } } },
-    endpoints: { type: 'object', properties: { chat: { type: 'string' }, events: { type: 'string' } } },
+    api_usage: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } }, required: ['requests', 'tokens'], additionalProperties: false },
+    endpoints: { type: 'object', properties: { chat: { type: 'string' }, events: { type: 'string' } }, required: ['chat', 'events'], additionalProperties: false },
     runnable: { type: 'boolean', description: 'False when this server cannot run the image as configured now (unknown provider or tool, provider without API key)' },
     reason: { type: 'string', description: 'Why the agent cannot run (only when runnable is false)' },
     warnings: { type: 'array', items: { type: 'string' }, description: 'On creation only: what will keep the agent from running (empty when nothing)' },
   },
+  required: ['id', 'name', 'image', 'image_id', 'status', 'created_at', 'updated_at', 'model', 'owner', 'parameters', 'environment', 'api_usage', 'endpoints', 'runnable'],
+  additionalProperties: false,
 };
 
 /** One log line, in the list answer and as each item of a followed stream. */
@@ -87,6 +89,8 @@ export const LOG_RECORD_SCHEMA: JsonSchema = {
     message: { type: 'string' },
     fields: { type: 'object' },
   },
+  required: ['agent_id', 'seq', 'timestamp', 'level', 'message'],
+  additionalProperties: false,
 };
 
 
@@ -120,7 +124,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       path: '/v1/agents',
       auth: 'user',
       summary: 'List agents (your own; every agent for an admin)',
-      schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } }, required: ['agents'] } },
+      schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } }, required: ['agents'], additionalProperties: false } },
       etag: true,
       // Bytes built once per version of the caller's view, with an ETag (If-None-Match → 304).
       handler: (_input, ctx) => agents.listJson(principalOf(ctx), ctx.origin),
@@ -170,7 +174,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       schemas: {
         params: agentIdParams,
         query: logsQuery,
-        response: { type: 'object', properties: { agent_id: { type: 'string' }, logs: { type: 'array', items: LOG_RECORD_SCHEMA } }, required: ['agent_id', 'logs'] },
+        response: { type: 'object', properties: { agent_id: { type: 'string' }, logs: { type: 'array', items: LOG_RECORD_SCHEMA } }, required: ['agent_id', 'logs'], additionalProperties: false },
       },
       etag: true,
       streams: ['ndjson', 'sse'],

@@ -25,6 +25,8 @@ const imageRefParams: JsonSchema = {
 const modelSchema: JsonSchema = {
   type: 'object',
   properties: { provider: { type: 'string' }, name: { type: 'string' }, parameters: { type: 'object' } },
+  required: ['provider', 'name', 'parameters'],
+  additionalProperties: false,
 };
 
 export const IMAGE_RESOURCE_SCHEMA: JsonSchema = {
@@ -48,6 +50,11 @@ export const IMAGE_RESOURCE_SCHEMA: JsonSchema = {
     owner: { type: ['string', 'null'], description: 'Owner of the repository of name (null when untagged)' },
     visibility: { type: ['string', 'null'], enum: ['public', 'private', null], description: 'Visibility of the repository of name (null when untagged)' },
   },
+  required: [
+    'id', 'short_id', 'digest', 'name', 'tag', 'tags', 'created_at', 'size', 'base_model', 'features',
+    'description', 'model', 'tools', 'capabilities', 'instructions', 'owner', 'visibility',
+  ],
+  additionalProperties: false,
 };
 
 export const REPOSITORY_RESOURCE_SCHEMA: JsonSchema = {
@@ -59,6 +66,8 @@ export const REPOSITORY_RESOURCE_SCHEMA: JsonSchema = {
     created_at: { type: 'string', format: 'date-time' },
     tags: { type: 'array', items: { type: 'string' }, description: 'Its name:tag references that point at an image now' },
   },
+  required: ['name', 'owner', 'visibility', 'created_at', 'tags'],
+  additionalProperties: false,
 };
 
 const VISIBILITY_SCHEMA: JsonSchema = { type: 'string', enum: ['public', 'private'] };
@@ -97,6 +106,8 @@ const JOURNAL_EVENT_SCHEMA: JsonSchema = {
       description: 'repository, and: name_tag, tag, from and to (digests, null for none) for tags; from and to (visibilities) otherwise; by (who)',
     },
   },
+  required: ['seq', 'event_type', 'timestamp', 'content', 'data'],
+  additionalProperties: false,
 };
 
 /**
@@ -118,7 +129,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       path: '/v1/images',
       auth: 'user',
       summary: "List local images you may see (public ones and your own; admins: every image, untagged ones too)",
-      schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } }, required: ['images'] } },
+      schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } }, required: ['images'], additionalProperties: false } },
       etag: true,
       // Serialized per request (the records are new objects) for the ETag; the list depends on who asks (private repositories).
       handler: async (_input, ctx) => prepareJson({ images: await images.list(principalOf(ctx)) }),
@@ -198,6 +209,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
         response: {
           type: 'object',
           properties: { repository: REPOSITORY_RESOURCE_SCHEMA, events: { type: 'array', items: JOURNAL_EVENT_SCHEMA } },
+          required: ['repository', 'events'],
+          additionalProperties: false,
         },
       },
       handler: async (input: { params: { ref: string }; query: { since?: number; limit?: number } }, ctx) => {

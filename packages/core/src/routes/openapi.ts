@@ -184,6 +184,10 @@ function operationOf(route: RouteDef): Record<string, unknown> {
     'x-sentinel-auth': route.auth,
   };
   const parameters = parametersOf(route);
+  // The HTTP transport reads Last-Event-ID as `since` where `since` is a sequence number (an integer).
+  if ((route.schemas?.query?.properties as Record<string, { type?: unknown }> | undefined)?.since?.type === 'integer') {
+    parameters.push({ name: 'Last-Event-ID', in: 'header', required: false, description: 'Resume after this seq (used when the query has no since), as EventSource sends it', schema: { type: 'string' } });
+  }
   if (route.etag) parameters.push({ name: 'If-None-Match', in: 'header', required: false, description: 'An ETag of an earlier answer: 304 when it is still current', schema: { type: 'string' } });
   if (parameters.length > 0) operation.parameters = parameters;
   if (hasBody) {
@@ -222,6 +226,7 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
       responses: {
         // What the transport answers for a /v1 path no route has, or a method the path lacks.
         NoRoute: errorResponse('No route has this path', ['not_found']),
+        InvalidPath: errorResponse('The path is malformed (bad percent-encoding), refused before routing', ['invalid_request']),
         MethodNotAllowed: errorResponse(ERROR_DESCRIPTIONS.method_not_allowed, ['method_not_allowed'], ERROR_HEADERS['405']),
       },
     },

@@ -80,9 +80,10 @@ const TRANSFER_PROGRESS_SCHEMA: JsonSchema = {
     kind: { type: 'string', enum: ['manifest', 'config', 'layer'] },
     bytes: { type: 'integer', minimum: 0 },
     total: { type: 'integer', minimum: 0 },
-    overall: { type: 'object', properties: { bytes: { type: 'integer', minimum: 0 }, total: { type: 'integer', minimum: 0 } }, required: ['bytes', 'total'] },
+    overall: { type: 'object', properties: { bytes: { type: 'integer', minimum: 0 }, total: { type: 'integer', minimum: 0 } }, required: ['bytes', 'total'], additionalProperties: false },
   },
   required: ['status', 'digest', 'kind', 'bytes', 'total', 'overall'],
+  additionalProperties: false,
 };
 
 /** Registry failures besides input ones: another registry without the right (403), a missing image (404), the registry failing or stalling. */
@@ -97,6 +98,8 @@ const PUSH_RESULT_SCHEMA: JsonSchema = {
     status: { type: 'string', enum: ['pushed'] },
     registry: { type: 'string', description: 'host[:port], or embedded' },
   },
+  required: ['name', 'tag', 'digest', 'status', 'registry'],
+  additionalProperties: false,
 };
 
 const PULL_RESULT_SCHEMA: JsonSchema = {
@@ -109,6 +112,8 @@ const PULL_RESULT_SCHEMA: JsonSchema = {
     registry: { type: 'string' },
     image: IMAGE_RESOURCE_SCHEMA,
   },
+  required: ['name', 'tag', 'digest', 'status', 'registry', 'image'],
+  additionalProperties: false,
 };
 
 const SEARCH_RESULT_SCHEMA: JsonSchema = {
@@ -126,12 +131,16 @@ const SEARCH_RESULT_SCHEMA: JsonSchema = {
           tag: { type: ['string', 'null'] },
           agent: { type: 'boolean' },
         },
+        required: ['name', 'tags', 'description', 'digest', 'tag', 'agent'],
+        additionalProperties: false,
       },
     },
     total: { type: 'integer' },
     offset: { type: 'integer' },
     limit: { type: 'integer' },
   },
+  required: ['results', 'total', 'offset', 'limit'],
+  additionalProperties: false,
 };
 
 /** True when the Accept header asks for NDJSON (with a non-zero q). */
