@@ -11,7 +11,7 @@ import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
 import { closeDocumentAgent, contractInterceptor, createRecorder, formatViolations, type ContractRecorder } from './contract.js';
 
 /** The specs whose REST responses are held to the document. */
-const CHECKED_FILES = /[\\/]packages[\\/](http|core)[\\/]test[\\/]/;
+const CHECKED_FILES = /[\\/]packages[\\/](http|core|ws)[\\/]test[\\/]/;
 
 const recorder: ContractRecorder = createRecorder();
 const previous = getGlobalDispatcher();
