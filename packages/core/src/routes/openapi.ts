@@ -4,6 +4,7 @@
  * the server really accepts.
  */
 import { bodyFormatsOf } from '../api.js';
+import { ERROR_CATALOGUE } from '../contract/error-catalogue.js';
 import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../contract/errors.js';
 import type { BodyFormat, JsonSchema, RouteDef } from '../contract/route.js';
 
@@ -51,22 +52,8 @@ function errorResponse(description: string, codes: readonly ErrorCode[], headers
 
 const STREAM_MEDIA_TYPES = { ndjson: 'application/x-ndjson', sse: 'text/event-stream' } as const;
 
-const ERROR_DESCRIPTIONS: Record<ErrorCode, string> = {
-  invalid_request: 'Invalid request (parameters, query or body do not match the schema, or the service refused the input)',
-  unauthorized: 'Missing or invalid bearer token, or wrong credentials',
-  forbidden: 'Not allowed for this user',
-  not_found: 'No such resource (or another user\'s)',
-  method_not_allowed: 'The path exists but not with this method (Allow lists the methods)',
-  conflict: 'Conflicts with the current state (already exists, still in use, ambiguous reference)',
-  payload_too_large: 'Body over the size cap',
-  unsupported_media_type: 'Missing or unsupported Content-Type',
-  rate_limited: 'Too many attempts; Retry-After says when to try again',
-  agent_busy: 'The agent is busy with another turn',
-  upstream_error: 'A model provider or registry failed',
-  upstream_timeout: 'A registry transfer ran past its deadline or below its minimum rate',
-  unavailable: 'The store or the event bus is unavailable, or the server is shutting down',
-  internal: 'A bug on the server (the message is generic; details are in the server log)',
-};
+/** What each error status means, from the error catalogue (the one place codes are explained). */
+const describeCode = (code: ErrorCode): string => ERROR_CATALOGUE[code].meaning;
 
 /** Headers some error statuses carry. */
 const ERROR_HEADERS: Partial<Record<string, Record<string, unknown>>> = {
@@ -172,7 +159,7 @@ function operationOf(route: RouteDef): Record<string, unknown> {
     byStatus.set(httpStatus, [...(byStatus.get(httpStatus) ?? []), code]);
   }
   for (const [httpStatus, codes] of byStatus) {
-    const described = route.errorDescriptions?.[Number(httpStatus)] ?? (route.auth === 'admin' && httpStatus === '403' ? 'Admin role required' : codes.map((c) => ERROR_DESCRIPTIONS[c]).join('; '));
+    const described = route.errorDescriptions?.[Number(httpStatus)] ?? (route.auth === 'admin' && httpStatus === '403' ? 'Admin role required' : codes.map(describeCode).join(' '));
     responses[httpStatus] = errorResponse(described, codes, ERROR_HEADERS[httpStatus]);
   }
 
@@ -216,7 +203,10 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
     info: {
       title: options.title ?? 'SentinelStacks API',
       version: options.version ?? '0.1.0',
-      description: 'Run LLM agents the way Docker runs containers. Every route except those with `security: []` needs `Authorization: Bearer <token>` from POST /v1/auth/login.',
+      description:
+        'Run LLM agents the way Docker runs containers. Every route except those with `security: []` needs `Authorization: Bearer <token>` from POST /v1/auth/login. ' +
+        'Every error is `{error, code, details?, docs?}` (the Error schema) with the status its code maps to; a /v1 path no route has answers the NoRoute 404, ' +
+        'a method the path lacks the MethodNotAllowed 405 (components.responses).',
     },
     servers: options.servers ?? [{ url: '/', description: 'The server this document came from' }],
     paths,
@@ -227,7 +217,7 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
         // What the transport answers for a /v1 path no route has, or a method the path lacks.
         NoRoute: errorResponse('No route has this path', ['not_found']),
         InvalidPath: errorResponse('The path is malformed (bad percent-encoding), refused before routing', ['invalid_request']),
-        MethodNotAllowed: errorResponse(ERROR_DESCRIPTIONS.method_not_allowed, ['method_not_allowed'], ERROR_HEADERS['405']),
+        MethodNotAllowed: errorResponse(describeCode('method_not_allowed'), ['method_not_allowed'], ERROR_HEADERS['405']),
       },
     },
   };
