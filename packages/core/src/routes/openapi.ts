@@ -153,8 +153,9 @@ function operationOf(route: RouteDef): Record<string, unknown> {
   const formats = bodyFormatsOf(route);
   const hasBody = route.schemas?.body !== undefined || formats.length > 0;
   const byStatus = new Map<string, ErrorCode[]>();
+  const codes = errorCodesOf(route, hasBody);
   for (const code of ERROR_CODES) {
-    if (!errorCodesOf(route, hasBody).has(code)) continue;
+    if (!codes.has(code)) continue;
     const httpStatus = String(httpStatusForErrorCode(code));
     byStatus.set(httpStatus, [...(byStatus.get(httpStatus) ?? []), code]);
   }
