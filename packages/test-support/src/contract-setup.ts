@@ -7,7 +7,7 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
-import { Agent, getGlobalDispatcher, setGlobalDispatcher } from 'undici';
+import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from 'undici';
 import { closeDocumentAgent, contractInterceptor, createRecorder, formatViolations, type ContractRecorder } from './contract.js';
 
 /** The specs whose REST responses are held to the document. */
@@ -15,8 +15,7 @@ const CHECKED_FILES = /[\\/]packages[\\/](http|core|ws)[\\/]test[\\/]/;
 
 const recorder: ContractRecorder = createRecorder();
 const previous = getGlobalDispatcher();
-const checking = new Agent().compose(contractInterceptor(recorder));
-setGlobalDispatcher(checking);
+let checking: Dispatcher | undefined;
 
 async function takeViolations(): Promise<string | undefined> {
   while (recorder.pending.size > 0) await Promise.all([...recorder.pending]);
@@ -26,7 +25,11 @@ async function takeViolations(): Promise<string | undefined> {
 }
 
 beforeAll(() => {
-  recorder.active = CHECKED_FILES.test(expect.getState().testPath ?? '');
+  // Other packages' specs (the CLI's) keep the dispatcher they had: nothing changes for them.
+  if (!CHECKED_FILES.test(expect.getState().testPath ?? '')) return;
+  recorder.active = true;
+  checking = new Agent().compose(contractInterceptor(recorder));
+  setGlobalDispatcher(checking);
 });
 
 afterEach(async () => {
@@ -36,9 +39,11 @@ afterEach(async () => {
 
 afterAll(async () => {
   const problem = await takeViolations();
-  recorder.active = false;
-  setGlobalDispatcher(previous);
-  await Promise.all([checking.close(), closeDocumentAgent()]);
+  if (checking) {
+    recorder.active = false;
+    setGlobalDispatcher(previous);
+    await Promise.all([checking.close(), closeDocumentAgent()]);
+  }
   if (recorder.checked > 0) appendFileSync(join(inject('contractCountDir'), `${process.pid}.counts`), `${recorder.checked}\n`);
   if (problem) throw new Error(problem);
 });
