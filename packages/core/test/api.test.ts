@@ -164,7 +164,7 @@ describe('createSentinelApi and the compiled route table', () => {
       expect(op!.security).toEqual(r.auth === 'public' ? [] : [{ bearerAuth: [] }]);
     }
     const logs = doc.paths['/v1/agents/{id}/logs']!.get!;
-    expect(logs.parameters!.map((p) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:since', 'query:tail', 'query:level', 'query:follow']);
+    expect(logs.parameters!.map((p) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:since', 'query:tail', 'query:level', 'query:follow', 'header:If-None-Match']);
     expect(Object.keys(doc.paths['/v1/images']!.post!.requestBody!.content)).toEqual(['application/json', 'application/yaml']);
     expect(Object.keys(doc.paths['/v1/images']!.post!.responses)).toContain('201');
     expect(Object.keys(doc.paths['/v1/agents/{id}']!.delete!.responses)).toContain('204');

@@ -80,16 +80,28 @@ export interface RouteDef {
   maxBodyBytes?: number;
   /**
    * Streamed answers the route can give besides JSON, for the OpenAPI document: `ndjson`
-   * (`application/x-ndjson`), `sse` (`text/event-stream`). Default: none, or what openapi.ts
-   * knows for the built-in streaming routes.
+   * (`application/x-ndjson`), `sse` (`text/event-stream`). Default: none.
    */
   streams?: Array<'ndjson' | 'sse'>;
   /**
+   * The JSON Schema of one streamed item (an NDJSON line, or the `data:` of one SSE event), for
+   * the OpenAPI document and the contract checker. A stream that fails after its headers ends
+   * with an `{error, code}` item, which the document adds by itself. Default: any JSON object.
+   */
+  streamItem?: JsonSchema;
+  /**
    * Error codes the route can answer beyond the ones its shape implies (401 without public auth,
-   * 403 for admin, 404 with path parameters, 400/413/415 with a body, 503), for the OpenAPI
-   * document. Default: none, or what openapi.ts knows for the built-in routes.
+   * 403 for admin, 404 with path parameters, 400/413/415 with a body, 500, 503), for the OpenAPI
+   * document. Default: none.
    */
   errors?: ErrorCode[];
+  /**
+   * True when the route answers with a {@link PreparedJson} (strong ETag): the document then
+   * declares the `If-None-Match` parameter, the `ETag` header and `304`. Default false.
+   */
+  etag?: boolean;
+  /** Examples for the OpenAPI document (checked against the schemas by its test). Default none. */
+  examples?: { body?: unknown; response?: unknown };
   /** Descriptions of error responses for the OpenAPI document (status → when), replacing the generic ones. Default none. */
   errorDescriptions?: Readonly<Record<number, string>>;
   handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;

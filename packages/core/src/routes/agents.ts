@@ -68,15 +68,18 @@ export const AGENT_RESOURCE_SCHEMA: JsonSchema = {
     owner: { type: 'string' },
     parameters: { type: 'object' },
     environment: { type: 'array', items: { type: 'string' }, description: 'Names of the variables set; values are never returned' },
-    api_usage: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } } },
-    endpoints: { type: 'object', properties: { chat: { type: 'string' }, events: { type: 'string' } } },
+    api_usage: { type: 'object', properties: { requests: { type: 'integer' }, tokens: { type: 'integer' } }, required: ['requests', 'tokens'], additionalProperties: false },
+    endpoints: { type: 'object', properties: { chat: { type: 'string' }, events: { type: 'string' } }, required: ['chat', 'events'], additionalProperties: false },
     runnable: { type: 'boolean', description: 'False when this server cannot run the image as configured now (unknown provider or tool, provider without API key)' },
     reason: { type: 'string', description: 'Why the agent cannot run (only when runnable is false)' },
     warnings: { type: 'array', items: { type: 'string' }, description: 'On creation only: what will keep the agent from running (empty when nothing)' },
   },
+  required: ['id', 'name', 'image', 'image_id', 'status', 'created_at', 'updated_at', 'model', 'owner', 'parameters', 'environment', 'api_usage', 'endpoints', 'runnable'],
+  additionalProperties: false,
 };
 
-const LOG_RECORD_SCHEMA: JsonSchema = {
+/** One log line, in the list answer and as each item of a followed stream. */
+export const LOG_RECORD_SCHEMA: JsonSchema = {
   type: 'object',
   properties: {
     agent_id: { type: 'string' },
@@ -86,8 +89,28 @@ const LOG_RECORD_SCHEMA: JsonSchema = {
     message: { type: 'string' },
     fields: { type: 'object' },
   },
+  required: ['agent_id', 'seq', 'timestamp', 'level', 'message'],
+  additionalProperties: false,
 };
 
+
+/** The agent resource as the examples of the OpenAPI document show it. */
+export const AGENT_EXAMPLE = {
+  id: 'a1b2c3d4e5f6',
+  name: 'helper',
+  image: 'sentinel/helper:latest',
+  image_id: 'sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945',
+  status: 'running',
+  created_at: '2026-01-02T03:04:05.000Z',
+  updated_at: '2026-01-02T03:04:05.000Z',
+  model: 'openai/gpt-4o-mini',
+  owner: 'alice',
+  parameters: {},
+  environment: ['LANG'],
+  api_usage: { requests: 0, tokens: 0 },
+  endpoints: { chat: 'ws://127.0.0.1:8080/v1/agents/a1b2c3d4e5f6/chat', events: 'ws://127.0.0.1:8080/v1/agents/a1b2c3d4e5f6/events' },
+  runnable: true,
+};
 
 /**
  * GET/POST /v1/agents, GET/DELETE /v1/agents/:id, GET /v1/agents/:id/logs (all: any logged-in
@@ -101,7 +124,8 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       path: '/v1/agents',
       auth: 'user',
       summary: 'List agents (your own; every agent for an admin)',
-      schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } } } },
+      schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } }, required: ['agents'], additionalProperties: false } },
+      etag: true,
       // Bytes built once per version of the caller's view, with an ETag (If-None-Match → 304).
       handler: (_input, ctx) => agents.listJson(principalOf(ctx), ctx.origin),
     },
@@ -112,6 +136,9 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       status: 201,
       summary: 'Create and start an agent from an image',
       schemas: { body: CREATE_AGENT_BODY_SCHEMA, response: AGENT_RESOURCE_SCHEMA },
+      // conflict: the name is taken; not_found: no such image (or a private one of another user).
+      errors: ['conflict', 'not_found'],
+      examples: { body: { image: 'sentinel/helper:latest', name: 'helper', environment: { LANG: 'en' } }, response: AGENT_EXAMPLE },
       handler: (input: { body: { image: string; name?: string; parameters?: Record<string, unknown>; environment?: Record<string, string> } }, ctx) =>
         agents.create(principalOf(ctx), input.body, ctx.origin),
     },
@@ -121,6 +148,8 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       auth: 'user',
       summary: 'Get an agent by id, name or unique id prefix (409 conflict, with the matches in details, when ambiguous)',
       schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
+      errors: ['conflict'],
+      examples: { response: AGENT_EXAMPLE },
       handler: (input: { params: { id: string } }, ctx) => agents.get(principalOf(ctx), input.params.id, ctx.origin),
     },
     {
@@ -129,6 +158,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       auth: 'user',
       summary: 'Stop and delete an agent',
       schemas: { params: agentIdParams },
+      errors: ['conflict'],
       handler: async (input: { params: { id: string } }, ctx) => {
         await agents.delete(principalOf(ctx), input.params.id);
         return undefined;
@@ -144,8 +174,13 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       schemas: {
         params: agentIdParams,
         query: logsQuery,
-        response: { type: 'object', properties: { agent_id: { type: 'string' }, logs: { type: 'array', items: LOG_RECORD_SCHEMA } } },
+        response: { type: 'object', properties: { agent_id: { type: 'string' }, logs: { type: 'array', items: LOG_RECORD_SCHEMA } }, required: ['agent_id', 'logs'], additionalProperties: false },
       },
+      etag: true,
+      streams: ['ndjson', 'sse'],
+      streamItem: LOG_RECORD_SCHEMA,
+      // conflict: an ambiguous reference; unavailable: follow without an event bus.
+      errors: ['conflict'],
       handler: async (input: { params: { id: string }; query: { since?: string; tail?: string; level?: LogLevel; follow?: boolean } }, ctx) => {
         const { since, tail, level, follow } = input.query;
         const query = {

@@ -114,6 +114,11 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       summary: 'Exchange a username and password for a bearer token',
       schemas: { body: loginBodySchema, response: loginResponseSchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
+      errors: ['unauthorized', 'rate_limited'],
+      examples: {
+        body: { username: 'admin', password: 'correct horse battery staple' },
+        response: { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl', username: 'admin', expires: '2026-01-02T03:04:05.000Z' },
+      },
       handler: (input: { body: { username: string; password: string } }, ctx) => auth.login(input.body, ctx.remoteAddress),
     },
     {
@@ -132,6 +137,11 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       status: 201,
       schemas: { body: createUserBodySchema, response: userResourceSchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
+      errors: ['conflict'],
+      examples: {
+        body: { username: 'alice', password: 'a long enough password', role: 'user', can_push: false },
+        response: { username: 'alice', role: 'user', can_push: false, created_at: '2026-01-02T03:04:05.000Z', updated_at: '2026-01-02T03:04:05.000Z' },
+      },
       handler: (input: { body: CreateUserInput }) => users.create(input.body),
     },
     {
@@ -140,14 +150,16 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       auth: 'admin',
       summary: 'List users',
       schemas: { response: userListSchema },
+      etag: true,
       handler: async () => prepareJson({ users: await users.list() }),
     },
     {
       method: 'DELETE',
       path: '/v1/users/:name',
       auth: 'admin',
-      summary: 'Delete a user and every agent they own',
+      summary: 'Delete a user and every agent they own (409 for oneself)',
       schemas: { params: userParamsSchema },
+      errors: ['conflict'],
       handler: async (input: { params: { name: string } }, ctx) => {
         await users.delete(input.params.name, principalOf(ctx));
         return undefined;
@@ -160,6 +172,8 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       summary: "Change a user's password (one's own with current_password; an admin may reset anyone else's)",
       schemas: { params: userParamsSchema, body: changePasswordBodySchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
+      errors: ['forbidden'],
+      examples: { body: { current_password: 'the old password', new_password: 'a new long password' } },
       handler: async (input: { params: { name: string }; body: ChangePasswordInput }, ctx) => {
         await users.changePassword(principalOf(ctx), input.params.name, input.body);
         return undefined;

@@ -7,6 +7,7 @@
 import { unavailable } from '../contract/errors.js';
 import type { EventsService, FrameSink, EventsSubscription, Outgoing } from '../protocol/frames.js';
 import { createPushIterable } from '../contract/push-iterable.js';
+import { SERVER_FRAME_SCHEMAS } from '../protocol/server-frames.js';
 import { AGENT_ID_PATTERN } from './agents.js';
 import { principalOf, streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem } from '../contract/route.js';
 
@@ -91,6 +92,10 @@ export function eventRoutes(options: EventRoutesOptions): RouteDef[] {
         "Stream an agent's events: an agent_status snapshot, then (with since=<seq>) the stored events after it, then live ones. " +
         'Server-Sent Events with Accept: text/event-stream (id = seq; Last-Event-ID resumes), else NDJSON.',
       schemas: { params: eventsParams, query: EVENTS_QUERY_SCHEMA },
+      // Always a stream (NDJSON unless the client asks for SSE); each item is an event frame.
+      streams: ['ndjson', 'sse'],
+      streamItem: SERVER_FRAME_SCHEMAS.event,
+      errors: ['conflict'],
       handler: async (input: { params: { id: string }; query: { since?: number } }, ctx) => {
         const { since } = input.query;
         const prepared = await events.prepare(principalOf(ctx), input.params.id, since === undefined ? {} : { since });

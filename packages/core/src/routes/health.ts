@@ -60,6 +60,7 @@ function readyRoute(store: Pick<Store, 'ping'>, bus: EventBus | undefined, timeo
           bus: { type: 'string', enum: ['ok', 'none'] },
         },
         required: ['status', 'store', 'bus'],
+        additionalProperties: false,
       },
     },
     handler: async (_input, ctx) => {
@@ -99,7 +100,7 @@ export function healthRoutes(deps: HealthRouteDeps = {}): RouteDef[] {
       auth: 'public',
       summary: 'Liveness check',
       schemas: {
-        response: { type: 'object', properties: { status: { type: 'string', const: 'ok' } }, required: ['status'] },
+        response: { type: 'object', properties: { status: { type: 'string', const: 'ok' } }, required: ['status'], additionalProperties: false },
       },
       handler: () => OK,
     },

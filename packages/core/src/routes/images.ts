@@ -25,6 +25,8 @@ const imageRefParams: JsonSchema = {
 const modelSchema: JsonSchema = {
   type: 'object',
   properties: { provider: { type: 'string' }, name: { type: 'string' }, parameters: { type: 'object' } },
+  required: ['provider', 'name', 'parameters'],
+  additionalProperties: false,
 };
 
 export const IMAGE_RESOURCE_SCHEMA: JsonSchema = {
@@ -48,6 +50,11 @@ export const IMAGE_RESOURCE_SCHEMA: JsonSchema = {
     owner: { type: ['string', 'null'], description: 'Owner of the repository of name (null when untagged)' },
     visibility: { type: ['string', 'null'], enum: ['public', 'private', null], description: 'Visibility of the repository of name (null when untagged)' },
   },
+  required: [
+    'id', 'short_id', 'digest', 'name', 'tag', 'tags', 'created_at', 'size', 'base_model', 'features',
+    'description', 'model', 'tools', 'capabilities', 'instructions', 'owner', 'visibility',
+  ],
+  additionalProperties: false,
 };
 
 export const REPOSITORY_RESOURCE_SCHEMA: JsonSchema = {
@@ -59,6 +66,8 @@ export const REPOSITORY_RESOURCE_SCHEMA: JsonSchema = {
     created_at: { type: 'string', format: 'date-time' },
     tags: { type: 'array', items: { type: 'string' }, description: 'Its name:tag references that point at an image now' },
   },
+  required: ['name', 'owner', 'visibility', 'created_at', 'tags'],
+  additionalProperties: false,
 };
 
 const VISIBILITY_SCHEMA: JsonSchema = { type: 'string', enum: ['public', 'private'] };
@@ -97,6 +106,8 @@ const JOURNAL_EVENT_SCHEMA: JsonSchema = {
       description: 'repository, and: name_tag, tag, from and to (digests, null for none) for tags; from and to (visibilities) otherwise; by (who)',
     },
   },
+  required: ['seq', 'event_type', 'timestamp', 'content', 'data'],
+  additionalProperties: false,
 };
 
 /**
@@ -118,7 +129,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       path: '/v1/images',
       auth: 'user',
       summary: "List local images you may see (public ones and your own; admins: every image, untagged ones too)",
-      schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } } } },
+      schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } }, required: ['images'], additionalProperties: false } },
+      etag: true,
       // Serialized per request (the records are new objects) for the ETag; the list depends on who asks (private repositories).
       handler: async (_input, ctx) => prepareJson({ images: await images.list(principalOf(ctx)) }),
     },
@@ -134,7 +146,18 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       bodyFormats: ['json', 'yaml'],
       maxBodyBytes: MAX_SENTINELFILE_BYTES,
       errorDescriptions: { 403: 'The repository or its namespace belongs to another user (sentinel/: admins only)' },
+      errors: ['conflict', 'forbidden'],
       schemas: { query: buildQuery, body: AGENT_DEFINITION_SCHEMA, response: IMAGE_RESOURCE_SCHEMA },
+      examples: {
+        body: {
+          name: 'alice/helper',
+          tag: 'latest',
+          description: 'Answers questions politely',
+          model: { provider: 'openai', name: 'gpt-4o-mini' },
+          instructions: 'You are a helpful assistant.',
+          tools: [],
+        },
+      },
       // The route already validated the body against the Sentinelfile schema: only normalise.
       handler: (input: { query: { visibility?: 'public' | 'private' }; body: AgentDefinitionInput }, ctx) =>
         images.build(normalizeAgentDefinition(input.body), {
@@ -157,6 +180,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       summary: "Change a repository's visibility (ref: its name, or name:tag; owner or admin): {\"visibility\": \"private\"|\"public\"}",
       schemas: { params: imageRefParams, body: patchBody, response: REPOSITORY_RESOURCE_SCHEMA },
       errorDescriptions: { 403: 'Not the owner of the repository', 404: 'No such repository (or a private one of another user)' },
+      errors: ['forbidden'],
+      examples: { body: { visibility: 'private' } },
       handler: (input: { params: { ref: string }; body: { visibility: 'public' | 'private' } }, ctx) =>
         images.setVisibility(principalOf(ctx), input.params.ref, input.body.visibility),
     },
@@ -167,6 +192,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       summary: 'Delete an image with all its tags (owner of every repository it is tagged in, or admin; refused while agents use it)',
       schemas: { params: imageRefParams },
       errorDescriptions: { 403: 'The image is tagged in a repository you do not own (untagged: admins only)', 409: 'Agents use the image' },
+      errors: ['conflict', 'forbidden'],
       handler: async (input: { params: { ref: string } }, ctx) => {
         await images.delete(input.params.ref, principalOf(ctx));
         return undefined;
@@ -183,6 +209,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
         response: {
           type: 'object',
           properties: { repository: REPOSITORY_RESOURCE_SCHEMA, events: { type: 'array', items: JOURNAL_EVENT_SCHEMA } },
+          required: ['repository', 'events'],
+          additionalProperties: false,
         },
       },
       handler: async (input: { params: { ref: string }; query: { since?: number; limit?: number } }, ctx) => {

@@ -4,6 +4,7 @@
  * the server really accepts.
  */
 import { bodyFormatsOf } from '../api.js';
+import { ERROR_CATALOGUE } from '../contract/error-catalogue.js';
 import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../contract/errors.js';
 import type { BodyFormat, JsonSchema, RouteDef } from '../contract/route.js';
 
@@ -24,58 +25,47 @@ export type OpenApiDocument = Record<string, unknown>;
 
 const MEDIA_TYPES: Record<BodyFormat, string> = { json: 'application/json', yaml: 'application/yaml' };
 
-const ERROR_SCHEMA: JsonSchema = {
+/**
+ * The body of every error response and of a stream's final error item. `code` is the one code
+ * list of core (contract/errors.ts); `docs` points at the code's entry in the error catalogue.
+ */
+export const ERROR_SCHEMA: JsonSchema = {
   type: 'object',
   properties: {
     error: { type: 'string', description: 'Human-readable message' },
-    code: { type: 'string', description: 'Machine-readable code (invalid_request, unauthorized, not_found, …)' },
-    details: { description: 'Extra detail, e.g. validation issues' },
+    code: { type: 'string', enum: [...ERROR_CODES], description: 'Machine-readable code; the HTTP status follows from it' },
+    details: { description: 'Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`)' },
+    docs: { type: 'string', description: 'Where the code is explained (relative URL of its entry in the error catalogue)' },
   },
   required: ['error', 'code'],
+  additionalProperties: false,
+  examples: [{ error: 'agent "helper" not found', code: 'not_found' }],
 };
 
-const errorRef = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
+const ERROR_REF = '#/components/schemas/Error';
+
+/** An error response whose `code` is one of `codes` (those that map to its status). */
+function errorResponse(description: string, codes: readonly ErrorCode[], headers?: Record<string, unknown>): Record<string, unknown> {
+  const schema = { $ref: ERROR_REF, properties: { code: { enum: [...codes] } } };
+  return { description, ...(headers ? { headers } : {}), content: { 'application/json': { schema } } };
+}
 
 const STREAM_MEDIA_TYPES = { ndjson: 'application/x-ndjson', sse: 'text/event-stream' } as const;
 
-/** What the built-in streaming routes send (their handlers decide at run time, so the table says it here). */
-const KNOWN_STREAMS: Record<string, Array<'ndjson' | 'sse'>> = {
-  'GET /v1/agents/:id/logs': ['ndjson', 'sse'],
-  'GET /v1/agents/:id/events': ['sse', 'ndjson'],
-  'POST /v1/registry/push': ['ndjson'],
-  'POST /v1/registry/pull': ['ndjson'],
+/** What each error status means, from the error catalogue (the one place codes are explained). */
+const describeCode = (code: ErrorCode): string => ERROR_CATALOGUE[code].meaning;
+
+/** Headers some error statuses carry. */
+const ERROR_HEADERS: Partial<Record<string, Record<string, unknown>>> = {
+  '401': { 'WWW-Authenticate': { description: 'Always `Bearer`', schema: { type: 'string' } } },
+  '405': { Allow: { description: 'The methods the path has', schema: { type: 'string' } } },
+  '429': { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'integer', minimum: 0 } } },
 };
 
-/** Errors of the built-in routes that their shape does not imply (see {@link RouteDef.errors}). */
-const KNOWN_ERRORS: Record<string, ErrorCode[]> = {
-  'POST /v1/auth/login': ['unauthorized', 'rate_limited'],
-  'POST /v1/users': ['conflict'],
-  'PUT /v1/users/:name/password': ['forbidden'],
-  'POST /v1/agents': ['conflict', 'not_found'],
-  'POST /v1/images': ['conflict', 'forbidden'],
-  'DELETE /v1/images/:ref': ['conflict'],
-  'POST /v1/registry/push': ['forbidden', 'not_found', 'upstream_error'],
-  'POST /v1/registry/pull': ['forbidden', 'not_found', 'upstream_error'],
-  'GET /v1/registry/search': ['upstream_error'],
-};
-
-const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
-  invalid_request: 'Invalid request',
-  unauthorized: 'Missing or invalid bearer token, or wrong credentials',
-  forbidden: 'Not allowed for this user',
-  not_found: 'No such resource (or another user\'s)',
-  conflict: 'Conflicts with the current state (already exists, still in use)',
-  payload_too_large: 'Body over the size cap',
-  unsupported_media_type: 'Missing or unsupported Content-Type',
-  rate_limited: 'Too many attempts; Retry-After says when to try again',
-  upstream_error: 'A model provider or registry failed',
-  unavailable: 'The store or the event bus is unavailable, or the server is shutting down',
-};
-
-/** The error codes a route can answer, from its shape plus its declared (or known) extra ones. */
+/** The error codes a route can answer, from its shape plus its declared extra ones. */
 function errorCodesOf(route: RouteDef, hasBody: boolean): Set<ErrorCode> {
-  const codes = new Set<ErrorCode>(route.errors ?? KNOWN_ERRORS[`${route.method} ${route.path}`] ?? []);
-  if (route.schemas?.params || route.schemas?.query || route.schemas?.body) codes.add('invalid_request');
+  const codes = new Set<ErrorCode>(route.errors ?? []);
+  if (route.schemas?.params || route.schemas?.query || hasBody) codes.add('invalid_request');
   if (route.auth !== 'public') codes.add('unauthorized');
   if (route.auth === 'admin') codes.add('forbidden');
   if (route.path.includes('/:')) codes.add('not_found');
@@ -85,6 +75,7 @@ function errorCodesOf(route: RouteDef, hasBody: boolean): Set<ErrorCode> {
   }
   // Liveness touches nothing; everything else can meet a closed or unreachable store.
   if (route.path !== '/v1/health') codes.add('unavailable');
+  codes.add('internal');
   return codes;
 }
 
@@ -127,30 +118,51 @@ function parametersOf(route: RouteDef): unknown[] {
   return out;
 }
 
+const ETAG_HEADER = { ETag: { description: 'Strong entity tag of the body; send it back in If-None-Match', schema: { type: 'string' } } };
+
+/** The schema of one streamed item: the route's item, or the error item a failed stream ends with. */
+function streamItemSchema(route: RouteDef, description: string): JsonSchema {
+  return { description, anyOf: [route.streamItem ?? { type: 'object' }, { $ref: ERROR_REF }] };
+}
+
+function successResponse(route: RouteDef, status: number): Record<string, unknown> {
+  const response = route.schemas?.response;
+  const content: Record<string, unknown> = {};
+  if (response) {
+    content['application/json'] = { schema: response, ...(route.examples?.response === undefined ? {} : { example: route.examples.response }) };
+  }
+  for (const kind of route.streams ?? []) {
+    const description =
+      kind === 'sse'
+        ? 'Server-Sent Events: `id:` (seq), `event:` (type, `error` for the final error item), `data:` one JSON object of this schema; `: ping` comments keep the connection open'
+        : 'One JSON object of this schema per line; a stream that fails ends with an Error line';
+    content[STREAM_MEDIA_TYPES[kind]] = { schema: streamItemSchema(route, description) };
+  }
+  const description = status === 204 ? 'No content' : route.summary;
+  return {
+    description,
+    ...(route.etag ? { headers: ETAG_HEADER } : {}),
+    ...(Object.keys(content).length > 0 ? { content } : {}),
+  };
+}
+
 function operationOf(route: RouteDef): Record<string, unknown> {
   const status = successStatus(route);
-  const response = route.schemas?.response;
-  const streams = route.streams ?? KNOWN_STREAMS[`${route.method} ${route.path}`] ?? [];
-  const content: Record<string, unknown> = response ? { 'application/json': { schema: response } } : {};
-  // Each streamed item is one JSON object: a line of NDJSON, or the data of one SSE event.
-  for (const kind of streams) content[STREAM_MEDIA_TYPES[kind]] = { schema: { type: 'string', description: kind === 'sse' ? 'Server-Sent Events: `id:` (seq), `event:` (type), `data:` (one JSON object)' : 'One JSON object per line' } };
-  const responses: Record<string, unknown> = {
-    [String(status)]:
-      Object.keys(content).length > 0 ? { description: route.summary, content } : { description: status === 204 ? 'No content' : route.summary },
-  };
+  const responses: Record<string, unknown> = { [String(status)]: successResponse(route, status) };
+  if (route.etag) responses['304'] = { description: 'Not modified: If-None-Match named the current ETag', headers: ETAG_HEADER };
   const formats = bodyFormatsOf(route);
   const hasBody = route.schemas?.body !== undefined || formats.length > 0;
+  const byStatus = new Map<string, ErrorCode[]>();
   const codes = errorCodesOf(route, hasBody);
   for (const code of ERROR_CODES) {
     if (!codes.has(code)) continue;
     const httpStatus = String(httpStatusForErrorCode(code));
-    const description = ERROR_DESCRIPTIONS[code] ?? code;
-    const existing = responses[httpStatus] as { description: string } | undefined;
-    responses[httpStatus] = errorRef(existing ? `${existing.description}; ${description}` : description);
+    byStatus.set(httpStatus, [...(byStatus.get(httpStatus) ?? []), code]);
   }
-  if (route.auth === 'admin') responses['403'] = errorRef('Admin role required');
-  for (const [code, description] of Object.entries(route.errorDescriptions ?? {})) responses[code] = errorRef(description);
-  responses.default = errorRef('Error');
+  for (const [httpStatus, codes] of byStatus) {
+    const described = route.errorDescriptions?.[Number(httpStatus)] ?? (route.auth === 'admin' && httpStatus === '403' ? 'Admin role required' : codes.map(describeCode).join(' '));
+    responses[httpStatus] = errorResponse(described, codes, ERROR_HEADERS[httpStatus]);
+  }
 
   const operation: Record<string, unknown> = {
     operationId: operationId(route),
@@ -160,13 +172,19 @@ function operationOf(route: RouteDef): Record<string, unknown> {
     'x-sentinel-auth': route.auth,
   };
   const parameters = parametersOf(route);
+  // The HTTP transport reads Last-Event-ID as `since` where `since` is a sequence number (an integer).
+  if ((route.schemas?.query?.properties as Record<string, { type?: unknown }> | undefined)?.since?.type === 'integer') {
+    parameters.push({ name: 'Last-Event-ID', in: 'header', required: false, description: 'Resume after this seq (used when the query has no since), as EventSource sends it', schema: { type: 'string' } });
+  }
+  if (route.etag) parameters.push({ name: 'If-None-Match', in: 'header', required: false, description: 'An ETag of an earlier answer: 304 when it is still current', schema: { type: 'string' } });
   if (parameters.length > 0) operation.parameters = parameters;
   if (hasBody) {
-    const schema = route.schemas?.body ?? {};
+    const schema = route.schemas?.body ?? { type: 'object', maxProperties: 0, description: 'No fields; the body may be left out' };
+    const example = route.examples?.body === undefined ? {} : { example: route.examples.body };
     operation.requestBody = {
       required: route.schemas?.body !== undefined,
       ...(route.maxBodyBytes === undefined ? {} : { description: `At most ${route.maxBodyBytes} bytes.` }),
-      content: Object.fromEntries((formats.length > 0 ? formats : (['json'] as BodyFormat[])).map((f) => [MEDIA_TYPES[f], { schema }])),
+      content: Object.fromEntries((formats.length > 0 ? formats : (['json'] as BodyFormat[])).map((f) => [MEDIA_TYPES[f], { schema, ...example }])),
     };
     if (route.maxBodyBytes !== undefined) operation['x-max-body-bytes'] = route.maxBodyBytes;
   }
@@ -186,16 +204,32 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
     info: {
       title: options.title ?? 'SentinelStacks API',
       version: options.version ?? '0.1.0',
-      description: 'Run LLM agents the way Docker runs containers. Every route except those with `security: []` needs `Authorization: Bearer <token>` from POST /v1/auth/login.',
+      description:
+        'Run LLM agents the way Docker runs containers. Every route except those with `security: []` needs `Authorization: Bearer <token>` from POST /v1/auth/login. ' +
+        'Every error is `{error, code, details?, docs?}` (the Error schema) with the status its code maps to; a /v1 path no route has answers the NoRoute 404, ' +
+        'a method the path lacks the MethodNotAllowed 405 (components.responses).',
     },
     servers: options.servers ?? [{ url: '/', description: 'The server this document came from' }],
     paths,
     components: {
       securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
       schemas: { Error: ERROR_SCHEMA },
+      responses: {
+        // What the transport answers for a /v1 path no route has, or a method the path lacks.
+        NoRoute: errorResponse('No route has this path', ['not_found']),
+        InvalidPath: errorResponse('The path is malformed (bad percent-encoding), refused before routing', ['invalid_request']),
+        MethodNotAllowed: errorResponse(describeCode('method_not_allowed'), ['method_not_allowed'], ERROR_HEADERS['405']),
+      },
     },
   };
 }
+
+/** The outline of an OpenAPI 3.1 document (the full meta-schema is the parser's to check). */
+const OPENAPI_DOCUMENT_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: { openapi: { type: 'string', pattern: '^3\\.1\\.' }, info: { type: 'object' }, servers: { type: 'array' }, paths: { type: 'object' }, components: { type: 'object' } },
+  required: ['openapi', 'info', 'paths'],
+};
 
 /**
  * `GET /v1/openapi.json` (public). `routes` is called once, on the first request (the table
@@ -210,7 +244,7 @@ export function openapiRoutes(deps: { routes: () => readonly RouteDef[] } & Open
       path: '/v1/openapi.json',
       auth: 'public',
       summary: 'This API as an OpenAPI 3.1 document',
-      schemas: { response: { type: 'object' } },
+      schemas: { response: OPENAPI_DOCUMENT_SCHEMA },
       handler: (_input, ctx) => {
         document ??= buildOpenApiDocument(deps.routes(), { title: deps.title, version: deps.version, ...(deps.servers ? { servers: deps.servers } : {}) });
         // The URL the client used comes first, so tools that take servers[0] call this server.

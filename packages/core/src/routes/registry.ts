@@ -71,6 +71,24 @@ const SEARCH_QUERY_SCHEMA: JsonSchema = {
   additionalProperties: false,
 };
 
+/** One NDJSON progress line of a transfer: a blob's bytes so far, and the whole transfer's. */
+const TRANSFER_PROGRESS_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    status: { type: 'string', enum: ['uploading', 'downloading', 'exists', 'verified'] },
+    digest: { type: 'string' },
+    kind: { type: 'string', enum: ['manifest', 'config', 'layer'] },
+    bytes: { type: 'integer', minimum: 0 },
+    total: { type: 'integer', minimum: 0 },
+    overall: { type: 'object', properties: { bytes: { type: 'integer', minimum: 0 }, total: { type: 'integer', minimum: 0 } }, required: ['bytes', 'total'], additionalProperties: false },
+  },
+  required: ['status', 'digest', 'kind', 'bytes', 'total', 'overall'],
+  additionalProperties: false,
+};
+
+/** Registry failures besides input ones: another registry without the right (403), a missing image (404), the registry failing or stalling. */
+const TRANSFER_ERRORS = ['forbidden', 'not_found', 'upstream_error', 'upstream_timeout'] as const;
+
 const PUSH_RESULT_SCHEMA: JsonSchema = {
   type: 'object',
   properties: {
@@ -80,6 +98,8 @@ const PUSH_RESULT_SCHEMA: JsonSchema = {
     status: { type: 'string', enum: ['pushed'] },
     registry: { type: 'string', description: 'host[:port], or embedded' },
   },
+  required: ['name', 'tag', 'digest', 'status', 'registry'],
+  additionalProperties: false,
 };
 
 const PULL_RESULT_SCHEMA: JsonSchema = {
@@ -92,6 +112,8 @@ const PULL_RESULT_SCHEMA: JsonSchema = {
     registry: { type: 'string' },
     image: IMAGE_RESOURCE_SCHEMA,
   },
+  required: ['name', 'tag', 'digest', 'status', 'registry', 'image'],
+  additionalProperties: false,
 };
 
 const SEARCH_RESULT_SCHEMA: JsonSchema = {
@@ -109,12 +131,16 @@ const SEARCH_RESULT_SCHEMA: JsonSchema = {
           tag: { type: ['string', 'null'] },
           agent: { type: 'boolean' },
         },
+        required: ['name', 'tags', 'description', 'digest', 'tag', 'agent'],
+        additionalProperties: false,
       },
     },
     total: { type: 'integer' },
     offset: { type: 'integer' },
     limit: { type: 'integer' },
   },
+  required: ['results', 'total', 'offset', 'limit'],
+  additionalProperties: false,
 };
 
 /** True when the Accept header asks for NDJSON (with a non-zero q). */
@@ -168,6 +194,7 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       auth: 'user',
       summary: "Search the registry's repositories by name (catalog + tags), paged with limit/offset",
       schemas: { query: SEARCH_QUERY_SCHEMA, response: SEARCH_RESULT_SCHEMA },
+      errors: ['forbidden', 'upstream_error', 'upstream_timeout'],
       handler: (input: { query: { query?: string; limit: number; offset: number; registry?: string } }, ctx) =>
         registry.search(principalOf(ctx), input.query, ctx.signal),
     },
@@ -178,6 +205,13 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       summary: 'Push a local image to the registry (admins and users with can_push); NDJSON progress with Accept: application/x-ndjson',
       maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
       schemas: { body: PUSH_BODY_SCHEMA, response: PUSH_RESULT_SCHEMA },
+      streams: ['ndjson'],
+      streamItem: { anyOf: [TRANSFER_PROGRESS_SCHEMA, PUSH_RESULT_SCHEMA] },
+      errors: [...TRANSFER_ERRORS],
+      examples: {
+        body: { image: 'alice/helper:latest' },
+        response: { name: 'alice/helper', tag: 'latest', digest: 'sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945', status: 'pushed', registry: '127.0.0.1:5000' },
+      },
       handler: async (input: { body: Parameters<RegistryService['preparePush']>[1] }, ctx) => {
         const prepared = await registry.preparePush(principalOf(ctx), input.body);
         if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);
@@ -191,6 +225,10 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       summary: 'Pull an image from the registry into the local images, digest-verified; NDJSON progress with Accept: application/x-ndjson',
       maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
       schemas: { body: PULL_BODY_SCHEMA, response: PULL_RESULT_SCHEMA },
+      streams: ['ndjson'],
+      streamItem: { anyOf: [TRANSFER_PROGRESS_SCHEMA, PULL_RESULT_SCHEMA] },
+      errors: [...TRANSFER_ERRORS],
+      examples: { body: { name: 'alice/helper:latest' } },
       handler: async (input: { body: Parameters<RegistryService['preparePull']>[1] }, ctx) => {
         const prepared = await registry.preparePull(principalOf(ctx), input.body);
         if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);

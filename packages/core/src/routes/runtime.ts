@@ -4,7 +4,7 @@
  * user's agent is a 404 (AgentService).
  */
 import type { AgentService } from '../agents/service.js';
-import { AGENT_ID_PATTERN, AGENT_RESOURCE_SCHEMA } from './agents.js';
+import { AGENT_EXAMPLE, AGENT_ID_PATTERN, AGENT_RESOURCE_SCHEMA } from './agents.js';
 import { principalOf, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 const agentIdParams: JsonSchema = {
@@ -25,6 +25,8 @@ export function runtimeRoutes(deps: { agents: AgentService }): RouteDef[] {
       auth: 'user',
       summary: 'Stop an agent: its turns end (reason "stopped") and new messages are refused until it is started (idempotent)',
       schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
+      errors: ['conflict'],
+      examples: { response: { ...AGENT_EXAMPLE, status: 'stopped' } },
       handler: (input: { params: { id: string } }, ctx) => agents.stop(principalOf(ctx), input.params.id, ctx.origin),
     },
     {
@@ -33,6 +35,7 @@ export function runtimeRoutes(deps: { agents: AgentService }): RouteDef[] {
       auth: 'user',
       summary: 'Start a stopped agent (idempotent)',
       schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
+      errors: ['conflict'],
       handler: (input: { params: { id: string } }, ctx) => agents.start(principalOf(ctx), input.params.id, ctx.origin),
     },
   ];

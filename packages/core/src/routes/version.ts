@@ -60,6 +60,7 @@ export function versionRoutes(deps: VersionRouteDeps = {}): RouteDef[] {
             bus: { type: 'string' },
           },
           required: ['version', 'api_version', 'commit', 'node', 'store', 'bus'],
+          additionalProperties: false,
         },
       },
       handler: () => info,
