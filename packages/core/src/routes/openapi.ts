@@ -30,6 +30,7 @@ const ERROR_SCHEMA: JsonSchema = {
     error: { type: 'string', description: 'Human-readable message' },
     code: { type: 'string', description: 'Machine-readable code (invalid_request, unauthorized, not_found, …)' },
     details: { description: 'Extra detail, e.g. validation issues' },
+    docs: { type: 'string', description: 'Relative URL of the code\'s entry in the error catalogue, e.g. /docs/errors#not_found' },
   },
   required: ['error', 'code'],
 };
@@ -159,6 +160,8 @@ function operationOf(route: RouteDef): Record<string, unknown> {
     security: route.auth === 'public' ? [] : [{ bearerAuth: [] }],
     'x-sentinel-auth': route.auth,
   };
+  // docs/VERSIONING.md: the route still works; its responses carry Deprecation (and Sunset).
+  if (route.deprecated !== undefined) operation.deprecated = true;
   const parameters = parametersOf(route);
   if (parameters.length > 0) operation.parameters = parameters;
   if (hasBody) {
