@@ -117,6 +117,8 @@ export {
 export { createSentinelApi, type SentinelApi } from './create-api.js';
 export { API_MINOR_VERSION, API_VERSION_HEADER, apiVersionHeader, sentinelCommit, sentinelVersion } from './version.js';
 export type { VersionInfo } from './routes/version.js';
+// For apps (and tests) that serve routes of their own next to the api's: their document, built the same way.
+export { buildOpenApiDocument, type OpenApiDocument, type OpenApiOptions } from './routes/openapi.js';
 
 // Ports and services: the interfaces behind `SentinelApi`'s members, and their inputs and results.
 export type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from './store/types.js';
