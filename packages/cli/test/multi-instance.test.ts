@@ -246,7 +246,7 @@ describe('several sentinel api instances on one PostgreSQL and one Redis', () =>
       }
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    expect(refused?.json).toEqual({ error: 'token revoked', code: 'unauthorized' });
+    expect(refused?.json).toEqual({ error: 'token revoked', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
     expect(Date.now() - changedAt).toBeLessThan(1000);
     expect((await call('GET', `${c.url}/v1/agents`, old)).status).toBe(401);
     const fresh = (await call('POST', `${a.url}/v1/auth/login`, undefined, { username: 'hanna', password: 'hanna-password-2' })).json.token as string;

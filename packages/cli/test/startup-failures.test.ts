@@ -57,7 +57,7 @@ describe('sentinel api start-up failures', () => {
     const res = await request(`${url}/v1/version`);
     expect(res.statusCode).toBe(200);
     const body = (await res.body.json()) as Record<string, unknown>;
-    expect(body).toEqual({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), api_version: 'v1', commit: expect.anything(), node: process.version, store: 'sqlite', bus: 'local' });
+    expect(body).toEqual({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), api_version: 'v1', api_revision: expect.stringMatching(/^1\.\d+$/), commit: expect.anything(), node: process.version, store: 'sqlite', bus: 'local' });
     expect(body.commit === null || /^[0-9a-f]{40}$/.test(String(body.commit))).toBe(true);
     const exit = await cli.stop('SIGTERM');
     expect(exit.code).toBe(0);

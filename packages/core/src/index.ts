@@ -13,7 +13,9 @@ export {
   errorBody,
   httpStatusForErrorCode,
   isSentinelError,
+  publicErrorBody,
   toPublicError,
+  type ErrorBody,
   type ErrorCode,
   type SentinelErrorOptions,
 } from './contract/errors.js';
@@ -41,6 +43,7 @@ export {
 export { LOG_LEVELS, createJsonLogger, silentLogger, type JsonLoggerOptions, type LogLevel, type Logger } from './contract/logger.js';
 export type * from './contract/models.js';
 export {
+  deprecationHeaders,
   isPreparedJson,
   isStreamResult,
   preparedJson,
@@ -53,6 +56,7 @@ export {
   type RequestOrigin,
   type RouteContext,
   type RouteDef,
+  type RouteDeprecation,
   type RouteInput,
   type RouteResult,
   type StreamItem,
@@ -114,8 +118,10 @@ export {
   type SentinelApiSurface,
 } from './api.js';
 export { createSentinelApi, type SentinelApi } from './create-api.js';
-export { sentinelCommit, sentinelVersion } from './version.js';
+export { API_MINOR_VERSION, API_VERSION_HEADER, apiVersionHeader, sentinelCommit, sentinelVersion } from './version.js';
 export type { VersionInfo } from './routes/version.js';
+// For apps (and tests) that serve routes of their own next to the api's: their document, built the same way.
+export { buildOpenApiDocument, type OpenApiDocument, type OpenApiOptions } from './routes/openapi.js';
 
 // Ports and services: the interfaces behind `SentinelApi`'s members, and their inputs and results.
 export type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from './store/types.js';

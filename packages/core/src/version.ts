@@ -11,6 +11,24 @@ declare const __SENTINEL_COMMIT__: string | undefined;
 /** The REST API's version: the `/v1` path prefix. Bumped only by an incompatible change. */
 export const API_VERSION = 'v1';
 
+/** The API's major version, the number in {@link API_VERSION}. */
+export const API_MAJOR_VERSION = 1;
+
+/**
+ * The API's minor version inside v1 (docs/VERSIONING.md): raised by one with every release that
+ * adds to the contract (a route, an optional field, a header, an error code, a frame type) and
+ * never lowered. Clients compare it to learn whether what they rely on is there.
+ */
+export const API_MINOR_VERSION = 0;
+
+/** The response header that carries {@link apiVersionHeader} on every HTTP response and upgrade. */
+export const API_VERSION_HEADER = 'Sentinel-Api-Version';
+
+/** The value of `Sentinel-Api-Version`, e.g. `1.0`: the one place transports take it from. */
+export function apiVersionHeader(): string {
+  return `${API_MAJOR_VERSION}.${API_MINOR_VERSION}`;
+}
+
 function sourceVersion(): string {
   try {
     const parsed = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };

@@ -4,7 +4,7 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { compileRoute, createLocalEventBus, createSentinelApi, invokeRoute, isSentinelError, openSqliteStore, silentLogger, type EventBus, type Logger, type Principal, type RouteContext, type SentinelApi, type Store } from '@sentinel/api-core';
+import { compileRoute, createLocalEventBus, createSentinelApi, errorBody, invokeRoute, isSentinelError, openSqliteStore, silentLogger, type EventBus, type Logger, type Principal, type RouteContext, type SentinelApi, type Store } from '@sentinel/api-core';
 import { healthRoutes } from '../src/routes/health.js';
 import { openPostgresStore, redactDatabaseUrl } from '@sentinel/api-core/postgres';
 import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
@@ -60,7 +60,7 @@ async function ready(deps: Parameters<typeof healthRoutes>[0], log?: Logger): Pr
     return await invokeRoute(compileRoute(route), { params: {}, query: {} }, ctx(log), () => undefined);
   } catch (err) {
     if (!isSentinelError(err)) throw err;
-    return { status: err.code === 'unavailable' ? 503 : 500, body: { error: err.message, code: err.code, details: err.details } };
+    return { status: err.code === 'unavailable' ? 503 : 500, body: errorBody(err) };
   }
 }
 
@@ -141,7 +141,7 @@ describe('GET /v1/ready', () => {
     const warnings: Warning[] = [];
     expect(await ready({ store, bus }, recordingLogger(warnings))).toEqual({
       status: 503,
-      body: { error: 'not ready: store is down', code: 'unavailable', details: { store: 'down', bus: 'none' } },
+      body: { error: 'not ready: store is down', code: 'unavailable', docs: '/docs/errors#unavailable', details: { store: 'down', bus: 'none' } },
     });
     // The reason is for the operator's log, not for the public answer.
     expect(warnings).toEqual([{ msg: 'not ready', fields: { store: 'the store is closed' } }]);
@@ -159,9 +159,9 @@ describe('GET /v1/ready', () => {
     };
     expect(await ready({ store, bus })).toEqual({ status: 200, body: { status: 'ready', store: 'ok', bus: 'ok' } });
     busUp = false;
-    expect((await ready({ store, bus })).body).toEqual({ error: 'not ready: bus is down', code: 'unavailable', details: { store: 'ok', bus: 'down' } });
+    expect((await ready({ store, bus })).body).toEqual({ error: 'not ready: bus is down', code: 'unavailable', docs: '/docs/errors#unavailable', details: { store: 'ok', bus: 'down' } });
     await store.close();
-    expect((await ready({ store, bus })).body).toEqual({ error: 'not ready: store and bus are down', code: 'unavailable', details: { store: 'down', bus: 'down' } });
+    expect((await ready({ store, bus })).body).toEqual({ error: 'not ready: store and bus are down', code: 'unavailable', docs: '/docs/errors#unavailable', details: { store: 'down', bus: 'down' } });
   });
 
   it('answers 503 within its bound when PostgreSQL stops answering mid-connection, instead of hanging', async () => {
@@ -182,7 +182,7 @@ describe('GET /v1/ready', () => {
     const started = Date.now();
     const answer = await ready({ store, readyTimeoutMs: 300 }, recordingLogger(warnings));
     const elapsed = Date.now() - started;
-    expect(answer).toEqual({ status: 503, body: { error: 'not ready: store is down', code: 'unavailable', details: { store: 'down', bus: 'none' } } });
+    expect(answer).toEqual({ status: 503, body: { error: 'not ready: store is down', code: 'unavailable', docs: '/docs/errors#unavailable', details: { store: 'down', bus: 'none' } } });
     expect(elapsed).toBeGreaterThanOrEqual(250);
     expect(elapsed).toBeLessThan(1500);
     expect(warnings[0]?.fields).toEqual({ store: 'no answer within 300 ms' });

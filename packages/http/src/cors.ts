@@ -27,7 +27,9 @@ export interface CorsPolicy {
 // If-None-Match and ETag: a browser app revalidating a list (304) by itself.
 const ALLOWED_REQUEST_HEADERS = 'Authorization, Content-Type, X-Request-Id, If-None-Match';
 const ALLOWED_REQUEST_HEADER_SET = new Set(['authorization', 'content-type', 'x-request-id', 'if-none-match']);
-const EXPOSED_HEADERS = 'X-Request-Id, Retry-After, ETag';
+// Sentinel-Api-Version and the deprecation headers (docs/VERSIONING.md): a browser app reads them
+// to learn the server's minor version and that a route it calls is going away.
+const EXPOSED_HEADERS = 'X-Request-Id, Retry-After, ETag, Sentinel-Api-Version, Deprecation, Sunset, Link';
 
 /** Turns the `cors` option into a policy. Default (`true` or undefined): any origin, 600 s, no credentials. */
 export function resolveCors(option: boolean | CorsOptions | undefined): CorsPolicy | undefined {

@@ -8,7 +8,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import {
+  apiVersionHeader,
+  API_VERSION_HEADER,
   bodyFormatsOf,
+  deprecationHeaders,
   isSentinelError,
   isStreamResult,
   SentinelError,
@@ -126,6 +129,9 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   const resumable = new Set(api.routes.filter(resumesFromLastEventId));
   // Computed once per route instead of once per request.
   const bodyFormatsByRoute = new Map(api.routes.map((route) => [route, bodyFormatsOf(route)]));
+  // Deprecated routes only (docs/VERSIONING.md): their Deprecation/Sunset/Link headers, built once.
+  const deprecationByRoute = new Map(api.routes.map((route) => [route, deprecationHeaders(route)] as const).filter(([, headers]) => headers.length > 0));
+  const apiVersion = apiVersionHeader();
 
   /** Answers the request; never rejects (failures become error responses through `fail`). */
   async function respond(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext, abortProducer: () => void) {
@@ -165,6 +171,9 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       throw new SentinelError('method_not_allowed', `method ${method} is not allowed on ${path}`, { allow: match.allow });
     }
     const { route, params } = match;
+    // Before anything can fail: a deprecated route's errors carry the headers too.
+    const deprecation = deprecationByRoute.get(route);
+    if (deprecation !== undefined) for (const [name, value] of deprecation) res.setHeader(name, value);
 
     // Before the body: an anonymous client must not make us read (or wait for) a body.
     if (route.auth !== 'public') ctx.principal = await api.authenticate(req.headers.authorization);
@@ -267,6 +276,8 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const method = req.method ?? 'GET';
     const requestId = requestIdFor(req.headers['x-request-id']);
     res.setHeader('X-Request-Id', requestId);
+    // On every response the api answers (errors, 404s, OPTIONS, streams): set before any of them.
+    res.setHeader(API_VERSION_HEADER, apiVersion);
     const { context, clientGone } = createRequestContext(req, requestId, logger, trustProxy);
     const started = logRequests ? performance.now() : 0;
 

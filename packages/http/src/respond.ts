@@ -1,9 +1,9 @@
 /**
  * Writing responses. Everything we send goes through here so the shapes stay uniform: JSON
- * with an exact Content-Length, 204 without a body, errors as `{error, code}`.
+ * with an exact Content-Length, 204 without a body, errors as `{error, code, docs}`.
  */
 import type { ServerResponse } from 'node:http';
-import { errorBody, internal, isStreamResult, SentinelError, type RouteResponse } from '@sentinel/api-core';
+import { internal, isStreamResult, publicErrorBody, SentinelError, type RouteResponse } from '@sentinel/api-core';
 import { httpStatusForErrorCode as statusForErrorCode } from '@sentinel/api-core';
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
@@ -86,7 +86,7 @@ export function sendRouteResponse(res: ServerResponse, response: RouteResponse, 
 }
 
 /**
- * Sends `err` as `{error, code}` with the status from the code table and the headers the code
+ * Sends `err` as `{error, code, details?, docs}` with the status from the code table and the headers the code
  * implies. An `internal` error never shows its message: that belongs in the log.
  */
 export function sendError(res: ServerResponse, err: SentinelError, omitBody: boolean): void {
@@ -96,6 +96,5 @@ export function sendError(res: ServerResponse, err: SentinelError, omitBody: boo
   if (err.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(0, Math.ceil(err.retryAfter))));
   // The rest of an oversized body is not worth reading: close once the 413 is out.
   if (err.code === 'payload_too_large') res.setHeader('Connection', 'close');
-  const body = err.code === 'internal' ? { error: 'internal server error', code: 'internal' } : errorBody(err);
-  sendJson(res, status, body, omitBody);
+  sendJson(res, status, publicErrorBody(err), omitBody);
 }

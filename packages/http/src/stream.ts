@@ -6,7 +6,7 @@
  * our memory (the core's push buffers are bounded and fail past their cap).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { toPublicError, type Logger, type StreamItem, type StreamResult } from '@sentinel/api-core';
+import { publicErrorBody, toPublicError, type Logger, type StreamItem, type StreamResult } from '@sentinel/api-core';
 
 export type StreamFormat = 'ndjson' | 'sse';
 
@@ -79,9 +79,7 @@ export function formatStreamItem(item: StreamItem, format: StreamFormat): string
 }
 
 function errorItem(err: unknown, format: StreamFormat): string {
-  const publicError = toPublicError(err);
-  const body = publicError.code === 'internal' ? { error: 'internal server error', code: 'internal' } : { error: publicError.message, code: publicError.code };
-  return formatStreamItem({ json: JSON.stringify(body), event: 'error' }, format);
+  return formatStreamItem({ json: JSON.stringify(publicErrorBody(toPublicError(err))), event: 'error' }, format);
 }
 
 function appendVary(res: ServerResponse, value: string): void {

@@ -74,7 +74,7 @@ describe.each(HOSTS)('tokens and login throttling on %s', (hostName) => {
     expect(changed.status).toBe(204);
     const refused = await call('GET', '/v1/agents', { token: old });
     expect(refused.status).toBe(401);
-    expect(refused.body).toEqual({ error: 'token revoked', code: 'unauthorized' });
+    expect(refused.body).toEqual({ error: 'token revoked', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
     const fresh = await tokenFor('alice', 'alice-password-2');
     expect((await call('GET', '/v1/auth/me', { token: fresh })).body).toMatchObject({ username: 'alice' });
 
@@ -96,7 +96,7 @@ describe.each(HOSTS)('tokens and login throttling on %s', (hostName) => {
 
     const refused = await call('GET', '/v1/agents', { token: old });
     expect(refused.status).toBe(401);
-    expect(refused.body).toEqual({ error: 'user no longer exists', code: 'unauthorized' });
+    expect(refused.body).toEqual({ error: 'user no longer exists', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
     expect((await call('GET', `/v1/agents/${created.body.id}`, { token: old })).status).toBe(401);
     const mine = await call('GET', '/v1/agents', { token: fresh });
     expect(mine.status).toBe(200);
@@ -115,7 +115,7 @@ describe.each(HOSTS)('tokens and login throttling on %s', (hostName) => {
     // Past the free failures the backoff (1 s, 2 s, …) lets at most one more guess through during the storm.
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(6);
     expect(statuses.at(-1)).toBe(429);
-    expect(lastRefusal?.body).toEqual({ error: expect.stringMatching(/^too many failed logins; try again in \d+ s$/), code: 'rate_limited' });
+    expect(lastRefusal?.body).toEqual({ error: expect.stringMatching(/^too many failed logins; try again in \d+ s$/), code: 'rate_limited', docs: '/docs/errors#rate_limited' });
     expect(Number(lastRefusal?.headers['retry-after'])).toBeGreaterThan(0);
     // The storm's address learns nothing, not even from the right password.
     expect((await login('admin', ADMIN_PASSWORD, '198.51.100.66')).status).toBe(429);

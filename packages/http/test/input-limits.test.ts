@@ -53,7 +53,7 @@ describe.each(HOSTS)('input limits on %s', (hostName) => {
 
   function expectInvalid(reply: Reply, message: string): void {
     expect(reply.status).toBe(400);
-    expect(reply.body).toEqual({ error: message, code: 'invalid_request' });
+    expect(reply.body).toEqual({ error: message, code: 'invalid_request', docs: '/docs/errors#invalid_request' });
   }
 
   beforeAll(async () => {
@@ -206,7 +206,7 @@ describe('store refusals on PostgreSQL', () => {
       body: JSON.stringify({ image: 'sentinel/echo:latest', environment: { NUL_VALUE: 'a\u0000b' } }),
     });
     expect(res.statusCode).toBe(400);
-    expect(await res.body.json()).toEqual({ error: 'invalid record: the store refused a value', code: 'invalid_request' });
+    expect(await res.body.json()).toEqual({ error: 'invalid record: the store refused a value', code: 'invalid_request', docs: '/docs/errors#invalid_request' });
     expect(await api.store.listAgents()).toEqual([]);
     const refused = lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.msg === 'request refused');
     expect(refused).toMatchObject({ level: 'warn', method: 'POST', path: '/v1/agents', code: 'invalid_request' });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createSentinelApi, ERROR_CODES, httpStatusForErrorCode, type SentinelApi } from '@sentinel/api-core';
+import { apiVersionHeader, createSentinelApi, ERROR_CODES, httpStatusForErrorCode, type SentinelApi } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
 
 type Operation = { responses: Record<string, { content?: Record<string, { schema: unknown }> }>; requestBody?: unknown };
@@ -81,12 +81,12 @@ describe('GET /v1/openapi.json', () => {
 });
 
 describe('GET /v1/version', () => {
-  it('answers without a token: version, api_version, commit, node, store, bus', async () => {
+  it('answers without a token: version, api_version, api_revision, commit, node, store, bus', async () => {
     const res = await request(`${server.url}/v1/version`);
     expect(res.statusCode).toBe(200);
     const body = (await res.body.json()) as Record<string, unknown>;
-    expect(Object.keys(body).sort()).toEqual(['api_version', 'bus', 'commit', 'node', 'store', 'version']);
-    expect(body).toMatchObject({ api_version: 'v1', node: process.version, store: 'sqlite', bus: 'local' });
+    expect(Object.keys(body).sort()).toEqual(['api_revision', 'api_version', 'bus', 'commit', 'node', 'store', 'version']);
+    expect(body).toMatchObject({ api_version: 'v1', api_revision: apiVersionHeader(), node: process.version, store: 'sqlite', bus: 'local' });
     expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(body.commit === null || /^[0-9a-f]{7,64}$/.test(String(body.commit))).toBe(true);
   });

@@ -114,7 +114,7 @@ describe('registry transfers against a registry that drips bytes', () => {
       const elapsed = Date.now() - started;
       expect(pulled).toEqual({
         status: 504,
-        body: { code: 'upstream_timeout', error: expect.stringMatching(new RegExp(`^registry ${host} moved \\d+ bytes in 1 s, below the minimum of 200 bytes/s; the pull was abandoned$`)) },
+        body: { code: 'upstream_timeout', docs: '/docs/errors#upstream_timeout', error: expect.stringMatching(new RegExp(`^registry ${host} moved \\d+ bytes in 1 s, below the minimum of 200 bytes/s; the pull was abandoned$`)) },
       });
       // Two windows at most: the first one saw the manifest.
       expect(elapsed).toBeGreaterThanOrEqual(900);
@@ -136,7 +136,7 @@ describe('registry transfers against a registry that drips bytes', () => {
       const started = Date.now();
       const pulled = await node.call('POST', '/v1/registry/pull', { name: 'demo/deadline:v1', registry: proxy.url });
       const elapsed = Date.now() - started;
-      expect(pulled).toEqual({ status: 504, body: { code: 'upstream_timeout', error: `the pull from registry ${new URL(proxy.url).host} did not finish within 1500 ms` } });
+      expect(pulled).toEqual({ status: 504, body: { code: 'upstream_timeout', docs: '/docs/errors#upstream_timeout', error: `the pull from registry ${new URL(proxy.url).host} did not finish within 1500 ms` } });
       expect(elapsed).toBeGreaterThanOrEqual(1400);
       expect(elapsed).toBeLessThan(8_000);
       expect(await node.api.store.getImage(id)).toBeNull();
@@ -157,7 +157,7 @@ describe('registry transfers against a registry that drips bytes', () => {
       const elapsed = Date.now() - started;
       expect(pushed).toEqual({
         status: 504,
-        body: { code: 'upstream_timeout', error: expect.stringMatching(new RegExp(`^registry ${new URL(proxy.url).host} moved \\d+ bytes in 1 s, below the minimum of 200 bytes/s; the push was abandoned$`)) },
+        body: { code: 'upstream_timeout', docs: '/docs/errors#upstream_timeout', error: expect.stringMatching(new RegExp(`^registry ${new URL(proxy.url).host} moved \\d+ bytes in 1 s, below the minimum of 200 bytes/s; the push was abandoned$`)) },
       });
       expect(elapsed).toBeLessThan(8_000);
       expect(proxy.requests.some((line) => line.startsWith('PUT /v2/demo/drippush/manifests/'))).toBe(false);
@@ -226,6 +226,7 @@ describe('registries named in a request', () => {
       // A real registry on loopback works once allowed.
       expect((await node.call('POST', '/v1/registry/pull', { name: `${registry.host}/demo/nothing:v1` })).body).toEqual({
         code: 'not_found',
+        docs: '/docs/errors#not_found',
         error: `tag "v1" not found in ${registry.host}/demo/nothing`,
       });
     } finally {

@@ -247,13 +247,13 @@ describe('registry routes against docker-registry', () => {
 
     expect((await b.call('GET', '/v1/registry/search', { token: null })).status).toBe(401);
     const forbidden = await b.call('POST', '/v1/registry/push', { token: aliceToken, body: { image: 'demo/helper:v1' } });
-    expect(forbidden).toMatchObject({ status: 403, body: { code: 'forbidden', error: 'pushing needs the admin role or a user allowed to push (can_push)' } });
+    expect(forbidden).toMatchObject({ status: 403, body: { code: 'forbidden', docs: '/docs/errors#forbidden', error: 'pushing needs the admin role or a user allowed to push (can_push)' } });
     // A plain user may pull from the server's registry.
     expect((await b.call('POST', '/v1/registry/pull', { token: aliceToken, body: { name: 'search/one' } })).status).toBe(200);
 
     expect(await b.call('POST', '/v1/registry/push', { body: { image: 'nope/nothing:v1' } })).toMatchObject({
       status: 404,
-      body: { code: 'not_found', error: 'image "nope/nothing:v1" not found' },
+      body: { code: 'not_found', docs: '/docs/errors#not_found', error: 'image "nope/nothing:v1" not found' },
     });
     const malformed = await b.call('POST', '/v1/registry/pull', { body: { name: 'Not A/Reference' } });
     expect(malformed.status).toBe(400);
@@ -262,7 +262,7 @@ describe('registry routes against docker-registry', () => {
 
     expect(await b.call('POST', '/v1/registry/pull', { body: { name: 'demo/helper:v404' } })).toMatchObject({
       status: 404,
-      body: { code: 'not_found', error: `tag "v404" not found in ${registry.host}/demo/helper` },
+      body: { code: 'not_found', docs: '/docs/errors#not_found', error: `tag "v404" not found in ${registry.host}/demo/helper` },
     });
 
     const client = new RegistryClient({ url: registry.url });
@@ -287,7 +287,7 @@ describe('registry routes against docker-registry', () => {
     await closed.close();
     const unreachable = await b.call('POST', '/v1/registry/pull', { body: { name: 'demo/helper:v1', registry: closed.url } });
     // A registry named in the request: one message for every way of not reaching it (no port probing).
-    expect(unreachable).toMatchObject({ status: 502, body: { code: 'upstream_error', error: `registry ${new URL(closed.url).host} could not be reached` } });
+    expect(unreachable).toMatchObject({ status: 502, body: { code: 'upstream_error', docs: '/docs/errors#upstream_error', error: `registry ${new URL(closed.url).host} could not be reached` } });
 
     // A registry that answers the API but offers no catalog.
     const noCatalog = await listenLoopback((req, res) => {
@@ -298,6 +298,7 @@ describe('registry routes against docker-registry', () => {
       expect(search.status).toBe(502);
       expect(search.body).toEqual({
         code: 'upstream_error',
+        docs: '/docs/errors#upstream_error',
         error: `registry ${new URL(noCatalog.url).host} offers no catalog (GET /v2/_catalog answered HTTP 404); search needs the catalog, pull by name instead`,
       });
     } finally {
@@ -416,6 +417,7 @@ describe('registry routes against docker-registry with htpasswd basic auth', () 
     expect(anonymous.status).toBe(502);
     expect(anonymous.body).toEqual({
       code: 'upstream_error',
+      docs: '/docs/errors#upstream_error',
       error: `registry ${registry.host} refused anonymous access (HTTP 401 from GET /v2/private/helper/manifests/v2); give credentials`,
     });
     const wrong = await b.call('POST', '/v1/registry/pull', { body: { name: `${registry.host}/private/helper:v2`, credentials: { username: 'robot', password: 'guess' } } });

@@ -99,7 +99,7 @@ describe.each(HOSTS)('REST API on %s', (hostName) => {
 
     const bad = await call('POST', '/v1/auth/login', { token: null, body: { username: 'admin', password: 'wrong-password' } });
     expect(bad.status).toBe(401);
-    expect(bad.body).toEqual({ error: expect.any(String), code: 'unauthorized' });
+    expect(bad.body).toEqual({ error: expect.any(String), code: 'unauthorized', docs: '/docs/errors#unauthorized' });
     const unknown = await call('POST', '/v1/auth/login', { token: null, body: { username: 'nobody', password: 'whatever-password' } });
     expect(unknown.status).toBe(401);
     expect(unknown.body.error).toBe(bad.body.error);
@@ -138,7 +138,7 @@ describe.each(HOSTS)('REST API on %s', (hostName) => {
       for (const path of ['/v1/agents', '/v1/images', '/v1/users']) {
         const r = await call('GET', path, { token: null, headers: headers() });
         expect(r.status).toBe(401);
-        expect(r.body).toEqual({ error: expect.any(String), code: 'unauthorized' });
+        expect(r.body).toEqual({ error: expect.any(String), code: 'unauthorized', docs: '/docs/errors#unauthorized' });
         expect(JSON.stringify(r.body)).not.toContain('eyJ');
       }
     });
@@ -294,7 +294,7 @@ describe.each(HOSTS)('REST API on %s', (hostName) => {
   it('answers 404 {error, code} for every other /v1 path and 405 with Allow', async () => {
     const r = await call('GET', '/v1/nothing/here');
     expect(r.status).toBe(404);
-    expect(r.body).toEqual({ error: expect.any(String), code: 'not_found' });
+    expect(r.body).toEqual({ error: expect.any(String), code: 'not_found', docs: '/docs/errors#not_found' });
     const m = await call('PATCH', '/v1/agents');
     expect(m.status).toBe(405);
     expect(String(m.headers.allow)).toContain('GET');

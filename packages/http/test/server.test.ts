@@ -125,7 +125,7 @@ describe('listener options', () => {
     await fits.body.dump();
     const over = await request(`${server.url}/v1/echo`, { method: 'POST', headers, body: JSON.stringify({ pad: 'x'.repeat(100) }) });
     expect(over.statusCode).toBe(413);
-    expect(await over.body.json()).toEqual({ error: 'request body exceeds 100 bytes', code: 'payload_too_large' });
+    expect(await over.body.json()).toEqual({ error: 'request body exceeds 100 bytes', code: 'payload_too_large', docs: '/docs/errors#payload_too_large' });
   });
 
   const forwarded = {

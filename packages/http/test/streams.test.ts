@@ -458,7 +458,7 @@ describe('streams and the standalone server', () => {
       expect(seqs.length).toBeGreaterThan(0);
       expect(seqs.length).toBeLessThan(2000);
       expect(seqs).toEqual(range(seqs[0] ?? 0, (seqs[0] ?? 0) + seqs.length - 1));
-      expect(lines.at(-1)).toEqual({ error: expect.stringContaining('too slowly'), code: 'unavailable' });
+      expect(lines.at(-1)).toEqual({ error: expect.stringContaining('too slowly'), code: 'unavailable', docs: '/docs/errors#unavailable' });
       expect(lastSeq).toBeGreaterThan(seqs.at(-1) ?? 0);
     } finally {
       await running.close();
@@ -533,9 +533,9 @@ describe('stream transport details', () => {
   it('ends a failing stream with an error item after what was sent; internal details stay in the log', async () => {
     const sse = await read('/v1/failing', 'text/event-stream');
     expect(sse.status).toBe(200);
-    expect(sse.text).toBe('id: 1\ndata: {"n":1}\n\nevent: error\ndata: {"error":"internal server error","code":"internal"}\n\n');
+    expect(sse.text).toBe('id: 1\ndata: {"n":1}\n\nevent: error\ndata: {"error":"internal server error","code":"internal","docs":"/docs/errors#internal"}\n\n');
     expect(logLines.some((l) => l.msg === 'stream failed' && String(l.error).includes('secret detail'))).toBe(true);
     const ndjson = await read('/v1/failing?known=yes');
-    expect(ndjson.text).toBe('{"n":1}\n{"error":"the model went away","code":"upstream_error"}\n');
+    expect(ndjson.text).toBe('{"n":1}\n{"error":"the model went away","code":"upstream_error","docs":"/docs/errors#upstream_error"}\n');
   });
 });

@@ -50,7 +50,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
     it('answers an unknown /v1 path with a JSON 404 naming method and path', async () => {
       const res = await request(`${base}/v1/nowhere?x=1`);
       expect(res.statusCode).toBe(404);
-      expect(await res.body.json()).toEqual({ error: 'no route for GET /v1/nowhere', code: 'not_found' });
+      expect(await res.body.json()).toEqual({ error: 'no route for GET /v1/nowhere', code: 'not_found', docs: '/docs/errors#not_found' });
       expect(res.headers['x-request-id']).toBeTruthy();
     });
 
@@ -114,7 +114,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
         expect(res.headers['x-request-id']).toBeUndefined();
       } else {
         expect(res.statusCode).toBe(404);
-        expect(await res.body.json()).toEqual({ error: `no route for GET ${HOST_ROUTE}`, code: 'not_found' });
+        expect(await res.body.json()).toEqual({ error: `no route for GET ${HOST_ROUTE}`, code: 'not_found', docs: '/docs/errors#not_found' });
       }
     });
   });
@@ -144,7 +144,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
     it('answers a body without Content-Type, or with another type, 415', async () => {
       const missing = await request(`${base}/v1/echo`, { method: 'POST', headers: AUTH, body: '{"a":1}' });
       expect(missing.statusCode).toBe(415);
-      expect(await missing.body.json()).toEqual({ error: 'Content-Type must be application/json', code: 'unsupported_media_type' });
+      expect(await missing.body.json()).toEqual({ error: 'Content-Type must be application/json', code: 'unsupported_media_type', docs: '/docs/errors#unsupported_media_type' });
 
       const text = await request(`${base}/v1/echo`, { method: 'POST', headers: { ...AUTH, 'content-type': 'text/plain' }, body: 'hi' });
       expect(text.statusCode).toBe(415);
@@ -154,7 +154,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
     it('passes no body for an empty one, so the core can require it', async () => {
       const res = await request(`${base}/v1/items`, { method: 'POST', headers: AUTH });
       expect(res.statusCode).toBe(400);
-      expect(await res.body.json()).toEqual({ error: 'request body is required', code: 'invalid_request' });
+      expect(await res.body.json()).toEqual({ error: 'request body is required', code: 'invalid_request', docs: '/docs/errors#invalid_request' });
     });
 
     it('accepts YAML only on routes that list it', async () => {
@@ -182,7 +182,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
         method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: Buffer.from([0x22, 0xc3, 0x28, 0x22]),
       });
       expect(res.statusCode).toBe(400);
-      expect(await res.body.json()).toEqual({ error: 'request body is not valid UTF-8', code: 'invalid_request' });
+      expect(await res.body.json()).toEqual({ error: 'request body is not valid UTF-8', code: 'invalid_request', docs: '/docs/errors#invalid_request' });
     });
 
     it('answers 413 by Content-Length before reading, closes, and keeps serving', async () => {
@@ -192,7 +192,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
       expect(res.statusCode).toBe(413);
       expect(res.headers.connection).toBe('close');
       expect(res.headers['x-request-id']).toBeTruthy();
-      expect(await res.body.json()).toEqual({ error: `request body exceeds ${SMALL_BODY_CAP} bytes`, code: 'payload_too_large' });
+      expect(await res.body.json()).toEqual({ error: `request body exceeds ${SMALL_BODY_CAP} bytes`, code: 'payload_too_large', docs: '/docs/errors#payload_too_large' });
 
       const after = await request(`${base}/v1/health`);
       expect(after.statusCode).toBe(200);
@@ -243,7 +243,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
         const res = await readResponse(socket);
         expect(res.status).toBe(401);
         expect(res.headers['www-authenticate']).toBe('Bearer');
-        expect(JSON.parse(res.body)).toEqual({ error: 'authentication required', code: 'unauthorized' });
+        expect(JSON.parse(res.body)).toEqual({ error: 'authentication required', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
       } finally {
         socket.destroy();
       }
@@ -252,7 +252,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
     it('answers a wrong token 401 and a user on an admin route 403', async () => {
       const wrong = await request(`${base}/v1/admin`, { headers: { authorization: 'Bearer nope' } });
       expect(wrong.statusCode).toBe(401);
-      expect(await wrong.body.json()).toEqual({ error: 'invalid token', code: 'unauthorized' });
+      expect(await wrong.body.json()).toEqual({ error: 'invalid token', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
 
       const user = await request(`${base}/v1/admin`, { headers: AUTH });
       expect(user.statusCode).toBe(403);
@@ -311,7 +311,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
     it('adds Allow-Origin and Expose-Headers to responses for cross-origin requests', async () => {
       const res = await request(`${base}/v1/health`, { headers: { origin: 'https://app.example' } });
       expect(res.headers['access-control-allow-origin']).toBe('*');
-      expect(res.headers['access-control-expose-headers']).toBe('X-Request-Id, Retry-After, ETag');
+      expect(res.headers['access-control-expose-headers']).toBe('X-Request-Id, Retry-After, ETag, Sentinel-Api-Version, Deprecation, Sunset, Link');
       await res.body.dump();
 
       const error = await request(`${base}/v1/nowhere`, { headers: { origin: 'https://app.example' } });
@@ -347,7 +347,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
         method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'GET' },
       });
       expect(unknown.statusCode).toBe(404);
-      expect(await unknown.body.json()).toEqual({ error: 'no route for OPTIONS /v1/nowhere', code: 'not_found' });
+      expect(await unknown.body.json()).toEqual({ error: 'no route for OPTIONS /v1/nowhere', code: 'not_found', docs: '/docs/errors#not_found' });
 
       const plain = await request(`${base}/v1/health`, { method: 'OPTIONS' });
       expect(plain.statusCode).toBe(204);
@@ -404,7 +404,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
       const res = await request(`${base}${path}`, { headers: { 'x-request-id': requestId } });
       const text = await res.body.text();
       expect(res.statusCode).toBe(500);
-      expect(JSON.parse(text)).toEqual({ error: 'internal server error', code: 'internal' });
+      expect(JSON.parse(text)).toEqual({ error: 'internal server error', code: 'internal', docs: '/docs/errors#internal' });
       expect(text).not.toContain(secret);
       expect(text).not.toMatch(/\bat\s|\.ts:|stack/);
 
@@ -420,7 +420,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
       const res = await request(`${base}/v1/limited`);
       expect(res.statusCode).toBe(429);
       expect(res.headers['retry-after']).toBe('3');
-      expect(await res.body.json()).toEqual({ error: 'too many requests', code: 'rate_limited' });
+      expect(await res.body.json()).toEqual({ error: 'too many requests', code: 'rate_limited', docs: '/docs/errors#rate_limited' });
     });
   });
 

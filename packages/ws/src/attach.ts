@@ -10,6 +10,8 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type ServerOptions } from 'ws';
 import {
+  API_VERSION_HEADER,
+  apiVersionHeader,
   SentinelError,
   toPublicError,
   type ChatService,
@@ -93,6 +95,9 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
   // A WebSocketServer in noServer mode has no listening socket to fail; its 'error' can only
   // come from a bug, and must not become an uncaught exception.
   wss.on('error', (err) => logger.error('websocket server error', { error: err.message }));
+  // The 101 carries the API version like every HTTP response (docs/VERSIONING.md).
+  const versionLine = `${API_VERSION_HEADER}: ${apiVersionHeader()}`;
+  wss.on('headers', (headers) => headers.push(versionLine));
 
   const connections = new Set<Connection>();
   const counters: SendQueueCounters & { heartbeatTerminations: number } = {

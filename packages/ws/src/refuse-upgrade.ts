@@ -5,18 +5,20 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errorBody, httpStatusForErrorCode, type SentinelError } from '@sentinel/api-core';
+import { API_VERSION_HEADER, apiVersionHeader, httpStatusForErrorCode, publicErrorBody, type SentinelError } from '@sentinel/api-core';
 
-/** Writes `err` as an HTTP response (`{error, code}` JSON) and destroys the socket once it is flushed. */
+/** Writes `err` as an HTTP response (`{error, code, docs}` JSON, with `Sentinel-Api-Version`) and destroys the socket once it is flushed. */
 export function refuseUpgrade(socket: Duplex, err: SentinelError): void {
   if (socket.destroyed) return;
   const status = httpStatusForErrorCode(err.code);
-  const body = JSON.stringify(errorBody(err));
+  // publicErrorBody: an `internal` refusal must not show its message (it goes to the log).
+  const body = JSON.stringify(publicErrorBody(err));
   const lines = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
     'Connection: close',
     'Content-Type: application/json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(body)}`,
+    `${API_VERSION_HEADER}: ${apiVersionHeader()}`,
   ];
   if (status === 401) lines.push('WWW-Authenticate: Bearer');
   if (err.retryAfter !== undefined) lines.push(`Retry-After: ${Math.max(0, Math.ceil(err.retryAfter))}`);

@@ -36,7 +36,7 @@ describe.each(HOSTS)('WebSocket upgrade auth on %s', (hostName) => {
       expect(refused.headers['www-authenticate']).toBe('Bearer');
       expect(refused.headers['content-type']).toMatch(/^application\/json/);
       expect(refused.headers.connection).toBe('close');
-      expect(refused.body).toEqual({ error: 'authentication required', code: 'unauthorized' });
+      expect(refused.body).toEqual({ error: 'authentication required', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
     }
     expect(env.handle.clients).toBe(0);
   });

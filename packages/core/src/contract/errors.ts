@@ -4,6 +4,8 @@
  * error crosses the seam. Check errors with {@link isSentinelError}, never `instanceof`
  * across packages (two copies of core in one process would break `instanceof`).
  */
+import { errorDocsUrl } from './error-catalogue.js';
+
 export type ErrorCode =
   | 'invalid_request'
   | 'unauthorized'
@@ -82,11 +84,34 @@ export function toPublicError(value: unknown): SentinelError {
   return new SentinelError('internal', 'internal server error', { cause: value });
 }
 
-/** The JSON body every transport sends for an error: the seed's `{error}` plus a code. */
-export function errorBody(err: SentinelError): { error: string; code: ErrorCode; details?: unknown } {
+/** The JSON body of an HTTP error: the seed's `{error}`, a code, optional details and the code's docs anchor. */
+export interface ErrorBody {
+  error: string;
+  code: ErrorCode;
+  details?: unknown;
+  /** Relative URL of the code's entry in the error catalogue, e.g. `/docs/errors#not_found`. */
+  docs: string;
+}
+
+/**
+ * The JSON body every transport sends for an error: the seed's `{error}` plus a code and
+ * `docs`, the catalogue anchor that says what the code means and what to do about it.
+ * An `internal` error shows its own message here: transports send {@link publicErrorBody}.
+ */
+export function errorBody(err: SentinelError): ErrorBody {
+  const docs = errorDocsUrl(err.code);
   return err.details === undefined
-    ? { error: err.message, code: err.code }
-    : { error: err.message, code: err.code, details: err.details };
+    ? { error: err.message, code: err.code, docs }
+    : { error: err.message, code: err.code, details: err.details, docs };
+}
+
+/**
+ * {@link errorBody} as a client may see it: an `internal` error's message and details belong
+ * in the log, so the client gets the generic text. Every HTTP error body (responses, refused
+ * upgrades, the error line of a stream) is built here, so none lacks `docs`.
+ */
+export function publicErrorBody(err: SentinelError): ErrorBody {
+  return err.code === 'internal' ? { error: 'internal server error', code: 'internal', docs: errorDocsUrl('internal') } : errorBody(err);
 }
 
 /**

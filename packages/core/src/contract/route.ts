@@ -104,7 +104,52 @@ export interface RouteDef {
   examples?: { body?: unknown; response?: unknown };
   /** Descriptions of error responses for the OpenAPI document (status → when), replacing the generic ones. Default none. */
   errorDescriptions?: Readonly<Record<number, string>>;
+  /**
+   * Marks the route deprecated (docs/VERSIONING.md): the OpenAPI operation gets `deprecated: true`
+   * and every response of the route (success and error) carries `Deprecation` (RFC 9745), plus
+   * `Sunset` (RFC 8594) and `Link` headers when a date or a link is given. `true`: deprecated, no
+   * dates. Default: not deprecated.
+   */
+  deprecated?: true | RouteDeprecation;
   handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;
+}
+
+/** When and why a route is deprecated. */
+export interface RouteDeprecation {
+  /** ISO 8601 date or date-time the route is deprecated from (RFC 9745 `Deprecation: @<epoch>`). Default: undated (`@0`). */
+  since?: string;
+  /** ISO 8601 date or date-time after which the route may be removed (RFC 8594 `Sunset`). Default: none announced. */
+  sunset?: string;
+  /** URL of a page that says what to use instead (`Link: <url>; rel="deprecation"`). Default: none. */
+  link?: string;
+}
+
+function epochSecondsOf(iso: string, field: string, route: Pick<RouteDef, 'method' | 'path'>): number {
+  const ms = Date.parse(iso);
+  if (!Number.isFinite(ms)) throw internal(`route ${route.method} ${route.path}: deprecated.${field} "${iso}" is not an ISO 8601 date`);
+  return Math.floor(ms / 1000);
+}
+
+/**
+ * The response headers a deprecated route sends, computed once per route by the transports;
+ * an empty list for a route that is not deprecated. `Deprecation` is an RFC 9745 sf-date,
+ * `@<unix seconds>` of `since`. RFC 9745 has no undated form, so a route without `since` (or
+ * `deprecated: true`) sends `@0`: a date in the past, which readers take as "deprecated now".
+ * `Sunset` is an RFC 8594 HTTP-date. A date that does not parse is a bug in the route table.
+ */
+export function deprecationHeaders(route: Pick<RouteDef, 'method' | 'path' | 'deprecated'>): Array<[string, string]> {
+  const deprecation = route.deprecated;
+  if (deprecation === undefined) return [];
+  const info: RouteDeprecation = deprecation === true ? {} : deprecation;
+  const headers: Array<[string, string]> = [
+    ['Deprecation', info.since === undefined ? '@0' : `@${epochSecondsOf(info.since, 'since', route)}`],
+  ];
+  if (info.sunset !== undefined) headers.push(['Sunset', new Date(epochSecondsOf(info.sunset, 'sunset', route) * 1000).toUTCString()]);
+  const links: string[] = [];
+  if (info.link !== undefined) links.push(`<${info.link}>; rel="deprecation"`);
+  if (info.link !== undefined && info.sunset !== undefined) links.push(`<${info.link}>; rel="sunset"`);
+  if (links.length > 0) headers.push(['Link', links.join(', ')]);
+  return headers;
 }
 
 const STREAM = Symbol.for('sentinel.stream');

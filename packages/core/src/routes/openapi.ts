@@ -37,9 +37,9 @@ export const ERROR_SCHEMA: JsonSchema = {
     details: { description: 'Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`)' },
     docs: { type: 'string', description: 'Where the code is explained (relative URL of its entry in the error catalogue)' },
   },
-  required: ['error', 'code'],
+  required: ['error', 'code', 'docs'],
   additionalProperties: false,
-  examples: [{ error: 'agent "helper" not found', code: 'not_found' }],
+  examples: [{ error: 'agent "helper" not found', code: 'not_found', docs: '/docs/errors#not_found' }],
 };
 
 const ERROR_REF = '#/components/schemas/Error';
@@ -171,6 +171,8 @@ function operationOf(route: RouteDef): Record<string, unknown> {
     security: route.auth === 'public' ? [] : [{ bearerAuth: [] }],
     'x-sentinel-auth': route.auth,
   };
+  // docs/VERSIONING.md: the route still works; its responses carry Deprecation (and Sunset).
+  if (route.deprecated !== undefined) operation.deprecated = true;
   const parameters = parametersOf(route);
   // The HTTP transport reads Last-Event-ID as `since` where `since` is a sequence number (an integer).
   if ((route.schemas?.query?.properties as Record<string, { type?: unknown }> | undefined)?.since?.type === 'integer') {

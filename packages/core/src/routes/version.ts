@@ -2,7 +2,7 @@
  * `GET /v1/version` (public), like Docker's `/version`: what a client or an operator needs to
  * know which server answers, without logging in. It says nothing secret: no hosts, no paths.
  */
-import { API_VERSION, sentinelCommit, sentinelVersion } from '../version.js';
+import { API_VERSION, apiVersionHeader, sentinelCommit, sentinelVersion } from '../version.js';
 import type { RouteDef } from '../contract/route.js';
 
 /** The answer of `GET /v1/version`. */
@@ -11,6 +11,8 @@ export interface VersionInfo {
   version: string;
   /** The REST API's version (`v1`). */
   api_version: string;
+  /** The API's `major.minor` (docs/VERSIONING.md), the `Sentinel-Api-Version` header's value, e.g. `1.0`. */
+  api_revision: string;
   /** The git commit of the build, or null when unknown. */
   commit: string | null;
   /** The Node.js version, e.g. `v20.19.0`. */
@@ -33,6 +35,7 @@ export function versionInfo(deps: VersionRouteDeps = {}): VersionInfo {
   return {
     version: sentinelVersion(),
     api_version: API_VERSION,
+    api_revision: apiVersionHeader(),
     commit: sentinelCommit(),
     node: process.version,
     store: deps.store ?? 'unknown',
@@ -47,19 +50,20 @@ export function versionRoutes(deps: VersionRouteDeps = {}): RouteDef[] {
       method: 'GET',
       path: '/v1/version',
       auth: 'public',
-      summary: 'Server version, API version, build commit, Node.js version, store and bus kinds',
+      summary: 'Server version, API version and revision, build commit, Node.js version, store and bus kinds',
       schemas: {
         response: {
           type: 'object',
           properties: {
             version: { type: 'string' },
             api_version: { type: 'string' },
+            api_revision: { type: 'string', description: 'major.minor, as in the Sentinel-Api-Version header' },
             commit: { type: ['string', 'null'] },
             node: { type: 'string' },
             store: { type: 'string' },
             bus: { type: 'string' },
           },
-          required: ['version', 'api_version', 'commit', 'node', 'store', 'bus'],
+          required: ['version', 'api_version', 'api_revision', 'commit', 'node', 'store', 'bus'],
           additionalProperties: false,
         },
       },
