@@ -48,11 +48,11 @@ describe('the OpenAPI document', () => {
     expect(result.warnings).toEqual([]);
   });
 
-  it("declares the Error schema's code as exactly core's ERROR_CODES, and docs as optional", () => {
+  it("declares the Error schema's code as exactly core's ERROR_CODES, and docs as required (every error body links its catalogue entry)", () => {
     const error = doc.components.schemas.Error as { properties: Record<string, { enum?: string[]; type?: string }>; required: string[] };
     expect(error.properties.code?.enum).toEqual([...ERROR_CODES]);
     expect(error.properties.docs?.type).toBe('string');
-    expect(error.required).toEqual(['error', 'code']);
+    expect(error.required).toEqual(['error', 'code', 'docs']);
   });
 
   it('describes a body for every success status but 204, and a 500 for every operation', () => {

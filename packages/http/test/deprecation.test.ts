@@ -16,25 +16,31 @@ const SINCE = '2026-01-01T00:00:00Z';
 const SUNSET = '2027-06-30';
 const LINK = 'https://sentinel.example/docs/migrate-legacy';
 
+// Described like every real route, so the contract checker holds these responses to them too.
+const LEGACY_SCHEMA = { type: 'object', properties: { legacy: { const: true } }, required: ['legacy'], additionalProperties: false };
+const OLD_SCHEMA = { type: 'object', properties: { old: { const: true } }, required: ['old'], additionalProperties: false };
+
 const EXTRA_ROUTES: RouteDef[] = [
   {
     method: 'GET', path: '/v1/legacy', auth: 'public', summary: 'A deprecated route with dates and a link',
     deprecated: { since: SINCE, sunset: SUNSET, link: LINK },
+    schemas: { response: LEGACY_SCHEMA },
     handler: () => ({ legacy: true }),
   },
   {
     method: 'POST', path: '/v1/legacy', auth: 'user', summary: 'The same path, needs a user',
     deprecated: { since: SINCE, sunset: SUNSET, link: LINK },
+    schemas: { response: LEGACY_SCHEMA },
     handler: () => ({ legacy: true }),
   },
-  { method: 'GET', path: '/v1/old', auth: 'public', summary: 'Deprecated without dates', deprecated: true, handler: () => ({ old: true }) },
+  { method: 'GET', path: '/v1/old', auth: 'public', summary: 'Deprecated without dates', deprecated: true, schemas: { response: OLD_SCHEMA }, handler: () => ({ old: true }) },
 ];
 
 /** The real api's routes plus `extra`, with `GET /v1/openapi.json` built (by the core) over the whole table. */
 function withRoutes(api: SentinelApi, extra: RouteDef[]): SentinelApiSurface {
   const own = api.routes.filter((route) => route.path !== '/v1/openapi.json');
   const table: RouteDef[] = [...own, ...extra];
-  table.push({ method: 'GET', path: '/v1/openapi.json', auth: 'public', summary: 'OpenAPI document', handler: () => buildOpenApiDocument(table) });
+  table.push({ method: 'GET', path: '/v1/openapi.json', auth: 'public', summary: 'OpenAPI document', schemas: { response: { type: 'object' } }, handler: () => buildOpenApiDocument(table) });
   return {
     routes: [...own, ...table.slice(own.length).map(compileRoute)],
     authenticate: (authorization) => api.authenticate(authorization),

@@ -188,7 +188,7 @@ describe('the docs pages in headless Chromium', () => {
     await expect(target.locator('h2').textContent()).resolves.toContain('Not found');
     expect(await target.isVisible()).toBe(true);
     expect(await page.locator(':target').getAttribute('id')).toBe('not_found');
-    expect(await page.locator('#unauthorized code').allTextContents()).toContain('Authorization: Bearer');
+    expect(await page.locator('#unauthorized code').allTextContents()).toContain('WWW-Authenticate: Bearer');
     expectClean();
   }, 60_000);
 });

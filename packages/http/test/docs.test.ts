@@ -90,7 +90,7 @@ describe.each(HOSTS)('the docs site on %s', (hostName) => {
       expect(res.text).toContain(escapeHtml(ERROR_CATALOGUE[code].title));
       expect(res.text).toContain(inlineMarkdown(ERROR_CATALOGUE[code].remedy));
     }
-    expect(res.text).toContain('<code>Authorization: Bearer</code>');
+    expect(res.text).toContain('<code>WWW-Authenticate: Bearer</code>');
     // What error bodies' `docs` fields point at is exactly this page and anchor.
     const [path, anchor] = errorDocsUrl('not_found').split('#');
     expect(path).toBe('/docs/errors');

@@ -72,7 +72,7 @@ describe('GET /v1/openapi.json', () => {
     const statuses = new Set(ERROR_CODES.map((code) => String(httpStatusForErrorCode(code))));
     for (const ops of Object.values(doc.paths)) for (const o of Object.values(ops)) for (const s of errorStatuses(o)) expect(statuses.has(s)).toBe(true);
     const schema = (doc as unknown as { components: { schemas: { Error: { required: string[] } } } }).components.schemas.Error;
-    expect(schema.required).toEqual(['error', 'code']);
+    expect(schema.required).toEqual(['error', 'code', 'docs']);
   });
 
   it('has GET /v1/version as a public route', () => {
