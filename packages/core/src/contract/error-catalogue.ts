@@ -36,6 +36,12 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorCode, ErrorCatalogueEntry>> =
     causes: ['The route needs the admin role', 'The repository belongs to another user'],
     remedy: 'Ask an admin for the right, or act on your own resources.',
   },
+  insufficient_scope: {
+    title: 'Insufficient scope',
+    meaning: 'The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1).',
+    causes: ['An API key created without the scope, e.g. `agents:read` only, used to create an agent', 'An API key used on a route only a login session may call (a password change)'],
+    remedy: 'Use a key with the scope named in `WWW-Authenticate` and `details.scope`, or log in.',
+  },
   not_found: {
     title: 'Not found',
     meaning: 'No such resource, or it belongs to another user.',

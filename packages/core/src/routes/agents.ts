@@ -100,6 +100,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       method: 'GET',
       path: '/v1/agents',
       auth: 'user',
+      scope: 'agents:read',
       summary: 'List agents (your own; every agent for an admin)',
       schemas: { response: { type: 'object', properties: { agents: { type: 'array', items: AGENT_RESOURCE_SCHEMA } } } },
       // Bytes built once per version of the caller's view, with an ETag (If-None-Match → 304).
@@ -109,6 +110,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       method: 'POST',
       path: '/v1/agents',
       auth: 'user',
+      scope: 'agents:write',
       status: 201,
       summary: 'Create and start an agent from an image',
       schemas: { body: CREATE_AGENT_BODY_SCHEMA, response: AGENT_RESOURCE_SCHEMA },
@@ -119,6 +121,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       method: 'GET',
       path: '/v1/agents/:id',
       auth: 'user',
+      scope: 'agents:read',
       summary: 'Get an agent by id, name or unique id prefix (409 conflict, with the matches in details, when ambiguous)',
       schemas: { params: agentIdParams, response: AGENT_RESOURCE_SCHEMA },
       handler: (input: { params: { id: string } }, ctx) => agents.get(principalOf(ctx), input.params.id, ctx.origin),
@@ -127,6 +130,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       method: 'DELETE',
       path: '/v1/agents/:id',
       auth: 'user',
+      scope: 'agents:write',
       summary: 'Stop and delete an agent',
       schemas: { params: agentIdParams },
       handler: async (input: { params: { id: string } }, ctx) => {
@@ -138,6 +142,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       method: 'GET',
       path: '/v1/agents/:id/logs',
       auth: 'user',
+      scope: 'agents:read',
       summary:
         "Get an agent's log lines (since: RFC 3339, unix seconds or a duration like 10m; tail: N or all; level: minimum level; " +
         'follow=true: then stream new lines as NDJSON, or Server-Sent Events with Accept: text/event-stream)',

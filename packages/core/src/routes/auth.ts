@@ -128,6 +128,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       method: 'POST',
       path: '/v1/users',
       auth: 'admin',
+      scope: 'admin',
       summary: 'Create a user',
       status: 201,
       schemas: { body: createUserBodySchema, response: userResourceSchema },
@@ -138,6 +139,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       method: 'GET',
       path: '/v1/users',
       auth: 'admin',
+      scope: 'admin',
       summary: 'List users',
       schemas: { response: userListSchema },
       handler: async () => prepareJson({ users: await users.list() }),
@@ -146,6 +148,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       method: 'DELETE',
       path: '/v1/users/:name',
       auth: 'admin',
+      scope: 'admin',
       summary: 'Delete a user and every agent they own',
       schemas: { params: userParamsSchema },
       handler: async (input: { params: { name: string } }, ctx) => {
@@ -157,6 +160,8 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       method: 'PUT',
       path: '/v1/users/:name/password',
       auth: 'user',
+      // A password is the account itself: no API key may change it, whatever its scopes.
+      credentials: 'session',
       summary: "Change a user's password (one's own with current_password; an admin may reset anyone else's)",
       schemas: { params: userParamsSchema, body: changePasswordBodySchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,

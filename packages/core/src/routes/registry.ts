@@ -166,6 +166,7 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       method: 'GET',
       path: '/v1/registry/search',
       auth: 'user',
+      scope: 'registry:pull',
       summary: "Search the registry's repositories by name (catalog + tags), paged with limit/offset",
       schemas: { query: SEARCH_QUERY_SCHEMA, response: SEARCH_RESULT_SCHEMA },
       handler: (input: { query: { query?: string; limit: number; offset: number; registry?: string } }, ctx) =>
@@ -175,6 +176,7 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       method: 'POST',
       path: '/v1/registry/push',
       auth: 'user',
+      scope: 'registry:push',
       summary: 'Push a local image to the registry (admins and users with can_push); NDJSON progress with Accept: application/x-ndjson',
       maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
       schemas: { body: PUSH_BODY_SCHEMA, response: PUSH_RESULT_SCHEMA },
@@ -188,6 +190,7 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       method: 'POST',
       path: '/v1/registry/pull',
       auth: 'user',
+      scope: 'registry:pull',
       summary: 'Pull an image from the registry into the local images, digest-verified; NDJSON progress with Accept: application/x-ndjson',
       maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
       schemas: { body: PULL_BODY_SCHEMA, response: PULL_RESULT_SCHEMA },
