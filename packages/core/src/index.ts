@@ -60,6 +60,7 @@ export {
   type StreamItem,
   type StreamResult,
 } from './contract/route.js';
+export { auditFromRoute, noAudit, type AuditAction, type AuditEvent, type AuditRecorder } from './contract/audit.js';
 export { SCOPES, SCOPE_DESCRIPTIONS, hasScope, isScope, principalScopes, roleScopes, type Scope } from './contract/scopes.js';
 export { compileValidator, type ValidationIssue, type Validator } from './contract/validation.js';
 

@@ -49,6 +49,13 @@ export interface Principal {
   scopes?: readonly Scope[];
   /** How the caller authenticated. Default (absent): `session`. */
   via?: CredentialKind;
+  /**
+   * The credential's own id (a token's `jti`, an API key's id, a ticket's id), so what revokes
+   * that credential can find the sockets it opened. Default: none.
+   */
+  credentialId?: string;
+  /** When the credential stops being valid (ms since the epoch), for sockets to close on time. Default: never. */
+  expiresAtMs?: number;
 }
 
 export type AgentStatus = 'created' | 'running' | 'stopped' | 'error';
