@@ -6,7 +6,8 @@
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { adminRequired, authenticationRequired, invalidRequest } from './contract/errors.js';
+import { adminRequired, authenticationRequired, insufficientScope, invalidRequest, sessionRequired } from './contract/errors.js';
+import { hasScope } from './contract/scopes.js';
 import type { Logger } from './contract/logger.js';
 import type { Principal } from './contract/models.js';
 import type { RegistrySettings } from './registry/service.js';
@@ -133,6 +134,8 @@ export async function invokeRoute(
   if (route.auth !== 'public') {
     if (!ctx.principal) throw authenticationRequired();
     if (route.auth === 'admin' && ctx.principal.role !== 'admin') throw adminRequired();
+    if (route.scope !== undefined && !hasScope(ctx.principal, route.scope)) throw insufficientScope(route.scope);
+    if (route.credentials === 'session' && (ctx.principal.via ?? 'session') !== 'session') throw sessionRequired();
   }
   const params = route.validate.params ? route.validate.params(raw.params) : raw.params;
   const query = route.validate.query ? route.validate.query(raw.query) : raw.query;

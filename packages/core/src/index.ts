@@ -29,11 +29,13 @@ export {
   dataDirectoryUnusable,
   failedMidStream,
   forbidden,
+  insufficientScope,
   internal,
   invalidInput,
   invalidRequest,
   invalidToken,
   notFound,
+  sessionRequired,
   streamEndedEarly,
   tokenExpired,
   tooLarge,
@@ -62,6 +64,8 @@ export {
   type StreamItem,
   type StreamResult,
 } from './contract/route.js';
+export { auditFromRoute, noAudit, type AuditAction, type AuditEvent, type AuditRecorder } from './contract/audit.js';
+export { SCOPES, SCOPE_DESCRIPTIONS, hasScope, isScope, principalScopes, roleScopes, type Scope } from './contract/scopes.js';
 export { compileValidator, type ValidationIssue, type Validator } from './contract/validation.js';
 
 // The WebSocket protocol: the frames and the transport-neutral chat and events services.

@@ -91,7 +91,8 @@ export function sendRouteResponse(res: ServerResponse, response: RouteResponse, 
  */
 export function sendError(res: ServerResponse, err: SentinelError, omitBody: boolean): void {
   const status = statusForErrorCode(err.code);
-  if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
+  if (err.challenge !== undefined) res.setHeader('WWW-Authenticate', err.challenge);
+  else if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
   if (err.code === 'method_not_allowed' && err.allow) res.setHeader('Allow', err.allow.join(', '));
   if (err.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(0, Math.ceil(err.retryAfter))));
   // The rest of an oversized body is not worth reading: close once the 413 is out.

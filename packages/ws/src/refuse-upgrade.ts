@@ -20,7 +20,8 @@ export function refuseUpgrade(socket: Duplex, err: SentinelError): void {
     `Content-Length: ${Buffer.byteLength(body)}`,
     `${API_VERSION_HEADER}: ${apiVersionHeader()}`,
   ];
-  if (status === 401) lines.push('WWW-Authenticate: Bearer');
+  if (err.challenge !== undefined) lines.push(`WWW-Authenticate: ${err.challenge}`);
+  else if (status === 401) lines.push('WWW-Authenticate: Bearer');
   if (err.retryAfter !== undefined) lines.push(`Retry-After: ${Math.max(0, Math.ceil(err.retryAfter))}`);
   socket.once('finish', () => socket.destroy());
   socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);

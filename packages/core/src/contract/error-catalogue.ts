@@ -54,6 +54,12 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorCode, ErrorCatalogueEntry>> =
     ],
     remedy: 'Act on your own resources, or ask an admin for the role or permission. Retrying does not help.',
   },
+  insufficient_scope: {
+    title: 'Insufficient scope',
+    meaning: 'The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1).',
+    causes: ['An API key created without the scope, e.g. `agents:read` only, used to create an agent', 'An API key used on a route only a login session may call (a password change)'],
+    remedy: 'Use a key with the scope named in `WWW-Authenticate` and `details.scope`, or log in.',
+  },
   not_found: {
     title: 'Not found',
     meaning: 'No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed).',

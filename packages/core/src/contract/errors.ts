@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'invalid_request'
   | 'unauthorized'
   | 'forbidden'
+  | 'insufficient_scope'
   | 'not_found'
   | 'method_not_allowed'
   | 'conflict'
@@ -27,6 +28,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'invalid_request',
   'unauthorized',
   'forbidden',
+  'insufficient_scope',
   'not_found',
   'method_not_allowed',
   'conflict',
@@ -49,6 +51,12 @@ export interface SentinelErrorOptions {
   details?: unknown;
   /** HTTP `Allow` list for `method_not_allowed`. */
   allow?: string[];
+  /**
+   * The `WWW-Authenticate` challenge for this error (RFC 6750 §3), e.g.
+   * `Bearer error="insufficient_scope", scope="agents:write"`. Default: `Bearer` for
+   * `unauthorized`, none otherwise.
+   */
+  challenge?: string;
   cause?: unknown;
 }
 
@@ -58,6 +66,7 @@ export class SentinelError extends Error {
   readonly retryAfter: number | undefined;
   readonly details: unknown;
   readonly allow: string[] | undefined;
+  readonly challenge: string | undefined;
 
   constructor(code: ErrorCode, message: string, options: SentinelErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -66,6 +75,7 @@ export class SentinelError extends Error {
     this.retryAfter = options.retryAfter;
     this.details = options.details;
     this.allow = options.allow;
+    this.challenge = options.challenge;
   }
 }
 
@@ -123,6 +133,7 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
   invalid_request: 400,
   unauthorized: 401,
   forbidden: 403,
+  insufficient_scope: 403,
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
@@ -165,6 +176,24 @@ export function tokenExpired(): SentinelError {
 /** `forbidden`: the caller is logged in but the action needs the admin role. */
 export function adminRequired(): SentinelError {
   return new SentinelError('forbidden', 'admin role required');
+}
+
+/**
+ * `insufficient_scope`: the credential (an API key, a ticket) lacks the scope the route or
+ * socket needs; the challenge names it, as RFC 6750 §3.1 says.
+ */
+export function insufficientScope(scope: string): SentinelError {
+  return new SentinelError('insufficient_scope', `this credential lacks the scope "${scope}"`, {
+    challenge: `Bearer error="insufficient_scope", scope="${scope}"`,
+    details: { scope },
+  });
+}
+
+/** `insufficient_scope` for a route only a login session may call (never an API key or a ticket). */
+export function sessionRequired(): SentinelError {
+  return new SentinelError('insufficient_scope', 'this route needs a login session, not an API key or a ticket', {
+    challenge: 'Bearer error="insufficient_scope"',
+  });
 }
 
 /** `forbidden` with the reason, e.g. whose repository it is or which role is missing. */

@@ -4,6 +4,7 @@
  * services that own them.
  */
 import type { LogLevel } from './logger.js';
+import type { Scope } from './scopes.js';
 
 export type Role = 'admin' | 'user';
 
@@ -31,10 +32,30 @@ export interface UserRecord {
 /** A user to create: the store generates `id` (random) and starts `token_version` at 0 when they are absent. */
 export type NewUserRecord = Omit<UserRecord, 'id' | 'token_version'> & Partial<Pick<UserRecord, 'id' | 'token_version'>>;
 
+/**
+ * How a caller authenticated: a login session (a JWT from `POST /v1/auth/login`, or an OpenID
+ * Connect token), an API key, or a one-time WebSocket ticket.
+ */
+export type CredentialKind = 'session' | 'key' | 'ticket';
+
 /** Who a request acts as, after authentication. */
 export interface Principal {
   username: string;
   role: Role;
+  /**
+   * The scopes this credential holds (contract/scopes.ts). Absent: every scope of `role`, as for
+   * a login session. An API key's list is already cut to its owner's role.
+   */
+  scopes?: readonly Scope[];
+  /** How the caller authenticated. Default (absent): `session`. */
+  via?: CredentialKind;
+  /**
+   * The credential's own id (a token's `jti`, an API key's id, a ticket's id), so what revokes
+   * that credential can find the sockets it opened. Default: none.
+   */
+  credentialId?: string;
+  /** When the credential stops being valid (ms since the epoch), for sockets to close on time. Default: never. */
+  expiresAtMs?: number;
 }
 
 export type AgentStatus = 'created' | 'running' | 'stopped' | 'error';

@@ -1,6 +1,7 @@
 import { internal, type ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Principal } from './models.js';
+import type { Scope } from './scopes.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -68,6 +69,17 @@ export interface RouteDef {
   /** Path with `:name` parameters, e.g. `/v1/agents/:id`. */
   path: string;
   auth: AuthLevel;
+  /**
+   * The scope a credential needs for this route (contract/scopes.ts), checked after `auth`.
+   * Default: none (any authenticated caller, e.g. `GET /v1/auth/me`). Every non-public route
+   * declares one unless it is about the caller itself.
+   */
+  scope?: Scope;
+  /**
+   * `session`: only a login session may call the route, never an API key or a ticket (changing
+   * a password). Default `any`.
+   */
+  credentials?: 'any' | 'session';
   /** One line for the OpenAPI document. */
   summary: string;
   /** Success status. Default 200 (204 when the handler returns undefined). */

@@ -14,6 +14,7 @@ import { silentLogger } from '../contract/logger.js';
 import type { AgentRecord, Principal } from '../contract/models.js';
 import { parseClientFrame, type ClientCancelFrame, type ClientMessageFrame, type ClientToolRequestFrame } from './client-frames.js';
 import { outgoing, type ChatService, type ChatSession, type FrameSink, type PreparedChat, type ServerFrame, type StreamCloseReason } from './frames.js';
+import { CHAT_ENDPOINT, checkEndpointScope } from './endpoints.js';
 import { newMessageId, newRequestId, newResponseId } from '../contract/ids.js';
 import type { AgentRuntime, TurnAbortReason, TurnEnd, TurnListener, TurnUsage } from '../runtime/runtime.js';
 
@@ -57,6 +58,7 @@ export class AgentChatService implements ChatService {
    */
   async prepare(principal: Principal, agentId: string): Promise<PreparedChat> {
     if (this.closed || this.options.runtime.isShuttingDown) throw new SentinelError('unavailable', 'server is shutting down');
+    checkEndpointScope(CHAT_ENDPOINT, principal);
     const record = await this.options.agents.getRecord(principal, agentId);
     return { agentId: record.id, open: (sink) => this.open(record, sink) };
   }

@@ -4,8 +4,10 @@
  * matches upgrade requests against this table and the agent resource builds its `endpoints`
  * URLs from it, so the two cannot disagree.
  */
-import { SentinelError } from '../contract/errors.js';
+import { insufficientScope, SentinelError } from '../contract/errors.js';
+import type { Principal } from '../contract/models.js';
 import type { AuthLevel, JsonSchema, RequestOrigin } from '../contract/route.js';
+import { hasScope, type Scope } from '../contract/scopes.js';
 import { CLIENT_FRAME_SCHEMAS } from './client-frames.js';
 import type { ServerFrameType } from './frames.js';
 import { SERVER_FRAME_SCHEMAS } from './server-frames.js';
@@ -38,6 +40,8 @@ export interface WebSocketEndpointDef {
   summary: string;
   /** Checked on the upgrade request, before the upgrade completes. */
   auth: AuthLevel;
+  /** The scope a credential needs, checked on the upgrade request with `auth`. */
+  scope: Scope;
   params: Readonly<Record<string, EndpointPathParam>>;
   query: Readonly<Record<string, EndpointQueryParam>>;
   /** The frames a client may send, by `type` (none: the endpoint is read-only). */
@@ -58,6 +62,7 @@ export const CHAT_ENDPOINT: WebSocketEndpointDef = {
   path: '/v1/agents/:id/chat',
   summary: 'A conversation with the agent: messages in, streamed answers out',
   auth: 'user',
+  scope: 'agents:chat',
   params: { id: AGENT_ID },
   query: {},
   clientFrames: CLIENT_FRAME_SCHEMAS,
@@ -70,12 +75,21 @@ export const EVENTS_ENDPOINT: WebSocketEndpointDef = {
   path: '/v1/agents/:id/events',
   summary: "The agent's event stream: a status snapshot, then stored and live events in seq order",
   auth: 'user',
+  scope: 'agents:read',
   params: { id: AGENT_ID },
   query: { since: { description: 'Replay the stored events after this seq first, then continue live' } },
   clientFrames: {},
   // `error`: the answer to anything a client sends on this read-only stream.
   serverFrames: serverFrames('event', 'error'),
 };
+
+/**
+ * Refuses a principal whose credential lacks the endpoint's scope (`insufficient_scope`):
+ * the services call it in `prepare`, so every transport checks it before the upgrade.
+ */
+export function checkEndpointScope(endpoint: WebSocketEndpointDef, principal: Principal): void {
+  if (!hasScope(principal, endpoint.scope)) throw insufficientScope(endpoint.scope);
+}
 
 /** Every WebSocket endpoint. */
 export const WEBSOCKET_ENDPOINTS: readonly WebSocketEndpointDef[] = [CHAT_ENDPOINT, EVENTS_ENDPOINT];

@@ -33,6 +33,7 @@ import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { AgentRecord, EventRecord, Principal } from '../contract/models.js';
 import type { Store } from '../store/types.js';
+import { EVENTS_ENDPOINT, checkEndpointScope } from './endpoints.js';
 import {
   outgoing,
   type EventFrame,
@@ -284,6 +285,7 @@ export class AgentEventsService implements EventsService {
       throw new SentinelError('invalid_request', 'invalid "since": use a non-negative integer event seq');
     }
     if (this.#shutDown) throw new SentinelError('unavailable', 'server shutting down');
+    checkEndpointScope(EVENTS_ENDPOINT, principal);
     // The reference (id, name or id prefix) resolved once: channels and the Store key by id.
     const { id } = await this.#agents.getRecord(principal, agentId);
     return {

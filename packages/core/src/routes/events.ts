@@ -88,6 +88,7 @@ export function eventRoutes(options: EventRoutesOptions): RouteDef[] {
       method: 'GET',
       path: '/v1/agents/:id/events',
       auth: 'user',
+      scope: 'agents:read',
       summary:
         "Stream an agent's events: an agent_status snapshot, then (with since=<seq>) the stored events after it, then live ones. " +
         'Server-Sent Events with Accept: text/event-stream (id = seq; Last-Event-ID resumes), else NDJSON.',

@@ -128,6 +128,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       method: 'GET',
       path: '/v1/images',
       auth: 'user',
+      scope: 'images:read',
       summary: "List local images you may see (public ones and your own; admins: every image, untagged ones too)",
       schemas: { response: { type: 'object', properties: { images: { type: 'array', items: IMAGE_RESOURCE_SCHEMA } }, required: ['images'], additionalProperties: false } },
       etag: true,
@@ -138,6 +139,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       method: 'POST',
       path: '/v1/images',
       auth: 'user',
+      scope: 'images:write',
       status: 201,
       summary:
         'Build an image from a Sentinelfile (JSON or YAML) and tag it name:tag, in a repository you own or create ' +
@@ -169,6 +171,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       method: 'GET',
       path: '/v1/images/:ref',
       auth: 'user',
+      scope: 'images:read',
       summary: 'Get an image by ID, short ID, name:tag or name',
       schemas: { params: imageRefParams, response: IMAGE_RESOURCE_SCHEMA },
       handler: (input: { params: { ref: string } }, ctx) => images.get(input.params.ref, principalOf(ctx)),
@@ -177,6 +180,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       method: 'PATCH',
       path: '/v1/images/:ref',
       auth: 'user',
+      scope: 'images:write',
       summary: "Change a repository's visibility (ref: its name, or name:tag; owner or admin): {\"visibility\": \"private\"|\"public\"}",
       schemas: { params: imageRefParams, body: patchBody, response: REPOSITORY_RESOURCE_SCHEMA },
       errorDescriptions: { 403: 'Not the owner of the repository', 404: 'No such repository (or a private one of another user)' },
@@ -189,6 +193,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       method: 'DELETE',
       path: '/v1/images/:ref',
       auth: 'user',
+      scope: 'images:write',
       summary: 'Delete an image with all its tags (owner of every repository it is tagged in, or admin; refused while agents use it)',
       schemas: { params: imageRefParams },
       errorDescriptions: { 403: 'The image is tagged in a repository you do not own (untagged: admins only)', 409: 'Agents use the image' },
@@ -202,6 +207,7 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       method: 'GET',
       path: '/v1/images/:ref/history',
       auth: 'user',
+      scope: 'images:read',
       summary: "A repository's journal (ref: its name, or name:tag): every tag created, moved or deleted (who, from which digest to which) and visibility change, oldest first",
       schemas: {
         params: imageRefParams,

@@ -20,6 +20,7 @@ import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
 import type { RouteDef } from '../contract/route.js';
+import type { AuditRecorder } from '../contract/audit.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
 
 export interface RouteTableDeps {
@@ -39,6 +40,8 @@ export interface RouteTableDeps {
   openapi?: OpenApiOptions;
   /** Store and bus kinds for `GET /v1/version`. Default: store `unknown`, bus `local`. */
   version?: VersionRouteDeps;
+  /** Where security-relevant actions are recorded. Default: {@link noAudit}. */
+  audit?: AuditRecorder;
 }
 
 /**

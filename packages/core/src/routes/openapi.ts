@@ -6,6 +6,7 @@
 import { bodyFormatsOf } from '../api.js';
 import { ERROR_CATALOGUE } from '../contract/error-catalogue.js';
 import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../contract/errors.js';
+import { SCOPES, SCOPE_DESCRIPTIONS } from '../contract/scopes.js';
 import type { BodyFormat, JsonSchema, RouteDef } from '../contract/route.js';
 
 export interface OpenApiOptions {
@@ -58,6 +59,7 @@ const describeCode = (code: ErrorCode): string => ERROR_CATALOGUE[code].meaning;
 /** Headers some error statuses carry. */
 const ERROR_HEADERS: Partial<Record<string, Record<string, unknown>>> = {
   '401': { 'WWW-Authenticate': { description: 'Always `Bearer`', schema: { type: 'string' } } },
+  '403': { 'WWW-Authenticate': { description: 'With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3)', schema: { type: 'string' } } },
   '405': { Allow: { description: 'The methods the path has', schema: { type: 'string' } } },
   '429': { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'integer', minimum: 0 } } },
 };
@@ -68,6 +70,7 @@ function errorCodesOf(route: RouteDef, hasBody: boolean): Set<ErrorCode> {
   if (route.schemas?.params || route.schemas?.query || hasBody) codes.add('invalid_request');
   if (route.auth !== 'public') codes.add('unauthorized');
   if (route.auth === 'admin') codes.add('forbidden');
+  if (route.scope !== undefined || route.credentials === 'session') codes.add('insufficient_scope');
   if (route.path.includes('/:')) codes.add('not_found');
   if (hasBody) {
     codes.add('payload_too_large');
@@ -168,9 +171,12 @@ function operationOf(route: RouteDef): Record<string, unknown> {
     operationId: operationId(route),
     summary: route.summary,
     tags: [route.path.split('/').filter(Boolean)[1] ?? 'default'],
-    security: route.auth === 'public' ? [] : [{ bearerAuth: [] }],
+    // OpenAPI 3.1 lets a bearer requirement list role names: ours are the route's scope.
+    security: route.auth === 'public' ? [] : [{ bearerAuth: route.scope === undefined ? [] : [route.scope] }],
     'x-sentinel-auth': route.auth,
   };
+  if (route.scope !== undefined) operation['x-sentinel-scope'] = route.scope;
+  if (route.credentials === 'session') operation['x-sentinel-credentials'] = 'session';
   // docs/VERSIONING.md: the route still works; its responses carry Deprecation (and Sunset).
   if (route.deprecated !== undefined) operation.deprecated = true;
   const parameters = parametersOf(route);
@@ -214,7 +220,17 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
     servers: options.servers ?? [{ url: '/', description: 'The server this document came from' }],
     paths,
     components: {
-      securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+      securitySchemes: {
+        bearerAuth: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'A login token (JWT from POST /v1/auth/login), an API key (`sk_sentinel_…` from POST /v1/keys) or, when the server is configured for it, an OpenID Connect access token. ' +
+            'A route\'s requirement lists the scope it needs (x-sentinel-scope); login sessions hold every scope of their role. Scopes: ' +
+            SCOPES.map((scope) => `\`${scope}\` (${SCOPE_DESCRIPTIONS[scope]})`).join(', ') +
+            '.',
+        },
+      },
       schemas: { Error: ERROR_SCHEMA },
       responses: {
         // What the transport answers for a /v1 path no route has, or a method the path lacks.
