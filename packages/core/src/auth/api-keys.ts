@@ -7,6 +7,7 @@
  * A key acts as its owner with `key.scopes ∩ roleScopes(owner's current role)`: demote the
  * owner and the key loses `admin` at once; delete (or disable) the owner and the key stops.
  */
+import * as crypto from 'node:crypto';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { API_KEY_PREFIX, type ApiKeyRecord, type ApiKeyStore, type ApiKeyUse } from '../contract/api-keys.js';
 import { SentinelError, conflict, insufficientScope, invalidRequest, notFound } from '../contract/errors.js';
@@ -82,9 +83,14 @@ export function looksLikeApiKey(credential: string): boolean {
   return credential.startsWith(API_KEY_PREFIX);
 }
 
-function hashKey(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
-}
+/**
+ * The key's SHA-256 in lowercase hex. One-shot `crypto.hash` (Node ≥ 20.12) where there is one:
+ * it runs on every request, and costs a quarter of a `createHash` object and its digest.
+ */
+const sha256Hex: (text: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === 'function'
+    ? (text) => (crypto as unknown as { hash(algorithm: string, data: string, encoding: 'hex'): string }).hash('sha256', text, 'hex')
+    : (text) => createHash('sha256').update(text).digest('hex');
 
 function toResource(key: ApiKeyRecord): ApiKeyResource {
   return {
@@ -168,7 +174,7 @@ export class ApiKeyService {
       username: owner.username,
       name,
       prefix: key.slice(0, API_KEY_PREFIX.length + SHOWN_SECRET_CHARS),
-      hash: hashKey(key).toString('hex'),
+      hash: sha256Hex(key),
       scopes,
       created_at: nowIso,
       last_used_at: null,
@@ -217,11 +223,10 @@ export class ApiKeyService {
    */
   async authenticate(key: string): Promise<Principal> {
     if (key.length !== KEY_LENGTH || !KEY_PATTERN.test(key)) throw invalidApiKey();
-    const hash = hashKey(key);
-    const hex = hash.toString('hex');
+    const hex = sha256Hex(key);
     const entry = this.#cache.get(hex) ?? (await this.#load(hex));
     // The map was keyed by this very digest; the constant-time compare is for defence in depth.
-    if (entry === null || !timingSafeEqual(entry.hash, hash)) throw invalidApiKey();
+    if (entry === null || !timingSafeEqual(entry.hash, Buffer.from(hex, 'hex'))) throw invalidApiKey();
     const now = Date.now();
     if (entry.record.revoked_at !== null || now >= entry.expiresAtMs) throw invalidApiKey();
     let state = await this.#users.authState(entry.record.username);
