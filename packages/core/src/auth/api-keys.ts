@@ -1,8 +1,9 @@
 /**
  * Scoped API keys for programs (issue 13): created by a logged-in caller with at most the
  * caller's own scopes, shown once, stored only as a SHA-256 (a 256-bit random secret needs no
- * slow hash: there is nothing to guess), resolved on every request from an in-process cache
- * that revocations invalidate on every instance through the user-change feed.
+ * slow hash: there is nothing to guess) and looked up by that hash, resolved on every request
+ * from an in-process cache that revocations invalidate on every instance through the
+ * user-change feed.
  *
  * A key acts as its owner with `key.scopes ∩ roleScopes(owner's current role)`: demote the
  * owner and the key loses `admin` at once; delete (or disable) the owner and the key stops.
@@ -121,7 +122,12 @@ export class ApiKeyService {
   readonly #log: Logger;
   readonly #touchIntervalMs: number;
   readonly #flushDelayMs: number;
-  /** hex hash → key, for the request path. */
+  /**
+   * Presented key → its record, for the request path: a hit costs one map lookup and no hash,
+   * as the verified-token cache does for JWTs (which holds presented tokens the same way). Only
+   * keys found in the store are cached, so garbage cannot fill it; every revocation and
+   * account change invalidates (here and, through the feed, on every instance).
+   */
   readonly #cache = new Map<string, CacheEntry>();
   /** Bumped by every invalidation, so a read that raced it is not cached. */
   #generation = 0;
@@ -218,15 +224,19 @@ export class ApiKeyService {
 
   /**
    * Resolves a presented key to the principal it acts as, or throws `unauthorized` 'invalid
-   * api key' (unknown, revoked, expired, owner gone or disabled: never saying which). Cached
-   * by hash; the only await on a cache hit is the owner's cached account.
+   * api key' (unknown, revoked, expired, owner gone or disabled: never saying which). On a
+   * cache hit the only await is the owner's cached account.
    */
   async authenticate(key: string): Promise<Principal> {
     if (key.length !== KEY_LENGTH || !KEY_PATTERN.test(key)) throw invalidApiKey();
-    const hex = sha256Hex(key);
-    const entry = this.#cache.get(hex) ?? (await this.#load(hex));
-    // The map was keyed by this very digest; the constant-time compare is for defence in depth.
-    if (entry === null || !timingSafeEqual(entry.hash, Buffer.from(hex, 'hex'))) throw invalidApiKey();
+    let entry = this.#cache.get(key);
+    if (entry === undefined) {
+      const hex = sha256Hex(key);
+      const loaded = await this.#load(key, hex);
+      // Looked up by this very digest; the constant-time compare is for defence in depth.
+      if (loaded === null || !timingSafeEqual(loaded.hash, Buffer.from(hex, 'hex'))) throw invalidApiKey();
+      entry = loaded;
+    }
     const now = Date.now();
     if (entry.record.revoked_at !== null || now >= entry.expiresAtMs) throw invalidApiKey();
     let state = await this.#users.authState(entry.record.username);
@@ -262,7 +272,7 @@ export class ApiKeyService {
     return this.#flush();
   }
 
-  async #load(hex: string): Promise<CacheEntry | null> {
+  async #load(key: string, hex: string): Promise<CacheEntry | null> {
     const generation = this.#generation;
     const record = await this.#store.getApiKeyByHash(hex);
     if (record === null) return null;
@@ -276,7 +286,7 @@ export class ApiKeyService {
         const oldest = this.#cache.keys().next();
         if (oldest.done !== true) this.#cache.delete(oldest.value);
       }
-      this.#cache.set(hex, entry);
+      this.#cache.set(key, entry);
     }
     return entry;
   }
@@ -318,8 +328,8 @@ export class ApiKeyService {
 
   #invalidateUser(username: string): void {
     this.#generation += 1;
-    for (const [hex, entry] of this.#cache) {
-      if (entry.record.username === username) this.#cache.delete(hex);
+    for (const [key, entry] of this.#cache) {
+      if (entry.record.username === username) this.#cache.delete(key);
     }
   }
 
