@@ -180,13 +180,20 @@ describe.each(CONFIGS)('API keys on %s (%s)', (hostName, storeKind) => {
     expect(escalation.body).toMatchObject({ code: 'insufficient_scope', details: { scope: 'admin' } });
     expect(escalation.headers['www-authenticate']).toBe('Bearer error="insufficient_scope", scope="admin"');
 
-    const minter = await createKey(['keys:write', 'agents:read'], { token: aliceToken });
+    const minter = await createKey(['keys:write', 'agents:read'], { token: aliceToken, expires_in: 3600 });
     const wider = await call('POST', '/v1/keys', { token: minter.key, body: { name: 'wider', scopes: ['agents:read', 'agents:write'] } });
     expect(wider.status).toBe(403);
     expect(wider.body.details).toEqual({ scope: 'agents:write' });
     const narrower = await call('POST', '/v1/keys', { token: minter.key, body: { name: 'narrower', scopes: ['agents:read'] } });
     expect(narrower.status, narrower.text).toBe(201);
     secrets.push(narrower.body.key as string);
+    // Made by an expiring key, it expires with it (asked for no expiry, or for a later one).
+    const minterExpiry = (await call('GET', '/v1/keys', { token: aliceToken })).body.keys.find((k: { id: string }) => k.id === minter.id).expires_at;
+    expect(narrower.body.expires_at).toBe(minterExpiry);
+    const later = await call('POST', '/v1/keys', { token: minter.key, body: { name: 'later', scopes: ['agents:read'], expires_in: 7200 } });
+    expect(later.status).toBe(201);
+    secrets.push(later.body.key as string);
+    expect(later.body.expires_at).toBe(minterExpiry);
     // A key without keys:write cannot mint keys at all.
     const noMint = await call('POST', '/v1/keys', { token: narrower.body.key, body: { name: 'x', scopes: ['agents:read'] } });
     expect(noMint.status).toBe(403);

@@ -157,7 +157,8 @@ export class ApiKeyService {
   /**
    * Creates a key for the caller. Every requested scope must be one the caller holds itself
    * (a session: its role's; a key: that key's), else `insufficient_scope` naming the first
-   * missing one. At most {@link MAX_API_KEYS_PER_USER} active keys per user (`conflict`).
+   * missing one. At most {@link MAX_API_KEYS_PER_USER} active keys per user (`conflict`). A key
+   * made by an expiring key (or ticket) expires no later than it.
    */
   async create(actor: Principal, input: CreateApiKeyInput): Promise<CreatedApiKey> {
     const scopes = normaliseScopes(input.scopes);
@@ -173,6 +174,11 @@ export class ApiKeyService {
     if ((await this.#store.countActiveApiKeys(owner.user_id, nowIso)) >= MAX_API_KEYS_PER_USER) {
       throw conflict(`at most ${MAX_API_KEYS_PER_USER} active API keys per user: revoke one first`);
     }
+    // A credential that expires (a key, a ticket) cannot outlive itself by minting a longer-lived key.
+    let expiresAtMs = input.expires_in === undefined ? null : now + input.expires_in * 1000;
+    if (actor.expiresAtMs !== undefined && actor.via !== undefined && actor.via !== 'session') {
+      expiresAtMs = expiresAtMs === null ? actor.expiresAtMs : Math.min(expiresAtMs, actor.expiresAtMs);
+    }
     const key = `${API_KEY_PREFIX}${randomBytes(SECRET_BYTES).toString('base64url')}`;
     const record: ApiKeyRecord = {
       id: `key_${randomBytes(12).toString('hex')}`,
@@ -184,7 +190,7 @@ export class ApiKeyService {
       scopes,
       created_at: nowIso,
       last_used_at: null,
-      expires_at: input.expires_in === undefined ? null : new Date(now + input.expires_in * 1000).toISOString(),
+      expires_at: expiresAtMs === null ? null : new Date(expiresAtMs).toISOString(),
       revoked_at: null,
     };
     await this.#store.createApiKey(record);
