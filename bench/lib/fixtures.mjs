@@ -1,5 +1,6 @@
 // Seeded data for the scenarios, made through the BUILT core (the same code the server runs):
-// one user `bench` with N agents from the starter image, and that user's token. Each contender
+// one user `bench` with N agents from the starter image, that user's token and an API key of
+// theirs (scope agents:read). Each contender
 // gets its own copy of the database file, so no contender reads another's writes.
 import { cpSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +22,9 @@ export async function seedDataDir({ core, dir, secret, agentCount }) {
       agentIds.push(agent.id);
     }
     const { token } = await api.authService.issueToken(BENCH_USER);
-    return { dir, dbPath: join(dir, 'sentinel.db'), token, agentIds };
+    // In the seeded file, so every copy of it knows the key.
+    const { key: apiKey } = await api.apiKeys.create(principal, { name: 'bench', scopes: ['agents:read'] });
+    return { dir, dbPath: join(dir, 'sentinel.db'), token, apiKey, agentIds };
   } finally {
     // Closing checkpoints the WAL into the main file, so copying sentinel.db alone is enough.
     await api.close();

@@ -11,9 +11,25 @@ const SENTINEL = script('../servers/sentinel.mjs');
 const NODE_HTTP = script('../baselines/node-http.mjs');
 const FASTIFY = script('../baselines/fastify.mjs');
 
+/**
+ * The `sentinel api` flags of the authentication scenario (`agents-list-key`), the one place to
+ * set them: both its contenders (JWT and API key) run with exactly these, so "with rate
+ * limiting on" is one flag added here.
+ */
+export const AUTH_SCENARIO_API_FLAGS = [];
+
 function serverSpecs(ctx, data, names) {
   const logFlag = String(ctx.logRequests);
+  const sentinelWith = (name, apiFlags, token) => ({
+    name,
+    script: SENTINEL,
+    args: (d) => ['--data-dir', d.dir, '--secret', ctx.secret, '--log-requests', logFlag, '--api-flags', JSON.stringify(apiFlags)],
+    token,
+  });
   const all = {
+    // The same server twice, once per credential: a user's login token, and that user's API key.
+    'sentinel jwt': sentinelWith('sentinel jwt', AUTH_SCENARIO_API_FLAGS, (d) => d.token),
+    'sentinel key': sentinelWith('sentinel key', AUTH_SCENARIO_API_FLAGS, (d) => d.apiKey),
     sentinel: { name: 'sentinel', script: SENTINEL, args: (d) => ['--data-dir', d.dir, '--secret', ctx.secret, '--log-requests', logFlag] },
     'node:http': { name: 'node:http', script: NODE_HTTP, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
     // The same server writing the list's bytes built once: JWT verify + 25 KB write, nothing else.
@@ -56,7 +72,7 @@ async function measureHttp(ctx, { title, data, contenders: names, request }) {
         tool: ctx.httpTool,
         url: `${servers.get(contender.name).url}${request.path}`,
         method: request.method,
-        token: request.auth ? data.token : undefined,
+        token: request.auth ? (contender.token?.(data) ?? data.token) : undefined,
         body: request.body,
         uniqueAgents: request.uniqueAgents,
         durationSec,
@@ -155,6 +171,36 @@ export const agentsListScenario = {
           target: `<= ${Number.isFinite(worstBaseline) ? worstBaseline.toFixed(2) : '?'} (best baseline p99)`,
           pass: ours === null || !Number.isFinite(worstBaseline) ? null : ours <= worstBaseline,
         },
+      ],
+    };
+  },
+};
+
+export const agentsListKeyScenario = {
+  id: 'agents-list-key',
+  title: 'GET /v1/agents with an API key vs a JWT (50 agents)',
+  unit: 'req/s',
+  better: 'higher',
+  async run(ctx) {
+    const data = await ctx.seed('list');
+    const rows = await measureHttp(ctx, {
+      title: this.title,
+      data,
+      contenders: ['sentinel jwt', 'sentinel key'],
+      request: { method: 'GET', path: '/v1/agents', auth: true },
+    });
+    const flags = AUTH_SCENARIO_API_FLAGS.length === 0 ? 'no extra server flags' : `server flags ${AUTH_SCENARIO_API_FLAGS.join(' ')}`;
+    const notes = [`one user's login token vs that user's API key (scope agents:read); ${data.agentIds.length} agents; ${flags}; request logs ${ctx.logRequests ? 'on' : 'off'}`];
+    const value = ratio(rows, 'sentinel key', 'sentinel jwt');
+    const cpuJwt = rows.find((r) => r.contender === 'sentinel jwt')?.cpu_us_per_request;
+    const cpuKey = rows.find((r) => r.contender === 'sentinel key')?.cpu_us_per_request;
+    const cpuRatio = cpuJwt && cpuKey ? cpuKey / cpuJwt : null;
+    return {
+      rows,
+      notes,
+      checks: [
+        { name: 'key / jwt (req/s)', value, target: '>= 0.95', pass: value === null ? null : value >= 0.95 },
+        { name: 'key / jwt (CPU per request)', value: cpuRatio, target: '<= 1.05', pass: cpuRatio === null ? null : cpuRatio <= 1.05 },
       ],
     };
   },

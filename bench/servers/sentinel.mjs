@@ -4,6 +4,7 @@
 // raised because every load generator connects from 127.0.0.1 (the idle scenario holds 5,000
 // sockets; the default per-address cap is 256).
 //   node bench/servers/sentinel.mjs --data-dir <dir> --secret <secret> [--log-requests true|false]
+//                                   [--api-flags '<JSON array of extra `sentinel api` flags>']
 import { EchoProvider } from '../../packages/core/dist/index.js';
 import { runApiCommand } from '../../packages/cli/dist/index.js';
 import { parseFlags, serveCommands } from '../lib/server-control.mjs';
@@ -18,6 +19,8 @@ const running = await runApiCommand(
     `--log-requests=${flags['log-requests'] ?? 'true'}`,
     '--max-connections', '100000',
     '--max-connections-per-address', '100000',
+    // A scenario's own server flags (e.g. rate limiting), appended last so they win.
+    ...(flags['api-flags'] ? JSON.parse(flags['api-flags']) : []),
   ],
   { ...process.env, SENTINEL_ADMIN_PASSWORD: 'bench-admin-password' },
   { stdout: process.stdout, stderr: process.stderr },

@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { adminRequired, authenticationRequired, insufficientScope, invalidRequest, sessionRequired } from './contract/errors.js';
 import { hasScope } from './contract/scopes.js';
+import type { AuditRecorder } from './contract/audit.js';
 import type { Logger } from './contract/logger.js';
 import type { Principal } from './contract/models.js';
 import type { RegistrySettings } from './registry/service.js';
@@ -68,6 +69,8 @@ export interface SentinelApiOptions {
   httpFetch?: HttpFetchToolOptions;
   /** The built-in `web_search` tool (a SearXNG-compatible URL). Default: not configured, so every call fails with "not configured". */
   webSearch?: WebSearchToolOptions;
+  /** Where security-relevant actions (API keys created and revoked, ...) are recorded. Default: nowhere ({@link noAudit}). */
+  audit?: AuditRecorder;
 }
 
 /** Raw, unvalidated input as a transport extracted it. */

@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
 import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
+import { ApiKeyService } from './auth/api-keys.js';
 import { AuthService } from './auth/service.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
@@ -43,6 +44,8 @@ export interface SentinelApi extends SentinelApiSurface {
   readonly store: Store;
   readonly users: UserService;
   readonly authService: AuthService;
+  /** Scoped API keys (`Bearer sk_sentinel_…`): create, list, revoke, resolve. */
+  readonly apiKeys: ApiKeyService;
   readonly tokens: TokenService;
   readonly agents: AgentService;
   readonly images: ImageService;
@@ -192,7 +195,9 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
     const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
-    const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
+    // Key revocations ride the user-change feed: every instance drops the owner's cached keys.
+    const apiKeys = new ApiKeyService({ store, users, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
+    const authService = new AuthService({ users, tokens, logger, keys: apiKeys, ...(redis ? { throttle: redis.loginLimiter } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
@@ -232,7 +237,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, agents, images, bus, events, registry, store,
+      auth: authService, users, agents, images, bus, events, registry, store, keys: apiKeys,
+      ...(options.audit === undefined ? {} : { audit: options.audit }),
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -251,6 +257,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       store,
       users,
       authService,
+      apiKeys,
       tokens,
       agents,
       images,
@@ -273,6 +280,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
           // After the turns ended: their upstream requests were aborted, so the pools hold only idle sockets.
           await providers.close();
           await registry.close();
+          // The last "last used" times, while the store is still open.
+          await apiKeys.close();
           await bus.close();
           await store.close();
         })()),

@@ -135,6 +135,8 @@ export { AgentJournal, type AgentJournalOptions } from './journal.js';
 export type { TurnLease, TurnLock } from './runtime/turn-lock.js';
 export type { LoginLimiter } from './auth/throttle.js';
 export type { AuthService, LoginResult } from './auth/service.js';
+export { API_KEY_PREFIX, type ApiKeyRecord, type ApiKeyStore, type ApiKeyUse } from './contract/api-keys.js';
+export type { ApiKeyResource, ApiKeyService, CreateApiKeyInput, CreatedApiKey } from './auth/api-keys.js';
 export type { IssuedToken, TokenClaims, TokenService, TokenSubject } from './auth/tokens.js';
 export type { ChangePasswordInput, CreateUserInput, UserResource, UserService } from './auth/users.js';
 export type { AgentLogsQuery, AgentRunStatus, AgentService, CreateAgentInput } from './agents/service.js';

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSentinelError } from '@sentinel/api-core';
-import type { AgentRecord, ErrorCode, ImageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, Store, UserRecord } from '@sentinel/api-core';
+import type { AgentRecord, ApiKeyRecord, ErrorCode, ImageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, Store, UserRecord } from '@sentinel/api-core';
 
 /** A freshly opened, empty store and how to dispose of it. */
 export interface OpenedStore {
@@ -766,6 +766,90 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await store.updateRepository('zeta', {})).toMatchObject({ visibility: 'private' });
         expect((await store.getRepository('zeta'))?.visibility).toBe('private');
         expect(await store.updateRepository('missing', { visibility: 'public' })).toBeNull();
+      });
+    });
+
+    describe('api keys', () => {
+      function makeKey(id: string, userId: string, overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
+        return {
+          id,
+          user_id: userId,
+          username: 'alice',
+          name: `key ${id}`,
+          prefix: 'sk_sentinel_AbCd1234',
+          hash: createHash('sha256').update(id).digest('hex'),
+          scopes: ['agents:read', 'agents:chat'],
+          created_at: at(1),
+          last_used_at: null,
+          expires_at: null,
+          revoked_at: null,
+          ...overrides,
+        };
+      }
+
+      it('round-trips every field, looked up by hash and by id; unknown ones are null', async () => {
+        await store.createUser(makeUser('alice'));
+        const key = makeKey('key_1', 'id-of-alice', { expires_at: at(100), scopes: ['agents:read', 'keys:write', 'admin'] });
+        await store.createApiKey(key);
+        expect(await store.getApiKeyByHash(key.hash)).toEqual(key);
+        expect(await store.getApiKey('key_1')).toEqual(key);
+        expect(await store.getApiKeyByHash(createHash('sha256').update('other').digest('hex'))).toBeNull();
+        expect(await store.getApiKey('key_missing')).toBeNull();
+      });
+
+      it('refuses a duplicate id or hash (conflict) and an unknown user id (invalid_request)', async () => {
+        await store.createUser(makeUser('alice'));
+        await store.createApiKey(makeKey('key_1', 'id-of-alice'));
+        await expectSentinelError(store.createApiKey(makeKey('key_1', 'id-of-alice', { hash: 'f'.repeat(64) })), 'conflict');
+        await expectSentinelError(store.createApiKey(makeKey('key_2', 'id-of-alice', { hash: makeKey('key_1', '').hash })), 'conflict');
+        await expectSentinelError(store.createApiKey(makeKey('key_3', 'id-of-nobody')), 'invalid_request');
+      });
+
+      it("lists a user's unrevoked keys oldest first, counts only active ones, and revokes once", async () => {
+        await store.createUser(makeUser('alice'));
+        await store.createUser(makeUser('bob'));
+        await store.createApiKey(makeKey('key_b', 'id-of-alice', { created_at: at(2) }));
+        await store.createApiKey(makeKey('key_a', 'id-of-alice', { created_at: at(1), expires_at: at(50) }));
+        await store.createApiKey(makeKey('key_c', 'id-of-alice', { created_at: at(3) }));
+        await store.createApiKey(makeKey('key_bob', 'id-of-bob', { username: 'bob' }));
+        expect((await store.listApiKeys('id-of-alice')).map((k) => k.id)).toEqual(['key_a', 'key_b', 'key_c']);
+        expect(await store.countActiveApiKeys('id-of-alice', at(10))).toBe(3);
+        // key_a expired at 50.
+        expect(await store.countActiveApiKeys('id-of-alice', at(60))).toBe(2);
+        expect(await store.revokeApiKey('key_b', at(20))).toBe(true);
+        expect(await store.revokeApiKey('key_b', at(21))).toBe(false);
+        expect(await store.revokeApiKey('key_missing', at(21))).toBe(false);
+        expect((await store.getApiKey('key_b'))?.revoked_at).toBe(at(20));
+        expect((await store.listApiKeys('id-of-alice')).map((k) => k.id)).toEqual(['key_a', 'key_c']);
+        expect(await store.countActiveApiKeys('id-of-alice', at(10))).toBe(2);
+        expect((await store.listApiKeys('id-of-bob')).map((k) => k.id)).toEqual(['key_bob']);
+        expect(await store.listApiKeys('id-of-nobody')).toEqual([]);
+      });
+
+      it('records uses in a batch, only ever moving last_used_at forward, ignoring unknown ids', async () => {
+        await store.createUser(makeUser('alice'));
+        await store.createApiKey(makeKey('key_1', 'id-of-alice'));
+        await store.createApiKey(makeKey('key_2', 'id-of-alice'));
+        await store.touchApiKeys([]);
+        await store.touchApiKeys([
+          { id: 'key_1', last_used_at: at(10) },
+          { id: 'key_2', last_used_at: at(11) },
+          { id: 'key_missing', last_used_at: at(12) },
+        ]);
+        expect((await store.getApiKey('key_1'))?.last_used_at).toBe(at(10));
+        expect((await store.getApiKey('key_2'))?.last_used_at).toBe(at(11));
+        await store.touchApiKeys([{ id: 'key_1', last_used_at: at(5) }, { id: 'key_2', last_used_at: at(30) }]);
+        expect((await store.getApiKey('key_1'))?.last_used_at).toBe(at(10));
+        expect((await store.getApiKey('key_2'))?.last_used_at).toBe(at(30));
+      });
+
+      it("deleting the user deletes the user's keys", async () => {
+        await store.createUser(makeUser('alice'));
+        const key = makeKey('key_1', 'id-of-alice');
+        await store.createApiKey(key);
+        expect(await store.deleteUser('alice')).toBe(true);
+        expect(await store.getApiKeyByHash(key.hash)).toBeNull();
+        expect(await store.getApiKey('key_1')).toBeNull();
       });
     });
 

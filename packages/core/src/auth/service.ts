@@ -4,6 +4,7 @@
 import { authenticationRequired, invalidToken, notFound, SentinelError } from '../contract/errors.js';
 import { silentLogger, type Logger } from '../contract/logger.js';
 import type { Principal } from '../contract/models.js';
+import { invalidApiKey, looksLikeApiKey, type ApiKeyService } from './api-keys.js';
 import { LoginThrottle, type LoginLimiter } from './throttle.js';
 import type { TokenClaims, TokenService } from './tokens.js';
 import type { UserAuthState, UserService } from './users.js';
@@ -17,6 +18,8 @@ export interface AuthServiceOptions {
   throttle?: LoginLimiter;
   /** Where logins are logged (never passwords or tokens). Default: silent. */
   logger?: Logger;
+  /** Resolves `Bearer sk_sentinel_…` API keys. Default none: such a credential is refused 'invalid api key'. */
+  keys?: ApiKeyService;
 }
 
 export interface LoginResult {
@@ -51,12 +54,14 @@ export class AuthService {
   readonly #tokens: TokenService;
   readonly #throttle: LoginLimiter;
   readonly #log: Logger;
+  readonly #keys: ApiKeyService | undefined;
 
   constructor(options: AuthServiceOptions) {
     this.#users = options.users;
     this.#tokens = options.tokens;
     this.#throttle = options.throttle ?? new LoginThrottle();
     this.#log = options.logger ?? silentLogger;
+    this.#keys = options.keys;
   }
 
   /**
@@ -102,7 +107,8 @@ export class AuthService {
    * Resolves an `Authorization` header to the caller. Requires `Bearer <token>` (scheme in
    * any case, one token); the role comes from the store, not the token, so demotions and
    * deletions take effect at once, and so does a password change (see {@link checkClaims}).
-   * Every failure is `unauthorized`.
+   * Every failure is `unauthorized`. An `sk_sentinel_…` credential is an API key (see
+   * ApiKeyService.authenticate).
    */
   async authenticate(authorization: string | undefined): Promise<Principal> {
     if (authorization === undefined || authorization.length === 0) throw authenticationRequired();
@@ -111,6 +117,11 @@ export class AuthService {
     const token = authorization.slice(BEARER_PREFIX_LENGTH);
     if (token.length === 0) throw new SentinelError('unauthorized', 'Bearer token required');
     if (token.includes(' ')) throw invalidToken();
+    // API keys carry their own prefix, so one header serves both kinds of credential.
+    if (looksLikeApiKey(token)) {
+      if (this.#keys === undefined) throw invalidApiKey();
+      return this.#keys.authenticate(token);
+    }
     const claims = this.#tokens.verify(token);
     return (await this.checkClaims(claims)).principal;
   }

@@ -3,6 +3,7 @@
  * transports' routers and for the OpenAPI document.
  */
 import type { AgentService } from '../agents/service.js';
+import type { ApiKeyService } from '../auth/api-keys.js';
 import type { AuthService } from '../auth/service.js';
 import type { UserService } from '../auth/users.js';
 import type { EventBus } from '../bus.js';
@@ -16,11 +17,12 @@ import { authRoutes } from './auth.js';
 import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
 import { imageRoutes } from './images.js';
+import { keyRoutes } from './keys.js';
 import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
 import type { RouteDef } from '../contract/route.js';
-import type { AuditRecorder } from '../contract/audit.js';
+import { noAudit, type AuditRecorder } from '../contract/audit.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
 
 export interface RouteTableDeps {
@@ -42,6 +44,8 @@ export interface RouteTableDeps {
   version?: VersionRouteDeps;
   /** Where security-relevant actions are recorded. Default: {@link noAudit}. */
   audit?: AuditRecorder;
+  /** Serves `/v1/keys` (API keys). Default: none (the routes are absent). */
+  keys?: ApiKeyService;
 }
 
 /**
@@ -55,6 +59,7 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
     ...healthRoutes({ store: deps.store, bus: deps.bus }),
     ...versionRoutes(deps.version),
     ...authRoutes({ auth: deps.auth, users: deps.users }),
+    ...(deps.keys === undefined ? [] : keyRoutes({ keys: deps.keys, audit: deps.audit ?? noAudit })),
     ...agentRoutes({ agents: deps.agents, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),

@@ -1,4 +1,5 @@
 import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, RepositoryRecord, UserRecord } from '../contract/models.js';
+import type { ApiKeyStore } from '../contract/api-keys.js';
 import type { LogLevel } from '../contract/logger.js';
 
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
@@ -40,7 +41,7 @@ export interface LogQuery {
  *
  * Conflicts (duplicate username, duplicate agent id) reject with SentinelError `conflict`.
  */
-export interface Store {
+export interface Store extends ApiKeyStore {
   /** Applies pending migrations. Idempotent; safe to call at every start. */
   migrate(): Promise<void>;
   /** Cheap liveness check (readiness probes). */

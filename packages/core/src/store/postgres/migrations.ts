@@ -269,4 +269,27 @@ CREATE TABLE registry_tags (
 );
 `,
   },
+  {
+    version: 6,
+    name: 'api keys',
+    sql: `
+-- Scoped API keys (auth/api-keys.ts). Only the SHA-256 of a key is kept, looked up by that hash.
+-- The owner is the immutable user id: deleting the user deletes its keys. Revoked keys stay
+-- (revoked_at set) so an id is never reused and a revocation can be traced.
+CREATE TABLE api_keys (
+  id           TEXT COLLATE "C" PRIMARY KEY,
+  user_id      TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  username     TEXT COLLATE "C" NOT NULL,
+  name         TEXT NOT NULL,
+  prefix       TEXT NOT NULL,
+  hash         TEXT COLLATE "C" NOT NULL UNIQUE,
+  scopes       TEXT[] NOT NULL,
+  created_at   TEXT COLLATE "C" NOT NULL,
+  last_used_at TEXT COLLATE "C",
+  expires_at   TEXT COLLATE "C",
+  revoked_at   TEXT COLLATE "C"
+);
+CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at);
+`,
+  },
 ];

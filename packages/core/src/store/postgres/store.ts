@@ -26,6 +26,7 @@ import type {
   UserRecord,
 } from '../../contract/models.js';
 import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { newUserId } from '../user-id.js';
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
 import {
@@ -79,6 +80,8 @@ export interface PostgresStoreOptions {
 }
 
 /** A Store on PostgreSQL. Open one with {@link openPostgresStore}. */
+const API_KEY_COLUMNS = 'id, user_id, username, name, prefix, hash, scopes, created_at, last_used_at, expires_at, revoked_at';
+
 export interface PostgresStore extends Store {
   /** The connection URL with its password masked: safe to log. */
   readonly url: string;
@@ -570,6 +573,52 @@ class PgStore implements PostgresStore {
 
   async setMeta(key: string, value: string): Promise<void> {
     await this.#query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [key, value]);
+  }
+
+  async createApiKey(key: ApiKeyRecord): Promise<void> {
+    await this.#query(
+      `INSERT INTO api_keys (${API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8, $9, $10, $11)`,
+      [key.id, key.user_id, key.username, key.name, key.prefix, key.hash, key.scopes, key.created_at, key.last_used_at, key.expires_at, key.revoked_at],
+      { conflict: () => `api key "${key.id}" already exists`, foreignKey: () => `unknown user id "${key.user_id}"` },
+    );
+  }
+
+  async getApiKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
+    const [row] = await this.#query<ApiKeyRecord>(`SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE hash = $1`, [hash]);
+    return row ?? null;
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | null> {
+    const [row] = await this.#query<ApiKeyRecord>(`SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE id = $1`, [id]);
+    return row ?? null;
+  }
+
+  async listApiKeys(userId: string): Promise<ApiKeyRecord[]> {
+    return this.#query<ApiKeyRecord>(`SELECT ${API_KEY_COLUMNS} FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id`, [userId]);
+  }
+
+  async countActiveApiKeys(userId: string, now: string): Promise<number> {
+    const [row] = await this.#query<{ count: number }>(
+      'SELECT COUNT(*)::integer AS count FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)',
+      [userId, now],
+    );
+    return row?.count ?? 0;
+  }
+
+  async revokeApiKey(id: string, revokedAt: string): Promise<boolean> {
+    const { rowCount } = await this.#result('UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL', [id, revokedAt]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** One statement for the whole batch (one round trip however many keys were used). */
+  async touchApiKeys(uses: readonly ApiKeyUse[]): Promise<void> {
+    if (uses.length === 0) return;
+    await this.#query(
+      `UPDATE api_keys AS k SET last_used_at = u.at
+      FROM unnest($1::text[], $2::text[]) AS u(id, at)
+      WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
+      [uses.map((use) => use.id), uses.map((use) => use.last_used_at)],
+    );
   }
 
   /** Runs one append statement (see statements.ts); returns the seq before the new rows. */

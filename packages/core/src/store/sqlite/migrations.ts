@@ -190,4 +190,27 @@ UPDATE users SET id = lower(hex(randomblob(16))) WHERE id = '';
 CREATE UNIQUE INDEX users_by_id ON users (id);
 `,
   },
+  {
+    version: 6,
+    name: 'api keys',
+    sql: `
+-- Scoped API keys (auth/api-keys.ts). Only the SHA-256 of a key is kept, looked up by that hash.
+-- The owner is the immutable user id: deleting the user deletes its keys. Revoked keys stay
+-- (revoked_at set) so an id is never reused and a revocation can be traced.
+CREATE TABLE api_keys (
+  id           TEXT PRIMARY KEY NOT NULL,
+  user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  username     TEXT NOT NULL,
+  name         TEXT NOT NULL,
+  prefix       TEXT NOT NULL,
+  hash         TEXT NOT NULL UNIQUE,
+  scopes       TEXT NOT NULL CHECK (json_valid(scopes)),
+  created_at   TEXT NOT NULL,
+  last_used_at TEXT,
+  expires_at   TEXT,
+  revoked_at   TEXT
+);
+CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at);
+`,
+  },
 ];

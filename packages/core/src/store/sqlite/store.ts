@@ -30,6 +30,8 @@ import type {
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
 import { toAgent, toAgentParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow } from '../rows.js';
 import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
+import { SqliteApiKeys } from './api-keys.js';
 import { newUserId } from '../user-id.js';
 import { openFailureReason, run } from './errors.js';
 import { GroupCommit } from './group-commit.js';
@@ -52,6 +54,8 @@ export class SqliteStore implements Store {
   readonly #path: string;
   readonly #db: SqliteDatabase;
   #statements: Statements | undefined;
+  /** API-key statements (api-keys.ts), prepared with the others. */
+  #apiKeys: SqliteApiKeys | undefined;
   /** findAgents statements by WHERE clause (see there). */
   readonly #findAgentStatements = new Map<string, PreparedStatement<[Record<string, string | number>], AgentRow>>();
   #closed = false;
@@ -128,6 +132,7 @@ export class SqliteStore implements Store {
       }).immediate();
     }
     this.#statements ??= prepareStatements(db);
+    this.#apiKeys ??= new SqliteApiKeys(db);
   }
 
   async ping(): Promise<void> {
@@ -141,6 +146,7 @@ export class SqliteStore implements Store {
     this.#groupCommit.flush();
     this.#closed = true;
     this.#statements = undefined;
+    this.#apiKeys = undefined;
     this.#findAgentStatements.clear();
     this.#db.close();
   }
@@ -527,6 +533,46 @@ export class SqliteStore implements Store {
     const s = this.#stmts();
     this.#groupCommit.flush();
     s.setMeta.run(key, value);
+  }
+
+  async createApiKey(key: ApiKeyRecord): Promise<void> {
+    const keys = this.#keys();
+    this.#groupCommit.flush();
+    keys.create(key);
+  }
+
+  async getApiKeyByHash(hash: string): Promise<ApiKeyRecord | null> {
+    return this.#keys().byHash(hash);
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | null> {
+    return this.#keys().byId(id);
+  }
+
+  async listApiKeys(userId: string): Promise<ApiKeyRecord[]> {
+    return this.#keys().list(userId);
+  }
+
+  async countActiveApiKeys(userId: string, now: string): Promise<number> {
+    return this.#keys().countActive(userId, now);
+  }
+
+  async revokeApiKey(id: string, revokedAt: string): Promise<boolean> {
+    const keys = this.#keys();
+    this.#groupCommit.flush();
+    return keys.revoke(id, revokedAt);
+  }
+
+  async touchApiKeys(uses: readonly ApiKeyUse[]): Promise<void> {
+    const keys = this.#keys();
+    this.#groupCommit.flush();
+    keys.touch(uses);
+  }
+
+  #keys(): SqliteApiKeys {
+    this.#stmts();
+    if (this.#apiKeys === undefined) throw new SentinelError('unavailable', 'the store is not migrated yet; call migrate() first');
+    return this.#apiKeys;
   }
 
   /** Empties the read caches when another connection committed since they were filled. */
