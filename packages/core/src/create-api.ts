@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
 import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
+import { AuditLog } from './auth/audit-log.js';
 import { AuthService } from './auth/service.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
@@ -48,6 +49,12 @@ export interface SentinelApi extends SentinelApiSurface {
   readonly images: ImageService;
   readonly bus: EventBus;
   readonly journal: AgentJournal;
+  /**
+   * The audit log (store table `audit_log`): routes record logins, user, password and image
+   * changes through it; `record()` for an embedding app's own actions, `list()` to read it
+   * (as `GET /v1/audit` does). Closed (its queue written) by `close()`.
+   */
+  readonly audit: AuditLog;
   /** The chat protocol (`/v1/agents/{id}/chat`) for transports. */
   readonly chat: ChatService;
   /** The events stream (`/v1/agents/{id}/events`) for transports. */
@@ -194,6 +201,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
     const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
+    const audit = new AuditLog({ store, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
     const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);
@@ -232,7 +240,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, agents, images, bus, events, registry, store,
+      auth: authService, users, agents, images, bus, events, registry, store, audit, auditLog: audit,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -256,6 +264,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       images,
       bus,
       journal,
+      audit,
       chat,
       events,
       runtime,
@@ -274,6 +283,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
           await providers.close();
           await registry.close();
           await bus.close();
+          // Last before the store: whatever the shutdown itself recorded is written too.
+          await audit.close();
           await store.close();
         })()),
     };

@@ -7,11 +7,15 @@ import type { ChangePasswordInput, CreateUserInput, UserService } from '../auth/
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/passwords.js';
 import { USERNAME_PATTERN } from '../auth/users.js';
 import { prepareJson } from './prepared-json.js';
+import { auditFromRoute, noAudit, type AuditRecorder } from '../contract/audit.js';
+import { isSentinelError } from '../contract/errors.js';
 import { principalOf, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 export interface AuthRouteDeps {
   auth: AuthService;
   users: UserService;
+  /** Where logins, user changes and password changes are recorded. Default {@link noAudit}. */
+  audit?: AuditRecorder;
 }
 
 /**
@@ -106,6 +110,7 @@ const userListSchema: JsonSchema = {
  */
 export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
   const { auth, users } = deps;
+  const audit = deps.audit ?? noAudit;
   return [
     {
       method: 'POST',
@@ -114,7 +119,21 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       summary: 'Exchange a username and password for a bearer token',
       schemas: { body: loginBodySchema, response: loginResponseSchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
-      handler: (input: { body: { username: string; password: string } }, ctx) => auth.login(input.body, ctx.remoteAddress),
+      handler: async (input: { body: { username: string; password: string } }, ctx) => {
+        const target = `user:${input.body.username}`;
+        try {
+          const result = await auth.login(input.body, ctx.remoteAddress);
+          audit.record({ ...auditFromRoute(ctx, 'auth.login', target), actor: result.username });
+          return result;
+        } catch (err) {
+          // A wrong password and a throttled attempt are what an attacker leaves; an outage is not.
+          // The attempted name only, never the password; no actor: nobody was authenticated.
+          if (isSentinelError(err) && (err.code === 'unauthorized' || err.code === 'rate_limited')) {
+            audit.record({ ...auditFromRoute(ctx, 'auth.login_failed', target, { reason: err.code === 'unauthorized' ? 'invalid_credentials' : 'throttled' }), actor: null });
+          }
+          throw err;
+        }
+      },
     },
     {
       method: 'GET',
@@ -133,7 +152,11 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       status: 201,
       schemas: { body: createUserBodySchema, response: userResourceSchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
-      handler: (input: { body: CreateUserInput }) => users.create(input.body),
+      handler: async (input: { body: CreateUserInput }, ctx) => {
+        const created = await users.create(input.body);
+        audit.record(auditFromRoute(ctx, 'user.created', `user:${created.username}`, { role: created.role, can_push: created.can_push }));
+        return created;
+      },
     },
     {
       method: 'GET',
@@ -153,6 +176,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       schemas: { params: userParamsSchema },
       handler: async (input: { params: { name: string } }, ctx) => {
         await users.delete(input.params.name, principalOf(ctx));
+        audit.record(auditFromRoute(ctx, 'user.deleted', `user:${input.params.name}`));
         return undefined;
       },
     },
@@ -166,7 +190,10 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       schemas: { params: userParamsSchema, body: changePasswordBodySchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
       handler: async (input: { params: { name: string }; body: ChangePasswordInput }, ctx) => {
-        await users.changePassword(principalOf(ctx), input.params.name, input.body);
+        const actor = principalOf(ctx);
+        await users.changePassword(actor, input.params.name, input.body);
+        // Who and whose, never the password: `reset` tells an admin's reset from one's own change.
+        audit.record(auditFromRoute(ctx, 'auth.password_changed', `user:${input.params.name}`, { reset: actor.username !== input.params.name }));
         return undefined;
       },
     },

@@ -10,7 +10,8 @@
  * transfer: a pull then stores nothing.
  */
 import type { RegistryService, TransferProgress } from '../registry/service.js';
-import type { PreparedTransfer } from '../registry/service.js';
+import type { PreparedTransfer, PushResult } from '../registry/service.js';
+import { auditFromRoute, noAudit, type AuditRecorder } from '../contract/audit.js';
 import { createPushIterable } from '../contract/push-iterable.js';
 import { IMAGE_RESOURCE_SCHEMA } from './images.js';
 import { principalOf, streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem, type StreamResult } from '../contract/route.js';
@@ -159,8 +160,9 @@ function streamTransfer<R>(prepared: PreparedTransfer<R>, ctx: RouteContext): St
 
 
 /** GET /v1/registry/search, POST /v1/registry/push, POST /v1/registry/pull. */
-export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] {
+export function registryRoutes(deps: { registry: RegistryService; audit?: AuditRecorder }): RouteDef[] {
   const { registry } = deps;
+  const audit = deps.audit ?? noAudit;
   return [
     {
       method: 'GET',
@@ -181,7 +183,17 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
       maxBodyBytes: MAX_REGISTRY_BODY_BYTES,
       schemas: { body: PUSH_BODY_SCHEMA, response: PUSH_RESULT_SCHEMA },
       handler: async (input: { body: Parameters<RegistryService['preparePush']>[1] }, ctx) => {
-        const prepared = await registry.preparePush(principalOf(ctx), input.body);
+        const checked = await registry.preparePush(principalOf(ctx), input.body);
+        // Recorded once the push completed, streamed or not: a cancelled or failed push published nothing.
+        const prepared: PreparedTransfer<PushResult> = {
+          run: async (options) => {
+            const result = await checked.run(options);
+            audit.record(
+              auditFromRoute(ctx, 'image.pushed', `image:${result.name}:${result.tag}`, { digest: result.digest, registry: result.registry, image: input.body.image }),
+            );
+            return result;
+          },
+        };
         if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);
         return prepared.run({ signal: ctx.signal });
       },
