@@ -216,6 +216,31 @@ describe('PostgresStore specifics', () => {
     expect(logs.flat().map((l) => l.seq).sort()).toEqual([1, 2, 3]);
   });
 
+  it('numbers audit entries of three instances in commit order: a reader paging by since meanwhile misses none', async () => {
+    const stores = [await openStore({ poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 })];
+    const reader = stores[0] as PostgresStore;
+    const entry = (n: number) => ({ at: T0, actor: 'admin', action: 'auth.login', target: `user:u${n}`, address: null, request_id: `r${n}` });
+    let writing = true;
+    const seen: number[] = [];
+    // Follows the log the way a client of GET /v1/audit?since= does, while the writers run.
+    const following = (async () => {
+      let since = 0;
+      for (;;) {
+        const done = !writing;
+        const page = await reader.listAudit({ since, limit: 7 });
+        seen.push(...page.map((e) => e.seq));
+        since = page.at(-1)?.seq ?? since;
+        if (done && page.length === 0) return;
+      }
+    })();
+    const written = await Promise.all(Array.from({ length: 60 }, (_, i) => (stores[i % 3] as PostgresStore).appendAudit([entry(i * 2), entry(i * 2 + 1)])));
+    writing = false;
+    await following;
+    const all = written.flat().map((e) => e.seq).sort((a, b) => a - b);
+    expect(new Set(all).size).toBe(120);
+    expect(seen).toEqual(all);
+  });
+
   it('keeps everything across close and reopen, and another instance sees it at once', async () => {
     const a = await openStore();
     const b = await openStore({ schema: SHARED_SCHEMA });
