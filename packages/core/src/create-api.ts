@@ -10,6 +10,8 @@ import { AgentService } from './agents/service.js';
 import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
 import { ApiKeyService } from './auth/api-keys.js';
+import { AuditLog } from './auth/audit-log.js';
+import type { AuditRecorder } from './contract/audit.js';
 import { AuthService } from './auth/service.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
@@ -51,6 +53,12 @@ export interface SentinelApi extends SentinelApiSurface {
   readonly images: ImageService;
   readonly bus: EventBus;
   readonly journal: AgentJournal;
+  /**
+   * The audit log (store table `audit_log`): routes record logins, user, password and image
+   * changes through it; `record()` for an embedding app's own actions, `list()` to read it
+   * (as `GET /v1/audit` does). Closed (its queue written) by `close()`.
+   */
+  readonly audit: AuditLog;
   /** The chat protocol (`/v1/agents/{id}/chat`) for transports. */
   readonly chat: ChatService;
   /** The events stream (`/v1/agents/{id}/events`) for transports. */
@@ -199,6 +207,10 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const apiKeys = new ApiKeyService({ store, users, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
     const authService = new AuthService({ users, tokens, logger, keys: apiKeys, ...(redis ? { throttle: redis.loginLimiter } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
+    const audit = new AuditLog({ store, logger });
+    // An embedding app's recorder sees every event too; the store's log keeps them either way.
+    const extraAudit = options.audit;
+    const auditRecorder: AuditRecorder = extraAudit === undefined ? audit : { record: (event) => { audit.record(event); extraAudit.record(event); } };
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
     const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);
@@ -237,8 +249,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, agents, images, bus, events, registry, store, keys: apiKeys,
-      ...(options.audit === undefined ? {} : { audit: options.audit }),
+      auth: authService, users, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -263,6 +274,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       images,
       bus,
       journal,
+      audit,
       chat,
       events,
       runtime,
@@ -283,6 +295,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
           // The last "last used" times, while the store is still open.
           await apiKeys.close();
           await bus.close();
+          // Last before the store: whatever the shutdown itself recorded is written too.
+          await audit.close();
           await store.close();
         })()),
     };

@@ -64,7 +64,18 @@ export {
   type StreamItem,
   type StreamResult,
 } from './contract/route.js';
-export { auditFromRoute, noAudit, type AuditAction, type AuditEvent, type AuditRecorder } from './contract/audit.js';
+export {
+  auditFromRoute,
+  noAudit,
+  type AuditAction,
+  type AuditEntry,
+  type AuditEvent,
+  type AuditQuery,
+  type AuditReader,
+  type AuditRecorder,
+  type NewAuditEntry,
+} from './contract/audit.js';
+export { AuditLog, type AuditLogOptions } from './auth/audit-log.js';
 export { SCOPES, SCOPE_DESCRIPTIONS, hasScope, isScope, principalScopes, roleScopes, type Scope } from './contract/scopes.js';
 export { compileValidator, type ValidationIssue, type Validator } from './contract/validation.js';
 

@@ -23,7 +23,7 @@ function freshSchema(): string {
  * machine; emptying one is about a millisecond, and gives the test the same empty tables.
  */
 const SHARED_SCHEMA = 'shared';
-const EMPTY_SHARED_SCHEMA_SQL = ['agents', 'agent_logs', 'agent_events', 'agent_messages', 'agent_sequences', 'image_tags', 'images', 'repositories', 'users', 'meta']
+const EMPTY_SHARED_SCHEMA_SQL = ['agents', 'agent_logs', 'agent_events', 'agent_messages', 'agent_sequences', 'image_tags', 'images', 'repositories', 'users', 'meta', 'audit_log']
   .map((table) => `DELETE FROM ${SHARED_SCHEMA}.${table};`)
   .join(' ');
 
@@ -214,6 +214,31 @@ describe('PostgresStore specifics', () => {
 
     const logs = await Promise.all(stores.map((store, i) => store.appendLogs('a1', [{ agent_id: 'a1', timestamp: T0, level: 'info', message: `from ${i}` }])));
     expect(logs.flat().map((l) => l.seq).sort()).toEqual([1, 2, 3]);
+  });
+
+  it('numbers audit entries of three instances in commit order: a reader paging by since meanwhile misses none', async () => {
+    const stores = [await openStore({ poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 })];
+    const reader = stores[0] as PostgresStore;
+    const entry = (n: number) => ({ at: T0, actor: 'admin', action: 'auth.login', target: `user:u${n}`, address: null, request_id: `r${n}` });
+    let writing = true;
+    const seen: number[] = [];
+    // Follows the log the way a client of GET /v1/audit?since= does, while the writers run.
+    const following = (async () => {
+      let since = 0;
+      for (;;) {
+        const done = !writing;
+        const page = await reader.listAudit({ since, limit: 7 });
+        seen.push(...page.map((e) => e.seq));
+        since = page.at(-1)?.seq ?? since;
+        if (done && page.length === 0) return;
+      }
+    })();
+    const written = await Promise.all(Array.from({ length: 60 }, (_, i) => (stores[i % 3] as PostgresStore).appendAudit([entry(i * 2), entry(i * 2 + 1)])));
+    writing = false;
+    await following;
+    const all = written.flat().map((e) => e.seq).sort((a, b) => a - b);
+    expect(new Set(all).size).toBe(120);
+    expect(seen).toEqual(all);
   });
 
   it('keeps everything across close and reopen, and another instance sees it at once', async () => {

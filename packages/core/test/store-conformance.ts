@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSentinelError } from '@sentinel/api-core';
-import type { AgentRecord, ApiKeyRecord, ErrorCode, ImageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, Store, UserRecord } from '@sentinel/api-core';
+import type { AgentRecord, ApiKeyRecord, ErrorCode, ImageRecord, NewAuditEntry, NewEventRecord, NewLogRecord, NewMessageRecord, Store, UserRecord } from '@sentinel/api-core';
 
 /** A freshly opened, empty store and how to dispose of it. */
 export interface OpenedStore {
@@ -71,6 +71,10 @@ function makeLog(agentId: string, seconds: number, level: NewLogRecord['level'],
 
 function makeEvent(agentId: string, n: number): NewEventRecord {
   return { agent_id: agentId, event_type: 'message_processed', timestamp: at(n), content: `event ${n}`, data: { n, nested: { ok: true } } };
+}
+
+function makeAudit(n: number, overrides: Partial<NewAuditEntry> = {}): NewAuditEntry {
+  return { at: at(n), actor: 'admin', action: 'user.created', target: `user:u${n}`, address: '192.0.2.7', request_id: `req-${n}`, ...overrides };
 }
 
 function makeMessage(agentId: string, n: number, overrides: Partial<NewMessageRecord> = {}): NewMessageRecord {
@@ -766,6 +770,72 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await store.updateRepository('zeta', {})).toMatchObject({ visibility: 'private' });
         expect((await store.getRepository('zeta'))?.visibility).toBe('private');
         expect(await store.updateRepository('missing', { visibility: 'public' })).toBeNull();
+      });
+    });
+
+    describe('audit log', () => {
+      it('numbers appended entries with increasing seq in call order and returns them as stored', async () => {
+        const first = await store.appendAudit([makeAudit(1, { details: { role: 'user', nested: { list: [1, 'two', null], flag: true } } })]);
+        const more = await store.appendAudit([makeAudit(2, { actor: null, action: 'auth.login_failed', target: 'user:nobody' }), makeAudit(3, { target: null, address: null, request_id: null })]);
+        expect(first).toEqual([{ ...makeAudit(1), seq: expect.any(Number), details: { role: 'user', nested: { list: [1, 'two', null], flag: true } } }]);
+        const seqs = [...first, ...more].map((entry) => entry.seq);
+        expect(seqs[0]).toBeGreaterThan(0);
+        expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+        expect(new Set(seqs).size).toBe(3);
+        expect(more[0]).toMatchObject({ actor: null, action: 'auth.login_failed', details: {} });
+        expect(more[1]).toMatchObject({ target: null, address: null, request_id: null });
+        // What was returned is what a reader sees.
+        expect(await store.listAudit()).toEqual([...first, ...more]);
+        expect(await store.appendAudit([])).toEqual([]);
+      });
+
+      it('keeps the order and numbering of concurrent appends: every entry once, seq strictly increasing in list order', async () => {
+        const batches = await Promise.all(Array.from({ length: 20 }, (_, i) => store.appendAudit([makeAudit(i * 2), makeAudit(i * 2 + 1)])));
+        for (const [a, b] of batches) expect((b?.seq ?? 0) - (a?.seq ?? 0)).toBe(1);
+        const listed = await store.listAudit({ limit: 1000 });
+        expect(listed).toHaveLength(40);
+        expect(listed.map((entry) => entry.seq)).toEqual(batches.flat().map((entry) => entry.seq).sort((x, y) => x - y));
+      });
+
+      it('filters by actor and by action, pages by since with a limit, and stores canonical timestamps', async () => {
+        const stored = await store.appendAudit([
+          makeAudit(1, { actor: 'alice', action: 'auth.login' }),
+          makeAudit(2, { actor: 'bob', action: 'auth.login' }),
+          makeAudit(3, { actor: 'alice', action: 'auth.password_changed' }),
+          makeAudit(4, { actor: null, action: 'auth.login_failed' }),
+          makeAudit(5, { actor: 'alice', action: 'auth.login', at: '2025-01-01T01:00:00+01:00' }),
+        ]);
+        const seqOf = (i: number): number => stored[i]?.seq ?? -1;
+        expect((await store.listAudit({ actor: 'alice' })).map((e) => e.seq)).toEqual([seqOf(0), seqOf(2), seqOf(4)]);
+        expect((await store.listAudit({ action: 'auth.login' })).map((e) => e.seq)).toEqual([seqOf(0), seqOf(1), seqOf(4)]);
+        expect((await store.listAudit({ actor: 'alice', action: 'auth.login' })).map((e) => e.seq)).toEqual([seqOf(0), seqOf(4)]);
+        expect(await store.listAudit({ actor: 'nobody' })).toEqual([]);
+        // Pages: since is exclusive, limit caps.
+        const page1 = await store.listAudit({ limit: 2 });
+        expect(page1.map((e) => e.seq)).toEqual([seqOf(0), seqOf(1)]);
+        const page2 = await store.listAudit({ since: page1.at(-1)?.seq ?? 0, limit: 2 });
+        expect(page2.map((e) => e.seq)).toEqual([seqOf(2), seqOf(3)]);
+        expect((await store.listAudit({ since: seqOf(3), limit: 2 })).map((e) => e.seq)).toEqual([seqOf(4)]);
+        expect(await store.listAudit({ since: seqOf(4) })).toEqual([]);
+        expect((await store.listAudit({ since: seqOf(0), actor: 'alice', limit: 1 })).map((e) => e.seq)).toEqual([seqOf(2)]);
+        expect(stored[4]?.at).toBe('2025-01-01T00:00:00.000Z');
+        expect((await store.listAudit({ since: seqOf(3) }))[0]?.at).toBe('2025-01-01T00:00:00.000Z');
+        await expectSentinelError(store.listAudit({ limit: -1 }), 'invalid_request', 'limit');
+        await expectSentinelError(store.listAudit({ since: 1.5 }), 'invalid_request', 'since');
+        await expectSentinelError(store.appendAudit([makeAudit(1, { at: 'yesterday' })]), 'invalid_request', 'timestamp');
+      });
+
+      it('caps a page at 1000 entries and defaults to 100', async () => {
+        await store.appendAudit(Array.from({ length: 1001 }, (_, i) => makeAudit(i)));
+        expect(await store.listAudit()).toHaveLength(100);
+        expect(await store.listAudit({ limit: 5000 })).toHaveLength(1000);
+      });
+
+      it('keeps entries when the user they name is deleted', async () => {
+        await store.createUser(makeUser('alice'));
+        await store.appendAudit([makeAudit(1, { actor: 'alice', action: 'auth.login', target: 'user:alice' })]);
+        expect(await store.deleteUser('alice')).toBe(true);
+        expect(await store.listAudit({ actor: 'alice' })).toHaveLength(1);
       });
     });
 

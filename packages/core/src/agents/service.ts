@@ -373,9 +373,9 @@ export class AgentService {
   /**
    * Ends the agent's turns (reason `deleted`), stops it (status, log line and event reach live
    * subscribers), then deletes it with its logs, events and messages, then tells subscribers it
-   * is gone.
+   * is gone. Returns the record as it was (the audit log names the owner).
    */
-  async delete(principal: Principal, ref: string): Promise<void> {
+  async delete(principal: Principal, ref: string): Promise<AgentRecord> {
     const record = await this.visibleRecord(principal, ref);
     const { id } = record;
     await this.runtime?.remove(id);
@@ -391,6 +391,7 @@ export class AgentService {
       this.runtime?.forget(id);
     }
     this.logger.info('agent deleted', { agent_id: id, by: principal.username });
+    return record;
   }
 
   /** Log lines like `docker logs`: oldest first, filtered by since / tail / minimum level. */

@@ -41,6 +41,12 @@ export interface AuditRecorder {
   record(event: AuditEvent): void;
 }
 
+/** Reads the recorded entries (the audit route); the audit log implements it with {@link AuditRecorder}. */
+export interface AuditReader {
+  /** Entries oldest first, filtered and paged as {@link AuditQuery} says. */
+  list(query: AuditQuery): Promise<AuditEntry[]>;
+}
+
 /** Records nothing (the default until an audit log is configured). */
 export const noAudit: AuditRecorder = { record: () => undefined };
 
@@ -60,3 +66,38 @@ export function auditFromRoute(
     ...(details === undefined ? {} : { details }),
   };
 }
+
+/** An audit event as stored: numbered and timed. `details` is `{}` when the event had none. */
+export interface AuditEntry {
+  /** Increasing, never reused: the cursor of `GET /v1/audit?since=`. */
+  seq: number;
+  /** When it was recorded (ISO 8601, UTC). */
+  at: string;
+  actor: string | null;
+  /** An {@link AuditAction}; typed as text because rows written by a newer server may hold actions this one does not know. */
+  action: string;
+  target: string | null;
+  address: string | null;
+  request_id: string | null;
+  details: Record<string, unknown>;
+}
+
+/** An entry before the store numbers it. */
+export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'details'> & { details?: Record<string, unknown> };
+
+/** What `listAudit` returns: every given field must match; oldest first. */
+export interface AuditQuery {
+  /** Only entries with seq greater than this (the previous page's `next`). Default 0. */
+  since?: number;
+  /** Only entries by this actor (a username). */
+  actor?: string;
+  /** Only entries of this action. */
+  action?: string;
+  /** At most this many. Default {@link AUDIT_DEFAULT_LIMIT}, at most {@link AUDIT_MAX_LIMIT}. */
+  limit?: number;
+}
+
+/** Entries one audit page holds when no `limit` is given. */
+export const AUDIT_DEFAULT_LIMIT = 100;
+/** The largest `limit` of one audit page. */
+export const AUDIT_MAX_LIMIT = 1000;

@@ -477,8 +477,9 @@ export class ImageService {
    * while agents use it: an agent keeps running the exact image it was created from.
    * With a `principal` who is not an admin: `not_found` for an image they may not see, and
    * `forbidden` unless they own every repository it is tagged in (an untagged image: admins only).
+   * Returns the digest and the tags it had (for the audit log).
    */
-  async delete(ref: string, principal?: Principal): Promise<void> {
+  async delete(ref: string, principal?: Principal): Promise<{ digest: string; tags: string[] }> {
     const visible = await this.resolve(ref, principal);
     const record = isAdmin(principal) ? visible : ((await this.store.getImage(visible.digest)) ?? visible);
     if (!isAdmin(principal)) {
@@ -495,6 +496,7 @@ export class ImageService {
     for (const nameTag of record.tags) await this.journalTag(principal, nameTag, 'tag_deleted', record.digest, null);
     if (!(await this.store.deleteImage(record.digest))) throw notFound('image', ref);
     this.logger.info('image deleted', { image: ref, digest: record.digest, ...(principal ? { user: principal.username } : {}) });
+    return { digest: record.digest, tags: record.tags };
   }
 
   /** The repository a `name` or `name:tag` belongs to, checked; `invalid_request` for anything else. */

@@ -5,6 +5,7 @@
 import { followAgentLogs } from '../agents/log-follow.js';
 import { AGENT_NAME_PATTERN, type AgentService } from '../agents/service.js';
 import type { EventBus } from '../bus.js';
+import { auditFromRoute, noAudit, type AuditRecorder } from '../contract/audit.js';
 import { unavailable } from '../contract/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../contract/logger.js';
 import { prepareJson } from './prepared-json.js';
@@ -116,8 +117,9 @@ export const AGENT_EXAMPLE = {
  * GET/POST /v1/agents, GET/DELETE /v1/agents/:id, GET /v1/agents/:id/logs (all: any logged-in
  * user). `bus` serves `logs?follow=true`; without it (default: none) follow answers `unavailable`.
  */
-export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): RouteDef[] {
+export function agentRoutes(deps: { agents: AgentService; bus?: EventBus; audit?: AuditRecorder }): RouteDef[] {
   const { agents, bus } = deps;
+  const audit = deps.audit ?? noAudit;
   return [
     {
       method: 'GET',
@@ -164,7 +166,12 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       schemas: { params: agentIdParams },
       errors: ['conflict'],
       handler: async (input: { params: { id: string } }, ctx) => {
-        await agents.delete(principalOf(ctx), input.params.id);
+        const principal = principalOf(ctx);
+        const deleted = await agents.delete(principal, input.params.id);
+        // Someone else's agent (only an admin can reach one): the owner should be able to learn who.
+        if (deleted.owner !== principal.username) {
+          audit.record(auditFromRoute(ctx, 'agent.deleted', `agent:${deleted.id}`, { owner: deleted.owner, name: deleted.name }));
+        }
         return undefined;
       },
     },

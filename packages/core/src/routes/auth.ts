@@ -7,11 +7,15 @@ import type { ChangePasswordInput, CreateUserInput, UserService } from '../auth/
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../auth/passwords.js';
 import { USERNAME_PATTERN } from '../auth/users.js';
 import { prepareJson } from './prepared-json.js';
+import { auditFromRoute, noAudit, type AuditRecorder } from '../contract/audit.js';
+import { isSentinelError } from '../contract/errors.js';
 import { principalOf, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 export interface AuthRouteDeps {
   auth: AuthService;
   users: UserService;
+  /** Where logins, user changes and password changes are recorded. Default {@link noAudit}. */
+  audit?: AuditRecorder;
 }
 
 /**
@@ -106,6 +110,7 @@ const userListSchema: JsonSchema = {
  */
 export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
   const { auth, users } = deps;
+  const audit = deps.audit ?? noAudit;
   return [
     {
       method: 'POST',
@@ -119,7 +124,21 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
         body: { username: 'admin', password: 'correct horse battery staple' },
         response: { token: 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl', username: 'admin', expires: '2026-01-02T03:04:05.000Z' },
       },
-      handler: (input: { body: { username: string; password: string } }, ctx) => auth.login(input.body, ctx.remoteAddress),
+      handler: async (input: { body: { username: string; password: string } }, ctx) => {
+        const target = `user:${input.body.username}`;
+        try {
+          const result = await auth.login(input.body, ctx.remoteAddress);
+          audit.record({ ...auditFromRoute(ctx, 'auth.login', target), actor: result.username });
+          return result;
+        } catch (err) {
+          // A wrong password and a throttled attempt are what an attacker leaves; an outage is not.
+          // The attempted name only, never the password; no actor: nobody was authenticated.
+          if (isSentinelError(err) && (err.code === 'unauthorized' || err.code === 'rate_limited')) {
+            audit.record({ ...auditFromRoute(ctx, 'auth.login_failed', target, { reason: err.code === 'unauthorized' ? 'invalid_credentials' : 'throttled' }), actor: null });
+          }
+          throw err;
+        }
+      },
     },
     {
       method: 'GET',
@@ -143,7 +162,11 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
         body: { username: 'alice', password: 'a long enough password', role: 'user', can_push: false },
         response: { username: 'alice', role: 'user', can_push: false, created_at: '2026-01-02T03:04:05.000Z', updated_at: '2026-01-02T03:04:05.000Z' },
       },
-      handler: (input: { body: CreateUserInput }) => users.create(input.body),
+      handler: async (input: { body: CreateUserInput }, ctx) => {
+        const created = await users.create(input.body);
+        audit.record(auditFromRoute(ctx, 'user.created', `user:${created.username}`, { role: created.role, can_push: created.can_push }));
+        return created;
+      },
     },
     {
       method: 'GET',
@@ -165,6 +188,7 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       errors: ['conflict'],
       handler: async (input: { params: { name: string } }, ctx) => {
         await users.delete(input.params.name, principalOf(ctx));
+        audit.record(auditFromRoute(ctx, 'user.deleted', `user:${input.params.name}`));
         return undefined;
       },
     },
@@ -180,7 +204,10 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       errors: ['forbidden'],
       examples: { body: { current_password: 'the old password', new_password: 'a new long password' } },
       handler: async (input: { params: { name: string }; body: ChangePasswordInput }, ctx) => {
-        await users.changePassword(principalOf(ctx), input.params.name, input.body);
+        const actor = principalOf(ctx);
+        await users.changePassword(actor, input.params.name, input.body);
+        // Who and whose, never the password: `reset` tells an admin's reset from one's own change.
+        audit.record(auditFromRoute(ctx, 'auth.password_changed', `user:${input.params.name}`, { reset: actor.username !== input.params.name }));
         return undefined;
       },
     },

@@ -6,6 +6,7 @@
 import type { ImageService } from '../images/service.js';
 import { prepareJson } from './prepared-json.js';
 import { AGENT_DEFINITION_SCHEMA, normalizeAgentDefinition, type AgentDefinitionInput } from '../images/sentinelfile.js';
+import { auditFromRoute, noAudit, type AuditRecorder } from '../contract/audit.js';
 import { principalOf, type JsonSchema, type RouteDef } from '../contract/route.js';
 
 /** Sentinelfiles are small; 256 KiB leaves room for long instructions and refuses the rest early. */
@@ -121,8 +122,9 @@ export const RESERVED_IMAGE_NAMESPACE = 'sentinel/';
  * GET/POST /v1/images, GET/PATCH/DELETE /v1/images/:ref and GET /v1/images/:ref/history (any
  * logged-in user; ownership and visibility are the ImageService's).
  */
-export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
+export function imageRoutes(deps: { images: ImageService; audit?: AuditRecorder }): RouteDef[] {
   const { images } = deps;
+  const audit = deps.audit ?? noAudit;
   return [
     {
       method: 'GET',
@@ -199,7 +201,8 @@ export function imageRoutes(deps: { images: ImageService }): RouteDef[] {
       errorDescriptions: { 403: 'The image is tagged in a repository you do not own (untagged: admins only)', 409: 'Agents use the image' },
       errors: ['conflict', 'forbidden'],
       handler: async (input: { params: { ref: string } }, ctx) => {
-        await images.delete(input.params.ref, principalOf(ctx));
+        const deleted = await images.delete(input.params.ref, principalOf(ctx));
+        audit.record(auditFromRoute(ctx, 'image.deleted', `image:${input.params.ref}`, { digest: deleted.digest, tags: deleted.tags }));
         return undefined;
       },
     },

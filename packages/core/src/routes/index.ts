@@ -13,6 +13,7 @@ import type { EventsService } from '../protocol/frames.js';
 import type { Store } from '../store/types.js';
 import { agentRoutes } from './agents.js';
 import { asyncapiRoutes } from './asyncapi.js';
+import { auditRoutes } from './audit.js';
 import { authRoutes } from './auth.js';
 import { eventRoutes } from './events.js';
 import { healthRoutes } from './health.js';
@@ -22,7 +23,7 @@ import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
 import type { RouteDef } from '../contract/route.js';
-import { noAudit, type AuditRecorder } from '../contract/audit.js';
+import { noAudit, type AuditReader, type AuditRecorder } from '../contract/audit.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
 
 export interface RouteTableDeps {
@@ -46,6 +47,8 @@ export interface RouteTableDeps {
   audit?: AuditRecorder;
   /** Serves `/v1/keys` (API keys). Default: none (the routes are absent). */
   keys?: ApiKeyService;
+  /** Serves `GET /v1/audit` (admins). Default: none (the route is absent). */
+  auditLog?: AuditReader;
 }
 
 /**
@@ -55,16 +58,17 @@ export interface RouteTableDeps {
  */
 export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
   const table: RouteDef[] = [];
+  const audit = deps.audit ?? noAudit;
   table.push(
     ...healthRoutes({ store: deps.store, bus: deps.bus }),
     ...versionRoutes(deps.version),
-    ...authRoutes({ auth: deps.auth, users: deps.users }),
-    ...(deps.keys === undefined ? [] : keyRoutes({ keys: deps.keys, audit: deps.audit ?? noAudit })),
-    ...agentRoutes({ agents: deps.agents, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
+    ...authRoutes({ auth: deps.auth, users: deps.users, audit }),
+    ...agentRoutes({ agents: deps.agents, audit, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),
-    ...imageRoutes({ images: deps.images }),
-    ...(deps.registry === undefined ? [] : registryRoutes({ registry: deps.registry })),
+    ...imageRoutes({ images: deps.images, audit }),
+    ...(deps.registry === undefined ? [] : registryRoutes({ registry: deps.registry, audit })),
+    ...(deps.auditLog === undefined ? [] : auditRoutes({ audit: deps.auditLog })),
     ...openapiRoutes({ routes: () => table, ...deps.openapi }),
     // The WebSocket protocol's document, next to the REST one and with the same version.
     ...asyncapiRoutes(deps.openapi?.version === undefined ? {} : { version: deps.openapi.version }),

@@ -10,7 +10,8 @@
  * transfer: a pull then stores nothing.
  */
 import type { RegistryService, TransferProgress } from '../registry/service.js';
-import type { PreparedTransfer } from '../registry/service.js';
+import type { PreparedTransfer, PushResult } from '../registry/service.js';
+import { auditFromRoute, noAudit, type AuditRecorder } from '../contract/audit.js';
 import { createPushIterable } from '../contract/push-iterable.js';
 import { IMAGE_RESOURCE_SCHEMA } from './images.js';
 import { principalOf, streamResult, type JsonSchema, type RouteContext, type RouteDef, type StreamItem, type StreamResult } from '../contract/route.js';
@@ -185,8 +186,9 @@ function streamTransfer<R>(prepared: PreparedTransfer<R>, ctx: RouteContext): St
 
 
 /** GET /v1/registry/search, POST /v1/registry/push, POST /v1/registry/pull. */
-export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] {
+export function registryRoutes(deps: { registry: RegistryService; audit?: AuditRecorder }): RouteDef[] {
   const { registry } = deps;
+  const audit = deps.audit ?? noAudit;
   return [
     {
       method: 'GET',
@@ -215,7 +217,17 @@ export function registryRoutes(deps: { registry: RegistryService }): RouteDef[] 
         response: { name: 'alice/helper', tag: 'latest', digest: 'sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945', status: 'pushed', registry: '127.0.0.1:5000' },
       },
       handler: async (input: { body: Parameters<RegistryService['preparePush']>[1] }, ctx) => {
-        const prepared = await registry.preparePush(principalOf(ctx), input.body);
+        const checked = await registry.preparePush(principalOf(ctx), input.body);
+        // Recorded once the push completed, streamed or not: a cancelled or failed push published nothing.
+        const prepared: PreparedTransfer<PushResult> = {
+          run: async (options) => {
+            const result = await checked.run(options);
+            audit.record(
+              auditFromRoute(ctx, 'image.pushed', `image:${result.name}:${result.tag}`, { digest: result.digest, registry: result.registry, image: input.body.image }),
+            );
+            return result;
+          },
+        };
         if (acceptsNdjson(ctx.accept)) return streamTransfer(prepared, ctx);
         return prepared.run({ signal: ctx.signal });
       },

@@ -1,4 +1,5 @@
 /** Checks and bounds of Store call arguments that both back ends apply the same way. */
+import { AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT, type AuditQuery } from '../contract/audit.js';
 import { SentinelError } from '../contract/errors.js';
 import { parseRfc3339 } from '../contract/timestamp.js';
 
@@ -22,4 +23,10 @@ export function canonicalTimestamp(value: string, what: string): string {
 export function nonNegativeInteger(value: number, what: string): number {
   if (!Number.isSafeInteger(value) || value < 0) throw new SentinelError('invalid_request', `${what} must be a non-negative integer`);
   return value;
+}
+
+/** listAudit's arguments checked and defaulted the same way on both back ends. */
+export function auditQueryArguments(query: AuditQuery): { since: number; actor: string | null; action: string | null; limit: number } {
+  const limit = Math.min(nonNegativeInteger(query.limit ?? AUDIT_DEFAULT_LIMIT, 'limit'), AUDIT_MAX_LIMIT);
+  return { since: nonNegativeInteger(query.since ?? 0, 'since'), actor: query.actor ?? null, action: query.action ?? null, limit };
 }

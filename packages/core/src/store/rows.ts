@@ -5,6 +5,7 @@
  * jsonb already parsed. Each row type is its record from contract/models.ts with those columns
  * widened, so a field added to a record shows up here.
  */
+import type { AuditEntry, NewAuditEntry } from '../contract/audit.js';
 import type {
   AgentRecord,
   EventRecord,
@@ -64,6 +65,7 @@ export const IMAGE_COLUMNS = 'digest, manifest, config, config_digest, size, cre
 export const REPOSITORY_COLUMNS = 'name, owner, visibility, created_at';
 export const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
 export const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
+export const AUDIT_COLUMNS = 'seq, at, actor, action, target, address, request_id, details';
 export const MESSAGE_COLUMNS = 'agent_id, seq, role, content, tool_calls, tool_call_id, tool_name, message_id, created_at';
 
 function fromJson<T>(value: JsonColumn<T>): T {
@@ -119,4 +121,25 @@ export function toMessage(row: MessageRow): MessageRecord {
   if (row.tool_name !== null) record.tool_name = row.tool_name;
   if (row.message_id !== null) record.message_id = row.message_id;
   return record;
+}
+
+/** An `audit_log` row as read. */
+export type AuditRow = Omit<AuditEntry, 'details'> & { details: JsonColumn<AuditEntry['details']> };
+
+/** The record of an `audit_log` row. */
+export function toAudit(row: AuditRow): AuditEntry {
+  return { ...row, details: fromJson(row.details) };
+}
+
+/** An entry's columns as written: details as JSON text, which both drivers accept. */
+export function toAuditParams(entry: NewAuditEntry): Omit<AuditRow, 'seq'> & { details: string } {
+  return {
+    at: entry.at,
+    actor: entry.actor,
+    action: entry.action,
+    target: entry.target,
+    address: entry.address,
+    request_id: entry.request_id,
+    details: JSON.stringify(entry.details ?? {}),
+  };
 }

@@ -1,5 +1,6 @@
 import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, RepositoryRecord, UserRecord } from '../contract/models.js';
 import type { ApiKeyStore } from '../contract/api-keys.js';
+import type { AuditEntry, AuditQuery, NewAuditEntry } from '../contract/audit.js';
 import type { LogLevel } from '../contract/logger.js';
 
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
@@ -126,6 +127,15 @@ export interface Store extends ApiKeyStore {
   listMessages(agentId: string, options?: { limit?: number }): Promise<MessageRecord[]>;
   /** Count and total content bytes of the agent's stored conversation (its "memory"). */
   conversationStats(agentId: string): Promise<{ messages: number; bytes: number }>;
+
+  /**
+   * Appends audit entries (migration 8), numbering them with increasing seq in call order;
+   * returns them as stored. Entries become visible in seq order (across instances too), so a
+   * reader paging by `since` never skips one. Append-only: no method changes or deletes them.
+   */
+  appendAudit(entries: NewAuditEntry[]): Promise<AuditEntry[]>;
+  /** Entries with seq > `since` matching `actor`/`action`, oldest first, at most `limit` (default 100, at most 1000). */
+  listAudit(query?: AuditQuery): Promise<AuditEntry[]>;
 
   /** Small server-wide settings (e.g. schema metadata). */
   getMeta(key: string): Promise<string | null>;

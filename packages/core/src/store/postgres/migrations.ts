@@ -292,4 +292,35 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at);
 `,
   },
+  {
+    version: 8,
+    name: 'audit log',
+    sql: `
+-- Security-relevant actions (contract/audit.ts), append-only. No foreign keys: an entry
+-- outlives the user and the object it names.
+CREATE TABLE audit_log (
+  seq        BIGINT PRIMARY KEY,
+  at         TEXT COLLATE "C" NOT NULL,
+  actor      TEXT COLLATE "C",
+  action     TEXT COLLATE "C" NOT NULL,
+  target     TEXT,
+  address    TEXT,
+  request_id TEXT,
+  details    JSONB NOT NULL DEFAULT '{}'
+);
+-- The two filters of the audit route, each walked in seq order.
+CREATE INDEX audit_log_by_actor ON audit_log (actor, seq);
+CREATE INDEX audit_log_by_action ON audit_log (action, seq);
+
+-- The last seq handed out, in one row. An identity column would number rows in the order
+-- their INSERTs ran, not the order they commit, so a reader paging by seq could pass a row
+-- that commits later with a lower number. Appends advance this counter with an UPDATE whose
+-- row lock makes concurrent appenders (any instance) commit in seq order.
+CREATE TABLE audit_sequence (
+  id       INTEGER PRIMARY KEY CHECK (id = 1),
+  last_seq BIGINT NOT NULL
+);
+INSERT INTO audit_sequence (id, last_seq) VALUES (1, 0);
+`,
+  },
 ];

@@ -3,7 +3,7 @@
  * select with its tags, the log filter, and the appends that reserve their seq range. The
  * one-off statements stay next to the method that runs them.
  */
-import { EVENT_COLUMNS, IMAGE_COLUMNS, LOG_COLUMNS, MESSAGE_COLUMNS } from '../rows.js';
+import { AUDIT_COLUMNS, EVENT_COLUMNS, IMAGE_COLUMNS, LOG_COLUMNS, MESSAGE_COLUMNS } from '../rows.js';
 
 /** The tags ride along in the same query: one round trip per image list, sorted like SQLite's BINARY. */
 export const IMAGE_SELECT = `SELECT ${IMAGE_COLUMNS},
@@ -50,3 +50,19 @@ export const APPEND_MESSAGES_SQL = `WITH ${reserveSql('message')}, inserted AS (
   )
   SELECT base FROM counter`;
 
+
+/**
+ * Appends audit entries: $1 count, then one array per column. Returns the seq before the new
+ * rows. The UPDATE of the single counter row serialises appenders on every instance, so rows
+ * commit in seq order (see migration 8).
+ */
+export const APPEND_AUDIT_SQL = `WITH counter AS (
+    UPDATE audit_sequence SET last_seq = last_seq + $1::bigint WHERE id = 1
+    RETURNING last_seq - $1::bigint AS base
+  ), inserted AS (
+    INSERT INTO audit_log (${AUDIT_COLUMNS})
+    SELECT counter.base + a.ord, a.at, a.actor, a.action, a.target, a.address, a.request_id, a.details
+    FROM counter, unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
+      WITH ORDINALITY AS a(at, actor, action, target, address, request_id, details, ord)
+  )
+  SELECT base FROM counter`;

@@ -25,12 +25,14 @@ import type {
   RepositoryRecord,
   UserRecord,
 } from '../../contract/models.js';
+import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit.js';
 import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { newUserId } from '../user-id.js';
-import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
+import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
 import {
   AGENT_COLUMNS,
+  AUDIT_COLUMNS,
   EVENT_COLUMNS,
   LOG_COLUMNS,
   MESSAGE_COLUMNS,
@@ -38,11 +40,14 @@ import {
   USER_COLUMNS,
   toAgent,
   toAgentParams,
+  toAudit,
+  toAuditParams,
   toEvent,
   toLog,
   toMessage,
   toUser,
   type AgentRow,
+  type AuditRow,
   type EventRow,
   type LogRow,
   type MessageRow,
@@ -51,7 +56,7 @@ import {
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
 import { PostgresRegistryBackend } from './registry.js';
-import { APPEND_EVENTS_SQL, APPEND_LOGS_SQL, APPEND_MESSAGES_SQL, IMAGE_SELECT, LOG_FILTER_SQL } from './statements.js';
+import { APPEND_AUDIT_SQL, APPEND_EVENTS_SQL, APPEND_LOGS_SQL, APPEND_MESSAGES_SQL, IMAGE_SELECT, LOG_FILTER_SQL } from './statements.js';
 import { isPostgresUrl, redactDatabaseUrl } from './url.js';
 
 export interface PostgresStoreOptions {
@@ -564,6 +569,40 @@ class PgStore implements PostgresStore {
       [agentId],
     );
     return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  async appendAudit(entries: NewAuditEntry[]): Promise<AuditEntry[]> {
+    if (entries.length === 0) return [];
+    const rows = entries.map((entry) => toAuditParams({ ...entry, at: canonicalTimestamp(entry.at, 'audit timestamp') }));
+    const [row] = await this.#query<{ base: number }>(APPEND_AUDIT_SQL, [
+      rows.length,
+      rows.map((r) => r.at),
+      rows.map((r) => r.actor),
+      rows.map((r) => r.action),
+      rows.map((r) => r.target),
+      rows.map((r) => r.address),
+      rows.map((r) => r.request_id),
+      rows.map((r) => r.details),
+    ]);
+    if (row === undefined) throw new Error('the audit sequence row is missing (migration 8)');
+    return rows.map((r, i) => toAudit({ ...r, seq: row.base + i + 1 }));
+  }
+
+  async listAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    const { since, actor, action, limit } = auditQueryArguments(query);
+    const values: unknown[] = [since];
+    let where = 'seq > $1';
+    if (actor !== null) {
+      values.push(actor);
+      where += ` AND actor = $${values.length}`;
+    }
+    if (action !== null) {
+      values.push(action);
+      where += ` AND action = $${values.length}`;
+    }
+    values.push(limit);
+    const rows = await this.#query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ${where} ORDER BY seq LIMIT $${values.length}`, values);
+    return rows.map(toAudit);
   }
 
   async getMeta(key: string): Promise<string | null> {

@@ -213,4 +213,26 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at);
 `,
   },
+  {
+    version: 8,
+    name: 'audit log',
+    sql: `
+-- Security-relevant actions (contract/audit.ts), append-only. AUTOINCREMENT: a seq is a
+-- reader's cursor (GET /v1/audit?since=) and is never handed out twice, even if rows are
+-- deleted by hand. No foreign keys: an entry outlives the user and the object it names.
+CREATE TABLE audit_log (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  at         TEXT NOT NULL,
+  actor      TEXT,
+  action     TEXT NOT NULL,
+  target     TEXT,
+  address    TEXT,
+  request_id TEXT,
+  details    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(details))
+);
+-- The two filters of the audit route, each walked in seq order.
+CREATE INDEX audit_log_by_actor ON audit_log (actor, seq);
+CREATE INDEX audit_log_by_action ON audit_log (action, seq);
+`,
+  },
 ];

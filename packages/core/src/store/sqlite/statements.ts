@@ -7,6 +7,7 @@ import type { LogLevel } from '../../contract/logger.js';
 import type { AgentStatus, RepositoryRecord, Role } from '../../contract/models.js';
 import {
   AGENT_COLUMNS,
+  AUDIT_COLUMNS,
   EVENT_COLUMNS,
   IMAGE_COLUMNS,
   LOG_COLUMNS,
@@ -15,6 +16,7 @@ import {
   USER_COLUMNS,
   type AgentParams,
   type AgentRow,
+  type AuditRow,
   type EventRow,
   type ImageRow,
   type LogRow,
@@ -39,6 +41,14 @@ interface UserPatchParams {
   can_push: 0 | 1 | null;
   updated_at: string | null;
   bump: 0 | 1;
+}
+
+/** listAudit's bind parameters: each statement is given exactly the ones its WHERE names. */
+interface AuditListParams {
+  since: number;
+  actor?: string;
+  action?: string;
+  limit: number;
 }
 
 interface LogFilterParams {
@@ -166,6 +176,14 @@ export function prepareStatements(db: SqliteDatabase) {
     // Bytes, not characters: length() of TEXT counts characters, of a BLOB its UTF-8 bytes.
     conversationStats: prepare<[string], { messages: number; bytes: number }>(db, `SELECT COUNT(*) AS messages,
         COALESCE(SUM(length(CAST(content AS BLOB))), 0) AS bytes FROM agent_messages WHERE agent_id = ?`),
+
+    insertAudit: prepare<Omit<AuditRow, 'seq' | 'details'> & { details: string }>(db, `INSERT INTO audit_log (at, actor, action, target, address, request_id, details)
+      VALUES (@at, @actor, @action, @target, @address, @request_id, @details)`),
+    // One statement per filter combination, each served by the primary key or its index.
+    listAudit: prepare<AuditListParams, AuditRow>(db, `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE seq > @since ORDER BY seq LIMIT @limit`),
+    listAuditByActor: prepare<AuditListParams, AuditRow>(db, `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE actor = @actor AND seq > @since ORDER BY seq LIMIT @limit`),
+    listAuditByAction: prepare<AuditListParams, AuditRow>(db, `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE action = @action AND seq > @since ORDER BY seq LIMIT @limit`),
+    listAuditByBoth: prepare<AuditListParams, AuditRow>(db, `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE actor = @actor AND action = @action AND seq > @since ORDER BY seq LIMIT @limit`),
 
     getMeta: preparePluck<[string], string>(db, 'SELECT value FROM meta WHERE key = ?'),
     // Changes when another connection (another process) commits; our own commits leave it alone.

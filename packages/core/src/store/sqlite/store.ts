@@ -27,8 +27,9 @@ import type {
   RepositoryRecord,
   UserRecord,
 } from '../../contract/models.js';
-import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
-import { toAgent, toAgentParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow } from '../rows.js';
+import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit.js';
+import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
+import { toAgent, toAgentParams, toAudit, toAuditParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow } from '../rows.js';
 import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { SqliteApiKeys } from './api-keys.js';
@@ -523,6 +524,35 @@ export class SqliteStore implements Store {
   async conversationStats(agentId: string): Promise<{ messages: number; bytes: number }> {
     const row = this.#stmts().conversationStats.get(agentId);
     return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  /**
+   * Group-committed like the appends of a turn: the audit log batches its entries already, and
+   * a login costs no commit of its own. Seq is the rowid, so commit order is seq order.
+   */
+  async appendAudit(entries: NewAuditEntry[]): Promise<AuditEntry[]> {
+    if (entries.length === 0) return [];
+    const s = this.#stmts();
+    const rows = entries.map((entry) => toAuditParams({ ...entry, at: canonicalTimestamp(entry.at, 'audit timestamp') }));
+    return this.#groupCommit.enqueue(
+      () =>
+        rows.map((row): AuditEntry => {
+          const seq = Number(s.insertAudit.run(row).lastInsertRowid);
+          return toAudit({ ...row, seq });
+        }),
+      rows.length === 1,
+    );
+  }
+
+  async listAudit(query: AuditQuery = {}): Promise<AuditEntry[]> {
+    const s = this.#stmts();
+    const { since, actor, action, limit } = auditQueryArguments(query);
+    let rows;
+    if (actor !== null && action !== null) rows = s.listAuditByBoth.all({ since, actor, action, limit });
+    else if (actor !== null) rows = s.listAuditByActor.all({ since, actor, limit });
+    else if (action !== null) rows = s.listAuditByAction.all({ since, action, limit });
+    else rows = s.listAudit.all({ since, limit });
+    return rows.map(toAudit);
   }
 
   async getMeta(key: string): Promise<string | null> {
