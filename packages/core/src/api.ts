@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { adminRequired, authenticationRequired, insufficientScope, invalidRequest, sessionRequired } from './contract/errors.js';
 import { hasScope } from './contract/scopes.js';
 import type { Logger } from './contract/logger.js';
+import type { AuditRecorder } from './contract/audit.js';
+import type { OidcOptions } from './auth/oidc.js';
 import type { Principal } from './contract/models.js';
 import type { RegistrySettings } from './registry/service.js';
 import type { ProviderOptions } from './providers/config.js';
@@ -68,6 +70,14 @@ export interface SentinelApiOptions {
   httpFetch?: HttpFetchToolOptions;
   /** The built-in `web_search` tool (a SearXNG-compatible URL). Default: not configured, so every call fails with "not configured". */
   webSearch?: WebSearchToolOptions;
+  /**
+   * Accept access tokens of an OpenID Connect issuer (`issuer`, `audience`, optional
+   * `adminClaim`/`adminValue`) beside our own login tokens; their subjects map to local users
+   * created on first use. Default none: only our own tokens.
+   */
+  oidc?: Omit<OidcOptions, 'logger'>;
+  /** Where security-relevant actions are recorded. Default: nowhere. */
+  audit?: AuditRecorder;
 }
 
 /** Raw, unvalidated input as a transport extracted it. */

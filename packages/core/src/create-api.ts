@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
 import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
+import { OidcVerifier } from './auth/oidc.js';
 import { AuthService } from './auth/service.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
@@ -192,7 +193,14 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
     const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
-    const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
+    const oidc = options.oidc === undefined ? undefined : new OidcVerifier({ ...options.oidc, logger });
+    const authService = new AuthService({
+      users, tokens, logger,
+      ...(redis ? { throttle: redis.loginLimiter } : {}),
+      ...(oidc ? { oidc } : {}),
+      ...(options.audit ? { audit: options.audit } : {}),
+    });
+    if (oidc) logger.info('openid connect tokens accepted', { issuer: oidc.issuer, audience: oidc.audience });
     const journal = new AgentJournal({ store, bus, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
