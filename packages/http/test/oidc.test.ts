@@ -111,6 +111,12 @@ describe.each(HOSTS)('OpenID Connect bearer tokens on %s', (hostName) => {
     const login = await call(base, 'POST', '/v1/auth/login', null, { username: 'build-bot', password: 'any-password-123' });
     expect(login.status).toBe(401);
     expect(login.body).toEqual({ error: 'invalid username or password', code: 'unauthorized' });
+    // Nor can one be given to it, by the user or by an admin.
+    const reset = await call(base, 'PUT', '/v1/users/build-bot/password', adminToken, { new_password: 'now-a-password-123' });
+    expect(reset.status).toBe(409);
+    const own = await call(base, 'PUT', '/v1/users/build-bot/password', await provider.token('build-bot'), { current_password: 'x', new_password: 'now-a-password-123' });
+    expect(own.status).toBe(409);
+    expect((await call(base, 'POST', '/v1/auth/login', null, { username: 'build-bot', password: 'now-a-password-123' })).status).toBe(401);
   });
 
   it('grants admin for the admin claim, per token; others get 403 on admin routes', async () => {
