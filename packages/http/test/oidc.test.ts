@@ -29,6 +29,7 @@ const CLIENTS = [
   { clientId: 'ops-console', claims: { groups: ['staff', 'sentinel-admins'] } },
   { clientId: 'named-svc', claims: { preferred_username: 'Ada Lovelace!' } },
   { clientId: 'alice-svc', claims: { preferred_username: 'alice' } },
+  { clientId: 'burst-svc' },
 ];
 
 interface Reply {
@@ -104,6 +105,14 @@ describe.each(HOSTS)('OpenID Connect bearer tokens on %s', (hostName) => {
     expect(created).toHaveLength(1);
     expect(created[0]?.details).toMatchObject({ issuer: provider.issuer, subject: 'build-bot' });
     expect(JSON.stringify(audit)).not.toMatch(/eyJ/);
+  });
+
+  it('creates one account when the first requests of a new identity arrive together', async () => {
+    const tokens = await Promise.all(Array.from({ length: 8 }, () => provider.token('burst-svc')));
+    const replies = await Promise.all(tokens.map((t) => call(base, 'GET', '/v1/auth/me', t)));
+    expect(replies.map((r) => r.body.username)).toEqual(tokens.map(() => 'burst-svc'));
+    expect((await api.store.listUsers()).filter((u) => u.username.startsWith('burst-svc'))).toHaveLength(1);
+    expect(audit.filter((e) => e.action === 'user.created' && e.target === 'user:burst-svc')).toHaveLength(1);
   });
 
   it('has no password: a password login as that user fails like any wrong password', async () => {
