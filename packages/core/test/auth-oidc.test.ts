@@ -102,6 +102,27 @@ describe('OidcVerifier', () => {
     expect(auth0.claimsToBeOurs('sk_sentinel_not_a_jwt')).toBe(false);
   });
 
+  it('answers from the cache only briefly: a key the issuer withdraws stops working once the cache and the keys have aged', async () => {
+    const key = unpublishedKey('ES256');
+    let published = [publicJwk(key)];
+    let fetches = 0;
+    const idp = await fakeIssuer((issuer, path) => {
+      fetches += 1;
+      return wellBehaved(published)(issuer, path);
+    });
+    let clock = Date.now();
+    const verifier = new OidcVerifier({ issuer: idp.issuer, audience: 'api', cacheTtlMs: 1000, jwksMaxAgeMs: 2000, now: () => clock });
+    const token = tokenFor(idp.issuer, key, { exp: Math.floor(clock / 1000) + 3600 });
+    expect((await verifier.verify(token)).subject).toBe('s-1');
+    published = [];
+    clock += 500;
+    expect((await verifier.verify(token)).subject).toBe('s-1');
+    expect(fetches).toBe(2);
+    clock += 2000;
+    expect(await failure(verifier.verify(token))).toEqual({ code: 'unauthorized', message: 'invalid token' });
+    expect(fetches).toBe(3);
+  });
+
   it('is unavailable (503) when discovery names another issuer, the JWKS is too large, or the issuer is unreachable', async () => {
     const key = unpublishedKey('ES256');
     const liar = await fakeIssuer((_issuer, path) =>

@@ -46,6 +46,8 @@ export interface OidcOptions {
   maxDocumentBytes?: number;
   /** Verified tokens kept (least recently used go first); 0 disables the cache. Default 10000. */
   cacheSize?: number;
+  /** How long a verified token is answered from the cache before it is verified again (never past its expiry). Default 300000 ms (5 min). */
+  cacheTtlMs?: number;
   /** Where fetch failures are logged (never tokens). Default: silent. */
   logger?: Logger;
   /** Clock in epoch milliseconds. Default `Date.now`. */
@@ -84,7 +86,7 @@ interface KeySet {
 
 interface CachedIdentity {
   identity: OidcIdentity;
-  /** Until when the cached answer holds: `exp` plus the tolerance. */
+  /** Until when the cached answer holds: `exp` plus the tolerance, or the cache's time to live if sooner. */
   untilMs: number;
 }
 
@@ -154,6 +156,7 @@ export class OidcVerifier {
   readonly #timeoutMs: number;
   readonly #maxBytes: number;
   readonly #cacheSize: number;
+  readonly #cacheTtlMs: number;
   readonly #log: Logger;
   readonly #now: () => number;
   /** Insertion-ordered; a hit moves its entry to the end, so the first key is the least recently used. */
@@ -181,6 +184,7 @@ export class OidcVerifier {
     this.#timeoutMs = options.fetchTimeoutMs ?? 5000;
     this.#maxBytes = options.maxDocumentBytes ?? 262_144;
     this.#cacheSize = options.cacheSize ?? 10_000;
+    this.#cacheTtlMs = options.cacheTtlMs ?? 300_000;
     this.#log = options.logger ?? silentLogger;
     this.#now = options.now ?? Date.now;
   }
@@ -213,7 +217,7 @@ export class OidcVerifier {
         this.#cache.set(token, cached);
         return cached.identity;
       }
-      throw tokenExpired();
+      // Past the cached window: verified again below (expired, or signed by a key withdrawn since, or fine).
     }
     if (token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid();
     const parts = token.split('.');
@@ -225,7 +229,8 @@ export class OidcVerifier {
     const key = await this.#keyFor(kid, alg);
     const payload = this.#checkSignature(token, parts, key, alg, nowMs);
     const identity = this.#identityOf(payload, nowMs);
-    this.#remember(token, { identity, untilMs: identity.expiresAtMs + this.#toleranceSeconds * 1000 });
+    // Briefly: a key the issuer withdraws stops working within this window plus the JWKS age.
+    this.#remember(token, { identity, untilMs: Math.min(identity.expiresAtMs + this.#toleranceSeconds * 1000, nowMs + this.#cacheTtlMs) });
     return identity;
   }
 
