@@ -59,6 +59,43 @@ function signingKey(alg: SigningKey['alg']): SigningKey {
   return { kid, alg, jwk: { ...pair.privateKey.export({ format: 'jwk' }), kid, alg, use: 'sig' } };
 }
 
+/** The provider's storage, in memory and per provider (its built-in one warns on every start). */
+function memoryAdapter(): new (name: string) => object {
+  const store = new Map<string, Record<string, unknown>>();
+  return class {
+    constructor(readonly name: string) {}
+    key(id: string): string {
+      return `${this.name}:${id}`;
+    }
+    upsert(id: string, payload: Record<string, unknown>): Promise<void> {
+      store.set(this.key(id), payload);
+      return Promise.resolve();
+    }
+    find(id: string): Promise<Record<string, unknown> | undefined> {
+      return Promise.resolve(store.get(this.key(id)));
+    }
+    findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
+      return Promise.resolve([...store.values()].find((p) => p.uid === uid));
+    }
+    findByUserCode(code: string): Promise<Record<string, unknown> | undefined> {
+      return Promise.resolve([...store.values()].find((p) => p.userCode === code));
+    }
+    consume(id: string): Promise<void> {
+      const payload = store.get(this.key(id));
+      if (payload !== undefined) payload.consumed = Math.floor(Date.now() / 1000);
+      return Promise.resolve();
+    }
+    destroy(id: string): Promise<void> {
+      store.delete(this.key(id));
+      return Promise.resolve();
+    }
+    revokeByGrantId(grantId: string): Promise<void> {
+      for (const [k, p] of store) if (p.grantId === grantId) store.delete(k);
+      return Promise.resolve();
+    }
+  };
+}
+
 function secretOf(clientId: string): string {
   return `secret-of-${clientId}-0123456789abcdef`;
 }
@@ -97,6 +134,7 @@ export async function startOidcProvider(options: { clients: OidcClientSpec[]; ac
         response_types: [],
         scope: ALL_SCOPES,
       })),
+      adapter: memoryAdapter() as never,
       cookies: { keys: ['oidc-test-cookie-key-0123456789'] },
       ttl: { ClientCredentials: options.accessTokenTtl ?? 300 },
       scopes: ['openid', ...ALL_SCOPES.split(' ')],
