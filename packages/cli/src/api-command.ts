@@ -119,6 +119,26 @@ function describeListenError(err: unknown, host: string, port: number): string {
   }
 }
 
+/** The OpenID Connect settings, or undefined without `--oidc-issuer`; the flags that only make sense together are checked here. */
+function oidcSettings(config: ApiConfig): { issuer: string; audience: string; adminClaim?: string; adminValue?: string } | undefined {
+  if (config.oidcIssuer === undefined) {
+    if (config.oidcAudience !== undefined || config.oidcAdminClaim !== undefined || config.oidcAdminValue !== undefined) {
+      throw new UsageError('--oidc-audience, --oidc-admin-claim and --oidc-admin-value need --oidc-issuer');
+    }
+    return undefined;
+  }
+  if (config.oidcAudience === undefined) throw new UsageError('--oidc-issuer needs --oidc-audience');
+  if ((config.oidcAdminClaim === undefined) !== (config.oidcAdminValue === undefined)) {
+    throw new UsageError('--oidc-admin-claim and --oidc-admin-value go together');
+  }
+  return {
+    issuer: config.oidcIssuer,
+    audience: config.oidcAudience,
+    ...(config.oidcAdminClaim === undefined ? {} : { adminClaim: config.oidcAdminClaim }),
+    ...(config.oidcAdminValue === undefined ? {} : { adminValue: config.oidcAdminValue }),
+  };
+}
+
 /**
  * Starts the server from an already parsed configuration. Order matters: TLS files are checked
  * first (cheap, nothing to undo), then the core opens the store, then the port is bound; if
@@ -126,6 +146,7 @@ function describeListenError(err: unknown, host: string, port: number): string {
  */
 export async function startApi(config: ApiConfig, io: CommandIo): Promise<RunningApi> {
   const tls = await loadTls(config.tlsCert, config.tlsKey);
+  const oidc = oidcSettings(config);
   // One stdout write per turn of the event loop, not per line (the request log is a line per
   // request); pending lines are written on close and at process exit.
   const logLines = createBatchedLineWriter((text) => void io.stdout.write(text));
@@ -155,6 +176,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     },
     httpFetch: { allowHosts: (config.httpFetchAllowHosts ?? '').split(',').map((host) => host.trim()).filter((host) => host !== '') },
     webSearch: config.webSearchUrl === undefined ? {} : { url: config.webSearchUrl },
+    ...(oidc === undefined ? {} : { oidc }),
     logger,
   }).catch((err: unknown) => {
     logLines.close();

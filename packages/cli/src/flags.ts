@@ -53,6 +53,14 @@ export interface ApiFlagValues {
   maxConnections: number;
   /** Concurrent connections from one client address; extra ones are closed at accept. Default 256. */
   maxConnectionsPerAddress: number;
+  /** OpenID Connect issuer whose access tokens are accepted. Default none (only our own tokens). */
+  oidcIssuer: string | undefined;
+  /** The audience OIDC access tokens must name. Default none (required with `oidcIssuer`). */
+  oidcAudience: string | undefined;
+  /** Claim that grants admin when it holds `oidcAdminValue`. Default none. */
+  oidcAdminClaim: string | undefined;
+  /** Value of `oidcAdminClaim` that grants admin. Default none. */
+  oidcAdminValue: string | undefined;
 }
 
 export type FlagType = 'string' | 'int' | 'bool';
@@ -290,6 +298,42 @@ export const API_FLAGS: readonly FlagSpec[] = [
     description: 'Concurrent connections from one client address; extra ones are closed at once (raise it behind a reverse proxy)',
     key: 'maxConnectionsPerAddress',
     range: [1, 1_000_000],
+  },
+  {
+    name: 'oidc-issuer',
+    type: 'string',
+    env: 'SENTINEL_OIDC_ISSUER',
+    default: undefined,
+    defaultLabel: 'none (only our own login tokens)',
+    description: 'OpenID Connect issuer whose access tokens are accepted too (https URL, exactly as in the tokens\' iss)',
+    key: 'oidcIssuer',
+  },
+  {
+    name: 'oidc-audience',
+    type: 'string',
+    env: 'SENTINEL_OIDC_AUDIENCE',
+    default: undefined,
+    defaultLabel: 'none (required with --oidc-issuer)',
+    description: 'Audience OIDC access tokens must name in aud (this API\'s identifier at the issuer)',
+    key: 'oidcAudience',
+  },
+  {
+    name: 'oidc-admin-claim',
+    type: 'string',
+    env: 'SENTINEL_OIDC_ADMIN_CLAIM',
+    default: undefined,
+    defaultLabel: 'none (no admin by claim)',
+    description: 'Token claim that makes its user an admin when it holds --oidc-admin-value (dotted names reach nested claims)',
+    key: 'oidcAdminClaim',
+  },
+  {
+    name: 'oidc-admin-value',
+    type: 'string',
+    env: 'SENTINEL_OIDC_ADMIN_VALUE',
+    default: undefined,
+    defaultLabel: 'none',
+    description: 'Value of --oidc-admin-claim (equal, or one element of an array) that grants admin',
+    key: 'oidcAdminValue',
   },
 ];
 

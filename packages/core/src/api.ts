@@ -10,6 +10,7 @@ import { adminRequired, authenticationRequired, insufficientScope, invalidReques
 import { hasScope } from './contract/scopes.js';
 import type { AuditRecorder } from './contract/audit.js';
 import type { Logger } from './contract/logger.js';
+import type { OidcOptions } from './auth/oidc.js';
 import type { Principal } from './contract/models.js';
 import type { RegistrySettings } from './registry/service.js';
 import type { ProviderOptions } from './providers/config.js';
@@ -69,6 +70,12 @@ export interface SentinelApiOptions {
   httpFetch?: HttpFetchToolOptions;
   /** The built-in `web_search` tool (a SearXNG-compatible URL). Default: not configured, so every call fails with "not configured". */
   webSearch?: WebSearchToolOptions;
+  /**
+   * Accept access tokens of an OpenID Connect issuer (`issuer`, `audience`, optional
+   * `adminClaim`/`adminValue`) beside our own login tokens; their subjects map to local users
+   * created on first use. Default none: only our own tokens.
+   */
+  oidc?: Omit<OidcOptions, 'logger'>;
   /** Where security-relevant actions (API keys created and revoked, ...) are recorded. Default: nowhere ({@link noAudit}). */
   audit?: AuditRecorder;
 }

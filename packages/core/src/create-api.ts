@@ -12,6 +12,7 @@ import { resolveTokenSecret } from './auth/secret.js';
 import { ApiKeyService } from './auth/api-keys.js';
 import { AuditLog } from './auth/audit-log.js';
 import type { AuditRecorder } from './contract/audit.js';
+import { OidcVerifier } from './auth/oidc.js';
 import { AuthService } from './auth/service.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
@@ -203,14 +204,21 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
     const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
-    // Key revocations ride the user-change feed: every instance drops the owner's cached keys.
-    const apiKeys = new ApiKeyService({ store, users, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
-    const authService = new AuthService({ users, tokens, logger, keys: apiKeys, ...(redis ? { throttle: redis.loginLimiter } : {}) });
-    const journal = new AgentJournal({ store, bus, logger });
     const audit = new AuditLog({ store, logger });
     // An embedding app's recorder sees every event too; the store's log keeps them either way.
     const extraAudit = options.audit;
     const auditRecorder: AuditRecorder = extraAudit === undefined ? audit : { record: (event) => { audit.record(event); extraAudit.record(event); } };
+    // Key revocations ride the user-change feed: every instance drops the owner's cached keys.
+    const apiKeys = new ApiKeyService({ store, users, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
+    const oidc = options.oidc === undefined ? undefined : new OidcVerifier({ ...options.oidc, logger });
+    const authService = new AuthService({
+      users, tokens, logger, keys: apiKeys,
+      ...(redis ? { throttle: redis.loginLimiter } : {}),
+      ...(oidc ? { oidc } : {}),
+      audit: auditRecorder,
+    });
+    if (oidc) logger.info('openid connect tokens accepted', { issuer: oidc.issuer, audience: oidc.audience });
+    const journal = new AgentJournal({ store, bus, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
     const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);

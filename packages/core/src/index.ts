@@ -139,12 +139,13 @@ export type { VersionInfo } from './routes/version.js';
 export { buildOpenApiDocument, type OpenApiDocument, type OpenApiOptions } from './routes/openapi.js';
 
 // Ports and services: the interfaces behind `SentinelApi`'s members, and their inputs and results.
-export type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from './store/types.js';
+export type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, Store, UserPatch } from './store/types.js';
 export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './store/sqlite/store.js';
 export { createLocalEventBus, type AgentBusMessage, type AgentControlAction, type EventBus, type LocalEventBusOptions } from './bus.js';
 export { AgentJournal, type AgentJournalOptions } from './journal.js';
 export type { TurnLease, TurnLock } from './runtime/turn-lock.js';
 export type { LoginLimiter } from './auth/throttle.js';
+export type { OidcIdentity, OidcOptions, OidcVerifier } from './auth/oidc.js';
 export type { AuthService, LoginResult } from './auth/service.js';
 export { API_KEY_PREFIX, type ApiKeyRecord, type ApiKeyStore, type ApiKeyUse } from './contract/api-keys.js';
 export type { ApiKeyResource, ApiKeyService, CreateApiKeyInput, CreatedApiKey } from './auth/api-keys.js';

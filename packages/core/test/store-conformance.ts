@@ -239,6 +239,40 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
       });
     });
 
+    describe('external identities', () => {
+      const issuer = 'https://issuer.example.com/realms/sentinel';
+
+      it('creates a user with its identity link in one step and finds it by (issuer, subject) only', async () => {
+        expect(await store.getIdentityUser({ issuer, subject: 'sub-1' })).toBeNull();
+        const user = makeUser('ext-1');
+        await store.createIdentityUser({ issuer, subject: 'sub-1' }, user);
+        expect(await store.getIdentityUser({ issuer, subject: 'sub-1' })).toEqual(user);
+        expect(await store.getUser('ext-1')).toEqual(user);
+        // Same subject at another issuer, or another subject: not linked.
+        expect(await store.getIdentityUser({ issuer: `${issuer}/other`, subject: 'sub-1' })).toBeNull();
+        expect(await store.getIdentityUser({ issuer, subject: 'sub-2' })).toBeNull();
+      });
+
+      it('refuses a taken username or an identity already linked with conflict, writing nothing', async () => {
+        await store.createUser(makeUser('alice'));
+        await expectSentinelError(store.createIdentityUser({ issuer, subject: 'sub-a' }, makeUser('alice', { id: 'id-other' })), 'conflict', 'alice');
+        expect(await store.getIdentityUser({ issuer, subject: 'sub-a' })).toBeNull();
+
+        await store.createIdentityUser({ issuer, subject: 'sub-a' }, makeUser('ext-a'));
+        await expectSentinelError(store.createIdentityUser({ issuer, subject: 'sub-a' }, makeUser('ext-b')), 'conflict', 'already linked');
+        expect(await store.getUser('ext-b')).toBeNull();
+        expect((await store.getIdentityUser({ issuer, subject: 'sub-a' }))?.username).toBe('ext-a');
+      });
+
+      it('deleting the user deletes its link, so the identity can be linked to a new account', async () => {
+        await store.createIdentityUser({ issuer, subject: 'sub-d' }, makeUser('ext-d'));
+        expect(await store.deleteUser('ext-d')).toBe(true);
+        expect(await store.getIdentityUser({ issuer, subject: 'sub-d' })).toBeNull();
+        await store.createIdentityUser({ issuer, subject: 'sub-d' }, makeUser('ext-d2'));
+        expect((await store.getIdentityUser({ issuer, subject: 'sub-d' }))?.username).toBe('ext-d2');
+      });
+    });
+
     describe('agents', () => {
       it('round-trips every field, JSON columns as objects', async () => {
         const agent = await seedAgent();

@@ -1,10 +1,13 @@
 /**
  * Login and request authentication: the two doors into the API (docs/ARCHITECTURE.md#auth-and-tenancy).
  */
+import { noAudit, type AuditRecorder } from '../contract/audit.js';
 import { authenticationRequired, invalidToken, notFound, SentinelError } from '../contract/errors.js';
 import { silentLogger, type Logger } from '../contract/logger.js';
 import type { Principal } from '../contract/models.js';
 import { invalidApiKey, looksLikeApiKey, type ApiKeyService } from './api-keys.js';
+import { isScope, roleScopes, type Scope } from '../contract/scopes.js';
+import type { OidcIdentity, OidcVerifier } from './oidc.js';
 import { LoginThrottle, type LoginLimiter } from './throttle.js';
 import type { TokenClaims, TokenService } from './tokens.js';
 import type { UserAuthState, UserService } from './users.js';
@@ -20,6 +23,10 @@ export interface AuthServiceOptions {
   logger?: Logger;
   /** Resolves `Bearer sk_sentinel_…` API keys. Default none: such a credential is refused 'invalid api key'. */
   keys?: ApiKeyService;
+  /** Bearer tokens of an OpenID Connect issuer, accepted beside our own. Default none. */
+  oidc?: OidcVerifier;
+  /** Where accounts created for OIDC identities are recorded (`user.created`). Default: nowhere. */
+  audit?: AuditRecorder;
 }
 
 export interface LoginResult {
@@ -38,6 +45,8 @@ const BEARER_PREFIX_LENGTH = 7; // "Bearer "
  * account may be newer than the cache, and earns a fresh read instead of a refusal.
  */
 const ISSUE_SKEW_MS = 2000;
+/** Identity → account links kept for the hot path; a miss costs one store read. */
+const IDENTITY_CACHE_SIZE = 10000;
 
 /** True when `header` starts with "bearer " in any letter case, without allocating. */
 function hasBearerScheme(header: string): boolean {
@@ -55,6 +64,10 @@ export class AuthService {
   readonly #throttle: LoginLimiter;
   readonly #log: Logger;
   readonly #keys: ApiKeyService | undefined;
+  readonly #oidc: OidcVerifier | undefined;
+  readonly #audit: AuditRecorder;
+  /** `issuer \n subject` → the account last resolved for it, so the hot path skips the identity lookup. */
+  readonly #identities = new Map<string, { username: string; user_id: string }>();
 
   constructor(options: AuthServiceOptions) {
     this.#users = options.users;
@@ -62,6 +75,8 @@ export class AuthService {
     this.#throttle = options.throttle ?? new LoginThrottle();
     this.#log = options.logger ?? silentLogger;
     this.#keys = options.keys;
+    this.#oidc = options.oidc;
+    this.#audit = options.audit ?? noAudit;
   }
 
   /**
@@ -122,8 +137,62 @@ export class AuthService {
       if (this.#keys === undefined) throw invalidApiKey();
       return this.#keys.authenticate(token);
     }
+    if (this.#oidc?.claimsToBeOurs(token) === true) return this.#authenticateOidc(this.#oidc, token);
     const claims = this.#tokens.verify(token);
     return (await this.checkClaims(claims)).principal;
+  }
+
+  /**
+   * An OpenID Connect access token: verified by the issuer's keys (cached), mapped to its local
+   * account (created on first use). The role is `admin` when the token carries the admin claim
+   * or the account is an admin here; the token's `scope` values that are ours become the
+   * principal's scopes (cut to the role), and a token without a scope claim holds its role's.
+   */
+  async #authenticateOidc(oidc: OidcVerifier, token: string): Promise<Principal> {
+    const identity = await oidc.verify(token);
+    const state = await this.#accountOf(identity);
+    const role = identity.admin || state.role === 'admin' ? 'admin' : 'user';
+    const scopes = identity.scopes === undefined ? undefined : ourScopes(identity.scopes, role);
+    return Object.freeze({
+      username: state.username,
+      role,
+      via: 'session',
+      expiresAtMs: identity.expiresAtMs,
+      ...(scopes === undefined ? {} : { scopes }),
+      ...(identity.tokenId === undefined ? {} : { credentialId: identity.tokenId }),
+    });
+  }
+
+  async #accountOf(identity: OidcIdentity): Promise<UserAuthState> {
+    const key = `${identity.issuer}\n${identity.subject}`;
+    const known = this.#identities.get(key);
+    if (known !== undefined) {
+      // The account cache is invalidated by every write, on every instance: a deleted account is gone here too.
+      const state = await this.#users.authState(known.username);
+      if (state !== null && state.user_id === known.user_id) return state;
+      this.#identities.delete(key);
+    }
+    const { state, created } = await this.#users.resolveIdentity({
+      issuer: identity.issuer,
+      subject: identity.subject,
+      ...(identity.preferredUsername === undefined ? {} : { preferredUsername: identity.preferredUsername }),
+    });
+    if (created) {
+      this.#audit.record({
+        action: 'user.created',
+        actor: state.username,
+        target: `user:${state.username}`,
+        address: null,
+        request_id: null,
+        details: { via: 'oidc', issuer: identity.issuer, subject: identity.subject, role: state.role },
+      });
+    }
+    if (this.#identities.size >= IDENTITY_CACHE_SIZE) {
+      const oldest = this.#identities.keys().next();
+      if (oldest.done !== true) this.#identities.delete(oldest.value);
+    }
+    this.#identities.set(key, { username: state.username, user_id: state.user_id });
+    return state;
   }
 
   /**
@@ -148,6 +217,12 @@ export class AuthService {
     if (claims.token_version !== state.token_version) throw new SentinelError('unauthorized', 'token revoked');
     return state;
   }
+}
+
+/** The token's scopes that are ours and that the role allows (unknown ones, such as `openid`, are dropped). */
+function ourScopes(claimed: readonly string[], role: 'admin' | 'user'): readonly Scope[] {
+  const allowed = roleScopes(role);
+  return Object.freeze(claimed.filter((s): s is Scope => isScope(s) && allowed.includes(s)));
 }
 
 function matches(state: UserAuthState, claims: TokenClaims): boolean {

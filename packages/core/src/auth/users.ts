@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { adminRequired, alreadyExists, conflict, forbidden, invalidRequest, isSentinelError, notFound, SentinelError } from '../contract/errors.js';
 import { silentLogger, type Logger } from '../contract/logger.js';
 import type { Principal, Role, UserRecord } from '../contract/models.js';
-import type { Store } from '../store/types.js';
+import type { ExternalIdentity, Store } from '../store/types.js';
 import { newUserId } from '../store/user-id.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, verifyPassword } from './passwords.js';
 import type { TokenSubject } from './tokens.js';
@@ -78,6 +78,31 @@ export interface ChangePasswordInput {
   /** Required when changing one's own password. */
   current_password?: string;
   new_password: string;
+}
+
+/**
+ * The password hash of an account created for an OpenID Connect identity: not a scrypt hash,
+ * so no password ever matches it (its user signs in at the identity provider only).
+ */
+export const EXTERNAL_ACCOUNT_PASSWORD_HASH = '!external-identity';
+
+/** What an identity provider says about the account a token belongs to. */
+export interface IdentityClaims extends ExternalIdentity {
+  /** A name to derive the local username from (`preferred_username`); else the subject is used. */
+  preferredUsername?: string;
+}
+
+/** Usernames tried for a new external account before a random suffix is used. */
+const USERNAME_ATTEMPTS = 5;
+
+/**
+ * A valid local username from an identity provider's name for the user: characters we do not
+ * allow become '-', a leading non-alphanumeric is dropped, and the length leaves room for a
+ * "-NNNNNN" suffix. `oidc-user` when nothing is left.
+ */
+export function usernameFrom(name: string): string {
+  const cleaned = name.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 56);
+  return cleaned.length === 0 ? 'oidc-user' : cleaned;
 }
 
 /** Letters, digits, '.', '_', '-'; starts with a letter or digit; 1 to 64 characters. */
@@ -192,6 +217,54 @@ export class UserService {
     return toResource(record);
   }
 
+  /**
+   * The local account an external identity maps to, created on first use with role `user`,
+   * `can_push` false and no usable password. Its username comes from the provider's
+   * preferred username (or the subject), made valid and unique: an existing local user of
+   * that name is never taken over; the new account gets a suffixed name instead.
+   * `created` says whether this call created it (another instance may win a race; then its
+   * account is returned).
+   */
+  async resolveIdentity(claims: IdentityClaims): Promise<{ state: UserAuthState; created: boolean }> {
+    const identity: ExternalIdentity = { issuer: claims.issuer, subject: claims.subject };
+    const base = usernameFrom(claims.preferredUsername ?? claims.subject);
+    for (let attempt = 0; ; attempt++) {
+      if (attempt > USERNAME_ATTEMPTS + 3) throw conflict('could not find a free username for the identity');
+      const linked = await this.#store.getIdentityUser(identity);
+      if (linked !== null) {
+        const state = await this.authState(linked.username, { fresh: true });
+        if (state !== null && state.user_id === linked.id) return { state, created: false };
+        continue;
+      }
+      const username =
+        attempt === 0 ? base : attempt < USERNAME_ATTEMPTS ? `${base}-${attempt + 1}` : `${base}-${randomBytes(3).toString('hex')}`;
+      const now = new Date().toISOString();
+      const record: UserRecord = {
+        id: newUserId(),
+        username,
+        password_hash: EXTERNAL_ACCOUNT_PASSWORD_HASH,
+        role: 'user',
+        can_push: false,
+        token_version: 0,
+        created_at: now,
+        updated_at: now,
+      };
+      try {
+        await this.#store.createIdentityUser(identity, record);
+      } catch (err) {
+        // The name is taken, or another instance linked the identity first: look again.
+        if (isSentinelError(err) && err.code === 'conflict') continue;
+        throw err;
+      }
+      this.#invalidate(username);
+      this.#changes?.publish({ username, user_id: record.id, token_version: record.token_version });
+      this.#log.info('user created for an external identity', { username, issuer: identity.issuer });
+      const state = await this.authState(username, { fresh: true });
+      if (state === null) throw notFound('user', username);
+      return { state, created: true };
+    }
+  }
+
   /** Every user, in the store's order. */
   async list(): Promise<UserResource[]> {
     return (await this.#store.listUsers()).map(toResource);
@@ -237,6 +310,8 @@ export class UserService {
     checkNewPassword(input.new_password);
     const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
     if (user === null) throw notFound('user', username);
+    // Accounts of an identity provider sign in there; a password here would be a second door.
+    if (user.password_hash === EXTERNAL_ACCOUNT_PASSWORD_HASH) throw conflict('this account signs in through OpenID Connect and has no password');
     if (self) {
       if (input.current_password === undefined) throw forbidden('current password is required');
       if (!(await verifyPassword(input.current_password, user.password_hash))) {
@@ -263,7 +338,8 @@ export class UserService {
     // Over-long passwords are refused before any work for every username alike.
     if (password.length > PASSWORD_MAX_LENGTH) return null;
     const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
-    if (user === null) {
+    if (user === null || user.password_hash === EXTERNAL_ACCOUNT_PASSWORD_HASH) {
+      // External accounts have no password: the same scrypt, so timing does not tell them apart either.
       await verifyPassword(password, DUMMY_HASH);
       return null;
     }

@@ -11,6 +11,14 @@ export type UserPatch = Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can
   bump_token_version?: boolean;
 };
 
+/** An account at an external identity provider: who an OpenID Connect token is about. */
+export interface ExternalIdentity {
+  /** The issuer URL, exactly as tokens carry it. */
+  issuer: string;
+  /** The issuer's `sub` for the account. */
+  subject: string;
+}
+
 /** What {@link Store.findAgents} matches; every given field must match. */
 export interface AgentQuery {
   /** Only this user's agents. */
@@ -58,6 +66,17 @@ export interface Store extends ApiKeyStore {
   updateUser(username: string, patch: UserPatch): Promise<boolean>;
   /** Deletes the user and every agent they own (with its logs and events). False when unknown. */
   deleteUser(username: string): Promise<boolean>;
+
+  /**
+   * The user an external identity (OpenID Connect issuer and subject) is linked to, or null.
+   * A link goes with its user: deleting the user deletes it.
+   */
+  getIdentityUser(identity: ExternalIdentity): Promise<UserRecord | null>;
+  /**
+   * Creates `user` and links `identity` to it, in one transaction. `conflict` when the
+   * username or id is taken, or the identity is already linked (then nothing is written).
+   */
+  createIdentityUser(identity: ExternalIdentity, user: NewUserRecord): Promise<void>;
 
   createAgent(agent: AgentRecord): Promise<void>;
   getAgent(id: string): Promise<AgentRecord | null>;

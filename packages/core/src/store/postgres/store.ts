@@ -26,7 +26,7 @@ import type {
   UserRecord,
 } from '../../contract/models.js';
 import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit.js';
-import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { newUserId } from '../user-id.js';
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
@@ -244,6 +244,27 @@ class PgStore implements PostgresStore {
   async deleteUser(username: string): Promise<boolean> {
     const { rowCount } = await this.#result('DELETE FROM users WHERE username = $1', [username]);
     return (rowCount ?? 0) > 0;
+  }
+
+  async getIdentityUser(identity: ExternalIdentity): Promise<UserRecord | null> {
+    const [row] = await this.#query<UserRow>(
+      `SELECT ${USER_COLUMNS.split(', ').map((c) => `u.${c}`).join(', ')} FROM oidc_identities i JOIN users u ON u.id = i.user_id WHERE i.issuer = $1 AND i.subject = $2`,
+      [identity.issuer, identity.subject],
+    );
+    return row === undefined ? null : toUser(row);
+  }
+
+  async createIdentityUser(identity: ExternalIdentity, user: NewUserRecord): Promise<void> {
+    const id = user.id ?? newUserId();
+    await this.#transaction(
+      async (client) => {
+        await client.query(`INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
+          id, user.username, user.password_hash, user.role, user.can_push, user.token_version ?? 0, user.created_at, user.updated_at,
+        ]);
+        await client.query('INSERT INTO oidc_identities (issuer, subject, user_id, created_at) VALUES ($1, $2, $3, $4)', [identity.issuer, identity.subject, id, user.created_at]);
+      },
+      { conflict: (constraint) => (constraint?.startsWith('oidc_identities') === true ? 'the identity is already linked to a user' : `user "${user.username}" already exists`) },
+    );
   }
 
   async createAgent(agent: AgentRecord): Promise<void> {

@@ -29,8 +29,8 @@ import type {
 } from '../../contract/models.js';
 import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit.js';
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
-import { toAgent, toAgentParams, toAudit, toAuditParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow } from '../rows.js';
-import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import { USER_COLUMNS, toAgent, toAgentParams, toAudit, toAuditParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow, type UserRow } from '../rows.js';
+import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { SqliteApiKeys } from './api-keys.js';
 import { newUserId } from '../user-id.js';
@@ -48,6 +48,12 @@ export interface SqliteStoreOptions {
   busyTimeoutMs?: number;
 }
 
+/** Reading and writing OpenID Connect identity links. */
+interface IdentityStatements {
+  get: PreparedStatement<[string, string], UserRow>;
+  insert: PreparedStatement<[string, string, string, string], unknown>;
+}
+
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** The SQLite back end of {@link Store}. Build it with {@link openSqliteStore}. */
@@ -59,6 +65,7 @@ export class SqliteStore implements Store {
   #apiKeys: SqliteApiKeys | undefined;
   /** findAgents statements by WHERE clause (see there). */
   readonly #findAgentStatements = new Map<string, PreparedStatement<[Record<string, string | number>], AgentRow>>();
+  #identity: IdentityStatements | undefined;
   #closed = false;
   /** The hot reads, exact for as long as nothing else changed the file (see read-caches.ts). */
   readonly #caches = new SqliteReadCaches();
@@ -148,6 +155,7 @@ export class SqliteStore implements Store {
     this.#closed = true;
     this.#statements = undefined;
     this.#apiKeys = undefined;
+    this.#identity = undefined;
     this.#findAgentStatements.clear();
     this.#db.close();
   }
@@ -200,6 +208,38 @@ export class SqliteStore implements Store {
       s.deleteAgentsOfOwner.run(username);
       return s.deleteUser.run(username).changes > 0;
     })();
+  }
+
+  async getIdentityUser(identity: ExternalIdentity): Promise<UserRecord | null> {
+    const row = this.#identityStatements().get.get(identity.issuer, identity.subject);
+    return row === undefined ? null : toUser(row);
+  }
+
+  async createIdentityUser(identity: ExternalIdentity, user: NewUserRecord): Promise<void> {
+    const s = this.#stmts();
+    const link = this.#identityStatements();
+    this.#groupCommit.flush();
+    const row = { ...user, id: user.id ?? newUserId(), token_version: user.token_version ?? 0, can_push: user.can_push ? (1 as const) : (0 as const) };
+    run(
+      () =>
+        this.#db.transaction(() => {
+          s.insertUser.run(row);
+          link.insert.run(identity.issuer, identity.subject, row.id, user.created_at);
+        }).immediate(),
+      { conflict: (message) => (message.includes('oidc_identities') ? 'the identity is already linked to a user' : `user "${user.username}" already exists`) },
+    );
+  }
+
+  /** The identity-link statements, prepared on first use (only servers with OpenID Connect need them). */
+  #identityStatements(): IdentityStatements {
+    this.#stmts();
+    this.#identity ??= {
+      get: this.#db.prepare<[string, string], UserRow>(
+        `SELECT ${USER_COLUMNS.split(', ').map((c) => `u.${c}`).join(', ')} FROM oidc_identities i JOIN users u ON u.id = i.user_id WHERE i.issuer = ? AND i.subject = ?`,
+      ) as IdentityStatements['get'],
+      insert: this.#db.prepare<[string, string, string, string]>('INSERT INTO oidc_identities (issuer, subject, user_id, created_at) VALUES (?, ?, ?, ?)') as IdentityStatements['insert'],
+    };
+    return this.#identity;
   }
 
   async createAgent(agent: AgentRecord): Promise<void> {
