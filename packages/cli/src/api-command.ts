@@ -155,6 +155,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     },
     httpFetch: { allowHosts: (config.httpFetchAllowHosts ?? '').split(',').map((host) => host.trim()).filter((host) => host !== '') },
     webSearch: config.webSearchUrl === undefined ? {} : { url: config.webSearchUrl },
+    rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
     logger,
   }).catch((err: unknown) => {
     logLines.close();
@@ -180,6 +181,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
       logger,
       maxConnections: config.maxConnections,
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      trustProxy: config.trustProxy,
     });
   } catch (err) {
     await api.close().catch(() => undefined);

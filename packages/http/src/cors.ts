@@ -27,7 +27,8 @@ export interface CorsPolicy {
 // If-None-Match and ETag: a browser app revalidating a list (304) by itself.
 const ALLOWED_REQUEST_HEADERS = 'Authorization, Content-Type, X-Request-Id, If-None-Match';
 const ALLOWED_REQUEST_HEADER_SET = new Set(['authorization', 'content-type', 'x-request-id', 'if-none-match']);
-const EXPOSED_HEADERS = 'X-Request-Id, Retry-After, ETag';
+// RateLimit and RateLimit-Policy: a browser app can pace itself (draft-ietf-httpapi-ratelimit-headers).
+const EXPOSED_HEADERS = 'X-Request-Id, Retry-After, ETag, RateLimit, RateLimit-Policy';
 
 /** Turns the `cors` option into a policy. Default (`true` or undefined): any origin, 600 s, no credentials. */
 export function resolveCors(option: boolean | CorsOptions | undefined): CorsPolicy | undefined {
