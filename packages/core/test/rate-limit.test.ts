@@ -115,7 +115,7 @@ describe('the check in the seam', () => {
       const limitedCreate = route(limited, create.method, create.path);
       expect((await outcome(limited.invoke(limitedCreate, { params: {}, query: {}, body: body('first') }, ctx(admin)))).status).toBe(201);
       expect((await outcome(limited.invoke(limitedCreate, { params: {}, query: {}, body: body('second') }, ctx(admin)))).status).toBe('rate_limited');
-      expect((await limited.agents.list(admin, {})).map((agent) => agent.name)).toEqual(['first']);
+      expect((await limited.agents.list(admin, origin)).map((agent) => agent.name)).toEqual(['first']);
     } finally {
       await limited.close();
     }
