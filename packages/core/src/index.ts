@@ -125,6 +125,7 @@ export { createLocalEventBus, type AgentBusMessage, type AgentControlAction, typ
 export { AgentJournal, type AgentJournalOptions } from './journal.js';
 export type { TurnLease, TurnLock } from './runtime/turn-lock.js';
 export type { LoginLimiter } from './auth/throttle.js';
+export type { RateClass, RateLimitRule, RateLimitSettings } from './auth/rate-limit.js';
 export type { AuthService, LoginResult } from './auth/service.js';
 export type { IssuedToken, TokenClaims, TokenService, TokenSubject } from './auth/tokens.js';
 export type { ChangePasswordInput, CreateUserInput, UserResource, UserService } from './auth/users.js';
