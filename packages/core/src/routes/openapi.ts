@@ -67,7 +67,7 @@ const ERROR_DESCRIPTIONS: Partial<Record<ErrorCode, string>> = {
   conflict: 'Conflicts with the current state (already exists, still in use)',
   payload_too_large: 'Body over the size cap',
   unsupported_media_type: 'Missing or unsupported Content-Type',
-  rate_limited: 'Too many attempts; Retry-After says when to try again',
+  rate_limited: 'Over a rate limit, or too many failed logins; Retry-After says when to try again',
   upstream_error: 'A model provider or registry failed',
   unavailable: 'The store or the event bus is unavailable, or the server is shutting down',
 };
@@ -83,6 +83,8 @@ function errorCodesOf(route: RouteDef, hasBody: boolean): Set<ErrorCode> {
     codes.add('payload_too_large');
     codes.add('unsupported_media_type');
   }
+  // Every route but the probes takes a unit from a rate-limit bucket (auth/rate-limit.ts).
+  if (route.rateClass !== 'none') codes.add('rate_limited');
   // Liveness touches nothing; everything else can meet a closed or unreachable store.
   if (route.path !== '/v1/health') codes.add('unavailable');
   return codes;
