@@ -75,8 +75,11 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorCode, ErrorCatalogueEntry>> =
   rate_limited: {
     title: 'Rate limited',
     meaning: 'Too many requests or attempts in a short time.',
-    causes: ['Repeated failed logins'],
-    remedy: 'Wait for the seconds in `Retry-After`, then retry.',
+    causes: [
+      'More requests (or chat frames) of one class than the rate limit allows for this user, API key or client address',
+      'Repeated failed logins',
+    ],
+    remedy: 'Wait for the seconds in `Retry-After` (or the frame\'s `retry_after`), then retry; pace requests by the `RateLimit` header.',
   },
   agent_busy: {
     title: 'Agent busy',
