@@ -164,9 +164,11 @@ export class MemoryRateLimitStore implements RateLimitStore {
         this.#fillMs.delete(key);
       }
     }
-    // Still full of active buckets: drop the oldest inserted (a Map iterates in insertion order).
+    // Still full of active buckets: drop the oldest inserted (a Map iterates in insertion order)
+    // down to 90 %, so a flood of new callers costs one sweep per many of them, not one each.
+    const keep = Math.floor(this.#maxBuckets * 0.9);
     for (const key of this.#buckets.keys()) {
-      if (this.#buckets.size < this.#maxBuckets) break;
+      if (this.#buckets.size <= keep) break;
       this.#buckets.delete(key);
       this.#fillMs.delete(key);
     }
