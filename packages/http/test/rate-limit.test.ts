@@ -217,7 +217,13 @@ describe.each(HOSTS)('rate limits without trustProxy on %s', (hostName) => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sentinel-rate-http-'));
-    api = await createSentinelApi({ dataDir: dir, tokenSecret: 'rate-http-secret-0123456789abcdef', adminPassword: ADMIN_PASSWORD, rateLimits: { auth: 2 } });
+    api = await createSentinelApi({
+      dataDir: dir,
+      tokenSecret: 'rate-http-secret-0123456789abcdef',
+      adminPassword: ADMIN_PASSWORD,
+      // A unit back every 100 ms: fast enough to watch the refill within a test.
+      rateLimits: { auth: 2, read: { perMinute: 600, burst: 2 } },
+    });
     const mounted = await mountApi(hostName, api, { logRequests: false });
     base = mounted.baseUrl;
     close = mounted.close;
@@ -241,5 +247,28 @@ describe.each(HOSTS)('rate limits without trustProxy on %s', (hostName) => {
       statuses.push(res.statusCode);
     }
     expect(statuses).toEqual([200, 200, 429]);
+  });
+
+  it('refills at the configured rate: refused past the burst, served again once a unit is back', async () => {
+    const token = (await api.authService.issueToken('admin')).token;
+    const read = async () => {
+      const res = await request(`${base}/v1/agents`, { headers: { authorization: `Bearer ${token}` } });
+      await res.body.dump();
+      return { status: res.statusCode, retryAfter: res.headers['retry-after'], policy: res.headers['ratelimit-policy'] };
+    };
+    const first = await read();
+    expect(first).toMatchObject({ status: 200, policy: '"read";q=2;w=1' });
+    // Back to back, the burst runs out at once (a slow machine may see a unit come back meanwhile).
+    let served = 1;
+    let refused = await read();
+    while (refused.status === 200 && served < 10) {
+      served++;
+      refused = await read();
+    }
+    expect(served).toBeGreaterThanOrEqual(2);
+    expect(served).toBeLessThanOrEqual(4);
+    expect(refused).toMatchObject({ status: 429, retryAfter: '1' });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect((await read()).status).toBe(200);
   });
 });
