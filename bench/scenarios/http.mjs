@@ -31,6 +31,12 @@ function serverSpecs(ctx, data, names) {
     'sentinel jwt': sentinelWith('sentinel jwt', AUTH_SCENARIO_API_FLAGS, (d) => d.token),
     'sentinel key': sentinelWith('sentinel key', AUTH_SCENARIO_API_FLAGS, (d) => d.apiKey),
     sentinel: { name: 'sentinel', script: SENTINEL, args: (d) => ['--data-dir', d.dir, '--secret', ctx.secret, '--log-requests', logFlag] },
+    // The same server with the rate limits off: `sentinel` takes a unit from a bucket on every request.
+    'sentinel limits off': {
+      name: 'sentinel limits off',
+      script: SENTINEL,
+      args: (d) => ['--data-dir', d.dir, '--secret', ctx.secret, '--log-requests', logFlag, '--rate-limits', 'off'],
+    },
     'node:http': { name: 'node:http', script: NODE_HTTP, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
     // The same server writing the list's bytes built once: JWT verify + 25 KB write, nothing else.
     'node:http bytes': {
@@ -148,10 +154,14 @@ export const agentsListScenario = {
     const rows = await measureHttp(ctx, {
       title: this.title,
       data,
-      contenders: ['sentinel', 'node:http', 'node:http bytes', 'fastify'],
+      contenders: ['sentinel', 'sentinel limits off', 'node:http', 'node:http bytes', 'fastify'],
       request: { method: 'GET', path: '/v1/agents', auth: true },
     });
-    const notes = [`the user's token; ${data.agentIds.length} agents in the store, all the user's; request logs ${ctx.logRequests ? 'on' : 'off'} and CORS in every contender`];
+    const notes = [
+      `the user's token; ${data.agentIds.length} agents in the store, all the user's; request logs ${ctx.logRequests ? 'on' : 'off'} and CORS in every contender`,
+      'sentinel checks its rate limit (in process) on every request; "sentinel limits off" is the same server without',
+    ];
+    const vsNoLimits = ratio(rows, 'sentinel', 'sentinel limits off');
     const vsBare = ratio(rows, 'sentinel', 'node:http');
     const vsFastify = ratio(rows, 'sentinel', 'fastify');
     const vsBytes = ratio(rows, 'sentinel', 'node:http bytes');
@@ -161,6 +171,7 @@ export const agentsListScenario = {
       rows,
       notes,
       checks: [
+        { name: 'sentinel / sentinel limits off (rate-limit cost)', value: vsNoLimits, target: '>= 0.95', pass: vsNoLimits === null ? null : vsNoLimits >= 0.95 },
         { name: 'sentinel / node:http', value: vsBare, target: '>= 1.0', pass: vsBare === null ? null : vsBare >= 1.0 },
         { name: 'sentinel / fastify', value: vsFastify, target: '>= 1.3', pass: vsFastify === null ? null : vsFastify >= 1.3 },
         { name: 'sentinel / node:http bytes (prebuilt body)', value: vsBytes, target: '>= 0.8', pass: vsBytes === null ? null : vsBytes >= 0.8 },

@@ -177,6 +177,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     httpFetch: { allowHosts: (config.httpFetchAllowHosts ?? '').split(',').map((host) => host.trim()).filter((host) => host !== '') },
     webSearch: config.webSearchUrl === undefined ? {} : { url: config.webSearchUrl },
     ...(oidc === undefined ? {} : { oidc }),
+    rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
     logger,
   }).catch((err: unknown) => {
     logLines.close();
@@ -202,6 +203,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
       logger,
       maxConnections: config.maxConnections,
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+      trustProxy: config.trustProxy,
     });
   } catch (err) {
     await api.close().catch(() => undefined);

@@ -61,6 +61,16 @@ export interface ApiFlagValues {
   oidcAdminClaim: string | undefined;
   /** Value of `oidcAdminClaim` that grants admin. Default none. */
   oidcAdminValue: string | undefined;
+  /** Read requests (GET) a minute per caller, burst equal; 0 turns the limit off. Default 1200. */
+  rateLimitRead: number;
+  /** Write requests (POST, PUT, PATCH, DELETE) a minute per caller; 0 off. Default 600. */
+  rateLimitWrite: number;
+  /** Logins (and other `auth` routes) a minute per client address; 0 off. Default 120. */
+  rateLimitAuth: number;
+  /** Chat `message` and `tool_request` frames a minute per caller; 0 off. Default 120. */
+  rateLimitChat: number;
+  /** Take the client address from X-Forwarded-For (right-most entry) and believe X-Forwarded-Proto/-Host. Default false. */
+  trustProxy: boolean;
 }
 
 export type FlagType = 'string' | 'int' | 'bool';
@@ -334,6 +344,50 @@ export const API_FLAGS: readonly FlagSpec[] = [
     defaultLabel: 'none',
     description: 'Value of --oidc-admin-claim (equal, or one element of an array) that grants admin',
     key: 'oidcAdminValue',
+  },
+  {
+    name: 'rate-limit-read',
+    type: 'int',
+    env: 'SENTINEL_RATE_LIMIT_READ',
+    default: 1200,
+    description: 'Read requests (GET) a minute per user or API key (per address when anonymous), as a burst too; over it 429 rate_limited; 0 turns it off',
+    key: 'rateLimitRead',
+    range: [0, 1_000_000_000],
+  },
+  {
+    name: 'rate-limit-write',
+    type: 'int',
+    env: 'SENTINEL_RATE_LIMIT_WRITE',
+    default: 600,
+    description: 'Write requests (POST, PUT, PATCH, DELETE) a minute per user or API key, as a burst too; 0 turns it off',
+    key: 'rateLimitWrite',
+    range: [0, 1_000_000_000],
+  },
+  {
+    name: 'rate-limit-auth',
+    type: 'int',
+    env: 'SENTINEL_RATE_LIMIT_AUTH',
+    default: 120,
+    description: 'Login requests a minute per client address, as a burst too (failed logins are throttled besides); 0 turns it off',
+    key: 'rateLimitAuth',
+    range: [0, 1_000_000_000],
+  },
+  {
+    name: 'rate-limit-chat',
+    type: 'int',
+    env: 'SENTINEL_RATE_LIMIT_CHAT',
+    default: 120,
+    description: 'Chat message and tool_request frames a minute per user or API key, as a burst too; over it an error frame rate_limited; 0 turns it off',
+    key: 'rateLimitChat',
+    range: [0, 1_000_000_000],
+  },
+  {
+    name: 'trust-proxy',
+    type: 'bool',
+    env: 'SENTINEL_TRUST_PROXY',
+    default: false,
+    description: 'Behind your own reverse proxy: the client address is the right-most X-Forwarded-For entry (for rate limits and login throttling); off, the header is ignored',
+    key: 'trustProxy',
   },
 ];
 

@@ -44,6 +44,11 @@ describe('parseApiArgs: defaults', () => {
       adminPassword: undefined,
       maxConnections: 10_000,
       maxConnectionsPerAddress: 256,
+      rateLimitRead: 1200,
+      rateLimitWrite: 600,
+      rateLimitAuth: 120,
+      rateLimitChat: 120,
+      trustProxy: false,
     });
   });
 
@@ -126,6 +131,11 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_ADMIN_PASSWORD: 'hunter2hunter2',
     SENTINEL_MAX_CONNECTIONS: '5000',
     SENTINEL_MAX_CONNECTIONS_PER_ADDRESS: '64',
+    SENTINEL_RATE_LIMIT_READ: '10',
+    SENTINEL_RATE_LIMIT_WRITE: '0',
+    SENTINEL_RATE_LIMIT_AUTH: '3',
+    SENTINEL_RATE_LIMIT_CHAT: '7',
+    SENTINEL_TRUST_PROXY: 'true',
     SENTINEL_REGISTRY_TIMEOUT: '60',
     SENTINEL_REGISTRY_MIN_RATE: '0',
     SENTINEL_REGISTRY_RATE_WINDOW: '5',
@@ -150,6 +160,11 @@ describe('parseApiArgs: environment', () => {
       adminPassword: 'hunter2hunter2',
       maxConnections: 5000,
       maxConnectionsPerAddress: 64,
+      rateLimitRead: 10,
+      rateLimitWrite: 0,
+      rateLimitAuth: 3,
+      rateLimitChat: 7,
+      trustProxy: true,
     });
   });
 

@@ -6,7 +6,9 @@
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { adminRequired, authenticationRequired, insufficientScope, invalidRequest, sessionRequired } from './contract/errors.js';
+import { adminRequired, authenticationRequired, insufficientScope, invalidRequest, sessionRequired, withResponseHeaders } from './contract/errors.js';
+import { rateLimited, rateLimitHeaders, ratePartitionOf, type RateDecision, type RateLimiter, type RateLimitSettings } from './auth/rate-limit.js';
+import type { RateClass } from './contract/rate-class.js';
 import { hasScope } from './contract/scopes.js';
 import type { AuditRecorder } from './contract/audit.js';
 import type { Logger } from './contract/logger.js';
@@ -78,6 +80,13 @@ export interface SentinelApiOptions {
   oidc?: Omit<OidcOptions, 'logger'>;
   /** Where security-relevant actions (API keys created and revoked, ...) are recorded. Default: nowhere ({@link noAudit}). */
   audit?: AuditRecorder;
+  /**
+   * Token-bucket rate limits per caller and route class (per minute; burst = the per-minute
+   * number unless a rule says otherwise; 0 turns a class off; `false` turns every class off).
+   * Buckets live in Redis with `busUrl`, in process otherwise. Default: read 1200, write 600,
+   * auth 120 (login, per client address), chat 120 (chat frames).
+   */
+  rateLimits?: RateLimitSettings | false;
 }
 
 /** Raw, unvalidated input as a transport extracted it. */
@@ -99,10 +108,17 @@ export interface RouteResponse {
    * serializing `body`. Default: absent (serialize `body`).
    */
   prepared?: { bytes: Buffer; etag: string };
+  /**
+   * Response headers the seam or the route adds (the RateLimit fields of a limited route); a
+   * transport that speaks HTTP sets each of them. Default none.
+   */
+  headers?: Readonly<Record<string, string>>;
 }
 
 /** A route with its validators compiled once. */
 export interface CompiledRoute extends RouteDef {
+  /** The rate-limit class resolved from `rateClass` and the method; null: never limited. */
+  limitClass: RateClass | null;
   /** `bodyLimits`: the depth/size check run on the decoded body before its schema (default: depth only). */
   validate: { params?: Validator; query?: Validator; body?: Validator; bodyLimits?: JsonLimitsCheck };
 }
@@ -116,8 +132,10 @@ export function bodyFormatsOf(route: RouteDef): BodyFormat[] {
 export function compileRoute(route: RouteDef): CompiledRoute {
   const where = `${route.method} ${route.path}`;
   const s = route.schemas ?? {};
+  const limitClass = route.rateClass === 'none' ? null : (route.rateClass ?? (route.method === 'GET' ? 'read' : 'write'));
   return {
     ...route,
+    limitClass,
     validate: {
       params: s.params ? compileValidator(s.params, `path parameters of ${where}`, { coerce: true }) : undefined,
       query: s.query ? compileValidator(s.query, 'query', { coerce: true }) : undefined,
@@ -132,14 +150,18 @@ export function defaultDataDir(): string {
 }
 
 /**
- * Runs one route for a transport: checks the principal against the route's auth level,
- * decodes and validates every input part, calls the handler. Throws SentinelError.
+ * Runs one route for a transport: checks the principal against the route's auth level and
+ * scope, takes a unit from the caller's rate-limit bucket (`limiter`, default none: no limits;
+ * synchronous in process, so no await is added there), decodes and validates every input part,
+ * calls the handler. Throws SentinelError; on a limited route the success and every error
+ * carry the RateLimit headers.
  */
 export async function invokeRoute(
   route: CompiledRoute,
   raw: RawRouteInput,
   ctx: RouteContext,
   decode: (format: BodyFormat, text: string) => unknown,
+  limiter?: RateLimiter,
 ): Promise<RouteResponse> {
   if (route.auth !== 'public') {
     if (!ctx.principal) throw authenticationRequired();
@@ -147,6 +169,28 @@ export async function invokeRoute(
     if (route.scope !== undefined && !hasScope(ctx.principal, route.scope)) throw insufficientScope(route.scope);
     if (route.credentials === 'session' && (ctx.principal.via ?? 'session') !== 'session') throw sessionRequired();
   }
+  const rule = limiter !== undefined && route.limitClass !== null ? limiter.ruleFor(route.limitClass) : undefined;
+  if (rule === undefined) return runRoute(route, raw, ctx, decode);
+  const taken = limiter!.take(rule, ratePartitionOf(ctx.principal, ctx.remoteAddress));
+  const decision: RateDecision = taken instanceof Promise ? await taken : taken;
+  const headers = rateLimitHeaders(rule, decision);
+  if (!decision.allowed) throw rateLimited(rule, decision, headers);
+  let response: RouteResponse;
+  try {
+    response = await runRoute(route, raw, ctx, decode);
+  } catch (err) {
+    throw withResponseHeaders(err, headers);
+  }
+  response.headers = response.headers === undefined ? headers : { ...response.headers, ...headers };
+  return response;
+}
+
+async function runRoute(
+  route: CompiledRoute,
+  raw: RawRouteInput,
+  ctx: RouteContext,
+  decode: (format: BodyFormat, text: string) => unknown,
+): Promise<RouteResponse> {
   const params = route.validate.params ? route.validate.params(raw.params) : raw.params;
   const query = route.validate.query ? route.validate.query(raw.query) : raw.query;
   let body: unknown = undefined;

@@ -14,6 +14,7 @@ import { AuditLog } from './auth/audit-log.js';
 import type { AuditRecorder } from './contract/audit.js';
 import { OidcVerifier } from './auth/oidc.js';
 import { AuthService } from './auth/service.js';
+import { RateLimiter } from './auth/rate-limit.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
 import { decodeBody } from './body.js';
@@ -219,6 +220,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     if (oidc) logger.info('openid connect tokens accepted', { issuer: oidc.issuer, audience: oidc.audience });
     const journal = new AgentJournal({ store, bus, logger });
+    const rateLimiter =
+      options.rateLimits === false ? undefined : new RateLimiter({ limits: options.rateLimits ?? {}, ...(redis ? { store: redis.rateLimitStore } : {}) });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
     const providerSettings = await resolveProviderSettings(options.providers ?? {}, dataDir);
@@ -234,7 +237,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const images = new ImageService({ store, logger, journal, tools, providers });
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const agents = new AgentService({ store, images, journal, runtime, logger });
-    const chat = new AgentChatService({ agents, runtime, bus, logger });
+    const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
     // share it share their registry too; otherwise it is the OCI layouts under the data dir.
@@ -293,13 +296,14 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       dataDir,
       ...(admin.generatedPassword === undefined ? {} : { generatedAdminPassword: admin.generatedPassword }),
       authenticate: (authorization) => authService.authenticate(authorization),
-      invoke: (route, raw, ctx) => invokeRoute(route, raw, ctx, decodeBody),
+      invoke: (route, raw, ctx) => invokeRoute(route, raw, ctx, decodeBody, rateLimiter),
       close: () =>
         (closing ??= (async () => {
           await shutdown();
           // After the turns ended: their upstream requests were aborted, so the pools hold only idle sockets.
           await providers.close();
           await registry.close();
+          rateLimiter?.close();
           // The last "last used" times, while the store is still open.
           await apiKeys.close();
           await bus.close();

@@ -146,6 +146,7 @@ export { AgentJournal, type AgentJournalOptions } from './journal.js';
 export type { TurnLease, TurnLock } from './runtime/turn-lock.js';
 export type { LoginLimiter } from './auth/throttle.js';
 export type { OidcIdentity, OidcOptions, OidcVerifier } from './auth/oidc.js';
+export type { RateClass, RateLimitRule, RateLimitSettings } from './auth/rate-limit.js';
 export type { AuthService, LoginResult } from './auth/service.js';
 export { API_KEY_PREFIX, type ApiKeyRecord, type ApiKeyStore, type ApiKeyUse } from './contract/api-keys.js';
 export type { ApiKeyResource, ApiKeyService, CreateApiKeyInput, CreatedApiKey } from './auth/api-keys.js';

@@ -155,7 +155,8 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sentinel-chat-'));
-    api = await createSentinelApi({ dataDir: dir, adminPassword: 'admin-password-1', runtime: { echoChunkDelayMs: 1 } });
+    // A chat burst of 200 frames is about queueing, not limits (rate-limit.test.ts covers those).
+    api = await createSentinelApi({ dataDir: dir, adminPassword: 'admin-password-1', runtime: { echoChunkDelayMs: 1 }, rateLimits: { chat: 0 } });
     await api.users.create({ username: 'alice', password: 'alice-password' });
     await api.users.create({ username: 'bob', password: 'bob-password-1' });
     api.providers.register(gate).register(recorder).register(new FailingProvider()).register(new StubbornProvider()).register(new LoopingProvider());

@@ -28,8 +28,9 @@ export interface CorsPolicy {
 const ALLOWED_REQUEST_HEADERS = 'Authorization, Content-Type, X-Request-Id, If-None-Match';
 const ALLOWED_REQUEST_HEADER_SET = new Set(['authorization', 'content-type', 'x-request-id', 'if-none-match']);
 // Sentinel-Api-Version and the deprecation headers (docs/VERSIONING.md): a browser app reads them
-// to learn the server's minor version and that a route it calls is going away.
-const EXPOSED_HEADERS = 'X-Request-Id, Retry-After, ETag, Sentinel-Api-Version, Deprecation, Sunset, Link';
+// to learn the server's minor version and that a route it calls is going away. RateLimit and
+// RateLimit-Policy: a browser app can pace itself (draft-ietf-httpapi-ratelimit-headers).
+const EXPOSED_HEADERS = 'X-Request-Id, Retry-After, ETag, Sentinel-Api-Version, Deprecation, Sunset, Link, RateLimit, RateLimit-Policy';
 
 /** Turns the `cors` option into a policy. Default (`true` or undefined): any origin, 600 s, no credentials. */
 export function resolveCors(option: boolean | CorsOptions | undefined): CorsPolicy | undefined {

@@ -27,7 +27,7 @@ import { isPreflight, resolveCors, setCorsHeaders, setPreflightHeaders, type Cor
 import { announcesBody, ClientGoneError, DEFAULT_MAX_BODY_BYTES, readBodyText } from './read-body.js';
 import { createRequestContext, type RequestContext } from './request-context.js';
 import { requestIdFor } from './request-id.js';
-import { sendEmpty, sendError, sendRouteResponse } from './respond.js';
+import { sendEmpty, sendError, sendRouteResponse, setResponseHeaders } from './respond.js';
 import { createRouter } from './router.js';
 import { createStreamTracker, sendStream, type StreamOptions } from './stream.js';
 
@@ -47,7 +47,12 @@ export interface NodeListenerOptions extends StreamOptions {
   logger?: Logger;
   /** Body size cap in bytes for routes without their own `maxBodyBytes`. Default 1 MiB (1 048 576). */
   maxBodyBytes?: number;
-  /** Believe X-Forwarded-Proto, -Host and -For (only behind your own reverse proxy). Default `false`: they are ignored. */
+  /**
+   * Believe X-Forwarded-Proto, -Host and -For (only behind your own reverse proxy): the client
+   * address is then the right-most X-Forwarded-For entry, the one your proxy appended (entries
+   * left of it are whatever the client sent), and Proto/Host their right-most values too.
+   * Default `false`: the headers are ignored and the address is the socket's peer.
+   */
   trustProxy?: boolean;
 }
 
@@ -190,6 +195,8 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     }
 
     const response = await api.invoke(route, raw, ctx);
+    // setHeader, so writeHead (JSON, empty, prepared) and a stream's head all carry them.
+    if (response.headers !== undefined) setResponseHeaders(res, response.headers);
     if (isStreamResult(response.body)) {
       // Even when the client already left: the stream's producer must be released.
       await sendStream(req, res, response.body, {
@@ -211,7 +218,9 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     if (err instanceof ClientGoneError) return;
     const publicError = toPublicError(err);
     const clientLeft = res.destroyed && !res.writableFinished;
-    if (publicError.code === 'internal' && !(clientLeft && err instanceof Error && err.name === 'AbortError')) {
+    // The seam may have wrapped the original (to add headers): the abort is then its cause.
+    const original = isSentinelError(err) && err.code === 'internal' && err.cause !== undefined ? err.cause : err;
+    if (publicError.code === 'internal' && !(clientLeft && original instanceof Error && original.name === 'AbortError')) {
       ctx.log.error('request failed', { method, path, ...errorFields(err) });
     } else if (publicError.cause instanceof Error && !isSentinelError(publicError.cause)) {
       // A client error with a lower-level cause (a store refusing a value): the client gets the

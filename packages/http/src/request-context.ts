@@ -25,12 +25,17 @@ export interface RequestContextHandle {
 
 const VALID_HOST = /^[A-Za-z0-9.-]+(:\d+)?$|^\[[0-9A-Fa-f:.]+\](:\d+)?$/;
 
-function firstValue(header: string | string[] | undefined): string | undefined {
-  const value = Array.isArray(header) ? header[0] : header;
+/**
+ * The right-most entry of a comma-separated forwarding header (every copy of it joined, in
+ * order): the one the proxy in front of us appended. Entries to its left came from the client
+ * or from hops we know nothing about, so they can be forged.
+ */
+function lastValue(header: string | string[] | undefined): string | undefined {
+  const value = Array.isArray(header) ? header.join(',') : header;
   if (value === undefined) return undefined;
-  const comma = value.indexOf(',');
-  const first = (comma === -1 ? value : value.slice(0, comma)).trim();
-  return first === '' ? undefined : first;
+  const comma = value.lastIndexOf(',');
+  const last = (comma === -1 ? value : value.slice(comma + 1)).trim();
+  return last === '' ? undefined : last;
 }
 
 function validHost(value: string | undefined): string | undefined {
@@ -53,17 +58,21 @@ export function requestOriginOf(req: IncomingMessage, trustProxy: boolean): Requ
   let secure = socket.encrypted === true;
   let host: string | undefined;
   if (trustProxy) {
-    const proto = firstValue(req.headers['x-forwarded-proto']);
+    const proto = lastValue(req.headers['x-forwarded-proto']);
     if (proto !== undefined) secure = proto.toLowerCase() === 'https';
-    host = validHost(firstValue(req.headers['x-forwarded-host']));
+    host = validHost(lastValue(req.headers['x-forwarded-host']));
   }
   host ??= validHost(req.headers.host) ?? localAuthority(socket);
   return { secure, host };
 }
 
-/** The client's address: the socket's peer, or the first X-Forwarded-For hop when the proxy is trusted. */
+/**
+ * The client's address: the socket's peer, or, when the proxy is trusted, the right-most
+ * X-Forwarded-For entry (the address our proxy saw; the left-most is whatever the client
+ * claimed, so it cannot be used for throttling). One trusted proxy hop is assumed.
+ */
 export function remoteAddressOf(req: IncomingMessage, trustProxy: boolean): string {
-  const forwarded = trustProxy ? firstValue(req.headers['x-forwarded-for']) : undefined;
+  const forwarded = trustProxy ? lastValue(req.headers['x-forwarded-for']) : undefined;
   return forwarded ?? req.socket.remoteAddress ?? '';
 }
 

@@ -15,6 +15,11 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, omi
   res.end(omitBody ? undefined : json);
 }
 
+/** Sets headers the seam handed over (RouteResponse or SentinelError `headers`). */
+export function setResponseHeaders(res: ServerResponse, headers: Readonly<Record<string, string>>): void {
+  for (const name in headers) res.setHeader(name, headers[name] as string);
+}
+
 /** Sends a response without a body (204, OPTIONS). */
 export function sendEmpty(res: ServerResponse, status: number): void {
   res.writeHead(status);
@@ -94,6 +99,7 @@ export function sendError(res: ServerResponse, err: SentinelError, omitBody: boo
   if (err.challenge !== undefined) res.setHeader('WWW-Authenticate', err.challenge);
   else if (err.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
   if (err.code === 'method_not_allowed' && err.allow) res.setHeader('Allow', err.allow.join(', '));
+  if (err.headers !== undefined) setResponseHeaders(res, err.headers);
   if (err.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(0, Math.ceil(err.retryAfter))));
   // The rest of an oversized body is not worth reading: close once the 413 is out.
   if (err.code === 'payload_too_large') res.setHeader('Connection', 'close');

@@ -67,7 +67,8 @@ describe('GET /v1/openapi.json', () => {
     expect(errorStatuses(op('/v1/images/{ref}', 'delete'))).toEqual(expect.arrayContaining(['403', '404', '409']));
     // Liveness touches nothing: no 503; public: no 401.
     expect(errorStatuses(op('/v1/health', 'get'))).toEqual(['500']);
-    expect(errorStatuses(op('/v1/version', 'get'))).toEqual(['500', '503']);
+    // Public routes are rate-limited per client address; only the probes are not.
+    expect(errorStatuses(op('/v1/version', 'get'))).toEqual(['429', '500', '503']);
     // Every documented error status is one the core's codes map to.
     const statuses = new Set(ERROR_CODES.map((code) => String(httpStatusForErrorCode(code))));
     for (const ops of Object.values(doc.paths)) for (const o of Object.values(ops)) for (const s of errorStatuses(o)) expect(statuses.has(s)).toBe(true);

@@ -141,11 +141,12 @@ describe('listener options', () => {
     expect(await res.body.json()).toMatchObject({ origin: { secure: false, host: `127.0.0.1:${server.port}` }, remote: '127.0.0.1' });
   });
 
-  it('believes X-Forwarded-* (first hop) with trustProxy', async () => {
+  it('believes X-Forwarded-* (the right-most hop, the one our proxy appended) with trustProxy', async () => {
     const { server, logLines } = await start({ trustProxy: true });
     const res = await request(`${server.url}/v1/context`, { headers: { ...forwarded, 'x-request-id': 'proxied-1' } });
-    expect(await res.body.json()).toMatchObject({ origin: { secure: true, host: 'api.example.com' }, remote: '203.0.113.7' });
-    await expect.poll(() => logLines.find((l) => l.request_id === 'proxied-1' && l.msg === 'request')?.remote).toBe('203.0.113.7');
+    // 203.0.113.7 is what the client claimed; 10.0.0.1 is what the proxy saw.
+    expect(await res.body.json()).toMatchObject({ origin: { secure: true, host: 'api.example.com' }, remote: '10.0.0.1' });
+    await expect.poll(() => logLines.find((l) => l.request_id === 'proxied-1' && l.msg === 'request')?.remote).toBe('10.0.0.1');
   });
 
   it('falls back to the local address when the Host header is not a plain host', async () => {

@@ -311,7 +311,7 @@ describe.each(HOSTS)('transport on %s', (hostName) => {
     it('adds Allow-Origin and Expose-Headers to responses for cross-origin requests', async () => {
       const res = await request(`${base}/v1/health`, { headers: { origin: 'https://app.example' } });
       expect(res.headers['access-control-allow-origin']).toBe('*');
-      expect(res.headers['access-control-expose-headers']).toBe('X-Request-Id, Retry-After, ETag, Sentinel-Api-Version, Deprecation, Sunset, Link');
+      expect(res.headers['access-control-expose-headers']).toBe('X-Request-Id, Retry-After, ETag, Sentinel-Api-Version, Deprecation, Sunset, Link, RateLimit, RateLimit-Policy');
       await res.body.dump();
 
       const error = await request(`${base}/v1/nowhere`, { headers: { origin: 'https://app.example' } });

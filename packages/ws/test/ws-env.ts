@@ -14,6 +14,7 @@ import {
   type ProviderOptions,
   type RuntimeOptions,
   type SentinelApi,
+  type SentinelApiOptions,
 } from '@sentinel/api-core';
 import { attachWebSocket, type WebSocketHandle, type WebSocketOptions } from '@sentinel/api-ws';
 import { mountApi, type HostName, type MountedApi } from '@sentinel/test-support/hosts';
@@ -47,6 +48,11 @@ export interface WsEnvOptions {
   eventRetention?: number;
   /** Model providers (e.g. a loopback fake's base URL). Default: the api's defaults. */
   providers?: ProviderOptions;
+  /**
+   * The api's rate limits. Default: chat frames unlimited (these specs send bursts of hundreds
+   * of frames to test queueing; the limits are proven in rate-limit.test.ts), the rest default.
+   */
+  rateLimits?: SentinelApiOptions['rateLimits'];
 }
 
 let agentCounter = 0;
@@ -60,6 +66,7 @@ export async function startWsEnv(hostName: HostName, options: WsEnvOptions = {})
     runtime: { echoChunkDelayMs: 2, ...options.runtime },
     ...(options.eventRetention === undefined ? {} : { eventRetention: options.eventRetention }),
     ...(options.providers === undefined ? {} : { providers: options.providers }),
+    rateLimits: options.rateLimits ?? { chat: 0 },
   });
   await api.users.create({ username: BOB.username, password: 'bob-password-for-tests', role: 'user' });
   await api.images.build(parseAgentDefinition({ name: 'test/no-calculator', tag: 'v1', model: { provider: 'echo', name: 'echo' }, tools: ['current_time'] }));

@@ -109,13 +109,14 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorCode, ErrorCatalogueEntry>> =
   },
   rate_limited: {
     title: 'Rate limited',
-    meaning: 'Too many failed login attempts in a short time; the response carries `Retry-After` in whole seconds.',
+    meaning: 'Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`).',
     causes: [
+      'More requests (or chat frames) of one class than the rate limit allows for this user, API key or client address (`--rate-limit-read`, `--rate-limit-write`, `--rate-limit-auth`, `--rate-limit-chat`)',
       'Repeated failed logins for one username from one address (5 free failures, then a doubling wait up to 15 minutes)',
       'Many failed logins from one address, whatever the usernames (20 free failures), shared by all instances when they share `--redis`',
       'Many attempts for one username still in flight at once',
     ],
-    remedy: 'Wait for the seconds in `Retry-After` (the message says them too), then log in with the right password. Further failures make the wait longer.',
+    remedy: 'Wait for the seconds in `Retry-After` (the message says them too), then retry; pace requests by the `RateLimit` header. For logins, further failures make the wait longer.',
   },
   agent_busy: {
     title: 'Agent busy',

@@ -57,6 +57,11 @@ export interface SentinelErrorOptions {
    * `unauthorized`, none otherwise.
    */
   challenge?: string;
+  /**
+   * Response headers the error carries to the client, e.g. the RateLimit fields of a limited
+   * route (a transport that speaks HTTP sets them; others ignore them). Default none.
+   */
+  headers?: Readonly<Record<string, string>>;
   cause?: unknown;
 }
 
@@ -67,6 +72,7 @@ export class SentinelError extends Error {
   readonly details: unknown;
   readonly allow: string[] | undefined;
   readonly challenge: string | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(code: ErrorCode, message: string, options: SentinelErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -76,7 +82,25 @@ export class SentinelError extends Error {
     this.details = options.details;
     this.allow = options.allow;
     this.challenge = options.challenge;
+    this.headers = options.headers;
   }
+}
+
+/**
+ * `err` (anything thrown) as a SentinelError that also carries `headers` (merged over its own),
+ * so the seam can put response headers on an error it did not raise. A copy: errors may be
+ * shared, and the headers belong to one response.
+ */
+export function withResponseHeaders(err: unknown, headers: Readonly<Record<string, string>>): SentinelError {
+  const base = toPublicError(err);
+  return new SentinelError(base.code, base.message, {
+    retryAfter: base.retryAfter,
+    details: base.details,
+    allow: base.allow,
+    challenge: base.challenge,
+    headers: base.headers === undefined ? headers : { ...base.headers, ...headers },
+    cause: base.cause,
+  });
 }
 
 /** Brand check that survives duplicated module copies. */

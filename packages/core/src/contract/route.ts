@@ -2,6 +2,7 @@ import { internal, type ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Principal } from './models.js';
 import type { Scope } from './scopes.js';
+import type { RateClass } from './rate-class.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -80,6 +81,12 @@ export interface RouteDef {
    * a password). Default `any`.
    */
   credentials?: 'any' | 'session';
+  /**
+   * The rate-limit bucket class of the route (auth/rate-limit.ts): requests take a unit from the
+   * caller's bucket of this class (the client address's on public routes), `none` is never
+   * limited (health probes). Default `read` for GET, `write` for other methods.
+   */
+  rateClass?: RateClass | 'none';
   /** One line for the OpenAPI document. */
   summary: string;
   /** Success status. Default 200 (204 when the handler returns undefined). */

@@ -12,10 +12,11 @@ import { isSentinelError, SentinelError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { AgentRecord, Principal } from '../contract/models.js';
-import { parseClientFrame, type ClientCancelFrame, type ClientMessageFrame, type ClientToolRequestFrame } from './client-frames.js';
+import { parseClientFrame, type ClientCancelFrame, type ClientFrame, type ClientMessageFrame, type ClientToolRequestFrame } from './client-frames.js';
 import { outgoing, type ChatService, type ChatSession, type FrameSink, type PreparedChat, type ServerFrame, type StreamCloseReason } from './frames.js';
 import { CHAT_ENDPOINT, checkEndpointScope } from './endpoints.js';
 import { newMessageId, newRequestId, newResponseId } from '../contract/ids.js';
+import { rateLimited, ratePartitionOf, type RateDecision, type RateLimiter, type ResolvedRateRule } from '../auth/rate-limit.js';
 import type { AgentRuntime, TurnAbortReason, TurnEnd, TurnListener, TurnUsage } from '../runtime/runtime.js';
 
 export interface AgentChatServiceOptions {
@@ -28,6 +29,12 @@ export interface AgentChatServiceOptions {
   maxToolRequestsPerSession?: number;
   /** Clock for frame timestamps. Default `Date.now`. */
   now?: () => number;
+  /**
+   * Limits `message` and `tool_request` frames per caller (class `chat`): a frame over the limit
+   * gets an `error` frame `rate_limited` (with `retry_after` seconds) and is not processed; the
+   * socket stays open. Default none: no limit.
+   */
+  rateLimiter?: RateLimiter;
 }
 
 /** A message of this session that has not had its terminal frame yet. */
@@ -37,6 +44,9 @@ interface PendingMessage {
   /** The text streamed so far (for a terminal frame the session must send itself). */
   content: string;
 }
+
+/** Frames a session holds while a rate-limit answer is awaited; more get `agent_busy`. */
+const MAX_FRAMES_WAITING = 256;
 
 const ZERO_USAGE: TurnUsage = Object.freeze({ input_tokens: 0, output_tokens: 0, total_tokens: 0 });
 
@@ -60,7 +70,7 @@ export class AgentChatService implements ChatService {
     if (this.closed || this.options.runtime.isShuttingDown) throw new SentinelError('unavailable', 'server is shutting down');
     checkEndpointScope(CHAT_ENDPOINT, principal);
     const record = await this.options.agents.getRecord(principal, agentId);
-    return { agentId: record.id, open: (sink) => this.open(record, sink) };
+    return { agentId: record.id, open: (sink) => this.open(record, sink, principal) };
   }
 
   /** Closes every session with `shutdown` (call after the runtime ended its turns). Idempotent; later opens close at once. */
@@ -69,8 +79,8 @@ export class AgentChatService implements ChatService {
     for (const session of [...this.sessions]) session.close('shutdown', 'server shutting down', 'shutdown');
   }
 
-  private open(record: AgentRecord, sink: FrameSink): ChatSession {
-    const session = new AgentChatSession(record, sink, this.options, () => this.sessions.delete(session));
+  private open(record: AgentRecord, sink: FrameSink, principal: Principal): ChatSession {
+    const session = new AgentChatSession(record, sink, this.options, principal, () => this.sessions.delete(session));
     if (this.closed) {
       session.close('shutdown', 'server shutting down', 'shutdown');
       return session;
@@ -92,13 +102,27 @@ class AgentChatSession implements ChatSession {
   private readonly unsubscribe: () => void;
   /** Detached or closed: nothing more is sent. */
   private ended = false;
+  private readonly limiter: RateLimiter | undefined;
+  private readonly rateRule: ResolvedRateRule | undefined;
+  private readonly ratePartition: string;
+  /**
+   * Frames that arrived while a rate-limit answer from Redis was awaited: they are processed
+   * after it, in order, so a `cancel` never overtakes the `message` it cancels. Undefined while
+   * nothing is awaited.
+   */
+  private inbox: string[] | undefined;
 
   constructor(
     record: AgentRecord,
     private readonly sink: FrameSink,
     options: AgentChatServiceOptions,
+    principal: Principal,
     private readonly onEnded: () => void,
   ) {
+    this.limiter = options.rateLimiter;
+    this.rateRule = options.rateLimiter?.ruleFor('chat');
+    // A socket has no client address in the core; a chat socket always has a principal.
+    this.ratePartition = ratePartitionOf(principal, '');
     this.agentId = record.id;
     this.runtime = options.runtime;
     this.logger = options.logger ?? silentLogger;
@@ -121,6 +145,18 @@ class AgentChatSession implements ChatSession {
 
   receive(text: string): void {
     if (this.ended) return;
+    if (this.inbox !== undefined) {
+      if (this.inbox.length >= MAX_FRAMES_WAITING) {
+        this.sendError(new SentinelError('agent_busy', `too many frames waiting for the rate limit (at most ${MAX_FRAMES_WAITING})`), {});
+        return;
+      }
+      this.inbox.push(text);
+      return;
+    }
+    this.process(text);
+  }
+
+  private process(text: string): void {
     try {
       const parsed = parseClientFrame(text);
       if (!parsed.ok) {
@@ -128,12 +164,68 @@ class AgentChatSession implements ChatSession {
         return;
       }
       const frame = parsed.frame;
-      if (frame.type === 'message') this.onMessage(frame);
-      else if (frame.type === 'tool_request') this.onToolRequest(frame);
-      else this.onCancel(frame);
+      if (frame.type !== 'cancel' && this.rateRule !== undefined) {
+        const taken = this.limiter!.take(this.rateRule, this.ratePartition);
+        if (taken instanceof Promise) {
+          this.waitFor(taken, frame);
+          return;
+        }
+        if (!taken.allowed) {
+          this.refuse(frame, taken);
+          return;
+        }
+      }
+      this.dispatch(frame);
     } catch (err) {
-      this.logger.error('chat frame handling failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
-      this.sendError(new SentinelError('internal', 'internal server error'), {});
+      this.failed(err);
+    }
+  }
+
+  private dispatch(frame: ClientFrame): void {
+    if (frame.type === 'message') this.onMessage(frame);
+    else if (frame.type === 'tool_request') this.onToolRequest(frame);
+    else this.onCancel(frame);
+  }
+
+  private failed(err: unknown): void {
+    this.logger.error('chat frame handling failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
+    this.sendError(new SentinelError('internal', 'internal server error'), {});
+  }
+
+  /** The frame over the limit is not processed: an `error` frame `rate_limited` with the wait, and the session goes on. */
+  private refuse(frame: ClientMessageFrame | ClientToolRequestFrame, decision: RateDecision): void {
+    const ids = frame.type === 'message' ? (frame.message_id === undefined ? {} : { message_id: frame.message_id }) : frame.request_id === undefined ? {} : { request_id: frame.request_id };
+    const err = rateLimited(this.rateRule!, decision);
+    this.send({ type: 'error', timestamp: this.timestamp(), error: err.message, code: err.code, retry_after: decision.retryAfterSeconds, ...ids });
+  }
+
+  /** A check answered by Redis: frames that arrive meanwhile wait in `inbox`, in order. */
+  private waitFor(taken: Promise<RateDecision>, frame: ClientMessageFrame | ClientToolRequestFrame): void {
+    this.inbox = [];
+    void taken
+      .then(
+        (decision) => {
+          if (this.ended) return;
+          if (decision.allowed) this.dispatch(frame);
+          else this.refuse(frame, decision);
+        },
+        (err: unknown) => this.failed(err),
+      )
+      .then(() => this.drain());
+  }
+
+  private drain(): void {
+    const waiting = this.inbox ?? [];
+    this.inbox = undefined;
+    while (waiting.length > 0 && !this.ended) {
+      this.process(waiting.shift()!);
+      // process() may have started waiting again (TypeScript cannot see that through the call).
+      const again = this.inbox as string[] | undefined;
+      if (again !== undefined) {
+        // The rest keep their place ahead of anything newer.
+        again.push(...waiting);
+        return;
+      }
     }
   }
 

@@ -88,6 +88,8 @@ export interface ErrorFrame extends FrameBase {
   code: ErrorCode;
   message_id?: string;
   request_id?: string;
+  /** Seconds to wait before sending another such frame (`rate_limited` only). */
+  retry_after?: number;
 }
 
 /** A frame the server sends (snake_case fields), told apart by `type`. */

@@ -116,6 +116,7 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
       code: { enum: [...ERROR_CODES] },
       message_id: messageId,
       request_id: requestId,
+      retry_after: { type: 'integer', minimum: 0, description: 'Seconds to wait before sending another such frame (code rate_limited only).' },
     },
     required: ['type', 'timestamp', 'error', 'code'],
     additionalProperties: false,

@@ -8,11 +8,13 @@ import { parseRedisUrl } from './connection.js';
 import { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 import { RedisLoginLimiter } from './login-limiter.js';
 import { createRedisTurnLock, type RedisTurnLock } from './turn-lock.js';
+import { RedisRateLimitStore } from './rate-limit-store.js';
 
 export { DEFAULT_KEY_PREFIX, busUnavailable, maskRedisUrl, parseRedisUrl, type RedisClientTimeouts, type RedisTarget } from './connection.js';
 export { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 export { RedisLoginLimiter, type RedisLoginLimiterOptions } from './login-limiter.js';
 export { createRedisTurnLock, type RedisTurnLock, type RedisTurnLockOptions } from './turn-lock.js';
+export { RedisRateLimitStore, type RedisRateLimitStoreOptions } from './rate-limit-store.js';
 
 export interface RedisScaleOutOptions extends RedisEventBusOptions {
   /** Lease of the per-agent turn lock, in ms. Default: the URL's `turn_lease_ms`, else 15000. */
@@ -27,6 +29,8 @@ export interface RedisScaleOut {
   readonly turnLock: RedisTurnLock;
   /** Login failure counters shared by all instances. */
   readonly loginLimiter: RedisLoginLimiter;
+  /** Rate-limit buckets shared by all instances. */
+  readonly rateLimitStore: RedisRateLimitStore;
   /** Closes the lock's listener and the bus's connections. Idempotent. */
   close(): Promise<void>;
 }
@@ -48,11 +52,13 @@ export async function openRedisScaleOut(options: RedisScaleOutOptions): Promise<
   const logger = options.logger ?? silentLogger;
   const turnLock = createRedisTurnLock({ bus, logger, ...(turnLeaseMs === undefined ? {} : { leaseMs: turnLeaseMs }) });
   const loginLimiter = new RedisLoginLimiter({ bus });
+  const rateLimitStore = new RedisRateLimitStore({ bus, logger });
   let closing: Promise<void> | undefined;
   return {
     bus,
     turnLock,
     loginLimiter,
+    rateLimitStore,
     close: () =>
       (closing ??= (async () => {
         turnLock.close();

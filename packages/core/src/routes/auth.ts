@@ -116,6 +116,8 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       method: 'POST',
       path: '/v1/auth/login',
       auth: 'public',
+      // Its own bucket per client address, beside the failure throttle (auth/throttle.ts).
+      rateClass: 'auth',
       summary: 'Exchange a username and password for a bearer token',
       schemas: { body: loginBodySchema, response: loginResponseSchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,

@@ -50,6 +50,8 @@ function readyRoute(store: Pick<Store, 'ping'>, bus: EventBus | undefined, timeo
     method: 'GET',
     path: '/v1/ready',
     auth: 'public',
+    // Probes must never get a 429.
+    rateClass: 'none',
     summary: 'Readiness check: the store and the event bus answer (503 while either is down)',
     schemas: {
       response: {
@@ -98,6 +100,7 @@ export function healthRoutes(deps: HealthRouteDeps = {}): RouteDef[] {
       method: 'GET',
       path: '/v1/health',
       auth: 'public',
+      rateClass: 'none',
       summary: 'Liveness check',
       schemas: {
         response: { type: 'object', properties: { status: { type: 'string', const: 'ok' } }, required: ['status'], additionalProperties: false },

@@ -76,6 +76,8 @@ function errorCodesOf(route: RouteDef, hasBody: boolean): Set<ErrorCode> {
     codes.add('payload_too_large');
     codes.add('unsupported_media_type');
   }
+  // Every route but the probes takes a unit from a rate-limit bucket (auth/rate-limit.ts).
+  if (route.rateClass !== 'none') codes.add('rate_limited');
   // Liveness touches nothing; everything else can meet a closed or unreachable store.
   if (route.path !== '/v1/health') codes.add('unavailable');
   codes.add('internal');
