@@ -25,7 +25,7 @@ import type {
   RepositoryRecord,
   UserRecord,
 } from '../../contract/models.js';
-import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import type { AgentPatch, AgentQuery, LogQuery, RevokedTokenRecord, Store, UserPatch } from '../types.js';
 import { newUserId } from '../user-id.js';
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
 import {
@@ -561,6 +561,27 @@ class PgStore implements PostgresStore {
       [agentId],
     );
     return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  async addRevokedToken(record: RevokedTokenRecord): Promise<void> {
+    await this.#query('INSERT INTO revoked_tokens (jti, username, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING', [
+      record.jti,
+      record.username,
+      record.expires_at_ms,
+    ]);
+  }
+
+  async listRevokedTokens(nowMs: number): Promise<RevokedTokenRecord[]> {
+    const rows = await this.#query<{ jti: string; username: string; expires_at_ms: string | number }>(
+      'SELECT jti, username, expires_at_ms FROM revoked_tokens WHERE expires_at_ms > $1',
+      [nowMs],
+    );
+    // BIGINT arrives as a string from pg.
+    return rows.map((row) => ({ jti: row.jti, username: row.username, expires_at_ms: Number(row.expires_at_ms) }));
+  }
+
+  async pruneRevokedTokens(nowMs: number): Promise<number> {
+    return (await this.#result('DELETE FROM revoked_tokens WHERE expires_at_ms <= $1', [nowMs])).rowCount ?? 0;
   }
 
   async getMeta(key: string): Promise<string | null> {

@@ -167,6 +167,10 @@ export function prepareStatements(db: SqliteDatabase) {
     conversationStats: prepare<[string], { messages: number; bytes: number }>(db, `SELECT COUNT(*) AS messages,
         COALESCE(SUM(length(CAST(content AS BLOB))), 0) AS bytes FROM agent_messages WHERE agent_id = ?`),
 
+    addRevokedToken: prepare<[string, string, number]>(db, 'INSERT INTO revoked_tokens (jti, username, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT (jti) DO NOTHING'),
+    listRevokedTokens: prepare<[number], { jti: string; username: string; expires_at_ms: number }>(db, 'SELECT jti, username, expires_at_ms FROM revoked_tokens WHERE expires_at_ms > ?'),
+    pruneRevokedTokens: prepare<[number]>(db, 'DELETE FROM revoked_tokens WHERE expires_at_ms <= ?'),
+
     getMeta: preparePluck<[string], string>(db, 'SELECT value FROM meta WHERE key = ?'),
     // Changes when another connection (another process) commits; our own commits leave it alone.
     dataVersion: preparePluck<[], number>(db, 'PRAGMA data_version'),

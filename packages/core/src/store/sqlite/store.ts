@@ -29,7 +29,7 @@ import type {
 } from '../../contract/models.js';
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
 import { toAgent, toAgentParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow } from '../rows.js';
-import type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from '../types.js';
+import type { AgentPatch, AgentQuery, LogQuery, RevokedTokenRecord, Store, UserPatch } from '../types.js';
 import { newUserId } from '../user-id.js';
 import { openFailureReason, run } from './errors.js';
 import { GroupCommit } from './group-commit.js';
@@ -517,6 +517,22 @@ export class SqliteStore implements Store {
   async conversationStats(agentId: string): Promise<{ messages: number; bytes: number }> {
     const row = this.#stmts().conversationStats.get(agentId);
     return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  async addRevokedToken(record: RevokedTokenRecord): Promise<void> {
+    const s = this.#stmts();
+    this.#groupCommit.flush();
+    s.addRevokedToken.run(record.jti, record.username, record.expires_at_ms);
+  }
+
+  async listRevokedTokens(nowMs: number): Promise<RevokedTokenRecord[]> {
+    return this.#stmts().listRevokedTokens.all(nowMs).map((row) => ({ jti: row.jti, username: row.username, expires_at_ms: Number(row.expires_at_ms) }));
+  }
+
+  async pruneRevokedTokens(nowMs: number): Promise<number> {
+    const s = this.#stmts();
+    this.#groupCommit.flush();
+    return s.pruneRevokedTokens.run(nowMs).changes;
   }
 
   async getMeta(key: string): Promise<string | null> {
