@@ -7,15 +7,17 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
-import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
+import { compileRoute, defaultDataDir, invokeRoute, type CredentialSurface, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
+import { CredentialRevocations, TokenRevocations } from './auth/revocations.js';
 import { AuthService } from './auth/service.js';
+import { TicketService } from './auth/tickets.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
 import { decodeBody } from './body.js';
 import { createLocalEventBus, type EventBus } from './bus.js';
 import type { RedisScaleOut } from './redis/index.js';
-import { dataDirectoryUnusable } from './contract/errors.js';
+import { dataDirectoryUnusable, SentinelError } from './contract/errors.js';
 import { ImageService } from './images/service.js';
 import { AgentJournal } from './journal.js';
 import { silentLogger } from './contract/logger.js';
@@ -39,11 +41,15 @@ import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
 
-export interface SentinelApi extends SentinelApiSurface {
+export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
   readonly users: UserService;
   readonly authService: AuthService;
   readonly tokens: TokenService;
+  /** The revoked-token list (logout). */
+  readonly tokenRevocations: TokenRevocations;
+  /** One-time WebSocket tickets. */
+  readonly tickets: TicketService;
   readonly agents: AgentService;
   readonly images: ImageService;
   readonly bus: EventBus;
@@ -192,7 +198,18 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const key = await resolveTokenSecret({ dataDir, ...(options.tokenSecret === undefined ? {} : { secret: options.tokenSecret }) });
     const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
-    const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
+    // Every way a credential stops being valid ends here, for the transports to close what it opened.
+    const credentialRevocations = new CredentialRevocations({ logger });
+    users.watch((username) => credentialRevocations.emit(username === null ? {} : { username }));
+    const tokenRevocations = new TokenRevocations({
+      store,
+      logger,
+      onRevoked: (revocation) => credentialRevocations.emit(revocation),
+      ...(redis ? { feed: redis.revocations } : {}),
+    });
+    await tokenRevocations.load();
+    const authService = new AuthService({ users, tokens, logger, revocations: tokenRevocations, ...(redis ? { throttle: redis.loginLimiter } : {}) });
+    const tickets = new TicketService({ ...(redis ? { store: redis.tickets } : {}), ...(options.wsTicketTtlMs === undefined ? {} : { ttlMs: options.wsTicketTtlMs }) });
     const journal = new AgentJournal({ store, bus, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
@@ -232,7 +249,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, agents, images, bus, events, registry, store,
+      auth: authService, users, agents, images, bus, events, registry, store, tickets,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -252,6 +269,9 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       users,
       authService,
       tokens,
+      tokenRevocations,
+      tickets,
+      credentialRevocations,
       agents,
       images,
       bus,
@@ -266,11 +286,30 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       dataDir,
       ...(admin.generatedPassword === undefined ? {} : { generatedAdminPassword: admin.generatedPassword }),
       authenticate: (authorization) => authService.authenticate(authorization),
+      authenticateTicket: async (ticket, channel, agentRef) => {
+        const consumed = await tickets.consume(ticket, channel);
+        if (consumed.claims !== undefined) {
+          // The token the ticket was minted with must still be good: logged out, or its tokens revoked, since?
+          const state = await authService.checkClaims(consumed.claims);
+          if (state.role !== consumed.principal.role) throw new SentinelError('unauthorized', 'the account changed since this ticket was issued');
+          authService.bindClaims(consumed.principal, consumed.claims);
+        }
+        let agentId: string;
+        try {
+          agentId = (await agents.getRecord(consumed.principal, agentRef)).id;
+        } catch {
+          throw new SentinelError('unauthorized', 'ticket is for another agent');
+        }
+        if (agentId !== consumed.agentId) throw new SentinelError('unauthorized', 'ticket is for another agent');
+        return consumed.principal;
+      },
+      recheckCredential: (principal) => authService.recheck(principal),
       invoke: (route, raw, ctx) => invokeRoute(route, raw, ctx, decodeBody),
       close: () =>
         (closing ??= (async () => {
           await shutdown();
           // After the turns ended: their upstream requests were aborted, so the pools hold only idle sockets.
+          tokenRevocations.close();
           await providers.close();
           await registry.close();
           await bus.close();

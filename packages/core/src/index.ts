@@ -110,6 +110,7 @@ export {
   invokeRoute,
   type CompiledRoute,
   type RawRouteInput,
+  type CredentialSurface,
   type RouteResponse,
   type SentinelApiOptions,
   type SentinelApiSurface,
@@ -119,13 +120,15 @@ export { sentinelCommit, sentinelVersion } from './version.js';
 export type { VersionInfo } from './routes/version.js';
 
 // Ports and services: the interfaces behind `SentinelApi`'s members, and their inputs and results.
-export type { AgentPatch, AgentQuery, LogQuery, Store, UserPatch } from './store/types.js';
+export type { AgentPatch, AgentQuery, LogQuery, RevokedTokenRecord, Store, UserPatch } from './store/types.js';
 export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './store/sqlite/store.js';
 export { createLocalEventBus, type AgentBusMessage, type AgentControlAction, type EventBus, type LocalEventBusOptions } from './bus.js';
 export { AgentJournal, type AgentJournalOptions } from './journal.js';
 export type { TurnLease, TurnLock } from './runtime/turn-lock.js';
 export type { LoginLimiter } from './auth/throttle.js';
 export type { AuthService, LoginResult } from './auth/service.js';
+export type { CredentialRevocation, CredentialRevocationFeed, TokenRevocationFeed, TokenRevocations } from './auth/revocations.js';
+export type { IssuedTicket, TicketChannel, TicketService, TicketStore } from './auth/tickets.js';
 export type { IssuedToken, TokenClaims, TokenService, TokenSubject } from './auth/tokens.js';
 export type { ChangePasswordInput, CreateUserInput, UserResource, UserService } from './auth/users.js';
 export type { AgentLogsQuery, AgentRunStatus, AgentService, CreateAgentInput } from './agents/service.js';

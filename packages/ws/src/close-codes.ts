@@ -13,6 +13,13 @@ export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_POLICY_VIOLATION = 1008;
 /** 1011: internal error (a bug on our side while serving the socket). */
 export const CLOSE_INTERNAL_ERROR = 1011;
+/**
+ * 4401 (private-use range, "401" as in HTTP): the socket's credential stopped being valid: its
+ * token was logged out or revoked (revoke-tokens, password change or reset), its user was deleted
+ * or disabled, its API key revoked, or the token, key or ticket's underlying credential expired.
+ * Reconnect with a fresh credential.
+ */
+export const CLOSE_CREDENTIAL_REVOKED = 4401;
 
 const CLOSE_CODE_BY_REASON: Record<StreamCloseReason, number> = {
   agent_deleted: CLOSE_NORMAL,

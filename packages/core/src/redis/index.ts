@@ -8,11 +8,15 @@ import { parseRedisUrl } from './connection.js';
 import { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 import { RedisLoginLimiter } from './login-limiter.js';
 import { createRedisTurnLock, type RedisTurnLock } from './turn-lock.js';
+import { createRedisRevocationFeed, createRedisTicketStore } from './revocations.js';
+import type { TokenRevocationFeed } from '../auth/revocations.js';
+import type { TicketStore } from '../auth/tickets.js';
 
 export { DEFAULT_KEY_PREFIX, busUnavailable, maskRedisUrl, parseRedisUrl, type RedisClientTimeouts, type RedisTarget } from './connection.js';
 export { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 export { RedisLoginLimiter, type RedisLoginLimiterOptions } from './login-limiter.js';
 export { createRedisTurnLock, type RedisTurnLock, type RedisTurnLockOptions } from './turn-lock.js';
+export { createRedisRevocationFeed, createRedisTicketStore } from './revocations.js';
 
 export interface RedisScaleOutOptions extends RedisEventBusOptions {
   /** Lease of the per-agent turn lock, in ms. Default: the URL's `turn_lease_ms`, else 15000. */
@@ -27,6 +31,10 @@ export interface RedisScaleOut {
   readonly turnLock: RedisTurnLock;
   /** Login failure counters shared by all instances. */
   readonly loginLimiter: RedisLoginLimiter;
+  /** Logouts announced to every instance. */
+  readonly revocations: TokenRevocationFeed;
+  /** One-time WebSocket tickets any instance can consume (once). */
+  readonly tickets: TicketStore;
   /** Closes the lock's listener and the bus's connections. Idempotent. */
   close(): Promise<void>;
 }
@@ -53,6 +61,8 @@ export async function openRedisScaleOut(options: RedisScaleOutOptions): Promise<
     bus,
     turnLock,
     loginLimiter,
+    revocations: createRedisRevocationFeed(bus, logger),
+    tickets: createRedisTicketStore(bus),
     close: () =>
       (closing ??= (async () => {
         turnLock.close();

@@ -18,6 +18,8 @@ import { imageRoutes } from './images.js';
 import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
+import { sessionRoutes } from './sessions.js';
+import type { TicketService } from '../auth/tickets.js';
 import type { RouteDef } from '../contract/route.js';
 import type { AuditRecorder } from '../contract/audit.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
@@ -41,6 +43,8 @@ export interface RouteTableDeps {
   version?: VersionRouteDeps;
   /** Where security-relevant actions are recorded. Default: {@link noAudit}. */
   audit?: AuditRecorder;
+  /** Serves `POST /v1/ws-tickets`, logout and revoke-tokens. Default: none (those routes are absent). */
+  tickets?: TicketService;
 }
 
 /**
@@ -54,6 +58,7 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
     ...healthRoutes({ store: deps.store, bus: deps.bus }),
     ...versionRoutes(deps.version),
     ...authRoutes({ auth: deps.auth, users: deps.users }),
+    ...(deps.tickets === undefined ? [] : sessionRoutes({ auth: deps.auth, users: deps.users, agents: deps.agents, tickets: deps.tickets, ...(deps.audit === undefined ? {} : { audit: deps.audit }) })),
     ...agentRoutes({ agents: deps.agents, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),
