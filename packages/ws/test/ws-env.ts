@@ -47,6 +47,10 @@ export interface WsEnvOptions {
   eventRetention?: number;
   /** Model providers (e.g. a loopback fake's base URL). Default: the api's defaults. */
   providers?: ProviderOptions;
+  /** Token lifetime in seconds. Default: the api's (24 h). */
+  tokenTtlSeconds?: number;
+  /** One-time ticket lifetime in ms. Default: the api's (30 s). */
+  wsTicketTtlMs?: number;
 }
 
 let agentCounter = 0;
@@ -60,6 +64,8 @@ export async function startWsEnv(hostName: HostName, options: WsEnvOptions = {})
     runtime: { echoChunkDelayMs: 2, ...options.runtime },
     ...(options.eventRetention === undefined ? {} : { eventRetention: options.eventRetention }),
     ...(options.providers === undefined ? {} : { providers: options.providers }),
+    ...(options.tokenTtlSeconds === undefined ? {} : { tokenTtlSeconds: options.tokenTtlSeconds }),
+    ...(options.wsTicketTtlMs === undefined ? {} : { wsTicketTtlMs: options.wsTicketTtlMs }),
   });
   await api.users.create({ username: BOB.username, password: 'bob-password-for-tests', role: 'user' });
   await api.images.build(parseAgentDefinition({ name: 'test/no-calculator', tag: 'v1', model: { provider: 'echo', name: 'echo' }, tools: ['current_time'] }));
