@@ -14,6 +14,8 @@ import type { AuditRecorder } from './contract/audit.js';
 import type { Logger } from './contract/logger.js';
 import type { OidcOptions } from './auth/oidc.js';
 import type { Principal } from './contract/models.js';
+import type { CredentialRevocationFeed } from './auth/revocations.js';
+import type { WebSocketEndpointName } from './protocol/endpoints.js';
 import type { RegistrySettings } from './registry/service.js';
 import type { ProviderOptions } from './providers/config.js';
 import { isPreparedJson, type BodyFormat, type RouteContext, type RouteDef } from './contract/route.js';
@@ -39,6 +41,8 @@ export interface SentinelApiOptions {
   tokenSecret?: string;
   /** Token lifetime in seconds. Default 86400 (24 h). */
   tokenTtlSeconds?: number;
+  /** Lifetime of a one-time WebSocket ticket (`POST /v1/ws-tickets`) in ms. Default 30000 (30 s). */
+  wsTicketTtlMs?: number;
   /** Name of the admin created on first start. Default `SENTINEL_ADMIN_USER` or `admin`. */
   adminUsername?: string;
   /** Password of the admin created on first start. Default `SENTINEL_ADMIN_PASSWORD`, else generated (see `generatedAdminPassword`). */
@@ -219,5 +223,23 @@ export interface SentinelApiSurface {
   invoke(route: CompiledRoute, raw: RawRouteInput, ctx: RouteContext): Promise<RouteResponse>;
   readonly logger: Logger;
   close(): Promise<void>;
+}
+
+/**
+ * What a WebSocket transport uses to authenticate tickets and to keep open sockets in step
+ * with their credentials. `SentinelApi` has all of it; an embedding app's stand-in may omit it
+ * (then tickets are refused and sockets are not closed on revocation).
+ */
+export interface CredentialSurface {
+  /**
+   * Consumes a one-time ticket (`?ticket=` on the upgrade) for `channel` of agent `agentRef`
+   * (an id or a reference the agent resolves from): the principal it carries. Unknown, used,
+   * expired, for another agent or channel, or minted with a credential revoked since: `unauthorized`.
+   */
+  authenticateTicket(ticket: string, channel: WebSocketEndpointName, agentRef: string): Promise<Principal>;
+  /** Throws `unauthorized` when the credential behind `principal` is no longer valid (expired, logged out, revoked, user gone). */
+  recheckCredential(principal: Principal): Promise<void>;
+  /** Revocations as they happen (this instance's and, through the bus, the others'): what to recheck or close. */
+  readonly credentialRevocations: CredentialRevocationFeed;
 }
 

@@ -7,7 +7,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
-import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
+import { compileRoute, defaultDataDir, invokeRoute, type CredentialSurface, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
 import { ApiKeyService } from './auth/api-keys.js';
 import { AuditLog } from './auth/audit-log.js';
@@ -15,12 +15,14 @@ import type { AuditRecorder } from './contract/audit.js';
 import { OidcVerifier } from './auth/oidc.js';
 import { AuthService } from './auth/service.js';
 import { RateLimiter } from './auth/rate-limit.js';
+import { CredentialRevocations, TokenRevocations } from './auth/revocations.js';
+import { TicketService } from './auth/tickets.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
 import { decodeBody } from './body.js';
 import { createLocalEventBus, type EventBus } from './bus.js';
 import type { RedisScaleOut } from './redis/index.js';
-import { dataDirectoryUnusable } from './contract/errors.js';
+import { dataDirectoryUnusable, SentinelError } from './contract/errors.js';
 import { ImageService } from './images/service.js';
 import { AgentJournal } from './journal.js';
 import { silentLogger } from './contract/logger.js';
@@ -44,13 +46,17 @@ import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
 
-export interface SentinelApi extends SentinelApiSurface {
+export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
   readonly users: UserService;
   readonly authService: AuthService;
   /** Scoped API keys (`Bearer sk_sentinel_…`): create, list, revoke, resolve. */
   readonly apiKeys: ApiKeyService;
   readonly tokens: TokenService;
+  /** The revoked-token list (logout). */
+  readonly tokenRevocations: TokenRevocations;
+  /** One-time WebSocket tickets. */
+  readonly tickets: TicketService;
   readonly agents: AgentService;
   readonly images: ImageService;
   readonly bus: EventBus;
@@ -209,16 +215,27 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // An embedding app's recorder sees every event too; the store's log keeps them either way.
     const extraAudit = options.audit;
     const auditRecorder: AuditRecorder = extraAudit === undefined ? audit : { record: (event) => { audit.record(event); extraAudit.record(event); } };
+    // Every way a credential stops being valid ends here, for the transports to close what it opened.
+    const credentialRevocations = new CredentialRevocations({ logger });
+    users.watch((username) => credentialRevocations.emit(username === null ? {} : { username }));
+    const tokenRevocations = new TokenRevocations({
+      store,
+      logger,
+      onRevoked: (revocation) => credentialRevocations.emit(revocation),
+      ...(redis ? { feed: redis.revocations } : {}),
+    });
+    await tokenRevocations.load();
     // Key revocations ride the user-change feed: every instance drops the owner's cached keys.
     const apiKeys = new ApiKeyService({ store, users, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
     const oidc = options.oidc === undefined ? undefined : new OidcVerifier({ ...options.oidc, logger });
     const authService = new AuthService({
-      users, tokens, logger, keys: apiKeys,
+      users, tokens, logger, keys: apiKeys, revocations: tokenRevocations,
       ...(redis ? { throttle: redis.loginLimiter } : {}),
       ...(oidc ? { oidc } : {}),
       audit: auditRecorder,
     });
     if (oidc) logger.info('openid connect tokens accepted', { issuer: oidc.issuer, audience: oidc.audience });
+    const tickets = new TicketService({ ...(redis ? { store: redis.tickets } : {}), ...(options.wsTicketTtlMs === undefined ? {} : { ttlMs: options.wsTicketTtlMs }) });
     const journal = new AgentJournal({ store, bus, logger });
     const rateLimiter =
       options.rateLimits === false ? undefined : new RateLimiter({ limits: options.rateLimits ?? {}, ...(redis ? { store: redis.rateLimitStore } : {}) });
@@ -260,7 +277,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit,
+      auth: authService, users, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -281,6 +298,9 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       authService,
       apiKeys,
       tokens,
+      tokenRevocations,
+      tickets,
+      credentialRevocations,
       agents,
       images,
       bus,
@@ -296,11 +316,30 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       dataDir,
       ...(admin.generatedPassword === undefined ? {} : { generatedAdminPassword: admin.generatedPassword }),
       authenticate: (authorization) => authService.authenticate(authorization),
+      authenticateTicket: async (ticket, channel, agentRef) => {
+        const consumed = await tickets.consume(ticket, channel);
+        if (consumed.claims !== undefined) {
+          // The token the ticket was minted with must still be good: logged out, or its tokens revoked, since?
+          const state = await authService.checkClaims(consumed.claims);
+          if (state.role !== consumed.principal.role) throw new SentinelError('unauthorized', 'the account changed since this ticket was issued');
+          authService.bindClaims(consumed.principal, consumed.claims);
+        }
+        let agentId: string;
+        try {
+          agentId = (await agents.getRecord(consumed.principal, agentRef)).id;
+        } catch {
+          throw new SentinelError('unauthorized', 'ticket is for another agent');
+        }
+        if (agentId !== consumed.agentId) throw new SentinelError('unauthorized', 'ticket is for another agent');
+        return consumed.principal;
+      },
+      recheckCredential: (principal) => authService.recheck(principal),
       invoke: (route, raw, ctx) => invokeRoute(route, raw, ctx, decodeBody, rateLimiter),
       close: () =>
         (closing ??= (async () => {
           await shutdown();
           // After the turns ended: their upstream requests were aborted, so the pools hold only idle sockets.
+          tokenRevocations.close();
           await providers.close();
           await registry.close();
           rateLimiter?.close();

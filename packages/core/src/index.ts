@@ -128,6 +128,7 @@ export {
   invokeRoute,
   type CompiledRoute,
   type RawRouteInput,
+  type CredentialSurface,
   type RouteResponse,
   type SentinelApiOptions,
   type SentinelApiSurface,
@@ -139,7 +140,7 @@ export type { VersionInfo } from './routes/version.js';
 export { buildOpenApiDocument, type OpenApiDocument, type OpenApiOptions } from './routes/openapi.js';
 
 // Ports and services: the interfaces behind `SentinelApi`'s members, and their inputs and results.
-export type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, Store, UserPatch } from './store/types.js';
+export type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, RevokedTokenRecord, Store, UserPatch } from './store/types.js';
 export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './store/sqlite/store.js';
 export { createLocalEventBus, type AgentBusMessage, type AgentControlAction, type EventBus, type LocalEventBusOptions } from './bus.js';
 export { AgentJournal, type AgentJournalOptions } from './journal.js';
@@ -150,6 +151,8 @@ export type { RateClass, RateLimitRule, RateLimitSettings } from './auth/rate-li
 export type { AuthService, LoginResult } from './auth/service.js';
 export { API_KEY_PREFIX, type ApiKeyRecord, type ApiKeyStore, type ApiKeyUse } from './contract/api-keys.js';
 export type { ApiKeyResource, ApiKeyService, CreateApiKeyInput, CreatedApiKey } from './auth/api-keys.js';
+export type { CredentialRevocation, CredentialRevocationFeed, TokenRevocationFeed, TokenRevocations } from './auth/revocations.js';
+export type { IssuedTicket, TicketChannel, TicketService, TicketStore } from './auth/tickets.js';
 export type { IssuedToken, TokenClaims, TokenService, TokenSubject } from './auth/tokens.js';
 export type { ChangePasswordInput, CreateUserInput, UserResource, UserService } from './auth/users.js';
 export type { AgentLogsQuery, AgentRunStatus, AgentService, CreateAgentInput } from './agents/service.js';

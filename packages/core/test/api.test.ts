@@ -70,8 +70,8 @@ describe('createSentinelApi and the compiled route table', () => {
   });
 
   it('bootstraps the admin and the starter image; authenticate maps tokens to principals', async () => {
-    expect(admin).toEqual({ username: 'root', role: 'admin' });
-    expect(user).toEqual({ username: 'carol', role: 'user' });
+    expect(admin).toMatchObject({ username: 'root', role: 'admin', via: 'session' });
+    expect(user).toMatchObject({ username: 'carol', role: 'user', via: 'session' });
     expect(api.generatedAdminPassword).toBeUndefined();
     expect((await api.images.get('sentinel/echo:latest')).base_model).toBe('echo/echo');
     expect((await rejection(api.authenticate(undefined))).code).toBe('unauthorized');
@@ -212,7 +212,7 @@ describe('createSentinelApi start-up', () => {
     const second = await createSentinelApi({ dataDir });
     try {
       expect(second.generatedAdminPassword).toBeUndefined();
-      expect(await second.authenticate(`Bearer ${token}`)).toEqual({ username: 'admin', role: 'admin' });
+      expect(await second.authenticate(`Bearer ${token}`)).toMatchObject({ username: 'admin', role: 'admin' });
     } finally {
       await second.close();
     }

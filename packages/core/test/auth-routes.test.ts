@@ -77,7 +77,7 @@ describe('authRoutes', () => {
     expect(res.status).toBe(200);
     const body = res.body as { token: string; username: string; expires: string };
     expect(body.username).toBe('alice');
-    expect(await auth.authenticate(`Bearer ${body.token}`)).toEqual(alice);
+    expect(await auth.authenticate(`Bearer ${body.token}`)).toMatchObject({ ...alice, via: 'session' });
     const loginResponse = compileValidator(routes.get('POST /v1/auth/login')?.schemas?.response ?? {}, 'response');
     expect(loginResponse(body)).toBe(body);
 

@@ -54,7 +54,7 @@ describe('AuthService.login', () => {
   it('returns a token for good credentials and logs without secrets', async () => {
     const result = await auth.login({ username: 'alice', password: 'alice-password' }, '192.0.2.1');
     expect(result).toEqual({ token: expect.any(String), username: 'alice', expires: '2030-06-01T00:10:00Z' });
-    expect(await auth.authenticate(`Bearer ${result.token}`)).toEqual({ username: 'alice', role: 'user' });
+    expect(await auth.authenticate(`Bearer ${result.token}`)).toMatchObject({ username: 'alice', role: 'user' });
     expect(logLines).toEqual([expect.objectContaining({ level: 'info', msg: 'login succeeded', username: 'alice', address: '192.0.2.1' })]);
     expect(JSON.stringify(logLines)).not.toContain('alice-password');
     expect(JSON.stringify(logLines)).not.toContain(result.token);
@@ -112,18 +112,18 @@ describe('AuthService.authenticate', () => {
 
   it('accepts the Bearer scheme in any letter case', async () => {
     for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR']) {
-      expect(await auth.authenticate(`${scheme} ${token}`)).toEqual({ username: 'alice', role: 'user' });
+      expect(await auth.authenticate(`${scheme} ${token}`)).toMatchObject({ username: 'alice', role: 'user' });
     }
   });
 
   it('rejects a missing header, other schemes and malformed values', async () => {
-    expect(await errorOf(auth.authenticate(undefined))).toEqual(unauthorized('authentication required'));
-    expect(await errorOf(auth.authenticate(''))).toEqual(unauthorized('authentication required'));
+    expect(await errorOf(auth.authenticate(undefined))).toMatchObject(unauthorized('authentication required'));
+    expect(await errorOf(auth.authenticate(''))).toMatchObject(unauthorized('authentication required'));
     for (const header of ['Basic YWxpY2U6cGFzc3dvcmQ=', token, 'Bearer', 'Bearer ', `Bearer\t${token}`, `Token ${token}`]) {
-      expect(await errorOf(auth.authenticate(header))).toEqual(unauthorized('Bearer token required'));
+      expect(await errorOf(auth.authenticate(header))).toMatchObject(unauthorized('Bearer token required'));
     }
     for (const header of [`Bearer  ${token}`, `Bearer ${token} extra`, `Bearer ${'a'.repeat(8200)}`, 'Bearer not-a-jwt']) {
-      expect(await errorOf(auth.authenticate(header))).toEqual(unauthorized('invalid token'));
+      expect(await errorOf(auth.authenticate(header))).toMatchObject(unauthorized('invalid token'));
     }
   });
 
@@ -136,39 +136,39 @@ describe('AuthService.authenticate', () => {
     const hs512 = jwt.sign(claims, key, { algorithm: 'HS512' });
     const noExp = jwt.sign({ sub: 'alice', uid, tv: 0, role: 'user', iss: 'sentinelstacks' }, key, { algorithm: 'HS256' });
     for (const bad of [forged, none, hs512, noExp]) {
-      expect(await errorOf(auth.authenticate(`Bearer ${bad}`))).toEqual(unauthorized('invalid token'));
+      expect(await errorOf(auth.authenticate(`Bearer ${bad}`))).toMatchObject(unauthorized('invalid token'));
     }
     expect((await auth.authenticate(`Bearer ${jwt.sign(claims, key, { algorithm: 'HS256' })}`)).username).toBe('alice');
     clock.ms += 600_000;
-    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token expired'));
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toMatchObject(unauthorized('token expired'));
   });
 
   it('takes the role from the store and refuses tokens of deleted users', async () => {
     // A validly signed token claiming admin for a plain user does not make them admin.
     const uid = (await store.getUser('alice'))?.id ?? '';
     const claimsAdmin = tokens.issue({ username: 'alice', role: 'admin', user_id: uid, token_version: 0 }).token;
-    expect(await auth.authenticate(`Bearer ${claimsAdmin}`)).toEqual({ username: 'alice', role: 'user' });
+    expect(await auth.authenticate(`Bearer ${claimsAdmin}`)).toMatchObject({ username: 'alice', role: 'user' });
 
     await users.delete('alice', { username: 'root', role: 'admin' });
-    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('user no longer exists'));
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toMatchObject(unauthorized('user no longer exists'));
     const ghost = tokens.issue({ username: 'ghost', role: 'admin', user_id: uid, token_version: 0 }).token;
-    expect(await errorOf(auth.authenticate(`Bearer ${ghost}`))).toEqual(unauthorized('user no longer exists'));
+    expect(await errorOf(auth.authenticate(`Bearer ${ghost}`))).toMatchObject(unauthorized('user no longer exists'));
   });
 
   it('refuses tokens issued before a password change or an admin reset; new ones work', async () => {
     const alice = { username: 'alice', role: 'user' as const };
     const root = { username: 'root', role: 'admin' as const };
-    expect(await auth.authenticate(`Bearer ${token}`)).toEqual(alice); // cached from here on
+    expect(await auth.authenticate(`Bearer ${token}`)).toMatchObject(alice); // cached from here on
     await users.changePassword(alice, 'alice', { current_password: 'alice-password', new_password: 'alice-second-password' });
-    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token revoked'));
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toMatchObject(unauthorized('token revoked'));
     const second = (await auth.login({ username: 'alice', password: 'alice-second-password' }, '192.0.2.1')).token;
-    expect(await auth.authenticate(`Bearer ${second}`)).toEqual(alice);
+    expect(await auth.authenticate(`Bearer ${second}`)).toMatchObject(alice);
 
     await users.changePassword(root, 'alice', { new_password: 'alice-reset-password' });
-    expect(await errorOf(auth.authenticate(`Bearer ${second}`))).toEqual(unauthorized('token revoked'));
-    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token revoked'));
+    expect(await errorOf(auth.authenticate(`Bearer ${second}`))).toMatchObject(unauthorized('token revoked'));
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toMatchObject(unauthorized('token revoked'));
     const third = (await auth.login({ username: 'alice', password: 'alice-reset-password' }, '192.0.2.1')).token;
-    expect(await auth.authenticate(`Bearer ${third}`)).toEqual(alice);
+    expect(await auth.authenticate(`Bearer ${third}`)).toMatchObject(alice);
     expect((await store.getUser('alice'))?.token_version).toBe(2);
   });
 
@@ -176,10 +176,10 @@ describe('AuthService.authenticate', () => {
     await users.delete('alice', { username: 'root', role: 'admin' });
     await users.create({ username: 'alice', password: 'new-alice-password' });
     // Same name, same role, same token version 0: only the id tells the accounts apart.
-    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('user no longer exists'));
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toMatchObject(unauthorized('user no longer exists'));
     const fresh = (await auth.login({ username: 'alice', password: 'new-alice-password' }, '192.0.2.1')).token;
-    expect(await auth.authenticate(`Bearer ${fresh}`)).toEqual({ username: 'alice', role: 'user' });
-    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toEqual(unauthorized('user no longer exists'));
+    expect(await auth.authenticate(`Bearer ${fresh}`)).toMatchObject({ username: 'alice', role: 'user' });
+    expect(await errorOf(auth.authenticate(`Bearer ${token}`))).toMatchObject(unauthorized('user no longer exists'));
   });
 
   it('reads the store afresh for a token newer than its cached account (issued by another instance)', async () => {
@@ -187,12 +187,12 @@ describe('AuthService.authenticate', () => {
     // freshness rule can tell it that the account changed.
     const otherUsers = new UserService({ store });
     const other = new AuthService({ users: otherUsers, tokens, throttle: new LoginThrottle({ now: () => clock.ms }) });
-    expect(await other.authenticate(`Bearer ${token}`)).toEqual({ username: 'alice', role: 'user' }); // cached there
+    expect(await other.authenticate(`Bearer ${token}`)).toMatchObject({ username: 'alice', role: 'user' }); // cached there
     await users.changePassword({ username: 'alice', role: 'user' }, 'alice', { current_password: 'alice-password', new_password: 'alice-other-password' });
     const newer = (await auth.login({ username: 'alice', password: 'alice-other-password' }, '192.0.2.1')).token;
-    expect(await other.authenticate(`Bearer ${newer}`)).toEqual({ username: 'alice', role: 'user' });
+    expect(await other.authenticate(`Bearer ${newer}`)).toMatchObject({ username: 'alice', role: 'user' });
     // That read refreshed its cache: the old token is refused there too.
-    expect(await errorOf(other.authenticate(`Bearer ${token}`))).toEqual(unauthorized('token revoked'));
+    expect(await errorOf(other.authenticate(`Bearer ${token}`))).toMatchObject(unauthorized('token revoked'));
   });
 
   it('refuses a replayed revoked token from the cache, without a store read per request', async () => {
@@ -213,16 +213,16 @@ describe('AuthService.authenticate', () => {
     await new Promise((r) => setTimeout(r, 2100));
     await realUsers.changePassword({ username: 'alice', role: 'user' }, 'alice', { current_password: 'alice-password', new_password: 'alice-password-2' });
     const current = (await real.issueToken('alice')).token;
-    expect(await real.authenticate(`Bearer ${current}`)).toEqual({ username: 'alice', role: 'user' });
+    expect(await real.authenticate(`Bearer ${current}`)).toMatchObject({ username: 'alice', role: 'user' });
     const before = reads;
-    for (let i = 0; i < 20; i++) expect(await errorOf(real.authenticate(`Bearer ${stale}`))).toEqual(unauthorized('token revoked'));
+    for (let i = 0; i < 20; i++) expect(await errorOf(real.authenticate(`Bearer ${stale}`))).toMatchObject(unauthorized('token revoked'));
     expect(reads).toBe(before);
   });
 
   it('issues a token for an existing user without a password (embedding), not_found otherwise', async () => {
     const issued = await auth.issueToken('alice');
     expect(issued).toEqual({ token: expect.any(String), username: 'alice', expires: '2030-06-01T00:10:00Z' });
-    expect(await auth.authenticate(`Bearer ${issued.token}`)).toEqual({ username: 'alice', role: 'user' });
+    expect(await auth.authenticate(`Bearer ${issued.token}`)).toMatchObject({ username: 'alice', role: 'user' });
     expect((await errorOf(auth.issueToken('nobody'))).code).toBe('not_found');
   });
 

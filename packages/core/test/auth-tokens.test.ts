@@ -43,7 +43,15 @@ describe('TokenService', () => {
     expect(decoded?.header.alg).toBe('HS256');
     expect(decoded?.payload).toMatchObject({ sub: 'alice', uid: 'id-of-alice', tv: 0, role: 'admin', iss: 'sentinelstacks', iat: epoch(START), exp: epoch(START) + 3600 });
     expect(typeof (decoded?.payload as jwt.JwtPayload).jti).toBe('string');
-    expect(tokens.verify(issued.token)).toEqual({ username: 'alice', role: 'admin', user_id: 'id-of-alice', token_version: 0, issued_at: epoch(START) });
+    expect(tokens.verify(issued.token)).toEqual({
+      username: 'alice',
+      role: 'admin',
+      user_id: 'id-of-alice',
+      token_version: 0,
+      issued_at: epoch(START),
+      expires_at_ms: (epoch(START) + 3600) * 1000,
+      jti: (decoded?.payload as jwt.JwtPayload).jti,
+    });
     expect(tokens.verify(tokens.issue(subject('alice', 'admin', 'another-id', 7)).token)).toMatchObject({ user_id: 'another-id', token_version: 7 });
     // Every token is distinct, even when issued in the same second.
     expect(tokens.issue(subject('alice', 'admin')).token).not.toBe(issued.token);

@@ -324,7 +324,7 @@ describe('two instances on one Store and one Redis', () => {
     expect(outcome).toMatchObject({ code: 'unauthorized', message: 'token revoked' });
     expect(Date.now() - changedAt).toBeLessThan(1000);
     const { token: fresh } = await a.authService.login({ username: 'frank', password: 'frank-password-2' }, '10.0.0.10');
-    await expect(b.authService.authenticate(`Bearer ${fresh}`)).resolves.toEqual(frank);
+    await expect(b.authService.authenticate(`Bearer ${fresh}`)).resolves.toMatchObject(frank);
     // An admin reset on B revokes that one on A as well.
     await b.users.changePassword(admin, 'frank', { new_password: 'frank-password-3' });
     const resetAt = Date.now();
@@ -344,7 +344,7 @@ describe('two instances on one Store and one Redis', () => {
     await a.users.create({ username: 'gina', password: 'gina-new-password' });
     const { token: fresh } = await a.authService.login({ username: 'gina', password: 'gina-new-password' }, '10.0.0.11');
     // However soon after: the new account's token is good on B, the old one never again.
-    await expect(b.authService.authenticate(`Bearer ${fresh}`)).resolves.toEqual({ username: 'gina', role: 'user' });
+    await expect(b.authService.authenticate(`Bearer ${fresh}`)).resolves.toMatchObject({ username: 'gina', role: 'user' });
     await expect(b.authService.authenticate(`Bearer ${old}`)).rejects.toMatchObject({ code: 'unauthorized', message: 'user no longer exists' });
   });
 

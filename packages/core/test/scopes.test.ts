@@ -59,7 +59,7 @@ describe('scopes', () => {
 
   it('every non-public route declares a scope, but those about the caller itself', () => {
     const unscoped = api.routes.filter((r) => r.auth !== 'public' && r.scope === undefined).map((r) => `${r.method} ${r.path}`);
-    expect(unscoped.sort()).toEqual(['GET /v1/auth/me', 'PUT /v1/users/:name/password']);
+    expect(unscoped.sort()).toEqual(['GET /v1/auth/me', 'POST /v1/auth/logout', 'PUT /v1/users/:name/password']);
     for (const r of api.routes) if (r.scope !== undefined) expect(SCOPES).toContain(r.scope);
     // Admin-only routes need the admin scope too, so a key of an admin without it cannot use them.
     for (const r of api.routes.filter((x) => x.auth === 'admin')) expect(r.scope).toBe('admin');

@@ -873,6 +873,22 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
       });
     });
 
+    describe('revoked tokens', () => {
+      it('lists the unexpired ones, keeps one row per jti, and prunes the expired', async () => {
+        const now = 1_900_000_000_000;
+        expect(await store.listRevokedTokens(now)).toEqual([]);
+        await store.addRevokedToken({ jti: 'j-live', username: 'alice', expires_at_ms: now + 60_000 });
+        await store.addRevokedToken({ jti: 'j-live', username: 'alice', expires_at_ms: now + 60_000 });
+        await store.addRevokedToken({ jti: 'j-old', username: 'bob', expires_at_ms: now - 1 });
+        await store.addRevokedToken({ jti: 'j-edge', username: 'bob', expires_at_ms: now });
+        expect(await store.listRevokedTokens(now)).toEqual([{ jti: 'j-live', username: 'alice', expires_at_ms: now + 60_000 }]);
+        expect((await store.listRevokedTokens(now - 10)).map((r) => r.jti).sort()).toEqual(['j-edge', 'j-live', 'j-old']);
+        expect(await store.pruneRevokedTokens(now)).toBe(2);
+        expect(await store.pruneRevokedTokens(now)).toBe(0);
+        expect((await store.listRevokedTokens(0)).map((r) => r.jti)).toEqual(['j-live']);
+      });
+    });
+
     describe('api keys', () => {
       function makeKey(id: string, userId: string, overrides: Partial<ApiKeyRecord> = {}): ApiKeyRecord {
         return {

@@ -15,11 +15,13 @@ import {
   SentinelError,
   toPublicError,
   type ChatService,
+  type CredentialSurface,
   type EventsService,
   type Principal,
   type SentinelApiSurface,
 } from '@sentinel/api-core';
 import { CLOSE_GOING_AWAY } from './close-codes.js';
+import { watchCredentials } from './credential-watch.js';
 import { serveConnection, type Connection, type ConnectionOptions, type ConnectionTarget } from './connection.js';
 import { resolveWebSocketOptions, type WebSocketOptions } from './options.js';
 import { refuseUpgrade } from './refuse-upgrade.js';
@@ -30,10 +32,11 @@ import { authorizationOf, readUpgradeTarget, selectSubprotocol, type EndpointTar
  * What the transport needs from the core: `SentinelApi` from `createSentinelApi` satisfies it.
  * Declared structurally so an embedding app can wrap or stand in for any part.
  */
-export type WebSocketApi = Pick<SentinelApiSurface, 'authenticate' | 'logger'> & {
-  readonly chat: ChatService;
-  readonly events: EventsService;
-};
+export type WebSocketApi = Pick<SentinelApiSurface, 'authenticate' | 'logger'> &
+  Partial<Pick<CredentialSurface, 'authenticateTicket' | 'recheckCredential' | 'credentialRevocations'>> & {
+    readonly chat: ChatService;
+    readonly events: EventsService;
+  };
 
 /** Counters for operators and tests; a snapshot, cheap to read. */
 export interface WebSocketStats {
@@ -114,8 +117,12 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
     maxQueuedBytes: settings.sendQueueMaxBytes,
     counters,
     logger,
-    onClosed: (closed) => connections.delete(closed),
+    onClosed: (closed) => {
+      connections.delete(closed);
+      credentials.remove(closed);
+    },
   };
+  const credentials = watchCredentials(api, { recheckIntervalMs: settings.credentialRecheckIntervalMs, logger });
 
   const heartbeat = setInterval(() => {
     for (const connection of connections) {
@@ -138,6 +145,13 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
     return { kind: 'events', prepared: await api.events.prepare(principal, endpoint.agentId, subscribeOptions) };
   };
 
+  // A ticket (`?ticket=`, for browsers) wins over a header; the core consumes it (once) and decides.
+  const authenticateUpgrade = (req: IncomingMessage, endpoint: EndpointTarget): Promise<Principal> => {
+    if (endpoint.ticket === undefined) return api.authenticate(authorizationOf(req.headers));
+    if (api.authenticateTicket === undefined) return Promise.reject(new SentinelError('unauthorized', 'tickets are not accepted here'));
+    return api.authenticateTicket(endpoint.ticket, endpoint.kind, endpoint.agentId);
+  };
+
   const accept = async (req: IncomingMessage, socket: Duplex, head: Buffer, endpoint: EndpointTarget): Promise<void> => {
     // Until ws owns the socket nothing else listens for its errors (node:http removed its own).
     const onSocketError = (): void => {
@@ -148,14 +162,17 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
       if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
         throw new SentinelError('invalid_request', 'only WebSocket upgrades are served here');
       }
-      const principal = await api.authenticate(authorizationOf(req.headers));
+      const principal = await authenticateUpgrade(req, endpoint);
       const target = await prepare(principal, endpoint);
       if (closing) throw new SentinelError('unavailable', SHUTDOWN_REASON);
       if (socket.destroyed) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
         socket.off('error', onSocketError);
         const connection = serveConnection(ws, socket, target, principal.username, connectionOptions);
-        if (ws.readyState === ws.OPEN) connections.add(connection);
+        if (ws.readyState === ws.OPEN) {
+          connections.add(connection);
+          credentials.add(connection, principal);
+        }
       });
     } catch (err) {
       const publicError = toPublicError(err);
@@ -193,6 +210,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
       server.off('upgrade', onUpgrade);
       server.off('close', onServerClose);
       clearInterval(heartbeat);
+      credentials.close();
       await Promise.all([...connections].map((connection) => connection.closeSocket(CLOSE_GOING_AWAY, SHUTDOWN_REASON)));
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     })());

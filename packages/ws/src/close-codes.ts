@@ -14,6 +14,13 @@ export const CLOSE_GOING_AWAY = WEBSOCKET_CLOSE_CODES.going_away.code;
 export const CLOSE_POLICY_VIOLATION = WEBSOCKET_CLOSE_CODES.policy_violation.code;
 /** 1011: internal error (a bug on our side while serving the socket). */
 export const CLOSE_INTERNAL_ERROR = WEBSOCKET_CLOSE_CODES.internal_error.code;
+/**
+ * 4401 (private-use range, "401" as in HTTP): the socket's credential stopped being valid: its
+ * token was logged out or revoked (revoke-tokens, password change or reset), its user was deleted
+ * or disabled, its API key revoked, or the token, key or ticket's underlying credential expired.
+ * Reconnect with a fresh credential.
+ */
+export const CLOSE_CREDENTIAL_REVOKED = WEBSOCKET_CLOSE_CODES.credential_revoked.code;
 
 const CLOSE_CODE_BY_REASON: Record<StreamCloseReason, number> = {
   agent_deleted: CLOSE_NORMAL,

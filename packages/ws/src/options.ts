@@ -17,6 +17,11 @@ export interface WebSocketOptions {
    * ≈ 200 KiB per socket once used (docs/ARCHITECTURE.md#the-protocol).
    */
   perMessageDeflate?: boolean;
+  /**
+   * Milliseconds between rechecks of every open socket's credential (a safety net: revocations
+   * close sockets at once, expiry by a timer). Default 60000.
+   */
+  credentialRecheckIntervalMs?: number;
   /** Where connection events and failures are logged (never tokens). Default: the api's logger. */
   logger?: Logger;
 }
@@ -28,6 +33,7 @@ export interface ResolvedWebSocketOptions {
   highWaterMarkBytes: number;
   closeTimeoutMs: number;
   perMessageDeflate: boolean;
+  credentialRecheckIntervalMs: number;
   logger: Logger;
 }
 
@@ -39,6 +45,7 @@ export const WEBSOCKET_DEFAULTS: Readonly<Omit<ResolvedWebSocketOptions, 'logger
   highWaterMarkBytes: 256 * 1024,
   closeTimeoutMs: 5_000,
   perMessageDeflate: false,
+  credentialRecheckIntervalMs: 60_000,
 });
 
 /** Every option with its default filled in; throws RangeError for a limit that is not a positive integer. */
@@ -50,9 +57,10 @@ export function resolveWebSocketOptions(options: WebSocketOptions, fallbackLogge
     highWaterMarkBytes: options.highWaterMarkBytes ?? WEBSOCKET_DEFAULTS.highWaterMarkBytes,
     closeTimeoutMs: options.closeTimeoutMs ?? WEBSOCKET_DEFAULTS.closeTimeoutMs,
     perMessageDeflate: options.perMessageDeflate ?? WEBSOCKET_DEFAULTS.perMessageDeflate,
+    credentialRecheckIntervalMs: options.credentialRecheckIntervalMs ?? WEBSOCKET_DEFAULTS.credentialRecheckIntervalMs,
     logger: options.logger ?? fallbackLogger,
   };
-  for (const key of ['maxPayload', 'pingIntervalMs', 'sendQueueMaxBytes', 'highWaterMarkBytes', 'closeTimeoutMs'] as const) {
+  for (const key of ['maxPayload', 'pingIntervalMs', 'sendQueueMaxBytes', 'highWaterMarkBytes', 'closeTimeoutMs', 'credentialRecheckIntervalMs'] as const) {
     const value = resolved[key];
     // A zero or negative limit would silently mean "no limit" to ws, or a busy ping loop.
     if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`WebSocket option ${key} must be a positive integer, got ${String(value)}`);

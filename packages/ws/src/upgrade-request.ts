@@ -17,6 +17,8 @@ export interface EndpointTarget {
   agentId: string;
   /** `?since=<seq>` (events only); undefined when absent. */
   since: number | undefined;
+  /** `?ticket=` (a one-time ticket from `POST /v1/ws-tickets`); undefined when absent. Never logged. */
+  ticket?: string;
 }
 
 /**
@@ -30,9 +32,11 @@ export function readUpgradeTarget(url: string): EndpointTarget | undefined {
   const match = matchEndpoint(queryStart === -1 ? url : url.slice(0, queryStart));
   if (match === undefined) return undefined;
   const { endpoint, params } = match;
-  const query = queryStart === -1 ? {} : endpointQuery(endpoint, new URLSearchParams(url.slice(queryStart + 1)));
+  const search = queryStart === -1 ? undefined : new URLSearchParams(url.slice(queryStart + 1));
+  const query = search === undefined ? {} : endpointQuery(endpoint, search);
+  const ticket = search?.get('ticket') ?? undefined;
   // Every endpoint in the table is under `/v1/agents/:id/`, so `id` is always there.
-  return { kind: endpoint.name, agentId: params.id as string, since: query.since };
+  return { kind: endpoint.name, agentId: params.id as string, since: query.since, ...(ticket === undefined ? {} : { ticket }) };
 }
 
 /** The offered subprotocols, trimmed, in order (empty when the header is absent). */

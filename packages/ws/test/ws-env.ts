@@ -53,6 +53,10 @@ export interface WsEnvOptions {
    * of frames to test queueing; the limits are proven in rate-limit.test.ts), the rest default.
    */
   rateLimits?: SentinelApiOptions['rateLimits'];
+  /** Token lifetime in seconds. Default: the api's (24 h). */
+  tokenTtlSeconds?: number;
+  /** One-time ticket lifetime in ms. Default: the api's (30 s). */
+  wsTicketTtlMs?: number;
 }
 
 let agentCounter = 0;
@@ -67,6 +71,8 @@ export async function startWsEnv(hostName: HostName, options: WsEnvOptions = {})
     ...(options.eventRetention === undefined ? {} : { eventRetention: options.eventRetention }),
     ...(options.providers === undefined ? {} : { providers: options.providers }),
     rateLimits: options.rateLimits ?? { chat: 0 },
+    ...(options.tokenTtlSeconds === undefined ? {} : { tokenTtlSeconds: options.tokenTtlSeconds }),
+    ...(options.wsTicketTtlMs === undefined ? {} : { wsTicketTtlMs: options.wsTicketTtlMs }),
   });
   await api.users.create({ username: BOB.username, password: 'bob-password-for-tests', role: 'user' });
   await api.images.build(parseAgentDefinition({ name: 'test/no-calculator', tag: 'v1', model: { provider: 'echo', name: 'echo' }, tools: ['current_time'] }));

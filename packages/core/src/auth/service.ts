@@ -2,12 +2,13 @@
  * Login and request authentication: the two doors into the API (docs/ARCHITECTURE.md#auth-and-tenancy).
  */
 import { noAudit, type AuditRecorder } from '../contract/audit.js';
-import { authenticationRequired, invalidToken, notFound, SentinelError } from '../contract/errors.js';
+import { authenticationRequired, invalidRequest, invalidToken, notFound, SentinelError, tokenExpired } from '../contract/errors.js';
 import { silentLogger, type Logger } from '../contract/logger.js';
 import type { Principal } from '../contract/models.js';
 import { invalidApiKey, looksLikeApiKey, type ApiKeyService } from './api-keys.js';
 import { isScope, roleScopes, type Scope } from '../contract/scopes.js';
 import type { OidcIdentity, OidcVerifier } from './oidc.js';
+import type { TokenRevocations } from './revocations.js';
 import { LoginThrottle, type LoginLimiter } from './throttle.js';
 import type { TokenClaims, TokenService } from './tokens.js';
 import type { UserAuthState, UserService } from './users.js';
@@ -27,6 +28,10 @@ export interface AuthServiceOptions {
   oidc?: OidcVerifier;
   /** Where accounts created for OIDC identities are recorded (`user.created`). Default: nowhere. */
   audit?: AuditRecorder;
+  /** The revoked-token list logout writes to. Default none: logout is refused as unsupported. */
+  revocations?: TokenRevocations;
+  /** Clock in epoch ms, for credential expiry checks. Default `Date.now`. */
+  now?: () => number;
 }
 
 export interface LoginResult {
@@ -68,6 +73,14 @@ export class AuthService {
   readonly #audit: AuditRecorder;
   /** `issuer \n subject` → the account last resolved for it, so the hot path skips the identity lookup. */
   readonly #identities = new Map<string, { username: string; user_id: string }>();
+  readonly #revocations: TokenRevocations | undefined;
+  readonly #now: () => number;
+  /**
+   * The login token behind each principal this service handed out (a session's, or the one a
+   * ticket was minted with), for logout and for rechecking an open socket's credential. Weak:
+   * a principal lives as long as its request or socket.
+   */
+  readonly #claimsOf = new WeakMap<Principal, TokenClaims>();
 
   constructor(options: AuthServiceOptions) {
     this.#users = options.users;
@@ -77,6 +90,8 @@ export class AuthService {
     this.#keys = options.keys;
     this.#oidc = options.oidc;
     this.#audit = options.audit ?? noAudit;
+    this.#revocations = options.revocations;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -139,7 +154,60 @@ export class AuthService {
     }
     if (this.#oidc?.claimsToBeOurs(token) === true) return this.#authenticateOidc(this.#oidc, token);
     const claims = this.#tokens.verify(token);
-    return (await this.checkClaims(claims)).principal;
+    return this.principalFor(claims, await this.checkClaims(claims));
+  }
+
+  /**
+   * The principal of a verified session token: the account as stored now, `via: 'session'`,
+   * the token's `jti` as its credential id and its expiry, remembered so logout and socket
+   * rechecks find the token again.
+   */
+  principalFor(claims: TokenClaims, state: UserAuthState): Principal {
+    const principal: Principal = {
+      username: state.username,
+      role: state.role,
+      via: 'session',
+      expiresAtMs: claims.expires_at_ms,
+      ...(claims.jti === undefined ? {} : { credentialId: claims.jti }),
+    };
+    this.#claimsOf.set(principal, claims);
+    return principal;
+  }
+
+  /** The login token claims behind `principal` (a session's, or a ticket's underlying token), if this service issued the principal. */
+  claimsOf(principal: Principal): TokenClaims | undefined {
+    return this.#claimsOf.get(principal);
+  }
+
+  /** Remembers the token behind a principal built elsewhere (a ticket's), so {@link recheck} covers it. */
+  bindClaims(principal: Principal, claims: TokenClaims): void {
+    this.#claimsOf.set(principal, claims);
+  }
+
+  /**
+   * Throws `unauthorized` when the credential behind `principal` is no longer valid: expired,
+   * logged out, its user deleted or its tokens revoked (password change, revoke-tokens). A
+   * principal this service did not issue (an API key's, say) is checked for expiry only: its
+   * own revocation reaches sockets by credential id. Used to recheck open sockets.
+   */
+  async recheck(principal: Principal): Promise<void> {
+    if (principal.expiresAtMs !== undefined && principal.expiresAtMs <= this.#now()) throw tokenExpired();
+    const claims = this.#claimsOf.get(principal);
+    if (claims === undefined) return;
+    await this.checkClaims(claims);
+  }
+
+  /**
+   * Logs out: revokes the login token behind `principal` on every instance (REST 401 at once here,
+   * within a second elsewhere; its sockets close with 4401). `invalid_request` for a principal
+   * that is not a login session with a token id.
+   */
+  async logout(principal: Principal): Promise<void> {
+    const claims = this.#claimsOf.get(principal);
+    if (claims?.jti === undefined || principal.via !== 'session') throw invalidRequest('only a login token can be logged out');
+    if (this.#revocations === undefined) throw invalidRequest('logout is not available on this server');
+    await this.#revocations.revoke({ jti: claims.jti, username: claims.username, expires_at_ms: claims.expires_at_ms });
+    this.#log.info('logged out', { username: claims.username });
   }
 
   /**
@@ -199,7 +267,8 @@ export class AuthService {
    * The one place that decides whether a genuine, unexpired token is still honoured: its
    * user must exist with the same immutable id (a user deleted and created again under the
    * same name is another account), and its token version must be the user's current one (a
-   * password change or reset bumps it, revoking every token issued before). Returns the account
+   * password change or reset bumps it, revoking every token issued before), and it must not
+   * have been logged out (its jti on the revoked list, held in process). Returns the account
    * as stored now; throws `unauthorized` 'user no longer exists' or 'token revoked'.
    *
    * The account comes from UserService's cache, which every write invalidates (on all
@@ -209,6 +278,7 @@ export class AuthService {
    * are refused without a store read, so replaying revoked tokens costs nothing.
    */
   async checkClaims(claims: TokenClaims): Promise<UserAuthState> {
+    if (claims.jti !== undefined && this.#revocations?.isRevoked(claims.jti) === true) throw new SentinelError('unauthorized', 'token revoked');
     let state = await this.#users.authState(claims.username);
     if (state !== null && !matches(state, claims) && claims.issued_at * 1000 + ISSUE_SKEW_MS > state.read_at_ms) {
       state = await this.#users.authState(claims.username, { fresh: true });

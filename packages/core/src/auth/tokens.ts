@@ -38,6 +38,13 @@ export interface TokenSubject extends Principal {
 export interface TokenClaims extends TokenSubject {
   /** Claim `iat` in epoch seconds; 0 when the token has none. */
   issued_at: number;
+  /** Claim `exp` in epoch milliseconds: when the token stops being valid (sockets close then). */
+  expires_at_ms: number;
+  /**
+   * Claim `jti`: the token's own id, what logout revokes (auth/revocations.ts). Absent only in
+   * tokens minted elsewhere with our secret (every token `issue` signs has one).
+   */
+  jti?: string;
 }
 
 export interface IssuedToken {
@@ -56,6 +63,8 @@ const ALGORITHMS: jwt.Algorithm[] = ['HS256'];
 const MAX_TOKEN_LENGTH = 8192;
 /** Longest `uid` claim accepted; ours are 32 characters. */
 const MAX_USER_ID_LENGTH = 128;
+/** Longest `jti` claim accepted; ours are 16 characters. */
+const MAX_JTI_LENGTH = 128;
 
 function invalid(): SentinelError {
   // A fixed message: the token (or any part of it) is never echoed back.
@@ -141,12 +150,16 @@ export class TokenService {
     if (typeof sub !== 'string' || sub.length === 0 || !isRole(role)) throw invalid();
     if (typeof uid !== 'string' || uid.length === 0 || uid.length > MAX_USER_ID_LENGTH) throw invalid();
     if (typeof tv !== 'number' || !Number.isSafeInteger(tv) || tv < 0) throw invalid();
+    const jti: unknown = payload.jti;
+    if (jti !== undefined && (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH)) throw invalid();
     const claims: TokenClaims = Object.freeze({
       username: sub,
       role,
       user_id: uid,
       token_version: tv,
       issued_at: typeof iat === 'number' && Number.isFinite(iat) ? iat : 0,
+      expires_at_ms: payload.exp * 1000,
+      ...(jti === undefined ? {} : { jti }),
     });
     this.#remember(token, { claims, expMs: payload.exp * 1000 });
     return claims;

@@ -151,6 +151,8 @@ export class UserService {
   /** Bumped by every write, so a read that raced a write does not cache what it read. */
   #generation = 0;
   readonly #changes: UserChangeFeed | undefined;
+  /** Told of every change that may revoke credentials, here or announced from elsewhere (see {@link watch}). */
+  readonly #watchers = new Set<(username: string | null) => void>();
 
   constructor(options: UserServiceOptions) {
     this.#store = options.store;
@@ -161,11 +163,52 @@ export class UserService {
       // account (new id, new token version, or none) from the store.
       if (change !== null) {
         this.#invalidate(change.username);
+        this.#notify(change.username);
         return;
       }
       this.#generation += 1;
       this.#accounts.clear();
+      this.#notify(null);
     });
+  }
+
+  /**
+   * Calls `listener` after a change that may have revoked a user's credentials: deletion, a
+   * password change or reset, revoke-tokens on this instance, and any change another instance
+   * announces; `null` when changes may have been missed (recheck everyone). Returns the unsubscribe
+   * function. The WebSocket transport rechecks that user's open sockets on it.
+   */
+  watch(listener: (username: string | null) => void): () => void {
+    this.#watchers.add(listener);
+    return () => {
+      this.#watchers.delete(listener);
+    };
+  }
+
+  #notify(username: string | null): void {
+    for (const watcher of [...this.#watchers]) {
+      try {
+        watcher(username);
+      } catch (err) {
+        this.#log.error('user change watcher failed', { error: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  }
+
+  /**
+   * Revokes every token issued to `username` so far (its token version goes up, as a password
+   * change does), on every instance. Admins only (`forbidden`); `not_found` when unknown.
+   */
+  async revokeTokens(username: string, actor: Principal): Promise<void> {
+    if (actor.role !== 'admin') throw adminRequired();
+    this.#invalidate(username);
+    const updated = USERNAME.test(username) && (await this.#store.updateUser(username, { updated_at: new Date().toISOString(), bump_token_version: true }));
+    this.#invalidate(username);
+    if (!updated) throw notFound('user', username);
+    const after = await this.#store.getUser(username);
+    this.#changes?.publish({ username, ...(after === null ? { token_version: null } : { user_id: after.id, token_version: after.token_version }) });
+    this.#notify(username);
+    this.#log.info('tokens revoked', { username, by: actor.username });
   }
 
   /**
@@ -293,6 +336,7 @@ export class UserService {
     if (!deleted) throw notFound('user', username);
     // Its id goes with it: tokens naming that id are refused from now on, even once the name is taken again.
     this.#changes?.publish({ username, user_id: existing.id, token_version: null });
+    this.#notify(username);
     this.#log.info('user deleted', { username, by: actor.username });
   }
 
@@ -326,6 +370,7 @@ export class UserService {
     // Read back for the announcement: the bump is atomic in the store, so only it knows the new version.
     const after = await this.#store.getUser(username);
     this.#changes?.publish({ username, user_id: after?.id ?? user.id, token_version: after?.token_version ?? null });
+    this.#notify(username);
     this.#log.info('password changed', { username, by: actor.username });
   }
 

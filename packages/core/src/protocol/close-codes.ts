@@ -17,4 +17,9 @@ export const WEBSOCKET_CLOSE_CODES = {
   policy_violation: { code: 1008, meaning: 'Policy violation: the client read too slowly and its send queue overflowed.' },
   message_too_big: { code: 1009, meaning: 'Message too big: a client frame was larger than the server’s maximum payload.' },
   internal_error: { code: 1011, meaning: 'Internal error: a bug on the server while serving the socket.' },
+  credential_revoked: {
+    code: 4401,
+    meaning:
+      'Credential revoked or expired: the token was logged out or revoked (revoke-tokens, a password change), the user deleted or disabled, the API key revoked, or the credential expired. Reconnect with a fresh one.',
+  },
 } as const satisfies Record<string, WebSocketCloseCode>;

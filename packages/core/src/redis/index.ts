@@ -9,12 +9,16 @@ import { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } fr
 import { RedisLoginLimiter } from './login-limiter.js';
 import { createRedisTurnLock, type RedisTurnLock } from './turn-lock.js';
 import { RedisRateLimitStore } from './rate-limit-store.js';
+import { createRedisRevocationFeed, createRedisTicketStore } from './revocations.js';
+import type { TokenRevocationFeed } from '../auth/revocations.js';
+import type { TicketStore } from '../auth/tickets.js';
 
 export { DEFAULT_KEY_PREFIX, busUnavailable, maskRedisUrl, parseRedisUrl, type RedisClientTimeouts, type RedisTarget } from './connection.js';
 export { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 export { RedisLoginLimiter, type RedisLoginLimiterOptions } from './login-limiter.js';
 export { createRedisTurnLock, type RedisTurnLock, type RedisTurnLockOptions } from './turn-lock.js';
 export { RedisRateLimitStore, type RedisRateLimitStoreOptions } from './rate-limit-store.js';
+export { createRedisRevocationFeed, createRedisTicketStore } from './revocations.js';
 
 export interface RedisScaleOutOptions extends RedisEventBusOptions {
   /** Lease of the per-agent turn lock, in ms. Default: the URL's `turn_lease_ms`, else 15000. */
@@ -31,6 +35,10 @@ export interface RedisScaleOut {
   readonly loginLimiter: RedisLoginLimiter;
   /** Rate-limit buckets shared by all instances. */
   readonly rateLimitStore: RedisRateLimitStore;
+  /** Logouts announced to every instance. */
+  readonly revocations: TokenRevocationFeed;
+  /** One-time WebSocket tickets any instance can consume (once). */
+  readonly tickets: TicketStore;
   /** Closes the lock's listener and the bus's connections. Idempotent. */
   close(): Promise<void>;
 }
@@ -59,6 +67,8 @@ export async function openRedisScaleOut(options: RedisScaleOutOptions): Promise<
     turnLock,
     loginLimiter,
     rateLimitStore,
+    revocations: createRedisRevocationFeed(bus, logger),
+    tickets: createRedisTicketStore(bus),
     close: () =>
       (closing ??= (async () => {
         turnLock.close();

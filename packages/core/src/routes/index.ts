@@ -22,6 +22,8 @@ import { keyRoutes } from './keys.js';
 import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
+import { sessionRoutes } from './sessions.js';
+import type { TicketService } from '../auth/tickets.js';
 import type { RouteDef } from '../contract/route.js';
 import { noAudit, type AuditReader, type AuditRecorder } from '../contract/audit.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
@@ -49,6 +51,8 @@ export interface RouteTableDeps {
   keys?: ApiKeyService;
   /** Serves `GET /v1/audit` (admins). Default: none (the route is absent). */
   auditLog?: AuditReader;
+  /** Serves `POST /v1/ws-tickets`, logout and revoke-tokens. Default: none (those routes are absent). */
+  tickets?: TicketService;
 }
 
 /**
@@ -63,6 +67,8 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
     ...healthRoutes({ store: deps.store, bus: deps.bus }),
     ...versionRoutes(deps.version),
     ...authRoutes({ auth: deps.auth, users: deps.users, audit }),
+    ...(deps.keys === undefined ? [] : keyRoutes({ keys: deps.keys, audit })),
+    ...(deps.tickets === undefined ? [] : sessionRoutes({ auth: deps.auth, users: deps.users, agents: deps.agents, tickets: deps.tickets, audit })),
     ...agentRoutes({ agents: deps.agents, audit, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),

@@ -19,6 +19,17 @@ export interface ExternalIdentity {
   subject: string;
 }
 
+/**
+ * One token revoked before its expiry (logout): its `jti`, whose it was, and when it would have
+ * expired anyway, after which the row is pruned (an expired token is refused without it).
+ */
+export interface RevokedTokenRecord {
+  jti: string;
+  username: string;
+  /** The token's own expiry, epoch ms. */
+  expires_at_ms: number;
+}
+
 /** What {@link Store.findAgents} matches; every given field must match. */
 export interface AgentQuery {
   /** Only this user's agents. */
@@ -157,6 +168,13 @@ export interface Store extends ApiKeyStore {
   listAudit(query?: AuditQuery): Promise<AuditEntry[]>;
 
   /** Small server-wide settings (e.g. schema metadata). */
+  /** Records a revoked token; recording the same `jti` again keeps one row. */
+  addRevokedToken(record: RevokedTokenRecord): Promise<void>;
+  /** The revoked tokens that have not expired by `nowMs` (expires_at_ms > nowMs), in no particular order. */
+  listRevokedTokens(nowMs: number): Promise<RevokedTokenRecord[]>;
+  /** Deletes the rows of tokens expired by `nowMs` (expires_at_ms <= nowMs); returns how many. */
+  pruneRevokedTokens(nowMs: number): Promise<number>;
+
   getMeta(key: string): Promise<string | null>;
   setMeta(key: string, value: string): Promise<void>;
 }

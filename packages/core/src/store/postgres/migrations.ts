@@ -340,4 +340,18 @@ CREATE TABLE oidc_identities (
 CREATE INDEX oidc_identities_by_user ON oidc_identities (user_id);
 `,
   },
+  {
+    version: 10,
+    name: 'revoked tokens',
+    sql: `
+-- Tokens revoked before their expiry (logout), by jti. A row is useless once the token has
+-- expired anyway, so rows are pruned by expires_at_ms.
+CREATE TABLE revoked_tokens (
+  jti           TEXT COLLATE "C" PRIMARY KEY,
+  username      TEXT COLLATE "C" NOT NULL,
+  expires_at_ms BIGINT NOT NULL
+);
+CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at_ms);
+`,
+  },
 ];

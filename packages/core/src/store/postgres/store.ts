@@ -26,7 +26,7 @@ import type {
   UserRecord,
 } from '../../contract/models.js';
 import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit.js';
-import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, Store, UserPatch } from '../types.js';
+import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, RevokedTokenRecord, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { newUserId } from '../user-id.js';
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
@@ -624,6 +624,27 @@ class PgStore implements PostgresStore {
     values.push(limit);
     const rows = await this.#query<AuditRow>(`SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ${where} ORDER BY seq LIMIT $${values.length}`, values);
     return rows.map(toAudit);
+  }
+
+  async addRevokedToken(record: RevokedTokenRecord): Promise<void> {
+    await this.#query('INSERT INTO revoked_tokens (jti, username, expires_at_ms) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING', [
+      record.jti,
+      record.username,
+      record.expires_at_ms,
+    ]);
+  }
+
+  async listRevokedTokens(nowMs: number): Promise<RevokedTokenRecord[]> {
+    const rows = await this.#query<{ jti: string; username: string; expires_at_ms: string | number }>(
+      'SELECT jti, username, expires_at_ms FROM revoked_tokens WHERE expires_at_ms > $1',
+      [nowMs],
+    );
+    // BIGINT arrives as a string from pg.
+    return rows.map((row) => ({ jti: row.jti, username: row.username, expires_at_ms: Number(row.expires_at_ms) }));
+  }
+
+  async pruneRevokedTokens(nowMs: number): Promise<number> {
+    return (await this.#result('DELETE FROM revoked_tokens WHERE expires_at_ms <= $1', [nowMs])).rowCount ?? 0;
   }
 
   async getMeta(key: string): Promise<string | null> {

@@ -184,6 +184,9 @@ export function prepareStatements(db: SqliteDatabase) {
     listAuditByActor: prepare<AuditListParams, AuditRow>(db, `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE actor = @actor AND seq > @since ORDER BY seq LIMIT @limit`),
     listAuditByAction: prepare<AuditListParams, AuditRow>(db, `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE action = @action AND seq > @since ORDER BY seq LIMIT @limit`),
     listAuditByBoth: prepare<AuditListParams, AuditRow>(db, `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE actor = @actor AND action = @action AND seq > @since ORDER BY seq LIMIT @limit`),
+    addRevokedToken: prepare<[string, string, number]>(db, 'INSERT INTO revoked_tokens (jti, username, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT (jti) DO NOTHING'),
+    listRevokedTokens: prepare<[number], { jti: string; username: string; expires_at_ms: number }>(db, 'SELECT jti, username, expires_at_ms FROM revoked_tokens WHERE expires_at_ms > ?'),
+    pruneRevokedTokens: prepare<[number]>(db, 'DELETE FROM revoked_tokens WHERE expires_at_ms <= ?'),
 
     getMeta: preparePluck<[string], string>(db, 'SELECT value FROM meta WHERE key = ?'),
     // Changes when another connection (another process) commits; our own commits leave it alone.

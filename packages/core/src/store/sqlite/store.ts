@@ -30,7 +30,7 @@ import type {
 import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit.js';
 import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
 import { USER_COLUMNS, toAgent, toAgentParams, toAudit, toAuditParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow, type UserRow } from '../rows.js';
-import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, Store, UserPatch } from '../types.js';
+import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, RevokedTokenRecord, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { SqliteApiKeys } from './api-keys.js';
 import { newUserId } from '../user-id.js';
@@ -593,6 +593,22 @@ export class SqliteStore implements Store {
     else if (action !== null) rows = s.listAuditByAction.all({ since, action, limit });
     else rows = s.listAudit.all({ since, limit });
     return rows.map(toAudit);
+  }
+
+  async addRevokedToken(record: RevokedTokenRecord): Promise<void> {
+    const s = this.#stmts();
+    this.#groupCommit.flush();
+    s.addRevokedToken.run(record.jti, record.username, record.expires_at_ms);
+  }
+
+  async listRevokedTokens(nowMs: number): Promise<RevokedTokenRecord[]> {
+    return this.#stmts().listRevokedTokens.all(nowMs).map((row) => ({ jti: row.jti, username: row.username, expires_at_ms: Number(row.expires_at_ms) }));
+  }
+
+  async pruneRevokedTokens(nowMs: number): Promise<number> {
+    const s = this.#stmts();
+    this.#groupCommit.flush();
+    return s.pruneRevokedTokens.run(nowMs).changes;
   }
 
   async getMeta(key: string): Promise<string | null> {
