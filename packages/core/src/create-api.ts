@@ -226,7 +226,11 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     await tokenRevocations.load();
     // Key revocations ride the user-change feed: every instance drops the owner's cached keys.
-    const apiKeys = new ApiKeyService({ store, users, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
+    const apiKeys = new ApiKeyService({
+      store, users, logger,
+      onRevoked: (revocation) => credentialRevocations.emit(revocation),
+      ...(redis ? { changes: redis.bus.userChanges } : {}),
+    });
     const oidc = options.oidc === undefined ? undefined : new OidcVerifier({ ...options.oidc, logger });
     const authService = new AuthService({
       users, tokens, logger, keys: apiKeys, revocations: tokenRevocations,

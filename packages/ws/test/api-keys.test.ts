@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOSTS } from '@sentinel/test-support/hosts';
+import { CLOSE_CREDENTIAL_REVOKED } from '@sentinel/api-ws';
 import { FrameClient, refusal } from './ws-client.js';
 import { ADMIN, bearer, startWsEnv, type WsEnv } from './ws-env.js';
 
@@ -56,11 +57,17 @@ describe.each(HOSTS)('API keys on the WebSocket upgrade on %s', (hostName) => {
     expect(refused.headers['www-authenticate']).toBe('Bearer error="insufficient_scope", scope="agents:chat"');
   });
 
-  it('a revoked key is refused 401 on the next upgrade', async () => {
+  it('a revoked key closes the sockets it opened with 4401 and is refused 401 on the next upgrade', async () => {
     const created = await env.api.apiKeys.create(ADMIN, { name: 'short lived', scopes: ['agents:chat', 'agents:read'] });
-    const ok = await FrameClient.connect(env.url(agentId, 'events'), bearer(created.key));
-    clients.push(ok);
+    const other = await env.api.apiKeys.create(ADMIN, { name: 'stays', scopes: ['agents:read'] });
+    const events = await FrameClient.connect(env.url(agentId, 'events'), bearer(created.key));
+    const chat = await FrameClient.connect(env.url(agentId, 'chat'), { protocols: ['sentinel.v1', `bearer.${created.key}`] });
+    const kept = await FrameClient.connect(env.url(agentId, 'events'), bearer(other.key));
+    clients.push(events, chat, kept);
     await env.api.apiKeys.revoke(ADMIN, created.id);
+    for (const client of [events, chat]) expect((await client.closed).code).toBe(CLOSE_CREDENTIAL_REVOKED);
+    // A socket of another key of the same user stays open.
+    expect(kept.ws.readyState).toBe(kept.ws.OPEN);
     for (const kind of ['chat', 'events'] as const) {
       const refused = await refusal(env.url(agentId, kind), bearer(created.key));
       expect(refused).toMatchObject({ status: 401, opened: false, body: { code: 'unauthorized', error: 'invalid api key' } });

@@ -55,6 +55,11 @@ export interface ApiKeyServiceOptions {
   touchIntervalMs?: number;
   /** How long uses wait to be written in one batch. Default 1000 ms. */
   flushDelayMs?: number;
+  /**
+   * Told of each key this instance revokes, so what the key opened (sockets) can be closed at
+   * once; other instances learn it through `changes` and recheck. Default: nobody.
+   */
+  onRevoked?: (revocation: { username: string; credentialId: string }) => void;
 }
 
 /** Longest key name, in characters. */
@@ -138,8 +143,10 @@ export class ApiKeyService {
   #flushTimer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
   readonly #unsubscribe: (() => void) | undefined;
+  readonly #onRevoked: ((revocation: { username: string; credentialId: string }) => void) | undefined;
 
   constructor(options: ApiKeyServiceOptions) {
+    this.#onRevoked = options.onRevoked;
     this.#store = options.store;
     this.#users = options.users;
     this.#changes = options.changes;
@@ -224,8 +231,23 @@ export class ApiKeyService {
     this.#invalidateUser(record.username);
     if (!revoked) throw notFound('api key', id);
     this.#changes?.publish({ username: record.username, user_id: record.user_id });
+    this.#onRevoked?.({ username: record.username, credentialId: record.id });
     this.#log.info('api key revoked', { id, username: record.username, by: actor.username });
     return { ...toResource(record), username: record.username };
+  }
+
+  /**
+   * Throws `unauthorized` 'invalid api key' when the key behind a principal it handed out is no
+   * longer good (revoked here or on another instance, expired, owner deleted or disabled), read
+   * afresh from the store: for open sockets, told by the user-change feed to look again.
+   */
+  async recheck(principal: Principal): Promise<void> {
+    if (principal.credentialId === undefined) throw invalidApiKey();
+    const record = await this.#store.getApiKey(principal.credentialId);
+    if (record === null || record.revoked_at !== null) throw invalidApiKey();
+    if (record.expires_at !== null && Date.parse(record.expires_at) <= Date.now()) throw invalidApiKey();
+    const state = await this.#users.authState(record.username, { fresh: true });
+    if (state === null || state.user_id !== record.user_id || (state as { disabled?: unknown }).disabled === true) throw invalidApiKey();
   }
 
   /**

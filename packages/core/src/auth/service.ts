@@ -187,11 +187,16 @@ export class AuthService {
   /**
    * Throws `unauthorized` when the credential behind `principal` is no longer valid: expired,
    * logged out, its user deleted or its tokens revoked (password change, revoke-tokens). A
-   * principal this service did not issue (an API key's, say) is checked for expiry only: its
-   * own revocation reaches sockets by credential id. Used to recheck open sockets.
+   * key's principal is checked against the key store; one this service did not issue is checked
+   * for expiry only. Used to recheck open sockets.
    */
   async recheck(principal: Principal): Promise<void> {
     if (principal.expiresAtMs !== undefined && principal.expiresAtMs <= this.#now()) throw tokenExpired();
+    // An API key is checked against the store: revoked anywhere, its owner gone or disabled.
+    if (principal.via === 'key' && this.#keys !== undefined) {
+      await this.#keys.recheck(principal);
+      return;
+    }
     const claims = this.#claimsOf.get(principal);
     if (claims === undefined) return;
     await this.checkClaims(claims);
