@@ -269,4 +269,17 @@ CREATE TABLE registry_tags (
 );
 `,
   },
+  {
+    // Issue 13 numbers its migrations by feature (keys 6, users 7, audit 8, ...); gaps are fine.
+    version: 7,
+    name: 'disabled users and quotas',
+    sql: `
+-- An admin can disable an account (its tokens and keys stop at once) and cap its model usage
+-- per UTC day and its agents; NULL is unlimited.
+ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN quota_tokens_per_day BIGINT CHECK (quota_tokens_per_day >= 0);
+ALTER TABLE users ADD COLUMN quota_turns_per_day BIGINT CHECK (quota_turns_per_day >= 0);
+ALTER TABLE users ADD COLUMN quota_concurrent_agents BIGINT CHECK (quota_concurrent_agents >= 0);
+`,
+  },
 ];
