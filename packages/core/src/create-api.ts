@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { AgentService } from './agents/service.js';
 import { compileRoute, defaultDataDir, invokeRoute, type SentinelApiOptions, type SentinelApiSurface } from './api.js';
 import { resolveTokenSecret } from './auth/secret.js';
+import { QuotaService } from './auth/quotas.js';
 import { AuthService } from './auth/service.js';
 import { TokenService } from './auth/tokens.js';
 import { UserService } from './auth/users.js';
@@ -42,6 +43,8 @@ import { sentinelVersion } from './version.js';
 export interface SentinelApi extends SentinelApiSurface {
   readonly store: Store;
   readonly users: UserService;
+  /** Per-user quotas on turns, tokens and agents (counters in Redis with a bus). */
+  readonly quotas: QuotaService;
   readonly authService: AuthService;
   readonly tokens: TokenService;
   readonly agents: AgentService;
@@ -193,6 +196,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const tokens = new TokenService({ key, ...(options.tokenTtlSeconds === undefined ? {} : { ttlSeconds: options.tokenTtlSeconds }) });
     const users = new UserService({ store, logger, ...(redis ? { changes: redis.bus.userChanges } : {}) });
     const authService = new AuthService({ users, tokens, logger, ...(redis ? { throttle: redis.loginLimiter } : {}) });
+    // Counters in Redis with a bus, so every instance counts a user's day against the same numbers.
+    const quotas = new QuotaService({ users, store, logger, ...(redis ? { counters: redis.usageCounters } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
     const providers = new ProviderCatalog().register(new EchoProvider(echoChunkDelayMs === undefined ? {} : { chunkDelayMs: echoChunkDelayMs }));
@@ -207,8 +212,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // The live registries: a build naming a tool or provider this server lacks is refused, and
     // what an embedding app registers later counts from then on.
     const images = new ImageService({ store, logger, journal, tools, providers });
-    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, ...(redis ? { turnLock: redis.turnLock } : {}) });
-    const agents = new AgentService({ store, images, journal, runtime, logger });
+    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
+    const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
     const chat = new AgentChatService({ agents, runtime, bus, logger });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
@@ -232,7 +237,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, agents, images, bus, events, registry, store,
+      auth: authService, users, quotas, agents, images, bus, events, registry, store,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -250,6 +255,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       logger,
       store,
       users,
+      quotas,
       authService,
       tokens,
       agents,

@@ -8,11 +8,13 @@ import { parseRedisUrl } from './connection.js';
 import { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 import { RedisLoginLimiter } from './login-limiter.js';
 import { createRedisTurnLock, type RedisTurnLock } from './turn-lock.js';
+import { RedisUsageCounters } from './usage-counters.js';
 
 export { DEFAULT_KEY_PREFIX, busUnavailable, maskRedisUrl, parseRedisUrl, type RedisClientTimeouts, type RedisTarget } from './connection.js';
 export { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
 export { RedisLoginLimiter, type RedisLoginLimiterOptions } from './login-limiter.js';
 export { createRedisTurnLock, type RedisTurnLock, type RedisTurnLockOptions } from './turn-lock.js';
+export { RedisUsageCounters } from './usage-counters.js';
 
 export interface RedisScaleOutOptions extends RedisEventBusOptions {
   /** Lease of the per-agent turn lock, in ms. Default: the URL's `turn_lease_ms`, else 15000. */
@@ -27,6 +29,8 @@ export interface RedisScaleOut {
   readonly turnLock: RedisTurnLock;
   /** Login failure counters shared by all instances. */
   readonly loginLimiter: RedisLoginLimiter;
+  /** Quota counters (turns and tokens per user and UTC day) shared by all instances. */
+  readonly usageCounters: RedisUsageCounters;
   /** Closes the lock's listener and the bus's connections. Idempotent. */
   close(): Promise<void>;
 }
@@ -53,6 +57,7 @@ export async function openRedisScaleOut(options: RedisScaleOutOptions): Promise<
     bus,
     turnLock,
     loginLimiter,
+    usageCounters: new RedisUsageCounters({ bus }),
     close: () =>
       (closing ??= (async () => {
         turnLock.close();

@@ -3,6 +3,7 @@
  * transports' routers and for the OpenAPI document.
  */
 import type { AgentService } from '../agents/service.js';
+import type { QuotaService } from '../auth/quotas.js';
 import type { AuthService } from '../auth/service.js';
 import type { UserService } from '../auth/users.js';
 import type { EventBus } from '../bus.js';
@@ -19,12 +20,14 @@ import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runtimeRoutes } from './runtime.js';
 import type { RouteDef } from '../contract/route.js';
-import type { AuditRecorder } from '../contract/audit.js';
+import { noAudit, type AuditRecorder } from '../contract/audit.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
 
 export interface RouteTableDeps {
   auth: AuthService;
   users: UserService;
+  /** Serves usage against quota in `GET /v1/auth/me`. Default: none (usage is left out). */
+  quotas?: QuotaService;
   agents: AgentService;
   images: ImageService;
   /** Serves `GET /v1/agents/:id/logs?follow=true`. Default: none (follow answers `unavailable`). */
@@ -53,7 +56,7 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
   table.push(
     ...healthRoutes({ store: deps.store, bus: deps.bus }),
     ...versionRoutes(deps.version),
-    ...authRoutes({ auth: deps.auth, users: deps.users }),
+    ...authRoutes({ auth: deps.auth, users: deps.users, audit: deps.audit ?? noAudit, ...(deps.quotas ? { quotas: deps.quotas } : {}) }),
     ...agentRoutes({ agents: deps.agents, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),
