@@ -52,13 +52,14 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 }
 
 describe('authRoutes', () => {
-  it('declares the six routes with their auth levels, strict schemas and body caps', () => {
+  it('declares the seven routes with their auth levels, strict schemas and body caps', () => {
     expect([...routes.values()].map((r) => [r.method, r.path, r.auth, r.status ?? 200])).toEqual([
       ['POST', '/v1/auth/login', 'public', 200],
       ['GET', '/v1/auth/me', 'user', 200],
       ['POST', '/v1/users', 'admin', 201],
       ['GET', '/v1/users', 'admin', 200],
       ['DELETE', '/v1/users/:name', 'admin', 200],
+      ['PATCH', '/v1/users/:name', 'admin', 200],
       ['PUT', '/v1/users/:name/password', 'user', 200],
     ]);
     for (const route of routes.values()) {
