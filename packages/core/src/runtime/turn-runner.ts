@@ -139,8 +139,9 @@ export class TurnRunner {
       }
     }
     const usage = usageOf(progress);
-    await this.finish(turn, { started, reason, failure: failure ?? turn.lockLost, progress, usage, durationMs: this.now() - startedAt });
+    // Counted before the terminal frame, so a client that saw its turn end sees its tokens in /v1/auth/me.
     if (counted !== undefined) await this.quota?.addTokens(counted, usage.total_tokens);
+    await this.finish(turn, { started, reason, failure: failure ?? turn.lockLost, progress, usage, durationMs: this.now() - startedAt });
   }
 
   /** The definition of the image `digest` (cached). */
