@@ -33,6 +33,7 @@ export {
   invalidRequest,
   invalidToken,
   notFound,
+  quotaExceeded,
   sessionRequired,
   streamEndedEarly,
   tokenExpired,
@@ -127,7 +128,16 @@ export type { TurnLease, TurnLock } from './runtime/turn-lock.js';
 export type { LoginLimiter } from './auth/throttle.js';
 export type { AuthService, LoginResult } from './auth/service.js';
 export type { IssuedToken, TokenClaims, TokenService, TokenSubject } from './auth/tokens.js';
-export type { ChangePasswordInput, CreateUserInput, UserResource, UserService } from './auth/users.js';
+export type { ChangePasswordInput, CreateUserInput, UpdateUserInput, UserAuthState, UserResource, UserService } from './auth/users.js';
+export {
+  InProcessUsageCounters,
+  type QuotaService,
+  type QuotasResource,
+  type UsageCounterKind,
+  type UsageCounters,
+  type UsageResource,
+} from './auth/quotas.js';
+export type { TurnQuota } from './runtime/turn-runner.js';
 export type { AgentLogsQuery, AgentRunStatus, AgentService, CreateAgentInput } from './agents/service.js';
 export type { AgentRuntime, RuntimeOptions, SubmitResult, TurnEnd, TurnEndReason, TurnUsage } from './runtime/runtime.js';
 export type { ImageReference, ImageService, RepositoryResource } from './images/service.js';
