@@ -1,5 +1,6 @@
 /**
- * Quotas on model usage over the real WebSocket on every host: an agent on the `openai`
+ * Disabled users and quotas on model usage over the real WebSocket on every host. A disabled
+ * user's upgrade is refused (401) at once. Quotas: an agent on the `openai`
  * provider pointed at a loopback fake that speaks Chat Completions SSE. A turn over the user's
  * turns or tokens quota ends with an `error` frame `quota_exceeded` before any provider call
  * (the fake sees no request for it), and `GET /v1/auth/me` shows usage against quota.
@@ -13,11 +14,11 @@ import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { HOSTS, mountApi, type MountedApi } from '@sentinel/test-support/hosts';
 import { FakeProviderServer } from '@sentinel/test-support/fakes/fake-server';
 import { openAiStream, openAiTextEvents } from '@sentinel/test-support/fakes/openai-fake';
-import { FrameClient } from './ws-client.js';
+import { FrameClient, refusal } from './ws-client.js';
 
 const ADMIN_PASSWORD = 'admin-password-for-quota-tests';
 
-describe.each(HOSTS)('quotas on model usage on %s', (hostName) => {
+describe.each(HOSTS)('disabled users and quotas on model usage on %s', (hostName) => {
   let dir: string;
   let fake: FakeProviderServer;
   let api: SentinelApi;
@@ -125,5 +126,20 @@ describe.each(HOSTS)('quotas on model usage on %s', (hostName) => {
     expect(await client.terminal('k3')).toMatchObject({ type: 'error', code: 'quota_exceeded', error: expect.stringContaining('120 of 100 tokens per day') });
     expect(fake.requests.length - before).toBe(2);
     expect((await http('GET', '/v1/auth/me', token)).json).toMatchObject({ quotas: { tokens_per_day: 100 }, usage: { tokens_today: 120, turns_today: 2, agents: 1 } });
+  });
+
+  it("refuses a disabled user's WebSocket upgrade at once (401 account disabled), and takes it again once enabled", async () => {
+    const { token, agentId } = await userWithAgent('paused', { concurrent_agents: 1 });
+    const open = await chat(agentId, token);
+    open.close();
+    expect((await http('PATCH', '/v1/users/paused', adminToken, { disabled: true })).status).toBe(200);
+    const url = `${mounted.baseUrl.replace(/^http/, 'ws')}/v1/agents/${agentId}/chat`;
+    expect(await refusal(url, { headers: { authorization: `Bearer ${token}` } })).toMatchObject({
+      status: 401,
+      opened: false,
+      body: { code: 'unauthorized', error: 'account disabled' },
+    });
+    expect((await http('PATCH', '/v1/users/paused', adminToken, { disabled: false })).status).toBe(200);
+    (await chat(agentId, token)).close();
   });
 });
