@@ -114,6 +114,8 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus }): Rou
       status: 201,
       summary: 'Create and start an agent from an image',
       schemas: { body: CREATE_AGENT_BODY_SCHEMA, response: AGENT_RESOURCE_SCHEMA },
+      errors: ['conflict', 'not_found', 'quota_exceeded'],
+      errorDescriptions: { 429: 'quota_exceeded: you own as many agents as your quota allows' },
       handler: (input: { body: { image: string; name?: string; parameters?: Record<string, unknown>; environment?: Record<string, string> } }, ctx) =>
         agents.create(principalOf(ctx), input.body, ctx.origin),
     },

@@ -229,6 +229,8 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       scope: 'admin',
       summary: "Change a user's role, push right, disabled flag or quotas (at least one field; 409 for the last enabled admin)",
       schemas: { params: userParamsSchema, body: updateUserBodySchema, response: userResourceSchema },
+      errors: ['conflict'],
+      errorDescriptions: { 409: 'It would leave no enabled admin (the last one demoted or disabled)' },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
       handler: async (input: { params: { name: string }; body: UpdateUserInput }, ctx) => {
         const { user, changed } = await users.update(principalOf(ctx), input.params.name, input.body);
