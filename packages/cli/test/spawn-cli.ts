@@ -181,7 +181,7 @@ export function useCliScratch(prefix: string): CliScratch {
 }
 
 /** One JSON request to a running server: the status and the parsed body (undefined when empty). */
-export async function callJson(method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {
+export async function callJson(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, token: string | undefined, body?: unknown): Promise<{ status: number; json: any }> {
   const res = await request(url, {
     method,
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...(token ? { authorization: `Bearer ${token}` } : {}) },

@@ -13,6 +13,7 @@ import { ApiKeyService } from './auth/api-keys.js';
 import { AuditLog } from './auth/audit-log.js';
 import type { AuditRecorder } from './contract/audit.js';
 import { OidcVerifier } from './auth/oidc.js';
+import { QuotaService } from './auth/quotas.js';
 import { AuthService } from './auth/service.js';
 import { RateLimiter } from './auth/rate-limit.js';
 import { CredentialRevocations, TokenRevocations } from './auth/revocations.js';
@@ -49,6 +50,8 @@ import { sentinelVersion } from './version.js';
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
   readonly users: UserService;
+  /** Per-user quotas on turns, tokens and agents (counters in Redis with a bus). */
+  readonly quotas: QuotaService;
   readonly authService: AuthService;
   /** Scoped API keys (`Bearer sk_sentinel_…`): create, list, revoke, resolve. */
   readonly apiKeys: ApiKeyService;
@@ -240,6 +243,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     if (oidc) logger.info('openid connect tokens accepted', { issuer: oidc.issuer, audience: oidc.audience });
     const tickets = new TicketService({ ...(redis ? { store: redis.tickets } : {}), ...(options.wsTicketTtlMs === undefined ? {} : { ttlMs: options.wsTicketTtlMs }) });
+    // Counters in Redis with a bus, so every instance counts a user's day against the same numbers.
+    const quotas = new QuotaService({ users, store, logger, ...(redis ? { counters: redis.usageCounters } : {}) });
     const journal = new AgentJournal({ store, bus, logger });
     const rateLimiter =
       options.rateLimits === false ? undefined : new RateLimiter({ limits: options.rateLimits ?? {}, ...(redis ? { store: redis.rateLimitStore } : {}) });
@@ -256,8 +261,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // The live registries: a build naming a tool or provider this server lacks is refused, and
     // what an embedding app registers later counts from then on.
     const images = new ImageService({ store, logger, journal, tools, providers });
-    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, ...(redis ? { turnLock: redis.turnLock } : {}) });
-    const agents = new AgentService({ store, images, journal, runtime, logger });
+    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
+    const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
     const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
@@ -281,7 +286,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
+      auth: authService, users, quotas, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -299,6 +304,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       logger,
       store,
       users,
+      quotas,
       authService,
       apiKeys,
       tokens,

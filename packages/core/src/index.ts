@@ -35,6 +35,7 @@ export {
   invalidRequest,
   invalidToken,
   notFound,
+  quotaExceeded,
   sessionRequired,
   streamEndedEarly,
   tokenExpired,
@@ -154,7 +155,16 @@ export type { ApiKeyResource, ApiKeyService, CreateApiKeyInput, CreatedApiKey } 
 export type { CredentialRevocation, CredentialRevocationFeed, TokenRevocationFeed, TokenRevocations } from './auth/revocations.js';
 export type { IssuedTicket, TicketChannel, TicketService, TicketStore } from './auth/tickets.js';
 export type { IssuedToken, TokenClaims, TokenService, TokenSubject } from './auth/tokens.js';
-export type { ChangePasswordInput, CreateUserInput, UserResource, UserService } from './auth/users.js';
+export type { ChangePasswordInput, CreateUserInput, UpdateUserInput, UserAuthState, UserResource, UserService } from './auth/users.js';
+export {
+  InProcessUsageCounters,
+  type QuotaService,
+  type QuotasResource,
+  type UsageCounterKind,
+  type UsageCounters,
+  type UsageResource,
+} from './auth/quotas.js';
+export type { TurnQuota } from './runtime/turn-runner.js';
 export type { AgentLogsQuery, AgentRunStatus, AgentService, CreateAgentInput } from './agents/service.js';
 export type { AgentRuntime, RuntimeOptions, SubmitResult, TurnEnd, TurnEndReason, TurnUsage } from './runtime/runtime.js';
 export type { ImageReference, ImageService, RepositoryResource } from './images/service.js';

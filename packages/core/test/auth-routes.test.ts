@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileRoute, compileValidator, invokeRoute, isSentinelError, openSqliteStore, silentLogger, type CompiledRoute, type Principal, type RouteContext, type Store } from '@sentinel/api-core';
+import type { AuditEvent } from '../src/contract/audit.js';
 import { AuthService } from '../src/auth/service.js';
 import { TokenService } from '../src/auth/tokens.js';
 import { UserService } from '../src/auth/users.js';
@@ -13,6 +14,7 @@ let dir: string;
 let store: Store;
 let routes: Map<string, CompiledRoute>;
 let auth: AuthService;
+const audited: AuditEvent[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sentinel-auth-routes-'));
@@ -21,7 +23,7 @@ beforeAll(async () => {
   auth = new AuthService({ users, tokens: new TokenService({ key: createSecretKey(Buffer.from('routes-test-secret-0123456789', 'utf8')) }) });
   await users.create({ username: 'root', password: 'root-password', role: 'admin' });
   await users.create({ username: 'alice', password: 'alice-password' });
-  routes = new Map(authRoutes({ auth, users }).map((r) => [`${r.method} ${r.path}`, compileRoute(r)]));
+  routes = new Map(authRoutes({ auth, users, audit: { record: (event) => audited.push(event) } }).map((r) => [`${r.method} ${r.path}`, compileRoute(r)]));
 });
 afterAll(async () => {
   await store.close();
@@ -52,13 +54,14 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 }
 
 describe('authRoutes', () => {
-  it('declares the six routes with their auth levels, strict schemas and body caps', () => {
+  it('declares the seven routes with their auth levels, strict schemas and body caps', () => {
     expect([...routes.values()].map((r) => [r.method, r.path, r.auth, r.status ?? 200])).toEqual([
       ['POST', '/v1/auth/login', 'public', 200],
       ['GET', '/v1/auth/me', 'user', 200],
       ['POST', '/v1/users', 'admin', 201],
       ['GET', '/v1/users', 'admin', 200],
       ['DELETE', '/v1/users/:name', 'admin', 200],
+      ['PATCH', '/v1/users/:name', 'admin', 200],
       ['PUT', '/v1/users/:name/password', 'user', 200],
     ]);
     for (const route of routes.values()) {
@@ -130,5 +133,25 @@ describe('authRoutes', () => {
     expect(await codeOf(call(path, alice, { params: { name: 'alice' }, body: { new_password: 'short' } }))).toBe('invalid_request');
     expect(await call(path, root, { params: { name: 'alice' }, body: { new_password: 'reset-by-admin' } })).toEqual({ status: 204, body: undefined });
     expect((await auth.login({ username: 'alice', password: 'reset-by-admin' }, '192.0.2.2')).username).toBe('alice');
+  });
+  it('audits user.updated with the changed fields only, and nothing for a PATCH that changes nothing', async () => {
+    await call('POST /v1/users', root, { body: { username: 'erin', password: 'erin-password' } });
+    audited.length = 0;
+    const res = await call('PATCH /v1/users/:name', root, { params: { name: 'erin' }, body: { role: 'user', can_push: true, quotas: { turns_per_day: 5, tokens_per_day: null } } });
+    expect(res.body).toMatchObject({ username: 'erin', role: 'user', can_push: true, quotas: { turns_per_day: 5, tokens_per_day: null, concurrent_agents: null } });
+    expect(audited).toEqual([
+      {
+        action: 'user.updated',
+        actor: 'root',
+        target: 'user:erin',
+        address: '192.0.2.1',
+        request_id: 'req-1',
+        details: { changed: { can_push: true, quotas: { turns_per_day: 5 } } },
+      },
+    ]);
+    await call('PATCH /v1/users/:name', root, { params: { name: 'erin' }, body: { can_push: true } });
+    expect(audited).toHaveLength(1);
+    expect(JSON.stringify(audited)).not.toContain('password');
+    expect(await codeOf(call('PATCH /v1/users/:name', alice, { params: { name: 'erin' }, body: { disabled: true } }))).toBe('forbidden');
   });
 });

@@ -60,7 +60,15 @@ describe('UserService.ensureAdmin', () => {
 describe('UserService accounts', () => {
   it('creates users with defaults, never exposes the hash, and refuses duplicates', async () => {
     const alice = await users.create({ username: 'alice', password: 'alice-password' });
-    expect(alice).toEqual({ username: 'alice', role: 'user', can_push: false, created_at: expect.stringMatching(NOW_ISO), updated_at: alice.created_at });
+    expect(alice).toEqual({
+      username: 'alice',
+      role: 'user',
+      can_push: false,
+      disabled: false,
+      quotas: { tokens_per_day: null, turns_per_day: null, concurrent_agents: null },
+      created_at: expect.stringMatching(NOW_ISO),
+      updated_at: alice.created_at,
+    });
     const bob = await users.create({ username: 'bob.b_1-x', password: 'bob-password', role: 'admin', can_push: true });
     expect(bob).toMatchObject({ role: 'admin', can_push: true });
     expect(JSON.stringify(await users.list())).not.toContain('scrypt');

@@ -85,7 +85,7 @@ describe('SqliteStore specifics', () => {
 
     const second = await openSqliteStore({ path });
     try {
-      expect(await second.getUser('alice')).toEqual({ id: expect.stringMatching(/^[0-9a-f]{32}$/), username: 'alice', password_hash: 'scrypt$x', role: 'admin', can_push: true, token_version: 0, created_at: T0, updated_at: T0 });
+      expect(await second.getUser('alice')).toEqual({ id: expect.stringMatching(/^[0-9a-f]{32}$/), username: 'alice', password_hash: 'scrypt$x', role: 'admin', can_push: true, token_version: 0, disabled: false, quota_tokens_per_day: null, quota_turns_per_day: null, quota_concurrent_agents: null, created_at: T0, updated_at: T0 });
       expect(await second.getImage(image.digest)).toEqual({ ...image, tags: ['x:latest'] });
       expect(await second.getAgent('a1')).toEqual(agent);
       expect(await second.listLogs('a1')).toEqual([{ agent_id: 'a1', seq: 1, timestamp: T0, level: 'warn', message: 'careful', fields: { n: 1 } }]);

@@ -32,6 +32,10 @@ function makeUser(username: string, overrides: Partial<UserRecord> = {}): UserRe
     role: 'user',
     can_push: false,
     token_version: 0,
+    disabled: false,
+    quota_tokens_per_day: null,
+    quota_turns_per_day: null,
+    quota_concurrent_agents: null,
     created_at: at(0),
     updated_at: at(0),
     ...overrides,
@@ -176,6 +180,41 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect((await store.getUser('alice'))?.can_push).toBe(false);
         expect(await store.updateUser('nobody', { role: 'admin' })).toBe(false);
         expect(await store.getUser('nobody')).toBeNull();
+      });
+
+      it('stores disabled and the quotas, sets a quota back to null (unlimited) and leaves absent ones alone', async () => {
+        await store.createUser(makeUser('alice'));
+        expect(await store.updateUser('alice', { disabled: true, quota_tokens_per_day: 5000, quota_turns_per_day: 0, quota_concurrent_agents: 3 })).toBe(true);
+        expect(await store.getUser('alice')).toEqual(
+          makeUser('alice', { disabled: true, quota_tokens_per_day: 5000, quota_turns_per_day: 0, quota_concurrent_agents: 3 }),
+        );
+        expect(await store.updateUser('alice', { quota_turns_per_day: null, disabled: false })).toBe(true);
+        expect(await store.getUser('alice')).toEqual(makeUser('alice', { quota_tokens_per_day: 5000, quota_concurrent_agents: 3 }));
+        // A quota too large for 32 bits survives (PostgreSQL BIGINT; SQLite integers are 64-bit).
+        expect(await store.updateUser('alice', { quota_tokens_per_day: 10_000_000_000 })).toBe(true);
+        expect((await store.getUser('alice'))?.quota_tokens_per_day).toBe(10_000_000_000);
+        await expectSentinelError(store.updateUser('alice', { quota_turns_per_day: -1 }), 'invalid_request');
+        const created = makeUser('bob', { disabled: true, quota_turns_per_day: 7 });
+        await store.createUser(created);
+        expect(await store.getUser('bob')).toEqual(created);
+        expect((await store.listUsers()).map((u) => [u.username, u.disabled])).toEqual([['alice', false], ['bob', true]]);
+      });
+
+      it('keep_an_admin refuses to demote or disable the last enabled admin, atomically', async () => {
+        await store.createUser(makeUser('root', { role: 'admin' }));
+        await store.createUser(makeUser('ops', { role: 'admin', disabled: true }));
+        expect(await store.updateUser('root', { role: 'user', keep_an_admin: true })).toBe(false);
+        expect(await store.updateUser('root', { disabled: true, keep_an_admin: true })).toBe(false);
+        expect(await store.getUser('root')).toMatchObject({ role: 'admin', disabled: false });
+        expect(await store.updateUser('ops', { disabled: false })).toBe(true);
+        // Two admins demoting each other at once: exactly one succeeds.
+        const results = await Promise.all([
+          store.updateUser('root', { role: 'user', keep_an_admin: true }),
+          store.updateUser('ops', { role: 'user', keep_an_admin: true }),
+        ]);
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const admins = (await store.listUsers()).filter((u) => u.role === 'admin' && !u.disabled);
+        expect(admins).toHaveLength(1);
       });
 
       it('generates a unique id and token version 0 when a new user brings none, and refuses a duplicate id', async () => {

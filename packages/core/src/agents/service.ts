@@ -68,6 +68,8 @@ export interface AgentServiceOptions {
   logger?: Logger;
   /** Clock for timestamps and relative `since`. Default `Date.now`. */
   now?: () => number;
+  /** Refuses (`quota_exceeded`) an agent beyond its owner's quota. Default none (unlimited). */
+  quota?: { checkNewAgent(owner: string): Promise<void> };
 }
 
 /** Agent names: unicode letters and digits, space, `._-`, starting with a letter or digit. */
@@ -140,6 +142,7 @@ export class AgentService {
   private readonly runtime: AgentTurnControl | undefined;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly quota: { checkNewAgent(owner: string): Promise<void> } | undefined;
   private readonly definitions = new Map<string, Pick<AgentDefinition, 'model' | 'tools'>>();
   /** `GET /v1/agents` bodies by (owner view, origin); see {@link listJson}. */
   private readonly listBodies = new PreparedJsonCache();
@@ -151,6 +154,7 @@ export class AgentService {
     this.runtime = options.runtime;
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
+    this.quota = options.quota;
   }
 
   private timestamp(): string {
@@ -241,6 +245,9 @@ export class AgentService {
       throw invalidRequest('invalid agent name: 1-64 letters, digits, spaces or ._- starting with a letter or digit');
     }
     const ref = parseImageReference(input.image);
+    // Agents that exist count, whatever their status: a stopped one can start at any moment.
+    // Two creates racing may both pass; the quota is a budget, not a lock.
+    await this.quota?.checkNewAgent(principal.username);
     // As the principal may see it: another user's private image is a 404, like a missing one.
     const image = await this.images.resolve(input.image, principal);
     const def = imageDefinition(image);

@@ -116,6 +116,13 @@ export class AuthService {
       this.#log.warn('login failed', { username, address: remoteAddress });
       throw new SentinelError('unauthorized', 'invalid username or password');
     }
+    // Said plainly (the password was right, so it tells a guesser nothing): the user should
+    // ask an admin rather than retry or reset the password.
+    if (principal.disabled) {
+      await this.#throttle.recordSuccess(username, remoteAddress);
+      this.#log.warn('login refused: account disabled', { username, address: remoteAddress });
+      throw accountDisabled();
+    }
     await this.#throttle.recordSuccess(username, remoteAddress);
     const issued = this.#tokens.issue(principal);
     this.#log.info('login succeeded', { username: principal.username, address: remoteAddress });
@@ -129,6 +136,7 @@ export class AuthService {
   async issueToken(username: string): Promise<LoginResult> {
     const state = await this.#users.authState(username, { fresh: true });
     if (state === null) throw notFound('user', username);
+    if (state.disabled) throw accountDisabled();
     const issued = this.#tokens.issue(state);
     return { token: issued.token, username: state.username, expires: issued.expires };
   }
@@ -272,9 +280,10 @@ export class AuthService {
    * The one place that decides whether a genuine, unexpired token is still honoured: its
    * user must exist with the same immutable id (a user deleted and created again under the
    * same name is another account), and its token version must be the user's current one (a
-   * password change or reset bumps it, revoking every token issued before), and it must not
-   * have been logged out (its jti on the revoked list, held in process). Returns the account
-   * as stored now; throws `unauthorized` 'user no longer exists' or 'token revoked'.
+   * password change or reset bumps it, revoking every token issued before), it must not have
+   * been logged out (its jti on the revoked list, held in process), and the account must not be
+   * disabled. Returns the account as stored now; throws `unauthorized` 'user no longer exists',
+   * 'token revoked' or 'account disabled'.
    *
    * The account comes from UserService's cache, which every write invalidates (on all
    * instances, through the user-change feed). A token that does not match the cached account
@@ -290,6 +299,7 @@ export class AuthService {
     }
     if (state === null || state.user_id !== claims.user_id) throw new SentinelError('unauthorized', 'user no longer exists');
     if (claims.token_version !== state.token_version) throw new SentinelError('unauthorized', 'token revoked');
+    if (state.disabled) throw accountDisabled();
     return state;
   }
 }
@@ -298,6 +308,11 @@ export class AuthService {
 function ourScopes(claimed: readonly string[], role: 'admin' | 'user'): readonly Scope[] {
   const allowed = roleScopes(role);
   return Object.freeze(claimed.filter((s): s is Scope => isScope(s) && allowed.includes(s)));
+}
+
+/** `unauthorized` for a disabled account: at login and for each of its credentials. */
+function accountDisabled(): SentinelError {
+  return new SentinelError('unauthorized', 'account disabled');
 }
 
 function matches(state: UserAuthState, claims: TokenClaims): boolean {

@@ -6,9 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { adminRequired, alreadyExists, conflict, forbidden, invalidRequest, isSentinelError, notFound, SentinelError } from '../contract/errors.js';
 import { silentLogger, type Logger } from '../contract/logger.js';
 import type { Principal, Role, UserRecord } from '../contract/models.js';
-import type { ExternalIdentity, Store } from '../store/types.js';
+import type { ExternalIdentity, Store, UserPatch } from '../store/types.js';
 import { newUserId } from '../store/user-id.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, hashPassword, verifyPassword } from './passwords.js';
+import type { QuotasResource } from './quotas.js';
 import type { TokenSubject } from './tokens.js';
 
 /** A user as the API returns it (never the hash). */
@@ -16,8 +17,21 @@ export interface UserResource {
   username: string;
   role: Role;
   can_push: boolean;
+  /** A disabled user cannot log in, and their tokens and API keys are refused. */
+  disabled: boolean;
+  /** Limits on the user's model usage and agents; null = unlimited. */
+  quotas: QuotasResource;
   created_at: string;
   updated_at: string;
+}
+
+/** What an admin may change on a user (`PATCH /v1/users/{name}`); absent fields stay as they are. */
+export interface UpdateUserInput {
+  role?: Role;
+  can_push?: boolean;
+  disabled?: boolean;
+  /** Each given quota is set (null: unlimited); absent ones stay. */
+  quotas?: Partial<QuotasResource>;
 }
 
 /** One account change, as announced to the other instances. */
@@ -52,6 +66,13 @@ export interface UserChangeFeed {
 export interface UserAuthState extends TokenSubject {
   /** The same account as a plain principal (frozen, shared). */
   principal: Principal;
+  /**
+   * True when an admin disabled the account: every credential of it (tokens, API keys) must
+   * be refused. {@link AuthService.checkClaims} does for tokens.
+   */
+  disabled: boolean;
+  /** The account's quotas (frozen). */
+  quotas: Readonly<QuotasResource>;
   /** When this state was read from the store (epoch ms). */
   read_at_ms: number;
 }
@@ -122,8 +143,29 @@ const DUMMY_HASH = 'scrypt$16384$8$1$h7RO9Gb_p-1r28a3LiFrQQ$FE7QN19YAk_a3W9grLwc
 /** Bound on cached accounts; an oversized cache only costs a store read on a miss. */
 const ACCOUNT_CACHE_SIZE = 10000;
 
+function quotasOf(user: UserRecord): QuotasResource {
+  return {
+    tokens_per_day: user.quota_tokens_per_day,
+    turns_per_day: user.quota_turns_per_day,
+    concurrent_agents: user.quota_concurrent_agents,
+  };
+}
+
 function toResource(user: UserRecord): UserResource {
-  return { username: user.username, role: user.role, can_push: user.can_push, created_at: user.created_at, updated_at: user.updated_at };
+  return {
+    username: user.username,
+    role: user.role,
+    can_push: user.can_push,
+    disabled: user.disabled,
+    quotas: quotasOf(user),
+    created_at: user.created_at,
+    updated_at: user.updated_at,
+  };
+}
+
+/** Whether `user` counts towards "at least one enabled admin". */
+function isEnabledAdmin(user: Pick<UserRecord, 'role' | 'disabled'>): boolean {
+  return user.role === 'admin' && !user.disabled;
 }
 
 function checkUsername(username: string): void {
@@ -244,6 +286,10 @@ export class UserService {
       role: input.role ?? 'user',
       can_push: input.can_push ?? false,
       token_version: 0,
+      disabled: false,
+      quota_tokens_per_day: null,
+      quota_turns_per_day: null,
+      quota_concurrent_agents: null,
       created_at: now,
       updated_at: now,
     };
@@ -289,6 +335,10 @@ export class UserService {
         role: 'user',
         can_push: false,
         token_version: 0,
+        disabled: false,
+        quota_tokens_per_day: null,
+        quota_turns_per_day: null,
+        quota_concurrent_agents: null,
         created_at: now,
         updated_at: now,
       };
@@ -341,6 +391,51 @@ export class UserService {
   }
 
   /**
+   * Changes a user's role, push right, disabled flag or quotas (admins only: `forbidden`);
+   * `not_found` when unknown; `conflict` when it would leave no enabled admin (an admin
+   * demoting or disabling themselves as the last one), checked in the same store statement so
+   * two admins demoting each other at once cannot both succeed. Every instance drops its
+   * cached account at once (the user-change feed), so a disabled user's tokens and keys, and
+   * a new role, take effect on the next request everywhere. Returns the updated user and the
+   * fields that actually changed (for the audit log; never a secret).
+   */
+  async update(actor: Principal, username: string, input: UpdateUserInput): Promise<{ user: UserResource; changed: Record<string, unknown> }> {
+    if (actor.role !== 'admin') throw adminRequired();
+    const before = USERNAME.test(username) ? await this.#store.getUser(username) : null;
+    if (before === null) throw notFound('user', username);
+    const patch: UserPatch = {};
+    const changed: Record<string, unknown> = {};
+    if (input.role !== undefined && input.role !== before.role) changed.role = patch.role = input.role;
+    if (input.can_push !== undefined && input.can_push !== before.can_push) changed.can_push = patch.can_push = input.can_push;
+    if (input.disabled !== undefined && input.disabled !== before.disabled) changed.disabled = patch.disabled = input.disabled;
+    const quotas = input.quotas ?? {};
+    const quotaChanges: Partial<QuotasResource> = {};
+    if (quotas.tokens_per_day !== undefined && quotas.tokens_per_day !== before.quota_tokens_per_day) {
+      quotaChanges.tokens_per_day = patch.quota_tokens_per_day = quotas.tokens_per_day;
+    }
+    if (quotas.turns_per_day !== undefined && quotas.turns_per_day !== before.quota_turns_per_day) {
+      quotaChanges.turns_per_day = patch.quota_turns_per_day = quotas.turns_per_day;
+    }
+    if (quotas.concurrent_agents !== undefined && quotas.concurrent_agents !== before.quota_concurrent_agents) {
+      quotaChanges.concurrent_agents = patch.quota_concurrent_agents = quotas.concurrent_agents;
+    }
+    if (Object.keys(quotaChanges).length > 0) changed.quotas = quotaChanges;
+    if (Object.keys(changed).length === 0) return { user: toResource(before), changed };
+    const after = { role: patch.role ?? before.role, disabled: patch.disabled ?? before.disabled };
+    patch.keep_an_admin = isEnabledAdmin(before) && !isEnabledAdmin(after);
+    patch.updated_at = new Date().toISOString();
+    this.#invalidate(username);
+    const updated = await this.#store.updateUser(username, patch);
+    this.#invalidate(username);
+    const current = await this.#store.getUser(username);
+    if (current === null) throw notFound('user', username);
+    if (!updated) throw conflict(`${username} is the last enabled admin: make another user admin first`);
+    this.#changes?.publish({ username, user_id: current.id, token_version: current.token_version });
+    this.#log.info('user updated', { username, by: actor.username, changed });
+    return { user: toResource(current), changed };
+  }
+
+  /**
    * Sets a new password. Changing one's own password (admins included: a stolen token alone
    * must not be enough to take over the account) needs the correct `current_password`, else
    * `forbidden` 'current password is incorrect'. An admin resets anyone else's without it.
@@ -377,9 +472,10 @@ export class UserService {
   /**
    * The account for a correct username/password pair (what a token is issued to), else null.
    * An unknown user still costs one scrypt (against a fixed dummy hash) so timing does not
-   * reveal which names exist.
+   * reveal which names exist. A disabled account is returned with `disabled: true` (only
+   * once the password is right, so the flag tells a guesser nothing): the caller refuses it.
    */
-  async verifyCredentials(username: string, password: string): Promise<TokenSubject | null> {
+  async verifyCredentials(username: string, password: string): Promise<(TokenSubject & { disabled: boolean }) | null> {
     // Over-long passwords are refused before any work for every username alike.
     if (password.length > PASSWORD_MAX_LENGTH) return null;
     const user = USERNAME.test(username) ? await this.#store.getUser(username) : null;
@@ -389,19 +485,22 @@ export class UserService {
       return null;
     }
     if (!(await verifyPassword(password, user.password_hash))) return null;
-    return Object.freeze({ username: user.username, role: user.role, user_id: user.id, token_version: user.token_version });
+    return Object.freeze({ username: user.username, role: user.role, user_id: user.id, token_version: user.token_version, disabled: user.disabled });
   }
 
   /**
    * The current principal for `username` (role as stored now), or null when the user no
-   * longer exists. Cached in process: this runs on every authenticated request.
+   * longer exists or is disabled. Cached in process: this runs on every authenticated request.
    */
   async getPrincipal(username: string): Promise<Principal | null> {
-    return (await this.authState(username))?.principal ?? null;
+    const state = await this.authState(username);
+    return state === null || state.disabled ? null : state.principal;
   }
 
   /**
-   * The account `username` names now (id, token version, role), or null when there is none.
+   * The account `username` names now (id, token version, role, disabled, quotas), or null
+   * when there is none. A disabled account is returned (`disabled: true`), for the caller to
+   * refuse whatever credential it checks.
    * Cached in process, since it runs on every authenticated request; `fresh` skips the cache
    * (and refreshes it), for a token that may be newer than what was cached.
    */
@@ -423,6 +522,8 @@ export class UserService {
       user_id: user.id,
       token_version: user.token_version,
       principal: Object.freeze({ username: user.username, role: user.role }),
+      disabled: user.disabled,
+      quotas: Object.freeze(quotasOf(user)),
       read_at_ms: readAt,
     });
     // A write (here or announced from elsewhere) that raced this read must not be undone by caching it.

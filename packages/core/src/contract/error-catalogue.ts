@@ -118,6 +118,12 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorCode, ErrorCatalogueEntry>> =
     ],
     remedy: 'Wait for the seconds in `Retry-After` (the message says them too), then retry; pace requests by the `RateLimit` header. For logins, further failures make the wait longer.',
   },
+  quota_exceeded: {
+    title: 'Quota exceeded',
+    meaning: "An admin-set quota of the user is used up: model tokens or turns per UTC day, or agents owned at once.",
+    causes: ['A turn started after the day\'s turns or tokens were used up (no model was called)', 'Creating an agent beyond the number allowed'],
+    remedy: 'Wait for 00:00 UTC (daily quotas), delete an agent, or ask an admin to raise the quota; `GET /v1/auth/me` shows usage against quota.',
+  },
   agent_busy: {
     title: 'Agent busy',
     meaning: 'The agent cannot take another message now; nothing was queued. On a chat socket it comes as an `error` frame and the socket stays open.',

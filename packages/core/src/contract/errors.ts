@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'rate_limited'
+  | 'quota_exceeded'
   | 'agent_busy'
   | 'upstream_error'
   | 'upstream_timeout'
@@ -35,6 +36,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'payload_too_large',
   'unsupported_media_type',
   'rate_limited',
+  'quota_exceeded',
   'agent_busy',
   'upstream_error',
   'upstream_timeout',
@@ -164,6 +166,7 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
+  quota_exceeded: 429,
   agent_busy: 429,
   upstream_error: 502,
   // A registry transfer that ran past its deadline or below its minimum rate (a gateway timeout).
@@ -217,6 +220,18 @@ export function insufficientScope(scope: string): SentinelError {
 export function sessionRequired(): SentinelError {
   return new SentinelError('insufficient_scope', 'this route needs a login session, not an API key or a ticket', {
     challenge: 'Bearer error="insufficient_scope"',
+  });
+}
+
+/**
+ * `quota_exceeded`: an admin-set daily or agent quota of the user is used up (`details` names
+ * which, the limit and the use so far). Daily quotas reset at 00:00 UTC.
+ */
+export function quotaExceeded(quota: 'tokens_per_day' | 'turns_per_day' | 'concurrent_agents', limit: number, used: number): SentinelError {
+  const what = quota === 'tokens_per_day' ? 'tokens per day' : quota === 'turns_per_day' ? 'turns per day' : 'agents';
+  const when = quota === 'concurrent_agents' ? 'delete an agent first' : 'it resets at 00:00 UTC';
+  return new SentinelError('quota_exceeded', `quota exceeded: ${used} of ${limit} ${what} used (${when})`, {
+    details: { quota, limit, used },
   });
 }
 

@@ -25,12 +25,26 @@ export interface UserRecord {
    * Starts at 0; a password change or reset adds 1, revoking every token issued before it.
    */
   token_version: number;
+  /**
+   * A disabled account keeps its data but authenticates no more: its tokens and keys are
+   * refused and it cannot log in, until an admin enables it again. Default false.
+   */
+  disabled: boolean;
+  /** Model tokens (prompt + completion) the user's agents may use per UTC day; null = unlimited. */
+  quota_tokens_per_day: number | null;
+  /** Turns the user's agents may start per UTC day; null = unlimited. */
+  quota_turns_per_day: number | null;
+  /** Agents the user may own at once; null = unlimited. */
+  quota_concurrent_agents: number | null;
   created_at: string;
   updated_at: string;
 }
 
-/** A user to create: the store generates `id` (random) and starts `token_version` at 0 when they are absent. */
-export type NewUserRecord = Omit<UserRecord, 'id' | 'token_version'> & Partial<Pick<UserRecord, 'id' | 'token_version'>>;
+/** The fields of a user that are optional on creation (defaults: enabled, no quotas). */
+export type UserDefaults = 'id' | 'token_version' | 'disabled' | 'quota_tokens_per_day' | 'quota_turns_per_day' | 'quota_concurrent_agents';
+
+/** A user to create: the store generates `id` (random), starts `token_version` at 0, enabled and unlimited, when they are absent. */
+export type NewUserRecord = Omit<UserRecord, UserDefaults> & Partial<Pick<UserRecord, UserDefaults>>;
 
 /**
  * How a caller authenticated: a login session (a JWT from `POST /v1/auth/login`, or an OpenID

@@ -12,6 +12,7 @@ import { RedisRateLimitStore } from './rate-limit-store.js';
 import { createRedisRevocationFeed, createRedisTicketStore } from './revocations.js';
 import type { TokenRevocationFeed } from '../auth/revocations.js';
 import type { TicketStore } from '../auth/tickets.js';
+import { RedisUsageCounters } from './usage-counters.js';
 
 export { DEFAULT_KEY_PREFIX, busUnavailable, maskRedisUrl, parseRedisUrl, type RedisClientTimeouts, type RedisTarget } from './connection.js';
 export { createRedisEventBus, type RedisEventBus, type RedisEventBusOptions } from './event-bus.js';
@@ -19,6 +20,7 @@ export { RedisLoginLimiter, type RedisLoginLimiterOptions } from './login-limite
 export { createRedisTurnLock, type RedisTurnLock, type RedisTurnLockOptions } from './turn-lock.js';
 export { RedisRateLimitStore, type RedisRateLimitStoreOptions } from './rate-limit-store.js';
 export { createRedisRevocationFeed, createRedisTicketStore } from './revocations.js';
+export { RedisUsageCounters } from './usage-counters.js';
 
 export interface RedisScaleOutOptions extends RedisEventBusOptions {
   /** Lease of the per-agent turn lock, in ms. Default: the URL's `turn_lease_ms`, else 15000. */
@@ -39,6 +41,8 @@ export interface RedisScaleOut {
   readonly revocations: TokenRevocationFeed;
   /** One-time WebSocket tickets any instance can consume (once). */
   readonly tickets: TicketStore;
+  /** Quota counters (turns and tokens per user and UTC day) shared by all instances. */
+  readonly usageCounters: RedisUsageCounters;
   /** Closes the lock's listener and the bus's connections. Idempotent. */
   close(): Promise<void>;
 }
@@ -69,6 +73,7 @@ export async function openRedisScaleOut(options: RedisScaleOutOptions): Promise<
     rateLimitStore,
     revocations: createRedisRevocationFeed(bus, logger),
     tickets: createRedisTicketStore(bus),
+    usageCounters: new RedisUsageCounters({ bus }),
     close: () =>
       (closing ??= (async () => {
         turnLock.close();

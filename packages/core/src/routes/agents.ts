@@ -140,8 +140,10 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus; audit?
       status: 201,
       summary: 'Create and start an agent from an image',
       schemas: { body: CREATE_AGENT_BODY_SCHEMA, response: AGENT_RESOURCE_SCHEMA },
-      // conflict: the name is taken; not_found: no such image (or a private one of another user).
-      errors: ['conflict', 'not_found'],
+      // conflict: the name is taken; not_found: no such image (or a private one of another user);
+      // quota_exceeded: the caller owns as many agents as their quota allows.
+      errors: ['conflict', 'not_found', 'quota_exceeded'],
+      errorDescriptions: { 429: 'quota_exceeded: you own as many agents as your quota allows; rate_limited: over the write rate limit' },
       examples: { body: { image: 'sentinel/helper:latest', name: 'helper', environment: { LANG: 'en' } }, response: AGENT_EXAMPLE },
       handler: (input: { body: { image: string; name?: string; parameters?: Record<string, unknown>; environment?: Record<string, string> } }, ctx) =>
         agents.create(principalOf(ctx), input.body, ctx.origin),

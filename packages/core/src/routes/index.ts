@@ -4,6 +4,7 @@
  */
 import type { AgentService } from '../agents/service.js';
 import type { ApiKeyService } from '../auth/api-keys.js';
+import type { QuotaService } from '../auth/quotas.js';
 import type { AuthService } from '../auth/service.js';
 import type { UserService } from '../auth/users.js';
 import type { EventBus } from '../bus.js';
@@ -31,6 +32,8 @@ import { versionRoutes, type VersionRouteDeps } from './version.js';
 export interface RouteTableDeps {
   auth: AuthService;
   users: UserService;
+  /** Serves usage against quota in `GET /v1/auth/me`. Default: none (usage is left out). */
+  quotas?: QuotaService;
   agents: AgentService;
   images: ImageService;
   /** Serves `GET /v1/agents/:id/logs?follow=true`. Default: none (follow answers `unavailable`). */
@@ -66,7 +69,7 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
   table.push(
     ...healthRoutes({ store: deps.store, bus: deps.bus }),
     ...versionRoutes(deps.version),
-    ...authRoutes({ auth: deps.auth, users: deps.users, audit }),
+    ...authRoutes({ auth: deps.auth, users: deps.users, audit, ...(deps.quotas ? { quotas: deps.quotas } : {}) }),
     ...(deps.keys === undefined ? [] : keyRoutes({ keys: deps.keys, audit })),
     ...(deps.tickets === undefined ? [] : sessionRoutes({ auth: deps.auth, users: deps.users, agents: deps.agents, tickets: deps.tickets, audit })),
     ...agentRoutes({ agents: deps.agents, audit, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),

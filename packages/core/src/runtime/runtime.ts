@@ -29,7 +29,7 @@ import { Coordination } from './coordination.js';
 import { AgentQueues } from './queue.js';
 import { inProcessTurnLock, type TurnLock } from './turn-lock.js';
 import { TurnRecorder } from './turn-record.js';
-import { TurnRunner } from './turn-runner.js';
+import { TurnRunner, type TurnQuota } from './turn-runner.js';
 import type { SubmitResult, ToolOutcome, ToolRequest, Turn, TurnListener, TurnRequest } from './turn.js';
 
 export type {
@@ -81,6 +81,8 @@ export interface AgentRuntimeOptions extends Omit<RuntimeOptions, 'echoChunkDela
    * every instance, and theirs reach this one. Default none: this instance's turns only.
    */
   bus?: EventBus;
+  /** Per-user quotas on turns and tokens, checked before each turn's provider call. Default none. */
+  quota?: TurnQuota;
 }
 
 /** Runs the agents' turns (see the top of this file); one per API instance. */
@@ -131,6 +133,7 @@ export class AgentRuntime {
       historyMaxMessages: knobs.historyMaxMessages,
       historyMaxChars: knobs.historyMaxChars,
       isRemoving: (agentId) => this.removing.has(agentId),
+      ...(options.quota ? { quota: options.quota } : {}),
     });
     this.coordination = new Coordination({
       turnLock: options.turnLock ?? inProcessTurnLock,

@@ -31,6 +31,16 @@ function finishReasonOf(reason: ProviderFinishReason | undefined): TurnEndReason
   return 'stop';
 }
 
+/**
+ * Quotas on model usage, checked per turn (QuotaService in auth/quotas.ts is the real one).
+ * `beginTurn` counts a turn of the owner's agent or rejects (`quota_exceeded`) before anything
+ * is stored or any provider called; `addTokens` never rejects.
+ */
+export interface TurnQuota {
+  beginTurn(owner: string): Promise<void>;
+  addTokens(owner: string, tokens: number): Promise<void>;
+}
+
 /** What the turn runner needs (the knobs are validated by `AgentRuntime`). */
 export interface TurnRunnerOptions {
   store: Store;
@@ -47,6 +57,8 @@ export interface TurnRunnerOptions {
   historyMaxChars: number;
   /** True while the agent is being deleted: nothing more is stored or journaled for it. */
   isRemoving(agentId: string): boolean;
+  /** Per-user quotas. Default none (unlimited). */
+  quota?: TurnQuota;
 }
 
 /** Runs turns (one call of {@link run} per turn) and single tool calls. */
@@ -63,6 +75,7 @@ export class TurnRunner {
   private readonly historyMaxMessages: number;
   private readonly historyMaxChars: number;
   private readonly isRemoving: (agentId: string) => boolean;
+  private readonly quota: TurnQuota | undefined;
   private readonly definitions = new Map<string, AgentDefinition>();
 
   constructor(options: TurnRunnerOptions) {
@@ -78,6 +91,7 @@ export class TurnRunner {
     this.historyMaxMessages = options.historyMaxMessages;
     this.historyMaxChars = options.historyMaxChars;
     this.isRemoving = options.isRemoving;
+    this.quota = options.quota;
   }
 
   /** Answers `turn` to its end, terminal callback included. Never rejects. */
@@ -89,6 +103,7 @@ export class TurnRunner {
     let reason: TurnEndReason = 'stop';
     let failure: SentinelError | undefined;
     let started = false;
+    let counted: string | undefined;
     try {
       const record = await this.store.getAgent(agentId);
       if (signal.aborted) return endUnstarted(turn, turn.abortReason ?? 'cancelled', this.logger);
@@ -97,6 +112,12 @@ export class TurnRunner {
       const def = await this.definition(record.image_id);
       const provider = this.providers.get(def.model.provider);
       if (signal.aborted) return endUnstarted(turn, turn.abortReason ?? 'cancelled', this.logger);
+      // Before the message is stored or the provider called: a turn over quota leaves no trace
+      // but its terminal frame (`quota_exceeded`).
+      if (this.quota) {
+        await this.quota.beginTurn(record.owner);
+        counted = record.owner;
+      }
 
       const [storedMessage, receivedEvent] = await this.recorder.received(turn);
       if (storedMessage.status === 'rejected') throw storedMessage.reason;
@@ -117,7 +138,10 @@ export class TurnRunner {
         failure = publicFailure(turn, err, this.logger);
       }
     }
-    await this.finish(turn, { started, reason, failure: failure ?? turn.lockLost, progress, usage: usageOf(progress), durationMs: this.now() - startedAt });
+    const usage = usageOf(progress);
+    // Counted before the terminal frame, so a client that saw its turn end sees its tokens in /v1/auth/me.
+    if (counted !== undefined) await this.quota?.addTokens(counted, usage.total_tokens);
+    await this.finish(turn, { started, reason, failure: failure ?? turn.lockLost, progress, usage, durationMs: this.now() - startedAt });
   }
 
   /** The definition of the image `digest` (cached). */

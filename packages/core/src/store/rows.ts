@@ -24,7 +24,7 @@ export type JsonColumn<T> = T | string;
 export type FlagColumn = boolean | 0 | 1;
 
 /** A `users` row. */
-export type UserRow = Omit<UserRecord, 'can_push'> & { can_push: FlagColumn };
+export type UserRow = Omit<UserRecord, 'can_push' | 'disabled'> & { can_push: FlagColumn; disabled: FlagColumn };
 
 /** An `agents` row as read. */
 export type AgentRow = Omit<AgentRecord, 'parameters' | 'environment'> & {
@@ -59,7 +59,8 @@ export type MessageRow = Omit<MessageRecord, OptionalMessageField> & {
 export type MessageParams = MessageRow & { tool_calls: string | null };
 
 /** Column lists, in table order, for SELECT and INSERT on either database. */
-export const USER_COLUMNS = 'id, username, password_hash, role, can_push, token_version, created_at, updated_at';
+export const USER_COLUMNS =
+  'id, username, password_hash, role, can_push, token_version, disabled, quota_tokens_per_day, quota_turns_per_day, quota_concurrent_agents, created_at, updated_at';
 export const AGENT_COLUMNS = 'id, name, owner, image, image_id, status, model, parameters, environment, usage_requests, usage_tokens, created_at, updated_at';
 export const IMAGE_COLUMNS = 'digest, manifest, config, config_digest, size, created_at';
 export const REPOSITORY_COLUMNS = 'name, owner, visibility, created_at';
@@ -74,7 +75,15 @@ function fromJson<T>(value: JsonColumn<T>): T {
 
 /** The record of a `users` row. */
 export function toUser(row: UserRow): UserRecord {
-  return { ...row, can_push: row.can_push === true || row.can_push === 1 };
+  return {
+    ...row,
+    can_push: row.can_push === true || row.can_push === 1,
+    disabled: row.disabled === true || row.disabled === 1,
+    // pg returns BIGINT as text; the quotas fit in a double.
+    quota_tokens_per_day: row.quota_tokens_per_day === null ? null : Number(row.quota_tokens_per_day),
+    quota_turns_per_day: row.quota_turns_per_day === null ? null : Number(row.quota_turns_per_day),
+    quota_concurrent_agents: row.quota_concurrent_agents === null ? null : Number(row.quota_concurrent_agents),
+  };
 }
 
 /** The row an agent is inserted as (absent JSON objects stored as `{}`). */

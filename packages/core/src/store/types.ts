@@ -6,9 +6,17 @@ import type { LogLevel } from '../contract/logger.js';
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
 
 /** What `updateUser` may change. `id` never changes; `token_version` only goes up, by `bump_token_version`. */
-export type UserPatch = Partial<Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at'>> & {
+export type UserPatch = Partial<
+  Pick<UserRecord, 'password_hash' | 'role' | 'can_push' | 'updated_at' | 'disabled' | 'quota_tokens_per_day' | 'quota_turns_per_day' | 'quota_concurrent_agents'>
+> & {
   /** True: add 1 to `token_version` in the same statement (atomic across instances), revoking older tokens. Default false. */
   bump_token_version?: boolean;
+  /**
+   * True: apply the patch only while some other enabled admin than this user exists (checked in
+   * the same statement, so two admins demoting each other at once cannot both succeed); when
+   * none does, `updateUser` changes nothing and returns false. Default false.
+   */
+  keep_an_admin?: boolean;
 };
 
 /** An account at an external identity provider: who an OpenID Connect token is about. */

@@ -293,6 +293,19 @@ CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at);
 `,
   },
   {
+    // Issue 13 numbers its migrations by feature (keys 6, users 7, audit 8, ...); gaps are fine.
+    version: 7,
+    name: 'disabled users and quotas',
+    sql: `
+-- An admin can disable an account (its tokens and keys stop at once) and cap its model usage
+-- per UTC day and its agents; NULL is unlimited.
+ALTER TABLE users ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN quota_tokens_per_day BIGINT CHECK (quota_tokens_per_day >= 0);
+ALTER TABLE users ADD COLUMN quota_turns_per_day BIGINT CHECK (quota_turns_per_day >= 0);
+ALTER TABLE users ADD COLUMN quota_concurrent_agents BIGINT CHECK (quota_concurrent_agents >= 0);
+`,
+  },
+  {
     version: 8,
     name: 'audit log',
     sql: `

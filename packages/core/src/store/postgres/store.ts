@@ -110,6 +110,8 @@ const CLIENT_TIMEOUT_MARGIN_MS = 2000;
 const IDLE_TIMEOUT_MS = 10_000;
 /** The advisory lock migrations run under: one bigint, the ASCII of "SENTINEL". */
 const MIGRATION_LOCK_KEY = '6004496291839624524';
+/** The advisory lock that serializes "keep an enabled admin" updates: the ASCII of "SNADMINS". */
+const ADMIN_LOCK_KEY = '6002807114941681235';
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 /** pg's type id of bigint: COUNT(*), SUM(int) and our BIGINT columns. */
 const INT8_OID = 20;
@@ -206,8 +208,21 @@ class PgStore implements PostgresStore {
 
   async createUser(user: NewUserRecord): Promise<void> {
     await this.#query(
-      `INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [user.id ?? newUserId(), user.username, user.password_hash, user.role, user.can_push, user.token_version ?? 0, user.created_at, user.updated_at],
+      `INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+      [
+        user.id ?? newUserId(),
+        user.username,
+        user.password_hash,
+        user.role,
+        user.can_push,
+        user.token_version ?? 0,
+        user.disabled ?? false,
+        user.quota_tokens_per_day ?? null,
+        user.quota_turns_per_day ?? null,
+        user.quota_concurrent_agents ?? null,
+        user.created_at,
+        user.updated_at,
+      ],
       { conflict: () => `user "${user.username}" already exists` },
     );
   }
@@ -227,17 +242,45 @@ class PgStore implements PostgresStore {
   }
 
   async updateUser(username: string, patch: UserPatch): Promise<boolean> {
-    const { rowCount } = await this.#result(
-      `UPDATE users SET
+    const sql = `UPDATE users SET
         password_hash = COALESCE($2, password_hash),
         role = COALESCE($3, role),
         can_push = COALESCE($4::boolean, can_push),
         updated_at = COALESCE($5, updated_at),
-        token_version = token_version + $6::integer
-      WHERE username = $1`,
-      [username, patch.password_hash ?? null, patch.role ?? null, patch.can_push ?? null, patch.updated_at ?? null, patch.bump_token_version === true ? 1 : 0],
-    );
-    return (rowCount ?? 0) > 0;
+        token_version = token_version + $6::integer,
+        disabled = COALESCE($7::boolean, disabled),
+        quota_tokens_per_day = CASE WHEN $8::boolean THEN $9::bigint ELSE quota_tokens_per_day END,
+        quota_turns_per_day = CASE WHEN $10::boolean THEN $11::bigint ELSE quota_turns_per_day END,
+        quota_concurrent_agents = CASE WHEN $12::boolean THEN $13::bigint ELSE quota_concurrent_agents END
+      WHERE username = $1
+        AND (NOT $14::boolean OR EXISTS (SELECT 1 FROM users other WHERE other.role = 'admin' AND NOT other.disabled AND other.username <> $1))`;
+    const params = [
+        username,
+        patch.password_hash ?? null,
+        patch.role ?? null,
+        patch.can_push ?? null,
+        patch.updated_at ?? null,
+        patch.bump_token_version === true ? 1 : 0,
+        patch.disabled ?? null,
+        patch.quota_tokens_per_day !== undefined,
+        patch.quota_tokens_per_day ?? null,
+        patch.quota_turns_per_day !== undefined,
+        patch.quota_turns_per_day ?? null,
+        patch.quota_concurrent_agents !== undefined,
+        patch.quota_concurrent_agents ?? null,
+        patch.keep_an_admin === true,
+    ];
+    if (patch.keep_an_admin !== true) {
+      const { rowCount } = await this.#result(sql, params);
+      return (rowCount ?? 0) > 0;
+    }
+    // Under READ COMMITTED two admins demoting each other at once would each still see the
+    // other as admin; these updates queue on one advisory lock, so the second sees the first.
+    return this.#transaction(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [ADMIN_LOCK_KEY]);
+      const { rowCount } = await client.query(sql, params);
+      return (rowCount ?? 0) > 0;
+    });
   }
 
   /** The foreign key cascades to the user's agents, whose trigger removes their history: one statement, atomic. */
@@ -258,8 +301,10 @@ class PgStore implements PostgresStore {
     const id = user.id ?? newUserId();
     await this.#transaction(
       async (client) => {
-        await client.query(`INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, [
-          id, user.username, user.password_hash, user.role, user.can_push, user.token_version ?? 0, user.created_at, user.updated_at,
+        await client.query(`INSERT INTO users (${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
+          id, user.username, user.password_hash, user.role, user.can_push, user.token_version ?? 0,
+          user.disabled ?? false, user.quota_tokens_per_day ?? null, user.quota_turns_per_day ?? null, user.quota_concurrent_agents ?? null,
+          user.created_at, user.updated_at,
         ]);
         await client.query('INSERT INTO oidc_identities (issuer, subject, user_id, created_at) VALUES ($1, $2, $3, $4)', [identity.issuer, identity.subject, id, user.created_at]);
       },

@@ -29,9 +29,10 @@ import {
 const LEVEL_RANK_SQL = `(CASE level WHEN 'debug' THEN 0 WHEN 'info' THEN 1 WHEN 'warn' THEN 2 ELSE 3 END)`;
 const LOG_FILTER_SQL = `agent_id = @agentId AND seq > @afterSeq AND timestamp >= @since AND ${LEVEL_RANK_SQL} >= @minRank`;
 
-/** SQLite has no boolean: `can_push` is written as 0 or 1. */
-interface UserParams extends Omit<UserRow, 'can_push'> {
+/** SQLite has no boolean: `can_push` and `disabled` are written as 0 or 1. */
+interface UserParams extends Omit<UserRow, 'can_push' | 'disabled'> {
   can_push: 0 | 1;
+  disabled: 0 | 1;
 }
 
 interface UserPatchParams {
@@ -40,7 +41,16 @@ interface UserPatchParams {
   role: Role | null;
   can_push: 0 | 1 | null;
   updated_at: string | null;
+  disabled: 0 | 1 | null;
+  /** Quotas may be set to NULL (unlimited): each has a flag saying whether to write it. */
+  set_quota_tokens: 0 | 1;
+  quota_tokens: number | null;
+  set_quota_turns: 0 | 1;
+  quota_turns: number | null;
+  set_quota_agents: 0 | 1;
+  quota_agents: number | null;
   bump: 0 | 1;
+  keep_an_admin: 0 | 1;
 }
 
 /** listAudit's bind parameters: each statement is given exactly the ones its WHERE names. */
@@ -84,7 +94,7 @@ function preparePluck<P extends unknown[] | object = unknown[], R = unknown>(db:
 export function prepareStatements(db: SqliteDatabase) {
   return {
     ping: prepare<[], unknown>(db, 'SELECT 1'),
-    insertUser: prepare<UserParams>(db, `INSERT INTO users (${USER_COLUMNS}) VALUES (@id, @username, @password_hash, @role, @can_push, @token_version, @created_at, @updated_at)`),
+    insertUser: prepare<UserParams>(db, `INSERT INTO users (${USER_COLUMNS}) VALUES (@id, @username, @password_hash, @role, @can_push, @token_version, @disabled, @quota_tokens_per_day, @quota_turns_per_day, @quota_concurrent_agents, @created_at, @updated_at)`),
     getUser: prepare<[string], UserRow>(db, `SELECT ${USER_COLUMNS} FROM users WHERE username = ?`),
     listUsers: prepare<[], UserRow>(db, `SELECT ${USER_COLUMNS} FROM users ORDER BY username`),
     countUsers: preparePluck<[], number>(db, 'SELECT COUNT(*) FROM users'),
@@ -93,8 +103,13 @@ export function prepareStatements(db: SqliteDatabase) {
         role = COALESCE(@role, role),
         can_push = COALESCE(@can_push, can_push),
         updated_at = COALESCE(@updated_at, updated_at),
+        disabled = COALESCE(@disabled, disabled),
+        quota_tokens_per_day = CASE WHEN @set_quota_tokens = 1 THEN @quota_tokens ELSE quota_tokens_per_day END,
+        quota_turns_per_day = CASE WHEN @set_quota_turns = 1 THEN @quota_turns ELSE quota_turns_per_day END,
+        quota_concurrent_agents = CASE WHEN @set_quota_agents = 1 THEN @quota_agents ELSE quota_concurrent_agents END,
         token_version = token_version + @bump
-      WHERE username = @username`),
+      WHERE username = @username
+        AND (@keep_an_admin = 0 OR EXISTS (SELECT 1 FROM users other WHERE other.role = 'admin' AND other.disabled = 0 AND other.username <> @username))`),
     deleteAgentsOfOwner: prepare<[string]>(db, 'DELETE FROM agents WHERE owner = ?'),
     deleteUser: prepare<[string]>(db, 'DELETE FROM users WHERE username = ?'),
     userExists: preparePluck<[string], 1>(db, 'SELECT 1 FROM users WHERE username = ?'),

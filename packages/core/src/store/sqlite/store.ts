@@ -163,7 +163,16 @@ export class SqliteStore implements Store {
   async createUser(user: NewUserRecord): Promise<void> {
     const s = this.#stmts();
     this.#groupCommit.flush();
-    const row = { ...user, id: user.id ?? newUserId(), token_version: user.token_version ?? 0, can_push: user.can_push ? (1 as const) : (0 as const) };
+    const row = {
+      ...user,
+      id: user.id ?? newUserId(),
+      token_version: user.token_version ?? 0,
+      can_push: user.can_push ? (1 as const) : (0 as const),
+      disabled: user.disabled === true ? (1 as const) : (0 as const),
+      quota_tokens_per_day: user.quota_tokens_per_day ?? null,
+      quota_turns_per_day: user.quota_turns_per_day ?? null,
+      quota_concurrent_agents: user.quota_concurrent_agents ?? null,
+    };
     run(() => s.insertUser.run(row), {
       conflict: () => `user "${user.username}" already exists`,
     });
@@ -192,7 +201,15 @@ export class SqliteStore implements Store {
         role: patch.role ?? null,
         can_push: patch.can_push === undefined ? null : patch.can_push ? 1 : 0,
         updated_at: patch.updated_at ?? null,
+        disabled: patch.disabled === undefined ? null : patch.disabled ? 1 : 0,
+        set_quota_tokens: patch.quota_tokens_per_day === undefined ? 0 : 1,
+        quota_tokens: patch.quota_tokens_per_day ?? null,
+        set_quota_turns: patch.quota_turns_per_day === undefined ? 0 : 1,
+        quota_turns: patch.quota_turns_per_day ?? null,
+        set_quota_agents: patch.quota_concurrent_agents === undefined ? 0 : 1,
+        quota_agents: patch.quota_concurrent_agents ?? null,
         bump: patch.bump_token_version === true ? 1 : 0,
+        keep_an_admin: patch.keep_an_admin === true ? 1 : 0,
       }),
     );
     return result.changes > 0;
@@ -219,7 +236,16 @@ export class SqliteStore implements Store {
     const s = this.#stmts();
     const link = this.#identityStatements();
     this.#groupCommit.flush();
-    const row = { ...user, id: user.id ?? newUserId(), token_version: user.token_version ?? 0, can_push: user.can_push ? (1 as const) : (0 as const) };
+    const row = {
+      ...user,
+      id: user.id ?? newUserId(),
+      token_version: user.token_version ?? 0,
+      can_push: user.can_push ? (1 as const) : (0 as const),
+      disabled: user.disabled === true ? (1 as const) : (0 as const),
+      quota_tokens_per_day: user.quota_tokens_per_day ?? null,
+      quota_turns_per_day: user.quota_turns_per_day ?? null,
+      quota_concurrent_agents: user.quota_concurrent_agents ?? null,
+    };
     run(
       () =>
         this.#db.transaction(() => {
