@@ -162,7 +162,7 @@ describe('createSentinelApi and the compiled route table', () => {
     for (const r of api.routes) {
       const op = doc.paths[toOpenApiPath(r.path)]?.[r.method.toLowerCase()];
       expect(op, `${r.method} ${r.path}`).toBeDefined();
-      expect(op!.security).toEqual(r.auth === 'public' ? [] : [{ bearerAuth: [] }]);
+      expect(op!.security).toEqual(r.auth === 'public' ? [] : [{ bearerAuth: r.scope === undefined ? [] : [r.scope] }]);
     }
     const logs = doc.paths['/v1/agents/{id}/logs']!.get!;
     expect(logs.parameters!.map((p) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:since', 'query:tail', 'query:level', 'query:follow', 'header:If-None-Match']);

@@ -119,7 +119,7 @@ describe.each(HOSTS)('OpenID Connect bearer tokens on %s', (hostName) => {
     await provider.token('build-bot').then((t) => call(base, 'GET', '/v1/auth/me', t));
     const login = await call(base, 'POST', '/v1/auth/login', null, { username: 'build-bot', password: 'any-password-123' });
     expect(login.status).toBe(401);
-    expect(login.body).toEqual({ error: 'invalid username or password', code: 'unauthorized' });
+    expect(login.body).toEqual({ error: 'invalid username or password', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
     // Nor can one be given to it, by the user or by an admin.
     const reset = await call(base, 'PUT', '/v1/users/build-bot/password', adminToken, { new_password: 'now-a-password-123' });
     expect(reset.status).toBe(409);
@@ -211,7 +211,7 @@ describe.each(HOSTS)('OpenID Connect bearer tokens on %s', (hostName) => {
     const now = Math.floor(Date.now() / 1000);
     const expired = await call(base, 'GET', '/v1/agents', signJwt({ alg: 'ES256', kid: key.kid }, claimsFor(provider.issuer, { iat: now - 600, exp: now - 120 }), { key }));
     expect(expired.status).toBe(401);
-    expect(expired.body).toEqual({ error: 'token expired', code: 'unauthorized' });
+    expect(expired.body).toEqual({ error: 'token expired', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
     const early = await call(base, 'GET', '/v1/agents', signJwt({ alg: 'ES256', kid: key.kid }, claimsFor(provider.issuer, { nbf: now + 600 }), { key }));
     expect(early.status).toBe(401);
     // Within the tolerance (60 s) the same forms are still fine: the signature is genuine.
@@ -225,7 +225,7 @@ describe.each(HOSTS)('OpenID Connect bearer tokens on %s', (hostName) => {
   it('refuses a token for another audience (401)', async () => {
     const reply = await call(base, 'GET', '/v1/agents', await provider.token('build-bot', { resource: OTHER_RESOURCE }));
     expect(reply.status).toBe(401);
-    expect(reply.body).toEqual({ error: 'invalid token', code: 'unauthorized' });
+    expect(reply.body).toEqual({ error: 'invalid token', code: 'unauthorized', docs: '/docs/errors#unauthorized' });
   });
 
   it('refuses HS256 (even with our own token secret) and alg none with the issuer\'s iss (401)', async () => {

@@ -224,7 +224,15 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       errors: ['conflict'],
       examples: {
         body: { username: 'alice', password: 'a long enough password', role: 'user', can_push: false },
-        response: { username: 'alice', role: 'user', can_push: false, created_at: '2026-01-02T03:04:05.000Z', updated_at: '2026-01-02T03:04:05.000Z' },
+        response: {
+          username: 'alice',
+          role: 'user',
+          can_push: false,
+          disabled: false,
+          quotas: { tokens_per_day: null, turns_per_day: null, concurrent_agents: null },
+          created_at: '2026-01-02T03:04:05.000Z',
+          updated_at: '2026-01-02T03:04:05.000Z',
+        },
       },
       handler: async (input: { body: CreateUserInput }, ctx) => {
         const created = await users.create(input.body);
@@ -281,7 +289,8 @@ export function authRoutes(deps: AuthRouteDeps): RouteDef[] {
       summary: "Change a user's password (one's own with current_password; an admin may reset anyone else's)",
       schemas: { params: userParamsSchema, body: changePasswordBodySchema },
       maxBodyBytes: MAX_AUTH_BODY_BYTES,
-      errors: ['forbidden'],
+      // conflict: an account that signs in through OpenID Connect has no password to change.
+      errors: ['forbidden', 'conflict'],
       examples: { body: { current_password: 'the old password', new_password: 'a new long password' } },
       handler: async (input: { params: { name: string }; body: ChangePasswordInput }, ctx) => {
         const actor = principalOf(ctx);

@@ -63,6 +63,7 @@ export function sessionRoutes(deps: SessionRouteDeps): RouteDef[] {
       // Only a login token can be logged out; an API key is revoked with DELETE /v1/keys/{id}.
       credentials: 'session',
       summary: 'Revoke the presented login token on every instance (its open sockets close with 4401)',
+      status: 204,
       handler: async (_input, ctx) => {
         const principal = principalOf(ctx);
         await auth.logout(principal);
@@ -76,6 +77,7 @@ export function sessionRoutes(deps: SessionRouteDeps): RouteDef[] {
       auth: 'admin',
       scope: 'admin',
       summary: "Revoke every token issued to the user so far (their open sockets close with 4401)",
+      status: 204,
       schemas: { params: userParamsSchema },
       handler: async (input: { params: { name: string } }, ctx) => {
         await users.revokeTokens(input.params.name, principalOf(ctx));
@@ -92,6 +94,8 @@ export function sessionRoutes(deps: SessionRouteDeps): RouteDef[] {
       summary: 'A one-time ticket (30 s) to open the chat or events WebSocket of one agent without a token in the URL',
       status: 201,
       schemas: { body: ticketBodySchema, response: ticketResponseSchema },
+      // not_found: no such agent, or another user's.
+      errors: ['not_found'],
       maxBodyBytes: 4096,
       handler: async (input: { body: { agent_id: string; channel: TicketChannel } }, ctx) => {
         const principal = principalOf(ctx);
