@@ -108,12 +108,17 @@ describe.each(HOSTS)('GET /v1/asyncapi.json on %s', (hostName) => {
     expect(names).toHaveLength(Object.keys(SERVER_FRAME_SCHEMAS).length + Object.keys(CHAT_ENDPOINT.clientFrames).length);
   });
 
-  it('requires a token both ways it can be given, and lists the close codes', () => {
-    expect(doc.components.securitySchemes.bearerHeader).toMatchObject({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
+  it('requires a credential each way it can be given (header, subprotocol, one-time ticket), and lists the close codes', () => {
+    expect(doc.components.securitySchemes.bearerHeader).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(doc.components.securitySchemes.ticket).toMatchObject({ type: 'httpApiKey', in: 'query', name: 'ticket' });
     expect(doc.components.securitySchemes.bearerSubprotocol).toMatchObject({ type: 'httpApiKey', in: 'header', name: 'Sec-WebSocket-Protocol' });
     expect(doc.components.securitySchemes.bearerSubprotocol.description).toContain('sentinel.v1, bearer.<jwt>');
     for (const operation of Object.values(doc.operations as Record<string, Json>)) {
-      expect(operation.security).toEqual([{ $ref: '#/components/securitySchemes/bearerHeader' }, { $ref: '#/components/securitySchemes/bearerSubprotocol' }]);
+      expect(operation.security).toEqual([
+        { $ref: '#/components/securitySchemes/bearerHeader' },
+        { $ref: '#/components/securitySchemes/bearerSubprotocol' },
+        { $ref: '#/components/securitySchemes/ticket' },
+      ]);
     }
     for (const channel of ['chat', 'events']) {
       for (const { code, meaning } of Object.values(WEBSOCKET_CLOSE_CODES)) {

@@ -43,15 +43,22 @@ const SECURITY_SCHEMES = {
   bearerHeader: {
     type: 'http',
     scheme: 'bearer',
-    bearerFormat: 'JWT',
-    description: '`Authorization: Bearer <jwt>` on the upgrade request; the token comes from `POST /v1/auth/login`.',
+    description:
+      '`Authorization: Bearer <credential>` on the upgrade request: a login token (`POST /v1/auth/login`), an API key (`sk_sentinel_…`, `POST /v1/keys`) or an OpenID Connect access token when the server accepts one. The credential needs the channel\'s scope (chat: `agents:chat`, events: `agents:read`), else 403 `insufficient_scope`.',
   },
   bearerSubprotocol: {
     type: 'httpApiKey',
     in: 'header',
     name: 'Sec-WebSocket-Protocol',
     description:
-      'For clients that cannot set headers (browsers): offer the subprotocols `sentinel.v1, bearer.<jwt>`. The server selects `sentinel.v1` and never echoes the token.',
+      'For clients that cannot set headers (browsers): offer the subprotocols `sentinel.v1, bearer.<jwt>` (or `bearer.<api key>`). The server selects `sentinel.v1` and never echoes the token.',
+  },
+  ticket: {
+    type: 'httpApiKey',
+    in: 'query',
+    name: 'ticket',
+    description:
+      'A one-time ticket from `POST /v1/ws-tickets` `{agent_id, channel}`: valid once, for 30 s, for that agent and channel, with the scopes of the credential that minted it. A replayed, expired or mismatched ticket is refused with 401. The socket closes with 4401 when that credential is revoked or expires.',
   },
 } as const;
 
