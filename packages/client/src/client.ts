@@ -1,0 +1,39 @@
+/**
+ * `createClient`: one object per server and credential. Its namespaces (agents, images,
+ * registry, keys, chat, events) are thin layers over the Transport; request and response types
+ * come from the server's own schemas (see types.ts).
+ */
+import { Transport, type ClientOptions } from './transport.js';
+
+export interface LoginResult {
+  token: string;
+  username: string;
+  expires: string;
+}
+
+export class SentinelClient {
+  /** How this client reaches its server (URLs, credential, requests). */
+  readonly transport: Transport;
+
+  constructor(options: ClientOptions) {
+    this.transport = new Transport(options);
+  }
+
+  /** Logs in with a username and password and keeps the token for every later call. */
+  async login(username: string, password: string, options: { signal?: AbortSignal } = {}): Promise<LoginResult> {
+    const result = await this.transport.request<LoginResult>('POST', '/v1/auth/login', { body: { username, password }, ...(options.signal ? { signal: options.signal } : {}) });
+    this.transport.setToken(result.token);
+    return result;
+  }
+
+  /** Revokes the current login token on the server and forgets it here. */
+  async logout(options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.transport.request<void>('POST', '/v1/auth/logout', options.signal ? { signal: options.signal } : {});
+    this.transport.setToken(undefined);
+  }
+}
+
+/** A client for one server. */
+export function createClient(options: ClientOptions): SentinelClient {
+  return new SentinelClient(options);
+}
