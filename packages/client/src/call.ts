@@ -3,7 +3,7 @@
  * error line (the server's `{error, code, docs}` after the 200 was sent) becomes a thrown
  * SentinelApiError like every other failure.
  */
-import { SentinelApiError } from './errors.js';
+import { abortedError, SentinelApiError } from './errors.js';
 import type { RequestOptions, Transport } from './transport.js';
 import { ERROR_STATUS } from './types.js';
 
@@ -40,11 +40,13 @@ function isErrorLine(value: unknown): value is ErrorLine {
 }
 
 /**
- * An NDJSON answer's items; an error line ends the stream with a SentinelApiError whose status
+ * An NDJSON answer's items; an abort ends it with `aborted` (even with lines still buffered), and an error line ends the stream with a SentinelApiError whose status
  * is the one the code maps to (the HTTP status was already 200 when the stream failed).
  */
 export async function* ndjson<T>(transport: Transport, method: string, path: string, options: RequestOptions): AsyncGenerator<T> {
   for await (const item of transport.lines<unknown>(method, path, options)) {
+    // Lines already buffered when the signal fired are not handed out: an abort stops the stream at once.
+    if (options.signal?.aborted) throw abortedError(options.signal);
     if (isErrorLine(item)) {
       throw new SentinelApiError({
         status: (ERROR_STATUS as Record<string, number>)[item.code] ?? 500,
