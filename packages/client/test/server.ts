@@ -1,6 +1,6 @@
 /**
  * The client specs' server: a real SentinelStacks API (SQLite in a temp dir) listening on
- * 127.0.0.1 port 0, with a logged-in admin client.
+ * 127.0.0.1 port 0, REST and the chat and events WebSockets on one port.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { createSentinelApi, type RegistrySettings, type SentinelApi } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
+import { attachWebSocket } from '@sentinel/api-ws';
 import { isSentinelApiError, type SentinelApiError } from '@sentinel/api-client';
 
 export const ADMIN_PASSWORD = 'admin-password-123';
@@ -23,11 +24,13 @@ export async function startServer(options: { registry?: RegistrySettings } = {})
   const dir = mkdtempSync(join(tmpdir(), 'sentinel-client-'));
   const api = await createSentinelApi({ dataDir: dir, adminPassword: ADMIN_PASSWORD, tokenSecret: 'client-spec-secret-0123456789abcdef', ...(options.registry ? { registry: options.registry } : {}) });
   const server = await listen(api, { port: 0, host: '127.0.0.1', logRequests: false });
+  const ws = attachWebSocket(server.server, api);
   return {
     api,
     server,
     url: server.url,
     async close() {
+      await ws.close();
       await server.close();
       await api.close();
       rmSync(dir, { recursive: true, force: true });
