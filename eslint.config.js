@@ -43,6 +43,23 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { patterns: [deepImports, otherTests, testSupport] }] },
   },
   {
+    // The SDK runs in browsers: no node: module, no other package at run time (types only), and
+    // `ws` only in the Node entry.
+    files: ['packages/client/src/**'],
+    ignores: ['packages/client/src/node.ts'],
+    rules: {
+      'no-restricted-imports': 'off',
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        paths: ['ws'].map((name) => ({ name, message: 'ws is for the Node entry (src/node.ts) only.' })),
+        patterns: [
+          { group: ['node:*'], message: 'the SDK runs in browsers: no node: modules.' },
+          { group: ['@sentinel/*'], allowTypeImports: true, message: 'the SDK depends on no other package at run time: import types only.' },
+          deepImports, otherTests, testSupport,
+        ],
+      }],
+    },
+  },
+  {
     files: ['packages/ws/src/**'],
     rules: {
       'no-restricted-imports': ['error', {
