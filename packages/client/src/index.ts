@@ -6,3 +6,6 @@
 export { createClient, SentinelClient, type LoginResult } from './client.js';
 export { isSentinelApiError, SentinelApiError, type ClientErrorCode, type SentinelApiErrorInit } from './errors.js';
 export { SUBPROTOCOL, Transport, type ClientOptions, type QueryValue, type RequestOptions, type WebSocketConstructor, type WebSocketLike } from './transport.js';
+export { ChatSession, frameError, type ChatOptions, type ChatSendOptions, type ChatTurn, type ServerFrame, type ToolRequestOptions } from './chat.js';
+export { agentEvents, type EventFrame, type EventsOptions } from './events.js';
+export { backoffDelay, type ReconnectOptions } from './socket.js';
