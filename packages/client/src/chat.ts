@@ -114,6 +114,7 @@ export class ChatSession {
   readonly #stop = new AbortController();
   #opens = 0;
   #readyWaiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  #endWaiters: Array<(reason: SentinelApiError) => void> = [];
   #dropped: (() => void) | undefined;
   readonly #unlisten: () => void;
 
@@ -141,6 +142,16 @@ export class ChatSession {
     if (this.#ended) return Promise.reject(this.#ended);
     if (this.#ws) return Promise.resolve();
     return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Resolves, never rejects, once the session has ended, with why: `session_closed` (close()),
+   * `aborted`, `unauthorized` (a 4401 close), `connection_closed` (1000 agent deleted, 1008),
+   * `connection_lost` (reconnecting gave up), or the refusal of the first socket (e.g. 404).
+   */
+  closed(): Promise<SentinelApiError> {
+    if (this.#ended) return Promise.resolve(this.#ended);
+    return new Promise((resolve) => this.#endWaiters.push(resolve));
   }
 
   /** Sends one message (now, or once the socket is open) and returns its frames. */
@@ -319,6 +330,7 @@ export class ChatSession {
       call.reject(error);
     }
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(error);
+    for (const waiter of this.#endWaiters.splice(0)) waiter(error);
     const dropped = this.#dropped;
     this.#dropped = undefined;
     dropped?.();
