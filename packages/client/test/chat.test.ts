@@ -5,7 +5,7 @@
  * is down go out once, cancel, abort signals, tool requests, refusals and a 4401 close.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClient, isSentinelApiError, type SentinelApiError, type SentinelClient, type ServerFrame } from '@sentinel/api-client';
+import { backoffDelay, createClient, isSentinelApiError, type SentinelApiError, type SentinelClient, type ServerFrame } from '@sentinel/api-client';
 import { ADMIN_PASSWORD, createAgent, eventually, longMessage, startLiveEnv, type LiveEnv } from './live-env.js';
 
 async function collect(turn: AsyncIterable<ServerFrame>): Promise<ServerFrame[]> {
@@ -183,6 +183,13 @@ describe('client.chat', () => {
       expect(JSON.stringify(result.result)).toContain('42');
       const refused = await failure(session.toolRequest('web_search', { query: 'x' }));
       expect(refused).toMatchObject({ status: 0, code: 'forbidden', docs: '/docs/errors#forbidden' });
+      const controller = new AbortController();
+      controller.abort();
+      expect(await failure(session.toolRequest('calculator', { expression: '1+1' }, { signal: controller.signal }))).toMatchObject({ code: 'aborted' });
+      // The same request id twice while the first is unanswered is refused here, before the server.
+      const slow = session.toolRequest('calculator', { expression: '2+2' }, { requestId: 'r-twice' });
+      expect(await failure(session.toolRequest('calculator', { expression: '3+3' }, { requestId: 'r-twice' }))).toMatchObject({ code: 'conflict' });
+      expect(await slow).toMatchObject({ request_id: 'r-twice', status: 'success' });
     } finally {
       session.close();
     }
@@ -224,5 +231,21 @@ describe('client.chat', () => {
     await own.logout();
     expect(await session.closed()).toMatchObject({ status: 401, code: 'unauthorized' });
     expect(session.connections).toBe(1);
+  });
+});
+
+describe('backoffDelay', () => {
+  it('doubles from the first wait up to the cap, with up to half of it random', () => {
+    const options = { initialDelayMs: 100, maxDelayMs: 1000 };
+    for (let i = 0; i < 200; i++) {
+      const waits = [0, 1, 2, 3, 4, 10, 60].map((attempt) => backoffDelay(attempt, options));
+      const ceilings = [100, 200, 400, 800, 1000, 1000, 1000];
+      waits.forEach((wait, index) => {
+        expect(wait).toBeGreaterThanOrEqual(ceilings[index]! / 2);
+        expect(wait).toBeLessThanOrEqual(ceilings[index]!);
+      });
+    }
+    const spread = new Set(Array.from({ length: 50 }, () => Math.round(backoffDelay(5))));
+    expect(spread.size).toBeGreaterThan(10);
   });
 });
