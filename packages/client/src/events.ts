@@ -18,7 +18,12 @@ import type { Transport, WebSocketLike } from './transport.js';
 export type { EventFrame } from '@sentinel/api-core';
 
 export interface EventsOptions {
-  /** Start after this seq (replaying the stored events after it). Default: from now on. */
+  /**
+   * Start after this seq (replaying the stored events after it). Default: from now on. Without
+   * it, a drop before the first stored event arrived reconnects "from now on" again (the server
+   * does not say where "now" was), so events of that gap can be missed; pass `since: 0` (or a
+   * seq you kept) when every event matters.
+   */
   since?: number;
   /** Ends the iteration (it rejects with `aborted`). */
   signal?: AbortSignal;
@@ -72,31 +77,38 @@ export async function* agentEvents(transport: Transport, agentId: string, option
       if (ws) {
         opens += 1;
         attempt = 0;
+        let unlisten = (): void => undefined;
         const abortWait = new Promise<never>((_, reject) => {
-          if (stop.signal.aborted) reject(abortedError(signal));
-          stop.signal.addEventListener('abort', () => reject(abortedError(signal)), { once: true });
+          const onStop = () => reject(abortedError(signal));
+          if (stop.signal.aborted) onStop();
+          stop.signal.addEventListener('abort', onStop, { once: true });
+          unlisten = () => stop.signal.removeEventListener('abort', onStop);
         });
         abortWait.catch(() => undefined);
-        for (;;) {
-          const next = await Promise.race([queue.next(), abortWait]);
-          if (next.done) break;
-          const item = next.value;
-          if ('end' in item) {
-            end = item.end;
-            break;
-          }
-          const frame = item.frame;
-          if (frame.event_type === 'resync_required') {
-            const oldest = (frame.data as { oldest_seq?: unknown } | undefined)?.oldest_seq;
-            if (typeof oldest === 'number') cursor = Math.max(cursor ?? 0, oldest - 1);
+        try {
+          for (;;) {
+            const next = await Promise.race([queue.next(), abortWait]);
+            if (next.done) break;
+            const item = next.value;
+            if ('end' in item) {
+              end = item.end;
+              break;
+            }
+            const frame = item.frame;
+            if (frame.event_type === 'resync_required') {
+              const oldest = (frame.data as { oldest_seq?: unknown } | undefined)?.oldest_seq;
+              if (typeof oldest === 'number') cursor = Math.max(cursor ?? 0, oldest - 1);
+              yield frame;
+              continue;
+            }
+            if (frame.seq !== undefined) {
+              if (cursor !== undefined && frame.seq <= cursor) continue;
+              cursor = frame.seq;
+            }
             yield frame;
-            continue;
           }
-          if (frame.seq !== undefined) {
-            if (cursor !== undefined && frame.seq <= cursor) continue;
-            cursor = frame.seq;
-          }
-          yield frame;
+        } finally {
+          unlisten();
         }
         ws = undefined;
         if (end && !end.retry) {
