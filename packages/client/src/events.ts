@@ -25,7 +25,7 @@ export interface EventsOptions {
    * seq you kept) when every event matters.
    */
   since?: number;
-  /** Ends the iteration (it rejects with `aborted`). */
+  /** Ends the iteration: it just ends, as a loop's `break` does (the way `followLogs` stops too). */
   signal?: AbortSignal;
   /**
    * Reconnection after a socket that was open drops (a server restart included). Default: retry
@@ -39,8 +39,8 @@ type Item = { frame: EventFrame } | { end: SocketEnd };
 
 /**
  * The events of one agent. Ends normally when the server closes for good with 1000 (the agent
- * was deleted), or when the loop breaks; fails with a SentinelApiError for a refusal (404, 401,
- * a 4401 close), `aborted`, or `connection_lost` when reconnecting gave up.
+ * was deleted), when the loop breaks and when the signal aborts; fails with a SentinelApiError
+ * for a refusal (404, 401, a 4401 close), or `connection_lost` when reconnecting gave up.
  */
 export async function* agentEvents(transport: Transport, agentId: string, options: EventsOptions = {}): AsyncGenerator<EventFrame, void, undefined> {
   const { signal } = options;
@@ -123,6 +123,10 @@ export async function* agentEvents(transport: Transport, agentId: string, option
         throw abortedError(signal);
       });
     }
+  } catch (err) {
+    // An abort ends the iteration; whatever it interrupted is no failure.
+    if (signal?.aborted) return;
+    throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
     stop.abort();
