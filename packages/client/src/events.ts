@@ -12,7 +12,7 @@
  */
 import type { EventFrame, ServerFrame } from '@sentinel/api-core';
 import { abortedError, SentinelApiError } from './errors.js';
-import { AsyncQueue, backoffDelay, isRetryable, openSocket, sleep, type ReconnectOptions, type SocketEnd } from './socket.js';
+import { AsyncQueue, backoffDelay, isRetryable, openSocket, sleep, type ReconnectOptions, type SocketAuth, type SocketEnd } from './socket.js';
 import type { Transport, WebSocketLike } from './transport.js';
 
 export type { EventFrame } from '@sentinel/api-core';
@@ -33,6 +33,8 @@ export interface EventsOptions {
    * `connection_lost`. The first socket is not retried: a server down or refusing fails at once.
    */
   reconnect?: ReconnectOptions | false;
+  /** How the socket authenticates: `subprotocol` (default) or a one-time `ticket` per connection (see {@link SocketAuth}). */
+  auth?: SocketAuth;
 }
 
 type Item = { frame: EventFrame } | { end: SocketEnd };
@@ -58,7 +60,8 @@ export async function* agentEvents(transport: Transport, agentId: string, option
       if (signal?.aborted) throw abortedError(signal);
       const queue = new AsyncQueue<Item>();
       try {
-        ws = await openSocket(transport, `/v1/agents/${encodeURIComponent(agentId)}/events`, { since: cursor }, agentId, stop.signal, {
+        const target = { agentId, channel: 'events' as const, query: { since: cursor }, ...(options.auth ? { auth: options.auth } : {}) };
+        ws = await openSocket(transport, target, stop.signal, {
           onText: (text) => {
             const frame = parse(text);
             if (frame?.type === 'event') queue.push({ frame });

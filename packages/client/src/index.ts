@@ -8,4 +8,4 @@ export { isSentinelApiError, SentinelApiError, type ClientErrorCode, type Sentin
 export { SUBPROTOCOL, Transport, type ClientOptions, type QueryValue, type RequestOptions, type WebSocketConstructor, type WebSocketLike } from './transport.js';
 export { ChatSession, frameError, type ChatOptions, type ChatSendOptions, type ChatTurn, type ServerFrame, type ToolRequestOptions } from './chat.js';
 export { agentEvents, type EventFrame, type EventsOptions } from './events.js';
-export { backoffDelay, type ReconnectOptions } from './socket.js';
+export { backoffDelay, type ReconnectOptions, type SocketAuth } from './socket.js';

@@ -132,6 +132,23 @@ describe('client.chat', () => {
     }
   });
 
+  it('with auth: ticket, every connection (reconnects too) uses a fresh one-time ticket', async () => {
+    const agentId = await createAgent(client);
+    const session = client.chat(agentId, { auth: 'ticket', reconnect: FAST_RECONNECT });
+    try {
+      await session.ready();
+      expect((await collect(session.send('by ticket'))).at(-1)).toMatchObject({ type: 'stream_end', content: 'Echo: by ticket' });
+      env.proxy.cut();
+      await eventually(() => session.connections === 2, 'the session to reconnect with a new ticket');
+      expect((await collect(session.send('by another ticket'))).at(-1)).toMatchObject({ type: 'stream_end', content: 'Echo: by another ticket' });
+    } finally {
+      session.close();
+    }
+    // A ticket cannot be had without a credential: a 401 at once, no retry.
+    const anonymous = createClient({ baseUrl: env.server.url }).chat(agentId, { auth: 'ticket' });
+    expect(await failure(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
+  });
+
   it('cancel ends a running turn with reason cancelled; a message id in progress is refused', async () => {
     const agentId = await createAgent(client);
     const session = client.chat(agentId);

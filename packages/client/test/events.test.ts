@@ -127,6 +127,20 @@ describe('client.events', () => {
     expect(await direct.events(agentId, { signal: early.signal }).next()).toEqual({ value: undefined, done: true });
   });
 
+  it('with auth: ticket, the events socket opens with a one-time ticket', async () => {
+    const agentId = await createAgent(direct);
+    await chatOnce(direct, agentId, 'ticketed', 'm-ticket');
+    const frames: EventFrame[] = [];
+    const events = direct.events(agentId, { since: 0, auth: 'ticket' });
+    try {
+      await until(events, frames, processedFor('m-ticket'));
+    } finally {
+      await events.return();
+    }
+    const all = await env.api.store.listEvents(agentId, 0, 1000);
+    expect(seqs(frames)).toEqual(all.map((event) => event.seq));
+  });
+
   it('an unknown agent is a 404, a bad since a 400, a server that is down a network_error', async () => {
     expect(await failure(direct.events('no-such-agent').next())).toMatchObject({ status: 404, code: 'not_found' });
     const agentId = await createAgent(direct);
