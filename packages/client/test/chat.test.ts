@@ -239,6 +239,25 @@ describe('client.chat', () => {
     expect(await failure(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
   });
 
+  it('deleting the agent (a 1000 close) ends the session and its events iteration, with no reconnect', async () => {
+    const agentId = await createAgent(client);
+    const session = client.chat(agentId, { reconnect: FAST_RECONNECT });
+    await session.ready();
+    const events = client.events(agentId, { reconnect: FAST_RECONNECT });
+    const first = await events.next();
+    expect(first.value).toMatchObject({ event_type: 'agent_status' });
+    const rest = (async () => {
+      const seen: string[] = [];
+      for await (const frame of events) seen.push(frame.event_type);
+      return seen;
+    })();
+    await client.transport.request('DELETE', `/v1/agents/${agentId}`);
+    expect(await session.closed()).toMatchObject({ code: 'connection_closed' });
+    expect(session.connections).toBe(1);
+    await rest;
+    expect(await failure(collect(session.send('too late')))).toMatchObject({ code: 'connection_closed' });
+  });
+
   it('a 4401 close (the token logged out) ends the session: no reconnect', async () => {
     const own = createClient({ baseUrl: env.proxy.url });
     await own.login('admin', ADMIN_PASSWORD);
