@@ -121,7 +121,8 @@ export interface paths {
         delete: operations["delete_users_by_name"];
         options?: never;
         head?: never;
-        patch?: never;
+        /** Change a user's role, push right, disabled flag or quotas (at least one field; 409 for the last enabled admin) */
+        patch: operations["patch_users_by_name"];
         trace?: never;
     };
     "/v1/users/{name}/password": {
@@ -522,7 +523,7 @@ export interface components {
              * @description Machine-readable code; the HTTP status follows from it
              * @enum {string}
              */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "agent_busy" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`) */
             details?: unknown;
             /** @description Where the code is explained (relative URL of its entry in the error catalogue) */
@@ -835,10 +836,24 @@ export interface operations {
                         /** @enum {string} */
                         role: "admin" | "user";
                         can_push: boolean;
+                        /** @description A disabled user cannot log in; their tokens and API keys are refused */
+                        disabled: boolean;
+                        /** @description Per-user limits (null = unlimited): model tokens and turns per UTC day, agents owned at once */
+                        quotas: {
+                            tokens_per_day: number | null;
+                            turns_per_day: number | null;
+                            concurrent_agents: number | null;
+                        };
                         /** Format: date-time */
                         created_at: string;
                         /** Format: date-time */
                         updated_at: string;
+                        /** @description Use so far today (UTC) and agents owned, to compare with quotas */
+                        usage?: {
+                            tokens_today: number;
+                            turns_today: number;
+                            agents: number;
+                        };
                     };
                 };
             };
@@ -910,6 +925,14 @@ export interface operations {
                             /** @enum {string} */
                             role: "admin" | "user";
                             can_push: boolean;
+                            /** @description A disabled user cannot log in; their tokens and API keys are refused */
+                            disabled: boolean;
+                            /** @description Per-user limits (null = unlimited): model tokens and turns per UTC day, agents owned at once */
+                            quotas: {
+                                tokens_per_day: number | null;
+                                turns_per_day: number | null;
+                                concurrent_agents: number | null;
+                            };
                             /** Format: date-time */
                             created_at: string;
                             /** Format: date-time */
@@ -1019,6 +1042,12 @@ export interface operations {
                      *       "username": "alice",
                      *       "role": "user",
                      *       "can_push": false,
+                     *       "disabled": false,
+                     *       "quotas": {
+                     *         "tokens_per_day": null,
+                     *         "turns_per_day": null,
+                     *         "concurrent_agents": null
+                     *       },
                      *       "created_at": "2026-01-02T03:04:05.000Z",
                      *       "updated_at": "2026-01-02T03:04:05.000Z"
                      *     }
@@ -1028,6 +1057,14 @@ export interface operations {
                         /** @enum {string} */
                         role: "admin" | "user";
                         can_push: boolean;
+                        /** @description A disabled user cannot log in; their tokens and API keys are refused */
+                        disabled: boolean;
+                        /** @description Per-user limits (null = unlimited): model tokens and turns per UTC day, agents owned at once */
+                        quotas: {
+                            tokens_per_day: number | null;
+                            turns_per_day: number | null;
+                            concurrent_agents: number | null;
+                        };
                         /** Format: date-time */
                         created_at: string;
                         /** Format: date-time */
@@ -1222,6 +1259,156 @@ export interface operations {
             };
         };
     };
+    patch_users_by_name: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** @description At most 16384 bytes. */
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    role?: "admin" | "user";
+                    can_push?: boolean;
+                    disabled?: boolean;
+                    quotas?: {
+                        tokens_per_day?: number | null;
+                        turns_per_day?: number | null;
+                        concurrent_agents?: number | null;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Change a user's role, push right, disabled flag or quotas (at least one field; 409 for the last enabled admin) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        username: string;
+                        /** @enum {string} */
+                        role: "admin" | "user";
+                        can_push: boolean;
+                        /** @description A disabled user cannot log in; their tokens and API keys are refused */
+                        disabled: boolean;
+                        /** @description Per-user limits (null = unlimited): model tokens and turns per UTC day, agents owned at once */
+                        quotas: {
+                            tokens_per_day: number | null;
+                            turns_per_day: number | null;
+                            concurrent_agents: number | null;
+                        };
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        updated_at: string;
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Admin role required */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It would leave no enabled admin (the last one demoted or disabled) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request body, a WebSocket frame or an image object is over its size cap. The server closes the connection after an HTTP 413 instead of reading the rest. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's `Content-Type` is missing, not one the route accepts, or not UTF-8. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     put_users_by_name_password: {
         parameters: {
             query?: never;
@@ -1287,6 +1474,15 @@ export interface operations {
             };
             /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1755,8 +1951,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Revoke the presented login token on every instance (its open sockets close with 4401) */
-            200: {
+            /** @description No content */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1857,8 +2053,8 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Revoke every token issued to the user so far (their open sockets close with 4401) */
-            200: {
+            /** @description No content */
+            204: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2014,6 +2210,15 @@ export interface operations {
                 headers: {
                     /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
                     "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
@@ -2353,7 +2558,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            /** @description quota_exceeded: you own as many agents as your quota allows; rate_limited: over the write rate limit */
             429: {
                 headers: {
                     /** @description Seconds to wait before trying again */
@@ -4814,6 +5019,7 @@ export const ERROR_STATUS: Readonly<Record<components['schemas']['Error']['code'
     payload_too_large: 413,
     unsupported_media_type: 415,
     rate_limited: 429,
+    quota_exceeded: 429,
     agent_busy: 429,
     upstream_error: 502,
     upstream_timeout: 504,
