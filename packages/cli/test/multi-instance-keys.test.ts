@@ -4,38 +4,16 @@
  * is refused on the other within 1 s, though that one had it cached; neither instance's output
  * ever holds a key.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
-import { assertRedisRunning, busUrl, deletePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, callJson as call, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
-
-const ADMIN_PASSWORD = 'correct-horse-battery';
-const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
+import { createInstances, type Instance, type Instances } from './instances.js';
+import { callJson as call } from './spawn-cli.js';
 
 describe('API keys across instances on one PostgreSQL and one Redis', () => {
-  const prefix = `test-keys-${process.pid}-${randomBytes(4).toString('hex')}:`;
-  let tmp: string;
-  let database: TestDatabase;
-  let a: { process: CliProcess; url: string };
-  let b: { process: CliProcess; url: string };
+  let instances: Instances;
+  let a: Instance;
+  let b: Instance;
   let token: string;
   const secrets: string[] = [];
-
-  function start(name: string): CliProcess {
-    return runCli(
-      ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, name)],
-      cleanEnv(tmp, {
-        SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,
-        SENTINEL_TOKEN_SECRET: TOKEN_SECRET,
-        SENTINEL_STORE_URL: database.url,
-        SENTINEL_BUS_URL: busUrl(prefix),
-      }),
-    );
-  }
 
   async function createKey(on: { url: string }, scopes: string[]): Promise<{ id: string; key: string }> {
     const created = await call('POST', `${on.url}/v1/keys`, token, { name: `key ${scopes.join(' ')}`, scopes });
@@ -60,22 +38,14 @@ describe('API keys across instances on one PostgreSQL and one Redis', () => {
   }
 
   beforeAll(async () => {
-    assertBuilt();
-    await assertRedisRunning();
-    tmp = mkdtempSync(join(tmpdir(), 'sentinel-multi-keys-'));
-    database = await createTestDatabase();
-    const [pa, pb] = [start('a'), start('b')];
-    [a, b] = await Promise.all([pa.url(30_000).then((url) => ({ process: pa, url })), pb.url(30_000).then((url) => ({ process: pb, url }))]);
-    const login = await call('POST', `${a.url}/v1/auth/login`, undefined, { username: 'admin', password: ADMIN_PASSWORD });
-    expect(login.status, JSON.stringify(login.json)).toBe(200);
-    token = login.json.token as string;
+    instances = await createInstances('sentinel-multi-keys-');
+    // With the request log: the last test reads it.
+    [a, b] = await Promise.all([instances.start('a', { logRequests: true }), instances.start('b', { logRequests: true })]);
+    token = await instances.login(a);
   }, 60_000);
 
   afterAll(async () => {
-    await killAll();
-    await database?.drop();
-    await deletePrefix(prefix);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await instances?.close();
   });
 
   it('a key made on A works on B; revoked on A it is refused on B within 1 s, and the other way round', async () => {

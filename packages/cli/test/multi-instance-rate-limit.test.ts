@@ -6,18 +6,10 @@
  * passwords from one address does not stop the real user logging in from another one; a fourth,
  * without the flag, shows the header is ignored.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
-import { assertRedisRunning, busUrl, deletePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, callJson as call, cleanEnv, killAll, runCli } from './spawn-cli.js';
-
-const ADMIN_PASSWORD = 'correct-horse-battery';
-const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
+import { ADMIN_PASSWORD, createInstances, type Instances } from './instances.js';
+import { callJson as call } from './spawn-cli.js';
 
 async function get(url: string, token: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined> }> {
   const res = await request(url, { headers: { authorization: `Bearer ${token}` } });
@@ -36,26 +28,16 @@ async function login(url: string, password: string, forwardedFor?: string): Prom
 }
 
 describe('rate limits across sentinel api processes', () => {
-  const prefix = `test-${process.pid}-${randomBytes(4).toString('hex')}:`;
-  let tmp: string;
-  let database: TestDatabase;
+  let instances: Instances;
   let a: string;
   let b: string;
   let proxied: string;
   let direct: string;
 
   beforeAll(async () => {
-    assertBuilt();
-    await assertRedisRunning();
-    tmp = mkdtempSync(join(tmpdir(), 'sentinel-rate-multi-'));
-    database = await createTestDatabase();
-    const shared = (name: string) =>
-      runCli(
-        ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, name), '--no-log-requests', '--rate-limit-read', '6'],
-        cleanEnv(tmp, { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD, SENTINEL_TOKEN_SECRET: TOKEN_SECRET, SENTINEL_STORE_URL: database.url, SENTINEL_BUS_URL: busUrl(prefix) }),
-      ).url(30_000);
-    const alone = (name: string, extra: string[], env: Record<string, string> = {}) =>
-      runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, name), '--no-log-requests', ...extra], cleanEnv(tmp, { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD, ...env })).url(30_000);
+    instances = await createInstances('sentinel-rate-multi-');
+    const shared = async (name: string) => (await instances.start(name, { args: ['--rate-limit-read', '6'] })).url;
+    const alone = async (name: string, args: string[], env: Record<string, string> = {}) => (await instances.start(name, { args, env, shared: false })).url;
     [a, b, proxied, direct] = await Promise.all([
       shared('a'),
       shared('b'),
@@ -66,10 +48,7 @@ describe('rate limits across sentinel api processes', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await killAll();
-    await database?.drop();
-    await deletePrefix(prefix);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await instances?.close();
   });
 
   it('counts reads on A and B against one bucket in Redis: the seventh is refused on either', async () => {

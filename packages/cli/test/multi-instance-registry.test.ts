@@ -5,17 +5,12 @@
  * and an agent created from it on C chats. Before the registry moved into the database, each
  * instance had its own layout directory: B's search came back empty and C's pull was a 404.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
-import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, callJson as call, cleanEnv, killAll, runCli } from './spawn-cli.js';
-
-const ADMIN_PASSWORD = 'correct-horse-battery';
-const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
+import { createInstances, type Instances } from './instances.js';
+import { callJson as call } from './spawn-cli.js';
 
 type Frame = Record<string, any>;
 
@@ -44,33 +39,19 @@ function chatOnce(url: string, token: string, content: string): Promise<Frame> {
 }
 
 describe('the embedded registry shared by instances on one PostgreSQL', () => {
-  const prefix = uniquePrefix();
-  let tmp: string;
-  let database: TestDatabase;
+  let instances: Instances;
   const urls: Record<'a' | 'b' | 'c', string> = { a: '', b: '', c: '' };
   let token: string;
 
   beforeAll(async () => {
-    assertBuilt();
-    await assertRedisRunning();
-    tmp = mkdtempSync(join(tmpdir(), 'sentinel-multi-registry-'));
-    database = await createTestDatabase();
-    const start = (name: 'a' | 'b' | 'c') =>
-      runCli(
-        ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, name), '--no-log-requests'],
-        cleanEnv(tmp, { SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD, SENTINEL_TOKEN_SECRET: TOKEN_SECRET, SENTINEL_STORE_URL: database.url, SENTINEL_BUS_URL: busUrl(prefix) }),
-      ).url(30_000);
+    instances = await createInstances('sentinel-multi-registry-');
+    const start = async (name: 'a' | 'b' | 'c') => (await instances.start(name)).url;
     [urls.a, urls.b, urls.c] = await Promise.all([start('a'), start('b'), start('c')]);
-    const login = await call('POST', `${urls.a}/v1/auth/login`, undefined, { username: 'admin', password: ADMIN_PASSWORD });
-    expect(login.status, JSON.stringify(login.json)).toBe(200);
-    token = login.json.token as string;
+    token = await instances.login({ url: urls.a });
   }, 60_000);
 
   afterAll(async () => {
-    await killAll();
-    await database?.drop();
-    await deletePrefix(prefix);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await instances?.close();
   });
 
   it('build and push on A, search on B, pull on C with the same digest, and an agent from it chats on C', async () => {
@@ -87,7 +68,7 @@ describe('the embedded registry shared by instances on one PostgreSQL', () => {
     const pushed = await call('POST', `${urls.a}/v1/registry/push`, token, { image: 'demo/shared:v1' });
     expect(pushed).toMatchObject({ status: 200, json: { name: 'demo/shared', tag: 'v1', digest, status: 'pushed', registry: 'embedded' } });
     // Into the database, not A's data directory.
-    expect(existsSync(join(tmp, 'a', 'registry'))).toBe(false);
+    expect(existsSync(join(instances.tmp, 'a', 'registry'))).toBe(false);
 
     const search = await call('GET', `${urls.b}/v1/registry/search?query=shared`, token);
     expect(search.status, JSON.stringify(search.json)).toBe(200);

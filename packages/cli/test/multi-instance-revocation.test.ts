@@ -4,24 +4,12 @@
  * on A is refused on B within a second and closes B's sockets with 4401; revoke-tokens and a
  * password change on one instance close the other's sockets with 4401.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
-import { assertRedisRunning, busUrl, deletePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, callJson as call, cleanEnv, killAll, runCli } from './spawn-cli.js';
+import { createInstances, type Instance, type Instances } from './instances.js';
+import { callJson as call } from './spawn-cli.js';
 
-const ADMIN_PASSWORD = 'correct-horse-battery';
-const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
 const CLOSE_CREDENTIAL_REVOKED = 4401;
-
-interface Instance {
-  readonly url: string;
-  readonly ws: string;
-}
 
 interface Opened {
   readonly ws: WebSocket;
@@ -46,33 +34,11 @@ function openSocket(url: string, token?: string): Promise<Opened> {
 }
 
 describe('tickets and revocation across two instances', () => {
-  const prefix = `test-${process.pid}-${randomBytes(4).toString('hex')}:`;
-  let tmp: string;
-  let database: TestDatabase;
+  let instances: Instances;
   let a: Instance;
   let b: Instance;
   let adminToken: string;
   let agentId: string;
-
-  const start = async (name: string): Promise<Instance> => {
-    const process = runCli(
-      ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, name), '--no-log-requests'],
-      cleanEnv(tmp, {
-        SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,
-        SENTINEL_TOKEN_SECRET: TOKEN_SECRET,
-        SENTINEL_STORE_URL: database.url,
-        SENTINEL_BUS_URL: busUrl(prefix),
-      }),
-    );
-    const url = await process.url(30_000);
-    return { url, ws: url.replace(/^http/, 'ws') };
-  };
-
-  const login = async (on: Instance, username: string, password: string): Promise<string> => {
-    const response = await call('POST', `${on.url}/v1/auth/login`, undefined, { username, password });
-    expect(response.status, JSON.stringify(response.json)).toBe(200);
-    return response.json.token as string;
-  };
 
   const ticket = async (on: Instance, token: string, channel: 'chat' | 'events'): Promise<string> => {
     const minted = await call('POST', `${on.url}/v1/ws-tickets`, token, { agent_id: agentId, channel });
@@ -90,12 +56,9 @@ describe('tickets and revocation across two instances', () => {
   };
 
   beforeAll(async () => {
-    assertBuilt();
-    await assertRedisRunning();
-    tmp = mkdtempSync(join(tmpdir(), 'sentinel-revocation-'));
-    database = await createTestDatabase();
-    [a, b] = await Promise.all([start('a'), start('b')]);
-    adminToken = await login(a, 'admin', ADMIN_PASSWORD);
+    instances = await createInstances('sentinel-revocation-');
+    [a, b] = await Promise.all([instances.start('a'), instances.start('b')]);
+    adminToken = await instances.login(a);
     const created = await call('POST', `${a.url}/v1/users`, adminToken, { username: 'carol', password: 'carol-password-1' });
     expect(created.status).toBe(201);
     const agent = await call('POST', `${a.url}/v1/agents`, adminToken, { image: 'sentinel/echo:latest', name: 'tickets-across' });
@@ -105,10 +68,7 @@ describe('tickets and revocation across two instances', () => {
 
   afterAll(async () => {
     for (const socket of sockets.splice(0)) socket.terminate();
-    await killAll();
-    await database?.drop();
-    await deletePrefix(prefix);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await instances?.close();
   });
 
   it('a ticket minted on A is consumed on B, then refused on A', async () => {
@@ -120,7 +80,7 @@ describe('tickets and revocation across two instances', () => {
   });
 
   it('a logout on A: refused on B within 1 s, and B’s sockets (token and ticket) close with 4401', async () => {
-    const token = await login(b, 'admin', ADMIN_PASSWORD);
+    const token = await instances.login(b);
     const onB = await openSocket(`${b.ws}/v1/agents/${agentId}/events`, token);
     const ticketOnB = await openSocket(`${b.ws}/v1/agents/${agentId}/chat?ticket=${await ticket(a, token, 'chat')}`);
     expect((await call('GET', `${b.url}/v1/agents`, token)).status).toBe(200);
@@ -135,17 +95,17 @@ describe('tickets and revocation across two instances', () => {
   });
 
   it("revoke-tokens on A closes carol's sockets on B with 4401; a password change on B closes hers on A", async () => {
-    const carolAgent = await call('POST', `${a.url}/v1/agents`, await login(a, 'carol', 'carol-password-1'), { image: 'sentinel/echo:latest', name: 'carols' });
+    const carolAgent = await call('POST', `${a.url}/v1/agents`, await instances.login(a, 'carol', 'carol-password-1'), { image: 'sentinel/echo:latest', name: 'carols' });
     expect(carolAgent.status).toBe(201);
     const id = carolAgent.json.id as string;
 
-    const first = await login(b, 'carol', 'carol-password-1');
+    const first = await instances.login(b, 'carol', 'carol-password-1');
     const onB = await openSocket(`${b.ws}/v1/agents/${id}/chat`, first);
     expect((await call('POST', `${a.url}/v1/users/carol/revoke-tokens`, adminToken)).status).toBe(204);
     expect((await onB.closed).code).toBe(CLOSE_CREDENTIAL_REVOKED);
     await within(1000, async () => (await call('GET', `${b.url}/v1/agents`, first)).status === 401, 'B refuses the revoked token');
 
-    const second = await login(a, 'carol', 'carol-password-1');
+    const second = await instances.login(a, 'carol', 'carol-password-1');
     const onA = await openSocket(`${a.ws}/v1/agents/${id}/events`, second);
     const changed = await call('PUT', `${b.url}/v1/users/carol/password`, second, { current_password: 'carol-password-1', new_password: 'carol-password-2' });
     expect(changed.status).toBe(204);

@@ -4,18 +4,10 @@
  * stops their token on B at once (the user-change feed), and the quota counters live in Redis,
  * so a day's turns used on A are used on B too.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
-import { assertRedisRunning, busUrl, deletePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, callJson as call, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
-
-const ADMIN_PASSWORD = 'correct-horse-battery';
-const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
+import { createInstances, type Instance, type Instances } from './instances.js';
+import { callJson as call } from './spawn-cli.js';
 
 type Frame = Record<string, any>;
 
@@ -41,55 +33,24 @@ function oneTurn(wsBase: string, agentId: string, token: string, messageId: stri
 }
 
 describe('user management and quotas across two instances on PostgreSQL and Redis', () => {
-  const prefix = `test-${process.pid}-${randomBytes(4).toString('hex')}:`;
-  let tmp: string;
-  let database: TestDatabase;
-  let a: { url: string; ws: string };
-  let b: { url: string; ws: string };
+  let instances: Instances;
+  let a: Instance;
+  let b: Instance;
   let admin: string;
 
-  function start(name: string): CliProcess {
-    return runCli(
-      ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, name), '--no-log-requests'],
-      cleanEnv(tmp, {
-        SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,
-        SENTINEL_TOKEN_SECRET: TOKEN_SECRET,
-        SENTINEL_STORE_URL: database.url,
-        SENTINEL_BUS_URL: busUrl(prefix),
-      }),
-    );
-  }
-
-  async function instance(process: CliProcess): Promise<{ url: string; ws: string }> {
-    const url = await process.url(30_000);
-    return { url, ws: url.replace(/^http/, 'ws') };
-  }
-
-  async function login(on: { url: string }, username: string, password: string): Promise<string> {
-    const r = await call('POST', `${on.url}/v1/auth/login`, undefined, { username, password });
-    expect(r.status, JSON.stringify(r.json)).toBe(200);
-    return r.json.token as string;
-  }
-
   beforeAll(async () => {
-    assertBuilt();
-    await assertRedisRunning();
-    tmp = mkdtempSync(join(tmpdir(), 'sentinel-multi-users-'));
-    database = await createTestDatabase();
-    [a, b] = await Promise.all([instance(start('a')), instance(start('b'))]);
-    admin = await login(a, 'admin', ADMIN_PASSWORD);
+    instances = await createInstances('sentinel-multi-users-');
+    [a, b] = await Promise.all([instances.start('a'), instances.start('b')]);
+    admin = await instances.login(a);
   }, 60_000);
 
   afterAll(async () => {
-    await killAll();
-    await database?.drop();
-    await deletePrefix(prefix);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await instances?.close();
   });
 
   it("a user disabled on A is refused on B at once (REST 401), and enabled again there too", async () => {
     expect((await call('POST', `${a.url}/v1/users`, admin, { username: 'carol', password: 'carol-password' })).status).toBe(201);
-    const carol = await login(b, 'carol', 'carol-password');
+    const carol = await instances.login(b, 'carol', 'carol-password');
     // B has carol's account cached now.
     for (const on of [a, b]) expect((await call('GET', `${on.url}/v1/agents`, carol)).status).toBe(200);
     expect((await call('PATCH', `${a.url}/v1/users/carol`, admin, { disabled: true })).status).toBe(200);
@@ -115,7 +76,7 @@ describe('user management and quotas across two instances on PostgreSQL and Redi
   it('shares the quota counters through Redis: turns used on A count on B', async () => {
     expect((await call('POST', `${a.url}/v1/users`, admin, { username: 'dave', password: 'dave-password' })).status).toBe(201);
     expect((await call('PATCH', `${b.url}/v1/users/dave`, admin, { quotas: { turns_per_day: 2 } })).status).toBe(200);
-    const dave = await login(a, 'dave', 'dave-password');
+    const dave = await instances.login(a, 'dave', 'dave-password');
     const created = await call('POST', `${a.url}/v1/agents`, dave, { image: 'sentinel/echo:latest', name: 'shared-quota' });
     expect(created.status, JSON.stringify(created.json)).toBe(201);
     const id = created.json.id as string;

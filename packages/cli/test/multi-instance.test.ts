@@ -4,29 +4,15 @@
  * run's own, given as `?prefix=` in the bus URL), the same token secret. Real processes, real
  * HTTP and WebSocket clients; the last test kills one instance with SIGKILL mid-turn.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
-import { assertRedisRunning, busUrl, deletePrefix } from '@sentinel/test-support/redis';
-import { assertBuilt, callJson as call, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
+import { createInstances, type Instance, type Instances } from './instances.js';
+import { callJson as call } from './spawn-cli.js';
 
-const ADMIN_PASSWORD = 'correct-horse-battery';
-const TOKEN_SECRET = 'one-secret-for-every-instance-0123456789';
 /** Short, so the test that kills a lock holder sees the lock expire soon. */
 const TURN_LEASE_MS = 1500;
 
 type Frame = Record<string, any>;
-
-interface Instance {
-  readonly name: string;
-  readonly process: CliProcess;
-  readonly url: string;
-  readonly ws: string;
-}
 
 interface Socket {
   readonly name: string;
@@ -92,30 +78,11 @@ function longMessage(tag: string): string {
 }
 
 describe('several sentinel api instances on one PostgreSQL and one Redis', () => {
-  const prefix = `test-${process.pid}-${randomBytes(4).toString('hex')}:`;
-  let tmp: string;
-  let database: TestDatabase;
+  let instances: Instances;
   let a: Instance;
   let b: Instance;
   let c: Instance;
   let token: string;
-
-  function start(name: string): CliProcess {
-    return runCli(
-      ['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(tmp, name), '--no-log-requests'],
-      cleanEnv(tmp, {
-        SENTINEL_ADMIN_PASSWORD: ADMIN_PASSWORD,
-        SENTINEL_TOKEN_SECRET: TOKEN_SECRET,
-        SENTINEL_STORE_URL: database.url,
-        SENTINEL_BUS_URL: busUrl(prefix, { turn_lease_ms: String(TURN_LEASE_MS) }),
-      }),
-    );
-  }
-
-  async function instance(name: string, process: CliProcess): Promise<Instance> {
-    const url = await process.url(30_000);
-    return { name, process, url, ws: url.replace(/^http/, 'ws') };
-  }
 
   async function createAgent(on: Instance, name: string): Promise<string> {
     const created = await call('POST', `${on.url}/v1/agents`, token, { image: 'sentinel/echo:latest', name });
@@ -127,23 +94,15 @@ describe('several sentinel api instances on one PostgreSQL and one Redis', () =>
   const events = (on: Instance, agentId: string) => openSocket(`${on.name}:events`, `${on.ws}/v1/agents/${agentId}/events?since=0`, token);
 
   beforeAll(async () => {
-    assertBuilt();
-    await assertRedisRunning();
-    tmp = mkdtempSync(join(tmpdir(), 'sentinel-multi-'));
-    database = await createTestDatabase();
+    instances = await createInstances('sentinel-multi-', { bus: { turn_lease_ms: String(TURN_LEASE_MS) } });
     // All three at once: the first start migrates the fresh database under a lock, the others wait.
-    [a, b, c] = await Promise.all([instance('a', start('a')), instance('b', start('b')), instance('c', start('c'))]);
-    const login = await call('POST', `${b.url}/v1/auth/login`, undefined, { username: 'admin', password: ADMIN_PASSWORD });
-    expect(login.status, JSON.stringify(login.json)).toBe(200);
-    token = login.json.token as string;
+    [a, b, c] = await Promise.all([instances.start('a'), instances.start('b'), instances.start('c')]);
+    token = await instances.login(b);
   }, 60_000);
 
   afterAll(async () => {
     for (const socket of sockets.splice(0)) socket.terminate();
-    await killAll();
-    await database?.drop();
-    await deletePrefix(prefix);
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await instances?.close();
   });
 
   it('all three are ready, and an agent created on A is listed on B and C', async () => {

@@ -5,23 +5,14 @@
  * is down go out once, cancel, abort signals, tool requests, refusals and a 4401 close.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backoffDelay, createClient, isSentinelApiError, type SentinelApiError, type SentinelClient, type ServerFrame } from '@sentinel/api-client';
+import { backoffDelay, createClient, type SentinelClient, type ServerFrame } from '@sentinel/api-client';
 import { ADMIN_PASSWORD, createAgent, eventually, longMessage, startLiveEnv, type LiveEnv } from './live-env.js';
+import { rejection } from './server.js';
 
 async function collect(turn: AsyncIterable<ServerFrame>): Promise<ServerFrame[]> {
   const frames: ServerFrame[] = [];
   for await (const frame of turn) frames.push(frame);
   return frames;
-}
-
-async function failure(promise: Promise<unknown>): Promise<SentinelApiError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(isSentinelApiError(err)).toBe(true);
-    return err as SentinelApiError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const FAST_RECONNECT = { initialDelayMs: 20, maxDelayMs: 100 };
@@ -91,7 +82,7 @@ describe('client.chat', () => {
           if (frames.filter((f) => f.type === 'stream_chunk').length === 3) env.proxy.cut();
         }
       })();
-      const lost = await failure(cut);
+      const lost = await rejection(cut);
       expect(lost).toMatchObject({ status: 0, code: 'connection_lost' });
       expect(frames.some((frame) => frame.type === 'stream_end')).toBe(false);
 
@@ -146,7 +137,7 @@ describe('client.chat', () => {
     }
     // A ticket cannot be had without a credential: a 401 at once, no retry.
     const anonymous = createClient({ baseUrl: env.server.url }).chat(agentId, { auth: 'ticket' });
-    expect(await failure(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
+    expect(await rejection(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
   });
 
   it('cancel ends a running turn with reason cancelled; a message id in progress is refused', async () => {
@@ -155,7 +146,7 @@ describe('client.chat', () => {
     try {
       await session.ready();
       const turn = session.send(longMessage(300), { messageId: 'to-cancel' });
-      const again = await failure(collect(session.send('same id', { messageId: 'to-cancel' })));
+      const again = await rejection(collect(session.send('same id', { messageId: 'to-cancel' })));
       expect(again.code).toBe('conflict');
       const frames: ServerFrame[] = [];
       for await (const frame of turn) {
@@ -178,7 +169,7 @@ describe('client.chat', () => {
       await session.ready();
       const controller = new AbortController();
       const turn = session.send(longMessage(300), { signal: controller.signal });
-      const aborted = failure(
+      const aborted = rejection(
         (async () => {
           for await (const frame of turn) if (frame.type === 'stream_chunk') controller.abort();
         })(),
@@ -198,14 +189,14 @@ describe('client.chat', () => {
       const result = await session.toolRequest('calculator', { expression: '6*7' });
       expect(result).toMatchObject({ type: 'tool_result', tool: 'calculator', status: 'success' });
       expect(JSON.stringify(result.result)).toContain('42');
-      const refused = await failure(session.toolRequest('web_search', { query: 'x' }));
+      const refused = await rejection(session.toolRequest('web_search', { query: 'x' }));
       expect(refused).toMatchObject({ status: 0, code: 'forbidden', docs: '/docs/errors#forbidden' });
       const controller = new AbortController();
       controller.abort();
-      expect(await failure(session.toolRequest('calculator', { expression: '1+1' }, { signal: controller.signal }))).toMatchObject({ code: 'aborted' });
+      expect(await rejection(session.toolRequest('calculator', { expression: '1+1' }, { signal: controller.signal }))).toMatchObject({ code: 'aborted' });
       // The same request id twice while the first is unanswered is refused here, before the server.
       const slow = session.toolRequest('calculator', { expression: '2+2' }, { requestId: 'r-twice' });
-      expect(await failure(session.toolRequest('calculator', { expression: '3+3' }, { requestId: 'r-twice' }))).toMatchObject({ code: 'conflict' });
+      expect(await rejection(session.toolRequest('calculator', { expression: '3+3' }, { requestId: 'r-twice' }))).toMatchObject({ code: 'conflict' });
       expect(await slow).toMatchObject({ request_id: 'r-twice', status: 'success' });
     } finally {
       session.close();
@@ -219,24 +210,24 @@ describe('client.chat', () => {
     await session.ready();
     const turn = session.send(longMessage(300));
     controller.abort();
-    expect(await failure(collect(turn))).toMatchObject({ code: 'aborted' });
+    expect(await rejection(collect(turn))).toMatchObject({ code: 'aborted' });
     expect(await session.closed()).toMatchObject({ code: 'aborted' });
-    expect(await failure(collect(session.send('late')))).toMatchObject({ code: 'aborted' });
+    expect(await rejection(collect(session.send('late')))).toMatchObject({ code: 'aborted' });
 
     const other = client.chat(agentId);
     await other.ready();
     const open = other.send(longMessage(300));
     other.close();
-    expect(await failure(collect(open))).toMatchObject({ code: 'session_closed' });
+    expect(await rejection(collect(open))).toMatchObject({ code: 'session_closed' });
   });
 
   it('an unknown agent is a 404 and a server that is down a network_error, without retrying', async () => {
     const unknown = client.chat('no-such-agent', { reconnect: FAST_RECONNECT });
-    expect(await failure(unknown.ready())).toMatchObject({ status: 404, code: 'not_found' });
+    expect(await rejection(unknown.ready())).toMatchObject({ status: 404, code: 'not_found' });
     const down = createClient({ baseUrl: 'http://127.0.0.1:1', token: 'x' }).chat('any');
-    expect(await failure(down.ready())).toMatchObject({ status: 0, code: 'network_error' });
+    expect(await rejection(down.ready())).toMatchObject({ status: 0, code: 'network_error' });
     const anonymous = createClient({ baseUrl: env.server.url }).chat('any');
-    expect(await failure(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
+    expect(await rejection(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
   });
 
   it('deleting the agent (a 1000 close) ends the session and its events iteration, with no reconnect', async () => {
@@ -255,7 +246,7 @@ describe('client.chat', () => {
     expect(await session.closed()).toMatchObject({ code: 'connection_closed' });
     expect(session.connections).toBe(1);
     await rest;
-    expect(await failure(collect(session.send('too late')))).toMatchObject({ code: 'connection_closed' });
+    expect(await rejection(collect(session.send('too late')))).toMatchObject({ code: 'connection_closed' });
   });
 
   it('a 4401 close (the token logged out) ends the session: no reconnect', async () => {

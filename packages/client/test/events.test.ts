@@ -5,8 +5,9 @@
  * The restart of a real server process is in events-restart.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClient, isSentinelApiError, type EventFrame, type SentinelApiError, type SentinelClient, type ServerFrame } from '@sentinel/api-client';
+import { createClient, type EventFrame, type SentinelClient, type ServerFrame } from '@sentinel/api-client';
 import { ADMIN_PASSWORD, createAgent, eventually, startLiveEnv, type LiveEnv } from './live-env.js';
+import { rejection } from './server.js';
 
 const FAST_RECONNECT = { initialDelayMs: 20, maxDelayMs: 100 };
 
@@ -37,16 +38,6 @@ async function chatOnce(client: SentinelClient, agentId: string, content: string
 
 function seqs(frames: EventFrame[]): number[] {
   return frames.filter((frame) => frame.seq !== undefined).map((frame) => frame.seq!);
-}
-
-async function failure(promise: Promise<unknown>): Promise<SentinelApiError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(isSentinelApiError(err)).toBe(true);
-    return err as SentinelApiError;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('client.events', () => {
@@ -142,10 +133,10 @@ describe('client.events', () => {
   });
 
   it('an unknown agent is a 404, a bad since a 400, a server that is down a network_error', async () => {
-    expect(await failure(direct.events('no-such-agent').next())).toMatchObject({ status: 404, code: 'not_found' });
+    expect(await rejection(direct.events('no-such-agent').next())).toMatchObject({ status: 404, code: 'not_found' });
     const agentId = await createAgent(direct);
-    expect(await failure(direct.events(agentId, { since: -1 }).next())).toMatchObject({ status: 400 });
-    expect(await failure(createClient({ baseUrl: 'http://127.0.0.1:1', token: 'x' }).events(agentId).next())).toMatchObject({ status: 0, code: 'network_error' });
+    expect(await rejection(direct.events(agentId, { since: -1 }).next())).toMatchObject({ status: 400 });
+    expect(await rejection(createClient({ baseUrl: 'http://127.0.0.1:1', token: 'x' }).events(agentId).next())).toMatchObject({ status: 0, code: 'network_error' });
   });
   it('hands over resync_required and goes on from the oldest event kept', async () => {
     const agentId = await createAgent(direct);

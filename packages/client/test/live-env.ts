@@ -3,16 +3,11 @@
  * (every open connection destroyed, as a network drop does) or hold (new connections dropped at
  * once, as a server that is unreachable for a while).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createSentinelApi, type SentinelApi } from '@sentinel/api-core';
-import { listen, type RunningServer } from '@sentinel/api-http';
-import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import type { SentinelClient } from '@sentinel/api-client';
+import { startServer, type TestServer } from './server.js';
 
-export const ADMIN_PASSWORD = 'admin-password-123';
+export { ADMIN_PASSWORD } from './server.js';
 
 export interface CuttableProxy {
   /** `http://127.0.0.1:<port>` */
@@ -77,38 +72,21 @@ export async function startProxy(target: string): Promise<CuttableProxy> {
   };
 }
 
-export interface LiveEnv {
-  api: SentinelApi;
-  server: RunningServer;
-  ws: WebSocketHandle;
+export interface LiveEnv extends Omit<TestServer, 'close'> {
   proxy: CuttableProxy;
   close(): Promise<void>;
 }
 
 /** An api with the echo provider streaming a chunk every `chunkDelayMs`, and a proxy in front of it. */
 export async function startLiveEnv(chunkDelayMs = 5): Promise<LiveEnv> {
-  const dir = mkdtempSync(join(tmpdir(), 'sentinel-client-live-'));
-  const api = await createSentinelApi({
-    dataDir: dir,
-    adminPassword: ADMIN_PASSWORD,
-    tokenSecret: 'client-live-secret-0123456789abcdef',
-    runtime: { echoChunkDelayMs: chunkDelayMs },
-    rateLimits: { chat: 0 },
-  });
-  const server = await listen(api, { port: 0, host: '127.0.0.1', logRequests: false });
-  const ws = attachWebSocket(server.server, api);
-  const proxy = await startProxy(server.url);
+  const node = await startServer({ runtime: { echoChunkDelayMs: chunkDelayMs }, rateLimits: { chat: 0 } });
+  const proxy = await startProxy(node.url);
   return {
-    api,
-    server,
-    ws,
+    ...node,
     proxy,
     close: async () => {
       await proxy.close();
-      await ws.close();
-      await server.close();
-      await api.close();
-      rmSync(dir, { recursive: true, force: true });
+      await node.close();
     },
   };
 }

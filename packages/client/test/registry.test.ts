@@ -7,7 +7,7 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, isTransferProgress, type PullResult, type PushResult, type SentinelClient, type TransferProgress } from '@sentinel/api-client';
-import { startDockerRegistry, type RunningRegistry } from './docker-registry.js';
+import { startDockerRegistry, type RunningRegistry } from '@sentinel/test-support/docker-registry';
 import { ADMIN_PASSWORD, drain, rejection, startServer, type TestServer } from './server.js';
 
 /** A loopback port nothing listens on (bound, then closed). */

@@ -1,14 +1,16 @@
 /**
  * The client specs' server: a real SentinelStacks API (SQLite in a temp dir) listening on
- * 127.0.0.1 port 0, REST and the chat and events WebSockets on one port.
+ * 127.0.0.1 port 0, REST and the chat and events WebSockets on one port. Every client spec
+ * starts its server here (the live-side specs through live-env.ts, which puts a proxy in front),
+ * so they differ only in the api options they pass.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { createSentinelApi, type RegistrySettings, type SentinelApi } from '@sentinel/api-core';
+import { createSentinelApi, type SentinelApi, type SentinelApiOptions } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
-import { attachWebSocket } from '@sentinel/api-ws';
+import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { isSentinelApiError, type SentinelApiError } from '@sentinel/api-client';
 
 export const ADMIN_PASSWORD = 'admin-password-123';
@@ -16,18 +18,21 @@ export const ADMIN_PASSWORD = 'admin-password-123';
 export interface TestServer {
   api: SentinelApi;
   server: RunningServer;
+  ws: WebSocketHandle;
   url: string;
   close(): Promise<void>;
 }
 
-export async function startServer(options: { registry?: RegistrySettings } = {}): Promise<TestServer> {
+/** Starts the api with the admin's password and a fixed token secret; `options` adds to them (registry, runtime, rate limits). */
+export async function startServer(options: Omit<SentinelApiOptions, 'dataDir'> = {}): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'sentinel-client-'));
-  const api = await createSentinelApi({ dataDir: dir, adminPassword: ADMIN_PASSWORD, tokenSecret: 'client-spec-secret-0123456789abcdef', ...(options.registry ? { registry: options.registry } : {}) });
+  const api = await createSentinelApi({ dataDir: dir, adminPassword: ADMIN_PASSWORD, tokenSecret: 'client-spec-secret-0123456789abcdef', ...options });
   const server = await listen(api, { port: 0, host: '127.0.0.1', logRequests: false });
   const ws = attachWebSocket(server.server, api);
   return {
     api,
     server,
+    ws,
     url: server.url,
     async close() {
       await ws.close();

@@ -3,41 +3,19 @@
  * as SentinelApiError with the server's status, code and docs link, a server that is down is a
  * `network_error`, and an aborted call is `aborted`.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSentinelApi, type SentinelApi } from '@sentinel/api-core';
-import { listen, type RunningServer } from '@sentinel/api-http';
-import { createClient, isSentinelApiError, SentinelApiError } from '@sentinel/api-client';
-
-const ADMIN_PASSWORD = 'admin-password-123';
-
-async function rejection(promise: Promise<unknown>): Promise<SentinelApiError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(isSentinelApiError(err)).toBe(true);
-    return err as SentinelApiError;
-  }
-  throw new Error('expected a rejection');
-}
+import { createClient } from '@sentinel/api-client';
+import { ADMIN_PASSWORD, rejection, startServer, type TestServer } from './server.js';
 
 describe('the SDK transport', () => {
-  let dir: string;
-  let api: SentinelApi;
-  let server: RunningServer;
+  let server: TestServer;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'sentinel-client-'));
-    api = await createSentinelApi({ dataDir: dir, adminPassword: ADMIN_PASSWORD, tokenSecret: 'client-spec-secret-0123456789abcdef' });
-    server = await listen(api, { port: 0, host: '127.0.0.1', logRequests: false });
+    server = await startServer();
   });
 
   afterAll(async () => {
     await server?.close();
-    await api?.close();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('login keeps the token for later calls; a wrong password is a SentinelApiError with the server fields', async () => {
