@@ -217,7 +217,8 @@ export function buildProgram(state: { exitCode: number }): Command {
         try {
           found.push(await ctx.api.agents.get(ref));
         } catch (err) {
-          if (!isSentinelApiError(err) || err.status !== 404) throw err;
+          // 404: no such agent; 400: not even an agent reference (`name:tag`, `ns/name`): an image then.
+          if (!isSentinelApiError(err) || (err.status !== 404 && err.status !== 400)) throw err;
           found.push(await resolveImage(ctx, ref).catch((imageErr: unknown) => {
             if (isSentinelApiError(imageErr) && imageErr.status === 404) throw new SentinelApiError({ status: 404, code: 'not_found', message: `no such agent or image: ${ref}` });
             throw imageErr;
