@@ -171,7 +171,7 @@ describe('agents: run, ps, chat, logs, events, inspect, stop/start/rm', () => {
     expect(logs.code).toBe(0);
     const lines = logs.stdout.trimEnd().split('\n');
     expect(lines).toEqual(stored.slice(-2).map((r) => `${r.timestamp} INFO  ${r.message}`));
-    expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  message cli-\d+-2 processed: stop, \d+ tokens$/);
+    expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}message cli-\d+-2 processed: stop, \d+ tokens$/);
     const warnings = await sentinel(['logs', '--level', 'error', agentId]);
     expect(warnings).toEqual({ code: 0, stdout: '', stderr: '' });
 
