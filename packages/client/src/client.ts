@@ -4,6 +4,13 @@
  * come from the server's own schemas (see types.ts).
  */
 import { Transport, type ClientOptions } from './transport.js';
+import { signalOf, type CallOptions } from './call.js';
+import type { Me } from './models.js';
+import { AgentsApi } from './agents.js';
+import { ImagesApi } from './images.js';
+import { RegistryApi } from './registry.js';
+import { KeysApi } from './keys.js';
+import { TicketsApi } from './tickets.js';
 
 export interface LoginResult {
   token: string;
@@ -14,6 +21,16 @@ export interface LoginResult {
 export class SentinelClient {
   /** How this client reaches its server (URLs, credential, requests). */
   readonly transport: Transport;
+  /** Agents: list, get, create, delete, start, stop, logs, followLogs. */
+  readonly agents = new AgentsApi(this);
+  /** Local images: list, get, build, delete. */
+  readonly images = new ImagesApi(this);
+  /** The registry: search, push, pull (progress streams). */
+  readonly registry = new RegistryApi(this);
+  /** API keys: create, list, revoke. */
+  readonly keys = new KeysApi(this);
+  /** One-time WebSocket tickets. */
+  readonly tickets = new TicketsApi(this);
 
   constructor(options: ClientOptions) {
     this.transport = new Transport(options);
@@ -24,6 +41,11 @@ export class SentinelClient {
     const result = await this.transport.request<LoginResult>('POST', '/v1/auth/login', { body: { username, password }, ...(options.signal ? { signal: options.signal } : {}) });
     this.transport.setToken(result.token);
     return result;
+  }
+
+  /** Who the credential in use belongs to (GET /v1/auth/me). */
+  me(options: CallOptions = {}): Promise<Me> {
+    return this.transport.request<Me>('GET', '/v1/auth/me', signalOf(options));
   }
 
   /** Revokes the current login token on the server and forgets it here. */

@@ -6,3 +6,35 @@
 export { createClient, SentinelClient, type LoginResult } from './client.js';
 export { isSentinelApiError, SentinelApiError, type ClientErrorCode, type SentinelApiErrorInit } from './errors.js';
 export { SUBPROTOCOL, Transport, type ClientOptions, type QueryValue, type RequestOptions, type WebSocketConstructor, type WebSocketLike } from './transport.js';
+export { AgentsApi } from './agents.js';
+export { ImagesApi, type BuildOptions } from './images.js';
+export { isTransferProgress, RegistryApi, Transfer, type SearchQuery } from './registry.js';
+export { KeysApi } from './keys.js';
+export { TicketsApi } from './tickets.js';
+export type { LogsQuery } from './logs.js';
+export type { CallOptions } from './call.js';
+export type {
+  Agent,
+  AgentDefinition,
+  ApiKey,
+  CreateAgentInput,
+  CreateApiKeyInput,
+  CreatedApiKey,
+  ErrorBody,
+  ErrorCode,
+  Image,
+  LogLevel,
+  LogRecord,
+  Me,
+  PullInput,
+  PullResult,
+  PushInput,
+  PushResult,
+  RegistrySearchResult,
+  Scope,
+  TicketChannel,
+  TransferProgress,
+  Visibility,
+  WsTicket,
+} from './models.js';
+export type { components, operations, paths } from './types.js';
