@@ -11,6 +11,8 @@ import { ImagesApi } from './images.js';
 import { RegistryApi } from './registry.js';
 import { KeysApi } from './keys.js';
 import { TicketsApi } from './tickets.js';
+import { ChatSession, type ChatOptions } from './chat.js';
+import { agentEvents, type EventFrame, type EventsOptions } from './events.js';
 
 export interface LoginResult {
   token: string;
@@ -34,6 +36,16 @@ export class SentinelClient {
 
   constructor(options: ClientOptions) {
     this.transport = new Transport(options);
+  }
+
+  /** A chat session with an agent (id, short id or name) that reconnects when its socket drops (see chat.ts). */
+  chat(agentId: string, options: ChatOptions = {}): ChatSession {
+    return new ChatSession(this.transport, agentId, options);
+  }
+
+  /** The agent's events, resumed by seq across dropped connections and server restarts (see events.ts). */
+  events(agentId: string, options: EventsOptions = {}): AsyncGenerator<EventFrame, void, undefined> {
+    return agentEvents(this.transport, agentId, options);
   }
 
   /** Logs in with a username and password and keeps the token for every later call. */

@@ -4,8 +4,15 @@
  * `status` and `code` the way the server's error catalogue explains them.
  */
 
-/** Codes the SDK itself gives to failures that never reached an API answer. */
-export type ClientErrorCode = 'network_error' | 'aborted' | 'invalid_response';
+/**
+ * Codes the SDK itself gives to failures that never reached an API answer. The live side adds:
+ * `connection_lost`, a chat message whose socket dropped before its terminal frame (the server
+ * has no resume yet, so the SDK never sends it again; its answer may still be in the agent's
+ * history) or a socket that could not be reopened; `connection_closed`, a socket the server
+ * closed for good (1000 agent deleted, 1008 policy); `session_closed`, a chat session closed by
+ * the caller.
+ */
+export type ClientErrorCode = 'network_error' | 'aborted' | 'invalid_response' | 'connection_lost' | 'connection_closed' | 'session_closed';
 
 export interface SentinelApiErrorInit {
   /** HTTP status of the answer; 0 when no answer came (network, abort). */

@@ -38,3 +38,6 @@ export type {
   WsTicket,
 } from './models.js';
 export type { components, operations, paths } from './types.js';
+export { ChatSession, frameError, type ChatOptions, type ChatSendOptions, type ChatTurn, type ServerFrame, type ToolRequestOptions } from './chat.js';
+export { agentEvents, type EventFrame, type EventsOptions } from './events.js';
+export { backoffDelay, type ReconnectOptions } from './socket.js';
