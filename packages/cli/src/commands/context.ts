@@ -3,7 +3,6 @@
  * the config file), the SDK client for them, and the terminal (width, colour).
  */
 import { createClient, type SentinelClient } from '@sentinel/api-client';
-import { api, type Api } from './sdk.js';
 import { configPath, DEFAULT_SERVER, normalizeServer, readConfig, type CliConfig } from './config.js';
 
 export interface GlobalOptions {
@@ -17,7 +16,6 @@ export interface Context {
   /** The bearer credential sent (token or API key), if any. */
   credential: string | undefined;
   client: SentinelClient;
-  api: Api;
   configFile: string;
   config: CliConfig;
   term: Terminal;
@@ -57,7 +55,7 @@ export function makeContext(options: GlobalOptions, env: NodeJS.ProcessEnv = pro
     baseUrl: server,
     ...(credential === undefined ? {} : credential.startsWith('sk_sentinel_') ? { apiKey: credential } : { token: credential }),
   });
-  return { server, credential, client, api: api(client), configFile, config, term: terminal(env) };
+  return { server, credential, client, configFile, config, term: terminal(env) };
 }
 
 const CODES = { bold: [1, 22], dim: [2, 22], red: [31, 39], green: [32, 39], yellow: [33, 39], cyan: [36, 39] } as const;

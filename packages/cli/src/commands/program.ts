@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { isSentinelApiError, SentinelApiError } from '@sentinel/api-client';
+import { isSentinelApiError, isTransferProgress, SentinelApiError, type Agent, type Image, type LogLevel, type LogsQuery } from '@sentinel/api-client';
 import { CommandError, describeFsError, isUsageError, oneLineMessage, UsageError } from '../errors.js';
 import { chat } from './chat.js';
 import { bashCompletion, zshCompletion } from './completion.js';
@@ -13,7 +13,6 @@ import { writeConfig } from './config.js';
 import { makeContext, paint, type Context, type GlobalOptions } from './context.js';
 import { ago, bytes, json, shortId, table } from './format.js';
 import { ask, readStdin } from './prompt.js';
-import type { Agent, Image } from './sdk.js';
 import { showTransfer } from './transfer.js';
 
 /** The commands this module handles (bin.ts sends every other name elsewhere). */
@@ -68,11 +67,11 @@ function collectEnv(value: string, previous: Record<string, string>): Record<str
 /** Resolves an image reference Docker's way: name[:tag], full id, or a unique prefix of the id. */
 async function resolveImage(ctx: Context, ref: string): Promise<Image> {
   try {
-    return await ctx.api.images.get(ref);
+    return await ctx.client.images.get(ref);
   } catch (err) {
     const hex = ref.replace(/^sha256:/, '');
     if (!isSentinelApiError(err) || err.status !== 404 || !/^[0-9a-f]{1,64}$/.test(hex)) throw err;
-    const found = (await ctx.api.images.list()).filter((image) => image.id.replace(/^sha256:/, '').startsWith(hex));
+    const found = (await ctx.client.images.list()).filter((image) => image.id.replace(/^sha256:/, '').startsWith(hex));
     if (found.length === 1) return found[0] as Image;
     if (found.length === 0) throw err;
     throw new SentinelApiError({
@@ -148,7 +147,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     .option('--format <format>', 'table or json (the API objects)', format, 'table' as const)
     .action(async (options: { all?: boolean; quiet?: boolean; format: 'table' | 'json' }, command: Command) => {
       const ctx = ctxOf(command);
-      const agents = (await ctx.api.agents.list()).filter((a) => options.all || a.status === 'running');
+      const agents = (await ctx.client.agents.list()).filter((a) => options.all || a.status === 'running');
       if (options.quiet) ctx.term.out.write(agents.map((a) => `${a.id}\n`).join(''));
       else if (options.format === 'json') ctx.term.out.write(json(agents));
       else ctx.term.out.write(table(ctx.term, ['AGENT ID', 'NAME', 'IMAGE', 'STATUS', 'CREATED', 'MODEL'], agentRows(agents)));
@@ -164,7 +163,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     .action(async (image: string, options: { name?: string; env: Record<string, string>; detach?: boolean }, command: Command) => {
       const ctx = ctxOf(command);
       const ref = (await resolveImage(ctx, image)).id;
-      const agent = await ctx.api.agents.create({ image: ref, ...(options.name ? { name: options.name } : {}), ...(Object.keys(options.env).length > 0 ? { environment: options.env } : {}) });
+      const agent = await ctx.client.agents.create({ image: ref, ...(options.name ? { name: options.name } : {}), ...(Object.keys(options.env).length > 0 ? { environment: options.env } : {}) });
       for (const warning of (agent.warnings as string[] | undefined) ?? []) ctx.term.err.write(`${paint(ctx.term, 'yellow', 'warning')}: ${warning}\n`);
       if (options.detach) {
         ctx.term.out.write(`${agent.id}\n`);
@@ -191,17 +190,17 @@ export function buildProgram(state: { exitCode: number }): Command {
       }
     });
   };
-  eachAgent('start', 'Start stopped agents', async (ctx, ref) => void (await ctx.api.agents.start(ref)));
-  eachAgent('stop', 'Stop running agents (their turns end with reason "stopped")', async (ctx, ref) => void (await ctx.api.agents.stop(ref)));
+  eachAgent('start', 'Start stopped agents', async (ctx, ref) => void (await ctx.client.agents.start(ref)));
+  eachAgent('stop', 'Stop running agents (their turns end with reason "stopped")', async (ctx, ref) => void (await ctx.client.agents.stop(ref)));
   eachAgent(
     'rm',
     'Remove agents with their conversation, logs and events (-f: running ones too)',
     async (ctx, ref, force) => {
-      const agent = await ctx.api.agents.get(ref);
+      const agent = await ctx.client.agents.get(ref);
       if (agent.status === 'running' && !force) {
         throw new SentinelApiError({ status: 409, code: 'conflict', message: `agent ${ref} is running: stop it first or use rm -f` });
       }
-      await ctx.api.agents.delete(agent.id);
+      await ctx.client.agents.delete(agent.id);
     },
     true,
   );
@@ -215,7 +214,7 @@ export function buildProgram(state: { exitCode: number }): Command {
       const found: unknown[] = [];
       for (const ref of refs) {
         try {
-          found.push(await ctx.api.agents.get(ref));
+          found.push(await ctx.client.agents.get(ref));
         } catch (err) {
           // 404: no such agent; 400: not even an agent reference (`name:tag`, `ns/name`): an image then.
           if (!isSentinelApiError(err) || (err.status !== 404 && err.status !== 400)) throw err;
@@ -234,7 +233,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     .argument('<agent>', 'the agent: full id, unique id prefix or name')
     .action(async (ref: string, _options: unknown, command: Command) => {
       const ctx = ctxOf(command);
-      const agent = await ctx.api.agents.get(ref);
+      const agent = await ctx.client.agents.get(ref);
       state.exitCode = await chat(ctx, agent.id);
     });
 
@@ -250,10 +249,14 @@ export function buildProgram(state: { exitCode: number }): Command {
       if (options.tail !== undefined && !/^(all|\d+)$/.test(options.tail)) throw new UsageError(`--tail must be a number or all, not "${options.tail}"`);
       if (options.level !== undefined && !['debug', 'info', 'warn', 'error'].includes(options.level)) throw new UsageError(`--level must be debug, info, warn or error, not "${options.level}"`);
       const ctx = ctxOf(command);
-      const query = { ...(options.since ? { since: options.since } : {}), ...(options.tail ? { tail: options.tail } : {}), ...(options.level ? { level: options.level } : {}) };
+      const query: LogsQuery = {
+        ...(options.since ? { since: options.since } : {}),
+        ...(options.tail ? { tail: options.tail === 'all' ? ('all' as const) : Number(options.tail) } : {}),
+        ...(options.level ? { level: options.level as LogLevel } : {}),
+      };
       const line = (r: { timestamp: string; level: string; message: string }): string => `${paint(ctx.term, 'dim', r.timestamp)} ${r.level.toUpperCase().padEnd(5)} ${r.message}\n`;
       if (!options.follow) {
-        for (const record of await ctx.api.agents.logs(ref, query)) ctx.term.out.write(line(record));
+        for (const record of await ctx.client.agents.logs(ref, query)) ctx.term.out.write(line(record));
         return;
       }
       const controller = new AbortController();
@@ -261,7 +264,7 @@ export function buildProgram(state: { exitCode: number }): Command {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       try {
-        for await (const record of ctx.api.agents.followLogs(ref, query, { signal: controller.signal })) ctx.term.out.write(line(record));
+        for await (const record of ctx.client.agents.followLogs(ref, { ...query, signal: controller.signal })) ctx.term.out.write(line(record));
       } catch (err) {
         // Interrupted by the user: the normal way a follow ends.
         if (!(controller.signal.aborted && isSentinelApiError(err) && err.code === 'aborted')) throw err;
@@ -278,7 +281,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     })
     .action(async (ref: string, options: { since?: string }, command: Command) => {
       const ctx = ctxOf(command);
-      const agent = await ctx.api.agents.get(ref);
+      const agent = await ctx.client.agents.get(ref);
       await streamEvents(ctx, agent.id, options.since);
     });
 
@@ -289,7 +292,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     .option('--format <format>', 'table or json (the API objects)', format, 'table' as const)
     .action(async (options: { quiet?: boolean; format: 'table' | 'json' }, command: Command) => {
       const ctx = ctxOf(command);
-      const images = await ctx.api.images.list();
+      const images = await ctx.client.images.list();
       if (options.quiet) ctx.term.out.write(images.map((i) => `${i.short_id}\n`).join(''));
       else if (options.format === 'json') ctx.term.out.write(json(images));
       else
@@ -310,7 +313,7 @@ export function buildProgram(state: { exitCode: number }): Command {
         throw new CommandError(`cannot read ${options.file}: ${describeFsError(err)}`);
       }
       const ctx = ctxOf(command);
-      const image = await ctx.api.images.build(text);
+      const image = await ctx.client.images.build(text);
       ctx.term.out.write(`Successfully built ${image.short_id}\nSuccessfully tagged ${image.name}:${image.tag}\n`);
     });
 
@@ -322,7 +325,7 @@ export function buildProgram(state: { exitCode: number }): Command {
       const ctx = ctxOf(command);
       for (const ref of refs) {
         const image = await resolveImage(ctx, ref);
-        await ctx.api.images.delete(image.id);
+        await ctx.client.images.delete(image.id);
         for (const tag of image.tags) ctx.term.out.write(`Untagged: ${tag}\n`);
         ctx.term.out.write(`Deleted: ${image.id}\n`);
       }
@@ -334,7 +337,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     .argument('<name>', 'NAME[:TAG], or an image id')
     .action(async (ref: string, _options: unknown, command: Command) => {
       const ctx = ctxOf(command);
-      const result = await showTransfer(ctx, ctx.api.registry.push(ref));
+      const result = await showTransfer(ctx, ctx.client.registry.push({ image: ref }));
       ctx.term.out.write(`${result.name}:${result.tag ?? ''}: ${result.status} ${result.digest}\n`);
     });
 
@@ -344,7 +347,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     .argument('<name>', 'NAME[:TAG|@DIGEST], optionally with a registry host')
     .action(async (ref: string, _options: unknown, command: Command) => {
       const ctx = ctxOf(command);
-      const result = await showTransfer(ctx, ctx.api.registry.pull(ref));
+      const result = await showTransfer(ctx, ctx.client.registry.pull({ name: ref }));
       ctx.term.out.write(`${result.name}:${result.tag ?? ''}: ${result.status} ${result.digest}\n`);
     });
 
@@ -356,7 +359,7 @@ export function buildProgram(state: { exitCode: number }): Command {
     .option('--format <format>', 'table or json (the API objects)', format, 'table' as const)
     .action(async (query: string, options: { limit?: number; format: 'table' | 'json' }, command: Command) => {
       const ctx = ctxOf(command);
-      const found = await ctx.api.registry.search(query, options.limit);
+      const found = await ctx.client.registry.search({ query, ...(options.limit === undefined ? {} : { limit: options.limit }) });
       if (options.format === 'json') ctx.term.out.write(json(found.results));
       else ctx.term.out.write(table(ctx.term, ['NAME', 'TAGS', 'DESCRIPTION'], found.results.map((r) => [r.name, r.tags.join(', '), r.description ?? ''])));
     });
@@ -375,26 +378,22 @@ export function buildProgram(state: { exitCode: number }): Command {
   return program;
 }
 
-/** `sentinel events`: the events WebSocket, each frame printed as one JSON line, until a signal or the server closes it. */
-function streamEvents(ctx: Context, agentId: string, since: string | undefined): Promise<void> {
-  const WebSocket = ctx.client.transport.WebSocket;
-  if (WebSocket === undefined) throw new Error('no WebSocket implementation');
-  const ws = new WebSocket(ctx.client.transport.wsUrl(`/v1/agents/${encodeURIComponent(agentId)}/events`, { since }), ctx.client.transport.protocols());
-  return new Promise((resolve, reject) => {
-    let stopping = false;
-    const stop = (): void => {
-      stopping = true;
-      ws.close(1000);
-    };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    ws.addEventListener('message', (event) => ctx.term.out.write(`${String(event.data)}\n`));
-    ws.addEventListener('error', () => undefined);
-    ws.addEventListener('close', (event) => {
-      if (stopping || event.code === 1000) resolve();
-      else reject(new SentinelApiError({ status: 0, code: 'connection_lost', message: `the events connection closed (${event.code}${event.reason ? ` ${event.reason}` : ''})` }));
-    });
-  });
+/**
+ * `sentinel events`: the SDK's event stream (it resumes by seq if the connection drops), each
+ * event printed as one JSON line, until a signal or the agent's deletion ends it.
+ */
+async function streamEvents(ctx: Context, agentId: string, since: string | undefined): Promise<void> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    for await (const frame of ctx.client.events(agentId, { ...(since === undefined ? {} : { since: Number(since) }), signal: controller.signal })) {
+      ctx.term.out.write(`${JSON.stringify(frame)}\n`);
+    }
+  } catch (err) {
+    if (!(controller.signal.aborted && isSentinelApiError(err) && err.code === 'aborted')) throw err;
+  }
 }
 
 /** Runs one client command line; resolves with the exit code (errors already printed). */

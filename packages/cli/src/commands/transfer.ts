@@ -5,9 +5,10 @@
 import cliProgress from 'cli-progress';
 import type { Context } from './context.js';
 import { bytes, shortId } from './format.js';
-import { isProgress, type TransferProgress, type TransferResult } from './sdk.js';
+import { isTransferProgress, type TransferProgress } from '@sentinel/api-client';
 
-export async function showTransfer(ctx: Context, stream: AsyncIterable<TransferProgress | TransferResult>): Promise<TransferResult> {
+/** Shows a push's or pull's progress (the SDK's Transfer) and resolves with its result. */
+export async function showTransfer<R extends { status: string; name: string; tag?: string | null; digest: string }>(ctx: Context, stream: AsyncIterable<TransferProgress | R>): Promise<R> {
   const multi = ctx.term.tty
     ? new cliProgress.MultiBar(
         {
@@ -23,11 +24,11 @@ export async function showTransfer(ctx: Context, stream: AsyncIterable<TransferP
       )
     : undefined;
   const bars = new Map<string, cliProgress.SingleBar>();
-  let result: TransferResult | undefined;
+  let result: R | undefined;
   try {
     for await (const line of stream) {
-      if (!isProgress(line)) {
-        result = line;
+      if (!isTransferProgress(line)) {
+        result = line as R;
         continue;
       }
       const digest = shortId(line.digest);
