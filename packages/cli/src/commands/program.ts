@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { isSentinelApiError, isTransferProgress, SentinelApiError, type Agent, type Image, type LogLevel, type LogsQuery } from '@sentinel/api-client';
+import { isSentinelApiError, SentinelApiError, type Agent, type Image, type LogLevel, type LogsQuery } from '@sentinel/api-client';
 import { CommandError, describeFsError, isUsageError, oneLineMessage, UsageError } from '../errors.js';
 import { chat } from './chat.js';
 import { bashCompletion, zshCompletion } from './completion.js';
