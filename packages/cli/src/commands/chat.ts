@@ -42,14 +42,19 @@ async function turn(ctx: Context, session: ChatSession, content: string, message
 
 /** Runs a chat with the agent (already resolved to its id); resolves with the exit code. */
 export async function chat(ctx: Context, agentId: string): Promise<number> {
-  let hello: { agent_name?: string; status?: string } = {};
+  let greeted: (data: { agent_name?: string; status?: string }) => void = () => undefined;
+  const greeting = new Promise<{ agent_name?: string; status?: string }>((resolve) => (greeted = resolve));
   const session = ctx.client.chat(agentId, {
     onFrame: (frame) => {
-      if (frame.type === 'event' && frame.event_type === 'connection_established') hello = (frame.data ?? {}) as typeof hello;
+      if (frame.type === 'event' && frame.event_type === 'connection_established') greeted((frame.data ?? {}) as { agent_name?: string; status?: string });
     },
   });
   try {
     await session.ready();
+    // The server greets first thing on a new socket; the banner waits for it (briefly).
+    let timer: NodeJS.Timeout | undefined;
+    const hello = await Promise.race([greeting, new Promise<{ agent_name?: string; status?: string }>((resolve) => (timer = setTimeout(() => resolve({}), 3_000)))]);
+    clearTimeout(timer);
     if (process.stdin.isTTY === true) return await interactive(ctx, session, hello);
     return await piped(ctx, session);
   } finally {
