@@ -160,4 +160,20 @@ describe('sentinel on a terminal (tmux)', () => {
     await tmux('send-keys', '-t', 'chat2', 'C-c');
     expect(await exitCode(exit)).toBe(0);
   });
+  it('push on a terminal draws a progress bar per blob, then the result', async () => {
+    const built = await callJson('POST', `${server.url}/v1/images`, token, {
+      name: 'demo/tty',
+      tag: 'v1',
+      description: 'Pushed from a terminal',
+      model: { provider: 'echo', name: 'echo' },
+      instructions: 'Be brief.',
+    });
+    expect(built.status).toBe(201);
+    const exit = await startPane('push', ['push', 'demo/tty:v1'], { SENTINEL_HOST: server.url, SENTINEL_TOKEN: token });
+    expect(await exitCode(exit)).toBe(0);
+    const shown = await screen('push');
+    const bars = shown.split('\n').filter((line) => /^(manifest|config|layer) +[0-9a-f]{12}: \[[\u2588\u2591]{30}\] \S+\/\S+ (uploading|exists|verified)$/.test(line.trimEnd()));
+    expect(bars.map((line) => line.split(' ')[0]).sort()).toEqual(['config', 'layer', 'manifest']);
+    expect(shown).toContain(`demo/tty:v1: pushed ${built.json.id as string}`);
+  });
 });
