@@ -158,6 +158,12 @@ describe('agents: run, ps, chat, logs, events, inspect, stop/start/rm', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('Echo: Hi there, agent\nEcho: second message\n');
+
+    // run without -d attaches the same chat to the new agent.
+    const attached = await sentinel(['run', 'sentinel/echo:latest', '--name', 'attached'], { input: 'straight in\n' });
+    expect(attached).toEqual({ code: 0, stdout: 'Echo: straight in\n', stderr: '' });
+    expect((await callJson('GET', `${server.url}/v1/agents/attached`, token)).json.status).toBe('running');
+    expect((await sentinel(['rm', '-f', 'attached'])).code).toBe(0);
   });
 
   it('logs prints the stored lines (--tail, --level); logs -f follows new lines until a signal ends it with exit 0', async () => {

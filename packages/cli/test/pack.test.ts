@@ -116,6 +116,11 @@ describe('the packed @sentinel/cli', () => {
       expect(asset.statusCode).toBe(200);
       expect(asset.headers['content-type']).toBe('text/javascript; charset=utf-8');
       expect((await asset.body.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
+      // The client commands run from the tarball too (commander, cli-progress and the bundled SDK).
+      const login = await request(`${url}/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'packed-admin-password' }) });
+      const { token } = (await login.body.json()) as { token: string };
+      const { stdout: images } = await run(bin, ['images', '--format', 'json'], { cwd: installDir, env: { ...env, SENTINEL_HOST: url, SENTINEL_TOKEN: token } });
+      expect((JSON.parse(images) as { name: string }[]).map((image) => image.name)).toContain('sentinel/echo');
     } finally {
       child.kill('SIGTERM');
     }
