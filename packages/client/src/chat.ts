@@ -13,7 +13,7 @@
  */
 import type { ErrorFrame, ServerFrame, ToolResultFrame } from '@sentinel/api-core';
 import { abortedError, SentinelApiError } from './errors.js';
-import { AsyncQueue, backoffDelay, isRetryable, openSocket, sleep, type ReconnectOptions, type SocketEnd } from './socket.js';
+import { AsyncQueue, backoffDelay, isRetryable, openSocket, sleep, type ReconnectOptions, type SocketAuth, type SocketEnd } from './socket.js';
 import type { Transport, WebSocketLike } from './transport.js';
 
 export type { ServerFrame } from '@sentinel/api-core';
@@ -27,6 +27,8 @@ export interface ChatOptions {
    * first socket is not retried: a server that is down or refuses fails the session at once.
    */
   reconnect?: ReconnectOptions | false;
+  /** How the socket authenticates: `subprotocol` (default) or a one-time `ticket` per connection (see {@link SocketAuth}). */
+  auth?: SocketAuth;
   /** Sees every frame the server sends, those of turns too (e.g. `connection_established`). */
   onFrame?: (frame: ServerFrame) => void;
 }
@@ -250,7 +252,8 @@ export class ChatSession {
     let attempt = 0;
     while (!this.#ended) {
       try {
-        const ws = await openSocket(this.#transport, `/v1/agents/${encodeURIComponent(this.#agentId)}/chat`, {}, this.#agentId, this.#stop.signal, {
+        const target = { agentId: this.#agentId, channel: 'chat' as const, ...(this.#options.auth ? { auth: this.#options.auth } : {}) };
+        const ws = await openSocket(this.#transport, target, this.#stop.signal, {
           onText: (text) => this.#receive(text),
           onClose: (end) => this.#onDrop(end),
         });

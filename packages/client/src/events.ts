@@ -12,15 +12,20 @@
  */
 import type { EventFrame, ServerFrame } from '@sentinel/api-core';
 import { abortedError, SentinelApiError } from './errors.js';
-import { AsyncQueue, backoffDelay, isRetryable, openSocket, sleep, type ReconnectOptions, type SocketEnd } from './socket.js';
+import { AsyncQueue, backoffDelay, isRetryable, openSocket, sleep, type ReconnectOptions, type SocketAuth, type SocketEnd } from './socket.js';
 import type { Transport, WebSocketLike } from './transport.js';
 
 export type { EventFrame } from '@sentinel/api-core';
 
 export interface EventsOptions {
-  /** Start after this seq (replaying the stored events after it). Default: from now on. */
+  /**
+   * Start after this seq (replaying the stored events after it). Default: from now on. Without
+   * it, a drop before the first stored event arrived reconnects "from now on" again (the server
+   * does not say where "now" was), so events of that gap can be missed; pass `since: 0` (or a
+   * seq you kept) when every event matters.
+   */
   since?: number;
-  /** Ends the iteration (it rejects with `aborted`). */
+  /** Ends the iteration: it just ends, as a loop's `break` does (the way `followLogs` stops too). */
   signal?: AbortSignal;
   /**
    * Reconnection after a socket that was open drops (a server restart included). Default: retry
@@ -28,14 +33,16 @@ export interface EventsOptions {
    * `connection_lost`. The first socket is not retried: a server down or refusing fails at once.
    */
   reconnect?: ReconnectOptions | false;
+  /** How the socket authenticates: `subprotocol` (default) or a one-time `ticket` per connection (see {@link SocketAuth}). */
+  auth?: SocketAuth;
 }
 
 type Item = { frame: EventFrame } | { end: SocketEnd };
 
 /**
  * The events of one agent. Ends normally when the server closes for good with 1000 (the agent
- * was deleted), or when the loop breaks; fails with a SentinelApiError for a refusal (404, 401,
- * a 4401 close), `aborted`, or `connection_lost` when reconnecting gave up.
+ * was deleted), when the loop breaks and when the signal aborts; fails with a SentinelApiError
+ * for a refusal (404, 401, a 4401 close), or `connection_lost` when reconnecting gave up.
  */
 export async function* agentEvents(transport: Transport, agentId: string, options: EventsOptions = {}): AsyncGenerator<EventFrame, void, undefined> {
   const { signal } = options;
@@ -53,7 +60,8 @@ export async function* agentEvents(transport: Transport, agentId: string, option
       if (signal?.aborted) throw abortedError(signal);
       const queue = new AsyncQueue<Item>();
       try {
-        ws = await openSocket(transport, `/v1/agents/${encodeURIComponent(agentId)}/events`, { since: cursor }, agentId, stop.signal, {
+        const target = { agentId, channel: 'events' as const, query: { since: cursor }, ...(options.auth ? { auth: options.auth } : {}) };
+        ws = await openSocket(transport, target, stop.signal, {
           onText: (text) => {
             const frame = parse(text);
             if (frame?.type === 'event') queue.push({ frame });
@@ -72,31 +80,38 @@ export async function* agentEvents(transport: Transport, agentId: string, option
       if (ws) {
         opens += 1;
         attempt = 0;
+        let unlisten = (): void => undefined;
         const abortWait = new Promise<never>((_, reject) => {
-          if (stop.signal.aborted) reject(abortedError(signal));
-          stop.signal.addEventListener('abort', () => reject(abortedError(signal)), { once: true });
+          const onStop = () => reject(abortedError(signal));
+          if (stop.signal.aborted) onStop();
+          stop.signal.addEventListener('abort', onStop, { once: true });
+          unlisten = () => stop.signal.removeEventListener('abort', onStop);
         });
         abortWait.catch(() => undefined);
-        for (;;) {
-          const next = await Promise.race([queue.next(), abortWait]);
-          if (next.done) break;
-          const item = next.value;
-          if ('end' in item) {
-            end = item.end;
-            break;
-          }
-          const frame = item.frame;
-          if (frame.event_type === 'resync_required') {
-            const oldest = (frame.data as { oldest_seq?: unknown } | undefined)?.oldest_seq;
-            if (typeof oldest === 'number') cursor = Math.max(cursor ?? 0, oldest - 1);
+        try {
+          for (;;) {
+            const next = await Promise.race([queue.next(), abortWait]);
+            if (next.done) break;
+            const item = next.value;
+            if ('end' in item) {
+              end = item.end;
+              break;
+            }
+            const frame = item.frame;
+            if (frame.event_type === 'resync_required') {
+              const oldest = (frame.data as { oldest_seq?: unknown } | undefined)?.oldest_seq;
+              if (typeof oldest === 'number') cursor = Math.max(cursor ?? 0, oldest - 1);
+              yield frame;
+              continue;
+            }
+            if (frame.seq !== undefined) {
+              if (cursor !== undefined && frame.seq <= cursor) continue;
+              cursor = frame.seq;
+            }
             yield frame;
-            continue;
           }
-          if (frame.seq !== undefined) {
-            if (cursor !== undefined && frame.seq <= cursor) continue;
-            cursor = frame.seq;
-          }
-          yield frame;
+        } finally {
+          unlisten();
         }
         ws = undefined;
         if (end && !end.retry) {
@@ -111,6 +126,10 @@ export async function* agentEvents(transport: Transport, agentId: string, option
         throw abortedError(signal);
       });
     }
+  } catch (err) {
+    // An abort ends the iteration; whatever it interrupted is no failure.
+    if (signal?.aborted) return;
+    throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);
     stop.abort();

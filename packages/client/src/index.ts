@@ -40,4 +40,4 @@ export type {
 export type { components, operations, paths } from './types.js';
 export { ChatSession, frameError, type ChatOptions, type ChatSendOptions, type ChatTurn, type ServerFrame, type ToolRequestOptions } from './chat.js';
 export { agentEvents, type EventFrame, type EventsOptions } from './events.js';
-export { backoffDelay, type ReconnectOptions } from './socket.js';
+export { backoffDelay, type ReconnectOptions, type SocketAuth } from './socket.js';

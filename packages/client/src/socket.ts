@@ -5,7 +5,7 @@
  * WebSocketLike surface, no node: imports.
  */
 import { abortedError, SentinelApiError } from './errors.js';
-import type { QueryValue, Transport, WebSocketLike } from './transport.js';
+import { SUBPROTOCOL, type QueryValue, type Transport, type WebSocketLike } from './transport.js';
 
 /** How a live socket reconnects after a drop. */
 export interface ReconnectOptions {
@@ -79,20 +79,51 @@ export interface SocketHandlers {
 }
 
 /**
- * Opens `path` as a WebSocket with the transport's subprotocols and resolves once it is open.
- * Rejects with a SentinelApiError: a refused upgrade with its status (when the WebSocket says it,
- * as `ws` does; a browser does not, so then a GET of the agent asks the API why), `network_error`
- * when the server cannot be reached, `aborted` for the signal. `retryable` on the error says
- * whether another attempt may succeed.
+ * How a socket authenticates: `subprotocol` sends the credential as `bearer.<credential>` next to
+ * `sentinel.v1` (works in browsers and Node); `ticket` first mints a one-time ticket
+ * (`POST /v1/ws-tickets`, one per connection, reconnects included) and opens `?ticket=`, so the
+ * long-lived credential never rides on the upgrade (README, "WebSocket tickets").
  */
-export function openSocket(transport: Transport, path: string, query: Record<string, QueryValue>, agentId: string, signal: AbortSignal | undefined, handlers: SocketHandlers): Promise<WebSocketLike> {
+export type SocketAuth = 'subprotocol' | 'ticket';
+
+/** Which socket to open. */
+export interface SocketTarget {
+  agentId: string;
+  channel: 'chat' | 'events';
+  query?: Record<string, QueryValue>;
+  auth?: SocketAuth;
+}
+
+/**
+ * Opens the agent's chat or events WebSocket and resolves once it is open. Rejects with a
+ * SentinelApiError: a refused upgrade with its status (when the WebSocket says it, as `ws` does;
+ * a browser does not, so then a GET of the agent asks the API why), `network_error` when the
+ * server cannot be reached, `aborted` for the signal. {@link isRetryable} tells whether another
+ * attempt may succeed.
+ */
+export async function openSocket(transport: Transport, target: SocketTarget, signal: AbortSignal | undefined, handlers: SocketHandlers): Promise<WebSocketLike> {
   const WebSocketClass = transport.WebSocket;
-  if (WebSocketClass === undefined) return Promise.reject(new TypeError('no WebSocket: pass options.WebSocket (or use the Node entry, which brings `ws`)'));
-  if (signal?.aborted) return Promise.reject(abortedError(signal));
+  if (WebSocketClass === undefined) throw new TypeError('no WebSocket: pass options.WebSocket (or use the Node entry, which brings `ws`)');
+  if (signal?.aborted) throw abortedError(signal);
+  const { agentId, channel } = target;
+  const path = `/v1/agents/${encodeURIComponent(agentId)}/${channel}`;
+  let query = target.query ?? {};
+  let protocols = transport.protocols();
+  if (target.auth === 'ticket') {
+    let ticket: string;
+    try {
+      ({ ticket } = await transport.request<{ ticket: string }>('POST', '/v1/ws-tickets', { body: { agent_id: agentId, channel }, ...(signal ? { signal } : {}) }));
+    } catch (err) {
+      if (err instanceof SentinelApiError) throw retryable(err, !FATAL_STATUSES.has(err.status) && err.code !== 'aborted');
+      throw err;
+    }
+    query = { ...query, ticket };
+    protocols = [SUBPROTOCOL];
+  }
   return new Promise<WebSocketLike>((resolve, reject) => {
     let opened = false;
     let failure = '';
-    const ws = new WebSocketClass(transport.wsUrl(path, query), transport.protocols());
+    const ws = new WebSocketClass(transport.wsUrl(path, query), protocols);
     const onAbort = () => {
       try {
         ws.close(1000);

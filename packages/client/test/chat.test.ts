@@ -132,6 +132,23 @@ describe('client.chat', () => {
     }
   });
 
+  it('with auth: ticket, every connection (reconnects too) uses a fresh one-time ticket', async () => {
+    const agentId = await createAgent(client);
+    const session = client.chat(agentId, { auth: 'ticket', reconnect: FAST_RECONNECT });
+    try {
+      await session.ready();
+      expect((await collect(session.send('by ticket'))).at(-1)).toMatchObject({ type: 'stream_end', content: 'Echo: by ticket' });
+      env.proxy.cut();
+      await eventually(() => session.connections === 2, 'the session to reconnect with a new ticket');
+      expect((await collect(session.send('by another ticket'))).at(-1)).toMatchObject({ type: 'stream_end', content: 'Echo: by another ticket' });
+    } finally {
+      session.close();
+    }
+    // A ticket cannot be had without a credential: a 401 at once, no retry.
+    const anonymous = createClient({ baseUrl: env.server.url }).chat(agentId, { auth: 'ticket' });
+    expect(await failure(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
+  });
+
   it('cancel ends a running turn with reason cancelled; a message id in progress is refused', async () => {
     const agentId = await createAgent(client);
     const session = client.chat(agentId);
@@ -220,6 +237,25 @@ describe('client.chat', () => {
     expect(await failure(down.ready())).toMatchObject({ status: 0, code: 'network_error' });
     const anonymous = createClient({ baseUrl: env.server.url }).chat('any');
     expect(await failure(anonymous.ready())).toMatchObject({ status: 401, code: 'unauthorized' });
+  });
+
+  it('deleting the agent (a 1000 close) ends the session and its events iteration, with no reconnect', async () => {
+    const agentId = await createAgent(client);
+    const session = client.chat(agentId, { reconnect: FAST_RECONNECT });
+    await session.ready();
+    const events = client.events(agentId, { reconnect: FAST_RECONNECT });
+    const first = await events.next();
+    expect(first.value).toMatchObject({ event_type: 'agent_status' });
+    const rest = (async () => {
+      const seen: string[] = [];
+      for await (const frame of events) seen.push(frame.event_type);
+      return seen;
+    })();
+    await client.transport.request('DELETE', `/v1/agents/${agentId}`);
+    expect(await session.closed()).toMatchObject({ code: 'connection_closed' });
+    expect(session.connections).toBe(1);
+    await rest;
+    expect(await failure(collect(session.send('too late')))).toMatchObject({ code: 'connection_closed' });
   });
 
   it('a 4401 close (the token logged out) ends the session: no reconnect', async () => {

@@ -98,7 +98,7 @@ describe('client.events', () => {
     }
   });
 
-  it('starts at since; break closes the socket; the signal ends it with aborted', async () => {
+  it('starts at since; break and the signal end it and close the socket', async () => {
     const agentId = await createAgent(direct);
     await chatOnce(direct, agentId, 'one', 'm-one');
     const all = await env.api.store.listEvents(agentId, 0, 1000);
@@ -113,13 +113,32 @@ describe('client.events', () => {
     const service = env.api.events as unknown as { subscriptionCount(agentId?: string): number };
     await eventually(() => service.subscriptionCount(agentId) === 0, 'the server to see the socket closed');
 
+    // The signal ends the loop as a break does, even while it waits for the next frame.
     const controller = new AbortController();
-    const stopped = failure(
-      (async () => {
-        for await (const frame of direct.events(agentId, { signal: controller.signal })) if (frame.event_type === 'agent_status') controller.abort();
-      })(),
-    );
-    expect(await stopped).toMatchObject({ status: 0, code: 'aborted' });
+    const seen: EventFrame[] = [];
+    for await (const frame of direct.events(agentId, { signal: controller.signal })) {
+      seen.push(frame);
+      setTimeout(() => controller.abort(), 50);
+    }
+    expect(seen.map((frame) => frame.event_type)).toEqual(['agent_status']);
+    await eventually(() => service.subscriptionCount(agentId) === 0, 'the aborted socket to close');
+    const early = new AbortController();
+    early.abort();
+    expect(await direct.events(agentId, { signal: early.signal }).next()).toEqual({ value: undefined, done: true });
+  });
+
+  it('with auth: ticket, the events socket opens with a one-time ticket', async () => {
+    const agentId = await createAgent(direct);
+    await chatOnce(direct, agentId, 'ticketed', 'm-ticket');
+    const frames: EventFrame[] = [];
+    const events = direct.events(agentId, { since: 0, auth: 'ticket' });
+    try {
+      await until(events, frames, processedFor('m-ticket'));
+    } finally {
+      await events.return();
+    }
+    const all = await env.api.store.listEvents(agentId, 0, 1000);
+    expect(seqs(frames)).toEqual(all.map((event) => event.seq));
   });
 
   it('an unknown agent is a 404, a bad since a 400, a server that is down a network_error', async () => {
