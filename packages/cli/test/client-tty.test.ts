@@ -39,15 +39,15 @@ function tmux(...args: string[]): Promise<{ stdout: string }> {
 const quote = (value: string): string => `'${value.replace(/'/g, "'\\''")}'`;
 
 /**
- * Starts `sentinel <args>` in a new 120x40 pane named `name`; the shell writes its exit status
+ * Starts `sentinel <args>` in a new pane (`width` x 40) named `name`; the shell writes its exit status
  * to `<dir>/<name>.exit` when it ends, and the pane stays a minute for the screen to be read (the
  * tmux server goes in afterAll). Only PATH, HOME, TERM and `env` reach the command.
  */
-async function startPane(name: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+async function startPane(name: string, args: string[], env: Record<string, string> = {}, width = 120): Promise<string> {
   const exitFile = join(dir, `${name}.exit`);
   const vars = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(dir, 'home'), TERM: 'xterm-256color', ...env };
   const command = `env -i ${Object.entries(vars).map(([k, v]) => `${k}=${quote(v)}`).join(' ')} ${quote(process.execPath)} ${quote(BIN_PATH)} ${args.map(quote).join(' ')}; echo $? > ${quote(exitFile)}; sleep 60`;
-  await tmux('new-session', '-d', '-s', name, '-x', '120', '-y', '40', command);
+  await tmux('new-session', '-d', '-s', name, '-x', String(width), '-y', '40', command);
   return exitFile;
 }
 
@@ -175,5 +175,14 @@ describe('sentinel on a terminal (tmux)', () => {
     const bars = shown.split('\n').filter((line) => /^(manifest|config|layer) +[0-9a-f]{12}: \[[\u2588\u2591]{30}\] \S+\/\S+ (uploading|exists|verified)$/.test(line.trimEnd()));
     expect(bars.map((line) => line.split(' ')[0]).sort()).toEqual(['config', 'layer', 'manifest']);
     expect(shown).toContain(`demo/tty:v1: pushed ${built.json.id as string}`);
+  });
+  it('tables fit the terminal: in 70 columns the widest columns are cut with …, the id never', async () => {
+    const exit = await startPane('narrow', ['ps', '-a'], { SENTINEL_HOST: server.url, SENTINEL_TOKEN: token }, 70);
+    expect(await exitCode(exit)).toBe(0);
+    const lines = (await screen('narrow')).split('\n').filter((line) => line.trim() !== '');
+    expect(lines[0]).toMatch(/^AGENT ID/);
+    expect(lines.some((line) => line.startsWith(`${agentId.slice(0, 12)} `))).toBe(true);
+    for (const line of lines) expect(line.trimEnd().length).toBeLessThanOrEqual(70);
+    expect(lines.join('\n')).toContain('…');
   });
 });

@@ -5,17 +5,23 @@
 import { paint, type Terminal } from './context.js';
 
 const GAP = 3;
-const MIN_WIDTH = 6;
 
-/** Column widths so the row fits `columns`: shrink the widest column until it fits or all are at the minimum. */
-function fitWidths(natural: number[], columns: number | undefined): number[] {
+/**
+ * Column widths so the row fits `columns`: the widest column gives way first, one character at
+ * a time, never below its header; the first column (the id people copy) is never cut. When even
+ * that does not fit, the rows are as narrow as they can be and wrap.
+ */
+function fitWidths(natural: number[], headers: string[], columns: number | undefined): number[] {
   const widths = [...natural];
   if (columns === undefined) return widths;
+  const floor = headers.map((h, i) => (i === 0 ? (natural[0] as number) : Math.max(4, h.length)));
   const total = (): number => widths.reduce((sum, w) => sum + w, 0) + GAP * (widths.length - 1);
   while (total() > columns) {
-    let widest = 0;
-    for (let i = 1; i < widths.length; i++) if ((widths[i] as number) > (widths[widest] as number)) widest = i;
-    if ((widths[widest] as number) <= MIN_WIDTH) break;
+    let widest = -1;
+    for (let i = 1; i < widths.length; i++) {
+      if ((widths[i] as number) > (floor[i] as number) && (widest < 0 || (widths[i] as number) > (widths[widest] as number))) widest = i;
+    }
+    if (widest < 0) break;
     widths[widest] = (widths[widest] as number) - 1;
   }
   return widths;
@@ -28,7 +34,7 @@ function cut(text: string, width: number): string {
 /** A table: header row in bold (on a colour terminal), then the rows, fitted to the width. */
 export function table(term: Terminal, headers: string[], rows: string[][]): string {
   const natural = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').replace(/\s+/g, ' ').length)));
-  const widths = fitWidths(natural, term.columns);
+  const widths = fitWidths(natural, headers, term.columns);
   const line = (cells: string[]): string =>
     cells
       .map((cell, i) => {
