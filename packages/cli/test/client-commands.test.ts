@@ -307,6 +307,7 @@ describe('usage, help, completion and failures', () => {
     ['a bad --since seq', ['events', '--since', 'yesterday', 'helper'], /^sentinel events: --since must be an event seq/],
     ['a stray argument', ['ps', 'extra'], /^sentinel ps: too many arguments/],
     ['an unknown shell', ['completion', 'fish'], /^sentinel completion: completion supports bash and zsh, not "fish"\n$/],
+    ['global flags and no command', ['--server', 'http://127.0.0.1:9'], /^Usage: sentinel \[options\] \[command\]\n/],
   ])('%s is a usage error: exit 2, one message on stderr', async (_what, args, message) => {
     const result = await sentinel(args);
     expect(result.code).toBe(2);

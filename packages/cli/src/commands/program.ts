@@ -405,8 +405,8 @@ export async function runClientCommand(argv: string[]): Promise<number> {
     return state.exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') return EXIT_OK;
-      return EXIT_USAGE;
+      // --help asked for exits 0; help shown because no command was given, and every parse error, 2.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }
     const name = argv.find((arg) => (CLIENT_COMMANDS as readonly string[]).includes(arg));
     process.stderr.write(`sentinel${name ? ` ${name}` : ''}: ${errorLine(err)}\n`);
