@@ -292,6 +292,19 @@ describe('images: build, images, rmi', () => {
     const again = await sentinel(['rmi', 'demo/cli:v1']);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/^sentinel rmi: .+ \(not_found\)\n$/);
+    // An image id prefix shared by several images lists them (17 images: two share a first digit).
+    const built: { id: string; short_id: string }[] = [];
+    for (let i = 0; i < 17; i++) {
+      const definition = { name: `demo/many${i}`, tag: 'v1', description: `image ${i}`, model: { provider: 'echo', name: 'echo' }, instructions: 'Be brief.' };
+      built.push((await callJson('POST', `${server.url}/v1/images`, token, definition)).json);
+    }
+    const digit = [...'0123456789abcdef'].find((d) => built.filter((image) => image.short_id.startsWith(d)).length > 1) as string;
+    const ambiguous = await sentinel(['rmi', digit]);
+    expect(ambiguous.code).toBe(1);
+    expect(ambiguous.stderr).toMatch(new RegExp(`^sentinel rmi: image reference "${digit}" is ambiguous: .+ \\(conflict\\)\n$`));
+    for (const image of built.filter((b) => b.short_id.startsWith(digit))) expect(ambiguous.stderr).toContain(image.short_id);
+    expect((await sentinel(['rmi', ...built.map((image) => image.short_id)])).code).toBe(0);
+
     const missing = await sentinel(['build', '-f', join(dir, 'nope.yaml')]);
     expect(missing).toEqual({ code: 1, stdout: '', stderr: `sentinel build: cannot read ${join(dir, 'nope.yaml')}: no such file or directory\n` });
   });
