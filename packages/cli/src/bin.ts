@@ -8,6 +8,7 @@ import { startApi, type CommandIo, type RunningApi } from './api-command.js';
 import { isUsageError, oneLineMessage } from './errors.js';
 import { formatApiHelp, formatMainHelp } from './help.js';
 import { parseApiArgs, type ParsedApiArgs } from './parse-args.js';
+import { CLIENT_COMMANDS, runClientCommand } from './commands/program.js';
 import { closestMatch } from './suggest.js';
 import { versionLine } from './version.js';
 
@@ -16,7 +17,12 @@ const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
-const COMMANDS = ['api', 'help'];
+const COMMANDS = ['api', 'help', ...CLIENT_COMMANDS];
+
+/** `sentinel ps`, `sentinel login`, …: the client commands, over the SDK. */
+function isClientCommand(command: string): boolean {
+  return (CLIENT_COMMANDS as readonly string[]).includes(command);
+}
 
 /**
  * Longest a start-up may take (store, migrations, Redis, binding the port) before it counts as
@@ -140,6 +146,8 @@ function withoutScriptSeparator(args: string[]): string[] {
 async function main(argv: string[]): Promise<void> {
   const [command, ...given] = argv;
   const rest = withoutScriptSeparator(given);
+  // `sentinel --server URL ps`: global client flags before the command.
+  if (command !== undefined && /^--(server|token)(=|$)/.test(command)) process.exit(await runClientCommand(argv));
   switch (command) {
     case undefined:
       io.stderr.write(formatMainHelp());
@@ -156,6 +164,7 @@ async function main(argv: string[]): Promise<void> {
       const topic = rest[0];
       if (topic === undefined) io.stdout.write(formatMainHelp());
       else if (topic === 'api') io.stdout.write(formatApiHelp());
+      else if (isClientCommand(topic)) process.exit(await runClientCommand([topic, '--help']));
       else unknownCommand(topic);
       break;
     }
@@ -163,6 +172,10 @@ async function main(argv: string[]): Promise<void> {
       await runApi(rest);
       break;
     default:
+      if (isClientCommand(command)) {
+        // Explicit exit: a closed WebSocket or stdin reader must not keep a finished command alive.
+        process.exit(await runClientCommand([command, ...rest]));
+      }
       unknownCommand(command);
   }
 }

@@ -38,14 +38,21 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Third-party dependencies of the bundled workspace packages, as their package.json files pin them. */
+/** What the CLI's own code imports (the client commands' parser and progress bars), beside what it bundles. */
+const CLI_OWN_DEPENDENCIES: Record<string, string> = { commander: '14.0.3', 'cli-progress': '3.12.0' };
+
+/**
+ * Third-party dependencies of the bundled workspace packages, as their package.json files pin
+ * them (the SDK's optional `ws` peer is the WebSocket the CLI uses), plus the CLI's own.
+ */
 function bundledDependencies(): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name of ['core', 'http', 'ws']) {
-    const pkg = JSON.parse(readFileSync(join(CLI_DIR, '..', name, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
+  for (const name of ['core', 'http', 'ws', 'client']) {
+    const pkg = JSON.parse(readFileSync(join(CLI_DIR, '..', name, 'package.json'), 'utf8')) as { dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
     for (const [dep, version] of Object.entries(pkg.dependencies ?? {})) if (!dep.startsWith('@sentinel/')) out[dep] = version;
+    for (const dep of Object.keys(pkg.peerDependencies ?? {})) if (out[dep] === undefined) throw new Error(`${name}'s peer ${dep} is not a dependency of a bundled package`);
   }
-  return out;
+  return { ...out, ...CLI_OWN_DEPENDENCIES };
 }
 
 describe('the packed @sentinel/cli', () => {
@@ -109,6 +116,11 @@ describe('the packed @sentinel/cli', () => {
       expect(asset.statusCode).toBe(200);
       expect(asset.headers['content-type']).toBe('text/javascript; charset=utf-8');
       expect((await asset.body.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
+      // The client commands run from the tarball too (commander, cli-progress and the bundled SDK).
+      const login = await request(`${url}/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'packed-admin-password' }) });
+      const { token } = (await login.body.json()) as { token: string };
+      const { stdout: images } = await run(bin, ['images', '--format', 'json'], { cwd: installDir, env: { ...env, SENTINEL_HOST: url, SENTINEL_TOKEN: token } });
+      expect((JSON.parse(images) as { name: string }[]).map((image) => image.name)).toContain('sentinel/echo');
     } finally {
       child.kill('SIGTERM');
     }

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
+import { assertBuilt, BIN_PATH, cleanEnv, killAll, runCli, type CliProcess } from './spawn-cli.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -103,7 +103,12 @@ describe('the README walk-through, pasted in order', () => {
     expect(substitutions).toBe(2);
     writeFileSync(join(tmp, 'walkthrough.sh'), script.join('\n') + '\n');
 
+    // `sentinel` on PATH, as the README assumes: the built binary.
+    const bin = join(tmp, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'sentinel'), `#!/bin/sh\nexec '${process.execPath}' '${BIN_PATH}' "$@"\n`, { mode: 0o755 });
     const env = cleanEnv(tmp);
+    env.PATH = `${bin}:${env.PATH ?? ''}`;
     delete env.API;
     const code = await new Promise<number | null>((resolve) => {
       const bash = spawn('bash', [join(tmp, 'walkthrough.sh')], { cwd: work, env, stdio: 'ignore' });
@@ -144,6 +149,18 @@ describe('the README walk-through, pasted in order', () => {
     expect(stopStart).toContain('"status":"stopped"');
     expect(stopStart).toContain('"status":"running"');
     expect(find('-X DELETE "$API/v1/agents/$AGENT"')).toBe('204\n');
+    // The `sentinel` walk-through: login, run, chat, logs -f, push, pull, logout.
+    const cli = find('sentinel login');
+    expect(cli).toContain(`Login Succeeded (admin on ${url})`);
+    expect(cli).toMatch(/^sentinel\/echo +latest +[0-9a-f]{12} /m);
+    expect(cli).toMatch(/^[0-9a-f]{12} +bot +sentinel\/echo:latest +running /m);
+    expect(cli).toContain('Echo: Hello from the CLI\n');
+    expect(cli).toMatch(/INFO {2}message cli-\d+-1 processed: stop/);
+    expect(cli).toMatch(/^demo\/helper:v1: pushed sha256:[0-9a-f]{64}$/m);
+    expect(cli).toMatch(/^Untagged: demo\/helper:v1$/m);
+    expect(cli).toMatch(/^demo\/helper:v1: pulled sha256:[0-9a-f]{64}$/m);
+    expect(cli).toMatch(/^demo\/helper +v1 +/m);
+    expect(cli).toContain(`Removing login credentials for ${url}`);
     for (const [index, block] of runnable.entries()) expect(read(index, 'err'), `stderr of README line ${block.line}`).toBe('');
   }, 120_000);
 });

@@ -57,9 +57,13 @@ export function cleanEnv(home: string, extra: Record<string, string> = {}): Node
   return { ...env, HOME: home, ...extra };
 }
 
-/** Spawns `node dist/bin.js <args>`. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
-  const child = spawn(process.execPath, [BIN_PATH, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Spawns `node dist/bin.js <args>`. With `input`, stdin is a pipe that gets `input` and is then
+ * closed (a string), or stays open for the caller to write (`'pipe'`); else stdin is /dev/null.
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv, input?: string | 'pipe'): CliProcess {
+  const child = spawn(process.execPath, [BIN_PATH, ...args], { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  if (typeof input === 'string' && input !== 'pipe') child.stdin?.end(input);
   running.add(child);
   let out = '';
   let err = '';
