@@ -1,6 +1,6 @@
 /**
  * Vitest setup file: installs the OpenAPI contract checker (contract.ts) on the global undici
- * dispatcher for the REST specs (packages/http and packages/core tests), and fails a test whose
+ * dispatcher for the REST specs (packages/http, core, ws and client tests: the SDK specs call every route through fetch), and fails a test whose
  * responses broke the document, with each violation spelled out. The number of responses checked
  * goes to the global setup (contract-global-setup.ts), which prints the total once.
  */
@@ -11,7 +11,7 @@ import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from
 import { closeDocumentAgent, contractInterceptor, createRecorder, formatViolations, type ContractRecorder } from './contract.js';
 
 /** The specs whose REST responses are held to the document. */
-const CHECKED_FILES = /[\\/]packages[\\/](http|core|ws)[\\/]test[\\/]/;
+const CHECKED_FILES = /[\\/]packages[\\/](http|core|ws|client)[\\/]test[\\/]/;
 
 const recorder: ContractRecorder = createRecorder();
 const previous = getGlobalDispatcher();
