@@ -3,11 +3,13 @@
 // 'self'; style-src 'self') and the page talks only to the server it came from.
 import { build } from 'esbuild';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(fileURLToPath(import.meta.url));
-const dist = join(root, 'dist');
+// `node build.mjs --outdir <dir>` builds elsewhere (the size test does, leaving dist/ alone).
+const flag = process.argv.indexOf('--outdir');
+const dist = flag === -1 ? join(root, 'dist') : resolve(process.argv[flag + 1] ?? 'dist');
 await rm(dist, { recursive: true, force: true });
 await mkdir(join(dist, 'assets'), { recursive: true });
 
@@ -58,4 +60,4 @@ const html = `<!doctype html>
 </html>
 `;
 await writeFile(join(dist, 'index.html'), html);
-console.log(`console: dist/index.html, assets/${js}, assets/${css}`);
+console.log(`console: ${dist}/index.html, assets/${js}, assets/${css}`);
