@@ -28,7 +28,8 @@ export interface ConsoleSite {
   /** True for `/console` and every path under it. */
   owns(path: string): boolean;
   /**
-   * Answers a request for one of the console's paths (GET and HEAD). `origin` is how the
+   * Answers a request for one of the console's paths (GET and HEAD): `/console/` is index.html,
+   * `/console` a redirect to it, anything else a file of the directory or a 404. `origin` is how the
    * browser reached us: its host goes into the CSP's connect-src as ws:// and wss://. Throws a
    * SentinelError (404, 405, 503) for the listener to send in the api's error shape.
    */
@@ -102,9 +103,7 @@ async function buildSite(dir: string): Promise<Map<string, StaticResource>> {
     // The CSP is per request (sendStatic gets it); the stored one is never sent.
     site.set(path, staticResource(await readFile(join(dir, file)), contentTypeOf(file), cacheControl, ''));
   }
-  const index = site.get(`${CONSOLE_PATH}/index.html`) as StaticResource;
-  site.set(CONSOLE_PATH, index);
-  site.set(`${CONSOLE_PATH}/`, index);
+  site.set(`${CONSOLE_PATH}/`, site.get(`${CONSOLE_PATH}/index.html`) as StaticResource);
   return site;
 }
 
@@ -119,6 +118,13 @@ export function createConsoleSite(options: ConsoleOptions): ConsoleSite {
     },
     async serve(res, method, path, ifNoneMatch, origin) {
       assertReadMethod(method, path);
+      if (path === CONSOLE_PATH) {
+        // The page names its assets relatively (`assets/app-….js`): from `/console` they would
+        // resolve to `/assets/…`. Relative Location, so a host mounting us under a prefix keeps it.
+        res.writeHead(301, { Location: 'console/', 'Content-Length': 0, 'Cache-Control': 'no-cache' });
+        res.end();
+        return;
+      }
       site ??= buildSite(dir).catch((err: unknown) => {
         // A later request may find the files (the console built meanwhile): do not keep the failure.
         site = undefined;

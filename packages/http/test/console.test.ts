@@ -1,7 +1,7 @@
 /**
  * The web console's files over real sockets on every host, from a console directory made here
- * (so this runs whether or not @sentinel/console is built): `/console` and `/console/` are
- * index.html, `/console/assets/…` the hashed files; content types, nosniff, no referrer, the
+ * (so this runs whether or not @sentinel/console is built): `/console/` is index.html
+ * (`/console` redirects there), `/console/assets/…` the hashed files; content types, nosniff, no referrer, the
  * strict CSP naming this host's WebSocket URLs, a year of immutable caching for assets and
  * `no-cache` for the page, HEAD, 304, 404s, no way out of the directory, `console: false`, and
  * the `/` redirect on the standalone server only. That the real app works is console-browser.test.ts.
@@ -70,8 +70,8 @@ describe.each(HOSTS)('the web console on %s', (hostName) => {
     return { status: res.statusCode, headers: res.headers, text };
   }
 
-  it.each(['/console', '/console/'])('serves index.html at %s without a token: HTML, no-cache, nosniff, no referrer, the strict CSP with this host\'s ws:/wss:', async (path) => {
-    const res = await get(path);
+  it('serves index.html at /console/ without a token: HTML, no-cache, nosniff, no referrer, the strict CSP with this host\'s ws:/wss:', async () => {
+    const res = await get('/console/');
     expect(res.status).toBe(200);
     expect(res.text).toBe(INDEX);
     expect(res.headers['content-type']).toBe('text/html; charset=utf-8');
@@ -80,6 +80,15 @@ describe.each(HOSTS)('the web console on %s', (hostName) => {
     expect(res.headers['referrer-policy']).toBe('no-referrer');
     expect(res.headers['content-security-policy']).toBe(expectedCsp(host.baseUrl));
     expect(res.headers['etag']).toMatch(/^"[\w-]{27}"$/);
+  });
+
+  it('redirects /console to /console/ (the page names its assets relative to it), GET and HEAD alike', async () => {
+    for (const method of ['GET', 'HEAD'] as const) {
+      const res = await get('/console', {}, method);
+      expect(res.status).toBe(301);
+      expect(new URL(String(res.headers['location']), `${host.baseUrl}/console`).href).toBe(`${host.baseUrl}/console/`);
+      expect(res.text).toBe('');
+    }
   });
 
   it('serves the hashed assets with their content types and a year of immutable caching', async () => {
@@ -179,7 +188,7 @@ describe.each(HOSTS)('console: false on %s', (hostName) => {
   });
 
   it('/console is not the api\'s and / is not redirected', async () => {
-    for (const path of ['/console', '/console/', '/console/assets/index-b81e0f4a.js']) {
+    for (const path of ['/console', '/console/', '/console/index.html', '/console/assets/index-b81e0f4a.js']) {
       const res = await request(`${host.baseUrl}${path}`);
       const text = await res.body.text();
       expect(res.statusCode, path).toBe(404);
