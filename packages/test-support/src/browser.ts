@@ -67,7 +67,8 @@ export async function recordedPage(context: BrowserContext): Promise<{ page: Pag
   });
   page.on('pageerror', (err) => recording.problems.push(`pageerror: ${err.message}`));
   page.on('console', (message) => {
-    if (message.type() === 'error') recording.problems.push(`console.error: ${message.text()}`);
+    // With the URL: "Failed to load resource" says which status but not which resource.
+    if (message.type() === 'error') recording.problems.push(`console.error: ${message.text()} [${message.location().url}]`);
   });
   return { page, recording };
 }
@@ -99,3 +100,5 @@ export async function settle(recording: Recording, quietMs = 1_000, timeoutMs = 
   }
   throw new Error(`the page kept loading for ${timeoutMs} ms: ${recording.inFlight} request(s) in flight`);
 }
+
+export type { BrowserContext, Page } from 'playwright-core';
