@@ -105,6 +105,8 @@ async function watchAnswer(page: Page, done: (text: string) => boolean, timeoutM
 /** `expected`: console errors the test caused on purpose, each of which must have happened (once). */
 function expectClean(expected: readonly RegExp[] = []): void {
   expect(recording.requests.length).toBeGreaterThan(0);
+  // The WebSockets authenticate by subprotocol: no token (a JWT starts "eyJ") in any URL.
+  expect(recording.requests.filter((url) => /eyJ|token=|access_token/i.test(url)), 'URLs carrying a token').toEqual([]);
   expect(foreignRequests(recording.requests, server.url), 'requests not to the test server').toEqual([]);
   for (const pattern of expected) expect(recording.problems.filter((problem) => pattern.test(problem)), String(pattern)).toHaveLength(1);
   const unexpected = recording.problems.filter((problem) => !expected.some((pattern) => pattern.test(problem)));
@@ -152,7 +154,8 @@ describe('the web console in headless Chromium', () => {
     await page.getByRole('button', { name: 'Send' }).click();
     await page.getByTestId('tool-call').first().waitFor();
     await expect(page.getByTestId('tool-result').first().textContent()).resolves.toContain('42');
-    await watchAnswer(page, (text) => /^Tool calculator returned:/.test(text));
+    await watchAnswer(page, (text) => /^Tool calculator returned: .*42/.test(text));
+    await page.getByRole('button', { name: 'Send' }).and(page.locator(':enabled')).waitFor();
 
     await page.screenshot({ path: CHAT_SCREENSHOT });
     await page.getByRole('button', { name: 'Log out' }).click();
@@ -167,6 +170,9 @@ describe('the web console in headless Chromium', () => {
     const page = await openConsole();
     await logIn(page);
     await createAgent(page, 'slowpoke');
+    // The agent list (with the first test's agent too), for the README, before the long turn fills the page.
+    await page.getByRole('list', { name: 'Agents' }).getByRole('listitem').filter({ hasText: 'slowpoke' }).getByText('running').waitFor({ timeout: 15_000 });
+    await page.screenshot({ path: AGENTS_SCREENSHOT });
     const words = Array.from({ length: 300 }, (_, i) => `word${i}`).join(' ');
     const full = `Echo: ${words}`;
     await page.getByLabel('Message').fill(words);
@@ -181,9 +187,6 @@ describe('the web console in headless Chromium', () => {
     await new Promise((resolve) => setTimeout(resolve, CHUNK_DELAY_MS * 5));
     await expect(page.getByTestId('answer').textContent()).resolves.toBe(stopped);
     await expect(page.getByRole('button', { name: 'Send' }).isEnabled()).resolves.toBe(true);
-    // The agent list with two agents, for the README.
-    await page.getByRole('list', { name: 'Agents' }).getByRole('listitem').nth(1).waitFor();
-    await page.screenshot({ path: AGENTS_SCREENSHOT });
     expectClean();
   }, 90_000);
 
