@@ -94,8 +94,9 @@ export function App() {
         )}
       </header>
       {error && (
-        <div role="alert" class="alert">
-          <span>{error}</span>
+        <div class="alert">
+          {/* The alert holds only the words, so its text is exactly "<message> (<code>)". */}
+          <span role="alert">{error}</span>
           <button type="button" class="link" aria-label="Dismiss error" onClick={() => setError(undefined)}>
             ×
           </button>

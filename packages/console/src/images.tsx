@@ -8,9 +8,16 @@ import type { Image, SentinelClient, TransferProgress } from '@sentinel/api-clie
 import { isTransferProgress } from '@sentinel/api-client/browser';
 import type { ReportError } from './app.js';
 
-const EXAMPLE = `name: my-bot
-description: A friendly helper
-baseModel: echo
+/** A starting point for the Sentinelfile box (the README's example, on the echo model). */
+const EXAMPLE = `name: my/helper
+tag: v1
+description: A first agent definition
+model:
+  provider: echo
+  name: echo
+instructions: You are a helpful assistant. Answer briefly.
+tools: [calculator, current_time]
+capabilities: [chat, streaming]
 `;
 
 interface Transferring {

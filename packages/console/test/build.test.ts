@@ -41,10 +41,14 @@ describe('the console build', () => {
   it('writes index.html and content-hashed JS and CSS that the page references relatively', () => {
     const js = assets.filter((f) => f.endsWith('.js'));
     const css = assets.filter((f) => f.endsWith('.css'));
+    const icon = assets.filter((f) => f.endsWith('.svg'));
     expect(js).toHaveLength(1);
     expect(css).toHaveLength(1);
+    expect(icon).toHaveLength(1);
     for (const file of [...js, ...css]) expect(file).toMatch(/^app-[A-Z0-9]{8}\.(js|css)$/);
-    expect(references(html).sort()).toEqual([`assets/${css[0]}`, `assets/${js[0]}`].sort());
+    expect(icon[0]).toMatch(/^icon-[A-F0-9]{8}\.svg$/);
+    expect(assets).toHaveLength(3);
+    expect(references(html).sort()).toEqual([`assets/${css[0]}`, `assets/${icon[0]}`, `assets/${js[0]}`].sort());
   });
 
   it('has no inline script, inline style or event-handler attribute (a strict CSP allows the page)', () => {
