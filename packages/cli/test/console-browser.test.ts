@@ -120,7 +120,7 @@ describe('the web console in headless Chromium', () => {
     await page.getByLabel('Username').fill('admin');
     await page.getByLabel('Password').fill('not-the-password');
     await page.getByRole('button', { name: 'Log in' }).click();
-    await expect(page.getByRole('alert').textContent()).resolves.toMatch(/\(unauthorized\)/);
+    await expect(page.getByRole('alert').textContent()).resolves.toMatch(/^\S.* \(unauthorized\)$/);
     await logIn(page);
 
     const row = await createAgent(page, 'helper');
