@@ -1,3 +1,6 @@
+import { cp } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
@@ -11,4 +14,13 @@ export default defineConfig({
   // The workspace packages are bundled into dist (their third-party dependencies are the CLI's
   // own dependencies), so a packed @sentinel/cli installs and runs outside this monorepo.
   noExternal: [/^@sentinel\//],
+  // The web console is files, not code: its built dist goes to dist/console/, where the bundled
+  // HTTP package looks first (next to itself), so the packed CLI serves it without the private
+  // @sentinel/console package. A missing build fails here rather than shipping a CLI without it.
+  async onSuccess() {
+    const consoleDist = join(dirname(createRequire(import.meta.url).resolve('@sentinel/console/package.json')), 'dist');
+    await cp(consoleDist, 'dist/console', { recursive: true, errorOnExist: false }).catch((err: unknown) => {
+      throw new Error(`cannot copy the web console (${consoleDist}) into dist/console: build @sentinel/console first`, { cause: err });
+    });
+  },
 });

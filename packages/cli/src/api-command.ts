@@ -200,6 +200,8 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
       tls,
       cors: config.cors,
       logRequests: config.logRequests,
+      // Off: no /console and no redirect of /. On: the console shipped with this CLI (bundled next to it).
+      ...(config.console ? {} : { console: false as const }),
       logger,
       maxConnections: config.maxConnections,
       maxConnectionsPerAddress: config.maxConnectionsPerAddress,
@@ -213,8 +215,9 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
   // Same server, same port: wss:// under TLS, and the agents' `endpoints` already say so.
   const ws = attachWebSocket(server.server, api, { logger });
   logLines.flush();
-  // The docs URL on the line people read first: the API reference is one click away.
-  io.stdout.write(`SentinelStacks API listening on ${server.url} (version ${cliVersion()}, commit ${shortCommit()}), docs at ${server.url}/docs\n`);
+  // The docs (and console) URLs on the line people read first: one click away.
+  const consoleNote = server.consoleDir !== undefined ? `, console at ${server.url}/console/` : '';
+  io.stdout.write(`SentinelStacks API listening on ${server.url} (version ${cliVersion()}, commit ${shortCommit()}), docs at ${server.url}/docs${consoleNote}\n`);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

@@ -19,6 +19,8 @@ export interface ApiFlagValues {
   cors: boolean;
   /** One JSON log line per request on stdout. Default true. */
   logRequests: boolean;
+  /** Serve the web console at /console/ (and redirect / there). */
+  console: boolean;
   /** Directory of the SQLite database and the generated token secret. Default `~/.sentinel`. */
   dataDir: string;
   /** PostgreSQL URL shared by several instances. Default none: SQLite in `dataDir`. */
@@ -157,6 +159,14 @@ export const API_FLAGS: readonly FlagSpec[] = [
     default: true,
     description: 'Write one JSON line per request to stdout (--no-log-requests turns it off)',
     key: 'logRequests',
+  },
+  {
+    name: 'console',
+    type: 'bool',
+    env: 'SENTINEL_CONSOLE',
+    default: true,
+    description: 'Serve the web console at /console/ and redirect / there (--no-console turns it off)',
+    key: 'console',
   },
   {
     name: 'data-dir',

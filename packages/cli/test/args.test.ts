@@ -35,6 +35,7 @@ describe('parseApiArgs: defaults', () => {
       tokenAuthSecret: undefined,
       cors: true,
       logRequests: true,
+      console: true,
       dataDir: '~/.sentinel',
       registryTimeout: 600,
       registryMinRate: 1024,
@@ -93,6 +94,7 @@ describe('parseApiArgs: flag forms', () => {
     expect(config(['--cors']).cors).toBe(true);
     expect(config(['--no-cors']).cors).toBe(false);
     expect(config(['--no-log-requests']).logRequests).toBe(false);
+    expect(config(['--no-console']).console).toBe(false);
     for (const [word, value] of [
       ['true', true], ['false', false], ['1', true], ['0', false], ['yes', true], ['no', false], ['FALSE', false], ['Yes', true],
     ] as const) {
@@ -126,6 +128,7 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_TOKEN_SECRET: 'env-secret-0123456789',
     SENTINEL_CORS: 'no',
     SENTINEL_LOG_REQUESTS: '0',
+    SENTINEL_CONSOLE: 'false',
     SENTINEL_DATA_DIR: '/env/data',
     SENTINEL_ADMIN_USER: 'root',
     SENTINEL_ADMIN_PASSWORD: 'hunter2hunter2',
@@ -151,6 +154,7 @@ describe('parseApiArgs: environment', () => {
       tokenAuthSecret: 'env-secret-0123456789',
       cors: false,
       logRequests: false,
+      console: false,
       dataDir: '/env/data',
       registryTimeout: 60,
       registryMinRate: 0,

@@ -65,7 +65,7 @@ describe('the packed @sentinel/cli', () => {
     const tarball = readdirSync(tmp).find((f) => f.endsWith('.tgz'));
     expect(tarball).toBe(`sentinel-cli-${PKG.version}.tgz`);
     const { stdout: listing } = await run('tar', ['-tzf', join(tmp, tarball as string)]);
-    expect(listing.split('\n')).toEqual(expect.arrayContaining(['package/package.json', 'package/dist/bin.js']));
+    expect(listing.split('\n')).toEqual(expect.arrayContaining(['package/package.json', 'package/dist/bin.js', 'package/dist/console/index.html']));
     const { stdout: packedJson } = await run('tar', ['-xzOf', join(tmp, tarball as string), 'package/package.json']);
     const packed = JSON.parse(packedJson) as { dependencies: Record<string, string> };
     // Nothing the registry cannot resolve: no workspace: protocol, no unpublished @sentinel/* package.
@@ -116,6 +116,22 @@ describe('the packed @sentinel/cli', () => {
       expect(asset.statusCode).toBe(200);
       expect(asset.headers['content-type']).toBe('text/javascript; charset=utf-8');
       expect((await asset.body.arrayBuffer()).byteLength).toBeGreaterThan(1_000_000);
+      // The web console, shipped in dist/console/ and found there by the bundled http code; / leads to it.
+      expect(out).toContain(`console at ${url}/console/`);
+      const root = await request(`${url}/`);
+      await root.body.text();
+      expect(root.statusCode).toBe(302);
+      expect(root.headers['location']).toBe('/console/');
+      const consolePage = await request(`${url}/console/`);
+      expect(consolePage.statusCode).toBe(200);
+      const consoleHtml = await consolePage.body.text();
+      const script = /src="(assets\/[^"]+\.js)"/.exec(consoleHtml)?.[1];
+      expect(script).toBeDefined();
+      const consoleScript = await request(`${url}/console/${script as string}`);
+      expect(consoleScript.statusCode).toBe(200);
+      expect(consoleScript.headers['content-type']).toBe('text/javascript; charset=utf-8');
+      expect(consoleScript.headers['cache-control']).toBe('public, max-age=31536000, immutable');
+      await consoleScript.body.text();
       // The client commands run from the tarball too (commander, cli-progress and the bundled SDK).
       const login = await request(`${url}/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'packed-admin-password' }) });
       const { token } = (await login.body.json()) as { token: string };

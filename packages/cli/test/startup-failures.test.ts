@@ -53,7 +53,7 @@ describe('sentinel api start-up failures', () => {
   it('SIGTERM while serving exits 0, and the start-up line names the version', async () => {
     const cli = runCli(['api', '--port', '0', '--host', '127.0.0.1', '--data-dir', join(scratch.dir, 'data')], cleanEnv(scratch.dir, { SENTINEL_ADMIN_PASSWORD: 'a-long-admin-password' }));
     const url = await cli.url();
-    expect(cli.stdout()).toMatch(/^SentinelStacks API listening on http:\/\/127\.0\.0\.1:\d+ \(version \d+\.\d+\.\d+, commit ([0-9a-f]{12}|unknown)\), docs at http:\/\/127\.0\.0\.1:\d+\/docs$/m);
+    expect(cli.stdout()).toMatch(/^SentinelStacks API listening on http:\/\/127\.0\.0\.1:\d+ \(version \d+\.\d+\.\d+, commit ([0-9a-f]{12}|unknown)\), docs at http:\/\/127\.0\.0\.1:\d+\/docs(, console at http:\/\/127\.0\.0\.1:\d+\/console\/)?$/m);
     const res = await request(`${url}/v1/version`);
     expect(res.statusCode).toBe(200);
     const body = (await res.body.json()) as Record<string, unknown>;

@@ -5,7 +5,6 @@
  * npm package: a docs page that reaches a CDN breaks offline and leaks who reads it, so the pages
  * name no external URL and their CSP allows only 'self'.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { ServerResponse } from 'node:http';
@@ -15,11 +14,21 @@ import {
   ERROR_DOCS_PATH,
   httpStatusForErrorCode,
   notFound,
-  SentinelError,
   unavailable,
 } from '@sentinel/api-core';
 import { ASYNCAPI_JS, DOCS_CSS, SCALAR_INIT_JS } from './docs-assets.js';
-import { ifNoneMatchHits } from './respond.js';
+import {
+  ASSET_CACHE,
+  assertReadMethod,
+  CSS,
+  HTML,
+  JS,
+  PAGE_CACHE,
+  sendStatic,
+  shortHash,
+  staticResource as resource,
+  type StaticResource as Resource,
+} from './static-files.js';
 
 /** Where the docs live; everything under it is the docs site's. */
 export const DOCS_PATH = '/docs';
@@ -27,10 +36,6 @@ const ASSETS_PATH = `${DOCS_PATH}/assets/`;
 const ASYNCAPI_PAGE_PATH = `${DOCS_PATH}/asyncapi`;
 const OPENAPI_URL = '/v1/openapi.json';
 const ASYNCAPI_URL = '/v1/asyncapi.json';
-
-const HTML = 'text/html; charset=utf-8';
-const JS = 'text/javascript; charset=utf-8';
-const CSS = 'text/css; charset=utf-8';
 
 /**
  * Scalar injects `<style>` elements and style attributes at run time, hence 'unsafe-inline'
@@ -40,10 +45,6 @@ const CSS = 'text/css; charset=utf-8';
 const RENDERER_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
 /** Our own pages need less: our stylesheet, our script, fetches to this origin. */
 const PLAIN_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'";
-
-/** Hashed asset names never change content: a year, immutable. Pages name the hashes: revalidate. */
-const ASSET_CACHE = 'public, max-age=31536000, immutable';
-const PAGE_CACHE = 'no-cache';
 
 /**
  * Scalar's options. No default fonts (they come from Scalar's font CDN), no telemetry, no AI
@@ -59,14 +60,6 @@ const SCALAR_CONFIGURATION = {
   documentDownloadType: 'json',
 };
 
-interface Resource {
-  readonly bytes: Buffer;
-  readonly type: string;
-  readonly etag: string;
-  readonly cacheControl: string;
-  readonly csp: string;
-}
-
 export interface DocsSite {
   /** True for `/docs` and every path under it. */
   owns(path: string): boolean;
@@ -76,18 +69,6 @@ export interface DocsSite {
    * listener to send in the api's error shape.
    */
   serve(res: ServerResponse, method: string, path: string, ifNoneMatch: string | undefined): Promise<void>;
-}
-
-function etagOf(bytes: Buffer): string {
-  return `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"`;
-}
-
-function shortHash(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 12);
-}
-
-function resource(bytes: Buffer, type: string, cacheControl: string, csp: string): Resource {
-  return { bytes, type, etag: etagOf(bytes), cacheControl, csp };
 }
 
 /** Escapes text for HTML content and double-quoted attributes. */
@@ -202,21 +183,6 @@ async function buildSite(): Promise<Map<string, Resource>> {
   return site;
 }
 
-function send(res: ServerResponse, found: Resource, omitBody: boolean, ifNoneMatch: string | undefined): void {
-  res.setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Content-Security-Policy', found.csp);
-  res.setHeader('Referrer-Policy', 'no-referrer');
-  res.setHeader('Cache-Control', found.cacheControl);
-  res.setHeader('ETag', found.etag);
-  if (ifNoneMatchHits(ifNoneMatch, found.etag)) {
-    res.writeHead(304);
-    res.end();
-    return;
-  }
-  res.writeHead(200, { 'Content-Type': found.type, 'Content-Length': found.bytes.length });
-  res.end(omitBody ? undefined : found.bytes);
-}
-
 /** The docs site; the renderer is read on the first request, not at start-up (3.5 MB most servers never send). */
 export function createDocsSite(): DocsSite {
   let site: Promise<Map<string, Resource>> | undefined;
@@ -225,9 +191,7 @@ export function createDocsSite(): DocsSite {
       return path === DOCS_PATH || path.startsWith(`${DOCS_PATH}/`);
     },
     async serve(res, method, path, ifNoneMatch) {
-      if (method !== 'GET' && method !== 'HEAD') {
-        throw new SentinelError('method_not_allowed', `method ${method} is not allowed on ${path}`, { allow: ['GET', 'HEAD'] });
-      }
+      assertReadMethod(method, path);
       site ??= buildSite().catch((err: unknown) => {
         // A later request may find the package (e.g. installed meanwhile): do not keep the failure.
         site = undefined;
@@ -236,7 +200,7 @@ export function createDocsSite(): DocsSite {
       const found = (await site).get(path);
       if (!found) throw notFound('docs page', path);
       if (res.destroyed) return;
-      send(res, found, method === 'HEAD', ifNoneMatch);
+      sendStatic(res, found, { omitBody: method === 'HEAD', ifNoneMatch });
     },
   };
 }

@@ -22,6 +22,7 @@ import {
   type SentinelApiSurface,
 } from '@sentinel/api-core';
 import { bodyFormatOf } from './body-format.js';
+import { createConsoleSite, resolveConsoleDir, type ConsoleOptions } from './console.js';
 import { createDocsSite } from './docs.js';
 import { isPreflight, resolveCors, setCorsHeaders, setPreflightHeaders, type CorsOptions } from './cors.js';
 import { announcesBody, ClientGoneError, DEFAULT_MAX_BODY_BYTES, readBodyText } from './read-body.js';
@@ -41,6 +42,13 @@ export interface NodeListenerOptions extends StreamOptions {
    * is not the api's (an Express-style host's own routes get it through `next()`, otherwise 404).
    */
   docs?: boolean;
+  /**
+   * Serve the web console under `/console` (no auth for its files; the app logs in through the
+   * API): `{ dir }` serves that directory's `index.html` and `assets/`. Default: the installed
+   * `@sentinel/console`'s built files when there are any, otherwise no console. `false`: `/console`
+   * is not the api's (a host's own routes get it through `next()`, otherwise 404).
+   */
+  console?: false | ConsoleOptions;
   /** Log one `request` line per request at info level. Default `true`. */
   logRequests?: boolean;
   /** Where request lines and unexpected errors go. Default `api.logger`. */
@@ -58,7 +66,7 @@ export interface NodeListenerOptions extends StreamOptions {
 
 /**
  * A Node request listener. With `next` (Express-style hosts), paths outside the api's route
- * prefixes (`/v1`) and its docs (`/docs`, unless turned off) are handed to `next()`; without it
+ * prefixes (`/v1`), its docs (`/docs`) and its console (`/console`), unless turned off, are handed to `next()`; without it
  * they get a 404.
  */
 export interface NodeListener {
@@ -131,6 +139,8 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   const sseHeartbeatMs = options.sseHeartbeatMs ?? 15_000;
   const streams = createStreamTracker();
   const docs = options.docs === false ? undefined : createDocsSite();
+  const consoleDir = resolveConsoleDir(options.console);
+  const consoleSite = consoleDir === undefined ? undefined : createConsoleSite({ dir: consoleDir });
   const resumable = new Set(api.routes.filter(resumesFromLastEventId));
   // Computed once per route instead of once per request.
   const bodyFormatsByRoute = new Map(api.routes.map((route) => [route, bodyFormatsOf(route)]));
@@ -157,6 +167,10 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
 
     if (docs?.owns(path)) {
       await docs.serve(res, method, path, req.headers['if-none-match']);
+      return;
+    }
+    if (consoleSite?.owns(path)) {
+      await consoleSite.serve(res, method, path, req.headers['if-none-match'], ctx.origin);
       return;
     }
 
@@ -278,7 +292,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const url = req.url ?? '/';
     const queryStart = url.indexOf('?');
     const path = queryStart === -1 ? url : url.slice(0, queryStart);
-    if (next && !router.owns(path) && !docs?.owns(path)) {
+    if (next && !router.owns(path) && !docs?.owns(path) && !consoleSite?.owns(path)) {
       next();
       return;
     }

@@ -6,6 +6,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { SentinelApiSurface } from '@sentinel/api-core';
+import { CONSOLE_PATH, resolveConsoleDir } from './console.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, guardConnections } from './connection-guard.js';
 import { toNodeListener, type NodeListener, type NodeListenerOptions } from './listener.js';
 
@@ -52,6 +53,8 @@ export interface RunningServer {
   readonly port: number;
   /** The bound address, e.g. `127.0.0.1` or `::1`. */
   readonly host: string;
+  /** The directory the web console at `/console/` is served from; undefined when there is no console. */
+  readonly consoleDir: string | undefined;
   /**
    * Graceful stop: stops accepting, ends streamed responses, closes idle keep-alive connections,
    * lets in-flight requests finish for up to `shutdownTimeoutMs`, then cuts what is left. Resolves once the server is
@@ -69,8 +72,11 @@ export function createServer(api: SentinelApiSurface, options: ServerOptions = {
 }
 
 /** The server and its listener (whose open streams a shutdown must end). */
-function buildServer(api: SentinelApiSurface, options: ServerOptions): { server: http.Server | https.Server; listener: NodeListener } {
-  const listener = toNodeListener(api, options);
+function buildServer(api: SentinelApiSurface, options: ServerOptions): { server: http.Server | https.Server; listener: NodeListener; consoleDir: string | undefined } {
+  // Resolved once here, so the listener and the `/` redirect agree on whether there is a console.
+  const consoleDir = resolveConsoleDir(options.console);
+  const listener = toNodeListener(api, { ...options, console: consoleDir === undefined ? false : { dir: consoleDir } });
+  const handler = consoleDir === undefined ? listener : redirectRootToConsole(listener);
   const requestTimeout = options.requestTimeout ?? 60_000;
   // Node rejects a headers timeout longer than the request timeout.
   const headersTimeout = requestTimeout > 0 ? Math.min(options.headersTimeout ?? 15_000, requestTimeout) : (options.headersTimeout ?? 15_000);
@@ -85,12 +91,30 @@ function buildServer(api: SentinelApiSurface, options: ServerOptions): { server:
   const server = options.tls
     ? // Node's header clock starts only after the handshake: without this a TCP connection that
       // never starts one is held for Node's default 120 s.
-      https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: headersTimeout }, listener)
-    : http.createServer(serverOptions, listener);
+      https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key, handshakeTimeout: headersTimeout }, handler)
+    : http.createServer(serverOptions, handler);
   server.keepAliveTimeout = options.keepAliveTimeout ?? 5_000;
   server.maxHeadersCount = MAX_HEADERS_COUNT;
   guardConnections(server, { maxConnections, maxConnectionsPerAddress });
-  return { server, listener };
+  return { server, listener, consoleDir };
+}
+
+/**
+ * `GET /` (and HEAD) on the standalone server goes to the console: a person who types the
+ * server's address into a browser lands on something. Only here: a host that mounts the
+ * listener owns its own `/`.
+ */
+function redirectRootToConsole(listener: NodeListener): http.RequestListener {
+  return (req, res) => {
+    const url = req.url ?? '/';
+    if ((req.method === 'GET' || req.method === 'HEAD') && (url === '/' || url.startsWith('/?'))) {
+      // 302, not 301: browsers keep a 301 forever, and a later start may run with --no-console.
+      res.writeHead(302, { Location: `${CONSOLE_PATH}/`, 'Content-Length': 0, 'Cache-Control': 'no-cache' });
+      res.end();
+      return;
+    }
+    listener(req, res);
+  };
 }
 
 function positiveInteger(value: number, name: string): number {
@@ -130,7 +154,7 @@ function trackResponses(server: http.Server | https.Server): { beginShutdown(): 
  * error (its `code`, e.g. `EADDRINUSE` or `EACCES`, kept) so a CLI can print one clear line.
  */
 export async function listen(api: SentinelApiSurface, options: ListenOptions = {}): Promise<RunningServer> {
-  const { server, listener } = buildServer(api, options);
+  const { server, listener, consoleDir } = buildServer(api, options);
   const tracker = trackResponses(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -149,6 +173,7 @@ export async function listen(api: SentinelApiSurface, options: ListenOptions = {
     url,
     port: address.port,
     host: address.address,
+    consoleDir,
     close() {
       closed ??= new Promise<void>((resolve) => {
         tracker.beginShutdown();

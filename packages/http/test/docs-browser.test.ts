@@ -5,16 +5,16 @@
  * recorded; data: and blob: URLs stay in the page). Page errors and console errors fail the
  * test, so a CSP violation or a renderer crash cannot pass unnoticed.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { compileRoute, createSentinelApi, ERROR_CODES, type SentinelApi, type SentinelApiSurface } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
+import { foreignRequests, launchChromium, recordedPage, settle as settleRecording, type Recording } from '@sentinel/test-support/browser';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = fileURLToPath(new URL('../../../docs/api-reference.png', import.meta.url));
 
 /**
@@ -51,39 +51,13 @@ let api: SentinelApi;
 let server: RunningServer;
 let context: BrowserContext;
 
-/** What one page did: every URL it requested, every page error and console error. */
-interface Recording {
-  requests: string[];
-  problems: string[];
-  /** Requests started and not yet finished or failed. */
-  inFlight: number;
-  /** Date.now() of the last request event. */
-  lastActivity: number;
-}
 let recording: Recording;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: the docs browser test needs Debian's Chromium (apt-get install chromium; .ci/run installs it)`);
-  }
   dir = mkdtempSync(join(tmpdir(), 'sentinel-docs-browser-'));
   api = await createSentinelApi({ dataDir: join(dir, 'data'), adminPassword: 'docs-browser-admin-password' });
   server = await listen(withAsyncApi(api), { port: 0, host: '127.0.0.1', logRequests: false });
-  context = await chromium.launchPersistentContext(join(dir, 'profile'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  context = await launchChromium(join(dir, 'profile'));
 }, 60_000);
 
 afterAll(async () => {
@@ -94,49 +68,14 @@ afterAll(async () => {
 });
 
 async function openPage(path: string): Promise<Page> {
-  recording = { requests: [], problems: [], inFlight: 0, lastActivity: Date.now() };
-  const page = await context.newPage();
-  page.on('request', (request) => {
-    recording.requests.push(request.url());
-    recording.inFlight++;
-    recording.lastActivity = Date.now();
-  });
-  const done = () => {
-    recording.inFlight--;
-    recording.lastActivity = Date.now();
-  };
-  page.on('requestfinished', done);
-  page.on('requestfailed', done);
-  page.on('pageerror', (err) => recording.problems.push(`pageerror: ${err.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') recording.problems.push(`console.error: ${message.text()}`);
-  });
-  await page.goto(`${server.url}${path}`, { waitUntil: 'load' });
-  return page;
+  const opened = await recordedPage(context);
+  recording = opened.recording;
+  await opened.page.goto(`${server.url}${path}`, { waitUntil: 'load' });
+  return opened.page;
 }
 
-/** The URLs that left the machine: anything but 127.0.0.1 (and in-page data:/blob:). */
-function offLoopback(urls: readonly string[]): string[] {
-  return urls.filter((url) => {
-    const parsed = new URL(url);
-    if (parsed.protocol === 'data:' || parsed.protocol === 'blob:') return false;
-    return parsed.hostname !== '127.0.0.1';
-  });
-}
-
-/**
- * Waits until the page has had no request in flight for `quietMs` (late loads: fonts, lazy
- * chunks, workers), at most `timeoutMs`. Playwright's 'networkidle' proved unreliable after
- * in-page navigation, hence our own count.
- */
-async function settle(quietMs = 1_000, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (recording.inFlight === 0 && Date.now() - recording.lastActivity >= quietMs) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`the page kept loading for ${timeoutMs} ms: ${recording.inFlight} request(s) in flight`);
-}
+/** Lets late loads (fonts, lazy chunks, workers) happen before the requests are judged. */
+const settle = () => settleRecording(recording);
 
 afterEach(async () => {
   for (const page of context.pages()) await page.close();
@@ -144,7 +83,7 @@ afterEach(async () => {
 
 function expectClean(): void {
   expect(recording.requests.length).toBeGreaterThan(0);
-  expect(offLoopback(recording.requests), 'requests that left 127.0.0.1').toEqual([]);
+  expect(foreignRequests(recording.requests, server.url), 'requests that left the test server').toEqual([]);
   expect(recording.problems, 'page and console errors').toEqual([]);
 }
 

@@ -90,6 +90,9 @@ async function mountOnFastify(api: SentinelApiSurface, options: NodeListenerOpti
     // The api's docs pages (on unless `docs: false`; then the listener answers them 404).
     scope.all('/docs', handOver);
     scope.all('/docs/*', handOver);
+    // The web console, mounted the same way (on unless `console: false`).
+    scope.all('/console', handOver);
+    scope.all('/console/*', handOver);
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;

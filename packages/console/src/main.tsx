@@ -1,0 +1,10 @@
+/** The console's entry: renders the app into #app (index.html loads this file and nothing else). */
+import { render } from 'preact';
+import { App } from './app.js';
+import './styles.css';
+
+const root = document.getElementById('app');
+if (root) {
+  root.textContent = '';
+  render(<App />, root);
+}
