@@ -10,7 +10,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Agent, EventFrame, SentinelClient } from '@sentinel/api-client/browser';
 import { isSentinelApiError } from '@sentinel/api-client/browser';
 import type { ReportError } from './app.js';
-import { Chat } from './chat.js';
+import { Chat, forgetHistory } from './chat.js';
 import { EventsPane } from './events.js';
 import { LogsPane } from './logs.js';
 
@@ -98,6 +98,7 @@ export function AgentsView({ client, report }: Props) {
   };
 
   const forget = (id: string) => {
+    forgetHistory(id);
     setAgents((old) => old.filter((a) => a.id !== id));
     setSelected((old) => (old === id ? undefined : old));
   };

@@ -9,7 +9,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Agent, ChatSession, SentinelClient, ServerFrame } from '@sentinel/api-client/browser';
 import { frameError } from '@sentinel/api-client/browser';
-import { readStorage, writeStorage } from './api.js';
+import { readStorage, removeStorage, writeStorage } from './api.js';
 import type { ReportError } from './app.js';
 
 type Kind = 'user' | 'assistant' | 'tool-call' | 'tool-result' | 'note';
@@ -24,6 +24,11 @@ const MAX_ENTRIES = 200;
 
 function historyKey(agentId: string): string {
   return `sentinel.console.chat.${agentId}`;
+}
+
+/** Drops an agent's kept conversation (the agent was deleted). */
+export function forgetHistory(agentId: string): void {
+  removeStorage(historyKey(agentId));
 }
 
 function loadHistory(agentId: string): Entry[] {
