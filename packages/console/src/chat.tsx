@@ -52,6 +52,10 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
   const [running, setRunning] = useState<string | undefined>(undefined);
   const session = useRef<ChatSession | undefined>(undefined);
   const log = useRef<HTMLOListElement>(null);
+  const box = useRef<HTMLTextAreaElement>(null);
+
+  // A chat that opens (after "Create" or picking an agent) takes the focus, for keyboard users.
+  useEffect(() => box.current?.focus(), [agent.id]);
 
   useEffect(() => {
     const chat = client.chat(agent.id, { auth: 'subprotocol' });
@@ -168,6 +172,7 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
           Message
           <textarea
             name="message"
+            ref={box}
             rows={2}
             value={message}
             onInput={(e) => setMessage(e.currentTarget.value)}
