@@ -84,6 +84,9 @@ export function AgentsView({ client, report }: Props) {
           const value = data.status;
           setStatus((old) => ({ ...old, [id]: value }));
         }
+        // The snapshot each connection starts with is the state now, not a stored event: it sets
+        // the status but would repeat in the pane after every reconnect.
+        if (frame.event_type === 'agent_status' && frame.seq === undefined) continue;
         setEvents((old) => {
           const list = [...(old[id] ?? []), frame];
           return { ...old, [id]: list.length > MAX_EVENTS ? list.slice(-MAX_EVENTS) : list };
