@@ -65,7 +65,16 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
     });
     return () => {
       session.current = undefined;
-      chat.close();
+      // Closing a socket that is still connecting makes Chrome log a console warning, so the
+      // session closes once its socket is open (or has failed), 5 s at the latest.
+      const timer = setTimeout(() => chat.close(), 5000);
+      chat
+        .ready()
+        .catch(() => undefined)
+        .finally(() => {
+          clearTimeout(timer);
+          chat.close();
+        });
     };
   }, [agent.id]);
 
