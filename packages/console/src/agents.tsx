@@ -10,7 +10,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Agent, EventFrame, SentinelClient } from '@sentinel/api-client/browser';
 import { isSentinelApiError } from '@sentinel/api-client/browser';
 import type { ReportError } from './app.js';
-import { Chat } from './chat.js';
+import { Chat, forgetHistory } from './chat.js';
 import { EventsPane } from './events.js';
 import { LogsPane } from './logs.js';
 
@@ -84,6 +84,9 @@ export function AgentsView({ client, report }: Props) {
           const value = data.status;
           setStatus((old) => ({ ...old, [id]: value }));
         }
+        // The snapshot each connection starts with is the state now, not a stored event: it sets
+        // the status but would repeat in the pane after every reconnect.
+        if (frame.event_type === 'agent_status' && frame.seq === undefined) continue;
         setEvents((old) => {
           const list = [...(old[id] ?? []), frame];
           return { ...old, [id]: list.length > MAX_EVENTS ? list.slice(-MAX_EVENTS) : list };
@@ -98,6 +101,7 @@ export function AgentsView({ client, report }: Props) {
   };
 
   const forget = (id: string) => {
+    forgetHistory(id);
     setAgents((old) => old.filter((a) => a.id !== id));
     setSelected((old) => (old === id ? undefined : old));
   };

@@ -48,3 +48,11 @@ export function writeStorage(key: string, value: string): void {
     // Full or refused: the value lives only as long as the page.
   }
 }
+
+export function removeStorage(key: string): void {
+  try {
+    sessionStorage.removeItem(key);
+  } catch {
+    // Nothing kept, nothing to remove.
+  }
+}

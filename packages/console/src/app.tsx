@@ -4,7 +4,7 @@
  * one error line (role="alert") every view reports into.
  */
 import { useCallback, useEffect, useMemo, useState } from 'preact/hooks';
-import type { SentinelClient } from '@sentinel/api-client/browser';
+import { isSentinelApiError, type SentinelClient } from '@sentinel/api-client/browser';
 import { describeError, hasStoredToken, makeClient, saveToken } from './api.js';
 import { AgentsView } from './agents.js';
 import { ImagesView } from './images.js';
@@ -25,7 +25,16 @@ export function App() {
   const [error, setError] = useState<string | undefined>(undefined);
   const [view, setView] = useState<View>(viewOfHash());
 
-  const report = useCallback<ReportError>((err) => setError(describeError(err)), []);
+  const report = useCallback<ReportError>((err) => {
+    setError(describeError(err));
+    // A REST call refused with 401: the session ended (expired or revoked), so back to the login
+    // form, keeping the alert that says why.
+    if (isSentinelApiError(err) && err.status === 401 && client.transport.credential !== undefined) {
+      client.transport.setToken(undefined);
+      saveToken(undefined);
+      setUser(undefined);
+    }
+  }, []);
 
   useEffect(() => {
     const onHash = () => setView(viewOfHash());

@@ -9,7 +9,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Agent, ChatSession, SentinelClient, ServerFrame } from '@sentinel/api-client/browser';
 import { frameError } from '@sentinel/api-client/browser';
-import { readStorage, writeStorage } from './api.js';
+import { readStorage, removeStorage, writeStorage } from './api.js';
 import type { ReportError } from './app.js';
 
 type Kind = 'user' | 'assistant' | 'tool-call' | 'tool-result' | 'note';
@@ -24,6 +24,11 @@ const MAX_ENTRIES = 200;
 
 function historyKey(agentId: string): string {
   return `sentinel.console.chat.${agentId}`;
+}
+
+/** Drops an agent's kept conversation (the agent was deleted). */
+export function forgetHistory(agentId: string): void {
+  removeStorage(historyKey(agentId));
 }
 
 function loadHistory(agentId: string): Entry[] {
@@ -47,6 +52,10 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
   const [running, setRunning] = useState<string | undefined>(undefined);
   const session = useRef<ChatSession | undefined>(undefined);
   const log = useRef<HTMLOListElement>(null);
+  const box = useRef<HTMLTextAreaElement>(null);
+
+  // A chat that opens (after "Create" or picking an agent) takes the focus, for keyboard users.
+  useEffect(() => box.current?.focus(), [agent.id]);
 
   useEffect(() => {
     const chat = client.chat(agent.id, { auth: 'subprotocol' });
@@ -56,7 +65,16 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
     });
     return () => {
       session.current = undefined;
-      chat.close();
+      // Closing a socket that is still connecting makes Chrome log a console warning, so the
+      // session closes once its socket is open (or has failed), 5 s at the latest.
+      const timer = setTimeout(() => chat.close(), 5000);
+      chat
+        .ready()
+        .catch(() => undefined)
+        .finally(() => {
+          clearTimeout(timer);
+          chat.close();
+        });
     };
   }, [agent.id]);
 
@@ -163,6 +181,7 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
           Message
           <textarea
             name="message"
+            ref={box}
             rows={2}
             value={message}
             onInput={(e) => setMessage(e.currentTarget.value)}

@@ -25,6 +25,8 @@ interface Transferring {
   action: 'Push' | 'Pull';
   bytes: number;
   total: number;
+  /** Finished: the bar stays, full, beside the result until the next transfer. */
+  done: boolean;
 }
 
 export function ImagesView({ client, report }: { client: SentinelClient; report: ReportError }) {
@@ -62,25 +64,27 @@ export function ImagesView({ client, report }: { client: SentinelClient; report:
 
   const move = async (image: Image, action: 'Push' | 'Pull') => {
     const ref = `${image.name}:${image.tag}`;
-    setTransfer({ ref, action, bytes: 0, total: 0 });
+    setTransfer({ ref, action, bytes: 0, total: 0, done: false });
     setNotice(undefined);
     try {
       const stream = action === 'Push' ? client.registry.push({ image: ref }) : client.registry.pull({ name: image.name, tag: image.tag });
       for await (const record of stream) {
         if (isTransferProgress(record)) {
           const progress: TransferProgress = record;
-          setTransfer({ ref, action, bytes: progress.overall.bytes, total: progress.overall.total });
+          setTransfer({ ref, action, bytes: progress.overall.bytes, total: progress.overall.total, done: false });
         } else {
           setNotice(`${action === 'Push' ? 'Pushed' : 'Pulled'} ${ref} (${record.status})`);
+          setTransfer((old) => ({ ref, action, bytes: old?.total || 1, total: old?.total || 1, done: true }));
         }
       }
       if (action === 'Pull') await refresh();
     } catch (err) {
-      report(err);
-    } finally {
       setTransfer(undefined);
+      report(err);
     }
   };
+
+  const busy = transfer !== undefined && !transfer.done;
 
   const remove = async (image: Image) => {
     try {
@@ -116,7 +120,7 @@ export function ImagesView({ client, report }: { client: SentinelClient; report:
         )}
         {transfer && (
           <label class="progress">
-            {transfer.action === 'Push' ? 'Pushing' : 'Pulling'} {transfer.ref}
+            {transfer.done ? (transfer.action === 'Push' ? 'Pushed' : 'Pulled') : transfer.action === 'Push' ? 'Pushing' : 'Pulling'} {transfer.ref}
             {transfer.total > 0 ? <progress max={transfer.total} value={transfer.bytes} /> : <progress />}
           </label>
         )}
@@ -134,10 +138,10 @@ export function ImagesView({ client, report }: { client: SentinelClient; report:
                 <button type="button" class="secondary" onClick={() => void inspect(image)}>
                   Inspect
                 </button>
-                <button type="button" class="secondary" disabled={transfer !== undefined} onClick={() => void move(image, 'Push')}>
+                <button type="button" class="secondary" disabled={busy} onClick={() => void move(image, 'Push')}>
                   Push
                 </button>
-                <button type="button" class="secondary" disabled={transfer !== undefined} onClick={() => void move(image, 'Pull')}>
+                <button type="button" class="secondary" disabled={busy} onClick={() => void move(image, 'Pull')}>
                   Pull
                 </button>
                 <button type="button" class="danger" onClick={() => void remove(image)}>
