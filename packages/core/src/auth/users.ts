@@ -182,6 +182,15 @@ function checkNewPassword(password: string): void {
   }
 }
 
+/** What every new account starts with: no tokens revoked yet, enabled, no quotas. */
+const NEW_ACCOUNT_STATE = {
+  token_version: 0,
+  disabled: false,
+  quota_tokens_per_day: null,
+  quota_turns_per_day: null,
+  quota_concurrent_agents: null,
+} as const;
+
 export class UserService {
   readonly #store: Store;
   readonly #log: Logger;
@@ -285,11 +294,7 @@ export class UserService {
       password_hash: await hashPassword(input.password),
       role: input.role ?? 'user',
       can_push: input.can_push ?? false,
-      token_version: 0,
-      disabled: false,
-      quota_tokens_per_day: null,
-      quota_turns_per_day: null,
-      quota_concurrent_agents: null,
+      ...NEW_ACCOUNT_STATE,
       created_at: now,
       updated_at: now,
     };
@@ -334,11 +339,7 @@ export class UserService {
         password_hash: EXTERNAL_ACCOUNT_PASSWORD_HASH,
         role: 'user',
         can_push: false,
-        token_version: 0,
-        disabled: false,
-        quota_tokens_per_day: null,
-        quota_turns_per_day: null,
-        quota_concurrent_agents: null,
+        ...NEW_ACCOUNT_STATE,
         created_at: now,
         updated_at: now,
       };

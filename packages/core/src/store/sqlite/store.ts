@@ -57,6 +57,20 @@ interface IdentityStatements {
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** The SQLite back end of {@link Store}. Build it with {@link openSqliteStore}. */
+/** A user to insert as its row: generated id and version where absent, booleans as 0/1, quotas null when unset. */
+function newUserRow(user: NewUserRecord) {
+  return {
+    ...user,
+    id: user.id ?? newUserId(),
+    token_version: user.token_version ?? 0,
+    can_push: user.can_push ? (1 as const) : (0 as const),
+    disabled: user.disabled === true ? (1 as const) : (0 as const),
+    quota_tokens_per_day: user.quota_tokens_per_day ?? null,
+    quota_turns_per_day: user.quota_turns_per_day ?? null,
+    quota_concurrent_agents: user.quota_concurrent_agents ?? null,
+  };
+}
+
 export class SqliteStore implements Store {
   readonly #path: string;
   readonly #db: SqliteDatabase;
@@ -163,16 +177,7 @@ export class SqliteStore implements Store {
   async createUser(user: NewUserRecord): Promise<void> {
     const s = this.#stmts();
     this.#groupCommit.flush();
-    const row = {
-      ...user,
-      id: user.id ?? newUserId(),
-      token_version: user.token_version ?? 0,
-      can_push: user.can_push ? (1 as const) : (0 as const),
-      disabled: user.disabled === true ? (1 as const) : (0 as const),
-      quota_tokens_per_day: user.quota_tokens_per_day ?? null,
-      quota_turns_per_day: user.quota_turns_per_day ?? null,
-      quota_concurrent_agents: user.quota_concurrent_agents ?? null,
-    };
+    const row = newUserRow(user);
     run(() => s.insertUser.run(row), {
       conflict: () => `user "${user.username}" already exists`,
     });
@@ -236,16 +241,7 @@ export class SqliteStore implements Store {
     const s = this.#stmts();
     const link = this.#identityStatements();
     this.#groupCommit.flush();
-    const row = {
-      ...user,
-      id: user.id ?? newUserId(),
-      token_version: user.token_version ?? 0,
-      can_push: user.can_push ? (1 as const) : (0 as const),
-      disabled: user.disabled === true ? (1 as const) : (0 as const),
-      quota_tokens_per_day: user.quota_tokens_per_day ?? null,
-      quota_turns_per_day: user.quota_turns_per_day ?? null,
-      quota_concurrent_agents: user.quota_concurrent_agents ?? null,
-    };
+    const row = newUserRow(user);
     run(
       () =>
         this.#db.transaction(() => {
