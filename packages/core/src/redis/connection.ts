@@ -161,3 +161,21 @@ export function busUnavailable(err: unknown): SentinelError {
   if (isSentinelError(err)) return err;
   return new SentinelError('unavailable', `event bus unavailable: ${reason(err)}`, { cause: err });
 }
+
+/** An error's message for a log line (never its stack: logs stay one line). */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A message from another instance on a bus channel, as an object, or null when it is not JSON
+ * (a message from a newer or foreign writer is ignored, never a crash of the subscriber).
+ */
+export function parseBusPayload(payload: string): Record<string, unknown> | null {
+  try {
+    const parsed: unknown = JSON.parse(payload);
+    return typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}

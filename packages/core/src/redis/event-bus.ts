@@ -27,6 +27,8 @@ import {
   busUnavailable,
   checkKeyPrefix,
   commandClientOptions,
+  errorText,
+  parseBusPayload,
   parseRedisUrl,
   subscriberClientOptions,
   type RedisClientTimeouts,
@@ -82,10 +84,6 @@ function isEnvelope(value: unknown): value is Envelope {
   if (typeof value !== 'object' || value === null) return false;
   const { i, m } = value as Record<string, unknown>;
   return typeof i === 'string' && typeof m === 'object' && m !== null && typeof (m as Record<string, unknown>).kind === 'string';
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /**
@@ -290,13 +288,9 @@ export function createRedisEventBus(options: RedisEventBusOptions): RedisEventBu
       return listen(
         'users',
         (payload) => {
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(payload);
-          } catch {
-            return;
-          }
-          const { i, u, id, v } = (parsed ?? {}) as Record<string, unknown>;
+          const parsed = parseBusPayload(payload);
+          if (parsed === null) return;
+          const { i, u, id, v } = parsed;
           if (typeof u !== 'string' || i === instanceId) return;
           listener({
             username: u,

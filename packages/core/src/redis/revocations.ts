@@ -12,12 +12,8 @@ import type { TokenRevocationFeed } from '../auth/revocations.js';
 import type { TicketStore } from '../auth/tickets.js';
 import type { Logger } from '../contract/logger.js';
 import type { RevokedTokenRecord } from '../store/types.js';
-import { busUnavailable } from './connection.js';
+import { busUnavailable, errorText, parseBusPayload } from './connection.js';
 import type { RedisEventBus } from './event-bus.js';
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** The revocation feed on the bus's connections. */
 export function createRedisRevocationFeed(bus: Pick<RedisEventBus, 'client' | 'keyPrefix' | 'instanceId' | 'listen'>, logger: Logger): TokenRevocationFeed {
@@ -33,13 +29,9 @@ export function createRedisRevocationFeed(bus: Pick<RedisEventBus, 'client' | 'k
       return bus.listen(
         'revocations',
         (payload) => {
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(payload);
-          } catch {
-            return;
-          }
-          const { i, j, u, e } = (parsed ?? {}) as Record<string, unknown>;
+          const parsed = parseBusPayload(payload);
+          if (parsed === null) return;
+          const { i, j, u, e } = parsed;
           if (i === bus.instanceId || typeof j !== 'string' || typeof u !== 'string' || typeof e !== 'number') return;
           const record: RevokedTokenRecord = { jti: j, username: u, expires_at_ms: e };
           listener(record);

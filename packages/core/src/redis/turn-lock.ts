@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { silentLogger, type Logger } from '../contract/logger.js';
 import type { TurnLease, TurnLock } from '../runtime/turn-lock.js';
-import { busUnavailable } from './connection.js';
+import { busUnavailable, errorText } from './connection.js';
 import type { RedisEventBus } from './event-bus.js';
 
 export interface RedisTurnLockOptions {
@@ -71,10 +71,6 @@ const UNCLAIM = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** Creates the lock (see {@link RedisTurnLockOptions} for the defaults). */
 export function createRedisTurnLock(options: RedisTurnLockOptions): RedisTurnLock {
