@@ -42,3 +42,8 @@ export function newResponseId(): string {
 export function newRequestId(): string {
   return randomId('req');
 }
+
+/** A run id: `run_` and 24 hex digits (96 random bits: run ids are looked up across users). */
+export function newRunId(): string {
+  return `run_${randomHex()}${randomHex().slice(0, 8)}`;
+}
