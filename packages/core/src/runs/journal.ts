@@ -12,10 +12,11 @@ import type { EventBus } from '../bus.js';
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { ServerFrame } from '../protocol/frames.js';
-import type { RunFrame, RunPatch, RunRecord, RunStatus, RunStore } from './types.js';
+import type { Store } from '../store/types.js';
+import type { RunFrameRow, RunPatch, RunRecord, RunStatus } from './types.js';
 
 /** A frame of a live run: with the frame object as well as its text when it was built here. */
-export interface JournaledFrame extends RunFrame {
+export interface JournaledFrame extends RunFrameRow {
   /** The frame the JSON was made from (absent for a frame read back from the Store or the bus). */
   readonly frame?: ServerFrame;
 }
@@ -24,7 +25,7 @@ export interface JournaledFrame extends RunFrame {
 export type RunFrameListener = (frame: JournaledFrame) => void;
 
 export interface RunJournalOptions {
-  store: RunStore;
+  store: Store;
   bus: EventBus;
   /** Default: silent. */
   logger?: Logger;
@@ -183,7 +184,7 @@ export class LiveRun {
 /** The journal of this instance's live runs (see the top of this file). */
 export class RunJournal {
   readonly logger: Logger;
-  private readonly store: RunStore;
+  private readonly store: Store;
   private readonly bus: EventBus;
   private readonly enabled: boolean;
   private readonly flushIntervalMs: number;
@@ -274,14 +275,14 @@ export class RunJournal {
     return updateOutcome.value;
   }
 
-  private publish(agentId: string, runId: string, batch: readonly RunFrame[]): void {
+  private publish(agentId: string, runId: string, batch: readonly RunFrameRow[]): void {
     // Only other instances need it: local subscribers of a live run are served from memory.
     if (!this.bus.shared) return;
     this.bus.publish(agentId, { kind: 'run_frames', run_id: runId, frames: batch.map(plain) });
   }
 }
 
-function plain(frame: RunFrame): RunFrame {
+function plain(frame: RunFrameRow): RunFrameRow {
   return { seq: frame.seq, json: frame.json };
 }
 

@@ -22,7 +22,8 @@ import type { ServerFrame } from '../protocol/frames.js';
 import type { AgentRuntime, TurnEnd, TurnListener } from '../runtime/runtime.js';
 import { frameOf, isTerminalFrameJson, type JournaledFrame, type LiveRun, type RunJournal } from './journal.js';
 import { endedPatch, failedPatch, INTERRUPTED_MESSAGE, isActiveStatus, isTerminalStatus, transitionOf } from './status.js';
-import type { RunFrame, RunRecord, RunStatus, RunStore } from './types.js';
+import type { Store } from '../store/types.js';
+import type { RunFrameRow, RunRecord, RunStatus } from './types.js';
 
 /** Which instances are alive (the Redis one is redis/instance-liveness.ts). */
 export interface InstanceLiveness {
@@ -42,7 +43,7 @@ export interface InstanceLiveness {
 export type RunTransition = 'completed' | 'failed' | 'cancelled' | 'requires_action';
 
 export interface RunServiceOptions {
-  store: RunStore;
+  store: Store;
   agents: AgentService;
   runtime: AgentRuntime;
   journal: RunJournal;
@@ -91,7 +92,7 @@ export function messageRequestHash(content: string): string {
 }
 
 export class RunService {
-  private readonly store: RunStore;
+  private readonly store: Store;
   private readonly agents: AgentService;
   private readonly runtime: AgentRuntime;
   private readonly journal: RunJournal;
@@ -441,7 +442,7 @@ export class RunService {
         if (timer !== undefined) clearInterval(timer);
         resolve();
       };
-      const deliver = (frame: RunFrame) => {
+      const deliver = (frame: RunFrameRow) => {
         if (finished || frame.seq !== last + 1) return;
         last = frame.seq;
         try {

@@ -6,11 +6,10 @@
 import type { SentinelError } from '../contract/errors.js';
 import type { AnswerEndReason } from '../protocol/frames.js';
 import type { RunPatch, RunRecord, RunStatus } from './types.js';
-import { TERMINAL_RUN_STATUSES } from './types.js';
 
 /** True for completed, cancelled and failed. */
 export function isTerminalStatus(status: RunStatus): boolean {
-  return TERMINAL_RUN_STATUSES.includes(status);
+  return status === 'completed' || status === 'cancelled' || status === 'failed';
 }
 
 /** True while a turn works on it (queued or running, on some instance). */
