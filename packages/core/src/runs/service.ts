@@ -434,12 +434,14 @@ export class RunService {
       let last = Math.max(0, since);
       let finished = false;
       let reading: Promise<void> = Promise.resolve();
-      let timer: NodeJS.Timeout | undefined;
+      // A missed batch (a publish lost while Redis was away) is found on the next look.
+      const timer = setInterval(() => readStore(), POLL_MS * 4);
+      timer.unref();
       const finish = () => {
         if (finished) return;
         finished = true;
         unsubscribe();
-        if (timer !== undefined) clearInterval(timer);
+        clearInterval(timer);
         resolve();
       };
       const deliver = (frame: RunFrameRow) => {
@@ -486,9 +488,6 @@ export class RunService {
       });
       if (signal?.aborted) return finish();
       signal?.addEventListener('abort', finish, { once: true });
-      // A missed batch (a publish lost while Redis was away) is found on the next look.
-      timer = setInterval(readStore, POLL_MS * 4);
-      timer.unref();
       readStore();
     });
   }
