@@ -523,7 +523,7 @@ export interface components {
              * @description Machine-readable code; the HTTP status follows from it
              * @enum {string}
              */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`) */
             details?: unknown;
             /** @description Where the code is explained (relative URL of its entry in the error catalogue) */
@@ -3368,7 +3368,9 @@ export interface operations {
                         data?: Record<string, unknown>;
                         /** @description The message this frame is about (the client’s or one the server made up). */
                         message_id?: string;
-                        /** @description Stored events only: increasing per agent. */
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
                         seq?: number;
                         agent_id?: string;
                     } | components["schemas"]["Error"];
@@ -3385,7 +3387,9 @@ export interface operations {
                         data?: Record<string, unknown>;
                         /** @description The message this frame is about (the client’s or one the server made up). */
                         message_id?: string;
-                        /** @description Stored events only: increasing per agent. */
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
                         seq?: number;
                         agent_id?: string;
                     } | components["schemas"]["Error"];
@@ -5021,6 +5025,8 @@ export const ERROR_STATUS: Readonly<Record<components['schemas']['Error']['code'
     rate_limited: 429,
     quota_exceeded: 429,
     agent_busy: 429,
+    idempotency_conflict: 409,
+    interrupted: 503,
     upstream_error: 502,
     upstream_timeout: 504,
     unavailable: 503,
