@@ -13,23 +13,9 @@ import { createPushIterable } from '../contract/push-iterable.js';
 import { principalOf, routeReply, streamResult, type JsonSchema, type RouteContext, type RouteDef, type RouteHeaderDoc, type StreamItem, type StreamResult } from '../contract/route.js';
 import { MAX_CLIENT_FRAME_CHARS, MAX_MESSAGE_CHARS } from '../protocol/client-frames.js';
 import { SERVER_FRAME_SCHEMAS } from '../protocol/server-frames.js';
-import { RUN_EXAMPLE, RUN_ID_PATTERN, RUN_SCHEMA, RUN_STATUSES } from '../runs/schema.js';
+import { RUN_EXAMPLE, RUN_ID_PATTERN, RUN_SCHEMA } from '../runs/schema.js';
+import { RUN_STATUSES, type RunFrameRow, type RunRecord, type RunStatus } from '../runs/types.js';
 import { AGENT_ID_PATTERN } from './agents.js';
-
-type RunStatus = (typeof RUN_STATUSES)[number];
-
-/** What the routes need of a run record; the service hands out the full RunRecord, sent as is. */
-export interface RunRouteRecord {
-  id: string;
-  agent_id: string;
-  status: RunStatus;
-}
-
-/** One journaled frame: its seq and its JSON text, serialized once by the journal. */
-export interface RunFrameText {
-  seq: number;
-  json: string;
-}
 
 /** The part of the RunService (runs/service.ts) these routes call. */
 export interface RunRoutesService {
@@ -37,19 +23,19 @@ export interface RunRoutesService {
     principal: Principal,
     agentId: string,
     input: { content: string; message_id?: string; idempotency_key?: string; webhook?: string; requestHash?: string },
-  ): Promise<{ run: RunRouteRecord; created: boolean }>;
-  get(principal: Principal, agentId: string, runId: string): Promise<RunRouteRecord>;
-  list(principal: Principal, agentId: string, query: { status?: RunStatus; before?: string; limit?: number }): Promise<{ runs: RunRouteRecord[]; next: string | null }>;
-  wait(principal: Principal, agentId: string, runId: string, timeoutMs: number, signal?: AbortSignal): Promise<RunRouteRecord>;
-  cancel(principal: Principal, agentId: string, runId: string): Promise<RunRouteRecord>;
+  ): Promise<{ run: RunRecord; created: boolean }>;
+  get(principal: Principal, agentId: string, runId: string): Promise<RunRecord>;
+  list(principal: Principal, agentId: string, query: { status?: RunStatus; before?: string; limit?: number }): Promise<{ runs: RunRecord[]; next: string | null }>;
+  wait(principal: Principal, agentId: string, runId: string, timeoutMs: number, signal?: AbortSignal): Promise<RunRecord>;
+  cancel(principal: Principal, agentId: string, runId: string): Promise<RunRecord>;
   subscribe(
     principal: Principal,
     agentId: string,
     runId: string,
     since: number,
-    listener: (frame: RunFrameText) => void,
+    listener: (frame: RunFrameRow) => void,
     signal?: AbortSignal,
-  ): Promise<{ run: RunRouteRecord; done: Promise<void> }>;
+  ): Promise<{ run: RunRecord; done: Promise<void> }>;
 }
 
 export interface RunRoutesOptions {
@@ -217,7 +203,7 @@ function checkWebhook(url: string): void {
   if (parsed.username !== '' || parsed.password !== '') throw invalidRequest('webhook must not carry credentials (user:password@); the deliveries are signed instead');
 }
 
-const runLocation = (run: RunRouteRecord) => `/v1/agents/${encodeURIComponent(run.agent_id)}/runs/${run.id}`;
+const runLocation = (run: RunRecord) => `/v1/agents/${encodeURIComponent(run.agent_id)}/runs/${run.id}`;
 
 /** `{"type":"stream_chunk",…}` → `stream_chunk`, without parsing the frame when it starts with its type (the journal writes it first). */
 export function frameTypeOf(json: string): string {
