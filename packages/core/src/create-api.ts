@@ -3,6 +3,7 @@
  * Store, makes the token key, wires the services and compiles the route table once; the
  * transports (HTTP, WebSocket) use only what it returns.
  */
+import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -38,6 +39,9 @@ import { createEventRetention, withEventRetention } from './runtime/event-retent
 import { AgentEventsService } from './protocol/events.js';
 import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
+import { RunJournal } from './runs/journal.js';
+import { RunService } from './runs/service.js';
+import { createRedisInstanceLiveness } from './redis/instance-liveness.js';
 import { openSqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
@@ -74,6 +78,8 @@ export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly chat: ChatService;
   /** The events stream (`/v1/agents/{id}/events`) for transports. */
   readonly events: EventsService;
+  /** Runs: every REST turn as a resource (start, wait, stream, cancel), journaled in the Store. */
+  readonly runs: RunService;
   /** Runs agents' turns. */
   readonly runtime: AgentRuntime;
   /**
@@ -263,6 +269,19 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const images = new ImageService({ store, logger, journal, tools, providers });
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
+    // Every REST turn is a run: journaled frames, idempotency keys, cancel from anywhere.
+    const runJournal = new RunJournal({ store, bus, logger });
+    const runs = new RunService({
+      store,
+      agents,
+      runtime,
+      journal: runJournal,
+      bus,
+      instanceId: randomUUID(),
+      logger,
+      ...(redis ? { liveness: createRedisInstanceLiveness(redis.bus) } : {}),
+    });
+    await runs.start();
     const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
@@ -286,7 +305,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, quotas, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
+      auth: authService, users, quotas, agents, images, bus, events, runs, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -296,6 +315,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       (shuttingDown ??= (async () => {
         // Turns first, so their last frames (reason "shutdown") go out before the sessions close.
         await runtime.shutdown();
+        await runs.close();
         chat.shutdown();
         events.shutdown();
       })());
@@ -318,6 +338,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       audit,
       chat,
       events,
+      runs,
       runtime,
       tools,
       providers,

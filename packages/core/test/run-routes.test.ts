@@ -6,8 +6,10 @@
  * the Idempotency-Key parameter, SSE items). The routes against a real server, on every host and
  * both stores: packages/http/test/runs-rest.test.ts.
  */
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildOpenApiDocument, SentinelError } from '@sentinel/api-core';
+import { messageRequestHash } from '../src/runs/service.js';
 import { frameTypeOf, parseIdempotencyKey, runRequestHash, runRoutes, type RunRoutesService } from '../src/routes/runs.js';
 
 describe('parseIdempotencyKey', () => {
@@ -42,15 +44,24 @@ describe('parseIdempotencyKey', () => {
 });
 
 describe('runRequestHash', () => {
-  it('is the sha256 of the canonical JSON of content, message_id and webhook: stream does not change it, each of them does', () => {
-    const base = runRequestHash({ content: 'hi' });
-    expect(base).toMatch(/^[0-9a-f]{64}$/);
-    expect(runRequestHash({ content: 'hi', stream: true } as { content: string })).toBe(base);
-    expect(runRequestHash({ content: 'hi!' })).not.toBe(base);
-    expect(runRequestHash({ content: 'hi', message_id: 'm1' })).not.toBe(base);
-    expect(runRequestHash({ content: 'hi', webhook: 'https://example.com/' })).not.toBe(base);
+  const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+  it('is the sha256 of the canonical JSON of content, webhook and (with an Idempotency-Key) message_id; stream does not change it', () => {
+    const keyed = { keyed: true };
+    const base = runRequestHash({ content: 'hi' }, keyed);
+    expect(base).toBe(sha256('{"content":"hi"}'));
+    expect(runRequestHash({ content: 'hi', stream: true } as { content: string }, keyed)).toBe(base);
+    expect(runRequestHash({ content: 'hi!' }, keyed)).not.toBe(base);
+    expect(runRequestHash({ content: 'hi', message_id: 'm1' }, keyed)).toBe(sha256('{"content":"hi","message_id":"m1"}'));
+    expect(runRequestHash({ content: 'hi', webhook: 'https://example.com/' }, keyed)).toBe(sha256('{"content":"hi","webhook":"https://example.com/"}'));
     // Field order in the request does not matter; the canonical form fixes it.
-    expect(runRequestHash({ webhook: 'https://example.com/', content: 'hi', message_id: 'm1' } as never)).toBe(runRequestHash({ content: 'hi', message_id: 'm1', webhook: 'https://example.com/' }));
+    expect(runRequestHash({ webhook: 'https://example.com/', content: 'hi', message_id: 'm1' } as never, keyed)).toBe(
+      sha256('{"content":"hi","message_id":"m1","webhook":"https://example.com/"}'),
+    );
+  });
+
+  it('leaves message_id out when it is the key itself, so a chat message retried over REST hashes the same as on the socket', () => {
+    expect(runRequestHash({ content: 'hi', message_id: 'm1' }, { keyed: false })).toBe(messageRequestHash('hi'));
   });
 });
 

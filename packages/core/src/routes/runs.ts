@@ -183,13 +183,18 @@ export function parseIdempotencyKey(header: string | undefined): string | undefi
 
 /**
  * What makes two requests with one key "the same request": sha256 (hex) of the canonical JSON
- * (sorted keys, absent fields as null) of content, message_id and webhook. `stream` is left out
- * on purpose: it only says how to answer, so a client whose stream broke may retry the same
- * key with or without it and get the same run.
+ * (keys sorted, absent fields left out) of `content`, `webhook` and, when an Idempotency-Key
+ * header is the key, `message_id` (without the header, message_id is the key itself). `stream`
+ * is left out on purpose: it only says how to answer, so a client whose stream broke may retry
+ * with or without it and get the same run. A body of content alone hashes like a chat message
+ * (`{"content":…}`), so a message sent over the socket and retried over REST with its
+ * message_id finds its run.
  */
-export function runRequestHash(body: { content: string; message_id?: string; webhook?: string }): string {
-  const canonical = JSON.stringify({ content: body.content, message_id: body.message_id ?? null, webhook: body.webhook ?? null });
-  return createHash('sha256').update(canonical).digest('hex');
+export function runRequestHash(body: { content: string; message_id?: string; webhook?: string }, options: { keyed: boolean }): string {
+  const canonical: Record<string, string> = { content: body.content };
+  if (options.keyed && body.message_id !== undefined) canonical.message_id = body.message_id;
+  if (body.webhook !== undefined) canonical.webhook = body.webhook;
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
 }
 
 function checkWebhook(url: string): void {
@@ -301,7 +306,7 @@ export function runRoutes(options: RunRoutesOptions): RouteDef[] {
           ...(message_id === undefined ? {} : { message_id }),
           ...(idempotencyKey === undefined ? {} : { idempotency_key: idempotencyKey }),
           ...(webhook === undefined ? {} : { webhook }),
-          requestHash: runRequestHash(input.body),
+          requestHash: runRequestHash(input.body, { keyed: idempotencyKey !== undefined }),
         });
         const headers: Record<string, string> = { Location: runLocation(run) };
         if (!created) headers['Idempotency-Replayed'] = 'true';
