@@ -41,7 +41,6 @@ import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
 import { RunJournal } from './runs/journal.js';
 import { RunService } from './runs/service.js';
-import { createRedisInstanceLiveness } from './redis/instance-liveness.js';
 import { openSqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
@@ -78,10 +77,10 @@ export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly chat: ChatService;
   /** The events stream (`/v1/agents/{id}/events`) for transports. */
   readonly events: EventsService;
-  /** Runs: every REST turn as a resource (start, wait, stream, cancel), journaled in the Store. */
-  readonly runs: RunService;
   /** Runs agents' turns. */
   readonly runtime: AgentRuntime;
+  /** Runs (docs/ARCHITECTURE.md#runs): create, get, list, wait, cancel, subscribe to a run's frames. */
+  readonly runs: RunService;
   /**
    * Tools agents may call (built-ins: `calculator`, `current_time`, `http_fetch`, `web_search`);
    * register your own with `api.tools.register({ name, description, parameters, run })`
@@ -269,20 +268,31 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const images = new ImageService({ store, logger, journal, tools, providers });
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
-    // Every REST turn is a run: journaled frames, idempotency keys, cancel from anywhere.
-    const runJournal = new RunJournal({ store, bus, logger });
+    const runsOptions = options.runs ?? {};
+    const runJournal = new RunJournal({
+      store,
+      bus,
+      logger,
+      ...(runsOptions.journal === undefined ? {} : { enabled: runsOptions.journal }),
+      ...(runsOptions.flushIntervalMs === undefined ? {} : { flushIntervalMs: runsOptions.flushIntervalMs }),
+    });
+    const liveness = redis ? (await import('./redis/instance-liveness.js')).createRedisInstanceLiveness(redis.bus) : undefined;
     const runs = new RunService({
       store,
       agents,
       runtime,
       journal: runJournal,
       bus,
-      instanceId: randomUUID(),
       logger,
-      ...(redis ? { liveness: createRedisInstanceLiveness(redis.bus) } : {}),
+      instanceId: randomUUID(),
+      ...(liveness ? { liveness } : {}),
+      ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
+      ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),
+      ...(runsOptions.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: runsOptions.sweepIntervalMs }),
     });
+    // Before anything is served: runs an earlier start (or a dead instance) left running end `interrupted`.
     await runs.start();
-    const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
+    const chat = new AgentChatService({ agents, runtime, runs, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
     // share it share their registry too; otherwise it is the OCI layouts under the data dir.
@@ -315,6 +325,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       (shuttingDown ??= (async () => {
         // Turns first, so their last frames (reason "shutdown") go out before the sessions close.
         await runtime.shutdown();
+        // Runs ended by the shutdown (failed / interrupted) are written before the sessions close.
         await runs.close();
         chat.shutdown();
         events.shutdown();
@@ -338,8 +349,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       audit,
       chat,
       events,
-      runs,
       runtime,
+      runs,
       tools,
       providers,
       registry,
