@@ -88,7 +88,7 @@ describe('the document of the run routes', () => {
     expect(op.parameters).toContainEqual(expect.objectContaining({ name: 'Idempotency-Key', in: 'header', required: false }));
     expect(op['x-sentinel-scope']).toBe('agents:chat');
     // 409 covers both conflicts: the agent's state and a key reused with another body.
-    expect(op.responses['409']).toBeDefined();
+    expect(op.responses['409'].content['application/json'].schema.properties.code.enum).toEqual(['conflict', 'idempotency_conflict']);
     expect(op.responses['429']).toBeDefined();
   });
 

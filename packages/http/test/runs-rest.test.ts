@@ -225,7 +225,7 @@ describe.each(STORES)('runs over REST on %s', (storeKind) => {
     });
 
     it('?wait= answers the run as it is once the time is up, and a client that leaves ends the wait', async () => {
-      fake.reply(textReply(['slow', ' ', 'answer'], 700));
+      fake.reply(textReply(['slow', ' ', 'answer'], 250));
       const started = await call('POST', `/v1/agents/${agentId}/runs`, alice, { body: { content: 'take your time' } });
       expect(started.status).toBe(202);
       const t0 = Date.now();

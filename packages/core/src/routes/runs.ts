@@ -294,7 +294,7 @@ export function runRoutes(options: RunRoutesOptions): RouteDef[] {
       ],
       // conflict: the agent is stopped (or the reference ambiguous), idempotency_conflict: the key
       // was used with another body; agent_busy: its queue is full or a run waits for approval.
-      errors: ['conflict', 'agent_busy', 'quota_exceeded'],
+      errors: ['conflict', 'idempotency_conflict', 'agent_busy', 'quota_exceeded'],
       examples: { body: { content: 'Summarise the release notes', webhook: 'https://example.com/hooks/sentinel' }, response: { ...RUN_EXAMPLE, status: 'queued', output: null, usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 }, last_seq: 0, started_at: null, ended_at: null } },
       handler: async (input: { params: { id: string }; body: { content: string; message_id?: string; stream?: boolean; webhook?: string } }, ctx) => {
         const principal = principalOf(ctx);
