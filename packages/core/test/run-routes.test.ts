@@ -92,6 +92,17 @@ describe('the document of the run routes', () => {
     expect(op.responses['429']).toBeDefined();
   });
 
+  it('names the run and its frames once, under components, and refers to them everywhere', () => {
+    const components = (doc as { components: { schemas: Record<string, Record<string, unknown>> } }).components.schemas;
+    expect(Object.keys(components).sort()).toEqual(['Error', 'Run', 'RunFrame']);
+    expect(components.Run).toMatchObject({ type: 'object', required: expect.arrayContaining(['id', 'status', 'last_seq']) });
+    expect(JSON.stringify(doc)).not.toContain('x-sentinel-component');
+    const post = doc.paths['/v1/agents/{id}/runs']?.post;
+    expect(post.responses['202'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Run' });
+    expect(doc.paths['/v1/agents/{id}/runs']?.get.responses['200'].content['application/json'].schema.properties.runs.items).toEqual({ $ref: '#/components/schemas/Run' });
+    expect(post.responses['200'].content['text/event-stream'].schema.anyOf[0]).toEqual({ $ref: '#/components/schemas/RunFrame' });
+  });
+
   it('declares the stream route as SSE only, resumable with Last-Event-ID', () => {
     const op = doc.paths['/v1/agents/{id}/runs/{run}/stream']?.get;
     expect(Object.keys(op.responses['200'].content)).toEqual(['text/event-stream']);
