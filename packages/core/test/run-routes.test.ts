@@ -76,7 +76,7 @@ describe('frameTypeOf', () => {
 describe('the document of the run routes', () => {
   const unused = () => Promise.reject(new Error('not called'));
   const service: RunRoutesService = { create: unused, get: unused, list: unused, wait: unused, cancel: unused, subscribe: unused };
-  const doc = buildOpenApiDocument(runRoutes({ runs: service })) as { paths: Record<string, Record<string, any>> };
+  const doc = buildOpenApiDocument(runRoutes({ runs: service })) as { paths: Record<string, Record<string, any>>; components: { schemas: Record<string, Record<string, unknown>> } };
 
   it('declares POST …/runs as 202 (JSON, Location) or 200 (JSON or SSE, Location, Idempotency-Replayed), with the Idempotency-Key header', () => {
     const op = doc.paths['/v1/agents/{id}/runs']?.post;
@@ -93,7 +93,7 @@ describe('the document of the run routes', () => {
   });
 
   it('names the run and its frames once, under components, and refers to them everywhere', () => {
-    const components = (doc as { components: { schemas: Record<string, Record<string, unknown>> } }).components.schemas;
+    const components = doc.components.schemas;
     expect(Object.keys(components).sort()).toEqual(['Error', 'Run', 'RunFrame']);
     expect(components.Run).toMatchObject({ type: 'object', required: expect.arrayContaining(['id', 'status', 'last_seq']) });
     expect(JSON.stringify(doc)).not.toContain('x-sentinel-component');
