@@ -64,11 +64,18 @@ export class LiveRun {
   private resolveSettled!: () => void;
   /** Resolves once the terminal frame was delivered (never rejects). */
   readonly settled: Promise<void>;
+  /** Resolves once the run's row is in the Store (never rejects). */
+  readonly stored: Promise<void>;
 
   constructor(
     run: RunRecord,
     private readonly journal: RunJournal,
+    stored: Promise<unknown>,
   ) {
+    this.stored = stored.then(
+      () => undefined,
+      () => undefined,
+    );
     this.runId = run.id;
     this.agentId = run.agent_id;
     this.settled = new Promise((resolve) => (this.resolveSettled = resolve));
@@ -205,9 +212,9 @@ export class RunJournal {
     return this.enabled;
   }
 
-  /** Starts the journal of a new run of this instance. */
-  open(run: RunRecord): LiveRun {
-    const live = new LiveRun(run, this);
+  /** Starts the journal of a new run of this instance; `stored` resolves once its row is in the Store (default: it is). */
+  open(run: RunRecord, stored: Promise<unknown> = Promise.resolve()): LiveRun {
+    const live = new LiveRun(run, this, stored);
     this.live.set(run.id, live);
     void live.settled.then(() => this.live.delete(run.id));
     return live;
