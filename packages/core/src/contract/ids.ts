@@ -42,3 +42,8 @@ export function newResponseId(): string {
 export function newRequestId(): string {
   return randomId('req');
 }
+
+/** `apr_<16 hex>`: one tool call waiting for a person's approval (a `tool_approval_required` request). */
+export function newApprovalRequestId(): string {
+  return randomId('apr');
+}
