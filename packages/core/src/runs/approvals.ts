@@ -19,8 +19,6 @@ import type { RequiredAction, RunRecord } from './types.js';
 export const DEFAULT_APPROVAL_TIMEOUT_MS = 3_600_000;
 /** Default of {@link RunApprovalsOptions.sweepIntervalMs}. */
 export const DEFAULT_APPROVAL_SWEEP_INTERVAL_MS = 5_000;
-/** Longest refusal reason kept (it is shown to the model and journaled). */
-export const MAX_APPROVAL_REASON_CHARS = 2_000;
 
 /** A decision that lost its compare-and-set to another one of the same run is merged and written again, at most this often. */
 const MAX_DECISION_ATTEMPTS = 8;
