@@ -157,7 +157,7 @@ describe.each(STORES.flatMap((store) => HOSTS.map((host) => [host, store] as con
     const run = await env.api.runs.get(ADMIN, agentId, required.run_id as string);
     expect(run).toMatchObject({ status: 'requires_action', required_action: { type: 'tool_approval', requests: [{ request_id: required.request_id, call_id: callId, tool: 'calculator' }] } });
     expect(run.required_action?.calls.map((c) => c.name)).toEqual(['calculator', 'current_time']);
-    expect((await env.api.runs.waitingRun(ADMIN, agentId))?.id).toBe(run.id);
+    expect((await env.api.runs.runAwaitingApproval(ADMIN, agentId))?.id).toBe(run.id);
     return required;
   }
 });
