@@ -178,6 +178,7 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     webSearch: config.webSearchUrl === undefined ? {} : { url: config.webSearchUrl },
     ...(oidc === undefined ? {} : { oidc }),
     rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
+    runs: { approvalTimeoutMs: config.approvalTimeoutMs },
     logger,
     ...(overrides.runs === undefined ? {} : { runs: overrides.runs }),
   }).catch((err: unknown) => {

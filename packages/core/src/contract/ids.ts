@@ -55,3 +55,8 @@ const RUN_ID_RANDOM_BYTES = 6;
 export function newRunId(nowMs: number = Date.now()): string {
   return `run_${Math.max(0, Math.floor(nowMs)).toString(16).padStart(12, '0').slice(-12)}${randomHex(RUN_ID_RANDOM_BYTES)}`;
 }
+
+/** `apr_<16 hex>`: one tool call waiting for a person's approval (a `tool_approval_required` request). */
+export function newApprovalRequestId(): string {
+  return randomId('apr');
+}
