@@ -46,6 +46,8 @@ import { createHttpFetchTool } from './tools/http-fetch.js';
 import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { WebhookSecrets } from './webhooks/secrets.js';
 
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
@@ -76,6 +78,10 @@ export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly events: EventsService;
   /** Runs agents' turns. */
   readonly runtime: AgentRuntime;
+  /** The users' webhook signing secrets (`whsec_…`), made on first use. */
+  readonly webhookSecrets: WebhookSecrets;
+  /** Delivers runs' webhooks (signed, retried, recorded); every instance's dispatcher takes part. Closed by `close()`. */
+  readonly webhooks: WebhookDispatcher;
   /**
    * Tools agents may call (built-ins: `calculator`, `current_time`, `http_fetch`, `web_search`);
    * register your own with `api.tools.register({ name, description, parameters, run })`
@@ -262,7 +268,12 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // what an embedding app registers later counts from then on.
     const images = new ImageService({ store, logger, journal, tools, providers });
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
-    const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
+    const webhookSecrets = new WebhookSecrets({ store });
+    const webhooks = new WebhookDispatcher({ ...options.webhooks, store, secrets: webhookSecrets, logger: logger.child({ component: 'webhooks' }) });
+    const agents = new AgentService({
+      store, images, journal, runtime, logger, quota: quotas,
+      webhookPolicy: { allowPrivateAddresses: webhooks.allowPrivateAddresses, ...(options.webhooks?.resolver ? { resolver: options.webhooks.resolver } : {}) },
+    });
     const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
@@ -287,6 +298,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
       auth: authService, users, quotas, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
+      webhooks: { secrets: webhookSecrets },
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -319,6 +331,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       chat,
       events,
       runtime,
+      webhookSecrets,
+      webhooks,
       tools,
       providers,
       registry,
@@ -348,6 +362,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       close: () =>
         (closing ??= (async () => {
           await shutdown();
+          // After the turns ended, so their last transitions' deliveries are stored; attempts under way finish (each bounded by its timeout).
+          await webhooks.close();
           // After the turns ended: their upstream requests were aborted, so the pools hold only idle sockets.
           tokenRevocations.close();
           await providers.close();
@@ -361,6 +377,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
           await store.close();
         })()),
     };
+    webhooks.start();
     logger.info('sentinel api ready', { data_dir: dataDir, routes: routes.length, admin_created: admin.created, registry: registry.defaultRegistry });
     return api;
   } catch (err) {

@@ -446,7 +446,7 @@ describe('one delivery across three dispatchers on one PostgreSQL database', () 
       (store) => new WebhookDispatcher({ store, secrets: new WebhookSecrets({ store }), allowPrivateAddresses: true, pollIntervalMs: 5, retryBaseMs: 20 }),
     );
     try {
-      const [a] = stores as [Store, ...Store[]];
+      const a = stores[0] as Store;
       const { agentId, owner } = await seed(a, 'a000000000000010');
       for (const d of dispatchers) d.start();
       // Ten runs, each announced by one instance (the one that made its transition): every

@@ -72,6 +72,9 @@ export interface WebhookDispatcherOptions {
   now?: () => number;
 }
 
+/** What an embedding app sets (`SentinelApiOptions.webhooks`): the dispatcher's knobs, with their defaults. */
+export type WebhookOptions = Omit<WebhookDispatcherOptions, 'store' | 'secrets' | 'logger' | 'now'>;
+
 const EVENT_OF: Readonly<Record<WebhookTransition, WebhookEvent>> = {
   completed: 'run.completed',
   failed: 'run.failed',
