@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'rate_limited'
   | 'quota_exceeded'
   | 'agent_busy'
+  | 'idempotency_conflict'
+  | 'interrupted'
   | 'upstream_error'
   | 'upstream_timeout'
   | 'unavailable'
@@ -38,6 +40,8 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'rate_limited',
   'quota_exceeded',
   'agent_busy',
+  'idempotency_conflict',
+  'interrupted',
   'upstream_error',
   'upstream_timeout',
   'unavailable',
@@ -168,6 +172,9 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
   rate_limited: 429,
   quota_exceeded: 429,
   agent_busy: 429,
+  idempotency_conflict: 409,
+  // A run whose server went away under it (crash, kill, shutdown): the same request may be sent again.
+  interrupted: 503,
   upstream_error: 502,
   // A registry transfer that ran past its deadline or below its minimum rate (a gateway timeout).
   upstream_timeout: 504,
