@@ -245,6 +245,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auth/webhook-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your webhook signing secret (Standard Webhooks, whsec_…), made on first use; it signs every webhook of your runs */
+        get: operations["get_auth_webhook_secret"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/webhook-secret/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Replace your webhook signing secret; attempts from now on (retries too) are signed with the new one */
+        post: operations["post_auth_webhook_secret_rotate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/agents": {
         parameters: {
             query?: never;
@@ -523,7 +557,7 @@ export interface components {
              * @description Machine-readable code; the HTTP status follows from it
              * @enum {string}
              */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`) */
             details?: unknown;
             /** @description Where the code is explained (relative URL of its entry in the error catalogue) */
@@ -2274,6 +2308,185 @@ export interface operations {
             };
         };
     };
+    get_auth_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Your webhook signing secret (Standard Webhooks, whsec_…), made on first use; it signs every webhook of your runs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Standard Webhooks signing secret: the HMAC-SHA256 key is the base64 after whsec_, decoded */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    post_auth_webhook_secret_rotate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": Record<string, unknown>;
+            };
+        };
+        responses: {
+            /** @description Replace your webhook signing secret; attempts from now on (retries too) are signed with the new one */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Standard Webhooks signing secret: the HMAC-SHA256 key is the base64 after whsec_, decoded */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request body, a WebSocket frame or an image object is over its size cap. The server closes the connection after an HTTP 413 instead of reading the rest. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's `Content-Type` is missing, not one the route accepts, or not UTF-8. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     get_agents: {
         parameters: {
             query?: never;
@@ -2328,6 +2541,8 @@ export interface operations {
                             reason?: string;
                             /** @description On creation only: what will keep the agent from running (empty when nothing) */
                             warnings?: string[];
+                            /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                            webhook?: string;
                         }[];
                     };
                 };
@@ -2419,6 +2634,8 @@ export interface operations {
                     environment?: {
                         [key: string]: string;
                     };
+                    /** @description Absolute http(s) URL the run is POSTed to, signed per Standard Webhooks, on completed, failed, cancelled and requires_action */
+                    webhook?: string;
                 };
             };
         };
@@ -2488,6 +2705,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };
@@ -2665,6 +2884,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };
@@ -3077,6 +3298,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };
@@ -3232,6 +3455,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };
@@ -5021,6 +5246,8 @@ export const ERROR_STATUS: Readonly<Record<components['schemas']['Error']['code'
     rate_limited: 429,
     quota_exceeded: 429,
     agent_busy: 429,
+    idempotency_conflict: 409,
+    interrupted: 503,
     upstream_error: 502,
     upstream_timeout: 504,
     unavailable: 503,

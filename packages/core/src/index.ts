@@ -259,5 +259,5 @@ export {
   type WebhookSignatureInput,
 } from './webhooks/signing.js';
 export { WebhookSecrets, type WebhookSecretsOptions } from './webhooks/secrets.js';
-export { WebhookDispatcher, type WebhookDispatcherOptions, type WebhookOptions, type WebhookPayload, type WebhookRun, type WebhookTransition } from './webhooks/dispatcher.js';
+export { WebhookDispatcher, deliverRunWebhooks, type RunTransitions, type WebhookDispatcherOptions, type WebhookOptions, type WebhookPayload, type WebhookRun, type WebhookTransition } from './webhooks/dispatcher.js';
 export { WEBHOOK_URL_MAX_LENGTH, checkWebhookUrl, parseWebhookUrl, type WebhookAddressPolicy } from './webhooks/url.js';

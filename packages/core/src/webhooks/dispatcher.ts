@@ -116,6 +116,7 @@ export class WebhookDispatcher {
   readonly #now: () => number;
   readonly #userAgent = `SentinelStacks-Webhooks/${sentinelVersion()}`;
   readonly #inFlight = new Set<Promise<void>>();
+  readonly #storing = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | undefined;
   #pollAgain = false;
@@ -155,7 +156,16 @@ export class WebhookDispatcher {
    * names a webhook) and attempts it at once on this instance. Returns the stored delivery, or
    * null. Call it on the instance that made the transition, once per transition.
    */
-  async enqueue<R extends WebhookRun>(run: R, transition: WebhookTransition): Promise<WebhookDeliveryRecord | null> {
+  enqueue<R extends WebhookRun>(run: R, transition: WebhookTransition): Promise<WebhookDeliveryRecord | null> {
+    const stored = this.#storeDelivery(run, transition);
+    // close() waits for these: a transition made while shutting down is still stored before the Store closes.
+    const tracked = stored.then(() => undefined, () => undefined);
+    this.#storing.add(tracked);
+    void tracked.finally(() => this.#storing.delete(tracked));
+    return stored;
+  }
+
+  async #storeDelivery<R extends WebhookRun>(run: R, transition: WebhookTransition): Promise<WebhookDeliveryRecord | null> {
     const url = run.webhook ?? (await this.#store.getAgentWebhook(run.agent_id));
     if (url === null) return null;
     const nowMs = this.#now();
@@ -202,6 +212,7 @@ export class WebhookDispatcher {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    await Promise.allSettled([...this.#storing]);
     await this.#polling;
     await Promise.allSettled([...this.#inFlight]);
   }
@@ -326,4 +337,22 @@ async function drain(body: AsyncIterable<Buffer> & Parameters<typeof discardBody
       return;
     }
   }
+}
+
+/** What {@link deliverRunWebhooks} needs of the run layer: RunService's transition hook. */
+export interface RunTransitions<R extends WebhookRun> {
+  onTransition(listener: (run: R, event: WebhookTransition) => void): () => void;
+}
+
+/**
+ * Queues a delivery for every transition `runs` makes on this instance (the hook fires only on
+ * the instance whose compare-and-set won, so each transition is stored once). A failure to
+ * store it is logged; the transition itself is never held up or undone. Returns the unsubscribe.
+ */
+export function deliverRunWebhooks<R extends WebhookRun>(runs: RunTransitions<R>, dispatcher: WebhookDispatcher, logger: Logger = silentLogger): () => void {
+  return runs.onTransition((run, event) => {
+    dispatcher.enqueue(run, event).catch((err: unknown) => {
+      logger.error('webhook delivery could not be stored', { run_id: run.id, event, reason: err instanceof Error ? err.message : String(err) });
+    });
+  });
 }

@@ -410,6 +410,7 @@ CREATE TABLE run_frames (
   seq    BIGINT NOT NULL CHECK (seq > 0),
   json   TEXT NOT NULL,
   PRIMARY KEY (run_id, seq)
+);
 `,
   },
   {
