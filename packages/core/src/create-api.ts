@@ -3,6 +3,7 @@
  * Store, makes the token key, wires the services and compiles the route table once; the
  * transports (HTTP, WebSocket) use only what it returns.
  */
+import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -38,6 +39,8 @@ import { createEventRetention, withEventRetention } from './runtime/event-retent
 import { AgentEventsService } from './protocol/events.js';
 import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
+import { RunJournal } from './runs/journal.js';
+import { RunService } from './runs/service.js';
 import { openSqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
@@ -46,7 +49,7 @@ import { createHttpFetchTool } from './tools/http-fetch.js';
 import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
-import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { deliverRunWebhooks, WebhookDispatcher } from './webhooks/dispatcher.js';
 import { WebhookSecrets } from './webhooks/secrets.js';
 
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
@@ -78,6 +81,8 @@ export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly events: EventsService;
   /** Runs agents' turns. */
   readonly runtime: AgentRuntime;
+  /** Runs (docs/ARCHITECTURE.md#runs): create, get, list, wait, cancel, subscribe to a run's frames. */
+  readonly runs: RunService;
   /** The users' webhook signing secrets (`whsec_…`), made on first use. */
   readonly webhookSecrets: WebhookSecrets;
   /** Delivers runs' webhooks (signed, retried, recorded); every instance's dispatcher takes part. Closed by `close()`. */
@@ -274,7 +279,34 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       store, images, journal, runtime, logger, quota: quotas,
       webhookPolicy: { allowPrivateAddresses: webhooks.allowPrivateAddresses, ...(options.webhooks?.resolver ? { resolver: options.webhooks.resolver } : {}) },
     });
-    const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
+    const runsOptions = options.runs ?? {};
+    const runJournal = new RunJournal({
+      store,
+      bus,
+      logger,
+      ...(runsOptions.journal === undefined ? {} : { enabled: runsOptions.journal }),
+      ...(runsOptions.flushIntervalMs === undefined ? {} : { flushIntervalMs: runsOptions.flushIntervalMs }),
+    });
+    const liveness = redis ? (await import('./redis/instance-liveness.js')).createRedisInstanceLiveness(redis.bus) : undefined;
+    const runs = new RunService({
+      store,
+      agents,
+      runtime,
+      journal: runJournal,
+      bus,
+      logger,
+      instanceId: randomUUID(),
+      ...(liveness ? { liveness } : {}),
+      ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
+      ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),
+      ...(runsOptions.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: runsOptions.sweepIntervalMs }),
+    });
+    // Subscribed before the start-up sweep, so runs it ends `interrupted` are announced too
+    // (stored now, delivered once the dispatcher starts).
+    deliverRunWebhooks(runs, webhooks, logger);
+    // Before anything is served: runs an earlier start (or a dead instance) left running end `interrupted`.
+    await runs.start();
+    const chat = new AgentChatService({ agents, runtime, runs, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
     // share it share their registry too; otherwise it is the OCI layouts under the data dir.
@@ -298,7 +330,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
       auth: authService, users, quotas, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
-      webhooks: { secrets: webhookSecrets },
+      webhooks: { secrets: webhookSecrets, runs, store },
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -308,6 +340,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       (shuttingDown ??= (async () => {
         // Turns first, so their last frames (reason "shutdown") go out before the sessions close.
         await runtime.shutdown();
+        // Runs ended by the shutdown (failed / interrupted) are written before the sessions close.
+        await runs.close();
         chat.shutdown();
         events.shutdown();
       })());
@@ -331,6 +365,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       chat,
       events,
       runtime,
+      runs,
       webhookSecrets,
       webhooks,
       tools,

@@ -110,9 +110,10 @@ export class LiveRun {
    * with `patch` (the run's final state, compare-and-set from `fromStatus`), issued now so they
    * share the caller's group commit; the terminal frame is delivered once both are durable.
    * Resolves to the updated run (null when the compare-and-set found another status). A second
-   * call returns the first one's promise.
+   * call returns the first one's promise. `patch` null: nothing is written (the agent and its
+   * runs are being deleted), the frame is only delivered.
    */
-  end(build: (seq: number) => { frame: ServerFrame; json: string }, patch: RunPatch, fromStatus: RunStatus[]): Promise<RunRecord | null> {
+  end(build: (seq: number) => { frame: ServerFrame; json: string }, patch: RunPatch | null, fromStatus: RunStatus[]): Promise<RunRecord | null> {
     if (this.ending) return this.ending;
     this.clearTimer();
     const seq = this.frames.length + 1;
@@ -120,7 +121,8 @@ export class LiveRun {
     const terminal: JournaledFrame = { seq, json, frame };
     this.frames.push(terminal);
     const batch = this.takeUnwritten();
-    this.ending = this.journal.finish(this, batch, { ...patch, last_seq: seq }, fromStatus).then((record) => {
+    const written = patch === null ? Promise.resolve(null) : this.journal.finish(this, batch, { ...patch, last_seq: seq }, fromStatus);
+    this.ending = written.then((record) => {
       this.deliver(terminal);
       this.finished = true;
       this.listeners.clear();

@@ -72,8 +72,8 @@ export interface RunInput {
   content: string;
   /** The chat message id. Default: generated (`msg_…`). */
   message_id?: string;
-  /** Default: `message_id` when given, else none (a generated message id is no key). */
-  idempotency_key?: string;
+  /** Default: `message_id` when given, else none (a generated message id is no key); null: no key. */
+  idempotency_key?: string | null;
   /** Absolute http(s) URL told of the run's transitions. Default none. */
   webhook?: string;
   /** sha256 hex of the canonical request (a REST body); a key reused with another hash is `idempotency_conflict`. Default: of `{content}`. */
@@ -260,7 +260,7 @@ export class RunService {
    */
   async create(principal: Principal, agentId: string, input: RunInput): Promise<{ run: RunRecord; created: boolean }> {
     const agent = await this.agents.getRecord(principal, agentId);
-    const key = input.idempotency_key ?? input.message_id ?? null;
+    const key = input.idempotency_key === undefined ? (input.message_id ?? null) : input.idempotency_key;
     const requestHash = input.requestHash ?? (key === null ? null : messageRequestHash(input.content));
     const nowMs = this.now();
     const refused = this.refusal(agent);
@@ -284,7 +284,8 @@ export class RunService {
         status: 'queued',
         input: { content: input.content },
         usage: { ...ZERO_USAGE },
-        webhook: input.webhook ?? null,
+        // The run's own URL wins over the agent's default (webhooks/), which is copied here so the record says where it goes.
+        webhook: input.webhook ?? (await this.store.getAgentWebhook(agent.id)),
         created_at: isoTimestamp(nowMs),
         idempotency_key: key,
         request_hash: requestHash,
@@ -599,7 +600,12 @@ class RunTurnListener implements TurnListener {
     const ending =
       isSentinelError(end)
         ? this.live.end((seq) => errorFrame(run, seq, endedAt, end), failedPatch(end, this.content, { ...ZERO_USAGE }, endedAt), ACTIVE)
-        : this.live.end((seq) => built(endFrame(run, seq, endedAt, this.responseId, end)), endedPatch(end.reason, end.content, end.usage, endedAt), ACTIVE);
+        : this.live.end(
+            (seq) => built(endFrame(run, seq, endedAt, this.responseId, end)),
+            // A deleted agent's runs go with it: nothing is written that could outlive the delete.
+            end.reason === 'deleted' ? null : endedPatch(end.reason, end.content, end.usage, endedAt),
+            ACTIVE,
+          );
     return ending.then((updated) => {
       if (updated) this.service.emitTransition(updated);
       return updated;
