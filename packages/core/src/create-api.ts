@@ -275,10 +275,9 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const webhookSecrets = new WebhookSecrets({ store });
     const webhooks = new WebhookDispatcher({ ...options.webhooks, store, secrets: webhookSecrets, logger: logger.child({ component: 'webhooks' }) });
-    const agents = new AgentService({
-      store, images, journal, runtime, logger, quota: quotas,
-      webhookPolicy: { allowPrivateAddresses: webhooks.allowPrivateAddresses, ...(options.webhooks?.resolver ? { resolver: options.webhooks.resolver } : {}) },
-    });
+    // The edge checks webhook URLs with the policy the dispatcher delivers under.
+    const webhookPolicy = { allowPrivateAddresses: webhooks.allowPrivateAddresses, ...(options.webhooks?.resolver ? { resolver: options.webhooks.resolver } : {}) };
+    const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas, webhookPolicy });
     const runsOptions = options.runs ?? {};
     const runJournal = new RunJournal({
       store,
@@ -296,6 +295,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       bus,
       logger,
       instanceId: randomUUID(),
+      webhookPolicy,
       ...(liveness ? { liveness } : {}),
       ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
       ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),

@@ -23,6 +23,7 @@ import type { AgentRuntime, TurnEnd, TurnListener } from '../runtime/runtime.js'
 import { frameOf, isTerminalFrameJson, type JournaledFrame, type LiveRun, type RunJournal } from './journal.js';
 import { endedPatch, failedPatch, INTERRUPTED_MESSAGE, isActiveStatus, isTerminalStatus, transitionOf } from './status.js';
 import type { Store } from '../store/types.js';
+import { checkWebhookUrl, type WebhookAddressPolicy } from '../webhooks/url.js';
 import type { RunFrameRow, RunRecord, RunStatus } from './types.js';
 
 /** Which instances are alive (the Redis one is redis/instance-liveness.ts). */
@@ -65,6 +66,8 @@ export interface RunServiceOptions {
   logger?: Logger;
   /** Clock for timestamps. Default `Date.now`. */
   now?: () => number;
+  /** Where a run's webhook may point (webhooks/url.ts; checked at create). Default: public addresses only. */
+  webhookPolicy?: WebhookAddressPolicy;
 }
 
 /** The input of a run. */
@@ -103,6 +106,7 @@ export class RunService {
   private readonly windowMs: number;
   private readonly heartbeatMs: number;
   private readonly sweepIntervalMs: number;
+  private readonly webhookPolicy: WebhookAddressPolicy;
   private readonly transitionListeners = new Set<(run: RunRecord, event: RunTransition) => void>();
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<void> | undefined;
@@ -118,6 +122,7 @@ export class RunService {
     this.bus = options.bus;
     this.instanceId = options.instanceId;
     this.liveness = options.liveness;
+    this.webhookPolicy = options.webhookPolicy ?? {};
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
     this.windowMs = options.idempotencyWindowMs ?? 24 * 3600_000;
@@ -260,6 +265,8 @@ export class RunService {
    */
   async create(principal: Principal, agentId: string, input: RunInput): Promise<{ run: RunRecord; created: boolean }> {
     const agent = await this.agents.getRecord(principal, agentId);
+    // The webhook address policy (as for http_fetch): a refused URL is a 400 before anything is stored.
+    if (input.webhook !== undefined) await checkWebhookUrl(input.webhook, this.webhookPolicy);
     const key = input.idempotency_key === undefined ? (input.message_id ?? null) : input.idempotency_key;
     const requestHash = input.requestHash ?? (key === null ? null : messageRequestHash(input.content));
     const nowMs = this.now();

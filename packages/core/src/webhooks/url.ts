@@ -49,14 +49,14 @@ export function parseWebhookUrl(text: string): URL {
 
 /**
  * {@link parseWebhookUrl}, then the address policy: every address of the host must be public
- * unless `allowPrivateAddresses`. Returns the URL as given (normalised by WHATWG parsing) and the
- * checked addresses. `invalid_request` for a refused or unresolvable host.
+ * unless `allowPrivateAddresses`. Returns the URL as given and the checked addresses. `invalid_request` for a refused or unresolvable host.
  */
 export async function checkWebhookUrl(text: string, policy: WebhookAddressPolicy = {}): Promise<{ url: string; addresses: ResolvedAddress[] }> {
   const url = parseWebhookUrl(text);
   try {
     const addresses = await resolveAllowedAddresses(url.hostname, { ...policy, what: 'webhook' });
-    return { url: url.toString(), addresses };
+    // As given: the record shows what the client sent (undici parses it the same way at delivery).
+    return { url: text, addresses };
   } catch (err) {
     // The body named the URL: a refusal is the request's fault (400), not a missing permission.
     if (isSentinelError(err)) throw invalidRequest(err.message, { cause: err });
