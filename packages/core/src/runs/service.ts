@@ -468,8 +468,17 @@ export class RunService {
             if (frames.length === 0) break;
           }
           if (!finished) {
-            // A terminal run whose frames ended without a terminal one (journaling was off): nothing more comes.
             const current = await this.store.getRun(run.id);
+            if (current && isTerminalStatus(current.status) && last >= current.last_seq && current.last_seq > 0) {
+              // The client saw frames that never became durable (its server was killed) and
+              // the terminal frame got a seq it already has: it gets that frame all the same.
+              const [terminal] = await this.store.listRunFrames(run.id, current.last_seq - 1, 1);
+              if (terminal && isTerminalFrameJson(terminal.json)) {
+                last = terminal.seq - 1;
+                deliver(terminal);
+              }
+            }
+            // A terminal run whose frames ended without a terminal one (journaling was off): nothing more comes.
             if (!current || isTerminalStatus(current.status)) finish();
           }
         }).catch((err: unknown) => this.logger.error('cannot read run frames', { run_id: run.id, error: errorText(err) }));
