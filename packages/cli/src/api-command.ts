@@ -179,6 +179,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     webhooks: { allowPrivateAddresses: config.webhookAllowPrivate },
     ...(oidc === undefined ? {} : { oidc }),
     rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
+    runs: { approvalTimeoutMs: config.approvalTimeoutMs },
     logger,
   }).catch((err: unknown) => {
     logLines.close();

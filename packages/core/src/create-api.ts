@@ -300,6 +300,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
       ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),
       ...(runsOptions.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: runsOptions.sweepIntervalMs }),
+      ...(runsOptions.approvalTimeoutMs === undefined ? {} : { approvalTimeoutMs: runsOptions.approvalTimeoutMs }),
+      ...(runsOptions.approvalSweepIntervalMs === undefined ? {} : { approvalSweepIntervalMs: runsOptions.approvalSweepIntervalMs }),
     });
     // Subscribed before the start-up sweep, so runs it ends `interrupted` are announced too
     // (stored now, delivered once the dispatcher starts).
@@ -329,7 +331,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, quotas, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
+      auth: authService, users, quotas, agents, images, bus, events, runs, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
       webhooks: { secrets: webhookSecrets, runs, store },
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },

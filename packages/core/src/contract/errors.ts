@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'quota_exceeded'
   | 'agent_busy'
+  | 'approval_timeout'
   | 'idempotency_conflict'
   | 'interrupted'
   | 'upstream_error'
@@ -40,6 +41,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'rate_limited',
   'quota_exceeded',
   'agent_busy',
+  'approval_timeout',
   'idempotency_conflict',
   'interrupted',
   'upstream_error',
@@ -172,6 +174,8 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
   rate_limited: 429,
   quota_exceeded: 429,
   agent_busy: 429,
+  // Nobody decided a run's tool approval in time: the person's answer is what timed out.
+  approval_timeout: 408,
   idempotency_conflict: 409,
   // A run whose server went away under it (crash, kill, shutdown): the same request may be sent again.
   interrupted: 503,

@@ -50,3 +50,8 @@ const RUN_ID_BYTES = 12;
 export function newRunId(): string {
   return `run_${randomHex(RUN_ID_BYTES)}`;
 }
+
+/** `apr_<16 hex>`: one tool call waiting for a person's approval (a `tool_approval_required` request). */
+export function newApprovalRequestId(): string {
+  return randomId('apr');
+}
