@@ -14,7 +14,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createSentinelApi, isSentinelError, type Principal, type SentinelApi } from '@sentinel/api-core';
+import {
+  createSentinelApi,
+  isSentinelError,
+  parseAgentDefinition,
+  type ModelProvider,
+  type Principal,
+  type ProviderEvent,
+  type ProviderRequest,
+  type SentinelApi,
+} from '@sentinel/api-core';
 import { mountApi } from '@sentinel/test-support/hosts';
 import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
 import { assertRedisRunning, busUrl, deletePrefix, uniquePrefix } from '@sentinel/test-support/redis';
@@ -33,6 +42,22 @@ function specVerify(secret: string, headers: IncomingHttpHeaders, body: string):
       const given = Buffer.from(value ?? '', 'base64');
       return version === 'v1' && given.length === expected.length && timingSafeEqual(given, expected);
     });
+}
+
+/** A model that answers "calc <expr>" with one calculator call, then with the tool's result. */
+class GatedToolProvider implements ModelProvider {
+  readonly name = 'gatedtool';
+  async *stream(req: ProviderRequest): AsyncIterable<ProviderEvent> {
+    const last = req.messages.at(-1);
+    if (last?.role === 'user' && last.content.startsWith('calc ')) {
+      yield { type: 'tool_call', call: { id: 'call_calc', name: 'calculator', arguments: { expression: last.content.slice(5) } } };
+      yield { type: 'finish', reason: 'tool_calls' };
+      return;
+    }
+    const result = JSON.parse(last?.content ?? '{}') as { result?: unknown };
+    yield { type: 'text', delta: `the answer is ${String(result.result)}` };
+    yield { type: 'finish', reason: 'stop' };
+  }
 }
 
 interface Receiver {
@@ -132,7 +157,9 @@ describe.each(['sqlite', 'postgres'] as const)('run webhooks (%s)', (storeKind) 
     const hook = await receiver([500, 500, 200]);
     const agent = await call(base, 'POST', '/v1/agents', aliceToken, { image: 'sentinel/echo:latest', name: 'retried' });
     expect(agent.status, agent.text).toBe(201);
-    const { run } = await api.runs.create(alice, agent.body.id, { content: 'hello webhook', webhook: hook.url });
+    const created = await call(base, 'POST', `/v1/agents/${agent.body.id}/runs`, aliceToken, { content: 'hello webhook', webhook: hook.url });
+    expect(created.status, created.text).toBe(202);
+    const run = created.body as { id: string; webhook: string };
     expect(run.webhook).toBe(hook.url);
     const ended = await api.runs.wait(alice, agent.body.id, run.id, 10_000);
     expect(ended.status).toBe('completed');
@@ -194,6 +221,31 @@ describe.each(['sqlite', 'postgres'] as const)('run webhooks (%s)', (storeKind) 
     await until(() => hook.received.length === 1, 'the webhook');
     const payload = JSON.parse(hook.received[0]?.body ?? '{}');
     expect(payload).toMatchObject({ type: 'run.cancelled', data: { id: run.id, status: 'cancelled' } });
+  });
+
+  it('announces requires_action with the pending approval, then completed after the decision', async () => {
+    const hook = await receiver();
+    api.providers.register(new GatedToolProvider());
+    await api.images.build(parseAgentDefinition({ name: `test/gated-${storeKind}`, model: 'gatedtool/m', tools: [{ name: 'calculator', approval: 'required' }] }));
+    const agent = await call(base, 'POST', '/v1/agents', aliceToken, { image: `test/gated-${storeKind}`, name: 'gated', webhook: hook.url });
+    expect(agent.status, agent.text).toBe(201);
+    const created = await call(base, 'POST', `/v1/agents/${agent.body.id}/runs`, aliceToken, { content: 'calc 6*7' });
+    expect(created.status, created.text).toBe(202);
+    const runId = created.body.id as string;
+    await until(() => hook.received.length === 1, 'the requires_action webhook');
+    const waiting = JSON.parse(hook.received[0]?.body ?? '{}');
+    expect(waiting).toMatchObject({ type: 'run.requires_action', data: { id: runId, status: 'requires_action', webhook: hook.url } });
+    const request = waiting.data.required_action.requests[0];
+    expect(request).toMatchObject({ tool: 'calculator', parameters: { expression: '6*7' } });
+
+    await api.runs.decide(alice, agent.body.id, runId, { request_id: request.request_id, approve: true });
+    await until(() => hook.received.length === 2, 'the completed webhook');
+    const done = JSON.parse(hook.received[1]?.body ?? '{}');
+    expect(done).toMatchObject({ type: 'run.completed', data: { id: runId, status: 'completed', output: { content: 'the answer is 42' } } });
+    const secret = (await call(base, 'GET', '/v1/auth/webhook-secret', aliceToken)).body.secret as string;
+    for (const { headers, body } of hook.received) expect(specVerify(secret, headers, body)).toBe(true);
+    const listed = await call(base, 'GET', `/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, aliceToken);
+    expect(listed.body.deliveries.map((d: { event: string; status: string }) => `${d.event}:${d.status}`)).toEqual(['run.requires_action:delivered', 'run.completed:delivered']);
   });
 
   it('refuses a private webhook target without the option, before any run is stored', async () => {
