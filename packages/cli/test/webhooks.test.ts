@@ -95,7 +95,12 @@ describe('sentinel api: webhooks', () => {
     expect(frames.find((f) => f.type === 'stream_end')?.run_id).toBe(runId);
     ws.close();
 
-    const deliveries = await call(`${base}/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, 'GET', undefined, token);
+    // The receiver prints before it answers, and the attempt is recorded after the answer.
+    let deliveries = await call(`${base}/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, 'GET', undefined, token);
+    for (let i = 0; i < 100 && deliveries.body.deliveries[0]?.status !== 'delivered'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      deliveries = await call(`${base}/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, 'GET', undefined, token);
+    }
     expect(deliveries.body.deliveries).toHaveLength(1);
     expect(deliveries.body.deliveries[0]).toMatchObject({ status: 'delivered', event: 'run.completed', url: receiver.url });
     expect(deliveries.body.deliveries[0].attempts).toEqual([expect.objectContaining({ attempt: 1, status_code: 204, error: null })]);

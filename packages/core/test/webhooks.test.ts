@@ -207,6 +207,11 @@ describe('webhook URLs at the edge', () => {
     const err = await rejection(checkWebhookUrl('https://hooks.example.test/x', { resolver }));
     expect((err as Error).message).toContain('resolves to 10.0.0.7');
     await expect(checkWebhookUrl('http://127.0.0.1:9/x', { allowPrivateAddresses: true })).resolves.toMatchObject({ url: 'http://127.0.0.1:9/x' });
+    // A name that does not resolve now is accepted (checked again at each delivery).
+    const nowhere = async () => {
+      throw Object.assign(new Error('getaddrinfo ENOTFOUND'), { code: 'ENOTFOUND' });
+    };
+    await expect(checkWebhookUrl('https://not-yet.example.test/x', { resolver: nowhere })).resolves.toEqual({ url: 'https://not-yet.example.test/x', addresses: [] });
   });
 });
 

@@ -244,7 +244,11 @@ describe.each(['sqlite', 'postgres'] as const)('run webhooks (%s)', (storeKind) 
     expect(done).toMatchObject({ type: 'run.completed', data: { id: runId, status: 'completed', output: { content: 'the answer is 42' } } });
     const secret = (await call(base, 'GET', '/v1/auth/webhook-secret', aliceToken)).body.secret as string;
     for (const { headers, body } of hook.received) expect(specVerify(secret, headers, body)).toBe(true);
-    const listed = await call(base, 'GET', `/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, aliceToken);
+    // The receiver has the request before the attempt is recorded: wait for the record.
+    const listed = await until(async () => {
+      const r = await call(base, 'GET', `/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, aliceToken);
+      return r.body.deliveries.every((d: { status: string }) => d.status === 'delivered') ? r : undefined;
+    }, 'both deliveries recorded');
     expect(listed.body.deliveries.map((d: { event: string; status: string }) => `${d.event}:${d.status}`)).toEqual(['run.requires_action:delivered', 'run.completed:delivered']);
   });
 
@@ -331,7 +335,10 @@ describe('run webhooks across three instances on one PostgreSQL and one Redis', 
       for (const { headers, body } of hook.received) expect(specVerify(secret, headers, body)).toBe(true);
       // Read through the third instance: one delivery of one attempt per run.
       for (const runId of runIds) {
-        const listed = await call(bases[2] as string, 'GET', `/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, token);
+        const listed = await until(async () => {
+          const r = await call(bases[2] as string, 'GET', `/v1/agents/${agent.body.id}/runs/${runId}/deliveries`, token);
+          return r.body.deliveries[0]?.status === 'delivered' ? r : undefined;
+        }, `the delivery of ${runId} recorded`);
         expect(listed.body.deliveries).toHaveLength(1);
         expect(listed.body.deliveries[0]).toMatchObject({ status: 'delivered', event: 'run.completed' });
         expect(listed.body.deliveries[0].attempts).toHaveLength(1);

@@ -49,7 +49,9 @@ export function parseWebhookUrl(text: string): URL {
 
 /**
  * {@link parseWebhookUrl}, then the address policy: every address of the host must be public
- * unless `allowPrivateAddresses`. Returns the URL as given and the checked addresses. `invalid_request` for a refused or unresolvable host.
+ * unless `allowPrivateAddresses`. Returns the URL as given and the checked addresses (none for
+ * a name that does not resolve now: it is checked again at delivery). `invalid_request` for a
+ * refused host.
  */
 export async function checkWebhookUrl(text: string, policy: WebhookAddressPolicy = {}): Promise<{ url: string; addresses: ResolvedAddress[] }> {
   const url = parseWebhookUrl(text);
@@ -58,6 +60,9 @@ export async function checkWebhookUrl(text: string, policy: WebhookAddressPolicy
     // As given: the record shows what the client sent (undici parses it the same way at delivery).
     return { url: text, addresses };
   } catch (err) {
+    // A name that does not resolve now may later (DNS is down, the receiver is not deployed
+    // yet): accepted, and checked again at every delivery, which records why it failed.
+    if (isSentinelError(err) && err.code === 'upstream_error') return { url: text, addresses: [] };
     // The body named the URL: a refusal is the request's fault (400), not a missing permission.
     if (isSentinelError(err)) throw invalidRequest(err.message, { cause: err });
     throw err;
