@@ -279,6 +279,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{id}/runs/{run}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A run's webhook deliveries, oldest first, each with its attempts (status code or error, duration) */
+        get: operations["get_agents_by_id_runs_by_run_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/agents": {
         parameters: {
             query?: never;
@@ -609,7 +626,73 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    runTransition: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A run's transition (completed, failed, cancelled, requires_action), POSTed to the run's webhook or its agent's default
+         * @description Signed per Standard Webhooks with your secret (GET /v1/auth/webhook-secret). Answer 2xx within 10 s; anything else (or no answer) is retried with exponential backoff for up to 24 h. Redirects are not followed. Every attempt is listed by GET /v1/agents/{id}/runs/{run}/deliveries.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The delivery id (`msg_…`), the same on every retry: deduplicate by it */
+                    "webhook-id": string;
+                    /** @description Unix seconds of this attempt; refuse values more than 5 minutes from your clock */
+                    "webhook-timestamp": string;
+                    /** @description Space-separated `v1,<base64>` signatures: HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>.<raw body>`, keyed with the base64-decoded part of your secret after `whsec_` */
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        type: "run.completed" | "run.failed" | "run.cancelled" | "run.requires_action";
+                        /**
+                         * Format: date-time
+                         * @description When the transition was announced
+                         */
+                        timestamp: string;
+                        /** @description The run, as GET /v1/agents/{id}/runs/{run} returns it */
+                        data: Record<string, unknown>;
+                    };
+                };
+            };
+            responses: {
+                /** @description Delivered: no more attempts */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Not delivered: retried later */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /**
@@ -626,7 +709,7 @@ export interface components {
              * @description Machine-readable code; the HTTP status follows from it
              * @enum {string}
              */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`) */
             details?: unknown;
             /** @description Where the code is explained (relative URL of its entry in the error catalogue) */
@@ -812,7 +895,7 @@ export interface components {
             /** @description A human message. */
             error: string;
             /** @enum {unknown} */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description The run this frame belongs to (frames of a run only). */
             run_id?: string;
             /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
@@ -823,6 +906,29 @@ export interface components {
             request_id?: string;
             /** @description Seconds to wait before sending another such frame (code rate_limited only). */
             retry_after?: number;
+        } | {
+            /** @constant */
+            type: "tool_approval_required";
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            run_id: string;
+            /** @description The frame’s position in the run’s journal. */
+            seq: number;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id: string;
+            /** @description What a decision names. */
+            request_id: string;
+            tool: string;
+            /** @description The arguments the model called the tool with. */
+            parameters: Record<string, unknown>;
+            /**
+             * Format: date-time
+             * @description When an undecided request fails the run (approval_timeout).
+             */
+            expires_at: string;
         };
     };
     responses: {
@@ -2710,6 +2816,130 @@ export interface operations {
             };
             /** @description The body's `Content-Type` is missing, not one the route accepts, or not UTF-8. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_agents_by_id_runs_by_run_deliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A run's webhook deliveries, oldest first, each with its attempts (status code or error, duration) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        deliveries: {
+                            /** @description The webhook-id header (the same on every attempt) */
+                            id: string;
+                            /** @enum {string} */
+                            event: "run.completed" | "run.failed" | "run.cancelled" | "run.requires_action";
+                            url: string;
+                            /** @enum {string} */
+                            status: "pending" | "delivered" | "failed";
+                            attempts: {
+                                attempt: number;
+                                /** Format: date-time */
+                                at: string;
+                                /** @description The receiver's HTTP status; null when no answer came */
+                                status_code: number | null;
+                                /** @description Why no answer came (timeout, refused connection, refused address); null on an answer */
+                                error: string | null;
+                                duration_ms: number;
+                            }[];
+                            /** Format: date-time */
+                            created_at: string;
+                            delivered_at: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4851,7 +5081,11 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: string[];
+                    tools?: (string | {
+                        name: string;
+                        /** @enum {unknown} */
+                        approval?: "required" | "never";
+                    })[];
                     capabilities?: string[];
                 };
                 /**
@@ -4877,7 +5111,11 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: string[];
+                    tools?: (string | {
+                        name: string;
+                        /** @enum {unknown} */
+                        approval?: "required" | "never";
+                    })[];
                     capabilities?: string[];
                 };
             };
@@ -6248,6 +6486,7 @@ export const ERROR_STATUS: Readonly<Record<components['schemas']['Error']['code'
     rate_limited: 429,
     quota_exceeded: 429,
     agent_busy: 429,
+    approval_timeout: 408,
     idempotency_conflict: 409,
     interrupted: 503,
     upstream_error: 502,
