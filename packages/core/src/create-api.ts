@@ -41,7 +41,7 @@ import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
 import { RunJournal } from './runs/journal.js';
 import { RunService } from './runs/service.js';
-import { openSqliteStore } from './store/sqlite/store.js';
+import { openSqliteStore, SqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
 import { currentTimeTool } from './tools/current-time.js';
@@ -51,6 +51,7 @@ import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
 import { deliverRunWebhooks, WebhookDispatcher } from './webhooks/dispatcher.js';
 import { WebhookSecrets } from './webhooks/secrets.js';
+import { AgentWebhookDefaults } from './webhooks/agent-webhooks.js';
 
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
@@ -278,6 +279,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // The edge checks webhook URLs with the policy the dispatcher delivers under.
     const webhookPolicy = { allowPrivateAddresses: webhooks.allowPrivateAddresses, ...(options.webhooks?.resolver ? { resolver: options.webhooks.resolver } : {}) };
     const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas, webhookPolicy });
+    const agentWebhookDefaults = new AgentWebhookDefaults(store);
     const runsOptions = options.runs ?? {};
     const runJournal = new RunJournal({
       store,
@@ -296,6 +298,9 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       logger,
       instanceId: randomUUID(),
       webhookPolicy,
+      agentWebhook: (agentId: string) => agentWebhookDefaults.get(agentId),
+      // One group commit per turn of the loop, in issue order: a keyless run's row joins its turn's first commit.
+      orderedWrites: store instanceof SqliteStore,
       ...(liveness ? { liveness } : {}),
       ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
       ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),

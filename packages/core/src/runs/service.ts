@@ -67,12 +67,22 @@ export interface RunServiceOptions {
   approvalTimeoutMs?: number;
   /** How often runs whose approval expired are looked for, in ms. Default 5000. */
   approvalSweepIntervalMs?: number;
+  /**
+   * The Store applies writes in the order they are issued, in one group commit per turn of the
+   * event loop (the SQLite store): a run without an idempotency key then starts its turn
+   * without waiting for its row to be committed first, and the row shares the commit of the
+   * turn's first writes (one COMMIT per message saved). Default false (PostgreSQL: separate
+   * connections, so the row must exist before the turn writes to it).
+   */
+  orderedWrites?: boolean;
   /** Default: silent. */
   logger?: Logger;
   /** Clock for timestamps. Default `Date.now`. */
   now?: () => number;
   /** Where a run's webhook may point (webhooks/url.ts; checked at create). Default: public addresses only. */
   webhookPolicy?: WebhookAddressPolicy;
+  /** The agent's default webhook URL, for a run that names none (webhooks/agent-webhooks.ts). Default: none. */
+  agentWebhook?: (agentId: string) => Promise<string | null>;
 }
 
 /** The input of a run. */
@@ -112,8 +122,16 @@ export class RunService {
   private readonly heartbeatMs: number;
   private readonly sweepIntervalMs: number;
   private readonly webhookPolicy: WebhookAddressPolicy;
+  private readonly agentWebhook: ((agentId: string) => Promise<string | null>) | undefined;
   private readonly transitionListeners = new Set<(run: RunRecord, event: RunTransition) => void>();
+  /**
+   * Agents with a run in requires_action, as this instance knows them: loaded at start, kept
+   * by the transitions it makes or hears of ({@link noteRequiresAction}); a message for one of
+   * them checks the Store.
+   */
+  private readonly awaitingApproval = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
+  private readonly orderedWrites: boolean;
   private sweeping: Promise<void> | undefined;
   private closed = false;
   private readonly approvals: RunApprovals;
@@ -129,6 +147,7 @@ export class RunService {
     this.instanceId = options.instanceId;
     this.liveness = options.liveness;
     this.webhookPolicy = options.webhookPolicy ?? {};
+    this.agentWebhook = options.agentWebhook;
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
     this.windowMs = options.idempotencyWindowMs ?? 24 * 3600_000;
@@ -149,6 +168,7 @@ export class RunService {
         this.emitTransition(run);
       },
     });
+    this.orderedWrites = options.orderedWrites ?? false;
   }
 
   /**
@@ -170,6 +190,8 @@ export class RunService {
       this.timers.push(beat, sweep);
     }
     await this.sweep();
+    // Runs that wait for a person survive restarts: their agents stay busy.
+    for (const run of await this.store.findRuns({ status: ['requires_action'], limit: 1000 })) this.noteRequiresAction(run.agent_id);
     this.approvals.start();
   }
 
@@ -267,8 +289,18 @@ export class RunService {
     return this.store.updateRun(runId, { status: 'running', started_at: isoTimestamp(this.now()) }, { fromStatus: ['queued'] });
   }
 
+  /**
+   * Marks the agent as having a run waiting for an approval (new messages then check the Store
+   * and get `agent_busy`). Called by {@link emitTransition}; the approvals part calls it too
+   * for such a run it learns of from another instance.
+   */
+  noteRequiresAction(agentId: string): void {
+    this.awaitingApproval.add(agentId);
+  }
+
   /** @internal For the parts that make a transition themselves (approvals): tells the listeners. */
   emitTransition(run: RunRecord): void {
+    if (run.status === 'requires_action') this.noteRequiresAction(run.agent_id);
     const event = transitionOf(run.status);
     if (event === undefined) return;
     for (const listener of this.transitionListeners) {
@@ -296,7 +328,8 @@ export class RunService {
     const refused = this.refusal(agent);
     if (refused) throw refused;
     // Checked before the run is stored, so a refused message does not take its idempotency key.
-    const [waiting] = await this.store.findRuns({ status: ['requires_action'], agentId: agent.id, limit: 1 });
+    // Only for an agent known to wait: a Store query per message cost more than the journal.
+    const waiting = this.awaitingApproval.has(agent.id) ? await this.waitingRun(agent.id) : undefined;
     if (waiting) {
       if (key !== null && waiting.message_id === key) {
         // The same message again (a reconnect) while its run waits for an approval: that run.
@@ -305,34 +338,57 @@ export class RunService {
       throw new SentinelError('agent_busy', `agent is waiting for a tool approval in run ${waiting.id}`);
     }
     const messageId = input.message_id ?? newMessageId();
-    const result = await this.store.createRun(
+    // The run's own URL wins over the agent's default (webhooks/), copied so the record says where it goes.
+    const webhook = input.webhook ?? (this.agentWebhook === undefined ? null : await this.agentWebhook(agent.id));
+    const createdAt = isoTimestamp(nowMs);
+    const runId = newRunId(nowMs);
+    const creating = this.store.createRun(
       {
-        id: newRunId(),
+        id: runId,
         agent_id: agent.id,
         owner: agent.owner,
         message_id: messageId,
         status: 'queued',
         input: { content: input.content },
         usage: { ...ZERO_USAGE },
-        // The run's own URL wins over the agent's default (webhooks/), which is copied here so the record says where it goes.
-        webhook: input.webhook ?? (await this.store.getAgentWebhook(agent.id)),
-        created_at: isoTimestamp(nowMs),
+        webhook,
+        created_at: createdAt,
         idempotency_key: key,
         request_hash: requestHash,
         instance_id: this.instanceId,
       },
       { idempotencyWindowMs: this.windowMs, nowMs },
     );
+    if (key === null && this.orderedWrites) {
+      // Nothing can make it exist already: its row is written before anything the turn writes,
+      // in the same group commit as the turn's first writes.
+      const run = queuedRun(runId, agent, messageId, { ...input, ...(webhook === null ? {} : { webhook }) }, createdAt);
+      creating.catch((err: unknown) => this.logger.error('cannot store a run', { run_id: run.id, error: errorText(err) }));
+      const { refused: notQueued } = this.startTurn(agent, run, creating);
+      return { run: notQueued ? ((await notQueued) ?? run) : run, created: true };
+    }
+    const result = await creating;
     if (!result.created) {
       checkSameRequest(result.requestHash, requestHash);
       return { run: result.run, created: false };
     }
-    const run = result.run;
-    const live = this.journal.open(run);
+    const { refused: notQueued } = this.startTurn(agent, result.run);
+    return { run: notQueued ? ((await notQueued) ?? result.run) : result.run, created: true };
+  }
+
+  /** Opens the run's journal and queues its turn; `refused` (when the queue refused it) resolves to the failed run. */
+  private startTurn(agent: AgentRecord, run: RunRecord, stored?: Promise<unknown>): { refused?: Promise<RunRecord | null> } {
+    const live = this.journal.open(run, stored);
     const listener = new RunTurnListener(this, live, run, newResponseId());
-    const submitted = this.runtime.submit(agent.id, { messageId, content: input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener);
-    if (!submitted.accepted) return { run: (await this.failUnstarted(live, run, submitted.error)) ?? run, created: true };
-    return { run, created: true };
+    const submitted = this.runtime.submit(agent.id, { messageId: run.message_id, content: run.input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener);
+    return submitted.accepted ? {} : { refused: this.failUnstarted(live, run, submitted.error) };
+  }
+
+  /** The agent's run in requires_action, if any (the set is corrected on the way). */
+  private async waitingRun(agentId: string): Promise<RunRecord | undefined> {
+    const [waiting] = await this.store.findRuns({ status: ['requires_action'], agentId, limit: 1 });
+    if (!waiting) this.awaitingApproval.delete(agentId);
+    return waiting;
   }
 
   /** A run of the agent refused before it started (the queue filled meanwhile): failed with that error, journaled. */
@@ -355,7 +411,8 @@ export class RunService {
   /** The run (`not_found` for an unknown run, another agent's, or another user's agent). */
   async get(principal: Principal, agentId: string, runId: string): Promise<RunRecord> {
     const agent = await this.agents.getRecord(principal, agentId);
-    const run = await this.store.getRun(runId);
+    // A run of this instance whose row is still on its way to the Store (see orderedWrites).
+    const run = (await this.store.getRun(runId)) ?? (await this.journal.get(runId)?.stored.then(() => this.store.getRun(runId))) ?? null;
     if (!run || run.agent_id !== agent.id) throw new SentinelError('not_found', `run "${runId}" not found`);
     return run;
   }
@@ -439,7 +496,7 @@ export class RunService {
   }
 
   /** The agent's run waiting for a tool approval, if any (the chat socket's `tool_approval` frame names none). */
-  async waitingRun(principal: Principal, agentId: string): Promise<RunRecord | undefined> {
+  async runAwaitingApproval(principal: Principal, agentId: string): Promise<RunRecord | undefined> {
     const agent = await this.agents.getRecord(principal, agentId);
     const [run] = await this.store.findRuns({ status: ['requires_action'], agentId: agent.id, limit: 1 });
     return run;
@@ -463,7 +520,7 @@ export class RunService {
   private async continueRun(decided: RunRecord, continuation: { calls: RequiredAction['calls']; decisions: Record<string, ApprovalDecision> }): Promise<void> {
     const run = (await this.store.getRun(decided.id)) ?? decided;
     const before = await this.pausedState(run);
-    const live = this.journal.open(run, run.last_seq);
+    const live = this.journal.open(run, Promise.resolve(), run.last_seq);
     const listener = new RunTurnListener(this, live, run, before.responseId ?? newResponseId(), { content: before.content, usage: run.usage });
     const submitted = this.runtime.submit(
       run.agent_id,
@@ -547,12 +604,14 @@ export class RunService {
       let last = Math.max(0, since);
       let finished = false;
       let reading: Promise<void> = Promise.resolve();
-      let timer: NodeJS.Timeout | undefined;
+      // A missed batch (a publish lost while Redis was away) is found on the next look.
+      const timer = setInterval(() => readStore(), POLL_MS * 4);
+      timer.unref();
       const finish = () => {
         if (finished) return;
         finished = true;
         unsubscribe();
-        if (timer !== undefined) clearInterval(timer);
+        clearInterval(timer);
         resolve();
       };
       const deliver = (frame: RunFrameRow) => {
@@ -599,9 +658,6 @@ export class RunService {
       });
       if (signal?.aborted) return finish();
       signal?.addEventListener('abort', finish, { once: true });
-      // A missed batch (a publish lost while Redis was away) is found on the next look.
-      timer = setInterval(readStore, POLL_MS * 4);
-      timer.unref();
       readStore();
     });
   }
@@ -788,6 +844,27 @@ function approvalFrame(run: RunRecord, seq: number, timestamp: string, frame: Ap
     case 'error':
       return { type: 'error', timestamp, run_id: run.id, seq, error: frame.error, code: frame.code, message_id: frame.message_id };
   }
+}
+
+/** The record a new run gets (what createRun returns for it), made here when the caller does not wait for the Store. */
+function queuedRun(id: string, agent: AgentRecord, messageId: string, input: RunInput, createdAt: string): RunRecord {
+  return {
+    id,
+    agent_id: agent.id,
+    owner: agent.owner,
+    message_id: messageId,
+    status: 'queued',
+    input: { content: input.content },
+    output: null,
+    usage: { ...ZERO_USAGE },
+    error: null,
+    required_action: null,
+    webhook: input.webhook ?? null,
+    last_seq: 0,
+    created_at: createdAt,
+    started_at: null,
+    ended_at: null,
+  };
 }
 
 function built(frame: ServerFrame): { frame: ServerFrame; json: string } {
