@@ -176,6 +176,7 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     },
     httpFetch: { allowHosts: (config.httpFetchAllowHosts ?? '').split(',').map((host) => host.trim()).filter((host) => host !== '') },
     webSearch: config.webSearchUrl === undefined ? {} : { url: config.webSearchUrl },
+    webhooks: { allowPrivateAddresses: config.webhookAllowPrivate },
     ...(oidc === undefined ? {} : { oidc }),
     rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
     runs: { approvalTimeoutMs: config.approvalTimeoutMs },

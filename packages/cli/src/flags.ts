@@ -41,6 +41,8 @@ export interface ApiFlagValues {
   registryRateWindow: number;
   /** Let requests name registries on loopback/private addresses. Default false. */
   registryAllowPrivate: boolean;
+  /** Deliver webhooks to loopback/private/link-local addresses (for testing). Default false. */
+  webhookAllowPrivate: boolean;
   /** Base URL of the `openai` provider (any OpenAI-compatible server). Default `OPENAI_BASE_URL`, else `https://api.openai.com/v1`. */
   openaiBaseUrl: string | undefined;
   /** Base URL of the `anthropic` provider. Default `ANTHROPIC_BASE_URL`, else `https://api.anthropic.com`. */
@@ -258,6 +260,14 @@ export const API_FLAGS: readonly FlagSpec[] = [
     default: false,
     description: 'Let requests name registries on loopback/private addresses (--registry itself is always allowed)',
     key: 'registryAllowPrivate',
+  },
+  {
+    name: 'webhook-allow-private',
+    type: 'bool',
+    env: 'SENTINEL_WEBHOOK_ALLOW_PRIVATE',
+    default: false,
+    description: 'Let webhooks target loopback/private/link-local addresses (for testing; refused by default like http_fetch)',
+    key: 'webhookAllowPrivate',
   },
   {
     name: 'openai-base-url',

@@ -41,6 +41,7 @@ describe('parseApiArgs: defaults', () => {
       registryMinRate: 1024,
       registryRateWindow: 30,
       registryAllowPrivate: false,
+      webhookAllowPrivate: false,
       adminUsername: 'admin',
       adminPassword: undefined,
       maxConnections: 10_000,
@@ -144,6 +145,7 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_REGISTRY_MIN_RATE: '0',
     SENTINEL_REGISTRY_RATE_WINDOW: '5',
     SENTINEL_REGISTRY_ALLOW_PRIVATE: 'yes',
+    SENTINEL_WEBHOOK_ALLOW_PRIVATE: 'true',
     SENTINEL_APPROVAL_TIMEOUT: '15m',
   };
 
@@ -162,6 +164,7 @@ describe('parseApiArgs: environment', () => {
       registryMinRate: 0,
       registryRateWindow: 5,
       registryAllowPrivate: true,
+      webhookAllowPrivate: true,
       adminUsername: 'root',
       adminPassword: 'hunter2hunter2',
       maxConnections: 5000,

@@ -245,6 +245,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auth/webhook-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your webhook signing secret (Standard Webhooks, whsec_…), made on first use; it signs every webhook of your runs */
+        get: operations["get_auth_webhook_secret"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/webhook-secret/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Replace your webhook signing secret; attempts from now on (retries too) are signed with the new one */
+        post: operations["post_auth_webhook_secret_rotate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{id}/runs/{run}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A run's webhook deliveries, oldest first, each with its attempts (status code or error, duration) */
+        get: operations["get_agents_by_id_runs_by_run_deliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/agents": {
         parameters: {
             query?: never;
@@ -592,7 +643,73 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    runTransition: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A run's transition (completed, failed, cancelled, requires_action), POSTed to the run's webhook or its agent's default
+         * @description Signed per Standard Webhooks with your secret (GET /v1/auth/webhook-secret). Answer 2xx within 10 s; anything else (or no answer) is retried with exponential backoff for up to 24 h. Redirects are not followed. Every attempt is listed by GET /v1/agents/{id}/runs/{run}/deliveries.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header: {
+                    /** @description The delivery id (`msg_…`), the same on every retry: deduplicate by it */
+                    "webhook-id": string;
+                    /** @description Unix seconds of this attempt; refuse values more than 5 minutes from your clock */
+                    "webhook-timestamp": string;
+                    /** @description Space-separated `v1,<base64>` signatures: HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>.<raw body>`, keyed with the base64-decoded part of your secret after `whsec_` */
+                    "webhook-signature": string;
+                };
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        type: "run.completed" | "run.failed" | "run.cancelled" | "run.requires_action";
+                        /**
+                         * Format: date-time
+                         * @description When the transition was announced
+                         */
+                        timestamp: string;
+                        /** @description The run, as GET /v1/agents/{id}/runs/{run} returns it */
+                        data: Record<string, unknown>;
+                    };
+                };
+            };
+            responses: {
+                /** @description Delivered: no more attempts */
+                "2XX": {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Not delivered: retried later */
+                default: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /**
@@ -2576,6 +2693,309 @@ export interface operations {
             };
         };
     };
+    get_auth_webhook_secret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Your webhook signing secret (Standard Webhooks, whsec_…), made on first use; it signs every webhook of your runs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Standard Webhooks signing secret: the HMAC-SHA256 key is the base64 after whsec_, decoded */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    post_auth_webhook_secret_rotate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": Record<string, unknown>;
+            };
+        };
+        responses: {
+            /** @description Replace your webhook signing secret; attempts from now on (retries too) are signed with the new one */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Standard Webhooks signing secret: the HMAC-SHA256 key is the base64 after whsec_, decoded */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request body, a WebSocket frame or an image object is over its size cap. The server closes the connection after an HTTP 413 instead of reading the rest. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's `Content-Type` is missing, not one the route accepts, or not UTF-8. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_agents_by_id_runs_by_run_deliveries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A run's webhook deliveries, oldest first, each with its attempts (status code or error, duration) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        deliveries: {
+                            /** @description The webhook-id header (the same on every attempt) */
+                            id: string;
+                            /** @enum {string} */
+                            event: "run.completed" | "run.failed" | "run.cancelled" | "run.requires_action";
+                            url: string;
+                            /** @enum {string} */
+                            status: "pending" | "delivered" | "failed";
+                            attempts: {
+                                attempt: number;
+                                /** Format: date-time */
+                                at: string;
+                                /** @description The receiver's HTTP status; null when no answer came */
+                                status_code: number | null;
+                                /** @description Why no answer came (timeout, refused connection, refused address); null on an answer */
+                                error: string | null;
+                                duration_ms: number;
+                            }[];
+                            /** Format: date-time */
+                            created_at: string;
+                            delivered_at: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     get_agents: {
         parameters: {
             query?: never;
@@ -2630,6 +3050,8 @@ export interface operations {
                             reason?: string;
                             /** @description On creation only: what will keep the agent from running (empty when nothing) */
                             warnings?: string[];
+                            /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                            webhook?: string;
                         }[];
                     };
                 };
@@ -2721,6 +3143,8 @@ export interface operations {
                     environment?: {
                         [key: string]: string;
                     };
+                    /** @description Absolute http(s) URL the run is POSTed to, signed per Standard Webhooks, on completed, failed, cancelled and requires_action */
+                    webhook?: string;
                 };
             };
         };
@@ -2790,6 +3214,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };
@@ -2967,6 +3393,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };
@@ -3379,6 +3807,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };
@@ -3534,6 +3964,8 @@ export interface operations {
                         reason?: string;
                         /** @description On creation only: what will keep the agent from running (empty when nothing) */
                         warnings?: string[];
+                        /** @description Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set */
+                        webhook?: string;
                     };
                 };
             };

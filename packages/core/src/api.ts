@@ -45,6 +45,7 @@ import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
 import type { HttpFetchToolOptions } from './tools/http-fetch.js';
 import type { WebSearchToolOptions } from './tools/web-search.js';
+import type { WebhookOptions } from './webhooks/dispatcher.js';
 import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './contract/json-limits.js';
 import { compileValidator, type Validator } from './contract/validation.js';
 
@@ -98,6 +99,13 @@ export interface SentinelApiOptions {
   providers?: ProviderOptions;
   /** The built-in `http_fetch` tool (allowed hosts, caps). Default: no host allowed, so every call fails with "not enabled". */
   httpFetch?: HttpFetchToolOptions;
+  /**
+   * Webhook delivery (docs/ARCHITECTURE.md#webhooks): `allowPrivateAddresses` (default false:
+   * loopback/private/link-local targets are refused, as for `http_fetch`), the attempt timeout
+   * (default 10 s), retry backoff base/cap (default 5 s / 1 h), how long retries go on (default
+   * 24 h), poll interval (default 1 s), lease (default 60 s). Default: those defaults.
+   */
+  webhooks?: WebhookOptions;
   /** The built-in `web_search` tool (a SearXNG-compatible URL). Default: not configured, so every call fails with "not configured". */
   webSearch?: WebSearchToolOptions;
   /**

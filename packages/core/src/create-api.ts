@@ -49,6 +49,9 @@ import { createHttpFetchTool } from './tools/http-fetch.js';
 import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
+import { deliverRunWebhooks, WebhookDispatcher } from './webhooks/dispatcher.js';
+import { WebhookSecrets } from './webhooks/secrets.js';
+import { AgentWebhookDefaults } from './webhooks/agent-webhooks.js';
 
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
@@ -81,6 +84,10 @@ export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly runtime: AgentRuntime;
   /** Runs (docs/ARCHITECTURE.md#runs): create, get, list, wait, cancel, subscribe to a run's frames. */
   readonly runs: RunService;
+  /** The users' webhook signing secrets (`whsec_…`), made on first use. */
+  readonly webhookSecrets: WebhookSecrets;
+  /** Delivers runs' webhooks (signed, retried, recorded); every instance's dispatcher takes part. Closed by `close()`. */
+  readonly webhooks: WebhookDispatcher;
   /**
    * Tools agents may call (built-ins: `calculator`, `current_time`, `http_fetch`, `web_search`);
    * register your own with `api.tools.register({ name, description, parameters, run })`
@@ -267,7 +274,12 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // what an embedding app registers later counts from then on.
     const images = new ImageService({ store, logger, journal, tools, providers });
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
-    const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
+    const webhookSecrets = new WebhookSecrets({ store });
+    const webhooks = new WebhookDispatcher({ ...options.webhooks, store, secrets: webhookSecrets, logger: logger.child({ component: 'webhooks' }) });
+    // The edge checks webhook URLs with the policy the dispatcher delivers under.
+    const webhookPolicy = { allowPrivateAddresses: webhooks.allowPrivateAddresses, ...(options.webhooks?.resolver ? { resolver: options.webhooks.resolver } : {}) };
+    const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas, webhookPolicy });
+    const agentWebhookDefaults = new AgentWebhookDefaults(store);
     const runsOptions = options.runs ?? {};
     const runJournal = new RunJournal({
       store,
@@ -285,6 +297,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       bus,
       logger,
       instanceId: randomUUID(),
+      webhookPolicy,
+      agentWebhook: (agentId: string) => agentWebhookDefaults.get(agentId),
       // One group commit per turn of the loop, in issue order: a keyless run's row joins its turn's first commit.
       orderedWrites: store instanceof SqliteStore,
       ...(liveness ? { liveness } : {}),
@@ -294,6 +308,9 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       ...(runsOptions.approvalTimeoutMs === undefined ? {} : { approvalTimeoutMs: runsOptions.approvalTimeoutMs }),
       ...(runsOptions.approvalSweepIntervalMs === undefined ? {} : { approvalSweepIntervalMs: runsOptions.approvalSweepIntervalMs }),
     });
+    // Subscribed before the start-up sweep, so runs it ends `interrupted` are announced too
+    // (stored now, delivered once the dispatcher starts).
+    deliverRunWebhooks(runs, webhooks, logger);
     // Before anything is served: runs an earlier start (or a dead instance) left running end `interrupted`.
     await runs.start();
     const chat = new AgentChatService({ agents, runtime, runs, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
@@ -320,6 +337,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
       auth: authService, users, quotas, agents, images, bus, events, runs, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
+      webhooks: { secrets: webhookSecrets, runs, store },
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);
@@ -355,6 +373,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       events,
       runtime,
       runs,
+      webhookSecrets,
+      webhooks,
       tools,
       providers,
       registry,
@@ -384,6 +404,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       close: () =>
         (closing ??= (async () => {
           await shutdown();
+          // After the turns ended, so their last transitions' deliveries are stored; attempts under way finish (each bounded by its timeout).
+          await webhooks.close();
           // After the turns ended: their upstream requests were aborted, so the pools hold only idle sockets.
           tokenRevocations.close();
           await providers.close();
@@ -397,6 +419,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
           await store.close();
         })()),
     };
+    webhooks.start();
     logger.info('sentinel api ready', { data_dir: dataDir, routes: routes.length, admin_created: admin.created, registry: registry.defaultRegistry });
     return api;
   } catch (err) {

@@ -244,3 +244,28 @@ export type { Tool, ToolContext } from './tools/types.js';
 export type { ToolSet, ToolRunOptions } from './tools/tool-set.js';
 export type { HttpFetchToolOptions } from './tools/http-fetch.js';
 export type { WebSearchToolOptions } from './tools/web-search.js';
+export {
+  WEBHOOK_EVENTS,
+  type NewWebhookDelivery,
+  type WebhookAttemptOutcome,
+  type WebhookAttemptRecord,
+  type WebhookClaim,
+  type WebhookDeliveryRecord,
+  type WebhookDeliveryStatus,
+  type WebhookDeliveryWithAttempts,
+  type WebhookEvent,
+  type WebhookStore,
+} from './contract/webhooks.js';
+export {
+  DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
+  WEBHOOK_SECRET_PREFIX,
+  generateWebhookSecret,
+  signWebhook,
+  verifyWebhookSignature,
+  webhookHeaders,
+  type VerifyWebhookOptions,
+  type WebhookSignatureInput,
+} from './webhooks/signing.js';
+export { WebhookSecrets, type WebhookSecretsOptions } from './webhooks/secrets.js';
+export { WebhookDispatcher, deliverRunWebhooks, type RunTransitions, type WebhookDispatcherOptions, type WebhookOptions, type WebhookPayload, type WebhookRun, type WebhookTransition } from './webhooks/dispatcher.js';
+export { WEBHOOK_URL_MAX_LENGTH, checkWebhookUrl, parseWebhookUrl, type WebhookAddressPolicy } from './webhooks/url.js';

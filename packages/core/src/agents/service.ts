@@ -20,6 +20,7 @@ import type { PreparedJson, RequestOrigin } from '../contract/route.js';
 import type { Store } from '../store/types.js';
 import { parseLogSince } from './log-query.js';
 import { CHAT_ENDPOINT, endpointUrl, EVENTS_ENDPOINT } from '../protocol/endpoints.js';
+import { checkWebhookUrl, type WebhookAddressPolicy } from '../webhooks/url.js';
 
 export interface CreateAgentInput {
   /** Image reference: ID, short ID, `name:tag` or `name`. */
@@ -30,6 +31,8 @@ export interface CreateAgentInput {
   parameters?: Record<string, unknown>;
   /** Environment variables for tools; only their names are ever returned. Default none. */
   environment?: Record<string, string>;
+  /** Default webhook URL of the agent's runs (a run's own wins), checked against the webhook address policy. Default none. */
+  webhook?: string;
 }
 
 export interface AgentLogsQuery {
@@ -70,6 +73,8 @@ export interface AgentServiceOptions {
   now?: () => number;
   /** Refuses (`quota_exceeded`) an agent beyond its owner's quota. Default none (unlimited). */
   quota?: { checkNewAgent(owner: string): Promise<void> };
+  /** Where an agent's default webhook may point (webhooks/url.ts). Default: public addresses only. */
+  webhookPolicy?: WebhookAddressPolicy;
 }
 
 /** Agent names: unicode letters and digits, space, `._-`, starting with a letter or digit. */
@@ -143,6 +148,7 @@ export class AgentService {
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly quota: { checkNewAgent(owner: string): Promise<void> } | undefined;
+  private readonly webhookPolicy: WebhookAddressPolicy;
   private readonly definitions = new Map<string, Pick<AgentDefinition, 'model' | 'tools'>>();
   /** `GET /v1/agents` bodies by (owner view, origin); see {@link listJson}. */
   private readonly listBodies = new PreparedJsonCache();
@@ -155,6 +161,7 @@ export class AgentService {
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
     this.quota = options.quota;
+    this.webhookPolicy = options.webhookPolicy ?? {};
   }
 
   private timestamp(): string {
@@ -245,6 +252,8 @@ export class AgentService {
       throw invalidRequest('invalid agent name: 1-64 letters, digits, spaces or ._- starting with a letter or digit');
     }
     const ref = parseImageReference(input.image);
+    // Before anything is written: a refused URL leaves no agent behind.
+    const webhook = input.webhook === undefined ? undefined : (await checkWebhookUrl(input.webhook, this.webhookPolicy)).url;
     // Agents that exist count, whatever their status: a stopped one can start at any moment.
     // Two creates racing may both pass; the quota is a budget, not a lock.
     await this.quota?.checkNewAgent(principal.username);
@@ -286,6 +295,7 @@ export class AgentService {
       record = { ...record, name: `${stem.slice(0, 64 - 1 - id.length)}-${id}` };
       await this.store.createAgent(record);
     }
+    if (webhook !== undefined) await this.store.setAgentWebhook(id, webhook);
     // Issued together, each group shares one commit of the Store (SqliteStore's group commit):
     // three commits per new agent instead of six. The status events still come out in order.
     const [, , running] = await Promise.all([
@@ -299,7 +309,7 @@ export class AgentService {
     const warnings = this.images.runProblems(def);
     if (warnings.length > 0) await this.journal.log(id, 'warn', `agent cannot run yet: ${warnings.join('; ')}`, { warnings });
     const run = warnings.length === 0 ? { runnable: true } : { runnable: false, reason: warnings.join('; ') };
-    return { ...toAgentResource(running, origin, run), warnings };
+    return { ...toAgentResource(running, origin, run), warnings, ...(webhook === undefined ? {} : { webhook }) };
   }
 
   /** The principal's agents (every agent for an admin), newest first. */
@@ -328,7 +338,9 @@ export class AgentService {
 
   /** One agent by reference (id, name or id prefix); `not_found` when unknown or not visible to the principal. */
   async get(principal: Principal, ref: string, origin: RequestOrigin): Promise<AgentResource> {
-    return this.resource(await this.visibleRecord(principal, ref), origin);
+    const record = await this.visibleRecord(principal, ref);
+    const [resource, webhook] = await Promise.all([this.resource(record, origin), this.store.getAgentWebhook(record.id)]);
+    return webhook === null ? resource : { ...resource, webhook };
   }
 
   /**

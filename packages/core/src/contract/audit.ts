@@ -13,6 +13,7 @@ export type AuditAction =
   | 'auth.logout'
   | 'auth.tokens_revoked'
   | 'auth.password_changed'
+  | 'auth.webhook_secret_rotated'
   | 'key.created'
   | 'key.revoked'
   | 'user.created'

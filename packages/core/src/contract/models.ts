@@ -115,6 +115,8 @@ export interface AgentResource {
   reason?: string;
   /** What agent creation noticed (an unconfigured provider, an unknown tool); only on the create answer. */
   warnings?: string[];
+  /** The agent's default webhook URL for its runs (a run's own wins); on the create answer and `GET /v1/agents/{id}`, when set. */
+  webhook?: string;
 }
 
 /** The agent definition (a "Sentinelfile"), validated. It is the OCI config blob of an image. */

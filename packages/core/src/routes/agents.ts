@@ -10,6 +10,7 @@ import { unavailable } from '../contract/errors.js';
 import { LOG_LEVELS, type LogLevel } from '../contract/logger.js';
 import { prepareJson } from './prepared-json.js';
 import { principalOf, streamResult, type JsonSchema, type RouteDef } from '../contract/route.js';
+import { WEBHOOK_URL_SCHEMA } from '../webhooks/url.js';
 
 /**
  * Agent references in paths: an id (or a prefix of one) or a name (see AgentService). A
@@ -37,6 +38,7 @@ export const CREATE_AGENT_BODY_SCHEMA: JsonSchema = {
       propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' },
       additionalProperties: { type: 'string', maxLength: 4096 },
     },
+    webhook: WEBHOOK_URL_SCHEMA,
   },
   required: ['image'],
   additionalProperties: false,
@@ -74,6 +76,7 @@ export const AGENT_RESOURCE_SCHEMA: JsonSchema = {
     runnable: { type: 'boolean', description: 'False when this server cannot run the image as configured now (unknown provider or tool, provider without API key)' },
     reason: { type: 'string', description: 'Why the agent cannot run (only when runnable is false)' },
     warnings: { type: 'array', items: { type: 'string' }, description: 'On creation only: what will keep the agent from running (empty when nothing)' },
+    webhook: { type: 'string', description: "Default webhook URL of the agent's runs (a run's own wins); on creation and GET /v1/agents/{id}, when set" },
   },
   required: ['id', 'name', 'image', 'image_id', 'status', 'created_at', 'updated_at', 'model', 'owner', 'parameters', 'environment', 'api_usage', 'endpoints', 'runnable'],
   additionalProperties: false,
@@ -145,7 +148,7 @@ export function agentRoutes(deps: { agents: AgentService; bus?: EventBus; audit?
       errors: ['conflict', 'not_found', 'quota_exceeded'],
       errorDescriptions: { 429: 'quota_exceeded: you own as many agents as your quota allows; rate_limited: over the write rate limit' },
       examples: { body: { image: 'sentinel/helper:latest', name: 'helper', environment: { LANG: 'en' } }, response: AGENT_EXAMPLE },
-      handler: (input: { body: { image: string; name?: string; parameters?: Record<string, unknown>; environment?: Record<string, string> } }, ctx) =>
+      handler: (input: { body: { image: string; name?: string; parameters?: Record<string, unknown>; environment?: Record<string, string>; webhook?: string } }, ctx) =>
         agents.create(principalOf(ctx), input.body, ctx.origin),
     },
     {

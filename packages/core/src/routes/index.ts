@@ -30,6 +30,7 @@ import type { TicketService } from '../auth/tickets.js';
 import type { RouteDef } from '../contract/route.js';
 import { noAudit, type AuditReader, type AuditRecorder } from '../contract/audit.js';
 import { versionRoutes, type VersionRouteDeps } from './version.js';
+import { webhookRoutes, type WebhookRouteDeps } from './webhooks.js';
 
 export interface RouteTableDeps {
   auth: AuthService;
@@ -60,6 +61,8 @@ export interface RouteTableDeps {
   auditLog?: AuditReader;
   /** Serves `POST /v1/ws-tickets`, logout and revoke-tokens. Default: none (those routes are absent). */
   tickets?: TicketService;
+  /** Serves the webhook secret routes, and with `runs` and `store` a run's deliveries. Default: none (the routes are absent). */
+  webhooks?: Omit<WebhookRouteDeps, 'audit'>;
 }
 
 /**
@@ -76,6 +79,7 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
     ...authRoutes({ auth: deps.auth, users: deps.users, audit, ...(deps.quotas ? { quotas: deps.quotas } : {}) }),
     ...(deps.keys === undefined ? [] : keyRoutes({ keys: deps.keys, audit })),
     ...(deps.tickets === undefined ? [] : sessionRoutes({ auth: deps.auth, users: deps.users, agents: deps.agents, tickets: deps.tickets, audit })),
+    ...(deps.webhooks === undefined ? [] : webhookRoutes({ ...deps.webhooks, audit })),
     ...agentRoutes({ agents: deps.agents, audit, ...(deps.bus === undefined ? {} : { bus: deps.bus }) }),
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),

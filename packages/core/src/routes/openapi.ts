@@ -7,6 +7,7 @@ import { bodyFormatsOf } from '../api.js';
 import { ERROR_CATALOGUE } from '../contract/error-catalogue.js';
 import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../contract/errors.js';
 import { SCOPES, SCOPE_DESCRIPTIONS } from '../contract/scopes.js';
+import { WEBHOOK_EVENTS } from '../contract/webhooks.js';
 import { COMPONENT_NAME, type BodyFormat, type JsonSchema, type RouteDef, type RouteHeaderDoc, type RouteSuccessDoc } from '../contract/route.js';
 
 export interface OpenApiOptions {
@@ -205,6 +206,41 @@ function operationOf(route: RouteDef): Record<string, unknown> {
   return operation;
 }
 
+/** The body of a run's webhook POST (webhooks/dispatcher.ts), for the document's `webhooks`. */
+export const WEBHOOK_PAYLOAD_SCHEMA: JsonSchema = {
+  type: 'object',
+  properties: {
+    type: { type: 'string', enum: [...WEBHOOK_EVENTS] },
+    timestamp: { type: 'string', format: 'date-time', description: 'When the transition was announced' },
+    data: { type: 'object', description: 'The run, as GET /v1/agents/{id}/runs/{run} returns it' },
+  },
+  required: ['type', 'timestamp', 'data'],
+  additionalProperties: false,
+};
+
+const WEBHOOK_HEADERS = [
+  ['webhook-id', 'The delivery id (`msg_…`), the same on every retry: deduplicate by it'],
+  ['webhook-timestamp', 'Unix seconds of this attempt; refuse values more than 5 minutes from your clock'],
+  ['webhook-signature', 'Space-separated `v1,<base64>` signatures: HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>.<raw body>`, keyed with the base64-decoded part of your secret after `whsec_`'],
+] as const;
+
+/** OpenAPI 3.1 `webhooks`: what the server POSTs to a run's webhook URL (Standard Webhooks). */
+function webhooksSection(): Record<string, unknown> {
+  return {
+    runTransition: {
+      post: {
+        summary: "A run's transition (completed, failed, cancelled, requires_action), POSTed to the run's webhook or its agent's default",
+        description:
+          'Signed per Standard Webhooks with your secret (GET /v1/auth/webhook-secret). Answer 2xx within 10 s; anything else (or no answer) is retried ' +
+          'with exponential backoff for up to 24 h. Redirects are not followed. Every attempt is listed by GET /v1/agents/{id}/runs/{run}/deliveries.',
+        parameters: WEBHOOK_HEADERS.map(([name, description]) => ({ name, in: 'header', required: true, description, schema: { type: 'string' } })),
+        requestBody: { required: true, content: { 'application/json': { schema: WEBHOOK_PAYLOAD_SCHEMA } } },
+        responses: { '2XX': { description: 'Delivered: no more attempts' }, default: { description: 'Not delivered: retried later' } },
+      },
+    },
+  };
+}
+
 /**
  * A copy of `value` in which every schema marked with {@link COMPONENT_NAME} is replaced by a
  * `$ref` to its entry in `components` (filled here). Two different schemas under one name are
@@ -252,6 +288,7 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
     },
     servers: options.servers ?? [{ url: '/', description: 'The server this document came from' }],
     paths,
+    webhooks: webhooksSection(),
     components: {
       securitySchemes: {
         bearerAuth: {

@@ -24,6 +24,7 @@ import { RunApprovals, type ApprovalFrame, type RunDecision } from './approvals.
 import { frameOf, isTerminalFrameJson, type JournaledFrame, type LiveRun, type RunJournal } from './journal.js';
 import { endedPatch, failedPatch, INTERRUPTED_MESSAGE, isActiveStatus, isTerminalStatus, transitionOf } from './status.js';
 import type { Store } from '../store/types.js';
+import { checkWebhookUrl, type WebhookAddressPolicy } from '../webhooks/url.js';
 import type { RequiredAction, RunFrameRow, RunRecord, RunStatus, RunUsage } from './types.js';
 
 /** Which instances are alive (the Redis one is redis/instance-liveness.ts). */
@@ -78,6 +79,10 @@ export interface RunServiceOptions {
   logger?: Logger;
   /** Clock for timestamps. Default `Date.now`. */
   now?: () => number;
+  /** Where a run's webhook may point (webhooks/url.ts; checked at create). Default: public addresses only. */
+  webhookPolicy?: WebhookAddressPolicy;
+  /** The agent's default webhook URL, for a run that names none (webhooks/agent-webhooks.ts). Default: none. */
+  agentWebhook?: (agentId: string) => Promise<string | null>;
 }
 
 /** The input of a run. */
@@ -116,6 +121,8 @@ export class RunService {
   private readonly windowMs: number;
   private readonly heartbeatMs: number;
   private readonly sweepIntervalMs: number;
+  private readonly webhookPolicy: WebhookAddressPolicy;
+  private readonly agentWebhook: ((agentId: string) => Promise<string | null>) | undefined;
   private readonly transitionListeners = new Set<(run: RunRecord, event: RunTransition) => void>();
   /**
    * Agents with a run in requires_action, as this instance knows them: loaded at start, kept
@@ -139,6 +146,8 @@ export class RunService {
     this.bus = options.bus;
     this.instanceId = options.instanceId;
     this.liveness = options.liveness;
+    this.webhookPolicy = options.webhookPolicy ?? {};
+    this.agentWebhook = options.agentWebhook;
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
     this.windowMs = options.idempotencyWindowMs ?? 24 * 3600_000;
@@ -311,6 +320,8 @@ export class RunService {
    */
   async create(principal: Principal, agentId: string, input: RunInput): Promise<{ run: RunRecord; created: boolean }> {
     const agent = await this.agents.getRecord(principal, agentId);
+    // The webhook address policy (as for http_fetch): a refused URL is a 400 before anything is stored.
+    if (input.webhook !== undefined) await checkWebhookUrl(input.webhook, this.webhookPolicy);
     const key = input.idempotency_key === undefined ? (input.message_id ?? null) : input.idempotency_key;
     const requestHash = input.requestHash ?? (key === null ? null : messageRequestHash(input.content));
     const nowMs = this.now();
@@ -327,6 +338,8 @@ export class RunService {
       throw new SentinelError('agent_busy', `agent is waiting for a tool approval in run ${waiting.id}`);
     }
     const messageId = input.message_id ?? newMessageId();
+    // The run's own URL wins over the agent's default (webhooks/), copied so the record says where it goes.
+    const webhook = input.webhook ?? (this.agentWebhook === undefined ? null : await this.agentWebhook(agent.id));
     const createdAt = isoTimestamp(nowMs);
     const runId = newRunId(nowMs);
     const creating = this.store.createRun(
@@ -338,7 +351,7 @@ export class RunService {
         status: 'queued',
         input: { content: input.content },
         usage: { ...ZERO_USAGE },
-        webhook: input.webhook ?? null,
+        webhook,
         created_at: createdAt,
         idempotency_key: key,
         request_hash: requestHash,
@@ -349,7 +362,7 @@ export class RunService {
     if (key === null && this.orderedWrites) {
       // Nothing can make it exist already: its row is written before anything the turn writes,
       // in the same group commit as the turn's first writes.
-      const run = queuedRun(runId, agent, messageId, input, createdAt);
+      const run = queuedRun(runId, agent, messageId, { ...input, ...(webhook === null ? {} : { webhook }) }, createdAt);
       creating.catch((err: unknown) => this.logger.error('cannot store a run', { run_id: run.id, error: errorText(err) }));
       const { refused: notQueued } = this.startTurn(agent, run, creating);
       return { run: notQueued ? ((await notQueued) ?? run) : run, created: true };

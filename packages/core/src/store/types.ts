@@ -1,5 +1,6 @@
 import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, NewEventRecord, NewLogRecord, NewMessageRecord, NewUserRecord, RepositoryRecord, UserRecord } from '../contract/models.js';
 import type { ApiKeyStore } from '../contract/api-keys.js';
+import type { WebhookStore } from '../contract/webhooks.js';
 import type { AuditEntry, AuditQuery, NewAuditEntry } from '../contract/audit.js';
 import type { LogLevel } from '../contract/logger.js';
 import type { CreateRunOptions, CreateRunResult, NewRunRecord, RunFrameRow, RunPatch, RunQuery, RunRecord, RunSearch, UpdateRunOptions } from '../runs/types.js';
@@ -70,7 +71,7 @@ export interface LogQuery {
  *
  * Conflicts (duplicate username, duplicate agent id) reject with SentinelError `conflict`.
  */
-export interface Store extends ApiKeyStore {
+export interface Store extends ApiKeyStore, WebhookStore {
   /** Applies pending migrations. Idempotent; safe to call at every start. */
   migrate(): Promise<void>;
   /** Cheap liveness check (readiness probes). */

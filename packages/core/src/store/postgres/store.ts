@@ -76,6 +76,8 @@ import {
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
 import { POSTGRES_MIGRATIONS_TABLE_SQL, postgresMigrations } from './migrations.js';
 import { PostgresRegistryBackend } from './registry.js';
+import { PgWebhooks } from './webhooks.js';
+import type { NewWebhookDelivery, WebhookAttemptOutcome, WebhookAttemptRecord, WebhookClaim, WebhookDeliveryRecord, WebhookDeliveryWithAttempts } from '../../contract/webhooks.js';
 import { APPEND_AUDIT_SQL, APPEND_EVENTS_SQL, APPEND_LOGS_SQL, APPEND_MESSAGES_SQL, IMAGE_SELECT, LOG_FILTER_SQL } from './statements.js';
 import { isPostgresUrl, redactDatabaseUrl } from './url.js';
 
@@ -145,6 +147,10 @@ class PgStore implements PostgresStore {
   readonly #pool: Pool;
   #closed = false;
   #closing: Promise<void> | undefined;
+  readonly #webhooks = new PgWebhooks({
+    query: (text, values, messages) => this.#query(text, values, messages),
+    transaction: (work) => this.#transaction(work),
+  });
 
   constructor(pg: PgModule, options: Required<Omit<PostgresStoreOptions, 'schema'>> & { schema: string | undefined }) {
     this.url = redactDatabaseUrl(options.url);
@@ -912,6 +918,42 @@ class PgStore implements PostgresStore {
       WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
       [uses.map((use) => use.id), uses.map((use) => use.last_used_at)],
     );
+  }
+
+  getWebhookSecret(username: string): Promise<string | null> {
+    return this.#webhooks.getSecret(username);
+  }
+
+  ensureWebhookSecret(username: string, candidate: string, now: string): Promise<string> {
+    return this.#webhooks.ensureSecret(username, candidate, now);
+  }
+
+  setWebhookSecret(username: string, secret: string, now: string): Promise<void> {
+    return this.#webhooks.setSecret(username, secret, now);
+  }
+
+  setAgentWebhook(agentId: string, url: string | null): Promise<void> {
+    return this.#webhooks.setAgentWebhook(agentId, url);
+  }
+
+  getAgentWebhook(agentId: string): Promise<string | null> {
+    return this.#webhooks.getAgentWebhook(agentId);
+  }
+
+  createWebhookDelivery(delivery: NewWebhookDelivery): Promise<void> {
+    return this.#webhooks.createDelivery(delivery);
+  }
+
+  claimWebhookDeliveries(claim: WebhookClaim): Promise<WebhookDeliveryRecord[]> {
+    return this.#webhooks.claim(claim);
+  }
+
+  recordWebhookAttempt(deliveryId: string, claimant: string, attempt: WebhookAttemptRecord, outcome: WebhookAttemptOutcome): Promise<boolean> {
+    return this.#webhooks.recordAttempt(deliveryId, claimant, attempt, outcome);
+  }
+
+  listWebhookDeliveries(runId: string): Promise<WebhookDeliveryWithAttempts[]> {
+    return this.#webhooks.listOfRun(runId);
   }
 
   /** Runs one append statement (see statements.ts); returns the seq before the new rows. */

@@ -326,4 +326,60 @@ CREATE TABLE run_frames (
 ) WITHOUT ROWID;
 `,
   },
+  {
+    version: 12,
+    name: 'webhooks',
+    sql: `
+-- Each user's Standard Webhooks signing secret (whsec_…), made on first use. Kept in clear:
+-- the server must sign with it (an HMAC key cannot be stored hashed). Goes with the user.
+CREATE TABLE webhook_secrets (
+  username   TEXT PRIMARY KEY NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+  secret     TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+
+-- An agent's default webhook URL (a run's own wins). A table of its own, not a column of
+-- agents, so the agent rows and their mappers stay as they are. Goes with the agent.
+CREATE TABLE agent_webhooks (
+  agent_id TEXT PRIMARY KEY NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+  url      TEXT NOT NULL
+);
+
+-- One event of one run to one URL. Created once, by the instance that made the run's
+-- transition; any instance delivers it after leasing it (claimed_by, claimed_until).
+-- No foreign key to runs: deliveries are the webhook feature's, and go with the agent.
+CREATE TABLE webhook_deliveries (
+  id              TEXT PRIMARY KEY NOT NULL,
+  run_id          TEXT NOT NULL,
+  agent_id        TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+  owner           TEXT NOT NULL,
+  event           TEXT NOT NULL CHECK (event IN ('run.completed', 'run.failed', 'run.cancelled', 'run.requires_action')),
+  url             TEXT NOT NULL,
+  payload         TEXT NOT NULL CHECK (json_valid(payload)),
+  status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+  attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+  next_attempt_at TEXT NOT NULL,
+  claimed_until   TEXT,
+  claimed_by      TEXT,
+  created_at      TEXT NOT NULL,
+  delivered_at    TEXT
+);
+-- The dispatcher's question: which pending deliveries are due? Only pending rows are indexed.
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id, created_at);
+-- The cascade from agents looks deliveries up by agent.
+CREATE INDEX webhook_deliveries_by_agent ON webhook_deliveries (agent_id);
+
+CREATE TABLE webhook_attempts (
+  delivery_id TEXT NOT NULL REFERENCES webhook_deliveries (id) ON DELETE CASCADE,
+  attempt     INTEGER NOT NULL CHECK (attempt >= 1),
+  at          TEXT NOT NULL,
+  status_code INTEGER,
+  error       TEXT,
+  duration_ms INTEGER NOT NULL CHECK (duration_ms >= 0),
+  PRIMARY KEY (delivery_id, attempt)
+);
+`,
+  },
 ];

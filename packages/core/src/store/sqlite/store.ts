@@ -64,6 +64,8 @@ import type { CreateRunOptions, CreateRunResult, NewRunRecord, RunFrameRow, RunP
 import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, RevokedTokenRecord, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { SqliteApiKeys } from './api-keys.js';
+import { SqliteWebhooks } from './webhooks.js';
+import type { NewWebhookDelivery, WebhookAttemptOutcome, WebhookAttemptRecord, WebhookClaim, WebhookDeliveryRecord, WebhookDeliveryWithAttempts } from '../../contract/webhooks.js';
 import { newUserId } from '../user-id.js';
 import { openFailureReason, run } from './errors.js';
 import { GroupCommit } from './group-commit.js';
@@ -108,6 +110,7 @@ export class SqliteStore implements Store {
   #statements: Statements | undefined;
   /** API-key statements (api-keys.ts), prepared with the others. */
   #apiKeys: SqliteApiKeys | undefined;
+  #webhooks: SqliteWebhooks | undefined;
   /** findAgents statements by WHERE clause (see there). */
   readonly #findAgentStatements = new Map<string, PreparedStatement<[Record<string, string | number>], AgentRow>>();
   #identity: IdentityStatements | undefined;
@@ -186,6 +189,7 @@ export class SqliteStore implements Store {
     }
     this.#statements ??= prepareStatements(db);
     this.#apiKeys ??= new SqliteApiKeys(db);
+    this.#webhooks ??= new SqliteWebhooks(db);
   }
 
   async ping(): Promise<void> {
@@ -200,6 +204,7 @@ export class SqliteStore implements Store {
     this.#closed = true;
     this.#statements = undefined;
     this.#apiKeys = undefined;
+    this.#webhooks = undefined;
     this.#identity = undefined;
     this.#findAgentStatements.clear();
     this.#db.close();
@@ -802,6 +807,60 @@ export class SqliteStore implements Store {
     const keys = this.#keys();
     this.#groupCommit.flush();
     keys.touch(uses);
+  }
+
+  async getWebhookSecret(username: string): Promise<string | null> {
+    return this.#hooks().getSecret(username);
+  }
+
+  async ensureWebhookSecret(username: string, candidate: string, now: string): Promise<string> {
+    const hooks = this.#hooks();
+    this.#groupCommit.flush();
+    return hooks.ensureSecret(username, candidate, now);
+  }
+
+  async setWebhookSecret(username: string, secret: string, now: string): Promise<void> {
+    const hooks = this.#hooks();
+    this.#groupCommit.flush();
+    hooks.setSecret(username, secret, now);
+  }
+
+  async setAgentWebhook(agentId: string, url: string | null): Promise<void> {
+    const hooks = this.#hooks();
+    this.#groupCommit.flush();
+    hooks.setAgentWebhook(agentId, url);
+  }
+
+  async getAgentWebhook(agentId: string): Promise<string | null> {
+    return this.#hooks().getAgentWebhook(agentId);
+  }
+
+  async createWebhookDelivery(delivery: NewWebhookDelivery): Promise<void> {
+    const hooks = this.#hooks();
+    this.#groupCommit.flush();
+    hooks.createDelivery(delivery);
+  }
+
+  async claimWebhookDeliveries(claim: WebhookClaim): Promise<WebhookDeliveryRecord[]> {
+    const hooks = this.#hooks();
+    this.#groupCommit.flush();
+    return hooks.claim(claim);
+  }
+
+  async recordWebhookAttempt(deliveryId: string, claimant: string, attempt: WebhookAttemptRecord, outcome: WebhookAttemptOutcome): Promise<boolean> {
+    const hooks = this.#hooks();
+    this.#groupCommit.flush();
+    return hooks.recordAttempt(deliveryId, claimant, attempt, outcome);
+  }
+
+  async listWebhookDeliveries(runId: string): Promise<WebhookDeliveryWithAttempts[]> {
+    return this.#hooks().listOfRun(runId);
+  }
+
+  #hooks(): SqliteWebhooks {
+    this.#stmts();
+    if (this.#webhooks === undefined) throw new SentinelError('unavailable', 'the store is not migrated yet; call migrate() first');
+    return this.#webhooks;
   }
 
   #keys(): SqliteApiKeys {
