@@ -18,7 +18,7 @@ import type { CredentialRevocationFeed } from './auth/revocations.js';
 import type { WebSocketEndpointName } from './protocol/endpoints.js';
 import type { RegistrySettings } from './registry/service.js';
 import type { ProviderOptions } from './providers/config.js';
-import { isPreparedJson, type BodyFormat, type RouteContext, type RouteDef } from './contract/route.js';
+import { isPreparedJson, isRouteReply, type BodyFormat, type RouteContext, type RouteDef } from './contract/route.js';
 import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
 import type { HttpFetchToolOptions } from './tools/http-fetch.js';
@@ -209,9 +209,18 @@ async function runRoute(
     body = route.validate.body(body);
   }
   const result = await route.handler({ params, query, body } as never, ctx);
-  if (result === undefined) return { status: 204, body: undefined };
-  if (isPreparedJson(result)) return { status: route.status ?? 200, body: result.value, prepared: { bytes: result.bytes, etag: result.etag } };
-  return { status: route.status ?? 200, body: result };
+  if (isRouteReply(result)) {
+    const response = responseOf(route, result.value, result.status);
+    if (result.headers !== undefined) response.headers = result.headers;
+    return response;
+  }
+  return responseOf(route, result, undefined);
+}
+
+function responseOf(route: CompiledRoute, result: unknown, status: number | undefined): RouteResponse {
+  if (result === undefined) return { status: status ?? 204, body: undefined };
+  if (isPreparedJson(result)) return { status: status ?? route.status ?? 200, body: result.value, prepared: { bytes: result.bytes, etag: result.etag } };
+  return { status: status ?? route.status ?? 200, body: result };
 }
 
 /** What `createSentinelApi` returns; transports depend on this shape only. */

@@ -48,8 +48,10 @@ export type * from './contract/models.js';
 export {
   deprecationHeaders,
   isPreparedJson,
+  isRouteReply,
   isStreamResult,
   preparedJson,
+  routeReply,
   streamResult,
   type AuthLevel,
   type BodyFormat,
@@ -60,8 +62,11 @@ export {
   type RouteContext,
   type RouteDef,
   type RouteDeprecation,
+  type RouteHeaderDoc,
   type RouteInput,
+  type RouteReply,
   type RouteResult,
+  type RouteSuccessDoc,
   type StreamItem,
   type StreamResult,
 } from './contract/route.js';

@@ -119,6 +119,11 @@ class HttpRequestContext implements RequestContext {
     return this.#req.headers.accept;
   }
 
+  header(name: string): string | undefined {
+    const value = this.#req.headers[name];
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
+
   markClientGone(): void {
     this.#gone = true;
     this.#controller?.abort();

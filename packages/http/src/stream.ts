@@ -123,8 +123,8 @@ export async function sendStream(req: IncomingMessage, res: ServerResponse, stre
     return;
   }
 
-  const format = streamFormatOf(req.headers.accept);
-  appendVary(res, 'Accept');
+  const format = stream.format ?? streamFormatOf(req.headers.accept);
+  if (stream.format === undefined) appendVary(res, 'Accept');
   res.writeHead(ctx.status, {
     'Content-Type': CONTENT_TYPES[format],
     'Cache-Control': 'no-cache',

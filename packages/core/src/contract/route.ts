@@ -39,6 +39,12 @@ export interface RouteContext {
    * transport without one).
    */
   accept?: string;
+  /**
+   * A request header by its lower-case name (a repeated header's values joined with `, `), for
+   * routes that read one (`Idempotency-Key`). Default: undefined (a transport without headers:
+   * every header reads as absent).
+   */
+  header?(name: string): string | undefined;
 }
 
 /**
@@ -119,6 +125,19 @@ export interface RouteDef {
    * declares the `If-None-Match` parameter, the `ETag` header and `304`. Default false.
    */
   etag?: boolean;
+  /**
+   * Request headers the route reads (through `ctx.header`), for the OpenAPI document; the
+   * handler validates them. Default none.
+   */
+  requestHeaders?: RouteHeaderDoc[];
+  /**
+   * The success answers, for the OpenAPI document, when the route has more than the one of
+   * `status` (a 202 with the resource, a 200 stream when asked): each lists its body kinds
+   * (`json`: `schemas.response`; `ndjson`/`sse`: items of `streamItem`) and its headers. The
+   * handler picks status and headers with {@link routeReply}. Default: one answer, `status`,
+   * with JSON and `streams`.
+   */
+  successResponses?: RouteSuccessDoc[];
   /** Examples for the OpenAPI document (checked against the schemas by its test). Default none. */
   examples?: { body?: unknown; response?: unknown };
   /** Descriptions of error responses for the OpenAPI document (status → when), replacing the generic ones. Default none. */
@@ -131,6 +150,24 @@ export interface RouteDef {
    */
   deprecated?: true | RouteDeprecation;
   handler(input: RouteInput<any, any, any>, ctx: RouteContext): Promise<RouteResult> | RouteResult;
+}
+
+/** A header a route reads or sends, as the OpenAPI document describes it. */
+export interface RouteHeaderDoc {
+  /** As written in documents, e.g. `Idempotency-Key`. */
+  name: string;
+  description: string;
+  schema: JsonSchema;
+}
+
+/** One success answer of a route (see `RouteDef.successResponses`). */
+export interface RouteSuccessDoc {
+  status: number;
+  description: string;
+  /** What the body can be. */
+  content: Array<'json' | 'ndjson' | 'sse'>;
+  /** Response headers of this answer. Default none. */
+  headers?: RouteHeaderDoc[];
 }
 
 /** When and why a route is deprecated. */
@@ -190,11 +227,17 @@ export interface StreamItem {
 export interface StreamResult {
   readonly [STREAM]: true;
   readonly items: AsyncIterable<StreamItem>;
+  /**
+   * The one format this stream is sent in, whatever the client's `Accept` (a run's stream is
+   * SSE: its `id:` lines are how a client resumes). Default: chosen by `Accept` (SSE for
+   * `text/event-stream`, NDJSON otherwise).
+   */
+  readonly format?: 'ndjson' | 'sse';
 }
 
-/** Marks an async iterable of items as a streamed route result. */
-export function streamResult(items: AsyncIterable<StreamItem>): StreamResult {
-  return { [STREAM]: true, items };
+/** Marks an async iterable of items as a streamed route result; `options.format` (default: by `Accept`) fixes the format. */
+export function streamResult(items: AsyncIterable<StreamItem>, options: { format?: 'ndjson' | 'sse' } = {}): StreamResult {
+  return options.format === undefined ? { [STREAM]: true, items } : { [STREAM]: true, items, format: options.format };
 }
 
 /** Brand check (works across duplicated module copies). */
@@ -227,4 +270,30 @@ export function preparedJson(value: unknown, bytes: Buffer, etag: string): Prepa
 /** Brand check (works across duplicated module copies). */
 export function isPreparedJson(value: unknown): value is PreparedJson {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PREPARED] === true;
+}
+
+const REPLY = Symbol.for('sentinel.route-reply');
+
+/**
+ * A handler's result with the status and headers of this answer (a 202 with `Location`, a
+ * replayed 200 with `Idempotency-Replayed`): `value` is sent as a plain result would be (JSON,
+ * a StreamResult, or a PreparedJson).
+ */
+export interface RouteReply {
+  readonly [REPLY]: true;
+  readonly value: RouteResult;
+  /** Default: the route's `status`. */
+  readonly status?: number;
+  /** Default none. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Wraps a result with its status and headers (see {@link RouteReply}). */
+export function routeReply(value: RouteResult, options: { status?: number; headers?: Readonly<Record<string, string>> }): RouteReply {
+  return { [REPLY]: true, value, ...options };
+}
+
+/** Brand check (works across duplicated module copies). */
+export function isRouteReply(value: unknown): value is RouteReply {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[REPLY] === true;
 }

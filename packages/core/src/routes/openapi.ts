@@ -7,7 +7,7 @@ import { bodyFormatsOf } from '../api.js';
 import { ERROR_CATALOGUE } from '../contract/error-catalogue.js';
 import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../contract/errors.js';
 import { SCOPES, SCOPE_DESCRIPTIONS } from '../contract/scopes.js';
-import type { BodyFormat, JsonSchema, RouteDef } from '../contract/route.js';
+import type { BodyFormat, JsonSchema, RouteDef, RouteHeaderDoc, RouteSuccessDoc } from '../contract/route.js';
 
 export interface OpenApiOptions {
   /** Default 'SentinelStacks API'. */
@@ -130,30 +130,32 @@ function streamItemSchema(route: RouteDef, description: string): JsonSchema {
   return { description, anyOf: [route.streamItem ?? { type: 'object' }, { $ref: ERROR_REF }] };
 }
 
-function successResponse(route: RouteDef, status: number): Record<string, unknown> {
+function successResponse(route: RouteDef, status: number, kinds?: RouteSuccessDoc['content'], description?: string, headers?: RouteHeaderDoc[]): Record<string, unknown> {
   const response = route.schemas?.response;
   const content: Record<string, unknown> = {};
-  if (response) {
+  if (response && (kinds === undefined || kinds.includes('json'))) {
     content['application/json'] = { schema: response, ...(route.examples?.response === undefined ? {} : { example: route.examples.response }) };
   }
-  for (const kind of route.streams ?? []) {
+  for (const kind of kinds?.filter((k) => k !== 'json') ?? route.streams ?? []) {
     const description =
       kind === 'sse'
         ? 'Server-Sent Events: `id:` (seq), `event:` (type, `error` for the final error item), `data:` one JSON object of this schema; `: ping` comments keep the connection open'
         : 'One JSON object of this schema per line; a stream that fails ends with an Error line';
     content[STREAM_MEDIA_TYPES[kind]] = { schema: streamItemSchema(route, description) };
   }
-  const description = status === 204 ? 'No content' : route.summary;
+  const headerObjects: Record<string, unknown> = { ...(route.etag ? ETAG_HEADER : {}) };
+  for (const header of headers ?? []) headerObjects[header.name] = { description: header.description, schema: header.schema };
   return {
-    description,
-    ...(route.etag ? { headers: ETAG_HEADER } : {}),
+    description: description ?? (status === 204 ? 'No content' : route.summary),
+    ...(Object.keys(headerObjects).length > 0 ? { headers: headerObjects } : {}),
     ...(Object.keys(content).length > 0 ? { content } : {}),
   };
 }
 
 function operationOf(route: RouteDef): Record<string, unknown> {
-  const status = successStatus(route);
-  const responses: Record<string, unknown> = { [String(status)]: successResponse(route, status) };
+  const responses: Record<string, unknown> = {};
+  if (route.successResponses === undefined) responses[String(successStatus(route))] = successResponse(route, successStatus(route));
+  for (const answer of route.successResponses ?? []) responses[String(answer.status)] = successResponse(route, answer.status, answer.content, answer.description, answer.headers);
   if (route.etag) responses['304'] = { description: 'Not modified: If-None-Match named the current ETag', headers: ETAG_HEADER };
   const formats = bodyFormatsOf(route);
   const hasBody = route.schemas?.body !== undefined || formats.length > 0;
@@ -186,6 +188,7 @@ function operationOf(route: RouteDef): Record<string, unknown> {
   if ((route.schemas?.query?.properties as Record<string, { type?: unknown }> | undefined)?.since?.type === 'integer') {
     parameters.push({ name: 'Last-Event-ID', in: 'header', required: false, description: 'Resume after this seq (used when the query has no since), as EventSource sends it', schema: { type: 'string' } });
   }
+  for (const header of route.requestHeaders ?? []) parameters.push({ name: header.name, in: 'header', required: false, description: header.description, schema: header.schema });
   if (route.etag) parameters.push({ name: 'If-None-Match', in: 'header', required: false, description: 'An ETag of an earlier answer: 304 when it is still current', schema: { type: 'string' } });
   if (parameters.length > 0) operation.parameters = parameters;
   if (hasBody) {
