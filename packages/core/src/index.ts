@@ -148,6 +148,22 @@ export { buildOpenApiDocument, type OpenApiDocument, type OpenApiOptions } from 
 // Ports and services: the interfaces behind `SentinelApi`'s members, and their inputs and results.
 export type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, RevokedTokenRecord, Store, UserPatch } from './store/types.js';
 export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './store/sqlite/store.js';
+// Runs (issue 16): a turn as a resource, and the Store's inputs for it.
+export {
+  RUN_STATUSES,
+  type CreateRunOptions,
+  type CreateRunResult,
+  type NewRunRecord,
+  type RequiredAction,
+  type RunFrameRow,
+  type RunPatch,
+  type RunQuery,
+  type RunRecord,
+  type RunSearch,
+  type RunStatus,
+  type RunUsage,
+  type UpdateRunOptions,
+} from './runs/types.js';
 export { createLocalEventBus, type AgentBusMessage, type AgentControlAction, type EventBus, type LocalEventBusOptions } from './bus.js';
 export { AgentJournal, type AgentJournalOptions } from './journal.js';
 export type { TurnLease, TurnLock } from './runtime/turn-lock.js';

@@ -97,6 +97,24 @@ describe('Sentinelfile parsing', () => {
     expect(sentinelError(() => parseAgentDefinition({ name: 'a'.repeat(129), model: 'a/b' })).message).toContain('/name');
   });
 
+  it('takes tool entries with an approval mode: names stay in tools, gated ones also in tool_approval', () => {
+    const def = parseAgentDefinition(
+      decodeBody('yaml', 'name: a\nmodel: p/m\ntools:\n  - current_time\n  - {name: calculator, approval: required}\n  - {name: http_fetch, approval: never}\n'),
+    );
+    expect(def.tools).toEqual(['current_time', 'calculator', 'http_fetch']);
+    expect(def.tool_approval).toEqual(['calculator']);
+    // Without a gated tool the definition is exactly what it was before approvals existed (same digest).
+    const plain = parseAgentDefinition({ name: 'a', model: 'p/m', tools: ['calculator', { name: 'current_time', approval: 'never' }] });
+    expect(Object.keys(plain)).not.toContain('tool_approval');
+    expect(JSON.stringify(plain)).toBe(JSON.stringify(parseAgentDefinition({ name: 'a', model: 'p/m', tools: ['calculator', 'current_time'] })));
+    expect(sentinelError(() => parseAgentDefinition({ name: 'a', model: 'p/m', tools: ['calculator', { name: 'calculator', approval: 'required' }] })).message).toContain(
+      'tool calculator is listed twice',
+    );
+    for (const entry of [{ name: 'calculator', approval: 'sometimes' }, { approval: 'required' }, { name: 'calculator', extra: 1 }, { name: 'Bad-Tool' }]) {
+      expect(sentinelError(() => parseAgentDefinition({ name: 'a', model: 'p/m', tools: [entry] })).message).toContain('/tools/0');
+    }
+  });
+
   it('refuses parameters JSON cannot carry (YAML .nan) and absurd nesting', () => {
     const nan = decodeBody('yaml', 'name: a\nmodel: {provider: p, name: m, parameters: {t: .nan}}');
     expect(sentinelError(() => parseAgentDefinition(nan)).message).toContain('numbers must be finite');

@@ -1,4 +1,4 @@
-/** Generated identifiers of the chat protocol: a readable prefix and 64 random bits. */
+/** Generated identifiers of the chat protocol: a readable prefix and 64 random bits (96 for runs). */
 import { randomFillSync } from 'node:crypto';
 
 /**
@@ -14,13 +14,13 @@ const ID_BYTES = 8;
 let pool = Buffer.alloc(0);
 let poolOffset = 0;
 
-function randomHex(): string {
-  if (poolOffset + ID_BYTES > pool.length) {
+function randomHex(bytes: number = ID_BYTES): string {
+  if (poolOffset + bytes > pool.length) {
     pool = randomFillSync(Buffer.allocUnsafe(POOL_BYTES));
     poolOffset = 0;
   }
-  const hex = pool.toString('hex', poolOffset, poolOffset + ID_BYTES);
-  poolOffset += ID_BYTES;
+  const hex = pool.toString('hex', poolOffset, poolOffset + bytes);
+  poolOffset += bytes;
   return hex;
 }
 
@@ -41,4 +41,17 @@ export function newResponseId(): string {
 /** `req_<16 hex>`: a `tool_request` sent without a `request_id`. */
 export function newRequestId(): string {
   return randomId('req');
+}
+
+/** Runs are durable and addressable by id alone (REST paths, resume), so they get 96 random bits. */
+const RUN_ID_BYTES = 12;
+
+/** `run_<24 hex>`: one run (a turn as a resource, runs/types.ts). */
+export function newRunId(): string {
+  return `run_${randomHex(RUN_ID_BYTES)}`;
+}
+
+/** `apr_<16 hex>`: one tool call waiting for a person's approval (a `tool_approval_required` request). */
+export function newApprovalRequestId(): string {
+  return randomId('apr');
 }

@@ -126,6 +126,8 @@ export interface AgentDefinition {
   instructions: string;
   tools: string[];
   capabilities: string[];
+  /** The tools of `tools` whose every call waits for a person's decision (Sentinelfile `approval: required`). Absent when none. */
+  tool_approval?: string[];
 }
 
 export interface ImageRecord {

@@ -29,6 +29,11 @@ export const MODEL_PROVIDER_PATTERN = '^[a-z][a-z0-9_-]{0,31}$';
 export const MODEL_NAME_PATTERN = '^[^\\s\\p{Cc}]{1,200}$';
 export const TOOL_NAME_PATTERN = '^[a-z][a-z0-9_]{0,63}$';
 export const CAPABILITY_PATTERN = '^[a-z][a-z0-9_-]{0,63}$';
+/** Values of a Sentinelfile tool entry's `approval`: `required` gates each call on a person's decision; `never` (the default) runs it at once. */
+export const TOOL_APPROVAL_MODES = ['required', 'never'] as const;
+
+/** A Sentinelfile `tools` entry: a tool name, or the name with its approval mode. */
+export type ToolEntryInput = string | { name: string; approval?: (typeof TOOL_APPROVAL_MODES)[number] };
 
 /** Nesting cap for model parameters: deeper values are refused before anything recurses over them. */
 const MAX_PARAMETER_DEPTH = 16;
@@ -58,7 +63,19 @@ export const AGENT_DEFINITION_SCHEMA: JsonSchema = {
       additionalProperties: false,
     },
     instructions: { type: 'string', maxLength: 65536 },
-    tools: { type: 'array', maxItems: 64, uniqueItems: true, items: { type: 'string', pattern: TOOL_NAME_PATTERN } },
+    tools: {
+      type: 'array',
+      maxItems: 64,
+      uniqueItems: true,
+      // A name, or `{name, approval}`: `approval: required` makes every call of it wait for a person (README "Tool approval").
+      items: {
+        type: ['string', 'object'],
+        pattern: TOOL_NAME_PATTERN,
+        properties: { name: { type: 'string', pattern: TOOL_NAME_PATTERN }, approval: { enum: TOOL_APPROVAL_MODES } },
+        required: ['name'],
+        additionalProperties: false,
+      },
+    },
     capabilities: { type: 'array', maxItems: 64, uniqueItems: true, items: { type: 'string', pattern: CAPABILITY_PATTERN } },
   },
   required: ['name', 'model'],
@@ -72,7 +89,7 @@ export interface AgentDefinitionInput {
   description?: string;
   model: string | { provider: string; name: string; parameters?: Record<string, unknown> };
   instructions?: string;
-  tools?: string[];
+  tools?: ToolEntryInput[];
   capabilities?: string[];
 }
 
@@ -106,8 +123,10 @@ function copyJsonValue(value: unknown, path: string, depth: number): unknown {
 /**
  * Applies defaults to an already validated definition: `tag` 'latest', `description` '',
  * `instructions` '', `tools` [], `capabilities` [], `model.parameters` {}; a `"provider/name"`
- * model string becomes `{provider, name, parameters: {}}` (split at the first `/`).
- * Returns a fresh object holding only the known fields.
+ * model string becomes `{provider, name, parameters: {}}` (split at the first `/`). Tool
+ * entries become their names; those with `approval: required` are also listed, in order, in
+ * `tool_approval`, which is present only when non-empty (so a definition without approvals
+ * normalises, and digests, exactly as before). Returns a fresh object holding only the known fields.
  */
 export function normalizeAgentDefinition(input: AgentDefinitionInput): AgentDefinition {
   let model: AgentDefinition['model'];
@@ -118,14 +137,24 @@ export function normalizeAgentDefinition(input: AgentDefinitionInput): AgentDefi
     const parameters = copyJsonValue(input.model.parameters ?? {}, '/model/parameters', 0) as Record<string, unknown>;
     model = { provider: input.model.provider, name: input.model.name, parameters };
   }
+  const tools: string[] = [];
+  const approval: string[] = [];
+  for (const entry of input.tools ?? []) {
+    const name = typeof entry === 'string' ? entry : entry.name;
+    // uniqueItems compares whole entries: `calculator` and `{name: calculator}` both pass it.
+    if (tools.includes(name)) throw invalid(`/tools: tool ${name} is listed twice`);
+    tools.push(name);
+    if (typeof entry !== 'string' && entry.approval === 'required') approval.push(name);
+  }
   return {
     name: input.name,
     tag: input.tag ?? 'latest',
     description: input.description ?? '',
     model,
     instructions: input.instructions ?? '',
-    tools: [...(input.tools ?? [])],
+    tools,
     capabilities: [...(input.capabilities ?? [])],
+    ...(approval.length > 0 ? { tool_approval: approval } : {}),
   };
 }
 

@@ -402,7 +402,8 @@ class AgentChatSession implements ChatSession {
       message_id: messageId,
       response_id: pending.responseId,
       content: end.content,
-      reason: end.reason,
+      // Never requires_action here: this listener takes no approvals (gated calls are answered with an error).
+      reason: end.reason === 'requires_action' ? 'error' : end.reason,
       usage: end.usage,
     });
   }

@@ -24,15 +24,20 @@ import { silentLogger } from '../contract/logger.js';
 import type { ImageService } from '../images/service.js';
 import type { ProviderCatalog } from '../providers/catalog.js';
 import type { Store } from '../store/types.js';
+import type { ToolCallRecord } from '../contract/models.js';
+import { isoTimestamp } from '../clock.js';
 import type { ToolSet } from '../tools/tool-set.js';
 import { Coordination } from './coordination.js';
 import { AgentQueues } from './queue.js';
 import { inProcessTurnLock, type TurnLock } from './turn-lock.js';
 import { TurnRecorder } from './turn-record.js';
-import { TurnRunner, type TurnQuota } from './turn-runner.js';
+import { pendingToolCalls, TurnRunner, type TurnQuota } from './turn-runner.js';
 import type { SubmitResult, ToolOutcome, ToolRequest, Turn, TurnListener, TurnRequest } from './turn.js';
 
 export type {
+  ApprovalDecision,
+  ApprovalRequest,
+  ApprovalRequired,
   SubmitResult,
   ToolCallOutcome,
   ToolOutcome,
@@ -94,6 +99,7 @@ export class AgentRuntime {
   private readonly coordination: Coordination;
   private readonly runner: TurnRunner;
   private readonly recorder: TurnRecorder;
+  private readonly now: () => number;
 
   /** Agents known to be stopped: submits are refused at once. */
   private readonly stopped = new Set<string>();
@@ -119,6 +125,7 @@ export class AgentRuntime {
     this.store = options.store;
     this.logger = logger;
     this.settleTimeoutMs = knobs.settleTimeoutMs;
+    this.now = now;
     this.recorder = new TurnRecorder({ store: options.store, journal: options.journal, logger, now });
     this.runner = new TurnRunner({
       store: options.store,
@@ -272,6 +279,24 @@ export class AgentRuntime {
     const outcome = await this.runner.executeTool(agentId, request.tool, request.parameters, signal, record.environment);
     if (!this.removing.has(agentId)) await this.recorder.toolUsed(agentId, outcome, request.requestId === undefined ? {} : { request_id: request.requestId });
     return outcome;
+  }
+
+  /**
+   * Answers the tool calls of a turn that paused for approval and will not be continued (its
+   * run was cancelled or expired): each gets a tool result `{"error":"not run: <why>"}`, so
+   * the agent takes messages again and the model later sees what became of them. Does nothing
+   * (false) unless exactly these calls still wait in the stored history.
+   */
+  async answerPendingCalls(agentId: string, calls: readonly ToolCallRecord[], why: string): Promise<boolean> {
+    if (this.removing.has(agentId)) return false;
+    const pending = pendingToolCalls(await this.store.listMessages(agentId, { limit: 1 }));
+    if (!pending || pending.length !== calls.length || pending.some((call, i) => call.id !== calls[i]?.id)) return false;
+    const when = isoTimestamp(this.now());
+    await this.store.appendMessages(
+      agentId,
+      calls.map((call) => ({ agent_id: agentId, role: 'tool', content: JSON.stringify({ error: `not run: ${why}` }), tool_call_id: call.id, tool_name: call.name, created_at: when })),
+    );
+    return true;
   }
 
   /** Waits for `promise` (turns settling after an abort), at most `settleTimeoutMs`; a timeout is logged for `what`. */

@@ -132,8 +132,8 @@ export class TurnRecorder {
     if (progress.messages.length > 0) writes.push(this.store.appendMessages(agentId, progress.messages));
     if (progress.providerCalled) writes.push(this.store.addAgentUsage(agentId, 1, usage.total_tokens, this.timestamp()));
     if (failure) {
-      // Refusals (agent stopped or gone before the turn began) are not failures of the agent.
-      if (failure.code !== 'conflict' && failure.code !== 'not_found') {
+      // Refusals (agent stopped, gone or waiting for an approval before the turn began) are not failures of the agent.
+      if (failure.code !== 'conflict' && failure.code !== 'not_found' && failure.code !== 'agent_busy') {
         writes.push(
           this.journal.event(agentId, 'error', `Message ${request.messageId} failed: ${failure.message}`, {
             message_id: request.messageId,

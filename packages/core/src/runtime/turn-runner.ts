@@ -7,8 +7,9 @@
  * and keeps the partial answer.
  */
 import { isSentinelError, SentinelError } from '../contract/errors.js';
+import { newApprovalRequestId } from '../contract/ids.js';
 import type { Logger } from '../contract/logger.js';
-import type { AgentDefinition, NewMessageRecord, ToolCallRecord } from '../contract/models.js';
+import type { AgentDefinition, MessageRecord, NewMessageRecord, ToolCallRecord } from '../contract/models.js';
 import type { ImageService } from '../images/service.js';
 import { imageDefinition } from '../images/service.js';
 import type { ProviderCatalog } from '../providers/catalog.js';
@@ -17,12 +18,43 @@ import type { Store } from '../store/types.js';
 import type { ToolSet } from '../tools/tool-set.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newTurnProgress, type TurnOutcome, type TurnProgress, type TurnRecorder, usageOf } from './turn-record.js';
-import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEndReason } from './turn.js';
+import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ApprovalRequest, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEndReason, type TurnRequest } from './turn.js';
 
 /** Tool calls run per model round; extra calls are answered with an error instead of being run. */
 const MAX_TOOL_CALLS_PER_ROUND = 16;
 /** Image definitions cached by digest (images are immutable, so the cache never goes stale). */
 const DEFINITION_CACHE_SIZE = 256;
+
+/** The error a refused call answers the model with: `{"error":"refused by a person: <reason>"}`. */
+function refusedByPerson(reason: string | undefined): string {
+  return reason ? `refused by a person: ${reason}` : 'refused by a person';
+}
+
+/** The outcome of a call that was never run. */
+function notRun(call: ToolCallRecord, why: string): ToolCallOutcome {
+  return { call_id: call.id, tool: call.name, status: 'error', error: `not run: ${why}`, duration_ms: 0 };
+}
+
+/** The tool calls of the newest stored message when they still wait for their results (a turn paused for approval), else undefined. */
+export function pendingToolCalls(messages: readonly MessageRecord[]): ToolCallRecord[] | undefined {
+  const last = messages.at(-1);
+  return last?.role === 'assistant' && last.tool_calls && last.tool_calls.length > 0 ? last.tool_calls : undefined;
+}
+
+/**
+ * A new message must not be stored while a tool call waits for its result (the history would
+ * hold a call without its result, which providers refuse), and a continuation must continue
+ * exactly the calls that wait.
+ */
+function checkPending(messages: readonly MessageRecord[], continuation: TurnRequest['continuation']): void {
+  const pending = pendingToolCalls(messages);
+  if (!continuation) {
+    if (pending) throw new SentinelError('agent_busy', 'agent is busy: a tool call waits for a person\'s approval; decide it or cancel its run first');
+    return;
+  }
+  const same = pending !== undefined && pending.length === continuation.calls.length && pending.every((call, i) => call.id === continuation.calls[i]?.id);
+  if (!same) throw new SentinelError('conflict', 'the tool calls to continue are no longer waiting for approval');
+}
 
 function finishReasonOf(reason: ProviderFinishReason | undefined): TurnEndReason {
   if (reason === 'length') return 'length';
@@ -97,6 +129,7 @@ export class TurnRunner {
   /** Answers `turn` to its end, terminal callback included. Never rejects. */
   async run(turn: Turn): Promise<void> {
     const { agentId, request } = turn;
+    const { continuation } = request;
     const signal = turn.controller.signal;
     const startedAt = this.now();
     const progress = newTurnProgress();
@@ -104,6 +137,8 @@ export class TurnRunner {
     let failure: SentinelError | undefined;
     let started = false;
     let counted: string | undefined;
+    // A continuation whose calls are still pending must answer them whatever happens (below).
+    const resumed = { answered: continuation === undefined };
     try {
       const record = await this.store.getAgent(agentId);
       if (signal.aborted) return endUnstarted(turn, turn.abortReason ?? 'cancelled', this.logger);
@@ -112,24 +147,41 @@ export class TurnRunner {
       const def = await this.definition(record.image_id);
       const provider = this.providers.get(def.model.provider);
       if (signal.aborted) return endUnstarted(turn, turn.abortReason ?? 'cancelled', this.logger);
+      // Read before the user message is stored (the turn lock keeps anything else from writing
+      // in between): a new message must not land between a pending tool call and its result.
+      const stored = await this.store.listMessages(agentId, { limit: this.historyMaxMessages });
+      try {
+        checkPending(stored, continuation);
+      } catch (err) {
+        // Not this turn's calls to answer (another turn did, or they never waited).
+        resumed.answered = true;
+        throw err;
+      }
       // Before the message is stored or the provider called: a turn over quota leaves no trace
-      // but its terminal frame (`quota_exceeded`).
+      // but its terminal frame (`quota_exceeded`). A continuation was counted when its turn began.
       if (this.quota) {
-        await this.quota.beginTurn(record.owner);
+        if (!continuation) await this.quota.beginTurn(record.owner);
         counted = record.owner;
       }
 
-      const [storedMessage, receivedEvent] = await this.recorder.received(turn);
-      if (storedMessage.status === 'rejected') throw storedMessage.reason;
-      started = true;
-      if (receivedEvent.status === 'rejected') throw receivedEvent.reason;
-      notify(turn, this.logger, (l) => l.onStart({ messageId: request.messageId, responseId: turn.responseId }));
+      let messages: readonly MessageRecord[] = stored;
+      if (!continuation) {
+        const [storedMessage, receivedEvent] = await this.recorder.received(turn);
+        if (storedMessage.status === 'rejected') throw storedMessage.reason;
+        started = true;
+        if (receivedEvent.status === 'rejected') throw receivedEvent.reason;
+        notify(turn, this.logger, (l) => l.onStart({ messageId: request.messageId, responseId: turn.responseId }));
+        // The row just stored, as a read would return it (a copy: a Store may cache its lists).
+        const seq = (stored.at(-1)?.seq ?? 0) + 1;
+        messages = [...stored, { agent_id: agentId, seq, role: 'user', content: request.content, message_id: request.messageId, created_at: '' }];
+      } else {
+        started = true;
+      }
 
-      const stored = await this.store.listMessages(agentId, { limit: this.historyMaxMessages });
-      const history = withoutUnanswered(selectHistory(stored, { maxMessages: this.historyMaxMessages, maxChars: this.historyMaxChars }));
+      const history = withoutUnanswered(selectHistory(messages, { maxMessages: this.historyMaxMessages, maxChars: this.historyMaxChars }));
       const conversation: ChatMessage[] = def.instructions ? [{ role: 'system', content: def.instructions }] : [];
       conversation.push(...history.map(toChatMessage));
-      reason = await this.converse(turn, provider, def, record.parameters, conversation, progress, record.environment);
+      reason = await this.converse(turn, provider, def, record.parameters, conversation, progress, record.environment, resumed);
     } catch (err) {
       if (signal.aborted) {
         reason = turn.abortReason ?? 'cancelled';
@@ -137,6 +189,13 @@ export class TurnRunner {
       } else {
         failure = publicFailure(turn, err, this.logger);
       }
+    }
+    if (!resumed.answered && continuation) {
+      // Ended before it ran the calls (agent stopped, aborted while queued…): each is answered
+      // with why, so the agent's history never keeps a call without its result.
+      const why = failure ? failure.message : `the turn was ${reason}`;
+      progress.messages.unshift(...continuation.calls.map((call) => this.recorder.toolMessage(turn, call, notRun(call, why))));
+      started = true;
     }
     const usage = usageOf(progress);
     // Counted before the terminal frame, so a client that saw its turn end sees its tokens in /v1/auth/me.
@@ -179,7 +238,11 @@ export class TurnRunner {
     }
   }
 
-  /** The model rounds of a turn: stream, run the tools asked for, feed the results back, repeat. */
+  /**
+   * The model rounds of a turn: stream, run the tools asked for, feed the results back, repeat.
+   * A round calling a tool that needs approval pauses the turn (`requires_action`); a
+   * continuation first answers the paused round's calls, then goes on the same way.
+   */
   private async converse(
     turn: Turn,
     provider: ModelProvider,
@@ -189,10 +252,33 @@ export class TurnRunner {
     progress: TurnProgress,
     /** The agent's environment: for its tools only, never part of a provider request. */
     environment: Readonly<Record<string, string>>,
+    resumed: { answered: boolean },
   ): Promise<TurnEndReason> {
     const signal = turn.controller.signal;
     const allowed = new Set(def.tools);
+    const gated = new Set(def.tool_approval ?? []);
     const tools = this.tools.specs(def.tools);
+    const refusalOf = (call: ToolCallRecord, index: number): string | undefined =>
+      index >= MAX_TOOL_CALLS_PER_ROUND
+        ? `too many tool calls in one round (at most ${MAX_TOOL_CALLS_PER_ROUND})`
+        : !allowed.has(call.name)
+          ? `tool ${call.name} is not allowed for this agent`
+          : undefined;
+    const continuation = turn.request.continuation;
+    if (continuation) {
+      const { decisions } = continuation;
+      const results = await this.runCalls(turn, continuation.calls, environment, { announce: false }, (call, index) => {
+        const refusal = refusalOf(call, index);
+        if (refusal !== undefined || !gated.has(call.name)) return refusal;
+        const decision = decisions[call.id];
+        if (!decision) return 'refused: no person decided on this call';
+        return decision.approve ? undefined : refusedByPerson(decision.reason);
+      });
+      progress.messages.push(...results);
+      resumed.answered = true;
+      if (signal.aborted) return turn.abortReason ?? 'cancelled';
+      conversation.push(...results.map(toChatMessage));
+    }
     for (let round = 0; ; round++) {
       progress.roundText = '';
       // A copy: the provider may keep the array, and the next round appends to ours.
@@ -214,28 +300,22 @@ export class TurnRunner {
         if (text) progress.messages.push(this.recorder.assistantMessage(turn, text));
         return 'tool_rounds';
       }
-      const results: NewMessageRecord[] = [];
-      for (const [index, call] of calls.entries()) {
-        if (signal.aborted) break;
-        notify(turn, this.logger, (l) => l.onToolCall(call));
-        const refusal =
-          index >= MAX_TOOL_CALLS_PER_ROUND
-            ? `too many tool calls in one round (at most ${MAX_TOOL_CALLS_PER_ROUND})`
-            : !allowed.has(call.name)
-              ? `tool ${call.name} is not allowed for this agent`
-              : callErrors[index];
-        const outcome: ToolCallOutcome = {
-          call_id: call.id,
-          ...(refusal === undefined
-            ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment)
-            : { tool: call.name, status: 'error' as const, error: refusal, duration_ms: 0 }),
-        };
-        // A result that arrives after the abort is not reported: the turn has ended for the client.
-        if (signal.aborted) break;
-        notify(turn, this.logger, (l) => l.onToolResult(outcome));
-        if (!this.isRemoving(turn.agentId)) await this.recorder.toolUsed(turn.agentId, outcome, { message_id: turn.request.messageId, call_id: call.id });
-        results.push(this.recorder.toolMessage(turn, call, outcome));
+      const callRefusal = (call: ToolCallRecord, index: number) => refusalOf(call, index) ?? callErrors[index];
+      const onApproval = turn.listener.onApprovalRequired;
+      const waiting = calls.filter((call, index) => gated.has(call.name) && callRefusal(call, index) === undefined);
+      if (waiting.length > 0 && onApproval) {
+        // Nothing of the round runs yet: the assistant message is stored with every call (the
+        // continuation answers each), so the stored history is the paused conversation.
+        for (const call of calls) notify(turn, this.logger, (l) => l.onToolCall(call));
+        progress.messages.push({ ...this.recorder.assistantMessage(turn, text), tool_calls: calls });
+        const requests: ApprovalRequest[] = waiting.map((call) => ({ request_id: newApprovalRequestId(), call_id: call.id, tool: call.name, parameters: call.arguments }));
+        notify(turn, this.logger, (l) => l.onApprovalRequired?.({ requests, calls }));
+        return 'requires_action';
       }
+      const results = await this.runCalls(turn, calls, environment, { announce: true }, (call, index) =>
+        // A listener that cannot take approvals has no person behind it: the call is answered, not left hanging.
+        waiting.includes(call) ? `tool ${call.name} needs a person's approval, which this client cannot give` : callRefusal(call, index),
+      );
       // Only the calls that got a result are kept with the assistant message (see above).
       const answered = calls.slice(0, results.length);
       if (text || answered.length > 0) {
@@ -247,6 +327,49 @@ export class TurnRunner {
       // are not in progress.messages, so the history never holds them).
       conversation.push({ role: 'assistant', content: text, tool_calls: calls, ...(thinking.length > 0 ? { thinking } : {}) }, ...results.map(toChatMessage));
     }
+  }
+
+  /**
+   * Runs a round's tool calls in order (those `refusalOf` names are answered with that error
+   * instead) and returns their tool messages. `announce`: each call is reported (`onToolCall`)
+   * before it runs, and an abort stops at the calls answered so far; otherwise (a continuation,
+   * whose stored assistant message holds every call) an abort answers the rest with an error,
+   * unreported, so no stored call is left without its result.
+   */
+  private async runCalls(
+    turn: Turn,
+    calls: readonly ToolCallRecord[],
+    environment: Readonly<Record<string, string>>,
+    options: { announce: boolean },
+    refusalOf: (call: ToolCallRecord, index: number) => string | undefined,
+  ): Promise<NewMessageRecord[]> {
+    const signal = turn.controller.signal;
+    const results: NewMessageRecord[] = [];
+    for (const [index, call] of calls.entries()) {
+      if (signal.aborted) {
+        if (options.announce) break;
+        results.push(this.recorder.toolMessage(turn, call, notRun(call, `the turn was ${turn.abortReason ?? 'cancelled'}`)));
+        continue;
+      }
+      if (options.announce) notify(turn, this.logger, (l) => l.onToolCall(call));
+      const refusal = refusalOf(call, index);
+      const outcome: ToolCallOutcome = {
+        call_id: call.id,
+        ...(refusal === undefined
+          ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment)
+          : { tool: call.name, status: 'error' as const, error: refusal, duration_ms: 0 }),
+      };
+      // A result that arrives after the abort is not reported: the turn has ended for the client.
+      if (signal.aborted) {
+        if (options.announce) break;
+        results.push(this.recorder.toolMessage(turn, call, outcome));
+        continue;
+      }
+      notify(turn, this.logger, (l) => l.onToolResult(outcome));
+      if (!this.isRemoving(turn.agentId)) await this.recorder.toolUsed(turn.agentId, outcome, { message_id: turn.request.messageId, call_id: call.id });
+      results.push(this.recorder.toolMessage(turn, call, outcome));
+    }
+    return results;
   }
 
   /**

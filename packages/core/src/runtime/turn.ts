@@ -11,7 +11,7 @@ import type { Logger } from '../contract/logger.js';
 import type { ToolCallRecord } from '../contract/models.js';
 
 /** Why a turn ended. */
-export type TurnEndReason = 'stop' | 'length' | 'cancelled' | 'error' | 'shutdown' | 'deleted' | 'stopped' | 'tool_rounds';
+export type TurnEndReason = 'stop' | 'length' | 'cancelled' | 'error' | 'shutdown' | 'deleted' | 'stopped' | 'tool_rounds' | 'requires_action';
 
 /** Why a turn was aborted from outside. */
 export type TurnAbortReason = 'cancelled' | 'deleted' | 'stopped' | 'shutdown';
@@ -39,6 +39,40 @@ export interface TurnRequest {
   responseId?: string;
   /** Who submitted it (e.g. a chat session), so `cancel` and `dropQueued` touch only its turns. Default: nobody in particular. */
   owner?: object;
+  /** The run this turn belongs to (journal and logs). Default none. */
+  runId?: string;
+  /**
+   * Continues a turn that ended `requires_action`: `calls` are that model round's tool calls
+   * (all of them, as {@link ApprovalRequired} gave them), `decisions` the person's decision for
+   * each gated one, by call id. Such a turn stores no user message and counts no new quota
+   * turn (`content` is not used); it runs the approved and ungated calls, answers the refused
+   * ones with `{"error":"refused by a person: <reason>"}` and carries on with the model.
+   * Default none: a new message.
+   */
+  continuation?: { calls: ToolCallRecord[]; decisions: Record<string, ApprovalDecision> };
+}
+
+/** A person's answer to one gated tool call. */
+export interface ApprovalDecision {
+  approve: boolean;
+  /** Why (shown to the model when refused). Default none. */
+  reason?: string;
+}
+
+/** One tool call of a model round that waits for a person's decision. */
+export interface ApprovalRequest {
+  /** `apr_<16 hex>`, new per gated call. */
+  request_id: string;
+  call_id: string;
+  tool: string;
+  parameters: Record<string, unknown>;
+}
+
+/** What {@link TurnListener.onApprovalRequired} gets: the gated calls, and every call of their round. */
+export interface ApprovalRequired {
+  requests: ApprovalRequest[];
+  /** The round's calls, gated or not, in order: none has run; a continuation runs them. */
+  calls: ToolCallRecord[];
 }
 
 /** The result of one tool run, as reported to clients. */
@@ -61,6 +95,8 @@ export interface ToolCallOutcome extends ToolOutcome {
  * Callbacks of one turn, in this order: `onStart`, then `onChunk`/`onToolCall`/`onToolResult`
  * as they happen, then exactly one of `onEnd` or `onError`. A turn that ends before it starts
  * (cancelled while queued, refused when it reaches the front) gets only its terminal callback.
+ * A continuation turn (after `requires_action`) gets no `onStart` (its run already started) and
+ * no `onToolCall` for the calls it continues (they were announced before the pause).
  * Callbacks must not throw (a throw is logged and ignored).
  */
 export interface TurnListener {
@@ -71,6 +107,14 @@ export interface TurnListener {
   onThinking?(delta: string): void;
   onToolCall(call: ToolCallRecord): void;
   onToolResult(outcome: ToolCallOutcome): void;
+  /**
+   * The model called a tool that needs a person's approval (image `tool_approval`): none of the
+   * round's calls ran, the assistant message with all of them is stored, and the turn next ends
+   * with reason `requires_action`; a turn with {@link TurnRequest.continuation} carries on.
+   * Optional: for a listener without it such calls are answered with an error instead (nobody
+   * could approve them) and the turn goes on.
+   */
+  onApprovalRequired?(required: ApprovalRequired): void;
   onEnd(end: TurnEnd): void;
   /** A failed turn: `err.code` is `upstream_error` or `internal` (safe message), or `conflict`/`not_found` when the agent stopped or vanished. */
   onError(err: SentinelError): void;

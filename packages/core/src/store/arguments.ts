@@ -30,3 +30,36 @@ export function auditQueryArguments(query: AuditQuery): { since: number; actor: 
   const limit = Math.min(nonNegativeInteger(query.limit ?? AUDIT_DEFAULT_LIMIT, 'limit'), AUDIT_MAX_LIMIT);
   return { since: nonNegativeInteger(query.since ?? 0, 'since'), actor: query.actor ?? null, action: query.action ?? null, limit };
 }
+
+/** Frames listRunFrames returns when no `limit` is given. */
+export const DEFAULT_RUN_FRAME_LIMIT = 1000;
+/** findRuns' default `limit`. */
+export const FIND_RUNS_LIMIT = 100;
+/** The largest `limit` of listRuns and findRuns. */
+export const MAX_RUNS_LIMIT = 1000;
+
+/** A runs `limit` checked and capped at {@link MAX_RUNS_LIMIT}. */
+export function runsLimit(limit: number): number {
+  return Math.min(nonNegativeInteger(limit, 'limit'), MAX_RUNS_LIMIT);
+}
+
+/**
+ * The instant (canonical text) at or before which a run's idempotency key no longer holds:
+ * a holder created after it is still inside the window.
+ */
+export function idempotencyCutoff(options: { idempotencyWindowMs: number; nowMs: number }): string {
+  const windowMs = nonNegativeInteger(options.idempotencyWindowMs, 'idempotencyWindowMs');
+  const nowMs = nonNegativeInteger(options.nowMs, 'nowMs');
+  return new Date(nowMs - windowMs).toISOString();
+}
+
+/** The highest seq of a batch of run frames; `invalid_request` unless every seq is a positive integer. */
+export function runFrameSeqs(frames: readonly { seq: number; json: string }[]): number {
+  let highest = 0;
+  for (const frame of frames) {
+    if (!Number.isSafeInteger(frame.seq) || frame.seq < 1) throw new SentinelError('invalid_request', 'a run frame seq must be a positive integer');
+    if (typeof frame.json !== 'string') throw new SentinelError('invalid_request', 'a run frame must be JSON text');
+    highest = Math.max(highest, frame.seq);
+  }
+  return highest;
+}

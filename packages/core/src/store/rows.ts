@@ -16,6 +16,8 @@ import type {
   ToolCallRecord,
   UserRecord,
 } from '../contract/models.js';
+import type { NewRunRecord, RequiredAction, RunPatch, RunRecord, RunStatus } from '../runs/types.js';
+import { canonicalTimestamp, nonNegativeInteger } from './arguments.js';
 
 /** A JSON column as read: text from SQLite, already parsed (jsonb) from pg. Every value stored is an object or array, never a string. */
 export type JsonColumn<T> = T | string;
@@ -68,6 +70,10 @@ export const LOG_COLUMNS = 'agent_id, seq, timestamp, level, message, fields';
 export const EVENT_COLUMNS = 'agent_id, seq, event_type, timestamp, content, data';
 export const AUDIT_COLUMNS = 'seq, at, actor, action, target, address, request_id, details';
 export const MESSAGE_COLUMNS = 'agent_id, seq, role, content, tool_calls, tool_call_id, tool_name, message_id, created_at';
+/** A run's API fields; the internal columns (pos, idempotency_key, request_hash, instance_id) are selected by name where needed. */
+export const RUN_COLUMNS = 'id, agent_id, owner, message_id, status, input, output, usage, error, required_action, webhook, last_seq, created_at, started_at, ended_at';
+/** Every column a new run is inserted with, in the order of {@link toRunParams}' positional values. */
+export const NEW_RUN_COLUMNS = 'id, agent_id, owner, message_id, status, input, usage, webhook, idempotency_key, request_hash, instance_id, created_at';
 
 function fromJson<T>(value: JsonColumn<T>): T {
   return typeof value === 'string' ? (JSON.parse(value) as T) : value;
@@ -150,5 +156,107 @@ export function toAuditParams(entry: NewAuditEntry): Omit<AuditRow, 'seq'> & { d
     address: entry.address,
     request_id: entry.request_id,
     details: JSON.stringify(entry.details ?? {}),
+  };
+}
+
+/** The JSON fields of a run. */
+type RunJsonField = 'input' | 'output' | 'usage' | 'error' | 'required_action';
+
+/** A `runs` row as read (its API columns). */
+export type RunRow = Omit<RunRecord, RunJsonField> & {
+  input: JsonColumn<RunRecord['input']>;
+  output: JsonColumn<NonNullable<RunRecord['output']>> | null;
+  usage: JsonColumn<RunRecord['usage']>;
+  error: JsonColumn<NonNullable<RunRecord['error']>> | null;
+  required_action: JsonColumn<RequiredAction> | null;
+};
+
+function fromNullableJson<T>(value: JsonColumn<T> | null): T | null {
+  return value === null ? null : fromJson(value);
+}
+
+/** The record of a `runs` row (pg's BIGINT arrives as a number through the store's type parser, SQLite's as one anyway). */
+export function toRun(row: RunRow): RunRecord {
+  return {
+    id: row.id,
+    agent_id: row.agent_id,
+    owner: row.owner,
+    message_id: row.message_id,
+    status: row.status,
+    input: fromJson(row.input),
+    output: fromNullableJson(row.output),
+    usage: fromJson(row.usage),
+    error: fromNullableJson(row.error),
+    required_action: fromNullableJson(row.required_action),
+    webhook: row.webhook,
+    last_seq: Number(row.last_seq),
+    created_at: row.created_at,
+    started_at: row.started_at,
+    ended_at: row.ended_at,
+  };
+}
+
+/** A new run's column values in {@link NEW_RUN_COLUMNS} order: JSON as text, the timestamp canonical (it is compared as text against the idempotency window). */
+export function toRunParams(run: NewRunRecord): [string, string, string, string, RunStatus, string, string, string | null, string | null, string | null, string | null, string] {
+  return [
+    run.id,
+    run.agent_id,
+    run.owner,
+    run.message_id,
+    run.status,
+    JSON.stringify(run.input),
+    JSON.stringify(run.usage),
+    run.webhook,
+    run.idempotency_key,
+    run.request_hash,
+    run.instance_id,
+    canonicalTimestamp(run.created_at, 'run created_at'),
+  ];
+}
+
+/**
+ * A {@link RunPatch} as both stores' UPDATE binds it: a null value keeps a NOT NULL column, and
+ * each nullable column has a `set_*` flag saying whether to write it (null included). JSON as
+ * text; timestamps canonical, since sweepers and retention compare them as text.
+ */
+export interface RunPatchParams {
+  status: RunStatus | null;
+  set_output: boolean;
+  output: string | null;
+  usage: string | null;
+  set_error: boolean;
+  error: string | null;
+  set_required_action: boolean;
+  required_action: string | null;
+  set_started_at: boolean;
+  started_at: string | null;
+  set_ended_at: boolean;
+  ended_at: string | null;
+  set_instance_id: boolean;
+  instance_id: string | null;
+  last_seq: number | null;
+}
+
+/** The bind values of `patch` (see {@link RunPatchParams}). */
+export function toRunPatchParams(patch: RunPatch): RunPatchParams {
+  const json = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
+  const time = (value: string | null | undefined, what: string): string | null => (value === null || value === undefined ? null : canonicalTimestamp(value, what));
+  const action = patch.required_action;
+  return {
+    status: patch.status ?? null,
+    set_output: patch.output !== undefined,
+    output: json(patch.output),
+    usage: json(patch.usage),
+    set_error: patch.error !== undefined,
+    error: json(patch.error),
+    set_required_action: action !== undefined,
+    required_action: json(action === null || action === undefined ? action : { ...action, expires_at: canonicalTimestamp(action.expires_at, 'required_action.expires_at') }),
+    set_started_at: patch.started_at !== undefined,
+    started_at: time(patch.started_at, 'started_at'),
+    set_ended_at: patch.ended_at !== undefined,
+    ended_at: time(patch.ended_at, 'ended_at'),
+    set_instance_id: patch.instance_id !== undefined,
+    instance_id: patch.instance_id ?? null,
+    last_seq: patch.last_seq === undefined ? null : nonNegativeInteger(patch.last_seq, 'last_seq'),
   };
 }

@@ -2,6 +2,7 @@ import type { AgentRecord, EventRecord, ImageRecord, LogRecord, MessageRecord, N
 import type { ApiKeyStore } from '../contract/api-keys.js';
 import type { AuditEntry, AuditQuery, NewAuditEntry } from '../contract/audit.js';
 import type { LogLevel } from '../contract/logger.js';
+import type { CreateRunOptions, CreateRunResult, NewRunRecord, RunFrameRow, RunPatch, RunQuery, RunRecord, RunSearch, UpdateRunOptions } from '../runs/types.js';
 
 export type AgentPatch = Partial<Pick<AgentRecord, 'status' | 'updated_at' | 'name'>>;
 
@@ -83,7 +84,7 @@ export interface Store extends ApiKeyStore {
   countUsers(): Promise<number>;
   /** Returns false when the user does not exist. */
   updateUser(username: string, patch: UserPatch): Promise<boolean>;
-  /** Deletes the user and every agent they own (with its logs and events). False when unknown. */
+  /** Deletes the user and every agent they own (with its logs, events, runs and run frames). False when unknown. */
   deleteUser(username: string): Promise<boolean>;
 
   /**
@@ -105,7 +106,7 @@ export interface Store extends ApiKeyStore {
   updateAgent(id: string, patch: AgentPatch): Promise<AgentRecord | null>;
   /** Adds to the usage counters atomically; returns the updated record or null. */
   addAgentUsage(id: string, requests: number, tokens: number, updatedAt: string): Promise<AgentRecord | null>;
-  /** Deletes the agent with its logs, events and messages. False when unknown. */
+  /** Deletes the agent with its logs, events, messages, runs and run frames. False when unknown. */
   deleteAgent(id: string): Promise<boolean>;
   countAgentsUsingImage(digest: string): Promise<number>;
   /** Agents matching every field of `query` (agent references by name or id prefix), newest first. */
@@ -174,6 +175,39 @@ export interface Store extends ApiKeyStore {
   appendAudit(entries: NewAuditEntry[]): Promise<AuditEntry[]>;
   /** Entries with seq > `since` matching `actor`/`action`, oldest first, at most `limit` (default 100, at most 1000). */
   listAudit(query?: AuditQuery): Promise<AuditEntry[]>;
+
+  /**
+   * Creates a run (migration 11), atomically with its idempotency check: when a run of the same
+   * agent holds `idempotency_key` and was created less than `idempotencyWindowMs` before
+   * `nowMs`, nothing is written and that run comes back (`created: false`, with its request
+   * hash); an older holder loses the key (set to null) and the new run is inserted, in the
+   * same transaction. The key is unique per agent across instances. `invalid_request` when
+   * the agent does not exist, `conflict` when the id is taken.
+   */
+  createRun(run: NewRunRecord, options: CreateRunOptions): Promise<CreateRunResult>;
+  getRun(id: string): Promise<RunRecord | null>;
+  /** One agent's runs, newest first (creation order), paged with `before` (see {@link RunQuery}). */
+  listRuns(agentId: string, query: RunQuery): Promise<RunRecord[]>;
+  /**
+   * Applies `patch` and returns the updated run; null when the run is unknown or, with
+   * `fromStatus`, its status is none of those (compare-and-set: of two concurrent transitions
+   * from the same status, on any instance, exactly one applies). `last_seq` never goes down.
+   * Group-committed on SQLite with the turn's other writes.
+   */
+  updateRun(id: string, patch: RunPatch, options?: UpdateRunOptions): Promise<RunRecord | null>;
+  /**
+   * Journals frames of a run (the caller numbers them; a (run, seq) taken already is
+   * `conflict` and nothing of the batch is written) and raises the run's `last_seq` to the
+   * highest. Frames of a run that no longer exists (its agent was deleted) are dropped.
+   * Group-committed on SQLite.
+   */
+  appendRunFrames(runId: string, frames: RunFrameRow[]): Promise<void>;
+  /** Frames with seq > afterSeq, oldest first, at most `limit` (default 1000). */
+  listRunFrames(runId: string, afterSeq: number, limit?: number): Promise<RunFrameRow[]>;
+  /** Runs of any agent matching every field of `query`, oldest first (sweepers). */
+  findRuns(query: RunSearch): Promise<RunRecord[]>;
+  /** Retention: deletes the frames of runs that ended before `endedBefore` (RFC 3339); returns how many. */
+  pruneRunFrames(endedBefore: string): Promise<number>;
 
   /** Small server-wide settings (e.g. schema metadata). */
   /** Records a revoked token; recording the same `jti` again keeps one row. */

@@ -367,4 +367,50 @@ CREATE TABLE revoked_tokens (
 CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at_ms);
 `,
   },
+  {
+    version: 11,
+    name: 'runs',
+    sql: `
+-- Every chat turn as a resource (issue 16, runs/types.ts). pos (an identity column) orders the
+-- newest-first lists; the API addresses a run by id. The run goes with its agent (the cascade),
+-- its frames with the run. Frames are TEXT, not jsonb: the journal returns the exact text sent.
+CREATE TABLE runs (
+  id              TEXT COLLATE "C" PRIMARY KEY,
+  pos             BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+  agent_id        TEXT COLLATE "C" NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+  owner           TEXT COLLATE "C" NOT NULL,
+  message_id      TEXT NOT NULL,
+  status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'requires_action', 'completed', 'cancelled', 'failed')),
+  input           JSONB NOT NULL,
+  output          JSONB,
+  usage           JSONB NOT NULL,
+  error           JSONB,
+  required_action JSONB,
+  webhook         TEXT,
+  last_seq        BIGINT NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
+  idempotency_key TEXT COLLATE "C",
+  request_hash    TEXT,
+  instance_id     TEXT COLLATE "C",
+  created_at      TEXT COLLATE "C" NOT NULL,
+  started_at      TEXT COLLATE "C",
+  ended_at        TEXT COLLATE "C"
+);
+-- A key names one run per agent; a run past the idempotency window has its key cleared.
+-- createRun's INSERT ... ON CONFLICT relies on this index across instances.
+CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- listRuns (newest first, before-cursor) and the cascade from agents.
+CREATE INDEX runs_by_agent ON runs (agent_id, pos);
+-- The sweepers (interrupted runs, expired approvals) look runs up by status.
+CREATE INDEX runs_by_status ON runs (status, pos);
+-- Frame retention looks ended runs up by end time.
+CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL;
+
+CREATE TABLE run_frames (
+  run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  seq    BIGINT NOT NULL CHECK (seq > 0),
+  json   TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+);
+`,
+  },
 ];

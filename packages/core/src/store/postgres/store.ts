@@ -29,14 +29,30 @@ import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit
 import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, RevokedTokenRecord, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { newUserId } from '../user-id.js';
-import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
+import {
+  AFTER_HEX,
+  DEFAULT_EVENT_LIMIT,
+  DEFAULT_RUN_FRAME_LIMIT,
+  FIND_AGENTS_LIMIT,
+  FIND_RUNS_LIMIT,
+  HEX_PREFIX,
+  auditQueryArguments,
+  canonicalTimestamp,
+  idempotencyCutoff,
+  nonNegativeInteger,
+  runFrameSeqs,
+  runsLimit,
+} from '../arguments.js';
+import type { CreateRunOptions, CreateRunResult, NewRunRecord, RunFrameRow, RunPatch, RunQuery, RunRecord, RunSearch, UpdateRunOptions } from '../../runs/types.js';
 import {
   AGENT_COLUMNS,
   AUDIT_COLUMNS,
   EVENT_COLUMNS,
   LOG_COLUMNS,
   MESSAGE_COLUMNS,
+  NEW_RUN_COLUMNS,
   REPOSITORY_COLUMNS,
+  RUN_COLUMNS,
   USER_COLUMNS,
   toAgent,
   toAgentParams,
@@ -45,12 +61,16 @@ import {
   toEvent,
   toLog,
   toMessage,
+  toRun,
+  toRunParams,
+  toRunPatchParams,
   toUser,
   type AgentRow,
   type AuditRow,
   type EventRow,
   type LogRow,
   type MessageRow,
+  type RunRow,
   type UserRow,
 } from '../rows.js';
 import { isBrokenConnectionError, toStoreError, unavailableReason, type ConstraintMessages } from './errors.js';
@@ -635,6 +655,151 @@ class PgStore implements PostgresStore {
       [agentId],
     );
     return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  /**
+   * One transaction: a holder of the key past the window loses it, then the INSERT either
+   * takes the key or, ON CONFLICT with the partial unique index, does nothing, and the holder
+   * is read back. A concurrent creator with the same key (any instance) makes the INSERT wait
+   * for its commit, so exactly one of them inserts; the others see its row. Should that row
+   * vanish before the read (its agent deleted, its key cleared), the attempt is repeated.
+   */
+  async createRun(record: NewRunRecord, options: CreateRunOptions): Promise<CreateRunResult> {
+    const params = toRunParams(record);
+    const cutoff = idempotencyCutoff(options);
+    const key = record.idempotency_key;
+    const messages: ConstraintMessages = { conflict: () => `run "${record.id}" already exists`, foreignKey: () => `unknown agent "${record.agent_id}"` };
+    for (let attempt = 0; ; attempt++) {
+      const result = await this.#transaction(async (client): Promise<CreateRunResult | undefined> => {
+        if (key !== null) {
+          await client.query('UPDATE runs SET idempotency_key = NULL WHERE agent_id = $1 AND idempotency_key = $2 AND created_at <= $3', [record.agent_id, key, cutoff]);
+        }
+        const inserted = await client.query<RunRow>(
+          `INSERT INTO runs (${NEW_RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8, $9, $10, $11, $12)
+          ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+          RETURNING ${RUN_COLUMNS}`,
+          params,
+        );
+        const row = inserted.rows[0];
+        if (row !== undefined) return { created: true, run: toRun(row) };
+        // READ COMMITTED: this statement's snapshot includes the holder that made the INSERT skip.
+        const held = await client.query<RunRow & { request_hash: string | null }>(
+          `SELECT ${RUN_COLUMNS}, request_hash FROM runs WHERE agent_id = $1 AND idempotency_key = $2`,
+          [record.agent_id, key],
+        );
+        const holder = held.rows[0];
+        return holder === undefined ? undefined : { created: false, run: toRun(holder), requestHash: holder.request_hash };
+      }, messages);
+      if (result !== undefined) return result;
+      if (attempt >= 2) throw new SentinelError('unavailable', 'the run could not be created: its idempotency key kept changing hands; try again');
+    }
+  }
+
+  async getRun(id: string): Promise<RunRecord | null> {
+    const [row] = await this.#query<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = $1`, [id]);
+    return row === undefined ? null : toRun(row);
+  }
+
+  /** A cursor of another agent (or none that exists) matches nothing rather than restarting from the newest. */
+  async listRuns(agentId: string, query: RunQuery): Promise<RunRecord[]> {
+    const rows = await this.#query<RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM runs
+      WHERE agent_id = $1 AND ($2::text IS NULL OR status = $2)
+        AND pos < CASE WHEN $3::text IS NULL THEN 9223372036854775807
+          ELSE COALESCE((SELECT c.pos FROM runs c WHERE c.id = $3 AND c.agent_id = $1), 0) END
+      ORDER BY pos DESC LIMIT $4`,
+      [agentId, query.status ?? null, query.before ?? null, runsLimit(query.limit)],
+    );
+    return rows.map(toRun);
+  }
+
+  /** The status condition and the patch in one UPDATE: its row lock makes the compare-and-set atomic across instances. */
+  async updateRun(id: string, patch: RunPatch, options: UpdateRunOptions = {}): Promise<RunRecord | null> {
+    const p = toRunPatchParams(patch);
+    const [row] = await this.#query<RunRow>(
+      `UPDATE runs SET
+        status = COALESCE($2, status),
+        output = CASE WHEN $3::boolean THEN $4::jsonb ELSE output END,
+        usage = COALESCE($5::jsonb, usage),
+        error = CASE WHEN $6::boolean THEN $7::jsonb ELSE error END,
+        required_action = CASE WHEN $8::boolean THEN $9::jsonb ELSE required_action END,
+        started_at = CASE WHEN $10::boolean THEN $11 ELSE started_at END,
+        ended_at = CASE WHEN $12::boolean THEN $13 ELSE ended_at END,
+        instance_id = CASE WHEN $14::boolean THEN $15 ELSE instance_id END,
+        last_seq = GREATEST(last_seq, COALESCE($16::bigint, 0))
+      WHERE id = $1 AND ($17::text[] IS NULL OR status = ANY($17::text[]))
+      RETURNING ${RUN_COLUMNS}`,
+      [
+        id,
+        p.status,
+        p.set_output,
+        p.output,
+        p.usage,
+        p.set_error,
+        p.error,
+        p.set_required_action,
+        p.required_action,
+        p.set_started_at,
+        p.started_at,
+        p.set_ended_at,
+        p.ended_at,
+        p.set_instance_id,
+        p.instance_id,
+        p.last_seq,
+        options.fromStatus ?? null,
+      ],
+    );
+    return row === undefined ? null : toRun(row);
+  }
+
+  /**
+   * One statement: raising last_seq locks the run's row, so a concurrent delete of the run
+   * (with its agent) either waits and takes these frames along, or came first and nothing is
+   * inserted. A taken seq fails the statement: nothing of the batch is written.
+   */
+  async appendRunFrames(runId: string, frames: RunFrameRow[]): Promise<void> {
+    if (frames.length === 0) return;
+    const highest = runFrameSeqs(frames);
+    await this.#query(
+      `WITH run AS (UPDATE runs SET last_seq = GREATEST(last_seq, $2::bigint) WHERE id = $1 RETURNING id)
+      INSERT INTO run_frames (run_id, seq, json) SELECT run.id, f.seq, f.json FROM run, unnest($3::bigint[], $4::text[]) AS f(seq, json)`,
+      [runId, highest, frames.map((f) => f.seq), frames.map((f) => f.json)],
+      { conflict: () => `a frame of run "${runId}" is journaled already` },
+    );
+  }
+
+  async listRunFrames(runId: string, afterSeq: number, limit: number = DEFAULT_RUN_FRAME_LIMIT): Promise<RunFrameRow[]> {
+    const rows = await this.#query<RunFrameRow>('SELECT seq, json FROM run_frames WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
+      runId,
+      nonNegativeInteger(afterSeq, 'afterSeq'),
+      nonNegativeInteger(limit, 'limit'),
+    ]);
+    return rows.map((row) => ({ seq: Number(row.seq), json: row.json }));
+  }
+
+  async findRuns(query: RunSearch): Promise<RunRecord[]> {
+    const rows = await this.#query<RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM runs
+      WHERE status = ANY($1::text[])
+        AND ($2::text IS NULL OR agent_id = $2)
+        AND ($3::text IS NULL OR instance_id = $3)
+        AND ($4::text IS NULL OR (required_action->>'expires_at') COLLATE "C" < $4)
+      ORDER BY pos LIMIT $5`,
+      [
+        query.status,
+        query.agentId ?? null,
+        query.instanceId ?? null,
+        query.expiresBefore === undefined ? null : canonicalTimestamp(query.expiresBefore, 'expiresBefore'),
+        runsLimit(query.limit ?? FIND_RUNS_LIMIT),
+      ],
+    );
+    return rows.map(toRun);
+  }
+
+  async pruneRunFrames(endedBefore: string): Promise<number> {
+    const before = canonicalTimestamp(endedBefore, 'endedBefore');
+    const { rowCount } = await this.#result('DELETE FROM run_frames WHERE run_id IN (SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < $1)', [before]);
+    return rowCount ?? 0;
   }
 
   async appendAudit(entries: NewAuditEntry[]): Promise<AuditEntry[]> {

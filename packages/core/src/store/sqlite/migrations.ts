@@ -279,4 +279,51 @@ CREATE TABLE revoked_tokens (
 CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at_ms);
 `,
   },
+  {
+    version: 11,
+    name: 'runs',
+    sql: `
+-- Every chat turn as a resource (issue 16, runs/types.ts). pos is the rowid (AUTOINCREMENT:
+-- never handed out twice), the order of the newest-first lists; the API addresses a run by id.
+-- The run goes with its agent (the cascade), its frames with the run.
+CREATE TABLE runs (
+  pos             INTEGER PRIMARY KEY AUTOINCREMENT,
+  id              TEXT NOT NULL UNIQUE,
+  agent_id        TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+  owner           TEXT NOT NULL,
+  message_id      TEXT NOT NULL,
+  status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'requires_action', 'completed', 'cancelled', 'failed')),
+  input           TEXT NOT NULL CHECK (json_valid(input)),
+  output          TEXT CHECK (output IS NULL OR json_valid(output)),
+  usage           TEXT NOT NULL CHECK (json_valid(usage)),
+  error           TEXT CHECK (error IS NULL OR json_valid(error)),
+  required_action TEXT CHECK (required_action IS NULL OR json_valid(required_action)),
+  webhook         TEXT,
+  last_seq        INTEGER NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
+  idempotency_key TEXT,
+  request_hash    TEXT,
+  instance_id     TEXT,
+  created_at      TEXT NOT NULL,
+  started_at      TEXT,
+  ended_at        TEXT
+);
+-- A key names one run per agent; a run past the idempotency window has its key cleared.
+CREATE UNIQUE INDEX runs_by_idempotency_key ON runs (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- listRuns (newest first, before-cursor) and the cascade from agents.
+CREATE INDEX runs_by_agent ON runs (agent_id, pos);
+-- The sweepers (interrupted runs, expired approvals) look runs up by status.
+CREATE INDEX runs_by_status ON runs (status, pos);
+-- Frame retention looks ended runs up by end time.
+CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL;
+
+-- The journal: each frame's exact JSON text, replayed by seq. WITHOUT ROWID keeps a run's
+-- frames together in (run_id, seq) order, which is how they are read.
+CREATE TABLE run_frames (
+  run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  seq    INTEGER NOT NULL CHECK (seq > 0),
+  json   TEXT NOT NULL,
+  PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+`,
+  },
 ];

@@ -12,7 +12,9 @@ import {
   IMAGE_COLUMNS,
   LOG_COLUMNS,
   MESSAGE_COLUMNS,
+  NEW_RUN_COLUMNS,
   REPOSITORY_COLUMNS,
+  RUN_COLUMNS,
   USER_COLUMNS,
   type AgentParams,
   type AgentRow,
@@ -22,8 +24,11 @@ import {
   type LogRow,
   type MessageParams,
   type MessageRow,
+  type RunPatchParams,
+  type RunRow,
   type UserRow,
 } from '../rows.js';
+import type { RunFrameRow, RunStatus } from '../../runs/types.js';
 
 /** SQL's rank of a log level: the order of LOG_LEVELS (debug lowest). */
 const LEVEL_RANK_SQL = `(CASE level WHEN 'debug' THEN 0 WHEN 'info' THEN 1 WHEN 'warn' THEN 2 ELSE 3 END)`;
@@ -66,6 +71,29 @@ interface LogFilterParams {
   afterSeq: number;
   since: string;
   minRank: number;
+}
+
+/** SQLite binds no booleans: the patch's `set_*` flags go in as 0 or 1. */
+export type SqliteRunPatchParams = { [K in keyof RunPatchParams]: RunPatchParams[K] extends boolean ? 0 | 1 : RunPatchParams[K] } & {
+  id: string;
+  /** JSON array of the statuses the update may start from, or null for any. */
+  from: string | null;
+};
+
+interface ListRunsParams {
+  agentId: string;
+  status: RunStatus | null;
+  before: string | null;
+  limit: number;
+}
+
+interface FindRunsParams {
+  /** JSON array of statuses. */
+  statuses: string;
+  agentId: string | null;
+  instanceId: string | null;
+  expiresBefore: string | null;
+  limit: number;
 }
 
 /** Bind parameters as a statement takes them: positional as a tuple, named as one object. */
@@ -202,6 +230,45 @@ export function prepareStatements(db: SqliteDatabase) {
     addRevokedToken: prepare<[string, string, number]>(db, 'INSERT INTO revoked_tokens (jti, username, expires_at_ms) VALUES (?, ?, ?) ON CONFLICT (jti) DO NOTHING'),
     listRevokedTokens: prepare<[number], { jti: string; username: string; expires_at_ms: number }>(db, 'SELECT jti, username, expires_at_ms FROM revoked_tokens WHERE expires_at_ms > ?'),
     pruneRevokedTokens: prepare<[number]>(db, 'DELETE FROM revoked_tokens WHERE expires_at_ms <= ?'),
+
+    // Runs (migration 11). The idempotency lookup also reads what createRun compares against.
+    insertRun: prepare<[string, string, string, string, RunStatus, string, string, string | null, string | null, string | null, string | null, string], RunRow>(db,
+      `INSERT INTO runs (${NEW_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${RUN_COLUMNS}`),
+    getRunByKey: prepare<[string, string], RunRow & { request_hash: string | null }>(db,
+      `SELECT ${RUN_COLUMNS}, request_hash FROM runs WHERE agent_id = ? AND idempotency_key = ?`),
+    clearRunKey: prepare<[string]>(db, 'UPDATE runs SET idempotency_key = NULL WHERE id = ?'),
+    getRun: prepare<[string], RunRow>(db, `SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
+    // Walks runs_by_agent backwards from the cursor's pos; a cursor of another agent (or none
+    // that exists) matches nothing rather than restarting from the newest.
+    listRuns: prepare<ListRunsParams, RunRow>(db, `SELECT ${RUN_COLUMNS} FROM runs
+      WHERE agent_id = @agentId AND (@status IS NULL OR status = @status)
+        AND pos < CASE WHEN @before IS NULL THEN 9223372036854775807
+          ELSE COALESCE((SELECT c.pos FROM runs c WHERE c.id = @before AND c.agent_id = @agentId), 0) END
+      ORDER BY pos DESC LIMIT @limit`),
+    // The status condition and the patch in one statement: the compare-and-set is atomic.
+    updateRun: prepare<SqliteRunPatchParams, RunRow>(db, `UPDATE runs SET
+        status = COALESCE(@status, status),
+        output = CASE WHEN @set_output = 1 THEN @output ELSE output END,
+        usage = COALESCE(@usage, usage),
+        error = CASE WHEN @set_error = 1 THEN @error ELSE error END,
+        required_action = CASE WHEN @set_required_action = 1 THEN @required_action ELSE required_action END,
+        started_at = CASE WHEN @set_started_at = 1 THEN @started_at ELSE started_at END,
+        ended_at = CASE WHEN @set_ended_at = 1 THEN @ended_at ELSE ended_at END,
+        instance_id = CASE WHEN @set_instance_id = 1 THEN @instance_id ELSE instance_id END,
+        last_seq = MAX(last_seq, COALESCE(@last_seq, 0))
+      WHERE id = @id AND (@from IS NULL OR status IN (SELECT value FROM json_each(@from)))
+      RETURNING ${RUN_COLUMNS}`),
+    raiseRunLastSeq: prepare<[number, string]>(db, 'UPDATE runs SET last_seq = MAX(last_seq, ?) WHERE id = ?'),
+    // Positional, like insertMessage: this runs once per journaled frame.
+    insertRunFrame: prepare<[string, number, string]>(db, 'INSERT INTO run_frames (run_id, seq, json) VALUES (?, ?, ?)'),
+    listRunFrames: prepare<[string, number, number], RunFrameRow>(db, 'SELECT seq, json FROM run_frames WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+    findRuns: prepare<FindRunsParams, RunRow>(db, `SELECT ${RUN_COLUMNS} FROM runs
+      WHERE status IN (SELECT value FROM json_each(@statuses))
+        AND (@agentId IS NULL OR agent_id = @agentId)
+        AND (@instanceId IS NULL OR instance_id = @instanceId)
+        AND (@expiresBefore IS NULL OR json_extract(required_action, '$.expires_at') < @expiresBefore)
+      ORDER BY pos LIMIT @limit`),
+    pruneRunFrames: prepare<[string]>(db, 'DELETE FROM run_frames WHERE run_id IN (SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?)'),
 
     getMeta: preparePluck<[string], string>(db, 'SELECT value FROM meta WHERE key = ?'),
     // Changes when another connection (another process) commits; our own commits leave it alone.

@@ -28,8 +28,39 @@ import type {
   UserRecord,
 } from '../../contract/models.js';
 import type { AuditEntry, AuditQuery, NewAuditEntry } from '../../contract/audit.js';
-import { AFTER_HEX, DEFAULT_EVENT_LIMIT, FIND_AGENTS_LIMIT, HEX_PREFIX, auditQueryArguments, canonicalTimestamp, nonNegativeInteger } from '../arguments.js';
-import { USER_COLUMNS, toAgent, toAgentParams, toAudit, toAuditParams, toEvent, toLog, toMessage, toMessageParams, toUser, type AgentRow, type ImageRow, type UserRow } from '../rows.js';
+import {
+  AFTER_HEX,
+  DEFAULT_EVENT_LIMIT,
+  DEFAULT_RUN_FRAME_LIMIT,
+  FIND_AGENTS_LIMIT,
+  FIND_RUNS_LIMIT,
+  HEX_PREFIX,
+  auditQueryArguments,
+  canonicalTimestamp,
+  idempotencyCutoff,
+  nonNegativeInteger,
+  runFrameSeqs,
+  runsLimit,
+} from '../arguments.js';
+import {
+  USER_COLUMNS,
+  toAgent,
+  toAgentParams,
+  toAudit,
+  toAuditParams,
+  toEvent,
+  toLog,
+  toMessage,
+  toMessageParams,
+  toRun,
+  toRunParams,
+  toRunPatchParams,
+  toUser,
+  type AgentRow,
+  type ImageRow,
+  type UserRow,
+} from '../rows.js';
+import type { CreateRunOptions, CreateRunResult, NewRunRecord, RunFrameRow, RunPatch, RunQuery, RunRecord, RunSearch, UpdateRunOptions } from '../../runs/types.js';
 import type { AgentPatch, AgentQuery, ExternalIdentity, LogQuery, RevokedTokenRecord, Store, UserPatch } from '../types.js';
 import type { ApiKeyRecord, ApiKeyUse } from '../../contract/api-keys.js';
 import { SqliteApiKeys } from './api-keys.js';
@@ -586,6 +617,100 @@ export class SqliteStore implements Store {
   async conversationStats(agentId: string): Promise<{ messages: number; bytes: number }> {
     const row = this.#stmts().conversationStats.get(agentId);
     return { messages: row?.messages ?? 0, bytes: row?.bytes ?? 0 };
+  }
+
+  /**
+   * Group-committed (one read and one or two writes in the group's IMMEDIATE transaction,
+   * which holds the write lock, so the key check and the insert are atomic across processes):
+   * a chat turn creates its run right before its other writes, and a COMMIT of its own would
+   * cost a turn more than the rest of its writes together.
+   */
+  async createRun(record: NewRunRecord, options: CreateRunOptions): Promise<CreateRunResult> {
+    const s = this.#stmts();
+    const params = toRunParams(record);
+    const cutoff = idempotencyCutoff(options);
+    const key = record.idempotency_key;
+    return this.#groupCommit.enqueue((): CreateRunResult => {
+      if (key !== null) {
+        const holder = s.getRunByKey.get(record.agent_id, key);
+        if (holder !== undefined) {
+          if (holder.created_at > cutoff) return { created: false, run: toRun(holder), requestHash: holder.request_hash };
+          s.clearRunKey.run(holder.id);
+        }
+      }
+      const row = run(() => s.insertRun.get(...params), {
+        conflict: () => `run "${record.id}" already exists`,
+        foreignKey: () => `unknown agent "${record.agent_id}"`,
+      });
+      if (row === undefined) throw new Error('INSERT ... RETURNING returned no run');
+      return { created: true, run: toRun(row) };
+    }, false);
+  }
+
+  async getRun(id: string): Promise<RunRecord | null> {
+    const row = this.#stmts().getRun.get(id);
+    return row === undefined ? null : toRun(row);
+  }
+
+  async listRuns(agentId: string, query: RunQuery): Promise<RunRecord[]> {
+    const rows = this.#stmts().listRuns.all({ agentId, status: query.status ?? null, before: query.before ?? null, limit: runsLimit(query.limit) });
+    return rows.map(toRun);
+  }
+
+  async updateRun(id: string, patch: RunPatch, options: UpdateRunOptions = {}): Promise<RunRecord | null> {
+    const s = this.#stmts();
+    const p = toRunPatchParams(patch);
+    const flag = (value: boolean): 0 | 1 => (value ? 1 : 0);
+    const params = {
+      ...p,
+      set_output: flag(p.set_output),
+      set_error: flag(p.set_error),
+      set_required_action: flag(p.set_required_action),
+      set_started_at: flag(p.set_started_at),
+      set_ended_at: flag(p.set_ended_at),
+      set_instance_id: flag(p.set_instance_id),
+      id,
+      from: options.fromStatus === undefined ? null : JSON.stringify(options.fromStatus),
+    };
+    return this.#groupCommit.enqueue(() => {
+      const row = s.updateRun.get(params);
+      return row === undefined ? null : toRun(row);
+    }, true);
+  }
+
+  async appendRunFrames(runId: string, frames: RunFrameRow[]): Promise<void> {
+    if (frames.length === 0) return;
+    const s = this.#stmts();
+    const highest = runFrameSeqs(frames);
+    await this.#groupCommit.enqueue(() => {
+      // Also the existence check: a run deleted with its agent takes no more frames.
+      if (s.raiseRunLastSeq.run(highest, runId).changes === 0) return;
+      for (const frame of frames) {
+        run(() => s.insertRunFrame.run(runId, frame.seq, frame.json), { conflict: () => `frame ${frame.seq} of run "${runId}" is journaled already` });
+      }
+    }, false);
+  }
+
+  async listRunFrames(runId: string, afterSeq: number, limit: number = DEFAULT_RUN_FRAME_LIMIT): Promise<RunFrameRow[]> {
+    return this.#stmts().listRunFrames.all(runId, nonNegativeInteger(afterSeq, 'afterSeq'), nonNegativeInteger(limit, 'limit'));
+  }
+
+  async findRuns(query: RunSearch): Promise<RunRecord[]> {
+    const rows = this.#stmts().findRuns.all({
+      statuses: JSON.stringify(query.status),
+      agentId: query.agentId ?? null,
+      instanceId: query.instanceId ?? null,
+      expiresBefore: query.expiresBefore === undefined ? null : canonicalTimestamp(query.expiresBefore, 'expiresBefore'),
+      limit: runsLimit(query.limit ?? FIND_RUNS_LIMIT),
+    });
+    return rows.map(toRun);
+  }
+
+  async pruneRunFrames(endedBefore: string): Promise<number> {
+    const s = this.#stmts();
+    const before = canonicalTimestamp(endedBefore, 'endedBefore');
+    this.#groupCommit.flush();
+    return run(() => s.pruneRunFrames.run(before).changes);
   }
 
   /**
