@@ -135,7 +135,8 @@ export class RunsApi {
     for (;;) {
       const left = Math.ceil((deadline - Date.now()) / 1000);
       const wait = Math.max(0, Math.min(MAX_WAIT_SECONDS, left));
-      const current = await this.#holder.transport.request<Run>('GET', runPath(agent, run), { query: { wait }, ...signalOf(options) });
+      // `wait` must be positive: with no time left the run is read as it is.
+      const current = await this.#holder.transport.request<Run>('GET', runPath(agent, run), { query: { wait: wait > 0 ? wait : undefined }, ...signalOf(options) });
       if (!isWorking(current.status) || Date.now() >= deadline || wait === 0) return current;
     }
   }

@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { isSentinelApiError, SentinelApiError, type Agent, type Image, type LogLevel, type LogsQuery } from '@sentinel/api-client';
 import { CommandError, describeFsError, isUsageError, oneLineMessage, UsageError } from '../errors.js';
 import { chat } from './chat.js';
+import { addRunsCommand } from './runs.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { writeConfig } from './config.js';
 import { makeContext, paint, type Context, type GlobalOptions } from './context.js';
@@ -18,7 +19,7 @@ import { showTransfer } from './transfer.js';
 /** The commands this module handles (bin.ts sends every other name elsewhere). */
 export const CLIENT_COMMANDS = [
   'login', 'logout', 'ps', 'run', 'start', 'stop', 'rm', 'inspect', 'chat', 'logs', 'events',
-  'images', 'build', 'rmi', 'push', 'pull', 'search', 'completion',
+  'images', 'build', 'rmi', 'push', 'pull', 'search', 'completion', 'runs',
 ] as const;
 
 export const EXIT_OK = 0;
@@ -364,6 +365,8 @@ export function buildProgram(state: { exitCode: number }): Command {
       else ctx.term.out.write(table(ctx.term, ['NAME', 'TAGS', 'DESCRIPTION'], found.results.map((r) => [r.name, r.tags.join(', '), r.description ?? ''])));
     });
 
+  addRunsCommand(program, ctxOf);
+
   program
     .command('completion')
     .description('Print a shell completion script: source <(sentinel completion bash)')
@@ -374,7 +377,10 @@ export function buildProgram(state: { exitCode: number }): Command {
       else throw new UsageError(`completion supports bash and zsh, not "${shell}"`);
     });
 
-  for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`sentinel ${command.name()}: ${text.replace(/^error: /, '')}`) });
+  for (const command of program.commands) {
+    command.exitOverride().configureOutput({ outputError: (text, write) => write(`sentinel ${command.name()}: ${text.replace(/^error: /, '')}`) });
+    for (const sub of command.commands) sub.exitOverride().configureOutput({ outputError: (text, write) => write(`sentinel ${command.name()} ${sub.name()}: ${text.replace(/^error: /, '')}`) });
+  }
   return program;
 }
 
