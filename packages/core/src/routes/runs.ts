@@ -95,7 +95,6 @@ export const CREATE_RUN_BODY_SCHEMA: JsonSchema = {
       type: 'string',
       minLength: 1,
       maxLength: MAX_WEBHOOK_URL_CHARS,
-      pattern: '^[Hh][Tt][Tt][Pp][Ss]?://',
       description: "Absolute http(s) URL the run's transitions are POSTed to (default: the agent's webhook, if any)",
     },
   },
