@@ -3624,7 +3624,11 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: string[];
+                    tools?: (string | {
+                        name: string;
+                        /** @enum {unknown} */
+                        approval?: "required" | "never";
+                    })[];
                     capabilities?: string[];
                 };
                 /**
@@ -3650,7 +3654,11 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: string[];
+                    tools?: (string | {
+                        name: string;
+                        /** @enum {unknown} */
+                        approval?: "required" | "never";
+                    })[];
                     capabilities?: string[];
                 };
             };
