@@ -73,9 +73,12 @@ export interface ApiFlagValues {
   rateLimitChat: number;
   /** Take the client address from X-Forwarded-For (right-most entry) and believe X-Forwarded-Proto/-Host. Default false. */
   trustProxy: boolean;
+  /** How long a run waits for a person to decide a tool approval before it fails with `approval_timeout`, ms. Default 3600000 (1 h). */
+  approvalTimeoutMs: number;
 }
 
-export type FlagType = 'string' | 'int' | 'bool';
+/** `duration`: a number with a unit (`500ms`, `30s`, `5m`, `2h`; a bare number is seconds), parsed to milliseconds. */
+export type FlagType = 'string' | 'int' | 'bool' | 'duration';
 
 export interface FlagSpec {
   /** Long name without the leading dashes (`--port` → `port`). */
@@ -93,7 +96,7 @@ export interface FlagSpec {
   readonly description: string;
   /** Where the parsed value lands in {@link ApiFlagValues}. */
   readonly key: keyof ApiFlagValues;
-  /** Inclusive range of an `int` flag. Default: any safe integer. */
+  /** Inclusive range of an `int` flag (of a `duration` flag, in ms). Default: any safe integer. */
   readonly range?: readonly [min: number, max: number];
 }
 
@@ -398,6 +401,16 @@ export const API_FLAGS: readonly FlagSpec[] = [
     default: false,
     description: 'Behind your own reverse proxy: the client address is the right-most X-Forwarded-For entry (for rate limits and login throttling); off, the header is ignored',
     key: 'trustProxy',
+  },
+  {
+    name: 'approval-timeout',
+    type: 'duration',
+    env: 'SENTINEL_APPROVAL_TIMEOUT',
+    default: 3_600_000,
+    defaultLabel: '1h',
+    description: 'How long a run waits for a person to approve or refuse a tool call (e.g. 30s, 15m, 2h) before it fails with approval_timeout',
+    key: 'approvalTimeoutMs',
+    range: [1_000, 7 * 86_400_000],
   },
 ];
 

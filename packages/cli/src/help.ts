@@ -6,7 +6,7 @@ import { API_ENV_ONLY, API_FLAGS, type FlagSpec } from './flags.js';
 const COLUMN = 32;
 
 function usageOf(flag: FlagSpec): string {
-  const long = flag.type === 'bool' ? `--${flag.name}[=<bool>]` : `--${flag.name} <${flag.type === 'int' ? 'int' : 'value'}>`;
+  const long = flag.type === 'bool' ? `--${flag.name}[=<bool>]` : `--${flag.name} <${flag.type === 'int' || flag.type === 'duration' ? flag.type : 'value'}>`;
   return flag.alias ? `-${flag.alias}, ${long}` : `    ${long}`;
 }
 

@@ -53,8 +53,22 @@ function parseInt10(text: string, source: string, range: FlagSpec['range']): num
   return value;
 }
 
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `500ms`, `30s`, `5m`, `2h`, `1d` (a bare number is seconds) to milliseconds, within `range` (ms). */
+export function parseDuration(text: string, source: string, range?: FlagSpec['range']): number {
+  const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  const value = match ? Number(match[1]) * (DURATION_UNITS_MS[match[2] ?? 's'] as number) : Number.NaN;
+  const [min, max] = range ?? [0, Number.MAX_SAFE_INTEGER];
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`${source} must be a duration from ${min} ms to ${max} ms such as 30s, 15m or 2h, got "${text}"`);
+  }
+  return value;
+}
+
 function convert(flag: FlagSpec, text: string, source: string): FlagValue {
   if (flag.type === 'int') return parseInt10(text, source, flag.range);
+  if (flag.type === 'duration') return parseDuration(text, source, flag.range);
   if (flag.type === 'bool') return parseBool(text, source);
   if (text.length === 0) throw new UsageError(`${source} needs a value`);
   return text;

@@ -50,6 +50,7 @@ describe('parseApiArgs: defaults', () => {
       rateLimitAuth: 120,
       rateLimitChat: 120,
       trustProxy: false,
+      approvalTimeoutMs: 3_600_000,
     });
   });
 
@@ -143,6 +144,7 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_REGISTRY_MIN_RATE: '0',
     SENTINEL_REGISTRY_RATE_WINDOW: '5',
     SENTINEL_REGISTRY_ALLOW_PRIVATE: 'yes',
+    SENTINEL_APPROVAL_TIMEOUT: '15m',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -169,6 +171,7 @@ describe('parseApiArgs: environment', () => {
       rateLimitAuth: 3,
       rateLimitChat: 7,
       trustProxy: true,
+      approvalTimeoutMs: 900_000,
     });
   });
 
@@ -177,6 +180,16 @@ describe('parseApiArgs: environment', () => {
     expect(usageError(['--max-connections=lots'])).toContain('--max-connections');
     expect(usageError(['--max-connections-per-address', '-1'])).toContain('--max-connections-per-address');
     expect(config(['--max-connections', '20000', '--max-connections-per-address=1000'])).toMatchObject({ maxConnections: 20_000, maxConnectionsPerAddress: 1000 });
+  });
+
+  it('takes the approval timeout as a duration with a unit (a bare number is seconds), within 1 s to 7 days', () => {
+    for (const [text, ms] of [['30s', 30_000], ['1500ms', 1_500], ['2h', 7_200_000], ['1d', 86_400_000], ['90', 90_000]] as const) {
+      expect(config(['--approval-timeout', text]).approvalTimeoutMs, text).toBe(ms);
+    }
+    for (const bad of ['10ms', '8d', '1.5h', 'soon', '-5s', '']) {
+      expect(usageError([`--approval-timeout=${bad}`]), bad).toContain('--approval-timeout');
+    }
+    expect(usageError(['--approval-timeout', 'soon'])).toContain('must be a duration from 1000 ms to 604800000 ms such as 30s, 15m or 2h, got "soon"');
   });
 
   it('a flag beats its variable', () => {

@@ -133,6 +133,16 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorCode, ErrorCatalogueEntry>> =
     ],
     remedy: 'Wait for a running turn to end (its `stream_end` frame), then send again; back off rather than retrying at once.',
   },
+  approval_timeout: {
+    title: 'Approval timed out',
+    meaning:
+      'A run waited for a person to approve or refuse a tool call (`requires_action`) and nobody decided within the approval timeout; the run ended `failed` with this code and the calls were answered as not run.',
+    causes: [
+      'No `tool_approval` frame or `POST /v1/agents/{id}/runs/{run}/approvals` for a `tool_approval_required` request before its `expires_at`',
+      'An approval timeout (`--approval-timeout`, 1 hour by default) shorter than the people who decide need',
+    ],
+    remedy: 'Send the message again and decide before `expires_at`, or start the server with a longer `--approval-timeout`.',
+  },
   upstream_error: {
     title: 'Upstream error',
     meaning: 'A service this server calls failed: a model provider, a registry, or a tool\'s target. The message starts with who failed.',

@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'quota_exceeded'
   | 'agent_busy'
+  | 'approval_timeout'
   | 'upstream_error'
   | 'upstream_timeout'
   | 'unavailable'
@@ -38,6 +39,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'rate_limited',
   'quota_exceeded',
   'agent_busy',
+  'approval_timeout',
   'upstream_error',
   'upstream_timeout',
   'unavailable',
@@ -168,6 +170,8 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
   rate_limited: 429,
   quota_exceeded: 429,
   agent_busy: 429,
+  // Nobody decided a run's tool approval in time: the person's answer is what timed out.
+  approval_timeout: 408,
   upstream_error: 502,
   // A registry transfer that ran past its deadline or below its minimum rate (a gateway timeout).
   upstream_timeout: 504,
