@@ -1,3 +1,21 @@
+/** The knobs of runs, as `createSentinelApi({ runs })` takes them. */
+export interface RunsOptions {
+  /**
+   * Journal every frame of a run in the Store. Default true. `false` exists only as the
+   * benchmark's baseline (frames are then not written, so a run cannot be resumed once it
+   * ended, nor from another instance); do not turn it off in production.
+   */
+  journal?: boolean;
+  /** Longest time a frame of a live run waits before it is written, in ms. Default 200. */
+  flushIntervalMs?: number;
+  /** How long a `message_id` / `Idempotency-Key` names one run, in ms. Default 86400000 (24 h). */
+  idempotencyWindowMs?: number;
+  /** With several instances: this instance's liveness heartbeat, in ms (its key lives 3 beats). Default 5000. */
+  heartbeatMs?: number;
+  /** With several instances: how often runs of instances that are gone are failed `interrupted`, in ms. Default 10000. */
+  sweepIntervalMs?: number;
+}
+
 /**
  * The seam a transport holds (docs/ARCHITECTURE.md#the-seam): `SentinelApiSurface` (the
  * compiled route table, `authenticate`, `invoke`), how one route is compiled and invoked
@@ -51,6 +69,8 @@ export interface SentinelApiOptions {
   logger?: Logger;
   /** Agent runtime knobs (queue, tool rounds and timeout, history budget, echo delay). Default: see {@link RuntimeOptions}. */
   runtime?: RuntimeOptions;
+  /** Runs (docs/ARCHITECTURE.md#runs): journaling, idempotency window, interrupted-run sweep. Default: see {@link RunsOptions}. */
+  runs?: RunsOptions;
   /** Events kept per agent; older ones are pruned (a `since` before them gets `resync_required`). Default 10000. */
   eventRetention?: number;
   /**

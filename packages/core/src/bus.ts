@@ -22,6 +22,11 @@ export type AgentBusMessage =
   | { kind: 'deleted'; agent_id: string }
   | { kind: 'control'; action: AgentControlAction; message_id?: string }
   /**
+   * A batch of a run's frames, just written to the Store by the instance that runs it
+   * (runs/journal.ts), so subscribers of the run on other instances go live without polling.
+   */
+  | { kind: 'run_frames'; run_id: string; frames: { seq: number; json: string }[] }
+  /**
    * Delivered locally by a shared bus after it reconnected: messages published meanwhile may
    * have been missed, so readers catch up from the Store.
    */

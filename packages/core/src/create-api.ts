@@ -3,6 +3,7 @@
  * Store, makes the token key, wires the services and compiles the route table once; the
  * transports (HTTP, WebSocket) use only what it returns.
  */
+import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -38,6 +39,8 @@ import { createEventRetention, withEventRetention } from './runtime/event-retent
 import { AgentEventsService } from './protocol/events.js';
 import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
+import { RunJournal } from './runs/journal.js';
+import { RunService } from './runs/service.js';
 import { openSqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
@@ -76,6 +79,8 @@ export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly events: EventsService;
   /** Runs agents' turns. */
   readonly runtime: AgentRuntime;
+  /** Runs (docs/ARCHITECTURE.md#runs): create, get, list, wait, cancel, subscribe to a run's frames. */
+  readonly runs: RunService;
   /**
    * Tools agents may call (built-ins: `calculator`, `current_time`, `http_fetch`, `web_search`);
    * register your own with `api.tools.register({ name, description, parameters, run })`
@@ -263,7 +268,31 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const images = new ImageService({ store, logger, journal, tools, providers });
     const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
-    const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
+    const runsOptions = options.runs ?? {};
+    const runJournal = new RunJournal({
+      store,
+      bus,
+      logger,
+      ...(runsOptions.journal === undefined ? {} : { enabled: runsOptions.journal }),
+      ...(runsOptions.flushIntervalMs === undefined ? {} : { flushIntervalMs: runsOptions.flushIntervalMs }),
+    });
+    const liveness = redis ? (await import('./redis/instance-liveness.js')).createRedisInstanceLiveness(redis.bus) : undefined;
+    const runs = new RunService({
+      store,
+      agents,
+      runtime,
+      journal: runJournal,
+      bus,
+      logger,
+      instanceId: randomUUID(),
+      ...(liveness ? { liveness } : {}),
+      ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
+      ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),
+      ...(runsOptions.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: runsOptions.sweepIntervalMs }),
+    });
+    // Before anything is served: runs an earlier start (or a dead instance) left running end `interrupted`.
+    await runs.start();
+    const chat = new AgentChatService({ agents, runtime, runs, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
     // With the PostgreSQL store the embedded registry lives in the database, so instances that
     // share it share their registry too; otherwise it is the OCI layouts under the data dir.
@@ -296,6 +325,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       (shuttingDown ??= (async () => {
         // Turns first, so their last frames (reason "shutdown") go out before the sessions close.
         await runtime.shutdown();
+        // Runs ended by the shutdown (failed / interrupted) are written before the sessions close.
+        await runs.close();
         chat.shutdown();
         events.shutdown();
       })());
@@ -319,6 +350,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       chat,
       events,
       runtime,
+      runs,
       tools,
       providers,
       registry,

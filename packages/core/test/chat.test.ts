@@ -409,6 +409,8 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
     send({ type: 'message', content: 'two', message_id: 'q-2' });
     await until(() => gate.waiting > 0, 'first turn waiting');
     send({ type: 'cancel', message_id: 'q-2' });
+    // The run's end is written before its terminal frame goes out.
+    await until(() => terminals(sink, 'q-2').length > 0, 'q-2 cancelled');
     expect(sink.of('q-2')).toEqual([expect.objectContaining({ type: 'stream_end', reason: 'cancelled', content: '', usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 } })]);
     gate.release();
     const [end] = await until(() => terminals(sink, 'q-1').length > 0 && terminals(sink, 'q-1'), 'q-1 end');
@@ -431,8 +433,11 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
     const id = await agent('test/gate');
     const { sink, send } = await openChat(id);
     for (let i = 0; i < 12; i++) send({ type: 'message', content: `n${i}`, message_id: `b-${i}` });
-    // One running + 8 queued (queueLimit 8); 3 refused at once.
-    const busy = sink.frames.filter((f) => f.type === 'error');
+    // One running + 8 queued (queueLimit 8); 3 refused (once their runs were looked at).
+    const busy = await until(() => {
+      const errors = sink.frames.filter((f) => f.type === 'error');
+      return errors.length === 3 && errors;
+    }, 'three refusals');
     expect(busy.map((f) => [f.code, f.message_id])).toEqual([
       ['agent_busy', 'b-9'],
       ['agent_busy', 'b-10'],
@@ -490,6 +495,7 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
     expect(stopped).toMatchObject({ status: 200, body: { id, status: 'stopped' } });
     expect(terminals(sink, 'st-1')).toEqual([expect.objectContaining({ type: 'stream_end', reason: 'stopped', content: 'partial ' })]);
     send({ type: 'message', content: 'refused', message_id: 'st-2' });
+    await until(() => sink.of('st-2').length > 0, 'st-2 refused');
     expect(sink.of('st-2')).toEqual([expect.objectContaining({ type: 'error', code: 'conflict', error: 'agent is stopped' })]);
     send({ type: 'tool_request', tool: 'calculator', parameters: { expression: '1+1' }, request_id: 'st-r' });
     await until(() => sink.of('st-r').length > 0, 'tool refusal');
@@ -582,19 +588,24 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
     expect(err).toMatchObject({ type: 'error', code: 'upstream_error', error: 'model provider "mistral" is not configured on this server' });
   });
 
-  it('detach drops the session\'s queued turns; the running one finishes into the history, silently', async () => {
+  it('detach sends nothing more; the runs go on (running and queued) into the history', async () => {
     const id = await agent('test/gate');
     const { sink, session, send } = await openChat(id);
     send({ type: 'message', content: 'running', message_id: 'dt-1' });
     send({ type: 'message', content: 'queued', message_id: 'dt-2' });
-    await until(() => gate.waiting > 0, 'turn waiting');
+    await until(() => gate.waiting > 0 && api.runtime.queuedCount(id) === 1, 'turn waiting, one queued');
     const before = sink.log.length;
     session.detach();
-    expect(api.runtime.queuedCount(id)).toBe(0);
+    expect(api.runtime.queuedCount(id)).toBe(1);
+    gate.open = true;
     gate.release();
-    await until(() => !api.runtime.isBusy(id), 'turn finished');
+    await until(() => !api.runtime.isBusy(id) && api.runtime.queuedCount(id) === 0, 'turns finished');
+    gate.open = false;
+    await sleep(20);
     expect(sink.log.length).toBe(before);
-    expect((await api.store.listMessages(id)).map((m) => m.content)).toEqual(['running', 'partial done']);
+    expect((await api.store.listMessages(id)).map((m) => m.content)).toEqual(['running', 'partial done', 'queued', 'partial done']);
+    const runs = (await api.runs.list(alice, id, {})).runs;
+    expect(runs.map((r) => [r.message_id, r.status])).toEqual([['dt-2', 'completed'], ['dt-1', 'completed']]);
   });
 });
 

@@ -23,7 +23,7 @@ function freshSchema(): string {
  * machine; emptying one is about a millisecond, and gives the test the same empty tables.
  */
 const SHARED_SCHEMA = 'shared';
-const EMPTY_SHARED_SCHEMA_SQL = ['agents', 'agent_logs', 'agent_events', 'agent_messages', 'agent_sequences', 'image_tags', 'images', 'repositories', 'users', 'meta', 'audit_log']
+const EMPTY_SHARED_SCHEMA_SQL = ['agents', 'agent_logs', 'agent_events', 'agent_messages', 'agent_sequences', 'image_tags', 'images', 'repositories', 'users', 'meta', 'audit_log', 'run_frames', 'runs']
   .map((table) => `DELETE FROM ${SHARED_SCHEMA}.${table};`)
   .join(' ');
 

@@ -98,6 +98,42 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  it('keeps runs and their journal across close and reopen: the key still holds and frames continue', async () => {
+    const path = join(tempDir(), 'sentinel.db');
+    const first = await openSqliteStore({ path });
+    await first.createUser({ username: 'alice', password_hash: 'scrypt$x', role: 'user', can_push: false, created_at: T0, updated_at: T0 });
+    const image = { digest: `sha256:${'ab'.repeat(32)}`, manifest: '{"schemaVersion":2}', config: '{"name":"x"}', config_digest: `sha256:${'cd'.repeat(32)}`, size: 12, created_at: T0 };
+    await first.putImage(image, ['x:latest']);
+    await first.createAgent({ id: 'a1', name: 'one', owner: 'alice', image: 'x:latest', image_id: image.digest, status: 'running', model: 'echo/echo', parameters: {}, environment: {}, usage_requests: 0, usage_tokens: 0, created_at: T0, updated_at: T0 });
+    const options = { idempotencyWindowMs: 86_400_000, nowMs: Date.parse(T0) };
+    const created = await first.createRun(
+      { id: 'run_1', agent_id: 'a1', owner: 'alice', message_id: 'm1', status: 'queued', input: { content: 'hi' }, usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 }, webhook: null, idempotency_key: 'm1', request_hash: 'h', instance_id: 'i-1', created_at: T0 },
+      options,
+    );
+    expect(created.created).toBe(true);
+    await first.updateRun('run_1', { status: 'running', started_at: T0 }, { fromStatus: ['queued'] });
+    await first.appendRunFrames('run_1', [{ seq: 1, json: '{"type":"stream_start"}' }, { seq: 2, json: '{"type":"stream_chunk"}' }]);
+    // close() commits what the group commit still holds.
+    const pending = first.appendRunFrames('run_1', [{ seq: 3, json: '{"type":"stream_end"}' }]);
+    await first.close();
+    await pending;
+
+    const second = await openSqliteStore({ path });
+    try {
+      const run = await second.getRun('run_1');
+      expect(run).toMatchObject({ status: 'running', started_at: T0, last_seq: 3 });
+      expect((await second.listRunFrames('run_1', 0)).map((f) => f.json)).toEqual(['{"type":"stream_start"}', '{"type":"stream_chunk"}', '{"type":"stream_end"}']);
+      const again = await second.createRun(
+        { id: 'run_2', agent_id: 'a1', owner: 'alice', message_id: 'm1', status: 'queued', input: { content: 'hi' }, usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 }, webhook: null, idempotency_key: 'm1', request_hash: 'h', instance_id: 'i-2', created_at: T0 },
+        options,
+      );
+      expect(again).toEqual({ created: false, run, requestHash: 'h' });
+      expect((await second.findRuns({ status: ['running'], instanceId: 'i-1' })).map((r) => r.id)).toEqual(['run_1']);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('upgrades a version-2 database: existing repositories go to their namespace user, else to sentinel', async () => {
     const path = join(tempDir(), 'sentinel.db');
     const raw = new Database(path);

@@ -7,7 +7,21 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isSentinelError } from '@sentinel/api-core';
-import type { AgentRecord, ApiKeyRecord, ErrorCode, ImageRecord, NewAuditEntry, NewEventRecord, NewLogRecord, NewMessageRecord, Store, UserRecord } from '@sentinel/api-core';
+import type {
+  AgentRecord,
+  ApiKeyRecord,
+  ErrorCode,
+  ImageRecord,
+  NewAuditEntry,
+  NewEventRecord,
+  NewLogRecord,
+  NewMessageRecord,
+  NewRunRecord,
+  RequiredAction,
+  RunRecord,
+  Store,
+  UserRecord,
+} from '@sentinel/api-core';
 
 /** A freshly opened, empty store and how to dispose of it. */
 export interface OpenedStore {
@@ -83,6 +97,44 @@ function makeAudit(n: number, overrides: Partial<NewAuditEntry> = {}): NewAuditE
 
 function makeMessage(agentId: string, n: number, overrides: Partial<NewMessageRecord> = {}): NewMessageRecord {
   return { agent_id: agentId, role: n % 2 === 1 ? 'user' : 'assistant', content: `message ${n}`, created_at: at(n), ...overrides };
+}
+
+/** A queued run of `agentId` created at `at(seconds)`, without an idempotency key unless given. */
+function makeRun(id: string, agentId: string, seconds: number, overrides: Partial<NewRunRecord> = {}): NewRunRecord {
+  return {
+    id,
+    agent_id: agentId,
+    owner: 'alice',
+    message_id: `msg-${id}`,
+    status: 'queued',
+    input: { content: `hello ${id}` },
+    usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 },
+    webhook: null,
+    idempotency_key: null,
+    request_hash: null,
+    instance_id: null,
+    created_at: at(seconds),
+    ...overrides,
+  };
+}
+
+/** The API record `createRun` stores for `run`. */
+function storedRun(run: NewRunRecord): RunRecord {
+  const { idempotency_key: _key, request_hash: _hash, instance_id: _instance, ...fields } = run;
+  return { ...fields, output: null, error: null, required_action: null, last_seq: 0, started_at: null, ended_at: null };
+}
+
+/** The idempotency window the API uses (24 h) and createRun options at `at(seconds)`. */
+const DAY_MS = 24 * 60 * 60 * 1000;
+function runOptions(seconds: number): { idempotencyWindowMs: number; nowMs: number } {
+  return { idempotencyWindowMs: DAY_MS, nowMs: Date.parse(at(seconds)) };
+}
+
+/** createRun that must create: returns the stored record. */
+async function createdRun(store: Store, run: NewRunRecord, seconds = 0): Promise<RunRecord> {
+  const result = await store.createRun(run, runOptions(seconds));
+  expect(result.created, `run ${run.id} should have been created`).toBe(true);
+  return result.run;
 }
 
 /** Awaits `promise`, expecting a SentinelError with `code` whose message contains `text`. */
@@ -1009,6 +1061,286 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         expect(await store.deleteUser('alice')).toBe(true);
         expect(await store.getApiKeyByHash(key.hash)).toBeNull();
         expect(await store.getApiKey('key_1')).toBeNull();
+      });
+    });
+
+    describe('runs', () => {
+      it('creates a run and reads it back exactly, API fields only; refuses an unknown agent and a taken id', async () => {
+        await seedAgent();
+        const run = makeRun('run_1', 'a1', 5, { webhook: 'https://hooks.example.com/x', idempotency_key: 'k1', request_hash: 'ab'.repeat(32), instance_id: 'i-1' });
+        const result = await store.createRun(run, runOptions(5));
+        expect(result).toEqual({ created: true, run: storedRun(run) });
+        expect(await store.getRun('run_1')).toEqual(storedRun(run));
+        expect(await store.getRun('run_missing')).toBeNull();
+        await expectSentinelError(store.createRun(makeRun('run_2', 'nope', 5), runOptions(5)), 'invalid_request', 'nope');
+        await expectSentinelError(store.createRun(makeRun('run_1', 'a1', 6), runOptions(6)), 'conflict');
+        await expectSentinelError(store.createRun(makeRun('run_3', 'a1', 6, { status: 'bogus' as RunRecord['status'] }), runOptions(6)), 'invalid_request');
+        expect(await store.getRun('run_2')).toBeNull();
+        expect(await store.getRun('run_3')).toBeNull();
+      });
+
+      it('lists newest first, paging with before cursors without a gap or a duplicate over 120 runs', async () => {
+        await seedAgent('a1');
+        await seedAgent('a2');
+        const ids: string[] = [];
+        for (let i = 0; i < 120; i++) {
+          const id = `run_${String(i).padStart(3, '0')}`;
+          ids.push(id);
+          await createdRun(store, makeRun(id, 'a1', i));
+          // Another agent's runs interleave; they never show up in a1's pages.
+          if (i % 10 === 0) await createdRun(store, makeRun(`run_other_${i}`, 'a2', i));
+        }
+        const seen: string[] = [];
+        let before: string | undefined;
+        for (let page = 0; page < 10; page++) {
+          const runs = await store.listRuns('a1', { limit: 25, ...(before === undefined ? {} : { before }) });
+          seen.push(...runs.map((r) => r.id));
+          if (runs.length < 25) break;
+          before = runs.at(-1)?.id;
+        }
+        expect(seen).toEqual(ids.slice().reverse());
+        expect(new Set(seen).size).toBe(120);
+        expect((await store.listRuns('a2', { limit: 100 })).map((r) => r.id)).toEqual(Array.from({ length: 12 }, (_, i) => `run_other_${(11 - i) * 10}`));
+        // A cursor that is no run of this agent matches nothing (it never restarts from the newest).
+        expect(await store.listRuns('a1', { limit: 10, before: 'run_other_0' })).toEqual([]);
+        expect(await store.listRuns('a1', { limit: 10, before: 'run_missing' })).toEqual([]);
+        expect(await store.listRuns('a1', { limit: 10, before: 'run_000' })).toEqual([]);
+        expect(await store.listRuns('nobody', { limit: 10 })).toEqual([]);
+        expect(await store.listRuns('a1', { limit: 0 })).toEqual([]);
+        await expectSentinelError(store.listRuns('a1', { limit: -1 }), 'invalid_request', 'limit');
+      });
+
+      it('filters by status, paging within the filter', async () => {
+        await seedAgent();
+        for (let i = 0; i < 10; i++) await createdRun(store, makeRun(`run_${i}`, 'a1', i));
+        for (const i of [1, 4, 5, 8]) expect(await store.updateRun(`run_${i}`, { status: 'completed', ended_at: at(100 + i) })).not.toBeNull();
+        const completed = await store.listRuns('a1', { status: 'completed', limit: 3 });
+        expect(completed.map((r) => r.id)).toEqual(['run_8', 'run_5', 'run_4']);
+        expect((await store.listRuns('a1', { status: 'completed', limit: 3, before: 'run_4' })).map((r) => r.id)).toEqual(['run_1']);
+        expect((await store.listRuns('a1', { status: 'queued', limit: 100 })).map((r) => r.id)).toEqual(['run_9', 'run_7', 'run_6', 'run_3', 'run_2', 'run_0']);
+        // The cursor may be a run outside the filter: the page starts below it.
+        expect((await store.listRuns('a1', { status: 'completed', limit: 10, before: 'run_7' })).map((r) => r.id)).toEqual(['run_5', 'run_4', 'run_1']);
+        expect(await store.listRuns('a1', { status: 'failed', limit: 10 })).toEqual([]);
+      });
+
+      it('returns the existing run for an idempotency key inside the window, per agent, and a new run once the window passed', async () => {
+        await seedAgent('a1');
+        await seedAgent('a2');
+        const first = await createdRun(store, makeRun('run_1', 'a1', 0, { idempotency_key: 'key', request_hash: 'h1' }), 0);
+        // One second before the window ends: the same run comes back, nothing is written.
+        const again = await store.createRun(makeRun('run_2', 'a1', 86_399, { idempotency_key: 'key', request_hash: 'h2' }), runOptions(86_399));
+        expect(again).toEqual({ created: false, run: first, requestHash: 'h1' });
+        expect(await store.getRun('run_2')).toBeNull();
+        // Keys are per agent; no key never collides.
+        await createdRun(store, makeRun('run_3', 'a2', 10, { idempotency_key: 'key' }), 10);
+        await createdRun(store, makeRun('run_4', 'a1', 11), 11);
+        await createdRun(store, makeRun('run_5', 'a1', 12), 12);
+        // At the end of the window the key is free again: a new run takes it from the old one.
+        const later = await store.createRun(makeRun('run_6', 'a1', 86_400, { idempotency_key: 'key', request_hash: 'h6' }), runOptions(86_400));
+        expect(later.created).toBe(true);
+        expect(later.run.id).toBe('run_6');
+        const third = await store.createRun(makeRun('run_7', 'a1', 86_500, { idempotency_key: 'key' }), runOptions(86_500));
+        expect(third).toEqual({ created: false, run: later.run, requestHash: 'h6' });
+        // The old run stays, only without its key.
+        expect(await store.getRun('run_1')).toEqual(first);
+        // A short window (the nowMs and window arguments decide, not the clock).
+        const short = { idempotencyWindowMs: 1000, nowMs: Date.parse(at(86_502)) };
+        expect((await store.createRun(makeRun('run_8', 'a1', 86_502, { idempotency_key: 'key' }), short)).created).toBe(true);
+        await expectSentinelError(store.createRun(makeRun('run_9', 'a1', 1, { idempotency_key: 'x' }), { idempotencyWindowMs: -1, nowMs: 0 }), 'invalid_request', 'idempotencyWindowMs');
+      });
+
+      it('creates exactly one run for 10 concurrent creates with the same key', async () => {
+        await seedAgent();
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.createRun(makeRun(`run_${i}`, 'a1', 1, { idempotency_key: 'same', request_hash: `h${i}` }), runOptions(1))),
+        );
+        const created = results.filter((r) => r.created);
+        expect(created).toHaveLength(1);
+        const winner = created[0]?.run;
+        for (const result of results) expect(result.run).toEqual(winner);
+        const winnerHash = `h${winner?.id.slice('run_'.length) ?? ''}`;
+        for (const result of results) if (!result.created) expect(result.requestHash).toBe(winnerHash);
+        expect((await store.listRuns('a1', { limit: 100 })).map((r) => r.id)).toEqual([winner?.id]);
+      });
+
+      it('takes a key back from an expired holder exactly once under 10 concurrent creates', async () => {
+        await seedAgent();
+        await createdRun(store, makeRun('run_old', 'a1', 0, { idempotency_key: 'same' }), 0);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.createRun(makeRun(`run_${i}`, 'a1', 90_000, { idempotency_key: 'same' }), runOptions(90_000))),
+        );
+        const created = results.filter((r) => r.created);
+        expect(created).toHaveLength(1);
+        for (const result of results) expect(result.run.id).toBe(created[0]?.run.id);
+        expect((await store.listRuns('a1', { limit: 100 })).map((r) => r.id).sort()).toEqual([created[0]?.run.id, 'run_old'].sort());
+      });
+
+      it('updates only the given fields, clears nullable ones with null, and reports unknown runs', async () => {
+        await seedAgent();
+        const run = await createdRun(store, makeRun('run_1', 'a1', 0));
+        const action: RequiredAction = {
+          type: 'tool_approval',
+          requests: [{ request_id: 'req_1', call_id: 'call_1', tool: 'http_fetch', parameters: { url: 'https://example.com' } }],
+          calls: [{ id: 'call_1', name: 'http_fetch', arguments: { url: 'https://example.com' } }],
+          decisions: {},
+          expires_at: at(600),
+        };
+        const running = await store.updateRun('run_1', { status: 'running', started_at: at(1), instance_id: 'i-1' });
+        expect(running).toEqual({ ...run, status: 'running', started_at: at(1) });
+        const waiting = await store.updateRun('run_1', { status: 'requires_action', required_action: action, usage: { input_tokens: 3, output_tokens: 4, total_tokens: 7 }, last_seq: 9 });
+        expect(waiting).toEqual({ ...run, status: 'requires_action', started_at: at(1), required_action: action, usage: { input_tokens: 3, output_tokens: 4, total_tokens: 7 }, last_seq: 9 });
+        // last_seq never goes down; null clears required_action.
+        const done = await store.updateRun('run_1', {
+          status: 'completed',
+          required_action: null,
+          output: { content: 'all done', reason: 'stop' },
+          ended_at: at(20),
+          last_seq: 4,
+        });
+        expect(done).toEqual({ ...run, status: 'completed', started_at: at(1), usage: { input_tokens: 3, output_tokens: 4, total_tokens: 7 }, output: { content: 'all done', reason: 'stop' }, ended_at: at(20), last_seq: 9 });
+        expect(await store.getRun('run_1')).toEqual(done);
+        const failed = await store.updateRun('run_1', { status: 'failed', error: { code: 'interrupted', message: 'the server restarted' }, output: null });
+        expect(failed?.error).toEqual({ code: 'interrupted', message: 'the server restarted' });
+        expect(failed?.output).toBeNull();
+        expect(await store.updateRun('run_1', {})).toEqual(failed);
+        expect(await store.updateRun('run_missing', { status: 'cancelled' })).toBeNull();
+        await expectSentinelError(store.updateRun('run_1', { status: 'bogus' as RunRecord['status'] }), 'invalid_request');
+        await expectSentinelError(store.updateRun('run_1', { ended_at: 'yesterday' }), 'invalid_request', 'ended_at');
+        expect(await store.getRun('run_1')).toEqual(failed);
+      });
+
+      it('applies a transition with fromStatus only from those statuses: of two concurrent ones exactly one wins', async () => {
+        await seedAgent();
+        await createdRun(store, makeRun('run_1', 'a1', 0));
+        const [a, b] = await Promise.all([
+          store.updateRun('run_1', { status: 'running', instance_id: 'i-a', started_at: at(1) }, { fromStatus: ['queued'] }),
+          store.updateRun('run_1', { status: 'cancelled', ended_at: at(1) }, { fromStatus: ['queued'] }),
+        ]);
+        expect([a === null, b === null].sort()).toEqual([false, true]);
+        const winner = a ?? b;
+        expect(await store.getRun('run_1')).toEqual(winner);
+        // A terminal run refuses a late transition and stays as it is.
+        await store.updateRun('run_1', { status: 'completed', ended_at: at(2) }, { fromStatus: ['running'] });
+        expect(await store.updateRun('run_1', { status: 'failed' }, { fromStatus: ['queued', 'running', 'requires_action'] })).toBeNull();
+        expect((await store.getRun('run_1'))?.status).toBe(winner?.status === 'running' ? 'completed' : 'cancelled');
+        expect(await store.updateRun('run_1', { status: 'failed' }, { fromStatus: [] })).toBeNull();
+        expect(await store.updateRun('run_missing', { status: 'failed' }, { fromStatus: ['queued'] })).toBeNull();
+      });
+
+      it('gives 10 concurrent transitions from the same status exactly one winner', async () => {
+        await seedAgent();
+        await createdRun(store, makeRun('run_1', 'a1', 0));
+        const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.updateRun('run_1', { status: 'running', instance_id: `i-${i}` }, { fromStatus: ['queued'] })));
+        expect(results.filter((r) => r !== null)).toHaveLength(1);
+      });
+
+      it('journals frames as exact text, lists them after a seq up to a limit, and raises last_seq', async () => {
+        await seedAgent();
+        await createdRun(store, makeRun('run_1', 'a1', 0));
+        await createdRun(store, makeRun('run_2', 'a1', 0));
+        // Whitespace and key order are kept: the journal hands back the bytes that were sent.
+        const frames = Array.from({ length: 30 }, (_, i) => ({ seq: i + 1, json: `{"type":"stream_chunk", "seq":${i + 1},"content":"é ${i}"}` }));
+        await store.appendRunFrames('run_1', frames.slice(0, 10));
+        await store.appendRunFrames('run_1', frames.slice(10));
+        await store.appendRunFrames('run_2', [{ seq: 1, json: '{"other":true}' }]);
+        await store.appendRunFrames('run_1', []);
+        expect(await store.listRunFrames('run_1', 0)).toEqual(frames);
+        expect(await store.listRunFrames('run_1', 25)).toEqual(frames.slice(25));
+        expect(await store.listRunFrames('run_1', 5, 3)).toEqual(frames.slice(5, 8));
+        expect(await store.listRunFrames('run_1', 30)).toEqual([]);
+        expect(await store.listRunFrames('run_2', 0)).toEqual([{ seq: 1, json: '{"other":true}' }]);
+        expect(await store.listRunFrames('run_missing', 0)).toEqual([]);
+        expect((await store.getRun('run_1'))?.last_seq).toBe(30);
+        expect((await store.getRun('run_2'))?.last_seq).toBe(1);
+        // A later update with a lower last_seq does not lower it.
+        expect((await store.updateRun('run_1', { last_seq: 3 }))?.last_seq).toBe(30);
+      });
+
+      it('refuses a taken seq with conflict, writing nothing of the batch, and drops frames of an unknown run', async () => {
+        await seedAgent();
+        await createdRun(store, makeRun('run_1', 'a1', 0));
+        await store.appendRunFrames('run_1', [{ seq: 1, json: '{"n":1}' }, { seq: 2, json: '{"n":2}' }]);
+        await expectSentinelError(store.appendRunFrames('run_1', [{ seq: 3, json: '{"n":3}' }, { seq: 2, json: '{"again":true}' }, { seq: 4, json: '{"n":4}' }]), 'conflict');
+        expect(await store.listRunFrames('run_1', 0)).toEqual([{ seq: 1, json: '{"n":1}' }, { seq: 2, json: '{"n":2}' }]);
+        expect((await store.getRun('run_1'))?.last_seq).toBe(2);
+        await expectSentinelError(store.appendRunFrames('run_1', [{ seq: 0, json: '{}' }]), 'invalid_request', 'seq');
+        await expectSentinelError(store.appendRunFrames('run_1', [{ seq: 1.5, json: '{}' }]), 'invalid_request', 'seq');
+        await expect(store.appendRunFrames('run_missing', [{ seq: 1, json: '{}' }])).resolves.toBeUndefined();
+        expect(await store.listRunFrames('run_missing', 0)).toEqual([]);
+        await expectSentinelError(store.listRunFrames('run_1', -1), 'invalid_request', 'afterSeq');
+      });
+
+      it('finds runs by status, agent, instance and approval expiry, oldest first, bounded by limit', async () => {
+        await seedAgent('a1');
+        await seedAgent('a2');
+        const action = (expiresAt: string): RequiredAction => ({ type: 'tool_approval', requests: [], calls: [], decisions: {}, expires_at: expiresAt });
+        await createdRun(store, makeRun('run_1', 'a1', 1, { instance_id: 'i-1' }));
+        await createdRun(store, makeRun('run_2', 'a1', 2, { instance_id: 'i-2' }));
+        await createdRun(store, makeRun('run_3', 'a2', 3, { instance_id: 'i-1' }));
+        await createdRun(store, makeRun('run_4', 'a2', 4));
+        await createdRun(store, makeRun('run_5', 'a1', 5));
+        await store.updateRun('run_1', { status: 'running' });
+        await store.updateRun('run_3', { status: 'running' });
+        await store.updateRun('run_2', { status: 'requires_action', required_action: action(at(100)) });
+        // Another offset, same instant: compared as the instant, not as the text given.
+        await store.updateRun('run_4', { status: 'requires_action', required_action: action('2025-01-01T01:00:50+01:00') });
+        await store.updateRun('run_5', { status: 'completed', ended_at: at(6) });
+        const ids = (runs: RunRecord[]) => runs.map((r) => r.id);
+        expect(ids(await store.findRuns({ status: ['running'] }))).toEqual(['run_1', 'run_3']);
+        expect(ids(await store.findRuns({ status: ['running', 'requires_action'] }))).toEqual(['run_1', 'run_2', 'run_3', 'run_4']);
+        expect(ids(await store.findRuns({ status: ['running', 'queued'], instanceId: 'i-1' }))).toEqual(['run_1', 'run_3']);
+        expect(ids(await store.findRuns({ status: ['running', 'requires_action'], agentId: 'a2' }))).toEqual(['run_3', 'run_4']);
+        expect(ids(await store.findRuns({ status: ['requires_action'], expiresBefore: at(60) }))).toEqual(['run_4']);
+        expect(ids(await store.findRuns({ status: ['requires_action'], expiresBefore: at(50) }))).toEqual([]);
+        expect(ids(await store.findRuns({ status: ['requires_action'], expiresBefore: at(101) }))).toEqual(['run_2', 'run_4']);
+        expect(ids(await store.findRuns({ status: ['running', 'requires_action'], limit: 2 }))).toEqual(['run_1', 'run_2']);
+        expect(ids(await store.findRuns({ status: ['completed'] }))).toEqual(['run_5']);
+        expect(await store.findRuns({ status: [] })).toEqual([]);
+        expect((await store.getRun('run_4'))?.required_action?.expires_at).toBe(at(50));
+        await expectSentinelError(store.findRuns({ status: ['running'], expiresBefore: 'soon' }), 'invalid_request', 'expiresBefore');
+      });
+
+      it('prunes the frames of runs that ended before an instant, keeping the runs and other frames', async () => {
+        await seedAgent();
+        for (const id of ['run_1', 'run_2', 'run_3']) {
+          await createdRun(store, makeRun(id, 'a1', 0));
+          await store.appendRunFrames(id, [{ seq: 1, json: '{"a":1}' }, { seq: 2, json: '{"a":2}' }]);
+        }
+        await store.updateRun('run_1', { status: 'completed', ended_at: at(10) });
+        await store.updateRun('run_2', { status: 'failed', ended_at: at(30) });
+        expect(await store.pruneRunFrames(at(20))).toBe(2);
+        expect(await store.listRunFrames('run_1', 0)).toEqual([]);
+        expect(await store.listRunFrames('run_2', 0)).toHaveLength(2);
+        expect(await store.listRunFrames('run_3', 0)).toHaveLength(2);
+        expect((await store.getRun('run_1'))?.last_seq).toBe(2);
+        expect(await store.pruneRunFrames(at(20))).toBe(0);
+        expect(await store.pruneRunFrames(at(31))).toBe(2);
+        expect(await store.listRunFrames('run_3', 0)).toHaveLength(2);
+        await expectSentinelError(store.pruneRunFrames('later'), 'invalid_request', 'endedBefore');
+      });
+
+      it('deleting an agent deletes its runs and their frames, and deleting a user those of their agents', async () => {
+        await seedAgent('a1', 'alice');
+        await seedAgent('a2', 'alice');
+        await seedAgent('b1', 'bob');
+        for (const [id, agent] of [['run_1', 'a1'], ['run_2', 'a2'], ['run_3', 'b1']] as const) {
+          await createdRun(store, makeRun(id, agent, 0, { idempotency_key: 'k' }));
+          await store.appendRunFrames(id, [{ seq: 1, json: '{}' }]);
+        }
+        expect(await store.deleteAgent('a1')).toBe(true);
+        expect(await store.getRun('run_1')).toBeNull();
+        expect(await store.listRunFrames('run_1', 0)).toEqual([]);
+        expect(await store.listRuns('a1', { limit: 10 })).toEqual([]);
+        expect(await store.getRun('run_2')).not.toBeNull();
+        expect(await store.deleteUser('alice')).toBe(true);
+        expect(await store.getRun('run_2')).toBeNull();
+        expect(await store.listRunFrames('run_2', 0)).toEqual([]);
+        expect(await store.getRun('run_3')).not.toBeNull();
+        expect(await store.listRunFrames('run_3', 0)).toHaveLength(1);
+        // A re-created agent of the same id starts with no runs, and the key is free again.
+        await seedAgent('a1', 'alice');
+        expect(await store.listRuns('a1', { limit: 10 })).toEqual([]);
+        await createdRun(store, makeRun('run_1', 'a1', 1, { idempotency_key: 'k' }), 1);
       });
     });
 

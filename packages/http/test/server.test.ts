@@ -240,7 +240,7 @@ describe('statusForErrorCode', () => {
   it('maps every core error code to its documented status', () => {
     const expected: Record<string, number> = {
       invalid_request: 400, unauthorized: 401, forbidden: 403, insufficient_scope: 403, not_found: 404, method_not_allowed: 405, conflict: 409,
-      payload_too_large: 413, unsupported_media_type: 415, rate_limited: 429, quota_exceeded: 429, agent_busy: 429, approval_timeout: 408, upstream_error: 502,
+      payload_too_large: 413, unsupported_media_type: 415, rate_limited: 429, quota_exceeded: 429, agent_busy: 429, approval_timeout: 408, idempotency_conflict: 409, interrupted: 503, upstream_error: 502,
       upstream_timeout: 504, unavailable: 503, internal: 500,
     };
     expect(Object.fromEntries(ERROR_CODES.map((code) => [code, statusForErrorCode(code)]))).toEqual(expected);

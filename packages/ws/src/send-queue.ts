@@ -71,7 +71,7 @@ class WaitingChunk {
   #json: string | undefined;
   #content: string;
   constructor(
-    readonly frame: StreamChunkFrame,
+    public frame: StreamChunkFrame,
     json: string,
     public bytes: number,
   ) {
@@ -84,8 +84,11 @@ class WaitingChunk {
     return frame.response_id === this.frame.response_id && frame.message_id === this.frame.message_id;
   }
 
-  merge(content: string, bytes: number): void {
+  merge(content: string, bytes: number, seq: number | undefined): void {
     this.#content += content;
+    // A run's chunk keeps the seq of the last chunk merged into it: a client that resumes after
+    // it must not get the merged ones again.
+    if (seq !== undefined) this.frame = { ...this.frame, seq };
     this.bytes += bytes;
     this.#json = undefined;
   }
@@ -186,7 +189,7 @@ export class SendQueue {
         this.closeTooSlow();
         return;
       }
-      tail.merge(content, bytes);
+      tail.merge(content, bytes, frame.seq);
       this.queuedBytes += bytes;
       this.options.counters.coalescedChunks++;
       if (this.queuedBytes > this.options.counters.peakQueuedBytes) this.options.counters.peakQueuedBytes = this.queuedBytes;

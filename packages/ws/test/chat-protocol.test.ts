@@ -66,7 +66,7 @@ describe.each(HOSTS)('chat WebSocket on %s', (hostName) => {
     expect(chunkTexts.length).toBeGreaterThan(2);
     for (const raw of chunkTexts) {
       const frame = JSON.parse(raw) as Frame;
-      expect(Object.keys(frame)).toEqual(['type', 'timestamp', 'message_id', 'response_id', 'chunk_index', 'content']);
+      expect(Object.keys(frame)).toEqual(['type', 'timestamp', 'run_id', 'seq', 'message_id', 'response_id', 'chunk_index', 'content']);
       expect(raw).toBe(JSON.stringify(frame));
     }
     expect(chunkTexts.map((t) => (JSON.parse(t) as Frame).content).join('')).toBe(end.content);

@@ -143,6 +143,23 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorCode, ErrorCatalogueEntry>> =
     ],
     remedy: 'Send the message again and decide before `expires_at`, or start the server with a longer `--approval-timeout`.',
   },
+  idempotency_conflict: {
+    title: 'Idempotency conflict',
+    meaning: 'A run with this idempotency key (a chat `message_id`, or an `Idempotency-Key` header) already exists for the agent, made from a different request; nothing was started.',
+    causes: [
+      'The same `message_id` or `Idempotency-Key` sent again within 24 hours with another content or options',
+    ],
+    remedy: 'Send the same request again to get the existing run, or use a new key for a new request.',
+  },
+  interrupted: {
+    title: 'Run interrupted',
+    meaning: 'The server that ran the run stopped before the run ended (a crash, `kill -9`, a shutdown); the run ended `failed` with this code and keeps the partial answer.',
+    causes: [
+      'The server was restarted or killed in the middle of the answer',
+      'With several instances: the instance that ran it stopped sending its heartbeat',
+    ],
+    remedy: 'Send the message again (with a new `message_id`).',
+  },
   upstream_error: {
     title: 'Upstream error',
     meaning: 'A service this server calls failed: a model provider, a registry, or a tool\'s target. The message starts with who failed.',

@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'quota_exceeded'
   | 'agent_busy'
   | 'approval_timeout'
+  | 'idempotency_conflict'
+  | 'interrupted'
   | 'upstream_error'
   | 'upstream_timeout'
   | 'unavailable'
@@ -40,6 +42,8 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'quota_exceeded',
   'agent_busy',
   'approval_timeout',
+  'idempotency_conflict',
+  'interrupted',
   'upstream_error',
   'upstream_timeout',
   'unavailable',
@@ -172,6 +176,9 @@ const HTTP_STATUS_BY_ERROR_CODE: Record<ErrorCode, number> = {
   agent_busy: 429,
   // Nobody decided a run's tool approval in time: the person's answer is what timed out.
   approval_timeout: 408,
+  idempotency_conflict: 409,
+  // A run whose server went away under it (crash, kill, shutdown): the same request may be sent again.
+  interrupted: 503,
   upstream_error: 502,
   // A registry transfer that ran past its deadline or below its minimum rate (a gateway timeout).
   upstream_timeout: 504,

@@ -1,9 +1,12 @@
 /**
  * The chat protocol of `/v1/agents/{id}/chat` (docs/ARCHITECTURE.md#the-protocol), transport-neutral: client frames
- * in, server frames out through a {@link FrameSink}. Messages go to the {@link AgentRuntime}
- * queue; its callbacks become frames. Every message gets exactly one terminal frame
- * (`stream_end`, `response` or `error`); a bad frame gets an `error` frame and the session
- * stays usable.
+ * in, server frames out through a {@link FrameSink}. A message is a run (runs/service.ts): the
+ * session creates it and relays the run's journaled frames (each with `run_id` and `seq`). A
+ * `resume` relays another run's frames after a cursor; the same `message_id` again relays the
+ * existing run's frames from the start instead of starting a second turn. Closing the socket
+ * ends only the relaying, not the run, unless the message asked for `cancel_on_disconnect`.
+ * Every message gets exactly one terminal frame (`stream_end`, `response` or `error`); a bad
+ * frame gets an `error` frame and the session stays usable.
  */
 import type { AgentService } from '../agents/service.js';
 import { isoTimestamp } from '../clock.js';
@@ -12,16 +15,27 @@ import { isSentinelError, SentinelError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { AgentRecord, Principal } from '../contract/models.js';
-import { parseClientFrame, type ClientCancelFrame, type ClientFrame, type ClientMessageFrame, type ClientToolRequestFrame } from './client-frames.js';
-import { outgoing, type ChatService, type ChatSession, type FrameSink, type PreparedChat, type ServerFrame, type StreamCloseReason } from './frames.js';
+import {
+  parseClientFrame,
+  type ClientCancelFrame,
+  type ClientFrame,
+  type ClientMessageFrame,
+  type ClientResumeFrame,
+  type ClientToolRequestFrame,
+} from './client-frames.js';
+import { outgoing, type ChatService, type ChatSession, type FrameSink, type Outgoing, type PreparedChat, type ServerFrame, type StreamCloseReason } from './frames.js';
 import { CHAT_ENDPOINT, checkEndpointScope } from './endpoints.js';
-import { newMessageId, newRequestId, newResponseId } from '../contract/ids.js';
+import { newMessageId, newRequestId } from '../contract/ids.js';
 import { rateLimited, ratePartitionOf, type RateDecision, type RateLimiter, type ResolvedRateRule } from '../auth/rate-limit.js';
-import type { AgentRuntime, TurnAbortReason, TurnEnd, TurnListener, TurnUsage } from '../runtime/runtime.js';
+import type { AgentRuntime, TurnAbortReason, TurnUsage } from '../runtime/runtime.js';
+import { frameOf, type JournaledFrame } from '../runs/journal.js';
+import type { RunService } from '../runs/service.js';
 
 export interface AgentChatServiceOptions {
   agents: AgentService;
   runtime: AgentRuntime;
+  /** Messages become runs here. */
+  runs: RunService;
   bus: EventBus;
   /** Default: silent. */
   logger?: Logger;
@@ -37,11 +51,21 @@ export interface AgentChatServiceOptions {
   rateLimiter?: RateLimiter;
 }
 
-/** A message of this session that has not had its terminal frame yet. */
-interface PendingMessage {
+/** A run this session relays (its message, or a `resume`) that has not had its terminal frame yet. */
+interface RelayedRun {
+  /** The message id (known at once for a message, once the run was read for a resume). */
+  messageId: string | undefined;
+  /** The run id, once it was created or read. */
+  runId: string | undefined;
+  /** Relay the streamed form, or translate to one `response` (`stream: false`). */
   stream: boolean;
-  responseId: string;
-  /** The text streamed so far (for a terminal frame the session must send itself). */
+  cancelOnDisconnect: boolean;
+  /** Ends the relaying (not the run). */
+  readonly controller: AbortController;
+  /** Resolves to the run id once it exists (undefined when the message was refused). */
+  created: Promise<string | undefined>;
+  responseId: string | undefined;
+  /** The text relayed so far (for a terminal frame the session must send itself). */
   content: string;
 }
 
@@ -97,7 +121,9 @@ class AgentChatSession implements ChatSession {
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly maxToolRequests: number;
-  private readonly pending = new Map<string, PendingMessage>();
+  private readonly relayed = new Set<RelayedRun>();
+  private readonly runs: RunService;
+  private readonly principal: Principal;
   private readonly toolRequests = new Set<AbortController>();
   private readonly unsubscribe: () => void;
   /** Detached or closed: nothing more is sent. */
@@ -125,6 +151,8 @@ class AgentChatSession implements ChatSession {
     this.ratePartition = ratePartitionOf(principal, '');
     this.agentId = record.id;
     this.runtime = options.runtime;
+    this.runs = options.runs;
+    this.principal = principal;
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
     this.maxToolRequests = options.maxToolRequestsPerSession ?? 4;
@@ -184,6 +212,7 @@ class AgentChatSession implements ChatSession {
   private dispatch(frame: ClientFrame): void {
     if (frame.type === 'message') this.onMessage(frame);
     else if (frame.type === 'tool_request') this.onToolRequest(frame);
+    else if (frame.type === 'resume') this.onResume(frame);
     else this.onCancel(frame);
   }
 
@@ -193,14 +222,19 @@ class AgentChatSession implements ChatSession {
   }
 
   /** The frame over the limit is not processed: an `error` frame `rate_limited` with the wait, and the session goes on. */
-  private refuse(frame: ClientMessageFrame | ClientToolRequestFrame, decision: RateDecision): void {
-    const ids = frame.type === 'message' ? (frame.message_id === undefined ? {} : { message_id: frame.message_id }) : frame.request_id === undefined ? {} : { request_id: frame.request_id };
+  private refuse(frame: ClientMessageFrame | ClientToolRequestFrame | ClientResumeFrame, decision: RateDecision): void {
+    const ids =
+      frame.type === 'message'
+        ? frame.message_id === undefined ? {} : { message_id: frame.message_id }
+        : frame.type === 'resume'
+          ? { run_id: frame.run_id }
+          : frame.request_id === undefined ? {} : { request_id: frame.request_id };
     const err = rateLimited(this.rateRule!, decision);
     this.send({ type: 'error', timestamp: this.timestamp(), error: err.message, code: err.code, retry_after: decision.retryAfterSeconds, ...ids });
   }
 
   /** A check answered by Redis: frames that arrive meanwhile wait in `inbox`, in order. */
-  private waitFor(taken: Promise<RateDecision>, frame: ClientMessageFrame | ClientToolRequestFrame): void {
+  private waitFor(taken: Promise<RateDecision>, frame: ClientMessageFrame | ClientToolRequestFrame | ClientResumeFrame): void {
     this.inbox = [];
     void taken
       .then(
@@ -241,10 +275,19 @@ class AgentChatSession implements ChatSession {
    */
   close(reason: StreamCloseReason, message: string, turnReason: TurnAbortReason): void {
     if (this.ended) return;
-    for (const [messageId, pending] of this.pending) {
-      this.sendTerminal(messageId, pending, { content: pending.content, reason: turnReason, usage: { ...ZERO_USAGE } });
+    for (const entry of this.relayed) {
+      if (entry.messageId === undefined) continue;
+      this.send({
+        type: entry.stream ? 'stream_end' : 'response',
+        timestamp: this.timestamp(),
+        ...(entry.runId === undefined ? {} : { run_id: entry.runId }),
+        message_id: entry.messageId,
+        response_id: entry.responseId ?? '',
+        content: entry.content,
+        reason: turnReason,
+        usage: { ...ZERO_USAGE },
+      });
     }
-    this.pending.clear();
     this.ended = true;
     this.release();
     try {
@@ -256,7 +299,16 @@ class AgentChatSession implements ChatSession {
 
   private release(): void {
     this.unsubscribe();
-    this.runtime.dropQueued(this.agentId, this);
+    for (const entry of this.relayed) {
+      entry.controller.abort();
+      // The run goes on without this socket unless its message said otherwise.
+      if (entry.cancelOnDisconnect) {
+        void entry.created.then((runId) => {
+          if (runId !== undefined) return this.runs.cancel(this.principal, this.agentId, runId);
+        }).catch((err: unknown) => this.logger.warn('cancel on disconnect failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) }));
+      }
+    }
+    this.relayed.clear();
     for (const controller of this.toolRequests) controller.abort();
     this.toolRequests.clear();
     this.onEnded();
@@ -266,21 +318,105 @@ class AgentChatSession implements ChatSession {
 
   private onMessage(frame: ClientMessageFrame): void {
     const messageId = frame.message_id ?? newMessageId();
-    if (this.pending.has(messageId)) {
+    if (this.relayedMessage(messageId)) {
       this.sendError(new SentinelError('conflict', `message_id "${messageId}" is already in progress`), { message_id: messageId });
       return;
     }
-    const pending: PendingMessage = { stream: frame.stream !== false, responseId: newResponseId(), content: '' };
-    this.pending.set(messageId, pending);
-    const result = this.runtime.submit(
-      this.agentId,
-      { messageId, content: frame.content, responseId: pending.responseId, owner: this },
-      this.listenerFor(messageId, pending),
-    );
-    if (!result.accepted) {
-      this.pending.delete(messageId);
-      this.sendError(result.error, { message_id: messageId });
+    const entry = this.relay(messageId, frame.stream !== false, frame.cancel_on_disconnect === true);
+    entry.created = this.runs
+      .create(this.principal, this.agentId, {
+        content: frame.content,
+        message_id: messageId,
+        // A message id the server made up is no idempotency key: nobody can send it again.
+        ...(frame.message_id === undefined ? { idempotency_key: null } : {}),
+      })
+      .then(
+        // The same message_id again (created: false) relays the existing run from its first frame.
+        ({ run }) => this.follow(entry, run.id, 0),
+        (err: unknown) => {
+          this.relayed.delete(entry);
+          this.sendError(this.publicError(err), { message_id: messageId });
+          return undefined;
+        },
+      );
+  }
+
+  private onResume(frame: ClientResumeFrame): void {
+    if (this.relayedRun(frame.run_id)) {
+      this.sendError(new SentinelError('conflict', `run "${frame.run_id}" is already relayed on this socket`), { run_id: frame.run_id });
+      return;
     }
+    const entry = this.relay(undefined, true, false);
+    entry.created = this.follow(entry, frame.run_id, frame.since ?? 0);
+  }
+
+  /** A new relayed run of this session. */
+  private relay(messageId: string | undefined, stream: boolean, cancelOnDisconnect: boolean): RelayedRun {
+    const entry: RelayedRun = {
+      messageId,
+      runId: undefined,
+      stream,
+      cancelOnDisconnect,
+      controller: new AbortController(),
+      created: Promise.resolve(undefined),
+      responseId: undefined,
+      content: '',
+    };
+    this.relayed.add(entry);
+    return entry;
+  }
+
+  /** Relays the frames of run `runId` after `since` until its terminal frame; resolves to the run id (undefined when it cannot be read). */
+  private follow(entry: RelayedRun, runId: string, since: number): Promise<string | undefined> {
+    entry.runId = runId;
+    if (this.ended) return Promise.resolve(runId);
+    return this.runs
+      .subscribe(this.principal, this.agentId, runId, since, (frame) => this.relayFrame(entry, frame), entry.controller.signal)
+      .then(
+        ({ run, done }) => {
+          entry.messageId ??= run.message_id;
+          void done.then(() => this.relayed.delete(entry));
+          return runId;
+        },
+        (err: unknown) => {
+          this.relayed.delete(entry);
+          this.sendError(this.publicError(err), { ...(entry.messageId === undefined ? {} : { message_id: entry.messageId }), run_id: runId });
+          return undefined;
+        },
+      );
+  }
+
+  /** One frame of a relayed run, as this socket asked for it (streamed, or translated for `stream: false`). */
+  private relayFrame(entry: RelayedRun, journaled: JournaledFrame): void {
+    if (this.ended || !this.relayed.has(entry)) return;
+    const frame = frameOf(journaled);
+    if (frame.type === 'stream_start') entry.responseId = frame.response_id;
+    else if (frame.type === 'stream_chunk') entry.content += frame.content;
+    if ('message_id' in frame && typeof frame.message_id === 'string') entry.messageId ??= frame.message_id;
+    const terminal = frame.type === 'stream_end' || frame.type === 'error';
+    if (terminal) this.relayed.delete(entry);
+    if (entry.stream) {
+      this.sendOut(outgoing(frame, undefined, journaled.json));
+      return;
+    }
+    // stream: false asks for one final frame: no stream frames, no pieces of reasoning.
+    if (frame.type === 'stream_start' || frame.type === 'stream_chunk') return;
+    if (frame.type === 'event' && frame.event_type === 'thinking' && frame.content !== undefined) return;
+    if (frame.type === 'stream_end') {
+      this.send({ ...frame, type: 'response' });
+      return;
+    }
+    this.sendOut(outgoing(frame, undefined, journaled.json));
+  }
+
+  private relayedMessage(messageId: string): RelayedRun | undefined {
+    for (const entry of this.relayed) if (entry.messageId === messageId) return entry;
+    return undefined;
+  }
+
+  private relayedRun(runId: string): RelayedRun | undefined {
+    for (const entry of this.relayed) if (entry.runId === runId) return entry;
+    return undefined;
   }
 
   private onToolRequest(frame: ClientToolRequestFrame): void {
@@ -308,104 +444,34 @@ class AgentChatSession implements ChatSession {
   }
 
   private onCancel(frame: ClientCancelFrame): void {
-    const messageId = frame.message_id;
-    if (this.pending.has(messageId)) {
-      if (this.runtime.cancel(this.agentId, messageId, this)) return;
-    } else if (this.runtime.cancelElsewhere(this.agentId, messageId)) {
-      // Several instances: the message may be queued or running on another one (sent through
-      // another connection); whoever has it ends it there, with `stream_end` reason cancelled.
-      this.send({
-        type: 'event',
-        event_type: 'cancel_requested',
-        timestamp: this.timestamp(),
-        message_id: messageId,
-        content: `Cancel of message ${messageId} sent to every instance`,
-      });
+    const entry = frame.run_id !== undefined ? this.relayedRun(frame.run_id) : frame.message_id !== undefined ? this.relayedMessage(frame.message_id) : undefined;
+    const ids = { ...(frame.message_id === undefined ? {} : { message_id: frame.message_id }), ...(frame.run_id === undefined ? {} : { run_id: frame.run_id }) };
+    if (entry) {
+      // Its terminal frame (`stream_end` reason cancelled) comes through the relay.
+      void entry.created
+        .then((runId) => (runId === undefined ? undefined : this.runs.cancel(this.principal, this.agentId, runId)))
+        .catch((err: unknown) => this.sendError(this.publicError(err), ids));
       return;
     }
-    this.sendError(new SentinelError('not_found', `no message "${messageId}" in progress`), { message_id: messageId });
+    if (frame.run_id !== undefined) {
+      const runId = frame.run_id;
+      this.runs.cancel(this.principal, this.agentId, runId).then(
+        (run) => this.cancelRequested({ run_id: run.id, message_id: run.message_id }, `Cancel of run ${run.id} requested (${run.status})`),
+        (err: unknown) => this.sendError(this.publicError(err), ids),
+      );
+      return;
+    }
+    const messageId = frame.message_id!;
+    if (this.runtime.cancel(this.agentId, messageId) || this.runtime.cancelElsewhere(this.agentId, messageId)) {
+      // Another socket's (or another instance's) message: whoever relays it sees `stream_end` reason cancelled.
+      this.cancelRequested({ message_id: messageId }, `Cancel of message ${messageId} sent to every instance`);
+      return;
+    }
+    this.sendError(new SentinelError('not_found', `no message "${messageId}" in progress`), ids);
   }
 
-  // ---- runtime callbacks → frames ----------------------------------------------------------
-
-  private listenerFor(messageId: string, pending: PendingMessage): TurnListener {
-    const responseId = pending.responseId;
-    // After a terminal frame or the end of the session, late callbacks send nothing.
-    const live = () => !this.ended && this.pending.get(messageId) === pending;
-    // The chunk frames of this turn differ only in timestamp, index and content: their JSON is
-    // built from this middle part (the ids, escaped once per turn) instead of a JSON.stringify
-    // of each frame, byte for byte what JSON.stringify gives (same keys, same order).
-    let chunkIds: string | undefined;
-    return {
-      onStart: () => {
-        if (!live()) return;
-        this.send({ type: 'event', event_type: 'thinking', timestamp: this.timestamp(), message_id: messageId });
-        if (pending.stream) this.send({ type: 'stream_start', timestamp: this.timestamp(), message_id: messageId, response_id: responseId });
-      },
-      onChunk: (delta, index) => {
-        if (!live()) return;
-        pending.content += delta;
-        if (pending.stream) {
-          const timestamp = this.timestamp();
-          chunkIds ??= `,"message_id":${JSON.stringify(messageId)},"response_id":${JSON.stringify(responseId)},"chunk_index":`;
-          this.send(
-            { type: 'stream_chunk', timestamp, message_id: messageId, response_id: responseId, chunk_index: index, content: delta },
-            `{"type":"stream_chunk","timestamp":${JSON.stringify(timestamp)}${chunkIds}${index},"content":${JSON.stringify(delta)}}`,
-          );
-        }
-      },
-      onThinking: (delta) => {
-        // Streamed like the answer (not with stream: false, which asks for one final frame).
-        // The same event_type as the start frame above, told apart by its non-empty content.
-        if (!live() || !pending.stream) return;
-        this.send({ type: 'event', event_type: 'thinking', timestamp: this.timestamp(), message_id: messageId, content: delta });
-      },
-      onToolCall: (call) => {
-        if (!live()) return;
-        this.send({
-          type: 'event',
-          event_type: 'tool_call',
-          timestamp: this.timestamp(),
-          message_id: messageId,
-          data: { call_id: call.id, tool: call.name, parameters: call.arguments },
-        });
-      },
-      onToolResult: (outcome) => {
-        if (!live()) return;
-        this.send({
-          type: 'tool_result',
-          timestamp: this.timestamp(),
-          message_id: messageId,
-          call_id: outcome.call_id,
-          tool: outcome.tool,
-          status: outcome.status,
-          ...(outcome.status === 'success' ? { result: outcome.result } : { error: outcome.error }),
-        });
-      },
-      onEnd: (end) => {
-        if (!live()) return;
-        this.pending.delete(messageId);
-        this.sendTerminal(messageId, pending, end);
-      },
-      onError: (err) => {
-        if (!live()) return;
-        this.pending.delete(messageId);
-        this.sendError(err, { message_id: messageId });
-      },
-    };
-  }
-
-  private sendTerminal(messageId: string, pending: PendingMessage, end: TurnEnd): void {
-    this.send({
-      type: pending.stream ? 'stream_end' : 'response',
-      timestamp: this.timestamp(),
-      message_id: messageId,
-      response_id: pending.responseId,
-      content: end.content,
-      // Never requires_action here: this listener takes no approvals (gated calls are answered with an error).
-      reason: end.reason === 'requires_action' ? 'error' : end.reason,
-      usage: end.usage,
-    });
+  private cancelRequested(ids: { message_id: string; run_id?: string }, content: string): void {
+    this.send({ type: 'event', event_type: 'cancel_requested', timestamp: this.timestamp(), ...(ids.run_id === undefined ? {} : { run_id: ids.run_id }), message_id: ids.message_id, content });
   }
 
   // ---- sending -----------------------------------------------------------------------------
@@ -416,15 +482,19 @@ class AgentChatSession implements ChatSession {
     return new SentinelError('internal', 'internal server error');
   }
 
-  private sendError(err: SentinelError, ids: { message_id?: string; request_id?: string }): void {
+  private sendError(err: SentinelError, ids: { message_id?: string; request_id?: string; run_id?: string }): void {
     this.send({ type: 'error', timestamp: this.timestamp(), error: err.message, code: err.code, ...ids });
   }
 
   /** `json`: the frame's JSON when the caller built it already (see `outgoing`). Default: serialized on first use. */
   private send(frame: ServerFrame, json?: string): void {
+    this.sendOut(outgoing(frame, undefined, json));
+  }
+
+  private sendOut(out: Outgoing): void {
     if (this.ended) return;
     try {
-      this.sink.send(outgoing(frame, undefined, json));
+      this.sink.send(out);
     } catch (err) {
       this.logger.error('chat sink send failed', { agent_id: this.agentId, error: err instanceof Error ? err.message : String(err) });
     }

@@ -21,6 +21,8 @@ export interface ClientMessageFrame {
   message_id?: string;
   /** Stream the answer (`stream_start`, chunks, `stream_end`) or send one `response`. Default true. */
   stream?: boolean;
+  /** Cancel the message's run when this socket closes before it ended. Default false: the run goes on (`resume` it). */
+  cancel_on_disconnect?: boolean;
 }
 
 export interface ClientToolRequestFrame {
@@ -31,18 +33,30 @@ export interface ClientToolRequestFrame {
   request_id?: string;
 }
 
+/** Cancels a message's run, by `message_id` or by `run_id` (one of them is required). */
 export interface ClientCancelFrame {
   type: 'cancel';
-  message_id: string;
+  message_id?: string;
+  run_id?: string;
 }
 
-export type ClientFrame = ClientMessageFrame | ClientToolRequestFrame | ClientCancelFrame;
+/** Replays a run's frames after `since` (default 0: all of them), then its live ones until its terminal frame. */
+export interface ClientResumeFrame {
+  type: 'resume';
+  run_id: string;
+  since?: number;
+}
+
+export type ClientFrame = ClientMessageFrame | ClientToolRequestFrame | ClientCancelFrame | ClientResumeFrame;
 
 export type ParsedClientFrame =
   | { ok: true; frame: ClientFrame }
-  | { ok: false; error: SentinelError; ids: { message_id?: string; request_id?: string } };
+  | { ok: false; error: SentinelError; ids: { message_id?: string; request_id?: string; run_id?: string } };
 
 const id = { type: 'string', pattern: CLIENT_ID_PATTERN };
+/** The shape of a run id (`run_` and 24 hex digits). */
+export const RUN_ID_PATTERN = '^run_[0-9a-f]{24}$';
+const runId = { type: 'string', pattern: RUN_ID_PATTERN };
 // Clients often stamp their frames like the server does; a timestamp is accepted and ignored.
 const timestamp = { type: 'string', maxLength: 64 };
 
@@ -54,6 +68,7 @@ export const CLIENT_FRAME_SCHEMAS: Record<ClientFrame['type'], JsonSchema> = {
       content: { type: 'string', minLength: 1, maxLength: MAX_MESSAGE_CHARS },
       message_id: id,
       stream: { type: 'boolean' },
+      cancel_on_disconnect: { type: 'boolean' },
       timestamp,
     },
     required: ['type', 'content'],
@@ -73,8 +88,18 @@ export const CLIENT_FRAME_SCHEMAS: Record<ClientFrame['type'], JsonSchema> = {
   },
   cancel: {
     type: 'object',
-    properties: { type: { const: 'cancel' }, message_id: id, timestamp },
-    required: ['type', 'message_id'],
+    properties: { type: { const: 'cancel' }, message_id: id, run_id: runId, timestamp },
+    required: ['type'],
+    anyOf: [
+      { properties: { message_id: id }, required: ['message_id'] },
+      { properties: { run_id: runId }, required: ['run_id'] },
+    ],
+    additionalProperties: false,
+  },
+  resume: {
+    type: 'object',
+    properties: { type: { const: 'resume' }, run_id: runId, since: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, timestamp },
+    required: ['type', 'run_id'],
     additionalProperties: false,
   },
 };
@@ -89,6 +114,7 @@ const limits = Object.fromEntries(
 ) as Record<ClientFrame['type'], JsonLimitsCheck>;
 
 const ID_RE = new RegExp(CLIENT_ID_PATTERN);
+const RUN_ID_RE = new RegExp(RUN_ID_PATTERN);
 
 function readableId(value: unknown): string | undefined {
   return typeof value === 'string' && ID_RE.test(value) ? value : undefined;
@@ -115,7 +141,8 @@ export function parseClientFrame(text: string): ParsedClientFrame {
   const record = value as Record<string, unknown>;
   const message_id = readableId(record.message_id);
   const request_id = readableId(record.request_id);
-  const ids = { ...(message_id === undefined ? {} : { message_id }), ...(request_id === undefined ? {} : { request_id }) };
+  const run_id = typeof record.run_id === 'string' && RUN_ID_RE.test(record.run_id) ? record.run_id : undefined;
+  const ids = { ...(message_id === undefined ? {} : { message_id }), ...(request_id === undefined ? {} : { request_id }), ...(run_id === undefined ? {} : { run_id }) };
   const type = record.type;
   if (typeof type !== 'string') return { ok: false, error: new SentinelError('invalid_request', 'missing "type"'), ids };
   const validate = Object.hasOwn(validators, type) ? validators[type as ClientFrame['type']] : undefined;

@@ -10,6 +10,8 @@ import type { Principal } from '../contract/models.js';
 /** Fields every server frame has. */
 interface FrameBase {
   timestamp: string;
+  /** Frames of a run (docs/ARCHITECTURE.md#runs): the run they belong to. */
+  run_id?: string;
 }
 
 /**
@@ -24,13 +26,15 @@ export interface EventFrame extends FrameBase {
   content?: string;
   data?: Record<string, unknown>;
   message_id?: string;
-  /** Stored events only: increasing per agent. */
+  /** Stored events: increasing per agent; frames of a run: the run's 1, 2, 3… order. */
   seq?: number;
   agent_id?: string;
 }
 
 /** `stream_start`: the streamed answer to `message_id` begins. */
 export interface StreamStartFrame extends FrameBase {
+  /** Frames of a run: its 1, 2, 3… order, the cursor of a `resume`. */
+  seq?: number;
   type: 'stream_start';
   message_id: string;
   response_id: string;
@@ -38,6 +42,8 @@ export interface StreamStartFrame extends FrameBase {
 
 /** `stream_chunk`: the next piece of the answer (merged chunks keep the first `chunk_index`). */
 export interface StreamChunkFrame extends FrameBase {
+  /** Frames of a run: its 1, 2, 3… order, the cursor of a `resume`. */
+  seq?: number;
   type: 'stream_chunk';
   message_id: string;
   response_id: string;
@@ -57,6 +63,8 @@ export interface AnswerUsage {
 
 /** The terminal frame of a message: `stream_end` after a stream, `response` for `stream: false`. */
 export interface AnswerEndFrame extends FrameBase {
+  /** Frames of a run: its 1, 2, 3… order, the cursor of a `resume`. */
+  seq?: number;
   type: 'stream_end' | 'response';
   message_id: string;
   response_id: string;
@@ -71,6 +79,8 @@ export interface AnswerEndFrame extends FrameBase {
  * (`request_id`) finished, with `result` on success or `error` on failure.
  */
 export interface ToolResultFrame extends FrameBase {
+  /** Frames of a run: its 1, 2, 3… order, the cursor of a `resume`. */
+  seq?: number;
   type: 'tool_result';
   message_id?: string;
   call_id?: string;
@@ -83,6 +93,8 @@ export interface ToolResultFrame extends FrameBase {
 
 /** `error`: a human `error` message and its `code`, with the id of the frame it answers, if any. */
 export interface ErrorFrame extends FrameBase {
+  /** Frames of a run: its 1, 2, 3… order, the cursor of a `resume`. */
+  seq?: number;
   type: 'error';
   error: string;
   code: ErrorCode;

@@ -8,6 +8,7 @@
  */
 import { ERROR_CODES } from '../contract/errors.js';
 import { CLIENT_ID_PATTERN } from '../contract/ids.js';
+import { RUN_ID_PATTERN } from './client-frames.js';
 import type { JsonSchema } from '../contract/route.js';
 import type { ServerFrameType } from './frames.js';
 
@@ -16,6 +17,8 @@ const clientId = { type: 'string', pattern: CLIENT_ID_PATTERN };
 const messageId = { ...clientId, description: 'The message this frame is about (the client’s or one the server made up).' };
 const requestId = { ...clientId, description: 'The tool_request this frame answers.' };
 const responseId = { type: 'string', description: 'The answer’s id, the same in all frames of one answer.' };
+const runId = { type: 'string', pattern: RUN_ID_PATTERN, description: 'The run this frame belongs to (frames of a run only).' };
+const runSeq = { type: 'integer', minimum: 1, description: 'The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume.' };
 
 const usage = {
   type: 'object',
@@ -36,6 +39,8 @@ function answerEnd(type: 'stream_end' | 'response', description: string): JsonSc
     properties: {
       type: { const: type },
       timestamp,
+      run_id: runId,
+      seq: runSeq,
       message_id: messageId,
       response_id: responseId,
       content: { type: 'string', description: 'The whole answer (for a partial one, the text streamed so far).' },
@@ -52,7 +57,7 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
   event: {
     type: 'object',
     description:
-      'Something happened: connection_established, thinking, tool_call, cancel_requested (chat); agent_status, resync_required and every stored event (events).',
+      'Something happened: connection_established, thinking, tool_call, cancel_requested (chat; frames of a run carry run_id and seq); agent_status, resync_required and every stored event (events).',
     properties: {
       type: { const: 'event' },
       event_type: { type: 'string' },
@@ -60,7 +65,8 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
       content: { type: 'string' },
       data: { type: 'object' },
       message_id: messageId,
-      seq: { type: 'integer', minimum: 1, description: 'Stored events only: increasing per agent.' },
+      run_id: runId,
+      seq: { type: 'integer', minimum: 1, description: 'Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order.' },
       agent_id: { type: 'string' },
     },
     required: ['type', 'event_type', 'timestamp'],
@@ -69,7 +75,7 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
   stream_start: {
     type: 'object',
     description: 'The streamed answer to a message begins.',
-    properties: { type: { const: 'stream_start' }, timestamp, message_id: messageId, response_id: responseId },
+    properties: { type: { const: 'stream_start' }, timestamp, run_id: runId, seq: runSeq, message_id: messageId, response_id: responseId },
     required: ['type', 'timestamp', 'message_id', 'response_id'],
     additionalProperties: false,
   },
@@ -79,6 +85,8 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
     properties: {
       type: { const: 'stream_chunk' },
       timestamp,
+      run_id: runId,
+      seq: runSeq,
       message_id: messageId,
       response_id: responseId,
       chunk_index: { type: 'integer', minimum: 0 },
@@ -95,6 +103,8 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
     properties: {
       type: { const: 'tool_result' },
       timestamp,
+      run_id: runId,
+      seq: runSeq,
       message_id: messageId,
       call_id: { type: 'string' },
       request_id: requestId,
@@ -114,6 +124,8 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
       timestamp,
       error: { type: 'string', description: 'A human message.' },
       code: { enum: [...ERROR_CODES] },
+      run_id: runId,
+      seq: runSeq,
       message_id: messageId,
       request_id: requestId,
       retry_after: { type: 'integer', minimum: 0, description: 'Seconds to wait before sending another such frame (code rate_limited only).' },

@@ -179,3 +179,20 @@ export function parseBusPayload(payload: string): Record<string, unknown> | null
     return null;
   }
 }
+
+/**
+ * True when a bus message of kind `run_frames` has the shape its readers rely on (a run id and
+ * `{seq, json}` frames): another instance's frames are checked before anyone replays them.
+ */
+export function isRunFramesPayload(message: Record<string, unknown>): boolean {
+  const { run_id: runId, frames } = message;
+  return (
+    typeof runId === 'string' &&
+    Array.isArray(frames) &&
+    frames.every((f: unknown) => {
+      if (typeof f !== 'object' || f === null) return false;
+      const { seq, json } = f as Record<string, unknown>;
+      return typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0 && typeof json === 'string';
+    })
+  );
+}

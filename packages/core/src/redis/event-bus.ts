@@ -28,6 +28,7 @@ import {
   checkKeyPrefix,
   commandClientOptions,
   errorText,
+  isRunFramesPayload,
   parseBusPayload,
   parseRedisUrl,
   subscriberClientOptions,
@@ -83,7 +84,10 @@ const MAX_REMEMBERED_FAILURES = 10_000;
 function isEnvelope(value: unknown): value is Envelope {
   if (typeof value !== 'object' || value === null) return false;
   const { i, m } = value as Record<string, unknown>;
-  return typeof i === 'string' && typeof m === 'object' && m !== null && typeof (m as Record<string, unknown>).kind === 'string';
+  if (typeof i !== 'string' || typeof m !== 'object' || m === null) return false;
+  const kind = (m as Record<string, unknown>).kind;
+  if (typeof kind !== 'string') return false;
+  return kind !== 'run_frames' || isRunFramesPayload(m as Record<string, unknown>);
 }
 
 /**

@@ -38,16 +38,22 @@ export class AgentQueues {
 
   /** Queues a new turn, or refuses it with `agent_busy` (nothing is called on `listener` then). */
   submit(agentId: string, request: TurnRequest, listener: TurnListener): SubmitResult {
-    const { limit } = this.options;
+    const full = this.refusal(agentId);
+    if (full) return { accepted: false, error: full };
     let slot = this.slots.get(agentId);
-    if (slot?.running && slot.queue.length >= limit) {
-      return { accepted: false, error: new SentinelError('agent_busy', `agent is busy: ${limit} messages are already waiting`) };
-    }
     slot ??= this.newSlot(agentId);
     const turn = newTurn(agentId, request, listener);
     slot.queue.push(turn);
     this.pump(agentId, slot);
     return { accepted: true, responseId: turn.responseId };
+  }
+
+  /** The `agent_busy` error a submit for the agent would get now, or undefined. */
+  refusal(agentId: string): SentinelError | undefined {
+    const { limit } = this.options;
+    const slot = this.slots.get(agentId);
+    if (slot?.running && slot.queue.length >= limit) return new SentinelError('agent_busy', `agent is busy: ${limit} messages are already waiting`);
+    return undefined;
   }
 
   /**

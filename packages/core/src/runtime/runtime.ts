@@ -171,10 +171,17 @@ export class AgentRuntime {
    * terminal callback.
    */
   submit(agentId: string, request: TurnRequest, listener: TurnListener): SubmitResult {
-    if (this.shuttingDown) return { accepted: false, error: new SentinelError('unavailable', 'server is shutting down') };
-    if (this.removing.has(agentId)) return { accepted: false, error: new SentinelError('not_found', `agent "${agentId}" not found`) };
-    if (this.stopped.has(agentId)) return { accepted: false, error: new SentinelError('conflict', 'agent is stopped') };
+    const refused = this.refusal(agentId);
+    if (refused) return { accepted: false, error: refused };
     return this.queues.submit(agentId, request, listener);
+  }
+
+  /** The error {@link submit} would refuse a message for the agent with right now, or undefined (a run checks before it is stored). */
+  refusal(agentId: string): SentinelError | undefined {
+    if (this.shuttingDown) return new SentinelError('unavailable', 'server is shutting down');
+    if (this.removing.has(agentId)) return new SentinelError('not_found', `agent "${agentId}" not found`);
+    if (this.stopped.has(agentId)) return new SentinelError('conflict', 'agent is stopped');
+    return this.queues.refusal(agentId);
   }
 
   /**

@@ -51,6 +51,11 @@ function toolMessageContent(outcome: ToolOutcome): string {
   return typeof outcome.result === 'string' ? outcome.result : JSON.stringify(outcome.result ?? null);
 }
 
+/** `{run_id}` for the events of a turn that answers a run, else nothing. */
+function runIdOf(turn: Turn): { run_id?: string } {
+  return turn.request.runId === undefined ? {} : { run_id: turn.request.runId };
+}
+
 /** What the recorder writes to. */
 export interface TurnRecorderOptions {
   store: Store;
@@ -81,10 +86,26 @@ export class TurnRecorder {
    */
   received(turn: Turn): Promise<[message: PromiseSettledResult<unknown>, event: PromiseSettledResult<unknown>]> {
     const { agentId, request } = turn;
-    return Promise.allSettled([
+    const writes = Promise.allSettled([
       this.store.appendMessages(agentId, [{ agent_id: agentId, role: 'user', content: request.content, message_id: request.messageId, created_at: this.timestamp() }]),
-      this.journal.event(agentId, 'message_received', `Message ${request.messageId} received`, { message_id: request.messageId }),
+      this.journal.event(agentId, 'message_received', `Message ${request.messageId} received`, { message_id: request.messageId, ...runIdOf(turn) }),
     ]);
+    // Issued in the same turn of the event loop: one group commit with the message (a run's `running`).
+    const extra = this.beforeStart(turn);
+    return extra === undefined ? writes : Promise.all([writes, extra]).then(([outcomes]) => outcomes);
+  }
+
+  private beforeStart(turn: Turn): Promise<void> | undefined {
+    let extra: Promise<unknown> | undefined;
+    try {
+      extra = turn.listener.beforeStart?.();
+    } catch (err) {
+      this.logger.error('turn listener failed', { agent_id: turn.agentId, error: err instanceof Error ? err.message : String(err) });
+    }
+    return extra?.then(
+      () => undefined,
+      (err: unknown) => this.logger.error('turn listener write failed', { agent_id: turn.agentId, error: err instanceof Error ? err.message : String(err) }),
+    );
   }
 
   /** The row of an assistant message of the turn. */
@@ -147,6 +168,7 @@ export class TurnRecorder {
       writes.push(
         this.journal.event(agentId, 'message_processed', `Message ${request.messageId} processed (${reason})`, {
           message_id: request.messageId,
+          ...runIdOf(turn),
           response_id: turn.responseId,
           reason,
           usage,

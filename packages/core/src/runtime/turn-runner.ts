@@ -18,7 +18,7 @@ import type { Store } from '../store/types.js';
 import type { ToolSet } from '../tools/tool-set.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newTurnProgress, type TurnOutcome, type TurnProgress, type TurnRecorder, usageOf } from './turn-record.js';
-import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ApprovalRequest, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEndReason, type TurnRequest } from './turn.js';
+import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ApprovalRequest, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEnd, type TurnEndReason, type TurnRequest } from './turn.js';
 
 /** Tool calls run per model round; extra calls are answered with an error instead of being run. */
 const MAX_TOOL_CALLS_PER_ROUND = 16;
@@ -445,9 +445,19 @@ export class TurnRunner {
   private async finish(turn: Turn, end: TurnOutcome): Promise<void> {
     if (turn.done) return;
     const { failure } = end;
+    const turnEnd = failure ?? { content: end.progress.content, reason: end.reason, usage: end.usage };
     // A turn ended by a deletion on another instance stores nothing either: the rows are going.
-    if (!this.isRemoving(turn.agentId) && turn.abortReason !== 'deleted') await this.recorder.ended(turn, end);
+    const recorded = !this.isRemoving(turn.agentId) && turn.abortReason !== 'deleted' ? this.recorder.ended(turn, end) : undefined;
+    // The listener's end writes (a run's status and terminal frame) are issued in the same turn
+    // of the event loop as the recorder's, so they share its group commit.
+    let extra: Promise<unknown> | undefined;
+    try {
+      extra = turn.listener.beforeEnd?.(turnEnd);
+    } catch (err) {
+      this.logger.error('turn listener failed', { agent_id: turn.agentId, error: err instanceof Error ? err.message : String(err) });
+    }
+    await Promise.allSettled([recorded, extra]);
     if (failure) terminal(turn, this.logger, (l) => l.onError(failure));
-    else terminal(turn, this.logger, (l) => l.onEnd({ content: end.progress.content, reason: end.reason, usage: end.usage }));
+    else terminal(turn, this.logger, (l) => l.onEnd(turnEnd as TurnEnd));
   }
 }

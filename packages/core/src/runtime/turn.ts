@@ -39,7 +39,7 @@ export interface TurnRequest {
   responseId?: string;
   /** Who submitted it (e.g. a chat session), so `cancel` and `dropQueued` touch only its turns. Default: nobody in particular. */
   owner?: object;
-  /** The run this turn belongs to (journal and logs). Default none. */
+  /** The run this turn answers (runs/service.ts); recorded as `run_id` in the turn's events. Default none. */
   runId?: string;
   /**
    * Continues a turn that ended `requires_action`: `calls` are that model round's tool calls
@@ -118,6 +118,19 @@ export interface TurnListener {
   onEnd(end: TurnEnd): void;
   /** A failed turn: `err.code` is `upstream_error` or `internal` (safe message), or `conflict`/`not_found` when the agent stopped or vanished. */
   onError(err: SentinelError): void;
+  /**
+   * Writes the listener wants committed with the turn's first writes (the user message): called
+   * when they are issued, in the same turn of the event loop, so the Store commits them in one
+   * group commit. The turn does not wait for a failure of these. Optional.
+   */
+  beforeStart?(): Promise<unknown> | undefined;
+  /**
+   * Writes the listener wants committed with the turn's end (a run's status and terminal frame):
+   * called with what the terminal callback will carry, as the turn's end writes are issued; the
+   * terminal callback waits for them. Not called for a turn that ends without running (cancelled
+   * while queued). Optional.
+   */
+  beforeEnd?(end: TurnEnd | SentinelError): Promise<unknown> | undefined;
 }
 
 /** What `AgentRuntime.submit` answers: the turn was queued, or why not. */

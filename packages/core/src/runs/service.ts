@@ -1,0 +1,673 @@
+/**
+ * The run service (docs/ARCHITECTURE.md#runs): every turn of an agent is a run. `create`
+ * stores the run (idempotent by key, per agent, for 24 h) and submits its turn to the
+ * {@link AgentRuntime}; the run's {@link TurnListener} turns the runtime's callbacks into the
+ * run's frames (journal.ts) and its end into the run's final status, compare-and-set in the
+ * Store. The chat socket and the REST routes drive runs only through this service.
+ *
+ * Runs outlive sockets, not servers: on start, and periodically with several instances, runs
+ * still queued or running on an instance that is gone are ended `failed` / `interrupted`
+ * with a terminal `error` frame, so no run stays `running` forever.
+ */
+import { createHash } from 'node:crypto';
+import type { AgentService } from '../agents/service.js';
+import type { EventBus } from '../bus.js';
+import { isoTimestamp } from '../clock.js';
+import { isSentinelError, SentinelError } from '../contract/errors.js';
+import { newMessageId, newResponseId, newRunId } from '../contract/ids.js';
+import type { Logger } from '../contract/logger.js';
+import { silentLogger } from '../contract/logger.js';
+import type { AgentRecord, Principal } from '../contract/models.js';
+import type { AnswerEndReason, ServerFrame } from '../protocol/frames.js';
+import type { AgentRuntime, TurnEnd, TurnListener } from '../runtime/runtime.js';
+import { frameOf, isTerminalFrameJson, type JournaledFrame, type LiveRun, type RunJournal } from './journal.js';
+import { endedPatch, failedPatch, INTERRUPTED_MESSAGE, isActiveStatus, isTerminalStatus, transitionOf } from './status.js';
+import type { Store } from '../store/types.js';
+import type { RunFrameRow, RunRecord, RunStatus } from './types.js';
+
+/** Which instances are alive (the Redis one is redis/instance-liveness.ts). */
+export interface InstanceLiveness {
+  /** Marks `instanceId` alive for `ttlMs`. */
+  beat(instanceId: string, ttlMs: number): Promise<void>;
+  /** The ones of `instanceIds` that are alive. */
+  alive(instanceIds: string[]): Promise<Set<string>>;
+  /** `instanceId` stopped cleanly. */
+  gone(instanceId: string): Promise<void>;
+  /** Every instance that beat since it was last forgotten (alive or not). */
+  known(): Promise<string[]>;
+  /** Drops `instanceId` from {@link known} (it is gone and has no run left). */
+  forget(instanceId: string): Promise<void>;
+}
+
+/** A transition a listener of {@link RunService.onTransition} hears of. */
+export type RunTransition = 'completed' | 'failed' | 'cancelled' | 'requires_action';
+
+export interface RunServiceOptions {
+  store: Store;
+  agents: AgentService;
+  runtime: AgentRuntime;
+  journal: RunJournal;
+  bus: EventBus;
+  /** This instance's id, recorded in the runs it runs. Required. */
+  instanceId: string;
+  /**
+   * With several instances: who is alive, for the sweep of runs whose instance went away.
+   * Default none: a single instance, whose earlier runs are all interrupted once it starts.
+   */
+  liveness?: InstanceLiveness;
+  /** How long an idempotency key (a chat `message_id`, an `Idempotency-Key`) holds, in ms. Default 24 h. */
+  idempotencyWindowMs?: number;
+  /** Heartbeat of this instance's liveness key, in ms (the key lives 3 beats). Default 5000. */
+  heartbeatMs?: number;
+  /** Sweep for runs of instances that are gone, in ms (with `liveness` only). Default 10000. */
+  sweepIntervalMs?: number;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Clock for timestamps. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** The input of a run. */
+export interface RunInput {
+  content: string;
+  /** The chat message id. Default: generated (`msg_…`). */
+  message_id?: string;
+  /** Default: `message_id` when given, else none (a generated message id is no key); null: no key. */
+  idempotency_key?: string | null;
+  /** Absolute http(s) URL told of the run's transitions. Default none. */
+  webhook?: string;
+  /** sha256 hex of the canonical request (a REST body); a key reused with another hash is `idempotency_conflict`. Default: of `{content}`. */
+  requestHash?: string;
+}
+
+const ACTIVE: RunStatus[] = ['queued', 'running'];
+const ZERO_USAGE = Object.freeze({ input_tokens: 0, output_tokens: 0, total_tokens: 0 });
+/** How often `wait` and a remote subscription look at the Store when the bus says nothing, in ms. */
+const POLL_MS = 500;
+const SWEEP_BATCH = 500;
+
+/** sha256 hex of `{content}`: the request hash of a chat message. */
+export function messageRequestHash(content: string): string {
+  return createHash('sha256').update(JSON.stringify({ content })).digest('hex');
+}
+
+export class RunService {
+  private readonly store: Store;
+  private readonly agents: AgentService;
+  private readonly runtime: AgentRuntime;
+  private readonly journal: RunJournal;
+  private readonly bus: EventBus;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly liveness: InstanceLiveness | undefined;
+  private readonly windowMs: number;
+  private readonly heartbeatMs: number;
+  private readonly sweepIntervalMs: number;
+  private readonly transitionListeners = new Set<(run: RunRecord, event: RunTransition) => void>();
+  private timers: NodeJS.Timeout[] = [];
+  private sweeping: Promise<void> | undefined;
+  private closed = false;
+  /** This instance's id. */
+  readonly instanceId: string;
+
+  constructor(options: RunServiceOptions) {
+    this.store = options.store;
+    this.agents = options.agents;
+    this.runtime = options.runtime;
+    this.journal = options.journal;
+    this.bus = options.bus;
+    this.instanceId = options.instanceId;
+    this.liveness = options.liveness;
+    this.logger = options.logger ?? silentLogger;
+    this.now = options.now ?? Date.now;
+    this.windowMs = options.idempotencyWindowMs ?? 24 * 3600_000;
+    this.heartbeatMs = options.heartbeatMs ?? 5_000;
+    this.sweepIntervalMs = options.sweepIntervalMs ?? 10_000;
+  }
+
+  /**
+   * Interrupts the runs left queued or running by instances that are gone (on a single
+   * instance: every such run, since none can be this start's), then keeps this instance's
+   * heartbeat and the periodic sweep going (with liveness).
+   */
+  async start(): Promise<void> {
+    if (this.liveness) {
+      await this.liveness.beat(this.instanceId, this.heartbeatMs * 3);
+      const beat = setInterval(() => {
+        this.liveness!.beat(this.instanceId, this.heartbeatMs * 3).catch((err: unknown) =>
+          this.logger.warn('instance heartbeat failed', { instance_id: this.instanceId, error: errorText(err) }),
+        );
+      }, this.heartbeatMs);
+      const sweep = setInterval(() => void this.sweep(), this.sweepIntervalMs);
+      beat.unref();
+      sweep.unref();
+      this.timers.push(beat, sweep);
+    }
+    await this.sweep();
+  }
+
+  /**
+   * Fails (`interrupted`) the queued and running runs whose instance is gone. Resolves when
+   * done; a sweep in progress is joined, not doubled. Never rejects.
+   */
+  sweep(): Promise<void> {
+    this.sweeping ??= this.sweepOnce()
+      .catch((err: unknown) => this.logger.error('interrupted-run sweep failed', { error: errorText(err) }))
+      .finally(() => (this.sweeping = undefined));
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<void> {
+    if (!this.liveness) {
+      // A single instance: whatever is queued or running and not live here was left by an earlier start.
+      for (;;) {
+        const runs = (await this.store.findRuns({ status: ACTIVE, limit: SWEEP_BATCH })).filter((run) => !this.journal.get(run.id));
+        for (const run of runs) await this.interrupt(run);
+        if (runs.length < SWEEP_BATCH) return;
+      }
+    }
+    const others = (await this.liveness.known()).filter((id) => id !== this.instanceId);
+    const alive = await this.liveness.alive(others);
+    for (const instanceId of others) {
+      if (alive.has(instanceId)) continue;
+      for (;;) {
+        const runs = await this.store.findRuns({ status: ACTIVE, instanceId, limit: SWEEP_BATCH });
+        for (const run of runs) await this.interrupt(run, instanceId);
+        if (runs.length < SWEEP_BATCH) break;
+      }
+      await this.liveness.forget(instanceId);
+    }
+  }
+
+  /** Ends a run whose instance is gone: `failed` / `interrupted`, the partial answer kept, a terminal `error` frame journaled. */
+  private async interrupt(run: RunRecord, instanceId = ''): Promise<void> {
+    const content = await this.partialContent(run);
+    const endedAt = isoTimestamp(this.now());
+    const updated = await this.journal.endOrphan(
+      run,
+      (seq) => {
+        const frame: ServerFrame = { type: 'error', timestamp: endedAt, run_id: run.id, seq, error: INTERRUPTED_MESSAGE, code: 'interrupted', message_id: run.message_id };
+        return { json: JSON.stringify(frame) };
+      },
+      {
+        status: 'failed',
+        output: { content, reason: 'shutdown' },
+        ended_at: endedAt,
+        error: { code: 'interrupted', message: INTERRUPTED_MESSAGE },
+      },
+      ACTIVE,
+    );
+    if (updated) {
+      this.logger.warn('run interrupted: its instance is gone', { run_id: run.id, agent_id: run.agent_id, ...(instanceId ? { instance_id: instanceId } : {}) });
+      this.emitTransition(updated);
+    }
+  }
+
+  /** The text the run streamed before it was cut (its journaled chunks). */
+  private async partialContent(run: RunRecord): Promise<string> {
+    let content = '';
+    for (let after = 0; ; ) {
+      const frames = await this.store.listRunFrames(run.id, after);
+      for (const frame of frames) {
+        if (frame.json.startsWith('{"type":"stream_chunk"')) content += (JSON.parse(frame.json) as { content: string }).content;
+      }
+      if (frames.length === 0) return content;
+      after = frames[frames.length - 1]!.seq;
+    }
+  }
+
+  /** Stops the heartbeat and the sweep, waits (bounded) for live runs' end writes, and drops this instance's liveness key. */
+  async close(settleMs = 5_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    const live = this.journal.liveRuns().map((run) => run.settled);
+    if (live.length > 0) await within(Promise.all(live), settleMs);
+    await this.sweeping;
+    await this.liveness?.gone(this.instanceId).catch(() => undefined);
+  }
+
+  /** Calls `listener` once per transition this instance makes (terminal or requires_action). Returns the unsubscribe function. */
+  onTransition(listener: (run: RunRecord, event: RunTransition) => void): () => void {
+    this.transitionListeners.add(listener);
+    return () => this.transitionListeners.delete(listener);
+  }
+
+  /** @internal The run's turn started: `running`, compare-and-set from `queued`. */
+  markRunning(runId: string): Promise<RunRecord | null> {
+    return this.store.updateRun(runId, { status: 'running', started_at: isoTimestamp(this.now()) }, { fromStatus: ['queued'] });
+  }
+
+  /** @internal For the parts that make a transition themselves (approvals): tells the listeners. */
+  emitTransition(run: RunRecord): void {
+    const event = transitionOf(run.status);
+    if (event === undefined) return;
+    for (const listener of this.transitionListeners) {
+      try {
+        listener(run, event);
+      } catch (err) {
+        this.logger.error('run transition listener failed', { run_id: run.id, error: errorText(err) });
+      }
+    }
+  }
+
+  /**
+   * Creates a run and queues its turn, or (`created: false`) finds the run of the same
+   * idempotency key, younger than the window, and starts nothing. Errors: `not_found` (agent),
+   * `conflict` (stopped), `agent_busy` (queue full, or a run waiting for an approval),
+   * `unavailable` (shutting down), `idempotency_conflict` (the key with another request).
+   */
+  async create(principal: Principal, agentId: string, input: RunInput): Promise<{ run: RunRecord; created: boolean }> {
+    const agent = await this.agents.getRecord(principal, agentId);
+    const key = input.idempotency_key === undefined ? (input.message_id ?? null) : input.idempotency_key;
+    const requestHash = input.requestHash ?? (key === null ? null : messageRequestHash(input.content));
+    const nowMs = this.now();
+    const refused = this.refusal(agent);
+    if (refused) throw refused;
+    // Checked before the run is stored, so a refused message does not take its idempotency key.
+    const [waiting] = await this.store.findRuns({ status: ['requires_action'], agentId: agent.id, limit: 1 });
+    if (waiting) {
+      if (key !== null && waiting.message_id === key) {
+        // The same message again (a reconnect) while its run waits for an approval: that run.
+        return { run: waiting, created: false };
+      }
+      throw new SentinelError('agent_busy', `agent is waiting for a tool approval in run ${waiting.id}`);
+    }
+    const messageId = input.message_id ?? newMessageId();
+    const result = await this.store.createRun(
+      {
+        id: newRunId(),
+        agent_id: agent.id,
+        owner: agent.owner,
+        message_id: messageId,
+        status: 'queued',
+        input: { content: input.content },
+        usage: { ...ZERO_USAGE },
+        webhook: input.webhook ?? null,
+        created_at: isoTimestamp(nowMs),
+        idempotency_key: key,
+        request_hash: requestHash,
+        instance_id: this.instanceId,
+      },
+      { idempotencyWindowMs: this.windowMs, nowMs },
+    );
+    if (!result.created) {
+      checkSameRequest(result.requestHash, requestHash);
+      return { run: result.run, created: false };
+    }
+    const run = result.run;
+    const live = this.journal.open(run);
+    const listener = new RunTurnListener(this, live, run, newResponseId());
+    const submitted = this.runtime.submit(agent.id, { messageId, content: input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener);
+    if (!submitted.accepted) return { run: (await this.failUnstarted(live, run, submitted.error)) ?? run, created: true };
+    return { run, created: true };
+  }
+
+  /** A run of the agent refused before it started (the queue filled meanwhile): failed with that error, journaled. */
+  private failUnstarted(live: LiveRun, run: RunRecord, err: SentinelError): Promise<RunRecord | null> {
+    const endedAt = isoTimestamp(this.now());
+    return live
+      .end((seq) => errorFrame(run, seq, endedAt, err), failedPatch(err, '', { ...ZERO_USAGE }, endedAt), ACTIVE)
+      .then((updated) => {
+        if (updated) this.emitTransition(updated);
+        return updated;
+      });
+  }
+
+  private refusal(agent: AgentRecord): SentinelError | undefined {
+    if (this.closed) return new SentinelError('unavailable', 'server is shutting down');
+    if (agent.status !== 'running') return new SentinelError('conflict', agent.status === 'stopped' ? 'agent is stopped' : `agent is not running (${agent.status})`);
+    return this.runtime.refusal(agent.id);
+  }
+
+  /** The run (`not_found` for an unknown run, another agent's, or another user's agent). */
+  async get(principal: Principal, agentId: string, runId: string): Promise<RunRecord> {
+    const agent = await this.agents.getRecord(principal, agentId);
+    const run = await this.store.getRun(runId);
+    if (!run || run.agent_id !== agent.id) throw new SentinelError('not_found', `run "${runId}" not found`);
+    return run;
+  }
+
+  /** The agent's runs, newest first, `limit` (default 20, at most 100) per page; `next` is the cursor of the next page. */
+  async list(principal: Principal, agentId: string, query: { status?: RunStatus; before?: string; limit?: number }): Promise<{ runs: RunRecord[]; next: string | null }> {
+    const agent = await this.agents.getRecord(principal, agentId);
+    const limit = Math.min(Math.max(1, query.limit ?? 20), 100);
+    const rows = await this.store.listRuns(agent.id, {
+      limit: limit + 1,
+      ...(query.status === undefined ? {} : { status: query.status }),
+      ...(query.before === undefined ? {} : { before: query.before }),
+    });
+    const runs = rows.slice(0, limit);
+    return { runs, next: rows.length > limit ? (runs[runs.length - 1]?.id ?? null) : null };
+  }
+
+  /**
+   * Resolves when the run leaves queued/running (terminal or requires_action), or after
+   * `timeoutMs` (or on abort) with its current record.
+   */
+  async wait(principal: Principal, agentId: string, runId: string, timeoutMs: number, signal?: AbortSignal): Promise<RunRecord> {
+    let run = await this.get(principal, agentId, runId);
+    const deadline = this.now() + Math.max(0, timeoutMs);
+    while (isActiveStatus(run.status) && this.now() < deadline && !signal?.aborted) {
+      const live = this.journal.get(runId);
+      const remaining = deadline - this.now();
+      // A live run here says when it ends; one elsewhere is read again every POLL_MS.
+      await Promise.race([live ? live.settled : sleep(Math.min(remaining, POLL_MS)), sleep(remaining), aborted(signal)]);
+      run = (await this.store.getRun(runId)) ?? run;
+    }
+    return run;
+  }
+
+  /**
+   * Cancels the run: a queued or running one wherever it runs (it ends `cancelled` with its
+   * partial answer), one waiting for an approval at once. A terminal run is returned as is.
+   * Resolves with the run once the cancel took effect (or after a few seconds with its
+   * current record, when another instance has not answered yet).
+   */
+  async cancel(principal: Principal, agentId: string, runId: string): Promise<RunRecord> {
+    const run = await this.get(principal, agentId, runId);
+    if (isTerminalStatus(run.status)) return run;
+    if (run.status === 'requires_action') {
+      const endedAt = isoTimestamp(this.now());
+      const updated = await this.journal.endOrphan(
+        run,
+        (seq) => ({ json: JSON.stringify(endFrame(run, seq, endedAt, newResponseId(), { content: '', reason: 'cancelled', usage: run.usage })) }),
+        { status: 'cancelled', output: { content: run.output?.content ?? '', reason: 'cancelled' }, ended_at: endedAt, required_action: null },
+        ['requires_action'],
+      );
+      if (updated) {
+        this.emitTransition(updated);
+        return updated;
+      }
+      return (await this.store.getRun(runId)) ?? run;
+    }
+    const live = this.journal.get(runId);
+    if (live) {
+      this.runtime.cancel(run.agent_id, run.message_id, live);
+      await within(live.settled, 5_000);
+    } else if (this.runtime.cancelElsewhere(run.agent_id, run.message_id)) {
+      return this.wait(principal, agentId, runId, 5_000);
+    } else {
+      // Nobody runs it (its instance went away): the sweep's verdict, now.
+      await this.sweep();
+    }
+    return (await this.store.getRun(runId)) ?? run;
+  }
+
+  /**
+   * Delivers the run's frames after `since` (replayed from memory or the Store), then live ones
+   * until the terminal frame; `done` resolves once that was delivered, or on abort. Every frame
+   * is delivered once, in seq order.
+   */
+  async subscribe(
+    principal: Principal,
+    agentId: string,
+    runId: string,
+    since: number,
+    listener: (frame: JournaledFrame) => void,
+    signal?: AbortSignal,
+  ): Promise<{ run: RunRecord; done: Promise<void> }> {
+    const run = await this.get(principal, agentId, runId);
+    const live = this.journal.get(runId);
+    if (live) {
+      let unsubscribe = () => {};
+      const done = new Promise<void>((resolve) => {
+        if (signal?.aborted) return resolve();
+        unsubscribe = live.subscribe(since, listener);
+        signal?.addEventListener('abort', () => (unsubscribe(), resolve()), { once: true });
+        void live.settled.then(resolve);
+      });
+      void done.then(() => unsubscribe());
+      return { run, done };
+    }
+    return { run, done: this.followStored(run, since, listener, signal) };
+  }
+
+  /**
+   * A run this instance does not run (it ended, or it runs elsewhere): the bus first, so no
+   * batch published meanwhile is missed, then the Store after the cursor; bus batches fill in
+   * live, a gap (a missed batch) is read from the Store again. Deduplicated by seq.
+   */
+  private followStored(run: RunRecord, since: number, listener: (frame: JournaledFrame) => void, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let last = Math.max(0, since);
+      let finished = false;
+      let reading: Promise<void> = Promise.resolve();
+      let timer: NodeJS.Timeout | undefined;
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        unsubscribe();
+        if (timer !== undefined) clearInterval(timer);
+        resolve();
+      };
+      const deliver = (frame: RunFrameRow) => {
+        if (finished || frame.seq !== last + 1) return;
+        last = frame.seq;
+        try {
+          listener(frame);
+        } catch (err) {
+          this.logger.error('run frame subscriber failed', { run_id: run.id, error: errorText(err) });
+        }
+        if (isTerminalFrameJson(frame.json)) finish();
+      };
+      const readStore = () => {
+        reading = reading.then(async () => {
+          while (!finished) {
+            const frames = await this.store.listRunFrames(run.id, last);
+            for (const frame of frames) deliver(frame);
+            if (frames.length === 0) break;
+          }
+          if (!finished) {
+            // A terminal run whose frames ended without a terminal one (journaling was off): nothing more comes.
+            const current = await this.store.getRun(run.id);
+            if (!current || isTerminalStatus(current.status)) finish();
+          }
+        }).catch((err: unknown) => this.logger.error('cannot read run frames', { run_id: run.id, error: errorText(err) }));
+      };
+      const unsubscribe = this.bus.subscribe(run.agent_id, (message) => {
+        if (message.kind === 'resync' || message.kind === 'deleted') return readStore();
+        if (message.kind !== 'run_frames' || message.run_id !== run.id) return;
+        const first = message.frames[0];
+        if (first !== undefined && first.seq > last + 1) return readStore();
+        reading = reading.then(() => {
+          for (const frame of message.frames) deliver(frame);
+        });
+      });
+      if (signal?.aborted) return finish();
+      signal?.addEventListener('abort', finish, { once: true });
+      // A missed batch (a publish lost while Redis was away) is found on the next look.
+      timer = setInterval(readStore, POLL_MS * 4);
+      timer.unref();
+      readStore();
+    });
+  }
+}
+
+/**
+ * The listener of one run's turn: the runtime's callbacks become the run's frames, its start
+ * the `running` status and its end the run's final status, all through the run's journal.
+ */
+class RunTurnListener implements TurnListener {
+  readonly responseId: string;
+  private content = '';
+  private ending: Promise<RunRecord | null> | undefined;
+  private chunkIds: string | undefined;
+  private readonly messageId: string;
+  private readonly prefix: string;
+
+  constructor(
+    private readonly service: RunService,
+    private readonly live: LiveRun,
+    private readonly run: RunRecord,
+    responseId: string,
+  ) {
+    this.responseId = responseId;
+    this.messageId = run.message_id;
+    this.prefix = `,"run_id":${JSON.stringify(run.id)},"seq":`;
+  }
+
+  private timestamp(): string {
+    return isoTimestamp(Date.now());
+  }
+
+  private add(frame: (seq: number) => ServerFrame): void {
+    this.live.append((seq) => {
+      const built = frame(seq);
+      return { frame: built, json: JSON.stringify(built) };
+    });
+  }
+
+  beforeStart(): Promise<unknown> {
+    return this.service.markRunning(this.run.id);
+  }
+
+  onStart(): void {
+    const timestamp = this.timestamp();
+    this.add((seq) => ({ type: 'event', timestamp, run_id: this.run.id, seq, event_type: 'thinking', message_id: this.messageId }));
+    this.add((seq) => ({ type: 'stream_start', timestamp, run_id: this.run.id, seq, message_id: this.messageId, response_id: this.responseId }));
+  }
+
+  onChunk(delta: string, index: number): void {
+    this.content += delta;
+    const timestamp = this.timestamp();
+    // The chunks of a run differ only in timestamp, seq, index and content: their JSON is built
+    // from the ids escaped once per run, byte for byte what JSON.stringify gives (same key order).
+    this.chunkIds ??= `,"message_id":${JSON.stringify(this.messageId)},"response_id":${JSON.stringify(this.responseId)},"chunk_index":`;
+    const prefix = this.prefix;
+    const ids = this.chunkIds;
+    this.live.append((seq) => ({
+      frame: { type: 'stream_chunk', timestamp, run_id: this.run.id, seq, message_id: this.messageId, response_id: this.responseId, chunk_index: index, content: delta },
+      json: `{"type":"stream_chunk","timestamp":${JSON.stringify(timestamp)}${prefix}${seq}${ids}${index},"content":${JSON.stringify(delta)}}`,
+    }));
+  }
+
+  onThinking(delta: string): void {
+    const timestamp = this.timestamp();
+    this.add((seq) => ({ type: 'event', timestamp, run_id: this.run.id, seq, event_type: 'thinking', message_id: this.messageId, content: delta }));
+  }
+
+  onToolCall(call: { id: string; name: string; arguments: Record<string, unknown> }): void {
+    const timestamp = this.timestamp();
+    this.add((seq) => ({
+      type: 'event',
+      timestamp,
+      run_id: this.run.id,
+      seq,
+      event_type: 'tool_call',
+      message_id: this.messageId,
+      data: { call_id: call.id, tool: call.name, parameters: call.arguments },
+    }));
+  }
+
+  onToolResult(outcome: { call_id: string; tool: string; status: 'success' | 'error'; result?: unknown; error?: string }): void {
+    const timestamp = this.timestamp();
+    this.add((seq) => ({
+      type: 'tool_result',
+      timestamp,
+      run_id: this.run.id,
+      seq,
+      message_id: this.messageId,
+      call_id: outcome.call_id,
+      tool: outcome.tool,
+      status: outcome.status,
+      ...(outcome.status === 'success' ? { result: outcome.result } : { error: outcome.error }),
+    }));
+  }
+
+  beforeEnd(end: TurnEnd | SentinelError): Promise<unknown> {
+    return this.end(end);
+  }
+
+  onEnd(end: TurnEnd): void {
+    void this.end(end);
+  }
+
+  onError(err: SentinelError): void {
+    void this.end(err);
+  }
+
+  /** The run's end (once: the terminal callback after beforeEnd joins the same promise). */
+  private end(end: TurnEnd | SentinelError): Promise<RunRecord | null> {
+    return (this.ending ??= this.endOnce(end));
+  }
+
+  private endOnce(end: TurnEnd | SentinelError): Promise<RunRecord | null> {
+    const endedAt = this.timestamp();
+    const run = this.run;
+    const ending =
+      isSentinelError(end)
+        ? this.live.end((seq) => errorFrame(run, seq, endedAt, end), failedPatch(end, this.content, { ...ZERO_USAGE }, endedAt), ACTIVE)
+        : this.live.end(
+            (seq) => built(endFrame(run, seq, endedAt, this.responseId, end)),
+            // A deleted agent's runs go with it: nothing is written that could outlive the delete.
+            end.reason === 'deleted' ? null : endedPatch(answerReason(end.reason), end.content, end.usage, endedAt),
+            ACTIVE,
+          );
+    return ending.then((updated) => {
+      if (updated) this.service.emitTransition(updated);
+      return updated;
+    });
+  }
+}
+
+function built(frame: ServerFrame): { frame: ServerFrame; json: string } {
+  return { frame, json: JSON.stringify(frame) };
+}
+
+function endFrame(run: RunRecord, seq: number, timestamp: string, responseId: string, end: TurnEnd): ServerFrame {
+  return {
+    type: 'stream_end',
+    timestamp,
+    run_id: run.id,
+    seq,
+    message_id: run.message_id,
+    response_id: responseId,
+    content: end.content,
+    reason: answerReason(end.reason),
+    usage: end.usage,
+  };
+}
+
+/**
+ * Merge bridge (wp/runs-client merging wp/runs-core over wp/runs-approval's runtime half): a
+ * turn may now end `requires_action`, which the approvals wiring (wp/runs-approval) turns into a
+ * paused run; until that lands here such an end is reported as an error, as the old chat
+ * listener of wp/runs-approval did.
+ */
+function answerReason(reason: TurnEnd['reason']): AnswerEndReason {
+  return reason === 'requires_action' ? 'error' : reason;
+}
+
+function errorFrame(run: RunRecord, seq: number, timestamp: string, err: SentinelError): { frame: ServerFrame; json: string } {
+  return built({ type: 'error', timestamp, run_id: run.id, seq, error: err.message, code: err.code, message_id: run.message_id });
+}
+
+function checkSameRequest(stored: string | null, given: string | null): void {
+  if (stored !== null && given !== null && stored !== given) {
+    throw new SentinelError('idempotency_conflict', 'this idempotency key (message_id) was used for another request within the last 24 hours');
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
+}
+
+function aborted(signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return new Promise(() => {});
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
+export { frameOf };
