@@ -315,7 +315,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
 
     const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
-      auth: authService, users, quotas, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
+      auth: authService, users, quotas, agents, images, bus, events, runs, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },
       openapi: { version: sentinelVersion() },
     }).map(compileRoute);

@@ -225,7 +225,7 @@ describe.each(STORES)('runs over REST on %s', (storeKind) => {
     });
 
     it('?wait= answers the run as it is once the time is up, and a client that leaves ends the wait', async () => {
-      fake.reply(textReply(['slow', ' ', 'answer'], 700));
+      fake.reply(textReply(['slow', ' ', 'answer'], 250));
       const started = await call('POST', `/v1/agents/${agentId}/runs`, alice, { body: { content: 'take your time' } });
       expect(started.status).toBe(202);
       const t0 = Date.now();
@@ -245,9 +245,12 @@ describe.each(STORES)('runs over REST on %s', (storeKind) => {
       const runs = [];
       for (const n of [1, 2, 3]) runs.push(await completedRun(`list ${n}`, [`answer ${n}`]));
       // One cancelled run, for the filter.
+      const asked = fake.requests.length;
       fake.reply({ status: 200, headers: { 'content-type': 'text/event-stream' }, steps: [{ write: openAiTextEvents(['partial'])[0] as string }, { stall: true }] });
       const started = await call('POST', `/v1/agents/${agentId}/runs`, alice, { body: { content: 'to be cancelled' } });
       const cancelledId = started.json.id as string;
+      // Cancelled once the provider has it: the stalled reply must not be left for the next run.
+      await fake.waitForRequests(asked + 1);
       expect((await call('POST', `/v1/agents/${agentId}/runs/${cancelledId}/cancel`, alice)).status).toBe(200);
       expect((await call('GET', `/v1/agents/${agentId}/runs/${cancelledId}?wait=20`, alice)).json.status).toBe('cancelled');
 

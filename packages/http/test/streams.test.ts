@@ -17,6 +17,7 @@ import {
   createJsonLogger,
   createSentinelApi,
   invokeRoute,
+  routeReply,
   SentinelError,
   streamResult,
   type RouteDef,
@@ -496,6 +497,14 @@ describe('stream transport details', () => {
         handler: (input) =>
           streamResult(items([{ json: '{"n":1}', id: '1' }], input.query.known === 'yes' ? new SentinelError('upstream_error', 'the model went away') : new Error('secret detail /srv/db'))),
       },
+      {
+        method: 'GET', path: '/v1/sse-only', auth: 'public', summary: 'always SSE, with its own status and headers',
+        handler: () => routeReply(streamResult(items([{ json: '{"n":1}', id: '1', event: 'one' }]), { format: 'sse' }), { status: 201, headers: { Location: '/v1/somewhere' } }),
+      },
+      {
+        method: 'GET', path: '/v1/echo-header', auth: 'public', summary: 'a request header, answered with a status and headers of its own',
+        handler: (_input, ctx) => routeReply({ key: ctx.header?.('idempotency-key') ?? null }, { status: 202, headers: { 'Idempotency-Replayed': 'true' } }),
+      },
     ];
     const api: SentinelApiSurface = {
       routes: routes.map(compileRoute),
@@ -528,6 +537,28 @@ describe('stream transport details', () => {
     // text/event-stream;q=0 means "not that".
     expect((await read('/v1/odd', 'text/event-stream;q=0, */*')).type).toBe('application/x-ndjson');
     expect(returned).toBeGreaterThanOrEqual(3);
+  });
+
+  it('sends a stream with a fixed format as SSE whatever the Accept (no Vary), with the status and headers of its route reply', async () => {
+    for (const accept of [undefined, 'application/x-ndjson', 'text/event-stream']) {
+      const res = await request(`${base}/v1/sse-only`, { headers: accept === undefined ? {} : { accept } });
+      expect(res.statusCode).toBe(201);
+      expect(res.headers['content-type']).toBe('text/event-stream');
+      expect(res.headers.location).toBe('/v1/somewhere');
+      expect(res.headers.vary).toBeUndefined();
+      expect(await res.body.text()).toBe('id: 1\nevent: one\ndata: {"n":1}\n\n');
+    }
+  });
+
+  it('hands a route its request headers by lower-case name (repeated ones joined) and sends the status and headers it replies with', async () => {
+    const one = await request(`${base}/v1/echo-header`, { headers: { 'Idempotency-Key': '"abc"' } });
+    expect(one.statusCode).toBe(202);
+    expect(one.headers['idempotency-replayed']).toBe('true');
+    expect(await one.body.json()).toEqual({ key: '"abc"' });
+    const twice = await request(`${base}/v1/echo-header`, { headers: { 'idempotency-key': ['a', 'b'] } });
+    expect(await twice.body.json()).toEqual({ key: 'a, b' });
+    const none = await request(`${base}/v1/echo-header`);
+    expect(await none.body.json()).toEqual({ key: null });
   });
 
   it('ends a failing stream with an error item after what was sent; internal details stay in the log', async () => {

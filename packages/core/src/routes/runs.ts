@@ -13,23 +13,9 @@ import { createPushIterable } from '../contract/push-iterable.js';
 import { principalOf, routeReply, streamResult, type JsonSchema, type RouteContext, type RouteDef, type RouteHeaderDoc, type StreamItem, type StreamResult } from '../contract/route.js';
 import { MAX_CLIENT_FRAME_CHARS, MAX_MESSAGE_CHARS } from '../protocol/client-frames.js';
 import { SERVER_FRAME_SCHEMAS } from '../protocol/server-frames.js';
-import { RUN_EXAMPLE, RUN_ID_PATTERN, RUN_SCHEMA, RUN_STATUSES } from '../runs/schema.js';
+import { RUN_EXAMPLE, RUN_ID_PATTERN, RUN_SCHEMA } from '../runs/schema.js';
+import { RUN_STATUSES, type RunFrameRow, type RunRecord, type RunStatus } from '../runs/types.js';
 import { AGENT_ID_PATTERN } from './agents.js';
-
-type RunStatus = (typeof RUN_STATUSES)[number];
-
-/** What the routes need of a run record; the service hands out the full RunRecord, sent as is. */
-export interface RunRouteRecord {
-  id: string;
-  agent_id: string;
-  status: RunStatus;
-}
-
-/** One journaled frame: its seq and its JSON text, serialized once by the journal. */
-export interface RunFrameText {
-  seq: number;
-  json: string;
-}
 
 /** The part of the RunService (runs/service.ts) these routes call. */
 export interface RunRoutesService {
@@ -37,19 +23,19 @@ export interface RunRoutesService {
     principal: Principal,
     agentId: string,
     input: { content: string; message_id?: string; idempotency_key?: string; webhook?: string; requestHash?: string },
-  ): Promise<{ run: RunRouteRecord; created: boolean }>;
-  get(principal: Principal, agentId: string, runId: string): Promise<RunRouteRecord>;
-  list(principal: Principal, agentId: string, query: { status?: RunStatus; before?: string; limit?: number }): Promise<{ runs: RunRouteRecord[]; next: string | null }>;
-  wait(principal: Principal, agentId: string, runId: string, timeoutMs: number, signal?: AbortSignal): Promise<RunRouteRecord>;
-  cancel(principal: Principal, agentId: string, runId: string): Promise<RunRouteRecord>;
+  ): Promise<{ run: RunRecord; created: boolean }>;
+  get(principal: Principal, agentId: string, runId: string): Promise<RunRecord>;
+  list(principal: Principal, agentId: string, query: { status?: RunStatus; before?: string; limit?: number }): Promise<{ runs: RunRecord[]; next: string | null }>;
+  wait(principal: Principal, agentId: string, runId: string, timeoutMs: number, signal?: AbortSignal): Promise<RunRecord>;
+  cancel(principal: Principal, agentId: string, runId: string): Promise<RunRecord>;
   subscribe(
     principal: Principal,
     agentId: string,
     runId: string,
     since: number,
-    listener: (frame: RunFrameText) => void,
+    listener: (frame: RunFrameRow) => void,
     signal?: AbortSignal,
-  ): Promise<{ run: RunRouteRecord; done: Promise<void> }>;
+  ): Promise<{ run: RunRecord; done: Promise<void> }>;
 }
 
 export interface RunRoutesOptions {
@@ -197,13 +183,18 @@ export function parseIdempotencyKey(header: string | undefined): string | undefi
 
 /**
  * What makes two requests with one key "the same request": sha256 (hex) of the canonical JSON
- * (sorted keys, absent fields as null) of content, message_id and webhook. `stream` is left out
- * on purpose: it only says how to answer, so a client whose stream broke may retry the same
- * key with or without it and get the same run.
+ * (keys sorted, absent fields left out) of `content`, `webhook` and, when an Idempotency-Key
+ * header is the key, `message_id` (without the header, message_id is the key itself). `stream`
+ * is left out on purpose: it only says how to answer, so a client whose stream broke may retry
+ * with or without it and get the same run. A body of content alone hashes like a chat message
+ * (`{"content":…}`), so a message sent over the socket and retried over REST with its
+ * message_id finds its run.
  */
-export function runRequestHash(body: { content: string; message_id?: string; webhook?: string }): string {
-  const canonical = JSON.stringify({ content: body.content, message_id: body.message_id ?? null, webhook: body.webhook ?? null });
-  return createHash('sha256').update(canonical).digest('hex');
+export function runRequestHash(body: { content: string; message_id?: string; webhook?: string }, options: { keyed: boolean }): string {
+  const canonical: Record<string, string> = { content: body.content };
+  if (options.keyed && body.message_id !== undefined) canonical.message_id = body.message_id;
+  if (body.webhook !== undefined) canonical.webhook = body.webhook;
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
 }
 
 function checkWebhook(url: string): void {
@@ -217,7 +208,7 @@ function checkWebhook(url: string): void {
   if (parsed.username !== '' || parsed.password !== '') throw invalidRequest('webhook must not carry credentials (user:password@); the deliveries are signed instead');
 }
 
-const runLocation = (run: RunRouteRecord) => `/v1/agents/${encodeURIComponent(run.agent_id)}/runs/${run.id}`;
+const runLocation = (run: RunRecord) => `/v1/agents/${encodeURIComponent(run.agent_id)}/runs/${run.id}`;
 
 /** `{"type":"stream_chunk",…}` → `stream_chunk`, without parsing the frame when it starts with its type (the journal writes it first). */
 export function frameTypeOf(json: string): string {
@@ -303,7 +294,7 @@ export function runRoutes(options: RunRoutesOptions): RouteDef[] {
       ],
       // conflict: the agent is stopped (or the reference ambiguous), idempotency_conflict: the key
       // was used with another body; agent_busy: its queue is full or a run waits for approval.
-      errors: ['conflict', 'agent_busy', 'quota_exceeded'],
+      errors: ['conflict', 'idempotency_conflict', 'agent_busy', 'quota_exceeded'],
       examples: { body: { content: 'Summarise the release notes', webhook: 'https://example.com/hooks/sentinel' }, response: { ...RUN_EXAMPLE, status: 'queued', output: null, usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 }, last_seq: 0, started_at: null, ended_at: null } },
       handler: async (input: { params: { id: string }; body: { content: string; message_id?: string; stream?: boolean; webhook?: string } }, ctx) => {
         const principal = principalOf(ctx);
@@ -315,7 +306,7 @@ export function runRoutes(options: RunRoutesOptions): RouteDef[] {
           ...(message_id === undefined ? {} : { message_id }),
           ...(idempotencyKey === undefined ? {} : { idempotency_key: idempotencyKey }),
           ...(webhook === undefined ? {} : { webhook }),
-          requestHash: runRequestHash(input.body),
+          requestHash: runRequestHash(input.body, { keyed: idempotencyKey !== undefined }),
         });
         const headers: Record<string, string> = { Location: runLocation(run) };
         if (!created) headers['Idempotency-Replayed'] = 'true';

@@ -4,12 +4,10 @@
  * the contract checker and the client agree on what a run looks like.
  */
 import type { JsonSchema } from '../contract/route.js';
+import { RUN_STATUSES } from './types.js';
 
 /** Run ids: `run_` + 24 hex (newRunId() in contract/ids.ts). */
 export const RUN_ID_PATTERN = '^run_[0-9a-f]{24}$';
-
-/** Every run status; terminal: completed, cancelled, failed. */
-export const RUN_STATUSES = ['queued', 'running', 'requires_action', 'completed', 'cancelled', 'failed'] as const;
 
 const timestamp = { type: 'string', format: 'date-time' };
 const nullableTimestamp = { type: ['string', 'null'], format: 'date-time' };
