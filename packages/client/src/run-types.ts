@@ -1,60 +1,16 @@
 /**
- * The shapes of runs (README, "Runs"): the run resource of the REST routes and the frames a run
- * streams (chat frames with `run_id` and `seq`, and `tool_approval_required`). Frame types are
- * the core's own (`import type`: nothing of the core is bundled).
+ * The shapes of runs (README, "Runs"): the run resource (generated from the REST routes' schema,
+ * models.ts) and the frames a run streams (chat frames with `run_id` and `seq`, and
+ * `tool_approval_required`). Frame types are the core's own (`import type`: nothing of the core
+ * is bundled).
  */
-import type { AnswerEndReason, AnswerUsage, ServerFrame as CoreServerFrame } from '@sentinel/api-core';
+import type { ServerFrame as CoreServerFrame } from '@sentinel/api-core';
+import type { RunStatus } from './models.js';
 
-/** Where a run is: `queued` → `running` (↔ `requires_action`) → one of the terminal three. */
-export type RunStatus = 'queued' | 'running' | 'requires_action' | 'completed' | 'cancelled' | 'failed';
+export type { ApprovalRequest, RequiredAction, Run, RunStatus } from './models.js';
 
 /** The statuses a run never leaves. */
 export const TERMINAL_RUN_STATUSES: readonly RunStatus[] = ['completed', 'cancelled', 'failed'];
-
-/** One tool call waiting for a person's decision. */
-export interface ApprovalRequest {
-  request_id: string;
-  call_id: string;
-  tool: string;
-  parameters: Record<string, unknown>;
-}
-
-/** What a run in `requires_action` waits for. */
-export interface RequiredAction {
-  type: 'tool_approval';
-  requests: ApprovalRequest[];
-  /** The model round's calls, run once every request is decided. */
-  calls: unknown[];
-  /** The decisions taken so far, by request_id. */
-  decisions: Record<string, { approve: boolean; reason?: string }>;
-  /** RFC 3339: after it the run fails with `approval_timeout`. */
-  expires_at: string;
-}
-
-/** A run: one turn of an agent, driven by REST or a chat socket. */
-export interface Run {
-  /** `run_` and 24 hex digits. */
-  id: string;
-  agent_id: string;
-  owner: string;
-  /** The turn's message id (the client's, or one the server made). */
-  message_id: string;
-  status: RunStatus;
-  input: { content: string };
-  /** Set when the run ends (the partial answer for a cancelled one). */
-  output: { content: string; reason: AnswerEndReason } | null;
-  usage: AnswerUsage;
-  /** `failed` only: e.g. `upstream_error`, `interrupted`, `approval_timeout`. */
-  error: { code: string; message: string } | null;
-  /** `requires_action` only. */
-  required_action: RequiredAction | null;
-  webhook: string | null;
-  /** The highest frame seq journaled so far (0: none). */
-  last_seq: number;
-  created_at: string;
-  started_at: string | null;
-  ended_at: string | null;
-}
 
 /** Fields every frame of a run carries on top of the chat frame's own. */
 export interface RunFrameFields {

@@ -349,6 +349,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{id}/runs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List an agent's runs, newest first (status: only those; before + limit: cursor paging, `next` is the cursor of the next page) */
+        get: operations["get_agents_by_id_runs"];
+        put?: never;
+        /** Start a run: the turn goes on in the background whether or not the client stays (202 with the run and its Location); stream: true answers 200 with the run's frames as Server-Sent Events instead. Idempotency-Key (or message_id) makes retries safe */
+        post: operations["post_agents_by_id_runs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{id}/runs/{run}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a run; wait=N (0 < N ≤ 60 seconds) blocks until it leaves queued/running (ended or requires_action) or N seconds passed, then answers the run as it is */
+        get: operations["get_agents_by_id_runs_by_run"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{id}/runs/{run}/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Stream a run's frames as Server-Sent Events (id = seq): the journaled ones after since (or Last-Event-ID), then live ones; the stream ends after the terminal frame */
+        get: operations["get_agents_by_id_runs_by_run_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{id}/runs/{run}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel a run (queued, running or waiting for approval, on whichever instance runs it): the run as cancelled, with the partial output; an ended run is answered unchanged */
+        post: operations["post_agents_by_id_runs_by_run_cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;
@@ -523,7 +592,7 @@ export interface components {
              * @description Machine-readable code; the HTTP status follows from it
              * @enum {string}
              */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`) */
             details?: unknown;
             /** @description Where the code is explained (relative URL of its entry in the error catalogue) */
@@ -3368,7 +3437,9 @@ export interface operations {
                         data?: Record<string, unknown>;
                         /** @description The message this frame is about (the client’s or one the server made up). */
                         message_id?: string;
-                        /** @description Stored events only: increasing per agent. */
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
                         seq?: number;
                         agent_id?: string;
                     } | components["schemas"]["Error"];
@@ -3385,7 +3456,9 @@ export interface operations {
                         data?: Record<string, unknown>;
                         /** @description The message this frame is about (the client’s or one the server made up). */
                         message_id?: string;
-                        /** @description Stored events only: increasing per agent. */
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
                         seq?: number;
                         agent_id?: string;
                     } | components["schemas"]["Error"];
@@ -3433,6 +3506,1320 @@ export interface operations {
             };
             /** @description The request is valid but the current state does not allow it. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_agents_by_id_runs: {
+        parameters: {
+            query?: {
+                status?: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
+                before?: string;
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description List an agent's runs, newest first (status: only those; before + limit: cursor paging, `next` is the cursor of the next page) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "runs": [
+                     *         {
+                     *           "id": "run_4f53cda18c2baa0c0354bb5f",
+                     *           "agent_id": "a1b2c3d4e5f6",
+                     *           "owner": "alice",
+                     *           "message_id": "msg_8a1f3c5e7b9d0f12",
+                     *           "status": "completed",
+                     *           "input": {
+                     *             "content": "Summarise the release notes"
+                     *           },
+                     *           "output": {
+                     *             "content": "Three fixes and one new flag.",
+                     *             "reason": "stop"
+                     *           },
+                     *           "usage": {
+                     *             "input_tokens": 42,
+                     *             "output_tokens": 9,
+                     *             "total_tokens": 51
+                     *           },
+                     *           "error": null,
+                     *           "required_action": null,
+                     *           "webhook": null,
+                     *           "last_seq": 14,
+                     *           "created_at": "2026-01-02T03:04:05.000Z",
+                     *           "started_at": "2026-01-02T03:04:05.012Z",
+                     *           "ended_at": "2026-01-02T03:04:06.250Z"
+                     *         }
+                     *       ],
+                     *       "next": null
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description Newest first */
+                        runs: {
+                            id: string;
+                            agent_id: string;
+                            /** @description Username of the agent's owner */
+                            owner: string;
+                            /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
+                            message_id: string;
+                            /**
+                             * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
+                             * @enum {string}
+                             */
+                            status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
+                            input: {
+                                content: string;
+                            };
+                            /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
+                            output: {
+                                content: string;
+                                /** @enum {unknown} */
+                                reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+                            } | null;
+                            usage: {
+                                input_tokens: number;
+                                output_tokens: number;
+                                total_tokens: number;
+                            };
+                            /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
+                            error: {
+                                code: string;
+                                message: string;
+                            } | null;
+                            /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
+                            required_action: {
+                                /** @constant */
+                                type: "tool_approval";
+                                requests: {
+                                    request_id: string;
+                                    call_id: string;
+                                    tool: string;
+                                    parameters: Record<string, unknown>;
+                                }[];
+                                /** @description The model round's tool calls, gated or not, run once every request is decided. */
+                                calls: {
+                                    id: string;
+                                    name: string;
+                                    arguments: Record<string, unknown>;
+                                }[];
+                                /** @description Decisions so far, by request_id. */
+                                decisions: {
+                                    [key: string]: {
+                                        approve: boolean;
+                                        reason?: string;
+                                    };
+                                };
+                                /** Format: date-time */
+                                expires_at: string;
+                            } | null;
+                            /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
+                            webhook: string | null;
+                            /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
+                            last_seq: number;
+                            /** Format: date-time */
+                            created_at: string;
+                            /** Format: date-time */
+                            started_at: string | null;
+                            /** Format: date-time */
+                            ended_at: string | null;
+                        }[];
+                        /** @description Pass as `before` for the next (older) page; null on the last page */
+                        next: string | null;
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    post_agents_by_id_runs: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description draft-ietf-httpapi-idempotency-key-header: a quoted string or a bare token, at most 255 characters, unique per agent for 24 h. The same key again answers with the existing run (200, Idempotency-Replayed: true) and starts nothing; the same key with another content, message_id or webhook is 409 idempotency_conflict. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** @description At most 1048576 bytes. */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "content": "Summarise the release notes",
+                 *       "webhook": "https://example.com/hooks/sentinel"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The message to the agent */
+                    content: string;
+                    /** @description The turn's message id (default: one the server makes up); also the idempotency key when no Idempotency-Key header is sent */
+                    message_id?: string;
+                    /** @description true: answer 200 with the run's frames as Server-Sent Events instead of 202 with the run. Default false */
+                    stream?: boolean;
+                    /** @description Absolute http(s) URL the run's transitions are POSTed to (default: the agent's webhook, if any) */
+                    webhook?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description With stream: true, the run's frames as Server-Sent Events (id = seq, ending after the terminal frame); without, the run an earlier request with the same key made (Idempotency-Replayed: true) */
+            200: {
+                headers: {
+                    /** @description The run: /v1/agents/{id}/runs/{run} */
+                    Location?: string;
+                    /** @description `true` when an earlier request with this Idempotency-Key (or message_id) made the run: nothing new was started */
+                    "Idempotency-Replayed"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "run_4f53cda18c2baa0c0354bb5f",
+                     *       "agent_id": "a1b2c3d4e5f6",
+                     *       "owner": "alice",
+                     *       "message_id": "msg_8a1f3c5e7b9d0f12",
+                     *       "status": "queued",
+                     *       "input": {
+                     *         "content": "Summarise the release notes"
+                     *       },
+                     *       "output": null,
+                     *       "usage": {
+                     *         "input_tokens": 0,
+                     *         "output_tokens": 0,
+                     *         "total_tokens": 0
+                     *       },
+                     *       "error": null,
+                     *       "required_action": null,
+                     *       "webhook": null,
+                     *       "last_seq": 0,
+                     *       "created_at": "2026-01-02T03:04:05.000Z",
+                     *       "started_at": null,
+                     *       "ended_at": null
+                     *     }
+                     */
+                    "application/json": {
+                        id: string;
+                        agent_id: string;
+                        /** @description Username of the agent's owner */
+                        owner: string;
+                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
+                        message_id: string;
+                        /**
+                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
+                         * @enum {string}
+                         */
+                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
+                        input: {
+                            content: string;
+                        };
+                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
+                        output: {
+                            content: string;
+                            /** @enum {unknown} */
+                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+                        } | null;
+                        usage: {
+                            input_tokens: number;
+                            output_tokens: number;
+                            total_tokens: number;
+                        };
+                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
+                        error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
+                        required_action: {
+                            /** @constant */
+                            type: "tool_approval";
+                            requests: {
+                                request_id: string;
+                                call_id: string;
+                                tool: string;
+                                parameters: Record<string, unknown>;
+                            }[];
+                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
+                            calls: {
+                                id: string;
+                                name: string;
+                                arguments: Record<string, unknown>;
+                            }[];
+                            /** @description Decisions so far, by request_id. */
+                            decisions: {
+                                [key: string]: {
+                                    approve: boolean;
+                                    reason?: string;
+                                };
+                            };
+                            /** Format: date-time */
+                            expires_at: string;
+                        } | null;
+                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
+                        webhook: string | null;
+                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
+                        last_seq: number;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        started_at: string | null;
+                        /** Format: date-time */
+                        ended_at: string | null;
+                    };
+                    "text/event-stream": ({
+                        /** @constant */
+                        type: "event";
+                        event_type: string;
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        content?: string;
+                        data?: Record<string, unknown>;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id?: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
+                        seq?: number;
+                        agent_id?: string;
+                    } | {
+                        /** @constant */
+                        type: "stream_start";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id: string;
+                        /** @description The answer’s id, the same in all frames of one answer. */
+                        response_id: string;
+                    } | {
+                        /** @constant */
+                        type: "stream_chunk";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id: string;
+                        /** @description The answer’s id, the same in all frames of one answer. */
+                        response_id: string;
+                        chunk_index: number;
+                        content: string;
+                    } | {
+                        /** @constant */
+                        type: "stream_end";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id: string;
+                        /** @description The answer’s id, the same in all frames of one answer. */
+                        response_id: string;
+                        /** @description The whole answer (for a partial one, the text streamed so far). */
+                        content: string;
+                        /** @enum {unknown} */
+                        reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+                        usage: {
+                            input_tokens: number;
+                            output_tokens: number;
+                            total_tokens: number;
+                        };
+                    } | {
+                        /** @constant */
+                        type: "tool_result";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id?: string;
+                        call_id?: string;
+                        /** @description The tool_request this frame answers. */
+                        request_id?: string;
+                        tool: string;
+                        /** @enum {unknown} */
+                        status: "success" | "error";
+                        result?: unknown;
+                        error?: string;
+                    } | {
+                        /** @constant */
+                        type: "error";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description A human message. */
+                        error: string;
+                        /** @enum {unknown} */
+                        code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id?: string;
+                        /** @description The tool_request this frame answers. */
+                        request_id?: string;
+                        /** @description Seconds to wait before sending another such frame (code rate_limited only). */
+                        retry_after?: number;
+                    }) | components["schemas"]["Error"];
+                };
+            };
+            /** @description The run was created; it runs in the background */
+            202: {
+                headers: {
+                    /** @description The run: /v1/agents/{id}/runs/{run} */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "run_4f53cda18c2baa0c0354bb5f",
+                     *       "agent_id": "a1b2c3d4e5f6",
+                     *       "owner": "alice",
+                     *       "message_id": "msg_8a1f3c5e7b9d0f12",
+                     *       "status": "queued",
+                     *       "input": {
+                     *         "content": "Summarise the release notes"
+                     *       },
+                     *       "output": null,
+                     *       "usage": {
+                     *         "input_tokens": 0,
+                     *         "output_tokens": 0,
+                     *         "total_tokens": 0
+                     *       },
+                     *       "error": null,
+                     *       "required_action": null,
+                     *       "webhook": null,
+                     *       "last_seq": 0,
+                     *       "created_at": "2026-01-02T03:04:05.000Z",
+                     *       "started_at": null,
+                     *       "ended_at": null
+                     *     }
+                     */
+                    "application/json": {
+                        id: string;
+                        agent_id: string;
+                        /** @description Username of the agent's owner */
+                        owner: string;
+                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
+                        message_id: string;
+                        /**
+                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
+                         * @enum {string}
+                         */
+                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
+                        input: {
+                            content: string;
+                        };
+                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
+                        output: {
+                            content: string;
+                            /** @enum {unknown} */
+                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+                        } | null;
+                        usage: {
+                            input_tokens: number;
+                            output_tokens: number;
+                            total_tokens: number;
+                        };
+                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
+                        error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
+                        required_action: {
+                            /** @constant */
+                            type: "tool_approval";
+                            requests: {
+                                request_id: string;
+                                call_id: string;
+                                tool: string;
+                                parameters: Record<string, unknown>;
+                            }[];
+                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
+                            calls: {
+                                id: string;
+                                name: string;
+                                arguments: Record<string, unknown>;
+                            }[];
+                            /** @description Decisions so far, by request_id. */
+                            decisions: {
+                                [key: string]: {
+                                    approve: boolean;
+                                    reason?: string;
+                                };
+                            };
+                            /** Format: date-time */
+                            expires_at: string;
+                        } | null;
+                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
+                        webhook: string | null;
+                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
+                        last_seq: number;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        started_at: string | null;
+                        /** Format: date-time */
+                        ended_at: string | null;
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. A run with this idempotency key (a chat `message_id`, or an `Idempotency-Key` header) already exists for the agent, made from a different request; nothing was started. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request body, a WebSocket frame or an image object is over its size cap. The server closes the connection after an HTTP 413 instead of reading the rest. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's `Content-Type` is missing, not one the route accepts, or not UTF-8. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). An admin-set quota of the user is used up: model tokens or turns per UTC day, or agents owned at once. The agent cannot take another message now; nothing was queued. On a chat socket it comes as an `error` frame and the socket stays open. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_agents_by_id_runs_by_run: {
+        parameters: {
+            query?: {
+                wait?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Get a run; wait=N (0 < N ≤ 60 seconds) blocks until it leaves queued/running (ended or requires_action) or N seconds passed, then answers the run as it is */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "run_4f53cda18c2baa0c0354bb5f",
+                     *       "agent_id": "a1b2c3d4e5f6",
+                     *       "owner": "alice",
+                     *       "message_id": "msg_8a1f3c5e7b9d0f12",
+                     *       "status": "completed",
+                     *       "input": {
+                     *         "content": "Summarise the release notes"
+                     *       },
+                     *       "output": {
+                     *         "content": "Three fixes and one new flag.",
+                     *         "reason": "stop"
+                     *       },
+                     *       "usage": {
+                     *         "input_tokens": 42,
+                     *         "output_tokens": 9,
+                     *         "total_tokens": 51
+                     *       },
+                     *       "error": null,
+                     *       "required_action": null,
+                     *       "webhook": null,
+                     *       "last_seq": 14,
+                     *       "created_at": "2026-01-02T03:04:05.000Z",
+                     *       "started_at": "2026-01-02T03:04:05.012Z",
+                     *       "ended_at": "2026-01-02T03:04:06.250Z"
+                     *     }
+                     */
+                    "application/json": {
+                        id: string;
+                        agent_id: string;
+                        /** @description Username of the agent's owner */
+                        owner: string;
+                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
+                        message_id: string;
+                        /**
+                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
+                         * @enum {string}
+                         */
+                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
+                        input: {
+                            content: string;
+                        };
+                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
+                        output: {
+                            content: string;
+                            /** @enum {unknown} */
+                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+                        } | null;
+                        usage: {
+                            input_tokens: number;
+                            output_tokens: number;
+                            total_tokens: number;
+                        };
+                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
+                        error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
+                        required_action: {
+                            /** @constant */
+                            type: "tool_approval";
+                            requests: {
+                                request_id: string;
+                                call_id: string;
+                                tool: string;
+                                parameters: Record<string, unknown>;
+                            }[];
+                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
+                            calls: {
+                                id: string;
+                                name: string;
+                                arguments: Record<string, unknown>;
+                            }[];
+                            /** @description Decisions so far, by request_id. */
+                            decisions: {
+                                [key: string]: {
+                                    approve: boolean;
+                                    reason?: string;
+                                };
+                            };
+                            /** Format: date-time */
+                            expires_at: string;
+                        } | null;
+                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
+                        webhook: string | null;
+                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
+                        last_seq: number;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        started_at: string | null;
+                        /** Format: date-time */
+                        ended_at: string | null;
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_agents_by_id_runs_by_run_stream: {
+        parameters: {
+            query?: {
+                since?: number;
+            };
+            header?: {
+                /** @description Resume after this seq (used when the query has no since), as EventSource sends it */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                id: string;
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Stream a run's frames as Server-Sent Events (id = seq): the journaled ones after since (or Last-Event-ID), then live ones; the stream ends after the terminal frame */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": ({
+                        /** @constant */
+                        type: "event";
+                        event_type: string;
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        content?: string;
+                        data?: Record<string, unknown>;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id?: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
+                        seq?: number;
+                        agent_id?: string;
+                    } | {
+                        /** @constant */
+                        type: "stream_start";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id: string;
+                        /** @description The answer’s id, the same in all frames of one answer. */
+                        response_id: string;
+                    } | {
+                        /** @constant */
+                        type: "stream_chunk";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id: string;
+                        /** @description The answer’s id, the same in all frames of one answer. */
+                        response_id: string;
+                        chunk_index: number;
+                        content: string;
+                    } | {
+                        /** @constant */
+                        type: "stream_end";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id: string;
+                        /** @description The answer’s id, the same in all frames of one answer. */
+                        response_id: string;
+                        /** @description The whole answer (for a partial one, the text streamed so far). */
+                        content: string;
+                        /** @enum {unknown} */
+                        reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+                        usage: {
+                            input_tokens: number;
+                            output_tokens: number;
+                            total_tokens: number;
+                        };
+                    } | {
+                        /** @constant */
+                        type: "tool_result";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id?: string;
+                        call_id?: string;
+                        /** @description The tool_request this frame answers. */
+                        request_id?: string;
+                        tool: string;
+                        /** @enum {unknown} */
+                        status: "success" | "error";
+                        result?: unknown;
+                        error?: string;
+                    } | {
+                        /** @constant */
+                        type: "error";
+                        /**
+                         * Format: date-time
+                         * @description When the server sent the frame (RFC 3339).
+                         */
+                        timestamp: string;
+                        /** @description A human message. */
+                        error: string;
+                        /** @enum {unknown} */
+                        code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+                        /** @description The run this frame belongs to (frames of a run only). */
+                        run_id?: string;
+                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+                        seq?: number;
+                        /** @description The message this frame is about (the client’s or one the server made up). */
+                        message_id?: string;
+                        /** @description The tool_request this frame answers. */
+                        request_id?: string;
+                        /** @description Seconds to wait before sending another such frame (code rate_limited only). */
+                        retry_after?: number;
+                    }) | components["schemas"]["Error"];
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    post_agents_by_id_runs_by_run_cancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                run: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": Record<string, unknown>;
+            };
+        };
+        responses: {
+            /** @description Cancel a run (queued, running or waiting for approval, on whichever instance runs it): the run as cancelled, with the partial output; an ended run is answered unchanged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "run_4f53cda18c2baa0c0354bb5f",
+                     *       "agent_id": "a1b2c3d4e5f6",
+                     *       "owner": "alice",
+                     *       "message_id": "msg_8a1f3c5e7b9d0f12",
+                     *       "status": "cancelled",
+                     *       "input": {
+                     *         "content": "Summarise the release notes"
+                     *       },
+                     *       "output": {
+                     *         "content": "Three fixes",
+                     *         "reason": "cancelled"
+                     *       },
+                     *       "usage": {
+                     *         "input_tokens": 42,
+                     *         "output_tokens": 9,
+                     *         "total_tokens": 51
+                     *       },
+                     *       "error": null,
+                     *       "required_action": null,
+                     *       "webhook": null,
+                     *       "last_seq": 14,
+                     *       "created_at": "2026-01-02T03:04:05.000Z",
+                     *       "started_at": "2026-01-02T03:04:05.012Z",
+                     *       "ended_at": "2026-01-02T03:04:06.250Z"
+                     *     }
+                     */
+                    "application/json": {
+                        id: string;
+                        agent_id: string;
+                        /** @description Username of the agent's owner */
+                        owner: string;
+                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
+                        message_id: string;
+                        /**
+                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
+                         * @enum {string}
+                         */
+                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
+                        input: {
+                            content: string;
+                        };
+                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
+                        output: {
+                            content: string;
+                            /** @enum {unknown} */
+                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+                        } | null;
+                        usage: {
+                            input_tokens: number;
+                            output_tokens: number;
+                            total_tokens: number;
+                        };
+                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
+                        error: {
+                            code: string;
+                            message: string;
+                        } | null;
+                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
+                        required_action: {
+                            /** @constant */
+                            type: "tool_approval";
+                            requests: {
+                                request_id: string;
+                                call_id: string;
+                                tool: string;
+                                parameters: Record<string, unknown>;
+                            }[];
+                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
+                            calls: {
+                                id: string;
+                                name: string;
+                                arguments: Record<string, unknown>;
+                            }[];
+                            /** @description Decisions so far, by request_id. */
+                            decisions: {
+                                [key: string]: {
+                                    approve: boolean;
+                                    reason?: string;
+                                };
+                            };
+                            /** Format: date-time */
+                            expires_at: string;
+                        } | null;
+                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
+                        webhook: string | null;
+                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
+                        last_seq: number;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** Format: date-time */
+                        started_at: string | null;
+                        /** Format: date-time */
+                        ended_at: string | null;
+                    };
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request body, a WebSocket frame or an image object is over its size cap. The server closes the connection after an HTTP 413 instead of reading the rest. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's `Content-Type` is missing, not one the route accepts, or not UTF-8. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5029,6 +6416,9 @@ export const ERROR_STATUS: Readonly<Record<components['schemas']['Error']['code'
     rate_limited: 429,
     quota_exceeded: 429,
     agent_busy: 429,
+    approval_timeout: 408,
+    idempotency_conflict: 409,
+    interrupted: 503,
     upstream_error: 502,
     upstream_timeout: 504,
     unavailable: 503,

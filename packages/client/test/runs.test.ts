@@ -96,7 +96,10 @@ describe('client.runs', () => {
     })();
     try {
       expect(await rejection(read)).toMatchObject({ code: 'connection_lost' });
-      expect(frames).toHaveLength(3);
+      // Frames already on the wire when the cut came are still delivered; the terminal one never came.
+      expect(frames.length).toBeGreaterThanOrEqual(3);
+      expect(frames.map((frame) => frame.seq)).toEqual(Array.from({ length: frames.length }, (_, i) => i + 1));
+      expect(frames.some((frame) => frame.type === 'stream_end')).toBe(false);
     } finally {
       env.proxy.hold = false;
     }
