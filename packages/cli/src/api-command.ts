@@ -178,6 +178,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     webSearch: config.webSearchUrl === undefined ? {} : { url: config.webSearchUrl },
     ...(oidc === undefined ? {} : { oidc }),
     rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
+    runs: { approvalTimeoutMs: config.approvalTimeoutMs },
     logger,
   }).catch((err: unknown) => {
     logLines.close();

@@ -592,11 +592,203 @@ export interface components {
              * @description Machine-readable code; the HTTP status follows from it
              * @enum {string}
              */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`) */
             details?: unknown;
             /** @description Where the code is explained (relative URL of its entry in the error catalogue) */
             docs: string;
+        };
+        /** @description One turn of an agent as a resource: its input, status, output, usage and how far its frame journal goes (last_seq). */
+        Run: {
+            id: string;
+            agent_id: string;
+            /** @description Username of the agent's owner */
+            owner: string;
+            /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
+            message_id: string;
+            /**
+             * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
+             * @enum {string}
+             */
+            status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
+            input: {
+                content: string;
+            };
+            /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
+            output: {
+                content: string;
+                /** @enum {unknown} */
+                reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+            } | null;
+            usage: {
+                input_tokens: number;
+                output_tokens: number;
+                total_tokens: number;
+            };
+            /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
+            error: {
+                code: string;
+                message: string;
+            } | null;
+            /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
+            required_action: {
+                /** @constant */
+                type: "tool_approval";
+                requests: {
+                    request_id: string;
+                    call_id: string;
+                    tool: string;
+                    parameters: Record<string, unknown>;
+                }[];
+                /** @description The model round's tool calls, gated or not, run once every request is decided. */
+                calls: {
+                    id: string;
+                    name: string;
+                    arguments: Record<string, unknown>;
+                }[];
+                /** @description Decisions so far, by request_id. */
+                decisions: {
+                    [key: string]: {
+                        approve: boolean;
+                        reason?: string;
+                    };
+                };
+                /** Format: date-time */
+                expires_at: string;
+            } | null;
+            /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
+            webhook: string | null;
+            /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
+            last_seq: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            started_at: string | null;
+            /** Format: date-time */
+            ended_at: string | null;
+        };
+        /** @description A frame of the run, exactly as the chat socket sends it (with run_id and seq); the stream ends after the terminal frame (stream_end or error) */
+        RunFrame: {
+            /** @constant */
+            type: "event";
+            event_type: string;
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            content?: string;
+            data?: Record<string, unknown>;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id?: string;
+            /** @description The run this frame belongs to (frames of a run only). */
+            run_id?: string;
+            /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
+            seq?: number;
+            agent_id?: string;
+        } | {
+            /** @constant */
+            type: "stream_start";
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            /** @description The run this frame belongs to (frames of a run only). */
+            run_id?: string;
+            /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+            seq?: number;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id: string;
+            /** @description The answer’s id, the same in all frames of one answer. */
+            response_id: string;
+        } | {
+            /** @constant */
+            type: "stream_chunk";
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            /** @description The run this frame belongs to (frames of a run only). */
+            run_id?: string;
+            /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+            seq?: number;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id: string;
+            /** @description The answer’s id, the same in all frames of one answer. */
+            response_id: string;
+            chunk_index: number;
+            content: string;
+        } | {
+            /** @constant */
+            type: "stream_end";
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            /** @description The run this frame belongs to (frames of a run only). */
+            run_id?: string;
+            /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+            seq?: number;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id: string;
+            /** @description The answer’s id, the same in all frames of one answer. */
+            response_id: string;
+            /** @description The whole answer (for a partial one, the text streamed so far). */
+            content: string;
+            /** @enum {unknown} */
+            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
+            usage: {
+                input_tokens: number;
+                output_tokens: number;
+                total_tokens: number;
+            };
+        } | {
+            /** @constant */
+            type: "tool_result";
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            /** @description The run this frame belongs to (frames of a run only). */
+            run_id?: string;
+            /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+            seq?: number;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id?: string;
+            call_id?: string;
+            /** @description The tool_request this frame answers. */
+            request_id?: string;
+            tool: string;
+            /** @enum {unknown} */
+            status: "success" | "error";
+            result?: unknown;
+            error?: string;
+        } | {
+            /** @constant */
+            type: "error";
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            /** @description A human message. */
+            error: string;
+            /** @enum {unknown} */
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            /** @description The run this frame belongs to (frames of a run only). */
+            run_id?: string;
+            /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
+            seq?: number;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id?: string;
+            /** @description The tool_request this frame answers. */
+            request_id?: string;
+            /** @description Seconds to wait before sending another such frame (code rate_limited only). */
+            retry_after?: number;
         };
     };
     responses: {
@@ -3600,74 +3792,7 @@ export interface operations {
                      */
                     "application/json": {
                         /** @description Newest first */
-                        runs: {
-                            id: string;
-                            agent_id: string;
-                            /** @description Username of the agent's owner */
-                            owner: string;
-                            /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
-                            message_id: string;
-                            /**
-                             * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
-                             * @enum {string}
-                             */
-                            status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
-                            input: {
-                                content: string;
-                            };
-                            /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
-                            output: {
-                                content: string;
-                                /** @enum {unknown} */
-                                reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
-                            } | null;
-                            usage: {
-                                input_tokens: number;
-                                output_tokens: number;
-                                total_tokens: number;
-                            };
-                            /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
-                            error: {
-                                code: string;
-                                message: string;
-                            } | null;
-                            /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
-                            required_action: {
-                                /** @constant */
-                                type: "tool_approval";
-                                requests: {
-                                    request_id: string;
-                                    call_id: string;
-                                    tool: string;
-                                    parameters: Record<string, unknown>;
-                                }[];
-                                /** @description The model round's tool calls, gated or not, run once every request is decided. */
-                                calls: {
-                                    id: string;
-                                    name: string;
-                                    arguments: Record<string, unknown>;
-                                }[];
-                                /** @description Decisions so far, by request_id. */
-                                decisions: {
-                                    [key: string]: {
-                                        approve: boolean;
-                                        reason?: string;
-                                    };
-                                };
-                                /** Format: date-time */
-                                expires_at: string;
-                            } | null;
-                            /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
-                            webhook: string | null;
-                            /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
-                            last_seq: number;
-                            /** Format: date-time */
-                            created_at: string;
-                            /** Format: date-time */
-                            started_at: string | null;
-                            /** Format: date-time */
-                            ended_at: string | null;
-                        }[];
+                        runs: components["schemas"]["Run"][];
                         /** @description Pass as `before` for the next (older) page; null on the last page */
                         next: string | null;
                     };
@@ -3822,196 +3947,8 @@ export interface operations {
                      *       "ended_at": null
                      *     }
                      */
-                    "application/json": {
-                        id: string;
-                        agent_id: string;
-                        /** @description Username of the agent's owner */
-                        owner: string;
-                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
-                        message_id: string;
-                        /**
-                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
-                         * @enum {string}
-                         */
-                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
-                        input: {
-                            content: string;
-                        };
-                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
-                        output: {
-                            content: string;
-                            /** @enum {unknown} */
-                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
-                        } | null;
-                        usage: {
-                            input_tokens: number;
-                            output_tokens: number;
-                            total_tokens: number;
-                        };
-                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
-                        error: {
-                            code: string;
-                            message: string;
-                        } | null;
-                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
-                        required_action: {
-                            /** @constant */
-                            type: "tool_approval";
-                            requests: {
-                                request_id: string;
-                                call_id: string;
-                                tool: string;
-                                parameters: Record<string, unknown>;
-                            }[];
-                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
-                            calls: {
-                                id: string;
-                                name: string;
-                                arguments: Record<string, unknown>;
-                            }[];
-                            /** @description Decisions so far, by request_id. */
-                            decisions: {
-                                [key: string]: {
-                                    approve: boolean;
-                                    reason?: string;
-                                };
-                            };
-                            /** Format: date-time */
-                            expires_at: string;
-                        } | null;
-                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
-                        webhook: string | null;
-                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
-                        last_seq: number;
-                        /** Format: date-time */
-                        created_at: string;
-                        /** Format: date-time */
-                        started_at: string | null;
-                        /** Format: date-time */
-                        ended_at: string | null;
-                    };
-                    "text/event-stream": ({
-                        /** @constant */
-                        type: "event";
-                        event_type: string;
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        content?: string;
-                        data?: Record<string, unknown>;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id?: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
-                        seq?: number;
-                        agent_id?: string;
-                    } | {
-                        /** @constant */
-                        type: "stream_start";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id: string;
-                        /** @description The answer’s id, the same in all frames of one answer. */
-                        response_id: string;
-                    } | {
-                        /** @constant */
-                        type: "stream_chunk";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id: string;
-                        /** @description The answer’s id, the same in all frames of one answer. */
-                        response_id: string;
-                        chunk_index: number;
-                        content: string;
-                    } | {
-                        /** @constant */
-                        type: "stream_end";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id: string;
-                        /** @description The answer’s id, the same in all frames of one answer. */
-                        response_id: string;
-                        /** @description The whole answer (for a partial one, the text streamed so far). */
-                        content: string;
-                        /** @enum {unknown} */
-                        reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
-                        usage: {
-                            input_tokens: number;
-                            output_tokens: number;
-                            total_tokens: number;
-                        };
-                    } | {
-                        /** @constant */
-                        type: "tool_result";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id?: string;
-                        call_id?: string;
-                        /** @description The tool_request this frame answers. */
-                        request_id?: string;
-                        tool: string;
-                        /** @enum {unknown} */
-                        status: "success" | "error";
-                        result?: unknown;
-                        error?: string;
-                    } | {
-                        /** @constant */
-                        type: "error";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description A human message. */
-                        error: string;
-                        /** @enum {unknown} */
-                        code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id?: string;
-                        /** @description The tool_request this frame answers. */
-                        request_id?: string;
-                        /** @description Seconds to wait before sending another such frame (code rate_limited only). */
-                        retry_after?: number;
-                    }) | components["schemas"]["Error"];
+                    "application/json": components["schemas"]["Run"];
+                    "text/event-stream": components["schemas"]["RunFrame"] | components["schemas"]["Error"];
                 };
             };
             /** @description The run was created; it runs in the background */
@@ -4047,74 +3984,7 @@ export interface operations {
                      *       "ended_at": null
                      *     }
                      */
-                    "application/json": {
-                        id: string;
-                        agent_id: string;
-                        /** @description Username of the agent's owner */
-                        owner: string;
-                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
-                        message_id: string;
-                        /**
-                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
-                         * @enum {string}
-                         */
-                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
-                        input: {
-                            content: string;
-                        };
-                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
-                        output: {
-                            content: string;
-                            /** @enum {unknown} */
-                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
-                        } | null;
-                        usage: {
-                            input_tokens: number;
-                            output_tokens: number;
-                            total_tokens: number;
-                        };
-                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
-                        error: {
-                            code: string;
-                            message: string;
-                        } | null;
-                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
-                        required_action: {
-                            /** @constant */
-                            type: "tool_approval";
-                            requests: {
-                                request_id: string;
-                                call_id: string;
-                                tool: string;
-                                parameters: Record<string, unknown>;
-                            }[];
-                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
-                            calls: {
-                                id: string;
-                                name: string;
-                                arguments: Record<string, unknown>;
-                            }[];
-                            /** @description Decisions so far, by request_id. */
-                            decisions: {
-                                [key: string]: {
-                                    approve: boolean;
-                                    reason?: string;
-                                };
-                            };
-                            /** Format: date-time */
-                            expires_at: string;
-                        } | null;
-                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
-                        webhook: string | null;
-                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
-                        last_seq: number;
-                        /** Format: date-time */
-                        created_at: string;
-                        /** Format: date-time */
-                        started_at: string | null;
-                        /** Format: date-time */
-                        ended_at: string | null;
-                    };
+                    "application/json": components["schemas"]["Run"];
                 };
             };
             /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
@@ -4263,74 +4133,7 @@ export interface operations {
                      *       "ended_at": "2026-01-02T03:04:06.250Z"
                      *     }
                      */
-                    "application/json": {
-                        id: string;
-                        agent_id: string;
-                        /** @description Username of the agent's owner */
-                        owner: string;
-                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
-                        message_id: string;
-                        /**
-                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
-                         * @enum {string}
-                         */
-                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
-                        input: {
-                            content: string;
-                        };
-                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
-                        output: {
-                            content: string;
-                            /** @enum {unknown} */
-                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
-                        } | null;
-                        usage: {
-                            input_tokens: number;
-                            output_tokens: number;
-                            total_tokens: number;
-                        };
-                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
-                        error: {
-                            code: string;
-                            message: string;
-                        } | null;
-                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
-                        required_action: {
-                            /** @constant */
-                            type: "tool_approval";
-                            requests: {
-                                request_id: string;
-                                call_id: string;
-                                tool: string;
-                                parameters: Record<string, unknown>;
-                            }[];
-                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
-                            calls: {
-                                id: string;
-                                name: string;
-                                arguments: Record<string, unknown>;
-                            }[];
-                            /** @description Decisions so far, by request_id. */
-                            decisions: {
-                                [key: string]: {
-                                    approve: boolean;
-                                    reason?: string;
-                                };
-                            };
-                            /** Format: date-time */
-                            expires_at: string;
-                        } | null;
-                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
-                        webhook: string | null;
-                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
-                        last_seq: number;
-                        /** Format: date-time */
-                        created_at: string;
-                        /** Format: date-time */
-                        started_at: string | null;
-                        /** Format: date-time */
-                        ended_at: string | null;
-                    };
+                    "application/json": components["schemas"]["Run"];
                 };
             };
             /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
@@ -4436,128 +4239,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/event-stream": ({
-                        /** @constant */
-                        type: "event";
-                        event_type: string;
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        content?: string;
-                        data?: Record<string, unknown>;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id?: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description Stored events: increasing per agent; frames of a run: the run’s 1, 2, 3… order. */
-                        seq?: number;
-                        agent_id?: string;
-                    } | {
-                        /** @constant */
-                        type: "stream_start";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id: string;
-                        /** @description The answer’s id, the same in all frames of one answer. */
-                        response_id: string;
-                    } | {
-                        /** @constant */
-                        type: "stream_chunk";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id: string;
-                        /** @description The answer’s id, the same in all frames of one answer. */
-                        response_id: string;
-                        chunk_index: number;
-                        content: string;
-                    } | {
-                        /** @constant */
-                        type: "stream_end";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id: string;
-                        /** @description The answer’s id, the same in all frames of one answer. */
-                        response_id: string;
-                        /** @description The whole answer (for a partial one, the text streamed so far). */
-                        content: string;
-                        /** @enum {unknown} */
-                        reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
-                        usage: {
-                            input_tokens: number;
-                            output_tokens: number;
-                            total_tokens: number;
-                        };
-                    } | {
-                        /** @constant */
-                        type: "tool_result";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id?: string;
-                        call_id?: string;
-                        /** @description The tool_request this frame answers. */
-                        request_id?: string;
-                        tool: string;
-                        /** @enum {unknown} */
-                        status: "success" | "error";
-                        result?: unknown;
-                        error?: string;
-                    } | {
-                        /** @constant */
-                        type: "error";
-                        /**
-                         * Format: date-time
-                         * @description When the server sent the frame (RFC 3339).
-                         */
-                        timestamp: string;
-                        /** @description A human message. */
-                        error: string;
-                        /** @enum {unknown} */
-                        code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
-                        /** @description The run this frame belongs to (frames of a run only). */
-                        run_id?: string;
-                        /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
-                        seq?: number;
-                        /** @description The message this frame is about (the client’s or one the server made up). */
-                        message_id?: string;
-                        /** @description The tool_request this frame answers. */
-                        request_id?: string;
-                        /** @description Seconds to wait before sending another such frame (code rate_limited only). */
-                        retry_after?: number;
-                    }) | components["schemas"]["Error"];
+                    "text/event-stream": components["schemas"]["RunFrame"] | components["schemas"]["Error"];
                 };
             };
             /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
@@ -4690,74 +4372,7 @@ export interface operations {
                      *       "ended_at": "2026-01-02T03:04:06.250Z"
                      *     }
                      */
-                    "application/json": {
-                        id: string;
-                        agent_id: string;
-                        /** @description Username of the agent's owner */
-                        owner: string;
-                        /** @description The turn's message id (the client's, or one the server made up), as in the chat frames and the history */
-                        message_id: string;
-                        /**
-                         * @description queued → running → completed | cancelled | failed; requires_action while a tool call waits for approval
-                         * @enum {string}
-                         */
-                        status: "queued" | "running" | "requires_action" | "completed" | "cancelled" | "failed";
-                        input: {
-                            content: string;
-                        };
-                        /** @description Set when the run ends: the answer (the text streamed so far when it was cancelled) and why it ended */
-                        output: {
-                            content: string;
-                            /** @enum {unknown} */
-                            reason: "stop" | "length" | "cancelled" | "error" | "shutdown" | "deleted" | "stopped" | "tool_rounds";
-                        } | null;
-                        usage: {
-                            input_tokens: number;
-                            output_tokens: number;
-                            total_tokens: number;
-                        };
-                        /** @description Why the run failed (status failed only), e.g. upstream_error, interrupted, approval_timeout */
-                        error: {
-                            code: string;
-                            message: string;
-                        } | null;
-                        /** @description What the run waits for (status requires_action only): tool calls a person must approve or refuse. */
-                        required_action: {
-                            /** @constant */
-                            type: "tool_approval";
-                            requests: {
-                                request_id: string;
-                                call_id: string;
-                                tool: string;
-                                parameters: Record<string, unknown>;
-                            }[];
-                            /** @description The model round's tool calls, gated or not, run once every request is decided. */
-                            calls: {
-                                id: string;
-                                name: string;
-                                arguments: Record<string, unknown>;
-                            }[];
-                            /** @description Decisions so far, by request_id. */
-                            decisions: {
-                                [key: string]: {
-                                    approve: boolean;
-                                    reason?: string;
-                                };
-                            };
-                            /** Format: date-time */
-                            expires_at: string;
-                        } | null;
-                        /** @description Where the run’s transitions are POSTed (the request’s URL or the agent’s default) */
-                        webhook: string | null;
-                        /** @description Highest frame seq journaled so far (0: none yet); a stream resumes after a seq */
-                        last_seq: number;
-                        /** Format: date-time */
-                        created_at: string;
-                        /** Format: date-time */
-                        started_at: string | null;
-                        /** Format: date-time */
-                        ended_at: string | null;
-                    };
+                    "application/json": components["schemas"]["Run"];
                 };
             };
             /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
@@ -5011,11 +4626,7 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: (string | {
-                        name: string;
-                        /** @enum {unknown} */
-                        approval?: "required" | "never";
-                    })[];
+                    tools?: string[];
                     capabilities?: string[];
                 };
                 /**
@@ -5041,11 +4652,7 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: (string | {
-                        name: string;
-                        /** @enum {unknown} */
-                        approval?: "required" | "never";
-                    })[];
+                    tools?: string[];
                     capabilities?: string[];
                 };
             };
@@ -6416,7 +6023,6 @@ export const ERROR_STATUS: Readonly<Record<components['schemas']['Error']['code'
     rate_limited: 429,
     quota_exceeded: 429,
     agent_busy: 429,
-    approval_timeout: 408,
     idempotency_conflict: 409,
     interrupted: 503,
     upstream_error: 502,

@@ -14,6 +14,10 @@ export interface RunsOptions {
   heartbeatMs?: number;
   /** With several instances: how often runs of instances that are gone are failed `interrupted`, in ms. Default 10000. */
   sweepIntervalMs?: number;
+  /** How long a run waits for a person to decide a tool approval before it fails `approval_timeout`, in ms. Default 3600000 (1 h). */
+  approvalTimeoutMs?: number;
+  /** How often runs whose approval expired are looked for, in ms. Default 5000. */
+  approvalSweepIntervalMs?: number;
 }
 
 /**

@@ -289,6 +289,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
       ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),
       ...(runsOptions.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: runsOptions.sweepIntervalMs }),
+      ...(runsOptions.approvalTimeoutMs === undefined ? {} : { approvalTimeoutMs: runsOptions.approvalTimeoutMs }),
+      ...(runsOptions.approvalSweepIntervalMs === undefined ? {} : { approvalSweepIntervalMs: runsOptions.approvalSweepIntervalMs }),
     });
     // Before anything is served: runs an earlier start (or a dead instance) left running end `interrupted`.
     await runs.start();

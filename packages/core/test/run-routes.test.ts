@@ -76,7 +76,7 @@ describe('frameTypeOf', () => {
 describe('the document of the run routes', () => {
   const unused = () => Promise.reject(new Error('not called'));
   const service: RunRoutesService = { create: unused, get: unused, list: unused, wait: unused, cancel: unused, subscribe: unused };
-  const doc = buildOpenApiDocument(runRoutes({ runs: service })) as { paths: Record<string, Record<string, any>> };
+  const doc = buildOpenApiDocument(runRoutes({ runs: service })) as { paths: Record<string, Record<string, any>>; components: { schemas: Record<string, Record<string, unknown>> } };
 
   it('declares POST …/runs as 202 (JSON, Location) or 200 (JSON or SSE, Location, Idempotency-Replayed), with the Idempotency-Key header', () => {
     const op = doc.paths['/v1/agents/{id}/runs']?.post;
@@ -90,6 +90,17 @@ describe('the document of the run routes', () => {
     // 409 covers both conflicts: the agent's state and a key reused with another body.
     expect(op.responses['409'].content['application/json'].schema.properties.code.enum).toEqual(['conflict', 'idempotency_conflict']);
     expect(op.responses['429']).toBeDefined();
+  });
+
+  it('names the run and its frames once, under components, and refers to them everywhere', () => {
+    const components = doc.components.schemas;
+    expect(Object.keys(components).sort()).toEqual(['Error', 'Run', 'RunFrame']);
+    expect(components.Run).toMatchObject({ type: 'object', required: expect.arrayContaining(['id', 'status', 'last_seq']) });
+    expect(JSON.stringify(doc)).not.toContain('x-sentinel-component');
+    const post = doc.paths['/v1/agents/{id}/runs']?.post;
+    expect(post.responses['202'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Run' });
+    expect(doc.paths['/v1/agents/{id}/runs']?.get.responses['200'].content['application/json'].schema.properties.runs.items).toEqual({ $ref: '#/components/schemas/Run' });
+    expect(post.responses['200'].content['text/event-stream'].schema.anyOf[0]).toEqual({ $ref: '#/components/schemas/RunFrame' });
   });
 
   it('declares the stream route as SSE only, resumable with Last-Event-ID', () => {

@@ -57,6 +57,8 @@ export interface WsEnvOptions {
   tokenTtlSeconds?: number;
   /** One-time ticket lifetime in ms. Default: the api's (30 s). */
   wsTicketTtlMs?: number;
+  /** A PostgreSQL URL for the Store. Default: SQLite in the temp dir. */
+  storeUrl?: string;
 }
 
 let agentCounter = 0;
@@ -73,6 +75,7 @@ export async function startWsEnv(hostName: HostName, options: WsEnvOptions = {})
     rateLimits: options.rateLimits ?? { chat: 0 },
     ...(options.tokenTtlSeconds === undefined ? {} : { tokenTtlSeconds: options.tokenTtlSeconds }),
     ...(options.wsTicketTtlMs === undefined ? {} : { wsTicketTtlMs: options.wsTicketTtlMs }),
+    ...(options.storeUrl === undefined ? {} : { storeUrl: options.storeUrl }),
   });
   await api.users.create({ username: BOB.username, password: 'bob-password-for-tests', role: 'user' });
   await api.images.build(parseAgentDefinition({ name: 'test/no-calculator', tag: 'v1', model: { provider: 'echo', name: 'echo' }, tools: ['current_time'] }));

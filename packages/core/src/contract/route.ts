@@ -15,6 +15,14 @@ export type BodyFormat = 'json' | 'yaml';
 /** A JSON Schema (draft 2020-12 subset understood by ajv). */
 export type JsonSchema = Record<string, unknown>;
 
+/**
+ * The marker of a schema the OpenAPI document names once, under `components.schemas`, and
+ * refers to everywhere else (a run appears in five operations): `{[COMPONENT_NAME]: 'Run', ...}`.
+ * An `x-` key, which OpenAPI allows in a Schema Object; the named copy leaves it out. Only for
+ * schemas the document alone reads (responses, stream items): ajv in strict mode refuses it.
+ */
+export const COMPONENT_NAME = 'x-sentinel-component';
+
 /** How the client reached the server, so resources can carry absolute URLs (agent endpoints). */
 export interface RequestOrigin {
   /** True under TLS (`https:` / `wss:`). */

@@ -18,6 +18,7 @@ import type { AgentRecord, Principal } from '../contract/models.js';
 import {
   parseClientFrame,
   type ClientCancelFrame,
+  type ClientToolApprovalFrame,
   type ClientFrame,
   type ClientMessageFrame,
   type ClientResumeFrame,
@@ -192,7 +193,8 @@ class AgentChatSession implements ChatSession {
         return;
       }
       const frame = parsed.frame;
-      if (frame.type !== 'cancel' && this.rateRule !== undefined) {
+      // A cancel or a decision only ends or continues a run already counted.
+      if (frame.type !== 'cancel' && frame.type !== 'tool_approval' && this.rateRule !== undefined) {
         const taken = this.limiter!.take(this.rateRule, this.ratePartition);
         if (taken instanceof Promise) {
           this.waitFor(taken, frame);
@@ -213,6 +215,7 @@ class AgentChatSession implements ChatSession {
     if (frame.type === 'message') this.onMessage(frame);
     else if (frame.type === 'tool_request') this.onToolRequest(frame);
     else if (frame.type === 'resume') this.onResume(frame);
+    else if (frame.type === 'tool_approval') this.onToolApproval(frame);
     else this.onCancel(frame);
   }
 
@@ -441,6 +444,28 @@ class AgentChatSession implements ChatSession {
       })
       .catch((err: unknown) => this.sendError(this.publicError(err), { request_id: requestId }))
       .finally(() => this.toolRequests.delete(controller));
+  }
+
+  /**
+   * Decides a request of the agent's run waiting for an approval. The decision's `event
+   * tool_approval` frame comes through the relay when this socket relays the run; otherwise it
+   * is sent here (not journaled) so the client hears it was taken. Errors name the request.
+   */
+  private onToolApproval(frame: ClientToolApprovalFrame): void {
+    const ids = { request_id: frame.request_id };
+    const decision = { request_id: frame.request_id, approve: frame.approve, ...(frame.reason === undefined ? {} : { reason: frame.reason }) };
+    void this.runs
+      .waitingRun(this.principal, this.agentId)
+      .then((waiting) => {
+        if (!waiting) throw new SentinelError('not_found', `no run of this agent waits for tool approval "${frame.request_id}"`);
+        return this.runs.decide(this.principal, this.agentId, waiting.id, decision);
+      })
+      .then((run) => {
+        if (this.relayedRun(run.id)) return;
+        const data = { request_id: decision.request_id, approve: decision.approve, ...(decision.reason === undefined ? {} : { reason: decision.reason }) };
+        this.send({ type: 'event', event_type: 'tool_approval', timestamp: this.timestamp(), run_id: run.id, message_id: run.message_id, data });
+      })
+      .catch((err: unknown) => this.sendError(this.publicError(err), ids));
   }
 
   private onCancel(frame: ClientCancelFrame): void {

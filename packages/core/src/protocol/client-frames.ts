@@ -47,7 +47,19 @@ export interface ClientResumeFrame {
   since?: number;
 }
 
-export type ClientFrame = ClientMessageFrame | ClientToolRequestFrame | ClientCancelFrame | ClientResumeFrame;
+/**
+ * A person's decision on a `tool_approval_required` request of the agent's run waiting for one
+ * (README "Tool approval"); a refusal's `reason` reaches the model.
+ */
+export interface ClientToolApprovalFrame {
+  type: 'tool_approval';
+  request_id: string;
+  approve: boolean;
+  /** Why (at most 2000 characters). Default none. */
+  reason?: string;
+}
+
+export type ClientFrame = ClientMessageFrame | ClientToolRequestFrame | ClientCancelFrame | ClientResumeFrame | ClientToolApprovalFrame;
 
 export type ParsedClientFrame =
   | { ok: true; frame: ClientFrame }
@@ -57,6 +69,10 @@ const id = { type: 'string', pattern: CLIENT_ID_PATTERN };
 /** The shape of a run id (`run_` and 24 hex digits). */
 export const RUN_ID_PATTERN = '^run_[0-9a-f]{24}$';
 const runId = { type: 'string', pattern: RUN_ID_PATTERN };
+/** The shape of a tool approval request id (`apr_` and 16 hex digits). */
+export const APPROVAL_REQUEST_ID_PATTERN = '^apr_[0-9a-f]{16}$';
+/** Longest reason of a tool approval decision, in characters (it is shown to the model and journaled). */
+export const MAX_APPROVAL_REASON_CHARS = 2_000;
 // Clients often stamp their frames like the server does; a timestamp is accepted and ignored.
 const timestamp = { type: 'string', maxLength: 64 };
 
@@ -94,6 +110,18 @@ export const CLIENT_FRAME_SCHEMAS: Record<ClientFrame['type'], JsonSchema> = {
       { properties: { message_id: id }, required: ['message_id'] },
       { properties: { run_id: runId }, required: ['run_id'] },
     ],
+    additionalProperties: false,
+  },
+  tool_approval: {
+    type: 'object',
+    properties: {
+      type: { const: 'tool_approval' },
+      request_id: { type: 'string', pattern: APPROVAL_REQUEST_ID_PATTERN },
+      approve: { type: 'boolean' },
+      reason: { type: 'string', maxLength: MAX_APPROVAL_REASON_CHARS },
+      timestamp,
+    },
+    required: ['type', 'request_id', 'approve'],
     additionalProperties: false,
   },
   resume: {

@@ -104,8 +104,24 @@ export interface ErrorFrame extends FrameBase {
   retry_after?: number;
 }
 
+/**
+ * `tool_approval_required`: the run stopped before a tool call that needs a person's decision
+ * (one frame per gated call); a `tool_approval` frame or `POST …/runs/{run}/approvals` with
+ * `request_id` decides it before `expires_at`.
+ */
+export interface ToolApprovalRequiredFrame extends FrameBase {
+  type: 'tool_approval_required';
+  run_id: string;
+  seq: number;
+  message_id: string;
+  request_id: string;
+  tool: string;
+  parameters: Record<string, unknown>;
+  expires_at: string;
+}
+
 /** A frame the server sends (snake_case fields), told apart by `type`. */
-export type ServerFrame = EventFrame | StreamStartFrame | StreamChunkFrame | AnswerEndFrame | ToolResultFrame | ErrorFrame;
+export type ServerFrame = EventFrame | StreamStartFrame | StreamChunkFrame | AnswerEndFrame | ToolResultFrame | ErrorFrame | ToolApprovalRequiredFrame;
 
 /** The `type`s of server frames. */
 export type ServerFrameType = ServerFrame['type'];

@@ -133,4 +133,22 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
     required: ['type', 'timestamp', 'error', 'code'],
     additionalProperties: false,
   },
+  tool_approval_required: {
+    type: 'object',
+    description:
+      'A run stopped before a tool call that needs a person’s approval (one frame per gated call): decide it with a tool_approval frame or POST /v1/agents/{id}/runs/{run}/approvals before expires_at, or the run fails with approval_timeout.',
+    properties: {
+      type: { const: 'tool_approval_required' },
+      timestamp,
+      run_id: { type: 'string', pattern: '^run_[0-9a-f]{24}$' },
+      seq: { type: 'integer', minimum: 1, description: 'The frame’s position in the run’s journal.' },
+      message_id: messageId,
+      request_id: { type: 'string', pattern: '^apr_[0-9a-f]{16}$', description: 'What a decision names.' },
+      tool: { type: 'string' },
+      parameters: { type: 'object', description: 'The arguments the model called the tool with.' },
+      expires_at: { type: 'string', format: 'date-time', description: 'When an undecided request fails the run (approval_timeout).' },
+    },
+    required: ['type', 'timestamp', 'run_id', 'seq', 'message_id', 'request_id', 'tool', 'parameters', 'expires_at'],
+    additionalProperties: false,
+  },
 };

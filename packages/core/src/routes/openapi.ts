@@ -7,7 +7,7 @@ import { bodyFormatsOf } from '../api.js';
 import { ERROR_CATALOGUE } from '../contract/error-catalogue.js';
 import { ERROR_CODES, httpStatusForErrorCode, type ErrorCode } from '../contract/errors.js';
 import { SCOPES, SCOPE_DESCRIPTIONS } from '../contract/scopes.js';
-import type { BodyFormat, JsonSchema, RouteDef, RouteHeaderDoc, RouteSuccessDoc } from '../contract/route.js';
+import { COMPONENT_NAME, type BodyFormat, type JsonSchema, type RouteDef, type RouteHeaderDoc, type RouteSuccessDoc } from '../contract/route.js';
 
 export interface OpenApiOptions {
   /** Default 'SentinelStacks API'. */
@@ -205,13 +205,41 @@ function operationOf(route: RouteDef): Record<string, unknown> {
   return operation;
 }
 
+/**
+ * A copy of `value` in which every schema marked with {@link COMPONENT_NAME} is replaced by a
+ * `$ref` to its entry in `components` (filled here). Two different schemas under one name are
+ * a bug in the route table.
+ */
+function hoistComponents(value: unknown, components: Record<string, JsonSchema>, seen: Map<string, unknown>): unknown {
+  if (Array.isArray(value)) return value.map((item) => hoistComponents(item, components, seen));
+  if (typeof value !== 'object' || value === null) return value;
+  const record = value as Record<string, unknown>;
+  const name = record[COMPONENT_NAME];
+  if (typeof name === 'string') {
+    const known = seen.get(name);
+    if (known === undefined) {
+      seen.set(name, value);
+      const { [COMPONENT_NAME]: _marker, ...schema } = record;
+      components[name] = hoistComponents(schema, components, seen) as JsonSchema;
+    } else if (known !== value) {
+      throw new Error(`two different schemas are named ${name} in the OpenAPI document`);
+    }
+    return { $ref: `#/components/schemas/${name}` };
+  }
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(record)) out[key] = hoistComponents(record[key], components, seen);
+  return out;
+}
+
 /** Builds the OpenAPI 3.1 document of a route table. */
 export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenApiOptions = {}): OpenApiDocument {
-  const paths: Record<string, Record<string, unknown>> = {};
+  const operations: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const path = toOpenApiPath(route.path);
-    (paths[path] ??= {})[route.method.toLowerCase()] = operationOf(route);
+    (operations[path] ??= {})[route.method.toLowerCase()] = operationOf(route);
   }
+  const named: Record<string, JsonSchema> = {};
+  const paths = hoistComponents(operations, named, new Map()) as Record<string, Record<string, unknown>>;
   return {
     openapi: '3.1.0',
     info: {
@@ -236,7 +264,7 @@ export function buildOpenApiDocument(routes: readonly RouteDef[], options: OpenA
             '.',
         },
       },
-      schemas: { Error: ERROR_SCHEMA },
+      schemas: { Error: ERROR_SCHEMA, ...named },
       responses: {
         // What the transport answers for a /v1 path no route has, or a method the path lacks.
         NoRoute: errorResponse('No route has this path', ['not_found']),

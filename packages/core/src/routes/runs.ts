@@ -10,7 +10,7 @@ import { invalidRequest } from '../contract/errors.js';
 import { CLIENT_ID_PATTERN } from '../contract/ids.js';
 import type { Principal } from '../contract/models.js';
 import { createPushIterable } from '../contract/push-iterable.js';
-import { principalOf, routeReply, streamResult, type JsonSchema, type RouteContext, type RouteDef, type RouteHeaderDoc, type StreamItem, type StreamResult } from '../contract/route.js';
+import { COMPONENT_NAME, principalOf, routeReply, streamResult, type JsonSchema, type RouteContext, type RouteDef, type RouteHeaderDoc, type StreamItem, type StreamResult } from '../contract/route.js';
 import { MAX_CLIENT_FRAME_CHARS, MAX_MESSAGE_CHARS } from '../protocol/client-frames.js';
 import { SERVER_FRAME_SCHEMAS } from '../protocol/server-frames.js';
 import { RUN_EXAMPLE, RUN_ID_PATTERN, RUN_SCHEMA } from '../runs/schema.js';
@@ -133,6 +133,7 @@ const RUN_FRAME_TYPES = ['event', 'stream_start', 'stream_chunk', 'stream_end', 
 
 /** One SSE event of a run's stream: `id:` its seq, `event:` its type, `data:` the frame. */
 export const RUN_FRAME_ITEM_SCHEMA: JsonSchema = {
+  [COMPONENT_NAME]: 'RunFrame',
   description: "A frame of the run, exactly as the chat socket sends it (with run_id and seq); the stream ends after the terminal frame (stream_end or error)",
   anyOf: [...RUN_FRAME_TYPES.map((type) => SERVER_FRAME_SCHEMAS[type]), ...extraFrameSchemas()],
 };

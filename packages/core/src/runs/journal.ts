@@ -9,6 +9,7 @@
  * (`{kind: 'run_frames'}`) so subscribers on other instances go live.
  */
 import type { EventBus } from '../bus.js';
+import { isSentinelError } from '../contract/errors.js';
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { ServerFrame } from '../protocol/frames.js';
@@ -61,6 +62,12 @@ export class LiveRun {
   private timer: NodeJS.Timeout | undefined;
   private ending: Promise<RunRecord | null> | undefined;
   private finished = false;
+  /** Index in `frames` of the first frame held back until the end writes are durable (none: undefined). */
+  private heldFrom: number | undefined;
+  /** Seqs before the first frame in memory: a run continued after an approval starts after its journaled frames. */
+  readonly baseSeq: number;
+  /** Set once the run paused for an approval: its turn ended, the run goes on later (maybe elsewhere). */
+  paused = false;
   private resolveSettled!: () => void;
   /** Resolves once the terminal frame was delivered (never rejects). */
   readonly settled: Promise<void>;
@@ -68,15 +75,17 @@ export class LiveRun {
   constructor(
     run: RunRecord,
     private readonly journal: RunJournal,
+    baseSeq = 0,
   ) {
     this.runId = run.id;
     this.agentId = run.agent_id;
+    this.baseSeq = baseSeq;
     this.settled = new Promise((resolve) => (this.resolveSettled = resolve));
   }
 
   /** The highest seq assigned so far (0: none). */
   get lastSeq(): number {
-    return this.frames.length;
+    return this.baseSeq + this.frames.length;
   }
 
   /** True once the terminal frame is on its way (no more frames are taken). */
@@ -90,7 +99,7 @@ export class LiveRun {
    */
   append(build: (seq: number) => { frame: ServerFrame; json: string }): void {
     if (this.ending) return;
-    const seq = this.frames.length + 1;
+    const seq = this.lastSeq + 1;
     const { frame, json } = build(seq);
     const entry: JournaledFrame = { seq, json, frame };
     this.frames.push(entry);
@@ -114,16 +123,35 @@ export class LiveRun {
    * runs are being deleted), the frame is only delivered.
    */
   end(build: (seq: number) => { frame: ServerFrame; json: string }, patch: RunPatch | null, fromStatus: RunStatus[]): Promise<RunRecord | null> {
+    return this.close([build], patch, fromStatus);
+  }
+
+  /**
+   * Pauses the run for a person's decision: `builds` (its `tool_approval_required` frames) and
+   * every frame not written yet go to the Store with `patch` (status `requires_action`),
+   * compare-and-set from `fromStatus`; the frames are delivered once that is durable (a client
+   * that sees them can decide at once), then this live run settles without a terminal frame.
+   * Its subscribers follow the run in the Store from there (RunService.subscribe).
+   */
+  pause(builds: ((seq: number) => { frame: ServerFrame; json: string })[], patch: RunPatch, fromStatus: RunStatus[]): Promise<RunRecord | null> {
+    this.paused = true;
+    return this.close(builds, patch, fromStatus);
+  }
+
+  private close(builds: ((seq: number) => { frame: ServerFrame; json: string })[], patch: RunPatch | null, fromStatus: RunStatus[]): Promise<RunRecord | null> {
     if (this.ending) return this.ending;
     this.clearTimer();
-    const seq = this.frames.length + 1;
-    const { frame, json } = build(seq);
-    const terminal: JournaledFrame = { seq, json, frame };
-    this.frames.push(terminal);
+    this.heldFrom = this.frames.length;
+    for (const build of builds) {
+      const seq = this.lastSeq + 1;
+      const { frame, json } = build(seq);
+      this.frames.push({ seq, json, frame });
+    }
+    const held = this.frames.slice(this.heldFrom);
     const batch = this.takeUnwritten();
-    const written = patch === null ? Promise.resolve(null) : this.journal.finish(this, batch, { ...patch, last_seq: seq }, fromStatus);
+    const written = patch === null ? Promise.resolve(null) : this.journal.finish(this, batch, { ...patch, last_seq: this.lastSeq }, fromStatus);
     this.ending = written.then((record) => {
-      this.deliver(terminal);
+      for (const entry of held) this.deliver(entry);
       this.finished = true;
       this.listeners.clear();
       this.resolveSettled();
@@ -137,9 +165,9 @@ export class LiveRun {
    * Returns the unsubscribe function.
    */
   subscribe(since: number, listener: RunFrameListener): () => void {
-    // The terminal frame is in `frames` before it may be delivered (see end()).
-    const replayUpTo = this.ending && !this.finished ? this.frames.length - 1 : this.frames.length;
-    for (let i = Math.max(0, since); i < replayUpTo; i++) this.call(listener, this.frames[i]!);
+    // The last frames are in `frames` before they may be delivered (see close()).
+    const replayUpTo = this.heldFrom !== undefined && !this.finished ? this.heldFrom : this.frames.length;
+    for (let i = Math.max(0, since - this.baseSeq); i < replayUpTo; i++) this.call(listener, this.frames[i]!);
     if (this.finished) return () => {};
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -205,11 +233,18 @@ export class RunJournal {
     return this.enabled;
   }
 
-  /** Starts the journal of a new run of this instance. */
-  open(run: RunRecord): LiveRun {
-    const live = new LiveRun(run, this);
+  /**
+   * Starts the journal of a run of this instance: a new one, or (`afterSeq`, its `last_seq`) one
+   * continued after an approval, whose frames are published on every bus (its subscribers may
+   * follow it through the Store, see RunService.subscribe).
+   */
+  open(run: RunRecord, afterSeq = 0): LiveRun {
+    const live = new LiveRun(run, this, afterSeq);
     this.live.set(run.id, live);
-    void live.settled.then(() => this.live.delete(run.id));
+    // Only this one: a run continued after an approval opens a new live run under the same id.
+    void live.settled.then(() => {
+      if (this.live.get(run.id) === live) this.live.delete(run.id);
+    });
     return live;
   }
 
@@ -236,9 +271,34 @@ export class RunJournal {
     const frame = { seq, json: build(seq).json };
     if (this.enabled) {
       await this.store.appendRunFrames(run.id, [frame]);
-      this.publish(run.agent_id, run.id, [frame]);
+      // Its subscribers follow it through the Store and the bus, on this instance too.
+      this.publish(run.agent_id, run.id, [frame], true);
     }
     return updated;
+  }
+
+  /**
+   * Journals one frame of a run no live turn holds (an approval decision, the end of an expired
+   * approval) after the run's last seq. Two instances appending at once take the same seq; the
+   * one that loses reads the run again and takes the next. Published on every bus: the run's
+   * subscribers follow it through the Store.
+   */
+  async appendDetached(runId: string, agentId: string, build: (seq: number) => ServerFrame): Promise<void> {
+    if (!this.enabled) return;
+    for (let attempt = 0; ; attempt++) {
+      const run = await this.store.getRun(runId);
+      if (!run) return;
+      const seq = run.last_seq + 1;
+      const frame = { seq, json: JSON.stringify(build(seq)) };
+      try {
+        await this.store.appendRunFrames(runId, [frame]);
+      } catch (err) {
+        if (attempt < 4 && isSentinelError(err) && err.code === 'conflict') continue;
+        throw err;
+      }
+      this.publish(agentId, runId, [frame], true);
+      return;
+    }
   }
 
   /** @internal The timer of a run's next batch. */
@@ -253,7 +313,7 @@ export class RunJournal {
     if (!this.enabled) return;
     try {
       await this.store.appendRunFrames(live.runId, batch.map(plain));
-      this.publish(live.agentId, live.runId, batch);
+      this.publish(live.agentId, live.runId, batch, live.baseSeq > 0);
     } catch (err) {
       this.logger.error('cannot journal run frames', { run_id: live.runId, error: err instanceof Error ? err.message : String(err) });
     }
@@ -268,7 +328,7 @@ export class RunJournal {
     if (framesOutcome.status === 'rejected') {
       this.logger.error('cannot journal run frames', { run_id: live.runId, error: errorText(framesOutcome.reason) });
     } else if (this.enabled) {
-      this.publish(live.agentId, live.runId, batch);
+      this.publish(live.agentId, live.runId, batch, live.baseSeq > 0 || live.paused);
     }
     if (updateOutcome.status === 'rejected') {
       this.logger.error('cannot store the end of a run', { run_id: live.runId, error: errorText(updateOutcome.reason) });
@@ -277,9 +337,10 @@ export class RunJournal {
     return updateOutcome.value;
   }
 
-  private publish(agentId: string, runId: string, batch: readonly RunFrameRow[]): void {
-    // Only other instances need it: local subscribers of a live run are served from memory.
-    if (!this.bus.shared) return;
+  /** `always`: also on an in-process bus, for a run whose local subscribers follow it through the Store (paused or continued). */
+  private publish(agentId: string, runId: string, batch: readonly RunFrameRow[], always = false): void {
+    // Usually only other instances need it: local subscribers of a live run are served from memory.
+    if (!this.bus.shared && !always) return;
     this.bus.publish(agentId, { kind: 'run_frames', run_id: runId, frames: batch.map(plain) });
   }
 }

@@ -3,7 +3,7 @@
  * response schema (OpenAPI) and what the SDK's types derive from. One place, so the document,
  * the contract checker and the client agree on what a run looks like.
  */
-import type { JsonSchema } from '../contract/route.js';
+import { COMPONENT_NAME, type JsonSchema } from '../contract/route.js';
 import { RUN_STATUSES } from './types.js';
 
 /** Run ids: `run_` + 24 hex (newRunId() in contract/ids.ts). */
@@ -65,6 +65,7 @@ const requiredAction = {
 
 /** A run: one turn of an agent as a resource (`GET /v1/agents/{id}/runs/{run}`). */
 export const RUN_SCHEMA: JsonSchema = {
+  [COMPONENT_NAME]: 'Run',
   type: 'object',
   description: 'One turn of an agent as a resource: its input, status, output, usage and how far its frame journal goes (last_seq).',
   properties: {

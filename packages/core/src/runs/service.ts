@@ -19,11 +19,12 @@ import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import type { AgentRecord, Principal } from '../contract/models.js';
 import type { AnswerEndReason, ServerFrame } from '../protocol/frames.js';
-import type { AgentRuntime, TurnEnd, TurnListener } from '../runtime/runtime.js';
+import type { AgentRuntime, ApprovalDecision, ApprovalRequired, TurnEnd, TurnListener } from '../runtime/runtime.js';
+import { RunApprovals, type ApprovalFrame, type RunDecision } from './approvals.js';
 import { frameOf, isTerminalFrameJson, type JournaledFrame, type LiveRun, type RunJournal } from './journal.js';
 import { endedPatch, failedPatch, INTERRUPTED_MESSAGE, isActiveStatus, isTerminalStatus, transitionOf } from './status.js';
 import type { Store } from '../store/types.js';
-import type { RunFrameRow, RunRecord, RunStatus } from './types.js';
+import type { RequiredAction, RunFrameRow, RunRecord, RunStatus, RunUsage } from './types.js';
 
 /** Which instances are alive (the Redis one is redis/instance-liveness.ts). */
 export interface InstanceLiveness {
@@ -61,6 +62,10 @@ export interface RunServiceOptions {
   heartbeatMs?: number;
   /** Sweep for runs of instances that are gone, in ms (with `liveness` only). Default 10000. */
   sweepIntervalMs?: number;
+  /** How long a run waits in `requires_action` for a person's decisions before it fails `approval_timeout`, in ms. Default 3600000 (1 h). */
+  approvalTimeoutMs?: number;
+  /** How often runs whose approval expired are looked for, in ms. Default 5000. */
+  approvalSweepIntervalMs?: number;
   /** Default: silent. */
   logger?: Logger;
   /** Clock for timestamps. Default `Date.now`. */
@@ -107,6 +112,7 @@ export class RunService {
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<void> | undefined;
   private closed = false;
+  private readonly approvals: RunApprovals;
   /** This instance's id. */
   readonly instanceId: string;
 
@@ -123,6 +129,21 @@ export class RunService {
     this.windowMs = options.idempotencyWindowMs ?? 24 * 3600_000;
     this.heartbeatMs = options.heartbeatMs ?? 5_000;
     this.sweepIntervalMs = options.sweepIntervalMs ?? 10_000;
+    this.approvals = new RunApprovals({
+      store: this.store,
+      logger: this.logger,
+      now: this.now,
+      instanceId: this.instanceId,
+      ...(options.approvalTimeoutMs === undefined ? {} : { timeoutMs: options.approvalTimeoutMs }),
+      ...(options.approvalSweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.approvalSweepIntervalMs }),
+      emit: (run, frame) => this.journal.appendDetached(run.id, run.agent_id, (seq) => approvalFrame(run, seq, isoTimestamp(this.now()), frame)),
+      resume: (run, continuation) => this.continueRun(run, continuation),
+      abandon: (run, action, why) => this.answerPendingCalls(run, action, why),
+      onExpired: (run) => {
+        this.logger.info('run approval expired', { run_id: run.id, agent_id: run.agent_id });
+        this.emitTransition(run);
+      },
+    });
   }
 
   /**
@@ -144,6 +165,7 @@ export class RunService {
       this.timers.push(beat, sweep);
     }
     await this.sweep();
+    this.approvals.start();
   }
 
   /**
@@ -225,6 +247,7 @@ export class RunService {
     const live = this.journal.liveRuns().map((run) => run.settled);
     if (live.length > 0) await within(Promise.all(live), settleMs);
     await this.sweeping;
+    await this.approvals.stop();
     await this.liveness?.gone(this.instanceId).catch(() => undefined);
   }
 
@@ -377,6 +400,7 @@ export class RunService {
         ['requires_action'],
       );
       if (updated) {
+        if (run.required_action) await this.answerPendingCalls(updated, run.required_action, 'the run was cancelled');
         this.emitTransition(updated);
         return updated;
       }
@@ -396,6 +420,80 @@ export class RunService {
   }
 
   /**
+   * A person's decision on one tool approval request of the run (runs/approvals.ts): stored
+   * and journaled (`event tool_approval`); the last decision continues the run, on this
+   * instance. Resolves to the run after the decision. Errors: `not_found` (run, or a request it
+   * does not have), `conflict` (the run is not waiting, the request was decided otherwise, or
+   * it expired).
+   */
+  async decide(principal: Principal, agentId: string, runId: string, decision: RunDecision): Promise<RunRecord> {
+    return this.approvals.decide(await this.get(principal, agentId, runId), decision);
+  }
+
+  /** The agent's run waiting for a tool approval, if any (the chat socket's `tool_approval` frame names none). */
+  async waitingRun(principal: Principal, agentId: string): Promise<RunRecord | undefined> {
+    const agent = await this.agents.getRecord(principal, agentId);
+    const [run] = await this.store.findRuns({ status: ['requires_action'], agentId: agent.id, limit: 1 });
+    return run;
+  }
+
+  /** @internal What a run's turn asked approvals for: the action to store, the frames to journal. */
+  approvalFor(messageId: string, required: ApprovalRequired): { action: RequiredAction; frames: ApprovalFrame[] } {
+    return this.approvals.required(messageId, required);
+  }
+
+  /** Fails the expired approvals now (the sweeper does it every `approvalSweepIntervalMs`). */
+  sweepApprovals(): Promise<void> {
+    return this.approvals.sweep();
+  }
+
+  /**
+   * Submits the continuation turn of a run every request of which was decided (already
+   * `running` in the Store): it journals after the run's last frame, answers as the same
+   * response, and its end carries the whole answer and usage of the run.
+   */
+  private async continueRun(decided: RunRecord, continuation: { calls: RequiredAction['calls']; decisions: Record<string, ApprovalDecision> }): Promise<void> {
+    const run = (await this.store.getRun(decided.id)) ?? decided;
+    const before = await this.pausedState(run);
+    const live = this.journal.open(run, run.last_seq);
+    const listener = new RunTurnListener(this, live, run, before.responseId ?? newResponseId(), { content: before.content, usage: run.usage });
+    const submitted = this.runtime.submit(
+      run.agent_id,
+      { messageId: run.message_id, content: run.input.content, responseId: listener.responseId, owner: live, runId: run.id, continuation },
+      listener,
+    );
+    if (!submitted.accepted) {
+      const action: RequiredAction = { type: 'tool_approval', requests: [], calls: continuation.calls, decisions: {}, expires_at: isoTimestamp(this.now()) };
+      await this.answerPendingCalls(run, action, submitted.error.message);
+      await this.failUnstarted(live, run, submitted.error);
+    }
+  }
+
+  /** The answer streamed before the run paused, and its response id (from its journaled frames). */
+  private async pausedState(run: RunRecord): Promise<{ content: string; responseId: string | undefined }> {
+    let content = '';
+    let responseId: string | undefined;
+    for (let after = 0; ; ) {
+      const frames = await this.store.listRunFrames(run.id, after);
+      for (const row of frames) {
+        if (row.json.startsWith('{"type":"stream_chunk"')) content += (JSON.parse(row.json) as { content: string }).content;
+        else if (responseId === undefined && row.json.startsWith('{"type":"stream_start"')) responseId = (JSON.parse(row.json) as { response_id: string }).response_id;
+      }
+      if (frames.length === 0) return { content, responseId };
+      after = frames[frames.length - 1]!.seq;
+    }
+  }
+
+  /** Answers the paused tool calls of a run that will not continue, so its agent takes messages again. Logged, never thrown. */
+  private async answerPendingCalls(run: RunRecord, action: RequiredAction, why: string): Promise<void> {
+    try {
+      await this.runtime.answerPendingCalls(run.agent_id, action.calls, why);
+    } catch (err) {
+      this.logger.error('cannot answer the paused tool calls of a run', { run_id: run.id, agent_id: run.agent_id, error: errorText(err) });
+    }
+  }
+
+  /**
    * Delivers the run's frames after `since` (replayed from memory or the Store), then live ones
    * until the terminal frame; `done` resolves once that was delivered, or on abort. Every frame
    * is delivered once, in seq order.
@@ -410,13 +508,20 @@ export class RunService {
   ): Promise<{ run: RunRecord; done: Promise<void> }> {
     const run = await this.get(principal, agentId, runId);
     const live = this.journal.get(runId);
-    if (live) {
+    // A continued run holds only the frames after its pause: earlier ones come from the Store.
+    if (live && since >= live.baseSeq) {
       let unsubscribe = () => {};
+      let last = since;
+      const counted = (frame: JournaledFrame) => {
+        last = frame.seq;
+        listener(frame);
+      };
       const done = new Promise<void>((resolve) => {
         if (signal?.aborted) return resolve();
-        unsubscribe = live.subscribe(since, listener);
+        unsubscribe = live.subscribe(since, counted);
         signal?.addEventListener('abort', () => (unsubscribe(), resolve()), { once: true });
-        void live.settled.then(resolve);
+        // A run paused for an approval goes on later, maybe elsewhere: followed through the Store.
+        void live.settled.then(() => (live.paused && !signal?.aborted ? this.followStored(run, last, listener, signal) : undefined)).then(resolve);
       });
       void done.then(() => unsubscribe());
       return { run, done };
@@ -496,16 +601,24 @@ class RunTurnListener implements TurnListener {
   private chunkIds: string | undefined;
   private readonly messageId: string;
   private readonly prefix: string;
+  /** The run's usage before this turn (a continuation after an approval), added to the turn's. */
+  private readonly baseUsage: RunUsage;
+  /** Set when the turn asked for approvals: what the run waits for. */
+  private approval: { action: RequiredAction; frames: ApprovalFrame[] } | undefined;
 
   constructor(
     private readonly service: RunService,
     private readonly live: LiveRun,
     private readonly run: RunRecord,
     responseId: string,
+    /** A continuation: the answer and usage of the run before it paused. Default: a new run. */
+    before?: { content: string; usage: RunUsage },
   ) {
     this.responseId = responseId;
     this.messageId = run.message_id;
     this.prefix = `,"run_id":${JSON.stringify(run.id)},"seq":`;
+    this.content = before?.content ?? '';
+    this.baseUsage = before?.usage ?? { ...ZERO_USAGE };
   }
 
   private timestamp(): string {
@@ -576,6 +689,10 @@ class RunTurnListener implements TurnListener {
     }));
   }
 
+  onApprovalRequired(required: ApprovalRequired): void {
+    this.approval = this.service.approvalFor(this.messageId, required);
+  }
+
   beforeEnd(end: TurnEnd | SentinelError): Promise<unknown> {
     return this.end(end);
   }
@@ -588,17 +705,40 @@ class RunTurnListener implements TurnListener {
     void this.end(err);
   }
 
+  /**
+   * The turn paused for approvals: the run waits in `requires_action` with what it waits for,
+   * its `tool_approval_required` frames journaled in the same writes (delivered once durable).
+   */
+  private pause(end: TurnEnd, approval: { action: RequiredAction; frames: ApprovalFrame[] }): Promise<RunRecord | null> {
+    const run = this.run;
+    const timestamp = this.timestamp();
+    const patch = { status: 'requires_action' as const, required_action: approval.action, usage: sumUsage(this.baseUsage, end.usage) };
+    const builds = approval.frames.map((frame) => (seq: number) => built(approvalFrame(run, seq, timestamp, frame)));
+    return this.live.pause(builds, patch, ACTIVE).then((updated) => {
+      if (updated) this.service.emitTransition(updated);
+      return updated;
+    });
+  }
+
   /** The run's end (once: the terminal callback after beforeEnd joins the same promise). */
   private end(end: TurnEnd | SentinelError): Promise<RunRecord | null> {
     return (this.ending ??= this.endOnce(end));
   }
 
-  private endOnce(end: TurnEnd | SentinelError): Promise<RunRecord | null> {
+  private endOnce(turnEnd: TurnEnd | SentinelError): Promise<RunRecord | null> {
     const endedAt = this.timestamp();
     const run = this.run;
+    if (!isSentinelError(turnEnd) && turnEnd.reason === 'requires_action' && this.approval) return this.pause(turnEnd, this.approval);
+    let end = turnEnd;
+    if (!isSentinelError(end)) {
+      // The whole run's answer and usage: a continuation adds to what came before the pause.
+      const usage = sumUsage(this.baseUsage, end.usage);
+      end = end.reason === 'requires_action' ? new SentinelError('internal', 'the turn paused without approval requests') : { ...end, content: this.content, usage };
+    }
+    const failedUsage = sumUsage(this.baseUsage, ZERO_USAGE);
     const ending =
       isSentinelError(end)
-        ? this.live.end((seq) => errorFrame(run, seq, endedAt, end), failedPatch(end, this.content, { ...ZERO_USAGE }, endedAt), ACTIVE)
+        ? this.live.end((seq) => errorFrame(run, seq, endedAt, end), failedPatch(end, this.content, failedUsage, endedAt), ACTIVE)
         : this.live.end(
             (seq) => built(endFrame(run, seq, endedAt, this.responseId, end)),
             // A deleted agent's runs go with it: nothing is written that could outlive the delete.
@@ -609,6 +749,27 @@ class RunTurnListener implements TurnListener {
       if (updated) this.service.emitTransition(updated);
       return updated;
     });
+  }
+}
+
+/** The turn-end reason as a run's answer reason (a paused turn never ends a run). */
+function answerReason(reason: TurnEnd['reason']): AnswerEndReason {
+  return reason === 'requires_action' ? 'error' : reason;
+}
+
+function sumUsage(a: RunUsage, b: RunUsage): RunUsage {
+  return { input_tokens: a.input_tokens + b.input_tokens, output_tokens: a.output_tokens + b.output_tokens, total_tokens: a.total_tokens + b.total_tokens };
+}
+
+/** A frame of the approval flow with the run's ids and its seq (field order as the frame schemas list them). */
+function approvalFrame(run: RunRecord, seq: number, timestamp: string, frame: ApprovalFrame): ServerFrame {
+  switch (frame.type) {
+    case 'tool_approval_required':
+      return { type: frame.type, timestamp, run_id: run.id, seq, message_id: frame.message_id, request_id: frame.request_id, tool: frame.tool, parameters: frame.parameters, expires_at: frame.expires_at };
+    case 'event':
+      return { type: 'event', timestamp, run_id: run.id, seq, event_type: frame.event_type, message_id: frame.message_id, data: frame.data };
+    case 'error':
+      return { type: 'error', timestamp, run_id: run.id, seq, error: frame.error, code: frame.code, message_id: frame.message_id };
   }
 }
 
@@ -628,16 +789,6 @@ function endFrame(run: RunRecord, seq: number, timestamp: string, responseId: st
     reason: answerReason(end.reason),
     usage: end.usage,
   };
-}
-
-/**
- * Merge bridge (wp/runs-client merging wp/runs-core over wp/runs-approval's runtime half): a
- * turn may now end `requires_action`, which the approvals wiring (wp/runs-approval) turns into a
- * paused run; until that lands here such an end is reported as an error, as the old chat
- * listener of wp/runs-approval did.
- */
-function answerReason(reason: TurnEnd['reason']): AnswerEndReason {
-  return reason === 'requires_action' ? 'error' : reason;
 }
 
 function errorFrame(run: RunRecord, seq: number, timestamp: string, err: SentinelError): { frame: ServerFrame; json: string } {

@@ -123,4 +123,10 @@ export type CreateRunResult = { created: true; run: RunRecord } | { created: fal
 export interface UpdateRunOptions {
   /** Apply the patch only while the run's status is one of these (compare-and-set, atomic across instances). Default: any status. */
   fromStatus?: RunStatus[];
+  /**
+   * Apply the patch only while the stored `required_action` equals this one (as read): the
+   * compare-and-set of two people deciding different requests of one run at once, so neither
+   * decision overwrites the other. Default: whatever it is.
+   */
+  ifRequiredAction?: RequiredAction;
 }

@@ -728,6 +728,7 @@ class PgStore implements PostgresStore {
         instance_id = CASE WHEN $14::boolean THEN $15 ELSE instance_id END,
         last_seq = GREATEST(last_seq, COALESCE($16::bigint, 0))
       WHERE id = $1 AND ($17::text[] IS NULL OR status = ANY($17::text[]))
+        AND ($18::jsonb IS NULL OR required_action = $18::jsonb)
       RETURNING ${RUN_COLUMNS}`,
       [
         id,
@@ -747,6 +748,7 @@ class PgStore implements PostgresStore {
         p.instance_id,
         p.last_seq,
         options.fromStatus ?? null,
+        options.ifRequiredAction === undefined ? null : toRunPatchParams({ required_action: options.ifRequiredAction }).required_action,
       ],
     );
     return row === undefined ? null : toRun(row);

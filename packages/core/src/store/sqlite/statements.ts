@@ -78,6 +78,8 @@ export type SqliteRunPatchParams = { [K in keyof RunPatchParams]: RunPatchParams
   id: string;
   /** JSON array of the statuses the update may start from, or null for any. */
   from: string | null;
+  /** The stored required_action text the update expects (written by the same serializer), or null for any. */
+  expect_action: string | null;
 };
 
 interface ListRunsParams {
@@ -257,6 +259,7 @@ export function prepareStatements(db: SqliteDatabase) {
         instance_id = CASE WHEN @set_instance_id = 1 THEN @instance_id ELSE instance_id END,
         last_seq = MAX(last_seq, COALESCE(@last_seq, 0))
       WHERE id = @id AND (@from IS NULL OR status IN (SELECT value FROM json_each(@from)))
+        AND (@expect_action IS NULL OR required_action = @expect_action)
       RETURNING ${RUN_COLUMNS}`),
     raiseRunLastSeq: prepare<[number, string]>(db, 'UPDATE runs SET last_seq = MAX(last_seq, ?) WHERE id = ?'),
     // Positional, like insertMessage: this runs once per journaled frame.

@@ -671,6 +671,8 @@ export class SqliteStore implements Store {
       set_instance_id: flag(p.set_instance_id),
       id,
       from: options.fromStatus === undefined ? null : JSON.stringify(options.fromStatus),
+      // The same serializer wrote the stored text, and JSON.parse keeps key order: equal actions are equal text.
+      expect_action: options.ifRequiredAction === undefined ? null : toRunPatchParams({ required_action: options.ifRequiredAction }).required_action,
     };
     return this.#groupCommit.enqueue(() => {
       const row = s.updateRun.get(params);
