@@ -16,9 +16,16 @@ const IDLE_LOAD = script('../loadgen/ws-idle.mjs');
 /** Twelve words: the echo agent answers in 7 chunks, so a turn is 10 frames in both contenders. */
 const CHAT_CONTENT = 'please echo these twelve words back to me so we can time it';
 
-async function startContenders(ctx, data) {
+async function startContenders(ctx, data, { journalBaseline = false } = {}) {
+  const sentinel = (name, extra) => ({
+    name,
+    script: SENTINEL,
+    args: ['--data-dir', ctx.copyOf(data, `ws-${name.replace(/\W+/g, '-')}-${ctx.nextId()}`).dir, '--secret', ctx.secret, '--log-requests', String(ctx.logRequests), ...extra],
+  });
   const contenders = [
-    { name: 'sentinel', script: SENTINEL, args: ['--data-dir', ctx.copyOf(data, `ws-sentinel-${ctx.nextId()}`).dir, '--secret', ctx.secret, '--log-requests', String(ctx.logRequests)] },
+    sentinel('sentinel', []),
+    // The same server with run frames not journaled: the baseline of the journaling ratio.
+    ...(journalBaseline ? [sentinel('sentinel (runs journal off)', ['--runs-journal', 'off'])] : []),
     { name: 'ws', script: BARE_WS, args: ['--secret', ctx.secret] },
   ];
   // Started together (each sits idle while the other is measured).
@@ -56,7 +63,7 @@ export const wsChatScenario = {
     ctx.log(this.title);
     const data = await ctx.seed('ws');
     const socketCounts = ctx.smoke ? [1, 10] : [1, 100];
-    const contenders = await startContenders(ctx, data);
+    const contenders = await startContenders(ctx, data, { journalBaseline: true });
     const rows = [];
     const checks = [];
     try {
@@ -116,6 +123,16 @@ export const wsChatScenario = {
           value: overhead,
           target: '< 1 ms',
           pass: overhead === null ? null : overhead < 1,
+        });
+        // Runs (issue 16): the turn round trip with every frame journaled, against the same
+        // server with journaling off, measured in the same alternating rounds.
+        const unjournaled = median(samples.get('sentinel (runs journal off)').map((s) => s.p50_ms));
+        const ratio = ours === null || unjournaled === null || unjournaled === 0 ? null : ours / unjournaled;
+        checks.push({
+          name: `run journaling, ${sockets} socket${sockets === 1 ? '' : 's'} (sentinel p50 / journal-off p50)`,
+          value: ratio,
+          target: '<= 1.10',
+          pass: ratio === null ? null : ratio <= 1.1,
         });
       }
     } finally {

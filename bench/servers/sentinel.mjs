@@ -6,8 +6,10 @@
 // caller, so with `--rate-limits on` (the default) every class is set so high that the check runs
 // on every request and frame but never refuses one (its cost is measured, not its 429s), and
 // with `off` they are turned off (the `sentinel limits off` contender, for the ratio).
+// `--runs-journal off` turns run frame journaling off (`runs: { journal: false }`): the baseline
+// of the ws-chat scenario's journaling ratio, never a production setting.
 //   node bench/servers/sentinel.mjs --data-dir <dir> --secret <secret> [--log-requests true|false] [--rate-limits on|off]
-//                                   [--api-flags '<JSON array of extra `sentinel api` flags>']
+//                                   [--runs-journal on|off] [--api-flags '<JSON array of extra `sentinel api` flags>']
 import { EchoProvider } from '../../packages/core/dist/index.js';
 import { runApiCommand } from '../../packages/cli/dist/index.js';
 import { parseFlags, serveCommands } from '../lib/server-control.mjs';
@@ -32,6 +34,7 @@ const running = await runApiCommand(
   ],
   { ...process.env, SENTINEL_ADMIN_PASSWORD: 'bench-admin-password' },
   { stdout: process.stdout, stderr: process.stderr },
+  (flags['runs-journal'] ?? 'on') === 'off' ? { runs: { journal: false } } : {},
 );
 running.api.providers.register(new EchoProvider({ chunkDelayMs: 0 }));
 

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { createBatchedLineWriter, createJsonLogger, createSentinelApi, type Logger, type SentinelApi } from '@sentinel/api-core';
+import { createBatchedLineWriter, createJsonLogger, createSentinelApi, type Logger, type SentinelApi, type SentinelApiOptions } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { CommandError, UsageError, describeFsError, oneLineMessage } from './errors.js';
@@ -144,7 +144,7 @@ function oidcSettings(config: ApiConfig): { issuer: string; audience: string; ad
  * first (cheap, nothing to undo), then the core opens the store, then the port is bound; if
  * binding fails the core is closed again so the store is not left open.
  */
-export async function startApi(config: ApiConfig, io: CommandIo): Promise<RunningApi> {
+export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiOverrides = {}): Promise<RunningApi> {
   const tls = await loadTls(config.tlsCert, config.tlsKey);
   const oidc = oidcSettings(config);
   // One stdout write per turn of the event loop, not per line (the request log is a line per
@@ -180,6 +180,7 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
     rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
     runs: { approvalTimeoutMs: config.approvalTimeoutMs },
     logger,
+    ...(overrides.runs === undefined ? {} : { runs: overrides.runs }),
   }).catch((err: unknown) => {
     logLines.close();
     throw err;
@@ -254,16 +255,24 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
 }
 
 /**
+ * Core options no flag sets, for programs that start `sentinel api` in-process: only the
+ * benchmark's baseline (`runs: { journal: false }`). Default none.
+ */
+export interface ApiOverrides {
+  runs?: SentinelApiOptions['runs'];
+}
+
+/**
  * Runs `sentinel api` with `argv` (the arguments after `api`) and `env`: parses, starts, prints
  * `SentinelStacks API listening on <url> (…), docs at <url>/docs` to stdout (and a generated admin password to stderr)
  * and resolves to the running server. Rejects with {@link UsageError} for bad arguments
  * (including `--help`/`--version`, which print text and start nothing: handle them with
  * `parseApiArgs` first) and with a one-line Error for runtime failures.
  */
-export async function runApiCommand(argv: string[], env: NodeJS.ProcessEnv, io: CommandIo): Promise<RunningApi> {
+export async function runApiCommand(argv: string[], env: NodeJS.ProcessEnv, io: CommandIo, overrides: ApiOverrides = {}): Promise<RunningApi> {
   const parsed = parseApiArgs(argv, env);
   if (parsed.kind !== 'run') {
     throw new UsageError(`--${parsed.kind} starts no server; check parseApiArgs() for it before calling runApiCommand`);
   }
-  return startApi(parsed.config, io);
+  return startApi(parsed.config, io, overrides);
 }

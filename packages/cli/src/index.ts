@@ -7,5 +7,5 @@ export { API_ENV_ONLY, API_FLAGS, type ApiFlagValues, type FlagSpec, type FlagTy
 export { parseApiArgs, parseBool, type ApiConfig, type ParsedApiArgs } from './parse-args.js';
 export { CommandError, UsageError, isUsageError } from './errors.js';
 export { formatApiHelp, formatMainHelp } from './help.js';
-export { resolveUserPath, runApiCommand, startApi, type CommandIo, type RunningApi, type TextSink } from './api-command.js';
+export { resolveUserPath, runApiCommand, startApi, type ApiOverrides, type CommandIo, type RunningApi, type TextSink } from './api-command.js';
 export { cliVersion } from './version.js';

@@ -137,6 +137,7 @@ export {
   type CredentialSurface,
   type RouteResponse,
   type SentinelApiOptions,
+  type RunsOptions,
   type SentinelApiSurface,
 } from './api.js';
 export { createSentinelApi, type SentinelApi } from './create-api.js';
@@ -188,6 +189,8 @@ export {
 export type { TurnQuota } from './runtime/turn-runner.js';
 export type { AgentLogsQuery, AgentRunStatus, AgentService, CreateAgentInput } from './agents/service.js';
 export type { AgentRuntime, RuntimeOptions, SubmitResult, TurnEnd, TurnEndReason, TurnUsage } from './runtime/runtime.js';
+export type { InstanceLiveness, RunInput, RunService, RunServiceOptions, RunTransition } from './runs/service.js';
+export type { JournaledFrame, LiveRun, RunFrameListener, RunJournal, RunJournalOptions } from './runs/journal.js';
 export type { ImageReference, ImageService, RepositoryResource } from './images/service.js';
 export type {
   PullInput,

@@ -120,7 +120,7 @@ describe('anthropic extended thinking through a turn', () => {
 
     const thinking = frames.filter((f) => f.event_type === 'thinking');
     // The start frame first (no content), then one frame per thinking delta, in order.
-    expect(thinking[0]).toEqual({ type: 'event', event_type: 'thinking', timestamp: expect.any(String), message_id: 't1' });
+    expect(thinking[0]).toEqual({ type: 'event', event_type: 'thinking', timestamp: expect.any(String), run_id: expect.stringMatching(/^run_/), seq: 1, message_id: 't1' });
     expect(thinking.slice(1).map((f) => [f.message_id, f.content])).toEqual([
       ['t1', 'I should use'],
       ['t1', ' the calculator.'],

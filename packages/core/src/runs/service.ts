@@ -539,12 +539,14 @@ export class RunService {
       let last = Math.max(0, since);
       let finished = false;
       let reading: Promise<void> = Promise.resolve();
-      let timer: NodeJS.Timeout | undefined;
+      // A missed batch (a publish lost while Redis was away) is found on the next look.
+      const timer = setInterval(() => readStore(), POLL_MS * 4);
+      timer.unref();
       const finish = () => {
         if (finished) return;
         finished = true;
         unsubscribe();
-        if (timer !== undefined) clearInterval(timer);
+        clearInterval(timer);
         resolve();
       };
       const deliver = (frame: RunFrameRow) => {
@@ -565,8 +567,17 @@ export class RunService {
             if (frames.length === 0) break;
           }
           if (!finished) {
-            // A terminal run whose frames ended without a terminal one (journaling was off): nothing more comes.
             const current = await this.store.getRun(run.id);
+            if (current && isTerminalStatus(current.status) && last >= current.last_seq && current.last_seq > 0) {
+              // The client saw frames that never became durable (its server was killed) and
+              // the terminal frame got a seq it already has: it gets that frame all the same.
+              const [terminal] = await this.store.listRunFrames(run.id, current.last_seq - 1, 1);
+              if (terminal && isTerminalFrameJson(terminal.json)) {
+                last = terminal.seq - 1;
+                deliver(terminal);
+              }
+            }
+            // A terminal run whose frames ended without a terminal one (journaling was off): nothing more comes.
             if (!current || isTerminalStatus(current.status)) finish();
           }
         }).catch((err: unknown) => this.logger.error('cannot read run frames', { run_id: run.id, error: errorText(err) }));
@@ -582,9 +593,6 @@ export class RunService {
       });
       if (signal?.aborted) return finish();
       signal?.addEventListener('abort', finish, { once: true });
-      // A missed batch (a publish lost while Redis was away) is found on the next look.
-      timer = setInterval(readStore, POLL_MS * 4);
-      timer.unref();
       readStore();
     });
   }
