@@ -149,6 +149,24 @@ describe('the README walk-through, pasted in order', () => {
     expect(stopStart).toContain('"status":"stopped"');
     expect(stopStart).toContain('"status":"running"');
     expect(find('-X DELETE "$API/v1/agents/$AGENT"')).toBe('204\n');
+    // Runs over REST: waited for, streamed, resumed after seq 3 (twice), replayed by its key, the
+    // key with another body refused, stream: true, a cancel, the list, the runner deleted.
+    const runs = find('/runs/$RUN/stream');
+    expect(runs).toContain('"status":"completed","input":{"content":"Hello, runs"},"output":{"content":"Echo: Hello, runs","reason":"stop"}');
+    // SSE ids (the first follows the waited-for JSON on its line, curl adding no newline).
+    const ids = [...runs.matchAll(/id: (\d+)\n/g)].map((m) => Number(m[1]));
+    const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+    const frames = ids.findIndex((id, i) => i > 0 && id <= (ids[i - 1] as number));
+    expect(frames).toBeGreaterThan(3);
+    const streamed = ids.length - frames - 2 * (frames - 3);
+    // The whole stream, twice the frames after seq 3, then the stream: true run from seq 1.
+    expect(ids).toEqual([...range(1, frames), ...range(4, frames), ...range(4, frames), ...range(1, streamed)]);
+    expect(runs).toMatch(/^Idempotency-Replayed: true\r?$/im);
+    expect(runs).toMatch(/^409$/m);
+    expect(runs).toContain('"content":"Echo: Stream this","reason":"stop"');
+    expect(runs).toMatch(/"status":"cancelled"/);
+    expect(runs).toMatch(/\{"runs":\[\{"id":"run_[0-9a-f]{24}"/);
+    expect(runs).toMatch(/(?:^|[}\]])204$/m);
     // The `sentinel` walk-through: login, run, chat, logs -f, push, pull, logout.
     const cli = find('sentinel login');
     expect(cli).toContain(`Login Succeeded (admin on ${url})`);
