@@ -592,7 +592,7 @@ export interface components {
              * @description Machine-readable code; the HTTP status follows from it
              * @enum {string}
              */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description Extra machine-readable detail, e.g. validation issues (`{issues: [{path, message}]}`) */
             details?: unknown;
             /** @description Where the code is explained (relative URL of its entry in the error catalogue) */
@@ -778,7 +778,7 @@ export interface components {
             /** @description A human message. */
             error: string;
             /** @enum {unknown} */
-            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
+            code: "invalid_request" | "unauthorized" | "forbidden" | "insufficient_scope" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "rate_limited" | "quota_exceeded" | "agent_busy" | "approval_timeout" | "idempotency_conflict" | "interrupted" | "upstream_error" | "upstream_timeout" | "unavailable" | "internal";
             /** @description The run this frame belongs to (frames of a run only). */
             run_id?: string;
             /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
@@ -789,6 +789,29 @@ export interface components {
             request_id?: string;
             /** @description Seconds to wait before sending another such frame (code rate_limited only). */
             retry_after?: number;
+        } | {
+            /** @constant */
+            type: "tool_approval_required";
+            /**
+             * Format: date-time
+             * @description When the server sent the frame (RFC 3339).
+             */
+            timestamp: string;
+            run_id: string;
+            /** @description The frame’s position in the run’s journal. */
+            seq: number;
+            /** @description The message this frame is about (the client’s or one the server made up). */
+            message_id: string;
+            /** @description What a decision names. */
+            request_id: string;
+            tool: string;
+            /** @description The arguments the model called the tool with. */
+            parameters: Record<string, unknown>;
+            /**
+             * Format: date-time
+             * @description When an undecided request fails the run (approval_timeout).
+             */
+            expires_at: string;
         };
     };
     responses: {
@@ -4626,7 +4649,11 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: string[];
+                    tools?: (string | {
+                        name: string;
+                        /** @enum {unknown} */
+                        approval?: "required" | "never";
+                    })[];
                     capabilities?: string[];
                 };
                 /**
@@ -4652,7 +4679,11 @@ export interface operations {
                         parameters?: Record<string, unknown>;
                     } | string;
                     instructions?: string;
-                    tools?: string[];
+                    tools?: (string | {
+                        name: string;
+                        /** @enum {unknown} */
+                        approval?: "required" | "never";
+                    })[];
                     capabilities?: string[];
                 };
             };
@@ -6023,6 +6054,7 @@ export const ERROR_STATUS: Readonly<Record<components['schemas']['Error']['code'
     rate_limited: 429,
     quota_exceeded: 429,
     agent_busy: 429,
+    approval_timeout: 408,
     idempotency_conflict: 409,
     interrupted: 503,
     upstream_error: 502,
