@@ -196,8 +196,9 @@ describe('sentinel on a terminal (tmux)', () => {
     const asked = await waitForScreen('approve', 'the approval question', (text) => text.includes('Approve? [y/N]'));
     expect(asked).toContain('Approval required: calculator {"expression":"6*7"}');
     await tmux('send-keys', '-t', 'approve', 'y', 'Enter');
-    await waitForScreen('approve', 'the answer after the approval', (text) => text.includes('Tool calculator returned: 42'));
-    await waitForScreen('approve', 'the prompt again', (text) => /returned: 42\n>/.test(text));
+    const approved = await waitForScreen('approve', 'the answer after the approval', (text) => /Tool calculator returned: .*"result":42/.test(text));
+    expect(approved).toContain('[approved]');
+    await waitForScreen('approve', 'the prompt again', (text) => /"result":42\}\n>/.test(text));
 
     await tmux('send-keys', '-t', 'approve', '/tool calculator {"expression":"2+2"}', 'Enter');
     await waitForScreen('approve', 'the second question', (text) => text.split('Approve? [y/N]').length === 3);
@@ -205,7 +206,8 @@ describe('sentinel on a terminal (tmux)', () => {
     await waitForScreen('approve', 'the reason question', (text) => text.includes('Reason (optional):'));
     await tmux('send-keys', '-t', 'approve', 'no maths today', 'Enter');
     const refused = await waitForScreen('approve', 'the answer after the refusal', (text) => /Tool calculator returned: .*no maths today/.test(text));
-    expect(refused).not.toContain('returned: 4\n');
+    expect(refused).toContain('[refused: no maths today]');
+    expect(refused).not.toContain('"result":4');
     await waitForScreen('approve', 'the prompt after the refusal', (text) => /no maths today.*\n>/.test(text));
 
     // The server holds both decisions on the runs.
@@ -236,7 +238,7 @@ describe('sentinel on a terminal (tmux)', () => {
     expect(approve.stdout()).toMatch(new RegExp(`^${runId} approved ${requestId}: `));
     const waited = await callJson('GET', `${server.url}/v1/agents/${gatedId}/runs/${runId}?wait=20`, token);
     expect(waited.json).toMatchObject({ status: 'completed' });
-    expect((waited.json as { output: { content: string } }).output.content).toContain('returned: 9');
+    expect((waited.json as { output: { content: string } }).output.content).toContain('"result":9');
 
     const inspect = runCli(['runs', 'inspect', 'gated', runId as string], env);
     expect((await inspect.exited()).code).toBe(0);

@@ -569,6 +569,8 @@ export class ChatSession {
       }
       return;
     }
+    // The echo of a decision settles it even when this session does not relay the run.
+    if (frame.type === 'event' && frame.event_type === 'tool_approval') this.#decided(frame);
     const messageId = 'message_id' in frame ? frame.message_id : undefined;
     const turn = messageId !== undefined ? this.#turns.get(messageId) : typeof frame.run_id === 'string' ? this.#turnOfRun(frame.run_id) : undefined;
     if (!turn || turn.phase !== 'sent') return;
@@ -590,21 +592,22 @@ export class ChatSession {
     }
   }
 
-  /** Keeps the pending approvals of a turn, and settles decisions the server has echoed. */
+  /** The server took a decision (its `event tool_approval`, `data.request_id`): the request is no longer pending. */
+  #decided(frame: ServerFrame & { type: 'event' }): void {
+    const requestId = (frame.data as { request_id?: unknown } | undefined)?.request_id;
+    if (typeof requestId !== 'string') return;
+    this.#pending.delete(requestId);
+    const call = this.#approvals.get(requestId);
+    if (call) {
+      this.#forget(call);
+      call.resolve();
+    }
+  }
+
+  /** Keeps the pending approvals of a turn; its end makes them moot. */
   #track(turn: Turn, frame: ServerFrame): void {
     if (frame.type === 'tool_approval_required') {
       this.#pending.set(frame.request_id, { runId: frame.run_id, messageId: turn.id });
-      return;
-    }
-    if (frame.type === 'event' && frame.event_type === 'tool_approval') {
-      const requestId = (frame.data as { request_id?: unknown } | undefined)?.request_id ?? (frame as { request_id?: unknown }).request_id;
-      if (typeof requestId !== 'string') return;
-      this.#pending.delete(requestId);
-      const call = this.#approvals.get(requestId);
-      if (call) {
-        this.#forget(call);
-        call.resolve();
-      }
       return;
     }
     if (isTerminalFrame(frame)) {

@@ -25,8 +25,8 @@ function print(ctx: Context, frame: ServerFrame): void {
     const data = frame.data as { tool?: string; parameters?: unknown };
     ctx.term.out.write(paint(ctx.term, 'dim', `[${data.tool} ${JSON.stringify(data.parameters ?? {})}]`) + '\n');
   } else if (frame.type === 'event' && frame.event_type === 'tool_approval' && ctx.term.tty) {
-    const data = (frame.data ?? {}) as { tool?: string; approve?: boolean };
-    ctx.term.out.write(paint(ctx.term, 'dim', `[${data.tool ?? 'tool'} ${data.approve === false ? 'refused' : 'approved'}]`) + '\n');
+    const data = (frame.data ?? {}) as { approve?: boolean; reason?: string };
+    ctx.term.out.write(paint(ctx.term, 'dim', data.approve === false ? `[refused${data.reason ? `: ${data.reason}` : ''}]` : '[approved]') + '\n');
   }
 }
 
