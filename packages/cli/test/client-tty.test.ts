@@ -207,7 +207,7 @@ describe('sentinel on a terminal (tmux)', () => {
     await tmux('send-keys', '-t', 'approve', 'no maths today', 'Enter');
     const refused = await waitForScreen('approve', 'the answer after the refusal', (text) => /Tool calculator returned: .*no maths today/.test(text));
     expect(refused).toContain('[refused: no maths today]');
-    expect(refused).not.toContain('"result":4');
+    expect(refused).not.toContain('"result":4}');
     await waitForScreen('approve', 'the prompt after the refusal', (text) => /no maths today.*\n>/.test(text));
 
     // The server holds both decisions on the runs.

@@ -169,7 +169,7 @@ describe('client.runs', () => {
     const denied = await client.runs.wait(agentId, second.id, { timeoutSeconds: 20 });
     expect(denied.status).toBe('completed');
     expect(denied.output?.content).toContain('not today');
-    expect(denied.output?.content).not.toContain('"result":2');
+    expect(denied.output?.content).not.toContain('"result":2}');
     // The stream of the run holds the request and the decision, in order.
     const types: string[] = [];
     for await (const frame of client.runs.stream(agentId, second.id)) types.push(frame.type === 'event' ? `event:${frame.event_type}` : frame.type);
