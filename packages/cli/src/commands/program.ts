@@ -1,7 +1,8 @@
 /**
  * The Docker-style client commands (`sentinel login`, `ps`, `run`, `chat`, `logs`, `push`, …),
  * each a thin layer over the SDK, parsed by commander. Exit codes: 0 success, 1 an API or
- * connection error (one stderr line, `message (code)`), 2 a usage error.
+ * connection error (one stderr line, `message (code)`), 2 a usage error, 3 a chat without a
+ * terminal stopped by a tool call waiting for approval (chat.ts).
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
@@ -230,7 +231,7 @@ export function buildProgram(state: { exitCode: number }): Command {
 
   program
     .command('chat')
-    .description('Chat with an agent (interactive on a terminal; from a pipe, one message per line)')
+    .description('Chat with an agent (interactive on a terminal, approving tool calls at the prompt; from a pipe, one message per line, exit 3 at a tool call waiting for approval)')
     .argument('<agent>', 'the agent: full id, unique id prefix or name')
     .action(async (ref: string, _options: unknown, command: Command) => {
       const ctx = ctxOf(command);
