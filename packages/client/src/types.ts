@@ -418,6 +418,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/agents/{id}/runs/{run}/approvals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Approve or refuse one tool call a run waits for (requires_action): the run after the decision. Once every request is decided the run continues (status running); 404 for a request the run does not have, 409 when the run is not waiting (anymore), the request was decided otherwise, or it expired */
+        post: operations["post_agents_by_id_runs_by_run_approvals"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;
@@ -797,8 +814,9 @@ export interface components {
              * @description When the server sent the frame (RFC 3339).
              */
             timestamp: string;
+            /** @description The run this frame belongs to (frames of a run only). */
             run_id: string;
-            /** @description The frame’s position in the run’s journal. */
+            /** @description The frame’s place in its run: 1, 2, 3… without gaps; the cursor of a resume. */
             seq: number;
             /** @description The message this frame is about (the client’s or one the server made up). */
             message_id: string;
@@ -4393,6 +4411,169 @@ export interface operations {
                      *       "created_at": "2026-01-02T03:04:05.000Z",
                      *       "started_at": "2026-01-02T03:04:05.012Z",
                      *       "ended_at": "2026-01-02T03:04:06.250Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Run"];
+                };
+            };
+            /** @description The request (or WebSocket frame) is malformed or fails the route's JSON Schema; nothing was changed. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid credentials came with a request that needs them. The response carries `WWW-Authenticate: Bearer`. */
+            401: {
+                headers: {
+                    /** @description Always `Bearer` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The credential is valid but lacks the scope this route or socket needs (RFC 6750 §3.1). */
+            403: {
+                headers: {
+                    /** @description With `insufficient_scope` only: `Bearer error="insufficient_scope", scope="<the scope>"` (RFC 6750 §3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such resource, no such route, or a resource that belongs to another user (which is reported the same way, so ids cannot be probed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The request is valid but the current state does not allow it. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A request body, a WebSocket frame or an image object is over its size cap. The server closes the connection after an HTTP 413 instead of reading the rest. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body's `Content-Type` is missing, not one the route accepts, or not UTF-8. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too many requests, chat frames or failed logins in a short time; the response carries `Retry-After` in whole seconds (a chat `error` frame carries `retry_after`). */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before trying again */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A bug on the server's side. The client sees only `internal server error`; the details are in the server's log under the request id. A WebSocket closes with 1011. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Something this server needs is unavailable right now, or not configured; the request may succeed later or on another instance. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    post_agents_by_id_runs_by_run_approvals: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                run: string;
+            };
+            cookie?: never;
+        };
+        /** @description At most 16384 bytes. */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "request_id": "apr_5f0c2a9e1b7d4c36",
+                 *       "approve": false,
+                 *       "reason": "not on production data"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The request_id of a tool_approval_required frame (or of required_action.requests) */
+                    request_id: string;
+                    /** @description true runs the call; false answers it with {"error":"refused by a person: <reason>"} for the model to see */
+                    approve: boolean;
+                    /** @description Why (at most 2000 characters); a refusal's reason reaches the model */
+                    reason?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Approve or refuse one tool call a run waits for (requires_action): the run after the decision. Once every request is decided the run continues (status running); 404 for a request the run does not have, 409 when the run is not waiting (anymore), the request was decided otherwise, or it expired */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "run_4f53cda18c2baa0c0354bb5f",
+                     *       "agent_id": "a1b2c3d4e5f6",
+                     *       "owner": "alice",
+                     *       "message_id": "msg_8a1f3c5e7b9d0f12",
+                     *       "status": "running",
+                     *       "input": {
+                     *         "content": "Summarise the release notes"
+                     *       },
+                     *       "output": null,
+                     *       "usage": {
+                     *         "input_tokens": 42,
+                     *         "output_tokens": 9,
+                     *         "total_tokens": 51
+                     *       },
+                     *       "error": null,
+                     *       "required_action": null,
+                     *       "webhook": null,
+                     *       "last_seq": 14,
+                     *       "created_at": "2026-01-02T03:04:05.000Z",
+                     *       "started_at": "2026-01-02T03:04:05.012Z",
+                     *       "ended_at": null
                      *     }
                      */
                     "application/json": components["schemas"]["Run"];

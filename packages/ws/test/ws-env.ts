@@ -59,6 +59,8 @@ export interface WsEnvOptions {
   wsTicketTtlMs?: number;
   /** A PostgreSQL URL for the Store. Default: SQLite in the temp dir. */
   storeUrl?: string;
+  /** The runs' knobs (e.g. a short approval timeout). Default: the api's. */
+  runs?: SentinelApiOptions['runs'];
 }
 
 let agentCounter = 0;
@@ -76,6 +78,7 @@ export async function startWsEnv(hostName: HostName, options: WsEnvOptions = {})
     ...(options.tokenTtlSeconds === undefined ? {} : { tokenTtlSeconds: options.tokenTtlSeconds }),
     ...(options.wsTicketTtlMs === undefined ? {} : { wsTicketTtlMs: options.wsTicketTtlMs }),
     ...(options.storeUrl === undefined ? {} : { storeUrl: options.storeUrl }),
+    ...(options.runs === undefined ? {} : { runs: options.runs }),
   });
   await api.users.create({ username: BOB.username, password: 'bob-password-for-tests', role: 'user' });
   await api.images.build(parseAgentDefinition({ name: 'test/no-calculator', tag: 'v1', model: { provider: 'echo', name: 'echo' }, tools: ['current_time'] }));

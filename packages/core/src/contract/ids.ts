@@ -43,12 +43,17 @@ export function newRequestId(): string {
   return randomId('req');
 }
 
-/** Runs are durable and addressable by id alone (REST paths, resume), so they get 96 random bits. */
-const RUN_ID_BYTES = 12;
+/** The random part of a run id: 48 bits after the 48-bit time (runs are looked up with their owner checked). */
+const RUN_ID_RANDOM_BYTES = 6;
 
-/** `run_<24 hex>`: one run (a turn as a resource, runs/types.ts). */
-export function newRunId(): string {
-  return `run_${randomHex(RUN_ID_BYTES)}`;
+/**
+ * `run_<24 hex>`: one run (a turn as a resource, runs/types.ts). The first 12 hex digits are
+ * the creation time in ms, like a UUIDv7: a run's rows and its frames' (keyed by run id) then
+ * go to the right edge of their B-trees instead of a random page each (measured with SQLite: a
+ * random id made journaling a turn's frames cost about twice the pages, and CPU, per commit).
+ */
+export function newRunId(nowMs: number = Date.now()): string {
+  return `run_${Math.max(0, Math.floor(nowMs)).toString(16).padStart(12, '0').slice(-12)}${randomHex(RUN_ID_RANDOM_BYTES)}`;
 }
 
 /** `apr_<16 hex>`: one tool call waiting for a person's approval (a `tool_approval_required` request). */

@@ -455,7 +455,7 @@ class AgentChatSession implements ChatSession {
     const ids = { request_id: frame.request_id };
     const decision = { request_id: frame.request_id, approve: frame.approve, ...(frame.reason === undefined ? {} : { reason: frame.reason }) };
     void this.runs
-      .waitingRun(this.principal, this.agentId)
+      .runAwaitingApproval(this.principal, this.agentId)
       .then((waiting) => {
         if (!waiting) throw new SentinelError('not_found', `no run of this agent waits for tool approval "${frame.request_id}"`);
         return this.runs.decide(this.principal, this.agentId, waiting.id, decision);

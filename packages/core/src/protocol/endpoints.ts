@@ -66,7 +66,7 @@ export const CHAT_ENDPOINT: WebSocketEndpointDef = {
   params: { id: AGENT_ID },
   query: {},
   clientFrames: CLIENT_FRAME_SCHEMAS,
-  serverFrames: serverFrames('event', 'stream_start', 'stream_chunk', 'stream_end', 'response', 'tool_result', 'error'),
+  serverFrames: serverFrames('event', 'stream_start', 'stream_chunk', 'stream_end', 'response', 'tool_result', 'error', 'tool_approval_required'),
 };
 
 /** The events endpoint; served by `api.events` (`AgentEventsService`, protocol/events.ts). */

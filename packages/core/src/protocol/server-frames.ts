@@ -140,8 +140,8 @@ export const SERVER_FRAME_SCHEMAS: Readonly<Record<ServerFrameType, JsonSchema>>
     properties: {
       type: { const: 'tool_approval_required' },
       timestamp,
-      run_id: { type: 'string', pattern: '^run_[0-9a-f]{24}$' },
-      seq: { type: 'integer', minimum: 1, description: 'The frame’s position in the run’s journal.' },
+      run_id: runId,
+      seq: runSeq,
       message_id: messageId,
       request_id: { type: 'string', pattern: '^apr_[0-9a-f]{16}$', description: 'What a decision names.' },
       tool: { type: 'string' },

@@ -23,6 +23,7 @@ import { keyRoutes } from './keys.js';
 import { openapiRoutes, type OpenApiOptions } from './openapi.js';
 import { registryRoutes } from './registry.js';
 import { runRoutes, type RunRoutesService } from './runs.js';
+import { runApprovalRoutes, type RunApprovalRoutesService } from './run-approvals.js';
 import { runtimeRoutes } from './runtime.js';
 import { sessionRoutes } from './sessions.js';
 import type { TicketService } from '../auth/tickets.js';
@@ -40,7 +41,7 @@ export interface RouteTableDeps {
   /** Serves `GET /v1/agents/:id/logs?follow=true`. Default: none (follow answers `unavailable`). */
   bus?: EventBus;
   /** Serves `/v1/agents/:id/runs…` (start, list, get/wait, stream, cancel). Default: none (the routes are absent). */
-  runs?: RunRoutesService;
+  runs?: RunRoutesService & RunApprovalRoutesService;
   /** Serves `GET /v1/agents/:id/events` (SSE / NDJSON). Default: none (the route is absent). */
   events?: EventsService;
   /** Checked by `GET /v1/ready`, with `bus` when it can be pinged. Default none: the ready route is absent. */
@@ -79,6 +80,7 @@ export function buildRouteTable(deps: RouteTableDeps): RouteDef[] {
     ...runtimeRoutes({ agents: deps.agents }),
     ...(deps.events === undefined ? [] : eventRoutes({ events: deps.events })),
     ...(deps.runs === undefined ? [] : runRoutes({ runs: deps.runs })),
+    ...(deps.runs === undefined ? [] : runApprovalRoutes({ runs: deps.runs })),
     ...imageRoutes({ images: deps.images, audit }),
     ...(deps.registry === undefined ? [] : registryRoutes({ registry: deps.registry, audit })),
     ...(deps.auditLog === undefined ? [] : auditRoutes({ audit: deps.auditLog })),

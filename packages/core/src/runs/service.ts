@@ -109,6 +109,12 @@ export class RunService {
   private readonly heartbeatMs: number;
   private readonly sweepIntervalMs: number;
   private readonly transitionListeners = new Set<(run: RunRecord, event: RunTransition) => void>();
+  /**
+   * Agents with a run in requires_action, as this instance knows them: loaded at start, kept
+   * by the transitions it makes or hears of ({@link noteRequiresAction}); a message for one of
+   * them checks the Store.
+   */
+  private readonly awaitingApproval = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
   private sweeping: Promise<void> | undefined;
   private closed = false;
@@ -165,6 +171,8 @@ export class RunService {
       this.timers.push(beat, sweep);
     }
     await this.sweep();
+    // Runs that wait for a person survive restarts: their agents stay busy.
+    for (const run of await this.store.findRuns({ status: ['requires_action'], limit: 1000 })) this.noteRequiresAction(run.agent_id);
     this.approvals.start();
   }
 
@@ -262,8 +270,18 @@ export class RunService {
     return this.store.updateRun(runId, { status: 'running', started_at: isoTimestamp(this.now()) }, { fromStatus: ['queued'] });
   }
 
+  /**
+   * Marks the agent as having a run waiting for an approval (new messages then check the Store
+   * and get `agent_busy`). Called by {@link emitTransition}; the approvals part calls it too
+   * for such a run it learns of from another instance.
+   */
+  noteRequiresAction(agentId: string): void {
+    this.awaitingApproval.add(agentId);
+  }
+
   /** @internal For the parts that make a transition themselves (approvals): tells the listeners. */
   emitTransition(run: RunRecord): void {
+    if (run.status === 'requires_action') this.noteRequiresAction(run.agent_id);
     const event = transitionOf(run.status);
     if (event === undefined) return;
     for (const listener of this.transitionListeners) {
@@ -289,7 +307,8 @@ export class RunService {
     const refused = this.refusal(agent);
     if (refused) throw refused;
     // Checked before the run is stored, so a refused message does not take its idempotency key.
-    const [waiting] = await this.store.findRuns({ status: ['requires_action'], agentId: agent.id, limit: 1 });
+    // Only for an agent known to wait: a Store query per message cost more than the journal.
+    const waiting = this.awaitingApproval.has(agent.id) ? await this.waitingRun(agent.id) : undefined;
     if (waiting) {
       if (key !== null && waiting.message_id === key) {
         // The same message again (a reconnect) while its run waits for an approval: that run.
@@ -325,6 +344,13 @@ export class RunService {
     const submitted = this.runtime.submit(agent.id, { messageId, content: input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener);
     if (!submitted.accepted) return { run: (await this.failUnstarted(live, run, submitted.error)) ?? run, created: true };
     return { run, created: true };
+  }
+
+  /** The agent's run in requires_action, if any (the set is corrected on the way). */
+  private async waitingRun(agentId: string): Promise<RunRecord | undefined> {
+    const [waiting] = await this.store.findRuns({ status: ['requires_action'], agentId, limit: 1 });
+    if (!waiting) this.awaitingApproval.delete(agentId);
+    return waiting;
   }
 
   /** A run of the agent refused before it started (the queue filled meanwhile): failed with that error, journaled. */
@@ -431,7 +457,7 @@ export class RunService {
   }
 
   /** The agent's run waiting for a tool approval, if any (the chat socket's `tool_approval` frame names none). */
-  async waitingRun(principal: Principal, agentId: string): Promise<RunRecord | undefined> {
+  async runAwaitingApproval(principal: Principal, agentId: string): Promise<RunRecord | undefined> {
     const agent = await this.agents.getRecord(principal, agentId);
     const [run] = await this.store.findRuns({ status: ['requires_action'], agentId: agent.id, limit: 1 });
     return run;
