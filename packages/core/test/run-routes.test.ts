@@ -9,6 +9,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildOpenApiDocument, SentinelError } from '@sentinel/api-core';
+import { compileValidator } from '../src/contract/validation.js';
+import { RUN_EXAMPLE, RUN_SCHEMA } from '../src/runs/schema.js';
 import { messageRequestHash } from '../src/runs/service.js';
 import { frameTypeOf, parseIdempotencyKey, runRequestHash, runRoutes, type RunRoutesService } from '../src/routes/runs.js';
 
@@ -101,6 +103,12 @@ describe('the document of the run routes', () => {
     expect(post.responses['202'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Run' });
     expect(doc.paths['/v1/agents/{id}/runs']?.get.responses['200'].content['application/json'].schema.properties.runs.items).toEqual({ $ref: '#/components/schemas/Run' });
     expect(post.responses['200'].content['text/event-stream'].schema.anyOf[0]).toEqual({ $ref: '#/components/schemas/RunFrame' });
+  });
+
+  it('has a Run schema the core validator compiles (marker and all) and its example passes', () => {
+    const validate = compileValidator(RUN_SCHEMA, 'run');
+    expect(validate(RUN_EXAMPLE)).toEqual(RUN_EXAMPLE);
+    expect(() => validate({ ...RUN_EXAMPLE, status: 'done' })).toThrow(/status/);
   });
 
   it('declares the stream route as SSE only, resumable with Last-Event-ID', () => {

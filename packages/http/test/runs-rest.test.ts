@@ -321,10 +321,13 @@ describe.each(STORES)('runs over REST on %s', (storeKind) => {
       await replay.reader.until(() => replay.reader.ended, 'the end of the replay');
       expect(replay.reader.events().map((e) => Number(e.id))).toEqual(all.slice(since).map((e) => Number(e.id)));
       expect(replay.reader.events().map((e) => e.data)).toEqual(all.slice(since).map((e) => e.data));
-      // Past the end: nothing but the end of the stream.
-      const after = await openStream('GET', `${runPath}/stream?since=${all.length}`, alice);
-      await after.reader.until(() => after.reader.ended, 'the end');
-      expect(after.reader.events()).toEqual([]);
+      // A cursor at the end of an ended run (or past what became durable): its terminal frame
+      // again and the end, so every stream of a run ends with how the run ended.
+      for (const cursor of [all.length, all.length + 5]) {
+        const after = await openStream('GET', `${runPath}/stream`, alice, { headers: { 'last-event-id': String(cursor) } });
+        await after.reader.until(() => after.reader.ended, 'the end');
+        expect(after.reader.events()).toEqual([all.at(-1)]);
+      }
     });
 
     it('stream: true answers 200 with the run as SSE (and its Location)', async () => {

@@ -18,8 +18,8 @@ export type JsonSchema = Record<string, unknown>;
 /**
  * The marker of a schema the OpenAPI document names once, under `components.schemas`, and
  * refers to everywhere else (a run appears in five operations): `{[COMPONENT_NAME]: 'Run', ...}`.
- * An `x-` key, which OpenAPI allows in a Schema Object; the named copy leaves it out. Only for
- * schemas the document alone reads (responses, stream items): ajv in strict mode refuses it.
+ * An `x-` key, which OpenAPI allows in a Schema Object; the named copy leaves it out, and the
+ * core's validators take it as an annotation.
  */
 export const COMPONENT_NAME = 'x-sentinel-component';
 

@@ -6,7 +6,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { invalidInput } from './errors.js';
-import type { JsonSchema } from './route.js';
+import { COMPONENT_NAME, type JsonSchema } from './route.js';
 
 // ajv-formats is CommonJS: its module.exports is the plugin function (with a `.default`
 // alias). NodeNext types the default import as the namespace, so name the call shape.
@@ -17,6 +17,8 @@ const strictAjv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true
 const coercingAjv = new Ajv({ allErrors: true, strict: true, coerceTypes: true, useDefaults: true, allowUnionTypes: true });
 addFormats(strictAjv);
 addFormats(coercingAjv);
+// The OpenAPI document's naming marker (a run schema carries it) is an annotation, not a rule.
+for (const ajv of [strictAjv, coercingAjv]) ajv.addKeyword({ keyword: COMPONENT_NAME, schemaType: 'string' });
 
 export type Validator<T = unknown> = (value: unknown) => T;
 
