@@ -20,22 +20,11 @@ export interface RunFrameFields {
   seq?: number;
 }
 
-/** `tool_approval_required`: the run waits for a decision on one tool call (`approve`). */
-export interface ToolApprovalRequiredFrame {
-  type: 'tool_approval_required';
-  timestamp: string;
-  run_id: string;
-  seq: number;
-  message_id: string;
-  request_id: string;
-  tool: string;
-  parameters: Record<string, unknown>;
-  /** RFC 3339: an undecided request fails the run with `approval_timeout` then. */
-  expires_at: string;
-}
+/** `tool_approval_required`: the run waits for a decision on one tool call (`approve`) before `expires_at`. */
+export type ToolApprovalRequiredFrame = Extract<CoreServerFrame, { type: 'tool_approval_required' }>;
 
-/** A frame the chat socket or a run's stream sends. */
-export type ServerFrame = (CoreServerFrame | ToolApprovalRequiredFrame) & RunFrameFields;
+/** A frame the chat socket or a run's stream sends (the core's own type). */
+export type ServerFrame = CoreServerFrame & RunFrameFields;
 
 /** A frame of a run (every one has its `run_id` and `seq`). */
 export type RunFrame = ServerFrame & { run_id: string; seq: number };
