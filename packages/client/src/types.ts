@@ -4720,6 +4720,8 @@ export interface operations {
                                 parameters: Record<string, unknown>;
                             };
                             tools: string[];
+                            /** @description The tools of tools whose calls wait for a person (Sentinelfile approval: required); absent when none */
+                            tool_approval?: string[];
                             capabilities: string[];
                             instructions: string;
                             /** @description Owner of the repository of name (null when untagged) */
@@ -4898,6 +4900,8 @@ export interface operations {
                             parameters: Record<string, unknown>;
                         };
                         tools: string[];
+                        /** @description The tools of tools whose calls wait for a person (Sentinelfile approval: required); absent when none */
+                        tool_approval?: string[];
                         capabilities: string[];
                         instructions: string;
                         /** @description Owner of the repository of name (null when untagged) */
@@ -5038,6 +5042,8 @@ export interface operations {
                             parameters: Record<string, unknown>;
                         };
                         tools: string[];
+                        /** @description The tools of tools whose calls wait for a person (Sentinelfile approval: required); absent when none */
+                        tool_approval?: string[];
                         capabilities: string[];
                         instructions: string;
                         /** @description Owner of the repository of name (null when untagged) */
@@ -5835,6 +5841,8 @@ export interface operations {
                                 parameters: Record<string, unknown>;
                             };
                             tools: string[];
+                            /** @description The tools of tools whose calls wait for a person (Sentinelfile approval: required); absent when none */
+                            tool_approval?: string[];
                             capabilities: string[];
                             instructions: string;
                             /** @description Owner of the repository of name (null when untagged) */
@@ -5887,6 +5895,8 @@ export interface operations {
                                 parameters: Record<string, unknown>;
                             };
                             tools: string[];
+                            /** @description The tools of tools whose calls wait for a person (Sentinelfile approval: required); absent when none */
+                            tool_approval?: string[];
                             capabilities: string[];
                             instructions: string;
                             /** @description Owner of the repository of name (null when untagged) */

@@ -41,7 +41,7 @@ import type { ChatService, EventsService } from './protocol/frames.js';
 import { AgentRuntime } from './runtime/runtime.js';
 import { RunJournal } from './runs/journal.js';
 import { RunService } from './runs/service.js';
-import { openSqliteStore } from './store/sqlite/store.js';
+import { openSqliteStore, SqliteStore } from './store/sqlite/store.js';
 import type { Store } from './store/types.js';
 import { calculatorTool } from './tools/calculator.js';
 import { currentTimeTool } from './tools/current-time.js';
@@ -285,6 +285,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       bus,
       logger,
       instanceId: randomUUID(),
+      // One group commit per turn of the loop, in issue order: a keyless run's row joins its turn's first commit.
+      orderedWrites: store instanceof SqliteStore,
       ...(liveness ? { liveness } : {}),
       ...(runsOptions.idempotencyWindowMs === undefined ? {} : { idempotencyWindowMs: runsOptions.idempotencyWindowMs }),
       ...(runsOptions.heartbeatMs === undefined ? {} : { heartbeatMs: runsOptions.heartbeatMs }),

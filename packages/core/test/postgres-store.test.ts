@@ -216,6 +216,39 @@ describe('PostgresStore specifics', () => {
     expect(logs.flat().map((l) => l.seq).sort()).toEqual([1, 2, 3]);
   });
 
+  it('creates one run for one idempotency key from three instances at once, and lets one of their transitions win', async () => {
+    const first = await openStore({ poolSize: 4 });
+    const stores = [first, await openStore({ schema: SHARED_SCHEMA, poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 })];
+    await seed(first);
+    const options = { idempotencyWindowMs: 86_400_000, nowMs: Date.parse(T0) };
+    const newRun = (i: number) => ({
+      id: `run_${i}`, agent_id: 'a1', owner: 'alice', message_id: 'm', status: 'queued' as const, input: { content: 'hi' },
+      usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 }, webhook: null, idempotency_key: 'm', request_hash: `h${i}`, instance_id: `i-${i % 3}`, created_at: T0,
+    });
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (stores[i % 3] as PostgresStore).createRun(newRun(i), options)));
+    const created = results.filter((r) => r.created);
+    expect(created).toHaveLength(1);
+    const id = created[0]?.run.id ?? '';
+    for (const result of results) expect(result.run.id).toBe(id);
+    expect(await queryDatabase(db.url, `SELECT id FROM ${SHARED_SCHEMA}.runs`)).toEqual([{ id }]);
+
+    const transitions = await Promise.all(stores.map((store, i) => store.updateRun(id, { status: 'running', instance_id: `i-${i}` }, { fromStatus: ['queued'] })));
+    expect(transitions.filter((r) => r !== null)).toHaveLength(1);
+  });
+
+  it('journals frames from one instance while another deletes the agent: no append fails and no frame outlives its run', async () => {
+    const [a, b] = [await openStore({ poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 })];
+    await seed(a);
+    const options = { idempotencyWindowMs: 86_400_000, nowMs: Date.parse(T0) };
+    await a.createRun({ id: 'run_1', agent_id: 'a1', owner: 'alice', message_id: 'm', status: 'running', input: { content: 'hi' }, usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 }, webhook: null, idempotency_key: null, request_hash: null, instance_id: null, created_at: T0 }, options);
+    const appends = Array.from({ length: 40 }, (_, i) => a.appendRunFrames('run_1', [{ seq: i * 2 + 1, json: '{}' }, { seq: i * 2 + 2, json: '{}' }]));
+    const deleted = b.deleteAgent('a1');
+    await Promise.all(appends);
+    expect(await deleted).toBe(true);
+    expect(await queryDatabase(db.url, `SELECT count(*)::int AS n FROM ${SHARED_SCHEMA}.run_frames`)).toEqual([{ n: 0 }]);
+    expect(await a.getRun('run_1')).toBeNull();
+  });
+
   it('numbers audit entries of three instances in commit order: a reader paging by since meanwhile misses none', async () => {
     const stores = [await openStore({ poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 }), await openStore({ schema: SHARED_SCHEMA, poolSize: 4 })];
     const reader = stores[0] as PostgresStore;

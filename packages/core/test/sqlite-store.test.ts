@@ -134,6 +134,32 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  it('gives one run for one idempotency key created through two connections to one file (two processes)', async () => {
+    const path = join(tempDir(), 'sentinel.db');
+    const [a, b] = [await openSqliteStore({ path }), await openSqliteStore({ path })];
+    try {
+      await a.createUser({ username: 'alice', password_hash: 'scrypt$x', role: 'user', can_push: false, created_at: T0, updated_at: T0 });
+      const image = { digest: `sha256:${'ab'.repeat(32)}`, manifest: '{"schemaVersion":2}', config: '{"name":"x"}', config_digest: `sha256:${'cd'.repeat(32)}`, size: 12, created_at: T0 };
+      await a.putImage(image, ['x:latest']);
+      await a.createAgent({ id: 'a1', name: 'one', owner: 'alice', image: 'x:latest', image_id: image.digest, status: 'running', model: 'echo/echo', parameters: {}, environment: {}, usage_requests: 0, usage_tokens: 0, created_at: T0, updated_at: T0 });
+      const options = { idempotencyWindowMs: 86_400_000, nowMs: Date.parse(T0) };
+      const newRun = (i: number) => ({
+        id: `run_${i}`, agent_id: 'a1', owner: 'alice', message_id: 'm', status: 'queued' as const, input: { content: 'hi' },
+        usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0 }, webhook: null, idempotency_key: 'm', request_hash: null, instance_id: null, created_at: T0,
+      });
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).createRun(newRun(i), options)));
+      expect(results.filter((r) => r.created)).toHaveLength(1);
+      expect(new Set(results.map((r) => r.run.id)).size).toBe(1);
+      const id = results[0]?.run.id ?? '';
+      const transitions = await Promise.all([a, b].map((store) => store.updateRun(id, { status: 'running' }, { fromStatus: ['queued'] })));
+      expect(transitions.filter((r) => r !== null)).toHaveLength(1);
+      expect((await b.listRuns('a1', { limit: 10 })).map((r) => r.status)).toEqual(['running']);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('upgrades a version-2 database: existing repositories go to their namespace user, else to sentinel', async () => {
     const path = join(tempDir(), 'sentinel.db');
     const raw = new Database(path);

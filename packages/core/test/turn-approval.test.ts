@@ -188,6 +188,19 @@ describe('tool approval in the turn runner', () => {
     expect(rec.toolResults[0]?.error).toBe("tool calculator needs a person's approval, which this client cannot give");
   });
 
+  it('counts a paused turn and its continuation as one quota turn', async () => {
+    await api.users.create({ username: 'carol', password: 'carol-password' });
+    await api.users.update({ username: 'admin', role: 'admin' }, 'carol', { quotas: { turns_per_day: 1, tokens_per_day: null, concurrent_agents: null } });
+    const carol: Principal = { username: 'carol', role: 'user' };
+    const id = (await api.agents.create(carol, { image: 'test/gated' }, origin)).id;
+    const { required } = await paused(id, 'q1');
+    const done = await turn(id, { messageId: 'q1', content: '', continuation: { calls: required.calls, decisions: { [required.calls[0]!.id]: { approve: true } } } });
+    expect(done.end?.reason).toBe('stop');
+    // The day's one turn was the paused one: a new message is over quota.
+    const over = await turn(id, { messageId: 'q2', content: 'again' });
+    expect(over.error).toMatchObject({ code: 'quota_exceeded' });
+  });
+
   it('answers the paused calls when the continuation cannot run them (agent stopped)', async () => {
     const id = (await api.agents.create(alice, { image: 'test/gated' }, origin)).id;
     const { required } = await paused(id, 's1');

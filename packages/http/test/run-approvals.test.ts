@@ -94,7 +94,10 @@ describe.each(STORES)('run approvals over REST on %s', (storeKind) => {
       alice = await login('alice', 'alice-password');
       bob = await login('bob', 'bob-password');
       const image = { name: 'approvals/gpt', tag: 'v1', model: { provider: 'openai', name: 'gpt-gated' }, tools: [{ name: 'calculator', approval: 'required' }] };
-      expect((await call('POST', '/v1/images', admin, image)).status).toBe(201);
+      const built = await call('POST', '/v1/images', admin, image);
+      expect(built.status).toBe(201);
+      // The image says which of its tools wait for a person.
+      expect(built.json).toMatchObject({ tools: ['calculator'], tool_approval: ['calculator'] });
       const agent = await call('POST', '/v1/agents', alice, { image: 'approvals/gpt:v1', name: 'gated' });
       expect(agent.status, JSON.stringify(agent.json)).toBe(201);
       agentId = agent.json.id as string;

@@ -174,6 +174,8 @@ export interface ImageResource {
   description: string;
   model: { provider: string; name: string; parameters: Record<string, unknown> };
   tools: string[];
+  /** The tools of `tools` whose calls wait for a person's approval; absent when none. */
+  tool_approval?: string[];
   capabilities: string[];
   instructions: string;
   /** Owner of the repository of `name` (null for an untagged image). */

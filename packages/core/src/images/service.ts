@@ -169,6 +169,7 @@ export function toImageResource(record: ImageRecord, repositories?: ReadonlyMap<
     description: def.description,
     model: def.model,
     tools: def.tools,
+    ...(def.tool_approval === undefined ? {} : { tool_approval: def.tool_approval }),
     capabilities: def.capabilities,
     instructions: def.instructions,
     owner: repository?.owner ?? null,

@@ -46,6 +46,7 @@ export const IMAGE_RESOURCE_SCHEMA: JsonSchema = {
     description: { type: 'string' },
     model: modelSchema,
     tools: { type: 'array', items: { type: 'string' } },
+    tool_approval: { type: 'array', items: { type: 'string' }, description: 'The tools of tools whose calls wait for a person (Sentinelfile approval: required); absent when none' },
     capabilities: { type: 'array', items: { type: 'string' } },
     instructions: { type: 'string' },
     owner: { type: ['string', 'null'], description: 'Owner of the repository of name (null when untagged)' },

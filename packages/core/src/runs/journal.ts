@@ -71,12 +71,19 @@ export class LiveRun {
   private resolveSettled!: () => void;
   /** Resolves once the terminal frame was delivered (never rejects). */
   readonly settled: Promise<void>;
+  /** Resolves once the run's row is in the Store (never rejects). */
+  readonly stored: Promise<void>;
 
   constructor(
     run: RunRecord,
     private readonly journal: RunJournal,
+    stored: Promise<unknown>,
     baseSeq = 0,
   ) {
+    this.stored = stored.then(
+      () => undefined,
+      () => undefined,
+    );
     this.runId = run.id;
     this.agentId = run.agent_id;
     this.baseSeq = baseSeq;
@@ -234,12 +241,13 @@ export class RunJournal {
   }
 
   /**
-   * Starts the journal of a run of this instance: a new one, or (`afterSeq`, its `last_seq`) one
-   * continued after an approval, whose frames are published on every bus (its subscribers may
-   * follow it through the Store, see RunService.subscribe).
+   * Starts the journal of a run of this instance: a new one (`stored` resolves once its row is
+   * in the Store; default: it is), or (`afterSeq`, its `last_seq`) one continued after an
+   * approval, whose frames are published on every bus (its subscribers may follow it through
+   * the Store, see RunService.subscribe).
    */
-  open(run: RunRecord, afterSeq = 0): LiveRun {
-    const live = new LiveRun(run, this, afterSeq);
+  open(run: RunRecord, stored: Promise<unknown> = Promise.resolve(), afterSeq = 0): LiveRun {
+    const live = new LiveRun(run, this, stored, afterSeq);
     this.live.set(run.id, live);
     // Only this one: a run continued after an approval opens a new live run under the same id.
     void live.settled.then(() => {

@@ -66,6 +66,14 @@ export interface RunServiceOptions {
   approvalTimeoutMs?: number;
   /** How often runs whose approval expired are looked for, in ms. Default 5000. */
   approvalSweepIntervalMs?: number;
+  /**
+   * The Store applies writes in the order they are issued, in one group commit per turn of the
+   * event loop (the SQLite store): a run without an idempotency key then starts its turn
+   * without waiting for its row to be committed first, and the row shares the commit of the
+   * turn's first writes (one COMMIT per message saved). Default false (PostgreSQL: separate
+   * connections, so the row must exist before the turn writes to it).
+   */
+  orderedWrites?: boolean;
   /** Default: silent. */
   logger?: Logger;
   /** Clock for timestamps. Default `Date.now`. */
@@ -116,6 +124,7 @@ export class RunService {
    */
   private readonly awaitingApproval = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
+  private readonly orderedWrites: boolean;
   private sweeping: Promise<void> | undefined;
   private closed = false;
   private readonly approvals: RunApprovals;
@@ -150,6 +159,7 @@ export class RunService {
         this.emitTransition(run);
       },
     });
+    this.orderedWrites = options.orderedWrites ?? false;
   }
 
   /**
@@ -317,9 +327,11 @@ export class RunService {
       throw new SentinelError('agent_busy', `agent is waiting for a tool approval in run ${waiting.id}`);
     }
     const messageId = input.message_id ?? newMessageId();
-    const result = await this.store.createRun(
+    const createdAt = isoTimestamp(nowMs);
+    const runId = newRunId(nowMs);
+    const creating = this.store.createRun(
       {
-        id: newRunId(),
+        id: runId,
         agent_id: agent.id,
         owner: agent.owner,
         message_id: messageId,
@@ -327,23 +339,36 @@ export class RunService {
         input: { content: input.content },
         usage: { ...ZERO_USAGE },
         webhook: input.webhook ?? null,
-        created_at: isoTimestamp(nowMs),
+        created_at: createdAt,
         idempotency_key: key,
         request_hash: requestHash,
         instance_id: this.instanceId,
       },
       { idempotencyWindowMs: this.windowMs, nowMs },
     );
+    if (key === null && this.orderedWrites) {
+      // Nothing can make it exist already: its row is written before anything the turn writes,
+      // in the same group commit as the turn's first writes.
+      const run = queuedRun(runId, agent, messageId, input, createdAt);
+      creating.catch((err: unknown) => this.logger.error('cannot store a run', { run_id: run.id, error: errorText(err) }));
+      const { refused: notQueued } = this.startTurn(agent, run, creating);
+      return { run: notQueued ? ((await notQueued) ?? run) : run, created: true };
+    }
+    const result = await creating;
     if (!result.created) {
       checkSameRequest(result.requestHash, requestHash);
       return { run: result.run, created: false };
     }
-    const run = result.run;
-    const live = this.journal.open(run);
+    const { refused: notQueued } = this.startTurn(agent, result.run);
+    return { run: notQueued ? ((await notQueued) ?? result.run) : result.run, created: true };
+  }
+
+  /** Opens the run's journal and queues its turn; `refused` (when the queue refused it) resolves to the failed run. */
+  private startTurn(agent: AgentRecord, run: RunRecord, stored?: Promise<unknown>): { refused?: Promise<RunRecord | null> } {
+    const live = this.journal.open(run, stored);
     const listener = new RunTurnListener(this, live, run, newResponseId());
-    const submitted = this.runtime.submit(agent.id, { messageId, content: input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener);
-    if (!submitted.accepted) return { run: (await this.failUnstarted(live, run, submitted.error)) ?? run, created: true };
-    return { run, created: true };
+    const submitted = this.runtime.submit(agent.id, { messageId: run.message_id, content: run.input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener);
+    return submitted.accepted ? {} : { refused: this.failUnstarted(live, run, submitted.error) };
   }
 
   /** The agent's run in requires_action, if any (the set is corrected on the way). */
@@ -373,7 +398,8 @@ export class RunService {
   /** The run (`not_found` for an unknown run, another agent's, or another user's agent). */
   async get(principal: Principal, agentId: string, runId: string): Promise<RunRecord> {
     const agent = await this.agents.getRecord(principal, agentId);
-    const run = await this.store.getRun(runId);
+    // A run of this instance whose row is still on its way to the Store (see orderedWrites).
+    const run = (await this.store.getRun(runId)) ?? (await this.journal.get(runId)?.stored.then(() => this.store.getRun(runId))) ?? null;
     if (!run || run.agent_id !== agent.id) throw new SentinelError('not_found', `run "${runId}" not found`);
     return run;
   }
@@ -481,7 +507,7 @@ export class RunService {
   private async continueRun(decided: RunRecord, continuation: { calls: RequiredAction['calls']; decisions: Record<string, ApprovalDecision> }): Promise<void> {
     const run = (await this.store.getRun(decided.id)) ?? decided;
     const before = await this.pausedState(run);
-    const live = this.journal.open(run, run.last_seq);
+    const live = this.journal.open(run, Promise.resolve(), run.last_seq);
     const listener = new RunTurnListener(this, live, run, before.responseId ?? newResponseId(), { content: before.content, usage: run.usage });
     const submitted = this.runtime.submit(
       run.agent_id,
@@ -805,6 +831,27 @@ function approvalFrame(run: RunRecord, seq: number, timestamp: string, frame: Ap
     case 'error':
       return { type: 'error', timestamp, run_id: run.id, seq, error: frame.error, code: frame.code, message_id: frame.message_id };
   }
+}
+
+/** The record a new run gets (what createRun returns for it), made here when the caller does not wait for the Store. */
+function queuedRun(id: string, agent: AgentRecord, messageId: string, input: RunInput, createdAt: string): RunRecord {
+  return {
+    id,
+    agent_id: agent.id,
+    owner: agent.owner,
+    message_id: messageId,
+    status: 'queued',
+    input: { content: input.content },
+    output: null,
+    usage: { ...ZERO_USAGE },
+    error: null,
+    required_action: null,
+    webhook: input.webhook ?? null,
+    last_seq: 0,
+    created_at: createdAt,
+    started_at: null,
+    ended_at: null,
+  };
 }
 
 function built(frame: ServerFrame): { frame: ServerFrame; json: string } {

@@ -192,7 +192,9 @@ export interface Store extends ApiKeyStore {
    * Applies `patch` and returns the updated run; null when the run is unknown or, with
    * `fromStatus`, its status is none of those (compare-and-set: of two concurrent transitions
    * from the same status, on any instance, exactly one applies). `last_seq` never goes down.
-   * Group-committed on SQLite with the turn's other writes.
+   * Timestamps (`started_at`, `ended_at`, `required_action.expires_at`) are stored in canonical
+   * `toISOString()` form, since the sweepers compare them as text. Group-committed on SQLite
+   * with the turn's other writes.
    */
   updateRun(id: string, patch: RunPatch, options?: UpdateRunOptions): Promise<RunRecord | null>;
   /**

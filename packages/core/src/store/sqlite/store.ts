@@ -622,8 +622,8 @@ export class SqliteStore implements Store {
   /**
    * Group-committed (one read and one or two writes in the group's IMMEDIATE transaction,
    * which holds the write lock, so the key check and the insert are atomic across processes):
-   * a chat turn creates its run right before its other writes, and a COMMIT of its own would
-   * cost a turn more than the rest of its writes together.
+   * every chat turn creates a run, and a COMMIT per turn is what the group commit exists to
+   * avoid (group-commit.ts has the figures).
    */
   async createRun(record: NewRunRecord, options: CreateRunOptions): Promise<CreateRunResult> {
     const s = this.#stmts();
