@@ -244,5 +244,12 @@ describe('several sentinel api instances on one PostgreSQL and one Redis', () =>
     expect(agent.json.api_usage.requests).toBe(2);
     // The survivors still serve.
     for (const on of [a, b]) expect((await call('GET', `${on.url}/v1/ready`, undefined)).status).toBe(200);
-  });
+
+    // The run C was answering is not left running: once C's heartbeat key expired, a survivor's
+    // sweep ended it failed / interrupted, and a resume through A gets its terminal error frame.
+    const runId = onC.frames.find((f) => f.message_id === 'k-2' && f.run_id !== undefined)!.run_id as string;
+    onA.send({ type: 'resume', run_id: runId });
+    const end = await onA.waitFor((f) => f.run_id === runId && (f.type === 'error' || f.type === 'stream_end'), 'the interrupted end of k-2', 40_000);
+    expect(end).toMatchObject({ type: 'error', code: 'interrupted', message_id: 'k-2' });
+  }, 90_000);
 });

@@ -123,6 +123,8 @@ class AgentChatSession implements ChatSession {
   private readonly now: () => number;
   private readonly maxToolRequests: number;
   private readonly relayed = new Set<RelayedRun>();
+  /** The last `message`'s run creation (settled), which the next one waits for. */
+  private creating: Promise<void> = Promise.resolve();
   private readonly runs: RunService;
   private readonly principal: Principal;
   private readonly toolRequests = new Set<AbortController>();
@@ -326,13 +328,22 @@ class AgentChatSession implements ChatSession {
       return;
     }
     const entry = this.relay(messageId, frame.stream !== false, frame.cancel_on_disconnect === true);
-    entry.created = this.runs
-      .create(this.principal, this.agentId, {
+    // One create at a time per socket: the runs reach the agent's queue in the order the
+    // messages arrived (two creates in flight can finish in either order on PostgreSQL).
+    const previous = this.creating;
+    const creating = previous.then(() =>
+      this.runs.create(this.principal, this.agentId, {
         content: frame.content,
         message_id: messageId,
         // A message id the server made up is no idempotency key: nobody can send it again.
         ...(frame.message_id === undefined ? { idempotency_key: null } : {}),
-      })
+      }),
+    );
+    this.creating = creating.then(
+      () => undefined,
+      () => undefined,
+    );
+    entry.created = creating
       .then(
         // The same message_id again (created: false) relays the existing run from its first frame.
         ({ run }) => this.follow(entry, run.id, 0),
