@@ -6,7 +6,10 @@
  * streaming when Ctrl-C arrives. Checked: `sentinel login` prompts and does not echo the
  * password; `sentinel chat` streams, colours its prompt on a terminal, Ctrl-C cancels the running
  * turn (the server ends it with reason "cancelled") and the session goes on, and Ctrl-C at the
- * prompt (or twice during a turn) exits 0.
+ * prompt (or twice during a turn) exits 0. Tool approval: a gated tool's call shows its
+ * parameters and asks "Approve? [y/N]"; y runs it and the answer goes on, N asks why and the
+ * model gets the refusal; from a pipe (no terminal) the chat prints the pending request and
+ * exits 3, and `sentinel runs ls|inspect|approve|cancel` (real processes) decide and inspect it.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -17,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSentinelApi, type SentinelApi } from '@sentinel/api-core';
 import { listen, type RunningServer } from '@sentinel/api-http';
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
-import { assertBuilt, BIN_PATH, callJson } from './spawn-cli.js';
+import { assertBuilt, BIN_PATH, callJson, cleanEnv, killAll, runCli } from './spawn-cli.js';
 
 const TMUX = '/usr/bin/tmux';
 const ESC = '\u001b';
@@ -30,6 +33,7 @@ let server: RunningServer;
 let sockets: WebSocketHandle;
 let token: string;
 let agentId: string;
+let gatedId: string;
 const socketName = `sentinel-cli-test-${process.pid}`;
 
 function tmux(...args: string[]): Promise<{ stdout: string }> {
@@ -94,9 +98,18 @@ beforeAll(async () => {
   sockets = attachWebSocket(server.server, api);
   token = (await callJson('POST', `${server.url}/v1/auth/login`, undefined, { username: 'admin', password: ADMIN_PASSWORD })).json.token as string;
   agentId = (await callJson('POST', `${server.url}/v1/agents`, token, { image: 'sentinel/echo:latest', name: 'slow' })).json.id as string;
+  const gatedImage = await callJson('POST', `${server.url}/v1/images`, token, {
+    name: 'demo/gated',
+    tag: 'v1',
+    model: { provider: 'echo', name: 'echo' },
+    tools: [{ name: 'calculator', approval: 'required' }],
+  });
+  expect(gatedImage.status).toBe(201);
+  gatedId = (await callJson('POST', `${server.url}/v1/agents`, token, { image: gatedImage.json.id as string, name: 'gated' })).json.id as string;
 });
 
 afterAll(async () => {
+  await killAll();
   // Only this spec's tmux server (its own socket) goes.
   await tmux('kill-server').catch(() => undefined);
   await sockets?.close();
@@ -176,6 +189,83 @@ describe('sentinel on a terminal (tmux)', () => {
     expect(bars.map((line) => line.split(' ')[0]).sort()).toEqual(['config', 'layer', 'manifest']);
     expect(shown).toContain(`demo/tty:v1: pushed ${built.json.id as string}`);
   });
+  it('chat asks "Approve? [y/N]" for a gated tool call: y runs it, N asks why and the model is told; the answer goes on', async () => {
+    const exit = await startPane('approve', ['chat', 'gated'], { SENTINEL_HOST: server.url, SENTINEL_TOKEN: token });
+    await waitForScreen('approve', 'the prompt', (text) => /^>/m.test(text));
+    await tmux('send-keys', '-t', 'approve', '/tool calculator {"expression":"6*7"}', 'Enter');
+    const asked = await waitForScreen('approve', 'the approval question', (text) => text.includes('Approve? [y/N]'));
+    expect(asked).toContain('Approval required: calculator {"expression":"6*7"}');
+    await tmux('send-keys', '-t', 'approve', 'y', 'Enter');
+    const approved = await waitForScreen('approve', 'the answer after the approval', (text) => /Tool calculator returned: .*"result":42/.test(text));
+    expect(approved).toContain('[approved]');
+    await waitForScreen('approve', 'the prompt again', (text) => /"result":42\}\n>/.test(text));
+
+    await tmux('send-keys', '-t', 'approve', '/tool calculator {"expression":"2+2"}', 'Enter');
+    await waitForScreen('approve', 'the second question', (text) => text.split('Approve? [y/N]').length === 3);
+    await tmux('send-keys', '-t', 'approve', 'n', 'Enter');
+    await waitForScreen('approve', 'the reason question', (text) => text.includes('Reason (optional):'));
+    await tmux('send-keys', '-t', 'approve', 'no maths today', 'Enter');
+    const refused = await waitForScreen('approve', 'the answer after the refusal', (text) => /Tool calculator returned: .*no maths today/.test(text));
+    expect(refused).toContain('[refused: no maths today]');
+    expect(refused).not.toContain('"result":4}');
+    await waitForScreen('approve', 'the prompt after the refusal', (text) => /no maths today.*\n>/.test(text));
+
+    // The server holds both decisions on the runs.
+    const runs = (await callJson('GET', `${server.url}/v1/agents/${gatedId}/runs`, token)).json.runs as { status: string; output: { content: string } | null }[];
+    expect(runs.slice(0, 2).map((r) => r.status)).toEqual(['completed', 'completed']);
+    await tmux('send-keys', '-t', 'approve', 'C-c');
+    expect(await exitCode(exit)).toBe(0);
+  });
+
+  it('from a pipe a gated call cannot be answered: the chat prints the request and exits 3; sentinel runs approves and inspects it', async () => {
+    const env = cleanEnv(join(dir, 'home'), { SENTINEL_HOST: server.url, SENTINEL_TOKEN: token });
+    const piped = runCli(['chat', 'gated'], env, '/tool calculator {"expression":"3*3"}\n');
+    const ended = await piped.exited(20_000);
+    expect(ended.code).toBe(3);
+    const said = piped.stderr();
+    const match = /run (run_[0-9a-f]{24}) is waiting for approval of calculator \{"expression":"3\*3"\} \(request (\S+), expires [^)]+\)/.exec(said);
+    expect(match, said).not.toBeNull();
+    const [, runId, requestId] = match as RegExpExecArray;
+    expect(said).toContain(`sentinel runs approve ${gatedId} ${runId} ${requestId}`);
+
+    // The run waits on the server (closing the socket cancelled nothing).
+    const ls = runCli(['runs', 'ls', 'gated', '--status', 'requires_action'], env);
+    expect((await ls.exited()).code).toBe(0);
+    expect(ls.stdout()).toMatch(new RegExp(`^RUN ID +STATUS +CREATED +TOKENS +INPUT\n${runId} +requires_action +`));
+
+    const approve = runCli(['runs', 'approve', 'gated', runId as string], env);
+    expect((await approve.exited()).code, approve.stderr()).toBe(0);
+    expect(approve.stdout()).toMatch(new RegExp(`^${runId} approved ${requestId}: `));
+    const waited = await callJson('GET', `${server.url}/v1/agents/${gatedId}/runs/${runId}?wait=20`, token);
+    expect(waited.json).toMatchObject({ status: 'completed' });
+    expect((waited.json as { output: { content: string } }).output.content).toContain('"result":9');
+
+    const inspect = runCli(['runs', 'inspect', 'gated', runId as string], env);
+    expect((await inspect.exited()).code).toBe(0);
+    expect(JSON.parse(inspect.stdout())).toMatchObject([{ id: runId, status: 'completed', input: { content: '/tool calculator {"expression":"3*3"}' } }]);
+
+    // Nothing left to decide: a clear error, exit 1; a refused decision and a cancel of a waiting run.
+    const again = runCli(['runs', 'approve', 'gated', runId as string], env);
+    expect((await again.exited()).code).toBe(1);
+    expect(again.stderr()).toMatch(/waits for no decision \(status completed\) \(conflict\)/);
+
+    const second = runCli(['chat', 'gated'], env, '/tool calculator {"expression":"4*4"}\n');
+    expect((await second.exited(20_000)).code).toBe(3);
+    const secondRun = /run (run_[0-9a-f]{24})/.exec(second.stderr())?.[1] as string;
+    const deny = runCli(['runs', 'approve', 'gated', secondRun, '--deny', '--reason', 'not from a script'], env);
+    expect((await deny.exited()).code, deny.stderr()).toBe(0);
+    expect(deny.stdout()).toContain(`${secondRun} refused`);
+    const denied = await callJson('GET', `${server.url}/v1/agents/${gatedId}/runs/${secondRun}?wait=20`, token);
+    expect((denied.json as { output: { content: string } }).output.content).toContain('not from a script');
+
+    const third = runCli(['chat', 'gated'], env, '/tool calculator {"expression":"5*5"}\n');
+    expect((await third.exited(20_000)).code).toBe(3);
+    const thirdRun = /run (run_[0-9a-f]{24})/.exec(third.stderr())?.[1] as string;
+    const cancel = runCli(['runs', 'cancel', 'gated', thirdRun], env);
+    expect((await cancel.exited()).code, cancel.stderr()).toBe(0);
+    expect(cancel.stdout()).toBe(`${thirdRun} cancelled\n`);
+  });
+
   it('tables fit the terminal: in 70 columns the widest columns are cut with …, the id never', async () => {
     const exit = await startPane('narrow', ['ps', '-a'], { SENTINEL_HOST: server.url, SENTINEL_TOKEN: token }, 70);
     expect(await exitCode(exit)).toBe(0);

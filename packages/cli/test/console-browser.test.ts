@@ -7,7 +7,8 @@
  *
  * Every test records every request its page makes (WebSockets included) and fails on one that
  * is not the test server's origin, and on any page error or console error (a CSP violation is a
- * console error). The run leaves docs/console-agents.png and docs/console-chat.png behind.
+ * console error). A gated tool's call is approved from the keyboard and another denied with a
+ * reason in the chat pane. The run leaves docs/console-agents.png and docs/console-chat.png behind.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -187,6 +188,61 @@ describe('the web console in headless Chromium', () => {
     await new Promise((resolve) => setTimeout(resolve, CHUNK_DELAY_MS * 5));
     await expect(page.getByTestId('answer').textContent()).resolves.toBe(stopped);
     await expect(page.getByRole('button', { name: 'Send' }).isEnabled()).resolves.toBe(true);
+    expectClean();
+  }, 90_000);
+
+  it('a gated tool call shows Approve / Deny in the chat: one approved with the keyboard, one denied with a reason; the answer goes on', async () => {
+    // The image: calculator gated on a person's approval (built over REST, the console's Images view is tested above).
+    const login = await fetch(`${server.url}/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }) });
+    const { token } = (await login.json()) as { token: string };
+    const built = await fetch(`${server.url}/v1/images`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ name: 'demo/gated', tag: 'v1', model: { provider: 'echo', name: 'echo' }, tools: [{ name: 'calculator', approval: 'required' }] }),
+    });
+    expect(built.status).toBe(201);
+
+    const page = await openConsole();
+    await logIn(page);
+    await page.getByRole('button', { name: 'New agent' }).click();
+    const form = page.getByRole('form', { name: 'New agent' });
+    await form.getByLabel('Image').fill('demo/gated:v1');
+    await form.getByLabel('Name').fill('gatekeeper');
+    await form.getByRole('button', { name: 'Create' }).click();
+    const chat = page.getByRole('region', { name: 'Chat with gatekeeper' });
+    await chat.waitFor();
+    await page.getByRole('list', { name: 'Agents' }).getByRole('listitem').filter({ hasText: 'gatekeeper' }).getByText('running').waitFor({ timeout: 15_000 });
+
+    // Approved from the keyboard: the Approve button has the focus when the request appears.
+    await page.getByLabel('Message').fill('/tool calculator {"expression":"6*7"}');
+    await page.keyboard.press('Enter');
+    const first = chat.getByRole('group', { name: /Approval required: calculator\(\{"expression":"6\*7"\}\)/ });
+    await first.waitFor();
+    const approveButton = first.getByRole('button', { name: 'Approve calculator' });
+    await expect(approveButton.evaluate((el) => el === document.activeElement)).resolves.toBe(true);
+    expect(await first.getByRole('button', { name: 'Deny calculator' }).count()).toBe(1);
+    await page.keyboard.press('Enter');
+    await first.getByRole('status').filter({ hasText: 'Approved' }).waitFor();
+    await expect(page.getByTestId('tool-result').last().textContent()).resolves.toContain('42');
+    await watchAnswer(page, (text) => /^Tool calculator returned: .*42/.test(text));
+    await page.getByRole('button', { name: 'Send' }).and(page.locator(':enabled')).waitFor();
+
+    // Denied with a reason: the model is told, the answer says so.
+    await page.getByLabel('Message').fill('/tool calculator {"expression":"2+2"}');
+    await page.getByRole('button', { name: 'Send' }).click();
+    const second = chat.getByRole('group', { name: /Approval required: calculator\(\{"expression":"2\+2"\}\)/ });
+    await second.waitFor();
+    await second.getByLabel('Reason for denying calculator').fill('no maths in the browser');
+    await second.getByRole('button', { name: 'Deny calculator' }).click();
+    await second.getByRole('status').filter({ hasText: 'Denied' }).waitFor();
+    const refused = await watchAnswer(page, (text) => /no maths in the browser/.test(text));
+    expect(refused.at(-1)).not.toMatch(/"result":4\}/);
+    await page.getByRole('button', { name: 'Send' }).and(page.locator(':enabled')).waitFor();
+    // Both decisions are on the server's runs.
+    const agents = (await (await fetch(`${server.url}/v1/agents`, { headers: { authorization: `Bearer ${token}` } })).json()) as { agents: { id: string; name: string }[] };
+    const agent = agents.agents.find((a) => a.name === 'gatekeeper') as { id: string };
+    const runs = (await (await fetch(`${server.url}/v1/agents/${agent.id}/runs`, { headers: { authorization: `Bearer ${token}` } })).json()) as { runs: { status: string }[] };
+    expect(runs.runs.map((run) => run.status)).toEqual(['completed', 'completed']);
     expectClean();
   }, 90_000);
 

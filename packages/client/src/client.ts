@@ -1,6 +1,6 @@
 /**
  * `createClient`: one object per server and credential. Its namespaces (agents, images,
- * registry, keys, chat, events) are thin layers over the Transport; request and response types
+ * registry, keys, tickets, runs, chat, events) are thin layers over the Transport; request and response types
  * come from the server's own schemas (see types.ts).
  */
 import { Transport, type ClientOptions } from './transport.js';
@@ -11,6 +11,7 @@ import { ImagesApi } from './images.js';
 import { RegistryApi } from './registry.js';
 import { KeysApi } from './keys.js';
 import { TicketsApi } from './tickets.js';
+import { RunsApi } from './runs.js';
 import { ChatSession, type ChatOptions } from './chat.js';
 import { agentEvents, type EventFrame, type EventsOptions } from './events.js';
 
@@ -33,6 +34,8 @@ export class SentinelClient {
   readonly keys = new KeysApi(this);
   /** One-time WebSocket tickets. */
   readonly tickets = new TicketsApi(this);
+  /** Runs (an agent's turns as resources): create, get, list, wait, cancel, approve, stream. */
+  readonly runs = new RunsApi(this);
 
   constructor(options: ClientOptions) {
     this.transport = new Transport(options);

@@ -6,9 +6,9 @@
 
 /**
  * Codes the SDK itself gives to failures that never reached an API answer. The live side adds:
- * `connection_lost`, a chat message whose socket dropped before its terminal frame (the server
- * has no resume yet, so the SDK never sends it again; its answer may still be in the agent's
- * history) or a socket that could not be reopened; `connection_closed`, a socket the server
+ * `connection_lost`, a chat message (or a run's SSE stream) cut off before its terminal frame
+ * that could not be resumed within its bounds (the run goes on on the server: `client.runs`
+ * reads it), or a socket that could not be reopened; `connection_closed`, a socket the server
  * closed for good (1000 agent deleted, 1008 policy); `session_closed`, a chat session closed by
  * the caller.
  */

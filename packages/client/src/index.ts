@@ -38,6 +38,8 @@ export type {
   WsTicket,
 } from './models.js';
 export type { components, operations, paths } from './types.js';
-export { ChatSession, frameError, type ChatOptions, type ChatSendOptions, type ChatTurn, type ServerFrame, type ToolRequestOptions } from './chat.js';
+export { ChatSession, frameError, type ChatOptions, type ChatSendOptions, type ChatTurn, type ResumeOptions, type ServerFrame, type ToolRequestOptions, type TurnResult } from './chat.js';
+export { RunsApi, type ApprovalDecision, type CreateRunInput, type CreateRunOptions, type ListRunsQuery, type RunPage, type StreamOptions, type WaitOptions } from './runs.js';
+export { isTerminalFrame, TERMINAL_RUN_STATUSES, type ApprovalRequest, type RequiredAction, type Run, type RunFrame, type RunFrameFields, type RunStatus, type ToolApprovalRequiredFrame } from './run-types.js';
 export { agentEvents, type EventFrame, type EventsOptions } from './events.js';
 export { backoffDelay, type ReconnectOptions, type SocketAuth } from './socket.js';

@@ -61,3 +61,12 @@ export type Scope = ApiKey['scopes'][number];
 export type WsTicket = JsonOf<paths['/v1/ws-tickets']['post']['responses'][201]>;
 /** The WebSocket a ticket opens. */
 export type TicketChannel = BodyOf<paths['/v1/ws-tickets']['post']>['channel'];
+
+/** A run: one turn of an agent as a resource (README, "Runs"). */
+export type Run = JsonOf<paths['/v1/agents/{id}/runs/{run}']['get']['responses'][200]>;
+/** Where a run is: `queued` → `running` (↔ `requires_action`) → `completed`, `cancelled` or `failed`. */
+export type RunStatus = Run['status'];
+/** What a run in `requires_action` waits for: decisions on its gated tool calls. */
+export type RequiredAction = NonNullable<Run['required_action']>;
+/** One tool call waiting for a person's decision. */
+export type ApprovalRequest = RequiredAction['requests'][number];

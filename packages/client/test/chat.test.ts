@@ -1,8 +1,9 @@
 /**
  * `client.chat` against a real server on port 0, through a loopback proxy the spec cuts: a turn
- * streamed chunk by chunk, a turn cut mid-answer (it fails with connection_lost, the server ran
- * it once, the session reconnects and the next message works), messages sent while the socket
- * is down go out once, cancel, abort signals, tool requests, refusals and a 4401 close.
+ * streamed chunk by chunk, a turn cut mid-answer (twice) resumed on the next socket by its run
+ * (every frame once, the whole answer, the server ran it once), `resume: false` and the bound
+ * on resuming (connection_lost), messages sent while the socket is down go out once, cancel,
+ * abort signals, tool requests, refusals and a 4401 close.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backoffDelay, createClient, type SentinelClient, type ServerFrame } from '@sentinel/api-client';
@@ -69,9 +70,73 @@ describe('client.chat', () => {
     }
   });
 
-  it('a turn cut mid-answer fails with connection_lost, is not run twice, and the session goes on after reconnecting', async () => {
+  it('a turn cut mid-answer is resumed on the next socket: every frame once, in seq order, the whole answer, one turn on the server', async () => {
     const agentId = await createAgent(client);
     const session = client.chat(agentId, { reconnect: FAST_RECONNECT });
+    try {
+      await session.ready();
+      const message = longMessage(300);
+      const turn = session.send(message);
+      const frames: ServerFrame[] = [];
+      for await (const frame of turn) {
+        frames.push(frame);
+        // Cut twice: once mid-stream, and again right after the first resumed frame.
+        const chunks = frames.filter((f) => f.type === 'stream_chunk').length;
+        if (chunks === 3 || (session.connections === 2 && chunks === 8)) env.proxy.cut();
+      }
+      expect(session.connections).toBe(3);
+      const end = frames.at(-1)!;
+      expect(end).toMatchObject({ type: 'stream_end', reason: 'stop', content: `Echo: ${message}` });
+      // Each frame of the run exactly once, in order, all of the same run.
+      const seqs = frames.map((frame) => frame.seq);
+      expect(seqs).toEqual(Array.from({ length: frames.length }, (_, i) => i + 1));
+      expect(new Set(frames.map((frame) => frame.run_id))).toEqual(new Set([turn.runId]));
+      expect(turn.runId).toMatch(/^run_[0-9a-f]{24}$/);
+      const chunks = frames.filter((frame) => frame.type === 'stream_chunk').map((frame) => (frame as { content: string }).content);
+      expect(chunks.join('')).toBe(`Echo: ${message}`);
+      await expect(turn.result).resolves.toMatchObject({ type: 'stream_end', content: `Echo: ${message}` });
+      // The server ran the turn once: the resume replayed its journal, no second provider call.
+      expect(await timesReceived(agentId, turn.messageId)).toBe(1);
+      const run = await client.runs.get(agentId, turn.runId!);
+      expect(run).toMatchObject({ status: 'completed', message_id: turn.messageId, output: { content: `Echo: ${message}`, reason: 'stop' } });
+      expect(run.last_seq).toBe(frames.length);
+
+      const next = await collect(session.send('after the cut'));
+      expect(next.at(-1)).toMatchObject({ type: 'stream_end', reason: 'stop', content: 'Echo: after the cut' });
+    } finally {
+      session.close();
+    }
+  });
+
+  it('a stream: false turn cut before its response is resumed and still ends with one response', async () => {
+    const agentId = await createAgent(client);
+    const session = client.chat(agentId, { reconnect: FAST_RECONNECT });
+    try {
+      await session.ready();
+      const message = longMessage(120);
+      const turn = session.send(message, { stream: false });
+      let cut = false;
+      const frames: ServerFrame[] = [];
+      for await (const frame of turn) {
+        frames.push(frame);
+        // The thinking event comes first; the answer is still being made when the socket goes.
+        if (!cut) {
+          cut = true;
+          env.proxy.cut();
+        }
+      }
+      expect(session.connections).toBe(2);
+      expect(frames.some((frame) => frame.type === 'stream_chunk' || frame.type === 'stream_start')).toBe(false);
+      expect(frames.at(-1)).toMatchObject({ type: 'response', content: `Echo: ${message}`, reason: 'stop' });
+      expect(await timesReceived(agentId, turn.messageId)).toBe(1);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('with resume: false a cut turn fails with connection_lost, is not run twice, and the session goes on', async () => {
+    const agentId = await createAgent(client);
+    const session = client.chat(agentId, { reconnect: FAST_RECONNECT, resume: false });
     try {
       await session.ready();
       const turn = session.send(longMessage(300));
@@ -84,15 +149,55 @@ describe('client.chat', () => {
       })();
       const lost = await rejection(cut);
       expect(lost).toMatchObject({ status: 0, code: 'connection_lost' });
+      expect(await rejection(turn.result)).toMatchObject({ code: 'connection_lost' });
       expect(frames.some((frame) => frame.type === 'stream_end')).toBe(false);
 
-      // The server finishes the turn it was given (the socket's end does not stop a running turn), once.
+      // The run goes on without the socket (closing it cancels nothing), once.
       await eventually(() => processed(agentId, turn.messageId), 'the cut turn to finish on the server');
+      expect((await client.runs.get(agentId, turn.runId!)).status).toBe('completed');
       await eventually(() => session.connections === 2, 'the session to reconnect');
       const next = await collect(session.send('after the cut'));
       expect(next.at(-1)).toMatchObject({ type: 'stream_end', reason: 'stop', content: 'Echo: after the cut' });
       expect(await timesReceived(agentId, turn.messageId)).toBe(1);
     } finally {
+      session.close();
+    }
+  });
+
+  it('resuming is bounded: a turn whose new sockets drop before any of its frames fails with connection_lost after maxAttempts', async () => {
+    const agentId = await createAgent(client);
+    let armed = false;
+    // Every socket opened while armed is cut as soon as the server greets it, before the
+    // resumed frames can come: drops in a row with no progress.
+    const session = client.chat(agentId, {
+      reconnect: FAST_RECONNECT,
+      resume: { maxAttempts: 2 },
+      onFrame: (frame) => {
+        if (armed && frame.type === 'event' && frame.event_type === 'connection_established') env.proxy.cut();
+      },
+    });
+    try {
+      await session.ready();
+      const turn = session.send(longMessage(300));
+      const seen: ServerFrame[] = [];
+      const read = (async () => {
+        for await (const frame of turn) {
+          seen.push(frame);
+          if (seen.filter((f) => f.type === 'stream_chunk').length === 3) {
+            armed = true;
+            env.proxy.cut();
+          }
+        }
+      })();
+      expect(await rejection(read)).toMatchObject({ code: 'connection_lost' });
+      // The first drop and two resumed sockets cut at once: three drops, the third gives up.
+      expect(session.connections).toBe(3);
+      armed = false;
+      // The run was not lost with the turn: it finishes on the server.
+      await eventually(() => processed(agentId, turn.messageId), 'the run to finish on the server');
+      expect(await timesReceived(agentId, turn.messageId)).toBe(1);
+    } finally {
+      armed = false;
       session.close();
     }
   });

@@ -5,6 +5,11 @@
  * kept per agent in sessionStorage, because the stored events carry no message text
  * (message_received/message_processed hold only ids), so the history shown when a chat is
  * reopened is this tab's own record.
+ *
+ * A tool call that needs a person (`tool_approval_required`) shows in the conversation with
+ * Approve and Deny buttons (a reason may go with a refusal); the decision goes over the session
+ * and the answer goes on in the same message. A dropped socket does not lose the answer: the
+ * SDK resumes the turn's run after it reconnects.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Agent, ChatSession, SentinelClient, ServerFrame } from '@sentinel/api-client/browser';
@@ -12,11 +17,18 @@ import { frameError } from '@sentinel/api-client/browser';
 import { readStorage, removeStorage, writeStorage } from './api.js';
 import type { ReportError } from './app.js';
 
-type Kind = 'user' | 'assistant' | 'tool-call' | 'tool-result' | 'note';
+type Kind = 'user' | 'assistant' | 'tool-call' | 'tool-result' | 'note' | 'approval';
+
+/** Where an approval request is: waiting for a click, being sent, decided, or dropped. */
+type Decision = 'pending' | 'sending' | 'approved' | 'denied' | 'failed';
 
 interface Entry {
   kind: Kind;
   text: string;
+  /** Approval entries: the request and its tool. */
+  requestId?: string;
+  tool?: string;
+  decision?: Decision;
 }
 
 /** The most entries kept per agent (older ones drop off the top). */
@@ -98,6 +110,22 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
       return next;
     });
 
+  const setDecision = (requestId: string, decision: Decision) =>
+    setEntries((old) => old.map((entry) => (entry.kind === 'approval' && entry.requestId === requestId ? { ...entry, decision } : entry)));
+
+  const decide = async (requestId: string, approve: boolean, reason?: string) => {
+    const chat = session.current;
+    if (!chat) return;
+    setDecision(requestId, 'sending');
+    try {
+      await chat.approve(requestId, approve, reason);
+      setDecision(requestId, approve ? 'approved' : 'denied');
+    } catch (err) {
+      setDecision(requestId, 'failed');
+      report(err);
+    }
+  };
+
   /** Tool steps go above the answer they lead to, so the answer stays the last message. */
   const add = (entry: Entry) =>
     setEntries((old) => {
@@ -119,6 +147,8 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
       report(err);
     } finally {
       setRunning(undefined);
+      // A request the run no longer waits for (it ended: cancelled, expired) cannot be decided.
+      setEntries((old) => old.map((entry) => (entry.kind === 'approval' && (entry.decision === 'pending' || entry.decision === 'sending') ? { ...entry, decision: 'failed' } : entry)));
     }
   };
 
@@ -137,6 +167,9 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
           const data = frame.data as { tool?: unknown; parameters?: unknown } | undefined;
           add({ kind: 'tool-call', text: `${show(data?.tool)}(${show(data?.parameters ?? {})})` });
         }
+        break;
+      case 'tool_approval_required':
+        add({ kind: 'approval', text: `${frame.tool}(${show(frame.parameters)})`, requestId: frame.request_id, tool: frame.tool, decision: 'pending' });
         break;
       case 'tool_result':
         add({ kind: 'tool-result', text: `${frame.tool} → ${frame.status === 'success' ? show(frame.result) : `error: ${frame.error ?? ''}`}` });
@@ -160,15 +193,19 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
         </button>
       </div>
       <ol class="messages" ref={log} aria-live="polite">
-        {entries.map((entry, i) => (
-          <li
-            key={i}
-            class={`msg msg-${entry.kind}`}
-            data-testid={entry.kind === 'assistant' ? (i === lastAssistant ? 'answer' : 'assistant') : entry.kind === 'tool-call' || entry.kind === 'tool-result' ? entry.kind : undefined}
-          >
-            {entry.text}
-          </li>
-        ))}
+        {entries.map((entry, i) =>
+          entry.kind === 'approval' ? (
+            <Approval key={i} entry={entry} onDecide={(approve, reason) => entry.requestId && void decide(entry.requestId, approve, reason)} />
+          ) : (
+            <li
+              key={i}
+              class={`msg msg-${entry.kind}`}
+              data-testid={entry.kind === 'assistant' ? (i === lastAssistant ? 'answer' : 'assistant') : entry.kind === 'tool-call' || entry.kind === 'tool-result' ? entry.kind : undefined}
+            >
+              {entry.text}
+            </li>
+          ),
+        )}
       </ol>
       <form
         class="composer"
@@ -203,5 +240,48 @@ export function Chat({ client, agent, report }: { client: SentinelClient; agent:
         </div>
       </form>
     </section>
+  );
+}
+
+const DECIDED: Record<Exclude<Decision, 'pending'>, string> = { sending: 'Sending…', approved: 'Approved', denied: 'Denied', failed: 'Not decided' };
+
+/**
+ * One approval request: the call, then Approve / Deny (real buttons: Tab and Enter or Space
+ * work) and an optional reason for a refusal. The Approve button takes the focus when the
+ * request appears, since the answer waits for it.
+ */
+function Approval({ entry, onDecide }: { entry: Entry; onDecide: (approve: boolean, reason?: string) => void }) {
+  const [reason, setReason] = useState('');
+  const approve = useRef<HTMLButtonElement>(null);
+  const decision = entry.decision ?? 'failed';
+  const pending = decision === 'pending';
+  useEffect(() => {
+    if (pending) approve.current?.focus();
+  }, []);
+  const id = `approval-${entry.requestId ?? ''}`;
+  return (
+    <li class="msg msg-approval" data-testid="approval" data-decision={entry.decision} role="group" aria-labelledby={`${id}-title`}>
+      <div id={`${id}-title`}>
+        <strong>Approval required:</strong> <span class="mono">{entry.text}</span>
+      </div>
+      {decision === 'pending' ? (
+        <div class="row">
+          <button type="button" ref={approve} aria-label={`Approve ${entry.tool ?? 'the tool call'}`} onClick={() => onDecide(true)}>
+            Approve
+          </button>
+          <button type="button" class="danger" aria-label={`Deny ${entry.tool ?? 'the tool call'}`} onClick={() => onDecide(false, reason.trim() === '' ? undefined : reason.trim())}>
+            Deny
+          </button>
+          <label class="inline grow">
+            <span class="small muted">Reason</span>
+            <input name="reason" aria-label={`Reason for denying ${entry.tool ?? 'the tool call'}`} value={reason} maxLength={1000} onInput={(e) => setReason(e.currentTarget.value)} />
+          </label>
+        </div>
+      ) : (
+        <div class="small muted" role="status">
+          {DECIDED[decision]}
+        </div>
+      )}
+    </li>
   );
 }

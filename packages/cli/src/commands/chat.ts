@@ -4,10 +4,19 @@
  * turn, a second Ctrl-C (or one at the prompt) exits. From a pipe each input line is one
  * message, sent after the previous answer ended, and the command exits after the last answer at
  * EOF (0, or 1 when a turn failed).
+ *
+ * A tool call that needs a person's approval (`tool_approval_required`) is shown with its
+ * parameters; on a terminal the command asks "Approve? [y/N]" (and, on N, why) and sends the
+ * decision, and the answer goes on. Without a terminal nobody can answer: the command prints the
+ * pending request, how to decide it (`sentinel runs approve`), and exits with
+ * {@link EXIT_APPROVAL_PENDING}; the run waits on the server (closing the socket cancels nothing).
  */
-import { createInterface } from 'node:readline';
-import type { ChatSession, ServerFrame } from '@sentinel/api-client';
+import { createInterface, type Interface } from 'node:readline';
+import type { ChatSession, ServerFrame, ToolApprovalRequiredFrame } from '@sentinel/api-client';
 import { paint, type Context } from './context.js';
+
+/** Exit code of a non-interactive chat stopped by a tool call waiting for approval. */
+export const EXIT_APPROVAL_PENDING = 3;
 
 /** Prints a turn's frames as they come: chunks as text, tool calls dimmed (terminal only). */
 function print(ctx: Context, frame: ServerFrame): void {
@@ -15,6 +24,9 @@ function print(ctx: Context, frame: ServerFrame): void {
   else if (frame.type === 'event' && frame.event_type === 'tool_call' && ctx.term.tty) {
     const data = frame.data as { tool?: string; parameters?: unknown };
     ctx.term.out.write(paint(ctx.term, 'dim', `[${data.tool} ${JSON.stringify(data.parameters ?? {})}]`) + '\n');
+  } else if (frame.type === 'event' && frame.event_type === 'tool_approval' && ctx.term.tty) {
+    const data = (frame.data ?? {}) as { approve?: boolean; reason?: string };
+    ctx.term.out.write(paint(ctx.term, 'dim', data.approve === false ? `[refused${data.reason ? `: ${data.reason}` : ''}]` : '[approved]') + '\n');
   }
 }
 
@@ -30,12 +42,30 @@ function finish(ctx: Context, frame: ServerFrame | undefined): boolean {
   return true;
 }
 
-/** One turn: its frames printed, resolving with its terminal frame. */
-async function turn(ctx: Context, session: ChatSession, content: string, messageId: string): Promise<ServerFrame | undefined> {
+/** The request as a person reads it: the tool and its parameters. */
+export function describeApproval(frame: Pick<ToolApprovalRequiredFrame, 'tool' | 'parameters'>): string {
+  return `${frame.tool} ${JSON.stringify(frame.parameters)}`;
+}
+
+/**
+ * One turn: its frames printed, resolving with its terminal frame. `onApproval` sees each
+ * approval request; returning false stops reading the turn (it resolves with that request).
+ */
+async function turn(
+  ctx: Context,
+  session: ChatSession,
+  content: string,
+  messageId: string,
+  onApproval: (frame: ToolApprovalRequiredFrame) => boolean,
+): Promise<ServerFrame | undefined> {
   let last: ServerFrame | undefined;
   for await (const frame of session.send(content, { messageId })) {
-    print(ctx, frame);
     last = frame;
+    if (frame.type === 'tool_approval_required') {
+      if (!onApproval(frame)) break;
+      continue;
+    }
+    print(ctx, frame);
   }
   return last;
 }
@@ -56,7 +86,7 @@ export async function chat(ctx: Context, agentId: string): Promise<number> {
     const hello = await Promise.race([greeting, new Promise<{ agent_name?: string; status?: string }>((resolve) => (timer = setTimeout(() => resolve({}), 3_000)))]);
     clearTimeout(timer);
     if (process.stdin.isTTY === true) return await interactive(ctx, session, hello);
-    return await piped(ctx, session);
+    return await piped(ctx, session, agentId);
   } finally {
     session.close();
   }
@@ -68,27 +98,89 @@ function nextId(): string {
   return `cli-${process.pid}-${++counter}`;
 }
 
-async function piped(ctx: Context, session: ChatSession): Promise<number> {
+async function piped(ctx: Context, session: ChatSession, agentId: string): Promise<number> {
   const rl = createInterface({ input: process.stdin, terminal: false });
   let failed = false;
-  for await (const line of rl) {
-    if (line.trim() === '') continue;
-    if (!finish(ctx, await turn(ctx, session, line, nextId()))) failed = true;
+  try {
+    for await (const line of rl) {
+      if (line.trim() === '') continue;
+      let waiting: ToolApprovalRequiredFrame | undefined;
+      const last = await turn(ctx, session, line, nextId(), (frame) => {
+        waiting = frame;
+        return false;
+      });
+      if (waiting !== undefined) {
+        ctx.term.out.write('\n');
+        ctx.term.err.write(pendingMessage(agentId, waiting));
+        return EXIT_APPROVAL_PENDING;
+      }
+      if (!finish(ctx, last)) failed = true;
+    }
+  } finally {
+    rl.close();
   }
   return failed ? 1 : 0;
 }
 
+/** What a non-interactive chat says about a request nobody here can decide, and how to decide it. */
+function pendingMessage(agentId: string, frame: ToolApprovalRequiredFrame): string {
+  return (
+    `sentinel chat: run ${frame.run_id} is waiting for approval of ${describeApproval(frame)} (request ${frame.request_id}, expires ${frame.expires_at}); ` +
+    `stdin is not a terminal, so nobody can answer here. Decide with: sentinel runs approve ${agentId} ${frame.run_id} ${frame.request_id} [--deny --reason TEXT]\n`
+  );
+}
+
+/** The questions of pending approvals, one at a time, answered by the next line typed. */
+interface Question {
+  frame: ToolApprovalRequiredFrame;
+  stage: 'approve' | 'reason';
+}
+
 function interactive(ctx: Context, session: ChatSession, hello: { agent_name?: string; status?: string }): Promise<number> {
   ctx.term.err.write(paint(ctx.term, 'dim', `Connected to ${hello.agent_name ?? 'the agent'} (${hello.status ?? 'unknown'}). Ctrl-C cancels an answer; Ctrl-C at the prompt exits.`) + '\n');
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true, prompt: paint(ctx.term, 'cyan', '> ') });
+  const mainPrompt = paint(ctx.term, 'cyan', '> ');
+  const rl: Interface = createInterface({ input: process.stdin, output: process.stdout, terminal: true, prompt: mainPrompt });
   return new Promise((resolve, reject) => {
     let running: { messageId: string; cancelling: boolean } | undefined;
     const waiting: string[] = [];
+    const questions: Question[] = [];
     let done = false;
     const exit = (code: number): void => {
       done = true;
       rl.close();
       resolve(code);
+    };
+    /** Asks the first pending question (if any): the prompt becomes the question. */
+    const ask = (): void => {
+      const question = questions[0];
+      if (question === undefined) {
+        rl.setPrompt(mainPrompt);
+        return;
+      }
+      if (question.stage === 'approve') {
+        ctx.term.out.write(`\n${paint(ctx.term, 'yellow', 'Approval required')}: ${describeApproval(question.frame)}\n`);
+        rl.setPrompt(paint(ctx.term, 'bold', 'Approve? [y/N] '));
+      } else rl.setPrompt('Reason (optional): ');
+      rl.prompt();
+    };
+    const decide = (question: Question, approve: boolean, reason?: string): void => {
+      questions.shift();
+      session.approve(question.frame.request_id, approve, reason).then(
+        () => undefined,
+        (err: unknown) => ctx.term.err.write(`${paint(ctx.term, 'red', 'error')}: the decision on ${question.frame.request_id} was not taken: ${err instanceof Error ? err.message : String(err)}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ''}\n`),
+      );
+      ask();
+    };
+    const answer = (question: Question, line: string): void => {
+      if (question.stage === 'approve') {
+        if (/^\s*y(es)?\s*$/i.test(line)) decide(question, true);
+        else {
+          question.stage = 'reason';
+          ask();
+        }
+        return;
+      }
+      decide(question, false, line.trim() === '' ? undefined : line.trim());
     };
     const next = (): void => {
       const line = waiting.shift();
@@ -98,9 +190,16 @@ function interactive(ctx: Context, session: ChatSession, hello: { agent_name?: s
       }
       const messageId = nextId();
       running = { messageId, cancelling: false };
-      turn(ctx, session, line, messageId).then(
+      turn(ctx, session, line, messageId, (frame) => {
+        questions.push({ frame, stage: 'approve' });
+        if (questions.length === 1) ask();
+        return true;
+      }).then(
         (frame) => {
           running = undefined;
+          // The run ended (cancelled, expired): its questions are moot.
+          questions.length = 0;
+          rl.setPrompt(mainPrompt);
           finish(ctx, frame);
           if (!done) next();
         },
@@ -112,6 +211,11 @@ function interactive(ctx: Context, session: ChatSession, hello: { agent_name?: s
       );
     };
     rl.on('line', (line) => {
+      const question = questions[0];
+      if (question !== undefined) {
+        answer(question, line);
+        return;
+      }
       if (line.trim() === '') {
         if (running === undefined) rl.prompt();
         return;
@@ -128,6 +232,8 @@ function interactive(ctx: Context, session: ChatSession, hello: { agent_name?: s
       }
       running.cancelling = true;
       waiting.length = 0;
+      questions.length = 0;
+      rl.setPrompt(mainPrompt);
       session.cancel(running.messageId);
     });
     rl.on('close', () => {

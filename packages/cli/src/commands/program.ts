@@ -1,13 +1,15 @@
 /**
  * The Docker-style client commands (`sentinel login`, `ps`, `run`, `chat`, `logs`, `push`, …),
  * each a thin layer over the SDK, parsed by commander. Exit codes: 0 success, 1 an API or
- * connection error (one stderr line, `message (code)`), 2 a usage error.
+ * connection error (one stderr line, `message (code)`), 2 a usage error, 3 a chat without a
+ * terminal stopped by a tool call waiting for approval (chat.ts).
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isSentinelApiError, SentinelApiError, type Agent, type Image, type LogLevel, type LogsQuery } from '@sentinel/api-client';
 import { CommandError, describeFsError, isUsageError, oneLineMessage, UsageError } from '../errors.js';
 import { chat } from './chat.js';
+import { addRunsCommand } from './runs.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 import { writeConfig } from './config.js';
 import { makeContext, paint, type Context, type GlobalOptions } from './context.js';
@@ -18,7 +20,7 @@ import { showTransfer } from './transfer.js';
 /** The commands this module handles (bin.ts sends every other name elsewhere). */
 export const CLIENT_COMMANDS = [
   'login', 'logout', 'ps', 'run', 'start', 'stop', 'rm', 'inspect', 'chat', 'logs', 'events',
-  'images', 'build', 'rmi', 'push', 'pull', 'search', 'completion',
+  'images', 'build', 'rmi', 'push', 'pull', 'search', 'completion', 'runs',
 ] as const;
 
 export const EXIT_OK = 0;
@@ -229,7 +231,7 @@ export function buildProgram(state: { exitCode: number }): Command {
 
   program
     .command('chat')
-    .description('Chat with an agent (interactive on a terminal; from a pipe, one message per line)')
+    .description('Chat with an agent (interactive on a terminal, approving tool calls at the prompt; from a pipe, one message per line, exit 3 at a tool call waiting for approval)')
     .argument('<agent>', 'the agent: full id, unique id prefix or name')
     .action(async (ref: string, _options: unknown, command: Command) => {
       const ctx = ctxOf(command);
@@ -364,6 +366,8 @@ export function buildProgram(state: { exitCode: number }): Command {
       else ctx.term.out.write(table(ctx.term, ['NAME', 'TAGS', 'DESCRIPTION'], found.results.map((r) => [r.name, r.tags.join(', '), r.description ?? ''])));
     });
 
+  addRunsCommand(program, ctxOf);
+
   program
     .command('completion')
     .description('Print a shell completion script: source <(sentinel completion bash)')
@@ -374,7 +378,10 @@ export function buildProgram(state: { exitCode: number }): Command {
       else throw new UsageError(`completion supports bash and zsh, not "${shell}"`);
     });
 
-  for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (text, write) => write(`sentinel ${command.name()}: ${text.replace(/^error: /, '')}`) });
+  for (const command of program.commands) {
+    command.exitOverride().configureOutput({ outputError: (text, write) => write(`sentinel ${command.name()}: ${text.replace(/^error: /, '')}`) });
+    for (const sub of command.commands) sub.exitOverride().configureOutput({ outputError: (text, write) => write(`sentinel ${command.name()} ${sub.name()}: ${text.replace(/^error: /, '')}`) });
+  }
   return program;
 }
 
