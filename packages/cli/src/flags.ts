@@ -73,6 +73,12 @@ export interface ApiFlagValues {
   rateLimitChat: number;
   /** Take the client address from X-Forwarded-For (right-most entry) and believe X-Forwarded-Proto/-Host. Default false. */
   trustProxy: boolean;
+  /** Prometheus metrics: recorded, and served at `GET /metrics` to `metrics:read` (admin) credentials. Default true. */
+  metrics: boolean;
+  /** A second listener serving `GET /metrics` without auth on this port. Default none. */
+  metricsPort: number | undefined;
+  /** Interface of the `metricsPort` listener. Default `127.0.0.1` (loopback). */
+  metricsHost: string;
 }
 
 export type FlagType = 'string' | 'int' | 'bool';
@@ -398,6 +404,32 @@ export const API_FLAGS: readonly FlagSpec[] = [
     default: false,
     description: 'Behind your own reverse proxy: the client address is the right-most X-Forwarded-For entry (for rate limits and login throttling); off, the header is ignored',
     key: 'trustProxy',
+  },
+  {
+    name: 'metrics',
+    type: 'bool',
+    env: 'SENTINEL_METRICS',
+    default: true,
+    description: 'Prometheus metrics at GET /metrics for admin credentials with scope metrics:read (--no-metrics turns them off)',
+    key: 'metrics',
+  },
+  {
+    name: 'metrics-port',
+    type: 'int',
+    env: 'SENTINEL_METRICS_PORT',
+    default: undefined,
+    defaultLabel: 'none',
+    description: 'Also serve GET /metrics without auth on this port (on --metrics-host); 0 picks a free port',
+    key: 'metricsPort',
+    range: [0, 65535],
+  },
+  {
+    name: 'metrics-host',
+    type: 'string',
+    env: 'SENTINEL_METRICS_HOST',
+    default: '127.0.0.1',
+    description: 'Interface of the --metrics-port listener (it has no auth: keep it on loopback or a private network)',
+    key: 'metricsHost',
   },
 ];
 

@@ -50,6 +50,9 @@ describe('parseApiArgs: defaults', () => {
       rateLimitAuth: 120,
       rateLimitChat: 120,
       trustProxy: false,
+      metrics: true,
+      metricsPort: undefined,
+      metricsHost: '127.0.0.1',
     });
   });
 
@@ -143,6 +146,9 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_REGISTRY_MIN_RATE: '0',
     SENTINEL_REGISTRY_RATE_WINDOW: '5',
     SENTINEL_REGISTRY_ALLOW_PRIVATE: 'yes',
+    SENTINEL_METRICS: 'false',
+    SENTINEL_METRICS_PORT: '9464',
+    SENTINEL_METRICS_HOST: '0.0.0.0',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -169,6 +175,9 @@ describe('parseApiArgs: environment', () => {
       rateLimitAuth: 3,
       rateLimitChat: 7,
       trustProxy: true,
+      metrics: false,
+      metricsPort: 9464,
+      metricsHost: '0.0.0.0',
     });
   });
 

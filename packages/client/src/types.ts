@@ -1559,7 +1559,7 @@ export interface operations {
                             id: string;
                             name: string;
                             prefix: string;
-                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                             /** Format: date-time */
                             created_at: string;
                             last_used_at: string | null;
@@ -1633,7 +1633,7 @@ export interface operations {
             content: {
                 "application/json": {
                     name: string;
-                    scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                    scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                     expires_in?: number;
                 };
             };
@@ -1649,7 +1649,7 @@ export interface operations {
                         id: string;
                         name: string;
                         prefix: string;
-                        scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                        scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                         /** Format: date-time */
                         created_at: string;
                         last_used_at: string | null;
@@ -1858,7 +1858,7 @@ export interface operations {
                             id: string;
                             name: string;
                             prefix: string;
-                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                             /** Format: date-time */
                             created_at: string;
                             last_used_at: string | null;
