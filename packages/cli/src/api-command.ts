@@ -147,6 +147,7 @@ function oidcSettings(config: ApiConfig): { issuer: string; audience: string; ad
  * binding fails the core is closed again so the store is not left open.
  */
 export async function startApi(config: ApiConfig, io: CommandIo): Promise<RunningApi> {
+  if (config.metricsPort !== undefined && !config.metrics) throw new UsageError('--metrics-port needs metrics: drop --no-metrics (or SENTINEL_METRICS=false)');
   const tls = await loadTls(config.tlsCert, config.tlsKey);
   const oidc = oidcSettings(config);
   // One stdout write per turn of the event loop, not per line (the request log is a line per
@@ -218,13 +219,12 @@ export async function startApi(config: ApiConfig, io: CommandIo): Promise<Runnin
   let metricsServer: MetricsServer | undefined;
   if (config.metricsPort !== undefined) {
     try {
-      if (api.metrics === undefined) throw new UsageError('--metrics-port needs metrics on (it was given with --no-metrics)');
+      if (api.metrics === undefined) throw new Error('metrics are off');
       metricsServer = await listenMetrics(api.metrics, { port: config.metricsPort, host: config.metricsHost });
     } catch (err) {
       await server.close();
       await api.close().catch(() => undefined);
       logLines.close();
-      if (err instanceof UsageError) throw err;
       throw new CommandError(`metrics listener: ${describeListenError(err, config.metricsHost, config.metricsPort)}`, { cause: err });
     }
   }
