@@ -8,7 +8,7 @@
  * their `_bucket`, `_sum` and `_count` series. The text is parsed twice: as served, for the
  * declared types, and with histogram TYPE lines left out, for those series with their labels.
  */
-import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { createRequire } from 'node:module';
 
 /** One sample of a counter or gauge, or one histogram series (buckets by `le`). */
 export interface PromSample {
@@ -30,7 +30,8 @@ export interface PromFamily {
 /** A parsed exposition: families by name (a histogram `h` as `h`, typed, and `h_bucket`, `h_sum`, `h_count`). */
 export type Exposition = Map<string, PromFamily>;
 
-const parse = parsePrometheusTextFormat as (text: string) => PromFamily[];
+// A CommonJS package without types: required, and given the shape its README documents.
+const parse = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => PromFamily[];
 
 /** Parses an exposition text into its families by name. */
 export function parseExposition(text: string): Exposition {
