@@ -8,7 +8,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { register as globalRegistry } from 'prom-client';
+import { Counter, Histogram, Registry, register as globalRegistry } from 'prom-client';
+import { HotCounter, HotHistogram } from '../src/telemetry/hot-metrics.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSentinelApi, SentinelMetrics, type Principal, type SentinelApi } from '@sentinel/api-core';
 import { createTestDatabase, type TestDatabase } from '@sentinel/test-support/postgres';
@@ -76,6 +77,38 @@ describe('a registry per API instance', () => {
     const families = await exposition(api);
     expect(families.has('process_cpu_user_seconds_total')).toBe(false);
     expect(families.has('sentinel_turns_total')).toBe(true);
+  });
+});
+
+describe('the hot-path metrics', () => {
+  it('HotHistogram and HotCounter expose exactly what prom-client\'s Histogram and Counter would for the same observations', async () => {
+    const buckets = [0.001, 0.01, 0.1, 1];
+    const ours = new Registry();
+    const theirs = new Registry();
+    const hot = new HotHistogram({ name: 'h_seconds', help: 'a histogram', labelNames: ['route', 'status'], buckets, registry: ours });
+    const reference = new Histogram({ name: 'h_seconds', help: 'a histogram', labelNames: ['route', 'status'], buckets, registers: [theirs] });
+    const hotCounter = new HotCounter({ name: 'c_total', help: 'a counter', labelNames: ['direction'], registry: ours });
+    const referenceCounter = new Counter({ name: 'c_total', help: 'a counter', labelNames: ['direction'], registers: [theirs] });
+    const values = [0, 0.0005, 0.001, 0.002, 0.01, 0.05, 0.1, 0.5, 1, 2, 30];
+    const observeA = hot.child('/v1/a', '200');
+    const observeB = hot.child('/v1/b', '404');
+    const inbound = hotCounter.child({ direction: 'in' });
+    hotCounter.child({ direction: 'out' });
+    referenceCounter.labels('out').inc(0);
+    for (const value of values) {
+      observeA(value);
+      reference.labels('/v1/a', '200').observe(value);
+      inbound.inc();
+      referenceCounter.labels('in').inc();
+    }
+    observeB(0.003);
+    reference.labels('/v1/b', '404').observe(0.003);
+    const normalized = (text: string) => text.split('\n').map((line) => line.replace(/\{le="([^"]+)",(.*)\}/, '{$2,le="$1"}')).sort();
+    expect(normalized(await ours.metrics())).toEqual(normalized(await theirs.metrics()));
+    // A second scrape does not count the counter twice.
+    expect(normalized(await ours.metrics())).toEqual(normalized(await theirs.metrics()));
+    hot.reset();
+    expect(valueOf(parseExposition(await ours.metrics()), 'h_seconds')).toBe(0);
   });
 });
 

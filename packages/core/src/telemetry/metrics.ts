@@ -13,6 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { isSentinelError } from '../contract/errors.js';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 /** Distinct `gen_ai_request_model` values kept before new models are counted as `other`. */
 export const DEFAULT_MODEL_LABEL_CAP = 100;
@@ -72,7 +73,7 @@ const STORE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 // Node's HTTP parser accepts only these (and a few more WebDAV ones), so the label stays bounded anyway.
 const KNOWN_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
-type HistogramChild = ReturnType<Histogram<string>['labels']>;
+type Observe = (seconds: number) => void;
 type CounterChild = ReturnType<Counter<string>['labels']>;
 
 /**
@@ -85,11 +86,11 @@ export class SentinelMetrics {
   /** The `Content-Type` of {@link text} (Prometheus text exposition format 0.0.4). */
   readonly contentType: string;
 
-  readonly #http: Histogram<'method' | 'route' | 'status'>;
-  /** method → route → status → child: no string is built per request. */
-  readonly #httpChildren = new Map<string, Map<string, Map<number, HistogramChild>>>();
+  readonly #http: HotHistogram;
+  /** method → route → status → observer: no string is built per request. */
+  readonly #httpChildren = new Map<string, Map<string, Map<number, Observe>>>();
   readonly #wsConnections: Gauge<'channel'>;
-  readonly #wsMessages: Counter<'channel' | 'direction'>;
+  readonly #wsMessages: HotCounter<'channel' | 'direction'>;
   readonly #wsSlowCloses: Counter;
   readonly #turns: Counter<'status'>;
   readonly #turnChildren = new Map<string, CounterChild>();
@@ -101,7 +102,7 @@ export class SentinelMetrics {
   readonly #models = new Set<string>();
   readonly #modelCap: number;
   readonly #providerErrors: Counter<'provider' | 'code'>;
-  readonly #storeDuration: Histogram<'backend' | 'operation'>;
+  readonly #storeDuration: HotHistogram;
   readonly #eventAppends: Counter;
   readonly #busPublishes: Counter;
   readonly #busReconnects: Counter;
@@ -113,19 +114,20 @@ export class SentinelMetrics {
     this.contentType = registry.contentType;
     this.#modelCap = options.modelLabelCap ?? DEFAULT_MODEL_LABEL_CAP;
     const registers = [registry];
-    this.#http = new Histogram({
+    // The per-request and per-frame metrics are hot-metrics.ts's (an observation in ns, not µs).
+    this.#http = new HotHistogram({
       name: 'http_server_request_duration_seconds',
       help: 'Duration of HTTP requests, by method, route template and status',
       labelNames: ['method', 'route', 'status'],
       buckets: HTTP_BUCKETS,
-      registers,
+      registry,
     });
     this.#wsConnections = new Gauge({ name: 'sentinel_ws_connections', help: 'Open WebSocket connections, by channel', labelNames: ['channel'], registers });
-    this.#wsMessages = new Counter({
+    this.#wsMessages = new HotCounter({
       name: 'sentinel_ws_messages_total',
       help: 'WebSocket frames, by channel and direction (in: from the client, out: to it)',
       labelNames: ['channel', 'direction'],
-      registers,
+      registry,
     });
     this.#wsSlowCloses = new Counter({ name: 'sentinel_ws_slow_consumer_closes_total', help: 'WebSockets closed with 1008 because the client read too slowly', registers });
     this.#turns = new Counter({ name: 'sentinel_turns_total', help: 'Finished agent turns, by how they ended (stop, length, tool_rounds, cancelled, error, ...)', labelNames: ['status'], registers });
@@ -168,12 +170,12 @@ export class SentinelMetrics {
       labelNames: ['provider', 'code'],
       registers,
     });
-    this.#storeDuration = new Histogram({
+    this.#storeDuration = new HotHistogram({
       name: 'sentinel_store_operation_duration_seconds',
       help: 'Duration of Store operations, by backend and operation (the Store method)',
       labelNames: ['backend', 'operation'],
       buckets: STORE_BUCKETS,
-      registers,
+      registry,
     });
     this.#eventAppends = new Counter({ name: 'sentinel_event_log_appends_total', help: 'Events appended to agents\' event logs', registers });
     this.#busPublishes = new Counter({ name: 'sentinel_bus_publish_total', help: 'Messages published on the event bus (in process or Redis)', registers });
@@ -193,21 +195,19 @@ export class SentinelMetrics {
     if (byRoute === undefined) this.#httpChildren.set(methodLabel, (byRoute = new Map()));
     let byStatus = byRoute.get(route);
     if (byStatus === undefined) byRoute.set(route, (byStatus = new Map()));
-    let child = byStatus.get(status);
-    if (child === undefined) byStatus.set(status, (child = this.#http.labels(methodLabel, route, String(status))));
-    child.observe(seconds);
+    let observe = byStatus.get(status);
+    if (observe === undefined) byStatus.set(status, (observe = this.#http.child(methodLabel, route, String(status))));
+    observe(seconds);
   }
 
   /** The counters of one WebSocket channel (resolve once, then call per frame). */
   webSocketChannel(channel: WebSocketChannel): WebSocketChannelMetrics {
     const connections = this.#wsConnections.labels(channel);
-    const received = this.#wsMessages.labels(channel, 'in');
-    const sent = this.#wsMessages.labels(channel, 'out');
+    const received = this.#wsMessages.child({ channel, direction: 'in' });
+    const sent = this.#wsMessages.child({ channel, direction: 'out' });
     const slow = this.#wsSlowCloses;
     // Series exist from the start, so a rate() over them has a zero to start from.
     connections.inc(0);
-    received.inc(0);
-    sent.inc(0);
     return {
       opened: () => connections.inc(),
       closed: () => connections.dec(),
@@ -262,8 +262,7 @@ export class SentinelMetrics {
 
   /** The duration recorder of one Store operation (resolve once per method). */
   storeOperation(backend: string, operation: string): (seconds: number) => void {
-    const child = this.#storeDuration.labels(backend, operation);
-    return (seconds) => child.observe(seconds);
+    return this.#storeDuration.child(backend, operation);
   }
 
   /** `count` events appended to agents' event logs. */
