@@ -46,7 +46,7 @@ afterAll(() => {
 });
 
 describe('a registry per API instance', () => {
-  it('two APIs in one process each count their own, and neither touches the global registry', async () => {
+  it('two APIs in one process each count their own, share the process metrics, and neither touches the global registry', async () => {
     const a = await start();
     const b = await start();
     expect(a.metrics?.registry).not.toBe(b.metrics?.registry);
@@ -59,8 +59,10 @@ describe('a registry per API instance', () => {
     const fromB = await exposition(b);
     expect(valueOf(fromB, 'sentinel_event_log_appends_total')).toBe(bBefore);
     expect(histogramSeries(fromB, 'sentinel_store_operation_duration_seconds').some((labels) => labels.operation === 'createAgent')).toBe(false);
-    // Both export the process metrics, registered twice without a clash, and none went global.
+    // Both export the process metrics, collected once for the process they share, and none went global.
     expect(fromA.has('nodejs_eventloop_lag_seconds') && fromB.has('nodejs_eventloop_lag_seconds')).toBe(true);
+    expect(a.metrics?.processRegistry).toBeDefined();
+    expect(a.metrics?.processRegistry).toBe(b.metrics?.processRegistry);
     expect(await globalRegistry.getMetricsAsJSON()).toEqual([]);
   });
 

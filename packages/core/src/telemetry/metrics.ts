@@ -74,6 +74,23 @@ const STORE_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
 const KNOWN_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 type Observe = (seconds: number) => void;
+
+let processRegistry: Registry | undefined;
+
+/**
+ * prom-client's default metrics, once per process, in a registry of ours (not the library's
+ * global one). They describe the process, which every API instance in it shares; collecting
+ * them per instance would leave a GC observer and an event-loop monitor behind for each API
+ * ever created (prom-client offers no way to stop them), which a test run creating hundreds
+ * of APIs in one worker pays for on every GC.
+ */
+function sharedProcessRegistry(): Registry {
+  if (processRegistry === undefined) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
 type CounterChild = ReturnType<Counter<string>['labels']>;
 
 /**
@@ -81,8 +98,10 @@ type CounterChild = ReturnType<Counter<string>['labels']>;
  * transports and the core record into it, and `GET /metrics` serves {@link text}.
  */
 export class SentinelMetrics {
-  /** The instance's own registry (never prom-client's global `register`). */
+  /** The instance's own registry (never prom-client's global `register`); the process metrics are in {@link processRegistry}. */
   readonly registry: Registry;
+  /** The process metrics (CPU, memory, event loop lag, GC), one registry per process; undefined with `processMetrics: false`. */
+  readonly processRegistry: Registry | undefined;
   /** The `Content-Type` of {@link text} (Prometheus text exposition format 0.0.4). */
   readonly contentType: string;
 
@@ -180,12 +199,13 @@ export class SentinelMetrics {
     this.#eventAppends = new Counter({ name: 'sentinel_event_log_appends_total', help: 'Events appended to agents\' event logs', registers });
     this.#busPublishes = new Counter({ name: 'sentinel_bus_publish_total', help: 'Messages published on the event bus (in process or Redis)', registers });
     this.#busReconnects = new Counter({ name: 'sentinel_bus_reconnects_total', help: 'Reconnections of the Redis bus connections', registers });
-    if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+    this.processRegistry = options.processMetrics ?? true ? sharedProcessRegistry() : undefined;
   }
 
-  /** The exposition text of every metric (what `GET /metrics` answers). */
-  text(): Promise<string> {
-    return this.registry.metrics();
+  /** The exposition text of every metric, the process metrics included (what `GET /metrics` answers). */
+  async text(): Promise<string> {
+    const [own, processText] = await Promise.all([this.registry.metrics(), this.processRegistry?.metrics()]);
+    return processText === undefined ? own : `${own}\n${processText}`;
   }
 
   /** Records one HTTP request: `route` is the route template (`/v1/agents/:id`), never the raw path. */
