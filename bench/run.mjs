@@ -14,13 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { copyDataDir, seedDataDir } from './lib/fixtures.mjs';
 import { commandWorks, detectTaskset } from './lib/processes.mjs';
 import { formatTable } from './lib/table.mjs';
-import { agentsCreateScenario, agentsListKeyScenario, agentsListScenario, healthScenario } from './scenarios/http.mjs';
+import { agentsCreateScenario, agentsListKeyScenario, agentsListScenario, healthScenario, metricsCostScenario } from './scenarios/http.mjs';
 import { eventLogScenario } from './scenarios/event-log.mjs';
 import { wsChatScenario, wsFanoutScenario, wsIdleScenario } from './scenarios/ws.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PACKAGES = ['core', 'http', 'ws', 'cli'];
-const SCENARIOS = [healthScenario, agentsListScenario, agentsListKeyScenario, agentsCreateScenario, wsChatScenario, wsFanoutScenario, wsIdleScenario, eventLogScenario];
+const SCENARIOS = [healthScenario, agentsListScenario, agentsListKeyScenario, agentsCreateScenario, metricsCostScenario, wsChatScenario, wsFanoutScenario, wsIdleScenario, eventLogScenario];
 
 function usage(message) {
   process.stderr.write(`bench: ${message}\n`);

@@ -37,6 +37,9 @@ function serverSpecs(ctx, data, names) {
       script: SENTINEL,
       args: (d) => ['--data-dir', d.dir, '--secret', ctx.secret, '--log-requests', logFlag, '--rate-limits', 'off'],
     },
+    // The same server with Prometheus metrics off (`--no-metrics`): `sentinel` records every
+    // request into its histogram and times every store call.
+    'sentinel metrics off': sentinelWith('sentinel metrics off', ['--no-metrics']),
     'node:http': { name: 'node:http', script: NODE_HTTP, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
     // The same server writing the list's bytes built once: JWT verify + 25 KB write, nothing else.
     'node:http bytes': {
@@ -233,5 +236,42 @@ export const agentsCreateScenario = {
     });
     const value = ratio(rows, 'sentinel', 'fastify');
     return { rows, checks: [{ name: 'sentinel / fastify', value, target: 'none (reported)', pass: null }] };
+  },
+};
+
+/**
+ * What metrics cost (issue 18): health and the authenticated list, each with metrics on (the
+ * default) and `--no-metrics`, in alternating rounds of one run; tracing is not configured.
+ */
+export const metricsCostScenario = {
+  id: 'metrics-cost',
+  title: 'metrics on vs off: GET /v1/health and authenticated GET /v1/agents',
+  unit: 'req/s',
+  better: 'higher',
+  async run(ctx) {
+    const data = await ctx.seed('list');
+    const contenders = ['sentinel', 'sentinel metrics off'];
+    const health = await measureHttp(ctx, { title: `${this.title}: health`, data, contenders, request: { method: 'GET', path: '/v1/health' } });
+    const list = await measureHttp(ctx, { title: `${this.title}: agents`, data, contenders, request: { method: 'GET', path: '/v1/agents', auth: true } });
+    const named = (rows, what) => rows.map((row) => ({ ...row, contender: `${what}: ${row.contender === 'sentinel' ? 'metrics on' : 'metrics off'}` }));
+    const rows = [...named(health, 'health'), ...named(list, 'agents')];
+    const check = (what, source) => {
+      const value = ratio(source, 'sentinel', 'sentinel metrics off');
+      return { name: `${what}: metrics on / off (req/s)`, value, target: '>= 0.97', pass: value === null ? null : value >= 0.97 };
+    };
+    const cpu = (what, source) => {
+      const on = source.find((r) => r.contender === 'sentinel')?.cpu_us_per_request;
+      const off = source.find((r) => r.contender === 'sentinel metrics off')?.cpu_us_per_request;
+      const value = on && off ? on / off : null;
+      return { name: `${what}: metrics on / off (CPU per request)`, value, target: 'reported', pass: null };
+    };
+    return {
+      rows,
+      notes: [
+        `${data.agentIds.length} agents of one user, that user's token; request logs ${ctx.logRequests ? 'on' : 'off'}; tracing not configured; process metrics on`,
+        'metrics on: one histogram observation per request (method, route template, status) plus one per store call',
+      ],
+      checks: [check('health', health), check('agents', list), cpu('health', health), cpu('agents', list)],
+    };
   },
 };

@@ -9,7 +9,7 @@ import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { createBatchedLineWriter, createJsonLogger, createSentinelApi, type Logger, type SentinelApi, type SentinelApiOptions } from '@sentinel/api-core';
-import { listen, type RunningServer } from '@sentinel/api-http';
+import { listen, listenMetrics, type MetricsServer, type RunningServer } from '@sentinel/api-http';
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { CommandError, UsageError, describeFsError, oneLineMessage } from './errors.js';
 import { parseApiArgs, type ApiConfig } from './parse-args.js';
@@ -38,6 +38,8 @@ export interface RunningApi {
   readonly server: RunningServer;
   /** The WebSocket transport (chat and events) attached to the same server. */
   readonly ws: WebSocketHandle;
+  /** The `--metrics-port` listener (`GET /metrics` without auth); undefined without the flag. */
+  readonly metricsServer: MetricsServer | undefined;
   /** The JSON-lines logger writing to stdout. */
   readonly logger: Logger;
   /** Set only when this start created the admin user with a generated password. */
@@ -145,6 +147,7 @@ function oidcSettings(config: ApiConfig): { issuer: string; audience: string; ad
  * binding fails the core is closed again so the store is not left open.
  */
 export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiOverrides = {}): Promise<RunningApi> {
+  if (config.metricsPort !== undefined && !config.metrics) throw new UsageError('--metrics-port needs metrics: drop --no-metrics (or SENTINEL_METRICS=false)');
   const tls = await loadTls(config.tlsCert, config.tlsKey);
   const oidc = oidcSettings(config);
   // One stdout write per turn of the event loop, not per line (the request log is a line per
@@ -180,6 +183,7 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     ...(oidc === undefined ? {} : { oidc }),
     rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
     runs: { approvalTimeoutMs: config.approvalTimeoutMs },
+    metrics: config.metrics,
     logger,
     ...(overrides.runs === undefined ? {} : { runs: overrides.runs }),
   }).catch((err: unknown) => {
@@ -215,12 +219,25 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     logLines.close();
     throw new CommandError(describeListenError(err, config.host, config.port), { cause: err });
   }
+  let metricsServer: MetricsServer | undefined;
+  if (config.metricsPort !== undefined) {
+    try {
+      if (api.metrics === undefined) throw new Error('metrics are off');
+      metricsServer = await listenMetrics(api.metrics, { port: config.metricsPort, host: config.metricsHost });
+    } catch (err) {
+      await server.close();
+      await api.close().catch(() => undefined);
+      logLines.close();
+      throw new CommandError(`metrics listener: ${describeListenError(err, config.metricsHost, config.metricsPort)}`, { cause: err });
+    }
+  }
   // Same server, same port: wss:// under TLS, and the agents' `endpoints` already say so.
   const ws = attachWebSocket(server.server, api, { logger });
   logLines.flush();
   // The docs (and console) URLs on the line people read first: one click away.
   const consoleNote = server.consoleDir !== undefined ? `, console at ${server.url}/console/` : '';
   io.stdout.write(`SentinelStacks API listening on ${server.url} (version ${cliVersion()}, commit ${shortCommit()}), docs at ${server.url}/docs${consoleNote}\n`);
+  if (metricsServer !== undefined) io.stdout.write(`Metrics (no auth) at ${metricsServer.url}/metrics\n`);
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -230,10 +247,12 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
       // (clients get their terminal frame), then the sockets close with 1001, then the HTTP
       // requests still in flight are awaited, and only then the store closes under nobody.
       const httpClosed = server.close();
+      const metricsClosed = metricsServer?.close();
       try {
         await api.shutdown();
         await ws.close();
         await httpClosed;
+        await metricsClosed;
       } finally {
         await api.close();
         logLines.close();
@@ -249,6 +268,7 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     api,
     server,
     ws,
+    metricsServer,
     logger,
     generatedAdminPassword: api.generatedAdminPassword,
     close,

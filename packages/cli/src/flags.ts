@@ -77,6 +77,12 @@ export interface ApiFlagValues {
   trustProxy: boolean;
   /** How long a run waits for a person to decide a tool approval before it fails with `approval_timeout`, ms. Default 3600000 (1 h). */
   approvalTimeoutMs: number;
+  /** Prometheus metrics: recorded, and served at `GET /metrics` to `metrics:read` (admin) credentials. Default true. */
+  metrics: boolean;
+  /** A second listener serving `GET /metrics` without auth on this port. Default none. */
+  metricsPort: number | undefined;
+  /** Interface of the `metricsPort` listener. Default `127.0.0.1` (loopback). */
+  metricsHost: string;
 }
 
 /** `duration`: a number with a unit (`500ms`, `30s`, `5m`, `2h`; a bare number is seconds), parsed to milliseconds. */
@@ -421,6 +427,32 @@ export const API_FLAGS: readonly FlagSpec[] = [
     description: 'How long a run waits for a person to approve or refuse a tool call (e.g. 30s, 15m, 2h) before it fails with approval_timeout',
     key: 'approvalTimeoutMs',
     range: [1_000, 7 * 86_400_000],
+  },
+  {
+    name: 'metrics',
+    type: 'bool',
+    env: 'SENTINEL_METRICS',
+    default: true,
+    description: 'Prometheus metrics at GET /metrics for admin credentials with scope metrics:read (--no-metrics turns them off)',
+    key: 'metrics',
+  },
+  {
+    name: 'metrics-port',
+    type: 'int',
+    env: 'SENTINEL_METRICS_PORT',
+    default: undefined,
+    defaultLabel: 'none',
+    description: 'Also serve GET /metrics without auth on this port (on --metrics-host); 0 picks a free port',
+    key: 'metricsPort',
+    range: [0, 65535],
+  },
+  {
+    name: 'metrics-host',
+    type: 'string',
+    env: 'SENTINEL_METRICS_HOST',
+    default: '127.0.0.1',
+    description: 'Interface of the --metrics-port listener (it has no auth: keep it on loopback or a private network)',
+    key: 'metricsHost',
   },
 ];
 

@@ -52,6 +52,9 @@ describe('parseApiArgs: defaults', () => {
       rateLimitChat: 120,
       trustProxy: false,
       approvalTimeoutMs: 3_600_000,
+      metrics: true,
+      metricsPort: undefined,
+      metricsHost: '127.0.0.1',
     });
   });
 
@@ -147,6 +150,9 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_REGISTRY_ALLOW_PRIVATE: 'yes',
     SENTINEL_WEBHOOK_ALLOW_PRIVATE: 'true',
     SENTINEL_APPROVAL_TIMEOUT: '15m',
+    SENTINEL_METRICS: 'false',
+    SENTINEL_METRICS_PORT: '9464',
+    SENTINEL_METRICS_HOST: '0.0.0.0',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -175,6 +181,9 @@ describe('parseApiArgs: environment', () => {
       rateLimitChat: 7,
       trustProxy: true,
       approvalTimeoutMs: 900_000,
+      metrics: false,
+      metricsPort: 9464,
+      metricsHost: '0.0.0.0',
     });
   });
 

@@ -179,6 +179,8 @@ describe('the README walk-through, pasted in order', () => {
     expect(cli).toMatch(/^demo\/helper:v1: pulled sha256:[0-9a-f]{64}$/m);
     expect(cli).toMatch(/^demo\/helper +v1 +/m);
     expect(cli).toContain(`Removing login credentials for ${url}`);
+    // Monitoring: a metrics:read key scrapes /metrics, which has counted the walk-through's turns.
+    expect(find('"$API/metrics"')).toMatch(/^sentinel_turns_total\{status="stop"\} [1-9]\d*$/m);
     for (const [index, block] of runnable.entries()) expect(read(index, 'err'), `stderr of README line ${block.line}`).toBe('');
   }, 120_000);
 });

@@ -1978,7 +1978,7 @@ export interface operations {
                             id: string;
                             name: string;
                             prefix: string;
-                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                             /** Format: date-time */
                             created_at: string;
                             last_used_at: string | null;
@@ -2052,7 +2052,7 @@ export interface operations {
             content: {
                 "application/json": {
                     name: string;
-                    scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                    scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                     expires_in?: number;
                 };
             };
@@ -2068,7 +2068,7 @@ export interface operations {
                         id: string;
                         name: string;
                         prefix: string;
-                        scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                        scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                         /** Format: date-time */
                         created_at: string;
                         last_used_at: string | null;
@@ -2277,7 +2277,7 @@ export interface operations {
                             id: string;
                             name: string;
                             prefix: string;
-                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "admin")[];
+                            scopes: ("agents:read" | "agents:write" | "agents:chat" | "images:read" | "images:write" | "registry:pull" | "registry:push" | "keys:write" | "metrics:read" | "admin")[];
                             /** Format: date-time */
                             created_at: string;
                             last_used_at: string | null;

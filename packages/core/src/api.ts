@@ -43,6 +43,7 @@ import type { ProviderOptions } from './providers/config.js';
 import { isPreparedJson, isRouteReply, type BodyFormat, type RouteContext, type RouteDef } from './contract/route.js';
 import type { RuntimeOptions } from './runtime/runtime.js';
 import type { Store } from './store/types.js';
+import type { SentinelMetrics, SentinelMetricsOptions } from './telemetry/metrics.js';
 import type { HttpFetchToolOptions } from './tools/http-fetch.js';
 import type { WebSearchToolOptions } from './tools/web-search.js';
 import type { WebhookOptions } from './webhooks/dispatcher.js';
@@ -123,6 +124,12 @@ export interface SentinelApiOptions {
    * auth 120 (login, per client address), chat 120 (chat frames).
    */
   rateLimits?: RateLimitSettings | false;
+  /**
+   * Prometheus metrics (`api.metrics`, served by the HTTP transport at `GET /metrics`): a
+   * prom-client registry of this instance's own, never the global one. Options: process
+   * metrics, the model label cap. Default `true` (on, with process metrics); `false`: none.
+   */
+  metrics?: boolean | SentinelMetricsOptions;
 }
 
 /** Raw, unvalidated input as a transport extracted it. */
@@ -263,6 +270,8 @@ export interface SentinelApiSurface {
   /** Runs a route (see {@link invokeRoute}). */
   invoke(route: CompiledRoute, raw: RawRouteInput, ctx: RouteContext): Promise<RouteResponse>;
   readonly logger: Logger;
+  /** This instance's metrics, which the transports record into and `GET /metrics` serves; undefined when turned off. */
+  readonly metrics?: SentinelMetrics;
   close(): Promise<void>;
 }
 

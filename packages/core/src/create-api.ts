@@ -52,6 +52,9 @@ import { sentinelVersion } from './version.js';
 import { deliverRunWebhooks, WebhookDispatcher } from './webhooks/dispatcher.js';
 import { WebhookSecrets } from './webhooks/secrets.js';
 import { AgentWebhookDefaults } from './webhooks/agent-webhooks.js';
+import { countBusPublishes } from './telemetry/instrument-bus.js';
+import { instrumentStore } from './telemetry/instrument-store.js';
+import { SentinelMetrics } from './telemetry/metrics.js';
 
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
@@ -106,6 +109,8 @@ export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   shutdown(): Promise<void>;
   /** The data directory in use (created only when the SQLite file or the token secret lives there). */
   readonly dataDir: string;
+  /** This instance's Prometheus metrics (`GET /metrics`); undefined with `metrics: false`. */
+  readonly metrics: SentinelMetrics | undefined;
   /** Set only when this start created the admin with a generated password (print it once; never log it). */
   readonly generatedAdminPassword?: string;
 }
@@ -185,6 +190,8 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
   // An embedding app that brings its own Store and secret needs no directory on disk.
   if (!options.store || options.tokenSecret === undefined) await prepareDataDir(dataDir);
 
+  // Per instance: two APIs in one process must not share (or collide in) prom-client's global registry.
+  const metrics = options.metrics === false ? undefined : new SentinelMetrics(options.metrics === true ? {} : options.metrics);
   let store: Store;
   if (options.store) {
     store = options.store;
@@ -206,16 +213,19 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
   let redis: RedisScaleOut | undefined;
   if (options.busUrl !== undefined) {
     try {
-      redis = await (await import('./redis/index.js')).openRedisScaleOut({ url: options.busUrl, logger });
+      redis = await (await import('./redis/index.js')).openRedisScaleOut({ url: options.busUrl, logger, ...(metrics ? { onReconnect: () => metrics.busReconnected() } : {}) });
     } catch (err) {
       if (!options.store) await store.close().catch(() => undefined);
       throw err;
     }
     logger.info('event bus on redis', { url: redis.bus.displayUrl, key_prefix: redis.bus.keyPrefix });
   }
+  const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
+  if (metrics) store = instrumentStore(store, metrics, storeKind);
+  const rawBus = redis?.bus ?? createLocalEventBus({ logger });
   // Retention watches every event on its way through the bus, whoever wrote it.
   const bus = withEventRetention(
-    redis?.bus ?? createLocalEventBus({ logger }),
+    metrics ? countBusPublishes(rawBus, metrics) : rawBus,
     createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
   );
   try {
@@ -257,7 +267,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     const tickets = new TicketService({ ...(redis ? { store: redis.tickets } : {}), ...(options.wsTicketTtlMs === undefined ? {} : { ttlMs: options.wsTicketTtlMs }) });
     // Counters in Redis with a bus, so every instance counts a user's day against the same numbers.
     const quotas = new QuotaService({ users, store, logger, ...(redis ? { counters: redis.usageCounters } : {}) });
-    const journal = new AgentJournal({ store, bus, logger });
+    const journal = new AgentJournal({ store, bus, logger, ...(metrics ? { metrics } : {}) });
     const rateLimiter =
       options.rateLimits === false ? undefined : new RateLimiter({ limits: options.rateLimits ?? {}, ...(redis ? { store: redis.rateLimitStore } : {}) });
     const { echoChunkDelayMs, ...runtimeKnobs } = options.runtime ?? {};
@@ -273,7 +283,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // The live registries: a build naming a tool or provider this server lacks is refused, and
     // what an embedding app registers later counts from then on.
     const images = new ImageService({ store, logger, journal, tools, providers });
-    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
+    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}), ...(metrics ? { metrics } : {}) });
     const webhookSecrets = new WebhookSecrets({ store });
     const webhooks = new WebhookDispatcher({ ...options.webhooks, store, secrets: webhookSecrets, logger: logger.child({ component: 'webhooks' }) });
     // The edge checks webhook URLs with the policy the dispatcher delivers under.
@@ -334,7 +344,6 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     await images.ensureStarterImage();
 
-    const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
       auth: authService, users, quotas, agents, images, bus, events, runs, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
       webhooks: { secrets: webhookSecrets, runs, store },
@@ -380,6 +389,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
       registry,
       shutdown,
       dataDir,
+      metrics,
       ...(admin.generatedPassword === undefined ? {} : { generatedAdminPassword: admin.generatedPassword }),
       authenticate: (authorization) => authService.authenticate(authorization),
       authenticateTicket: async (ticket, channel, agentRef) => {

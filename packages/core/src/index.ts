@@ -141,6 +141,15 @@ export {
   type SentinelApiSurface,
 } from './api.js';
 export { createSentinelApi, type SentinelApi } from './create-api.js';
+// Prometheus metrics (telemetry/metrics.ts): a registry per API instance, recorded into by the transports.
+export {
+  SentinelMetrics,
+  type ProviderCallMetrics,
+  type SentinelMetricsOptions,
+  type TurnQueueStats,
+  type WebSocketChannel,
+  type WebSocketChannelMetrics,
+} from './telemetry/metrics.js';
 export { API_MINOR_VERSION, API_VERSION_HEADER, apiVersionHeader, sentinelCommit, sentinelVersion } from './version.js';
 export type { VersionInfo } from './routes/version.js';
 // For apps (and tests) that serve routes of their own next to the api's: their document, built the same way.

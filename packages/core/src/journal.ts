@@ -9,6 +9,7 @@ import type { Logger, LogLevel } from './contract/logger.js';
 import { silentLogger } from './contract/logger.js';
 import type { EventRecord, LogRecord } from './contract/models.js';
 import type { Store } from './store/types.js';
+import type { SentinelMetrics } from './telemetry/metrics.js';
 
 export interface AgentJournalOptions {
   store: Store;
@@ -17,6 +18,8 @@ export interface AgentJournalOptions {
   logger?: Logger;
   /** Clock for timestamps. Default `Date.now`. */
   now?: () => number;
+  /** Counts appended events (`sentinel_event_log_appends_total`). Default: none. */
+  metrics?: SentinelMetrics;
 }
 
 export class AgentJournal {
@@ -24,12 +27,14 @@ export class AgentJournal {
   private readonly bus: EventBus;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly metrics: SentinelMetrics | undefined;
 
   constructor(options: AgentJournalOptions) {
     this.store = options.store;
     this.bus = options.bus;
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
+    this.metrics = options.metrics;
   }
 
   /** Appends one log line for the agent, publishes it, and returns it with its `seq`. */
@@ -48,6 +53,7 @@ export class AgentJournal {
       { agent_id: agentId, event_type: eventType, timestamp: isoTimestamp(this.now()), content, data },
     ]);
     if (!stored) throw new Error(`store returned no event record for agent ${agentId}`);
+    this.metrics?.eventsAppended();
     this.bus.publish(agentId, { kind: 'event', event: stored });
     return stored;
   }

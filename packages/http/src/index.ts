@@ -9,3 +9,4 @@ export { createServer, listen, type ListenOptions, type RunningServer, type Serv
 /** Error code → HTTP status (the core's table, re-exported for HTTP hosts). */
 export { httpStatusForErrorCode as statusForErrorCode } from '@sentinel/api-core';
 export { DEFAULT_MAX_BODY_BYTES } from './read-body.js';
+export { METRICS_PATH, listenMetrics, sendMetrics, type MetricsListenOptions, type MetricsServer } from './metrics.js';

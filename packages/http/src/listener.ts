@@ -12,6 +12,8 @@ import {
   API_VERSION_HEADER,
   bodyFormatsOf,
   deprecationHeaders,
+  hasScope,
+  insufficientScope,
   isSentinelError,
   isStreamResult,
   SentinelError,
@@ -29,6 +31,7 @@ import { announcesBody, ClientGoneError, DEFAULT_MAX_BODY_BYTES, readBodyText } 
 import { createRequestContext, type RequestContext } from './request-context.js';
 import { requestIdFor } from './request-id.js';
 import { sendEmpty, sendError, sendRouteResponse, setResponseHeaders } from './respond.js';
+import { METRICS_PATH, sendMetrics } from './metrics.js';
 import { createRouter } from './router.js';
 import { createStreamTracker, sendStream, type StreamOptions } from './stream.js';
 
@@ -49,6 +52,12 @@ export interface NodeListenerOptions extends StreamOptions {
    * is not the api's (a host's own routes get it through `next()`, otherwise 404).
    */
   console?: false | ConsoleOptions;
+  /**
+   * Serve `GET /metrics` (Prometheus text) to credentials with scope `metrics:read` (admins), and
+   * record `http_server_request_duration_seconds`, when the api has metrics (`api.metrics`).
+   * Default `true`. `false`: neither (`/metrics` is then not the api's).
+   */
+  metrics?: boolean;
   /** Log one `request` line per request at info level. Default `true`. */
   logRequests?: boolean;
   /** Where request lines and unexpected errors go. Default `api.logger`. */
@@ -109,8 +118,10 @@ interface Exchange {
   readonly requestId: string;
   readonly method: string;
   readonly path: string;
-  /** performance.now() at arrival (0 when requests are not logged). */
+  /** performance.now() at arrival (0 when requests are neither logged nor measured). */
   readonly started: number;
+  /** The `route` label: the matched route's template, a site's prefix, or `unmatched`. */
+  route: string;
   readonly context: RequestContext;
   readonly clientGone: () => void;
 }
@@ -120,6 +131,15 @@ interface Exchange {
 // most of what a cheap route like /v1/health costs beyond Node's own work.
 const EXCHANGE = Symbol('sentinel.exchange');
 type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
+
+/** The `route` label of requests no route, site or `/metrics` answered (404s, OPTIONS): never the raw path. */
+const UNMATCHED_ROUTE = 'unmatched';
+
+/** Sets the `route` label of the request `res` answers. */
+function labelRoute(res: ServerResponse, route: string): void {
+  const exchange = (res as TrackedResponse)[EXCHANGE];
+  if (exchange !== undefined) exchange.route = route;
+}
 
 function errorFields(err: unknown): Record<string, unknown> {
   // An `internal` SentinelError wraps the real failure in `cause`: log that one.
@@ -147,6 +167,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
   // Deprecated routes only (docs/VERSIONING.md): their Deprecation/Sunset/Link headers, built once.
   const deprecationByRoute = new Map(api.routes.map((route) => [route, deprecationHeaders(route)] as const).filter(([, headers]) => headers.length > 0));
   const apiVersion = apiVersionHeader();
+  const metrics = options.metrics === false ? undefined : api.metrics;
 
   /** Answers the request; never rejects (failures become error responses through `fail`). */
   async function respond(req: IncomingMessage, res: ServerResponse, method: string, path: string, rawQuery: string, ctx: RequestContext, abortProducer: () => void) {
@@ -165,11 +186,20 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const origin = req.headers.origin;
     if (cors && origin !== undefined) setCorsHeaders(res, cors, origin);
 
+    if (metrics !== undefined && path === METRICS_PATH) {
+      labelRoute(res, METRICS_PATH);
+      ctx.principal = await api.authenticate(req.headers.authorization);
+      if (!hasScope(ctx.principal, 'metrics:read')) throw insufficientScope('metrics:read');
+      await sendMetrics(res, method, metrics);
+      return;
+    }
     if (docs?.owns(path)) {
+      labelRoute(res, '/docs');
       await docs.serve(res, method, path, req.headers['if-none-match']);
       return;
     }
     if (consoleSite?.owns(path)) {
+      labelRoute(res, '/console');
       await consoleSite.serve(res, method, path, req.headers['if-none-match'], ctx.origin);
       return;
     }
@@ -190,6 +220,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       throw new SentinelError('method_not_allowed', `method ${method} is not allowed on ${path}`, { allow: match.allow });
     }
     const { route, params } = match;
+    labelRoute(res, route.path);
     // Before anything can fail: a deprecated route's errors carry the headers too.
     const deprecation = deprecationByRoute.get(route);
     if (deprecation !== undefined) for (const [name, value] of deprecation) res.setHeader(name, value);
@@ -260,14 +291,16 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     this[EXCHANGE] = undefined;
     const finished = this.writableFinished;
     if (!finished) exchange.clientGone();
+    // 499 (nginx's "client closed request") when the client left before a status was sent.
+    const status = this.headersSent ? this.statusCode : 499;
+    if (metrics !== undefined) metrics.observeHttpRequest(exchange.method, exchange.route, status, (performance.now() - exchange.started) / 1000);
     if (!logRequests) return;
     logger.info('request', {
       request_id: exchange.requestId,
       method: exchange.method,
       // The pathname only: query strings can carry secrets.
       path: exchange.path,
-      // 499 (nginx's "client closed request") when the client left before a status was sent.
-      status: this.headersSent ? this.statusCode : 499,
+      status,
       duration_ms: Math.round((performance.now() - exchange.started) * 1000) / 1000,
       remote: exchange.context.remoteAddress,
       ...(finished ? {} : { aborted: true }),
@@ -292,7 +325,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const url = req.url ?? '/';
     const queryStart = url.indexOf('?');
     const path = queryStart === -1 ? url : url.slice(0, queryStart);
-    if (next && !router.owns(path) && !docs?.owns(path) && !consoleSite?.owns(path)) {
+    if (next && !router.owns(path) && !docs?.owns(path) && !consoleSite?.owns(path) && !(metrics !== undefined && path === METRICS_PATH)) {
       next();
       return;
     }
@@ -302,10 +335,10 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     // On every response the api answers (errors, 404s, OPTIONS, streams): set before any of them.
     res.setHeader(API_VERSION_HEADER, apiVersion);
     const { context, clientGone } = createRequestContext(req, requestId, logger, trustProxy);
-    const started = logRequests ? performance.now() : 0;
+    const started = logRequests || metrics !== undefined ? performance.now() : 0;
 
     // 'close' comes once per response: `on` spares the wrapper `once` would allocate.
-    (res as TrackedResponse)[EXCHANGE] = { requestId, method, path, started, context, clientGone };
+    (res as TrackedResponse)[EXCHANGE] = { requestId, method, path, started, route: UNMATCHED_ROUTE, context, clientGone };
     res.on('close', onResponseClose);
 
     const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);

@@ -93,6 +93,8 @@ async function mountOnFastify(api: SentinelApiSurface, options: NodeListenerOpti
     // The web console, mounted the same way (on unless `console: false`).
     scope.all('/console', handOver);
     scope.all('/console/*', handOver);
+    // Prometheus metrics (on unless `metrics: false` or the api has none).
+    scope.all('/metrics', handOver);
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;

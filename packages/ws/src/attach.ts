@@ -33,6 +33,7 @@ import { authorizationOf, readUpgradeTarget, selectSubprotocol, type EndpointTar
  * Declared structurally so an embedding app can wrap or stand in for any part.
  */
 export type WebSocketApi = Pick<SentinelApiSurface, 'authenticate' | 'logger'> &
+  Partial<Pick<SentinelApiSurface, 'metrics'>> &
   Partial<Pick<CredentialSurface, 'authenticateTicket' | 'recheckCredential' | 'credentialRevocations'>> & {
     readonly chat: ChatService;
     readonly events: EventsService;
@@ -117,6 +118,8 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
     maxQueuedBytes: settings.sendQueueMaxBytes,
     counters,
     logger,
+    // Resolved once per channel here, so a frame costs one counter increment.
+    ...(api.metrics === undefined ? {} : { metrics: { chat: api.metrics.webSocketChannel('chat'), events: api.metrics.webSocketChannel('events') } }),
     onClosed: (closed) => {
       connections.delete(closed);
       credentials.remove(closed);

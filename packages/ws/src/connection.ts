@@ -20,6 +20,7 @@ import {
   type PreparedChat,
   type PreparedEvents,
   type StreamCloseReason,
+  type WebSocketChannelMetrics,
 } from '@sentinel/api-core';
 import { CLOSE_INTERNAL_ERROR, closeCodeFor, fitCloseReason } from './close-codes.js';
 import { SendQueue, type SendQueueCounters, type SlowConsumerListener } from './send-queue.js';
@@ -36,6 +37,8 @@ export interface ConnectionOptions {
   maxQueuedBytes: number;
   counters: SendQueueCounters;
   logger: Logger;
+  /** Per-channel counters (`sentinel_ws_*`). Default: none. */
+  metrics?: Readonly<Record<ConnectionTarget['kind'], WebSocketChannelMetrics>>;
   /** Called once per connection, after its socket closed. */
   onClosed(connection: Connection): void;
 }
@@ -94,6 +97,7 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
   #session: ChatSession | undefined;
   #subscription: EventsSubscription | undefined;
   #closed = false;
+  readonly #metrics: WebSocketChannelMetrics | undefined;
   /** Resolvers of closeSocket() callers waiting for the 'close' event. */
   #waiters: Array<() => void> | undefined;
 
@@ -104,6 +108,8 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
     this.#agentId = agentId;
     this.#username = username;
     this.#queue = new SendQueue(ws, socket, options, this);
+    this.#metrics = options.metrics?.[kind];
+    this.#metrics?.opened();
   }
 
   get pendingBytes(): number {
@@ -120,6 +126,7 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
   send(out: Outgoing): void {
     // sendFrame: chunks of a stream may be merged while the socket is backed up.
     this.#queue.sendFrame(out);
+    this.#metrics?.sent();
   }
 
   close(reason: StreamCloseReason, message: string): void {
@@ -128,6 +135,7 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
 
   // SlowConsumerListener.
   onTooSlow(): void {
+    this.#metrics?.slowConsumerClosed();
     this.#options.logger.warn('websocket consumer too slow, closing', { agent_id: this.#agentId, stream: this.#kind, username: this.#username });
   }
 
@@ -154,14 +162,15 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
   }
 
   message(data: RawData, isBinary: boolean): void {
+    this.#metrics?.received();
     if (this.#kind === 'events') {
-      this.#queue.send(errorFrameJson(EVENTS_READ_ONLY));
+      this.#sendError(EVENTS_READ_ONLY);
       return;
     }
     const session = this.#session;
     if (session === undefined) return;
     if (isBinary) {
-      this.#queue.send(errorFrameJson(BINARY_REFUSED));
+      this.#sendError(BINARY_REFUSED);
       return;
     }
     // receive() promises not to throw; if a bug makes it, the exception would surface in ws's
@@ -173,8 +182,14 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
     }
   }
 
+  #sendError(error: string): void {
+    this.#queue.send(errorFrameJson(error));
+    this.#metrics?.sent();
+  }
+
   socketClosed(code: number): void {
     this.#closed = true;
+    this.#metrics?.closed();
     this.#queue.dispose();
     try {
       this.#session?.detach();

@@ -17,6 +17,7 @@ export const SCOPES = [
   'registry:pull',
   'registry:push',
   'keys:write',
+  'metrics:read',
   'admin',
 ] as const;
 
@@ -32,12 +33,16 @@ export const SCOPE_DESCRIPTIONS: Readonly<Record<Scope, string>> = {
   'registry:pull': 'Search a registry and pull images from it',
   'registry:push': 'Push images to a registry',
   'keys:write': 'Create and revoke API keys (never with more scopes than the caller holds)',
+  'metrics:read': 'Scrape the Prometheus metrics at GET /metrics (admins only: they cover the whole instance)',
   admin: 'Administer users and everything else (admins only)',
 };
 
-const USER_SCOPES: readonly Scope[] = SCOPES.filter((s) => s !== 'admin');
+/** Scopes only an admin may hold: they reach past one user's own things. */
+const ADMIN_ONLY: ReadonlySet<Scope> = new Set<Scope>(['admin', 'metrics:read']);
 
-/** The scopes a role allows: admins every scope, users every scope but `admin`. */
+const USER_SCOPES: readonly Scope[] = SCOPES.filter((s) => !ADMIN_ONLY.has(s));
+
+/** The scopes a role allows: admins every scope, users every scope but `admin` and `metrics:read`. */
 export function roleScopes(role: Role): readonly Scope[] {
   return role === 'admin' ? SCOPES : USER_SCOPES;
 }
@@ -60,7 +65,7 @@ export function principalScopes(principal: Principal): readonly Scope[] {
 /** True when the principal may act with `scope`: it holds it, or it holds `admin` as an admin. */
 export function hasScope(principal: Principal, scope: Scope): boolean {
   const held = principal.scopes;
-  if (held === undefined) return principal.role === 'admin' || scope !== 'admin';
-  if (held.includes(scope)) return scope !== 'admin' || principal.role === 'admin';
+  if (held === undefined) return principal.role === 'admin' || !ADMIN_ONLY.has(scope);
+  if (held.includes(scope)) return principal.role === 'admin' || !ADMIN_ONLY.has(scope);
   return principal.role === 'admin' && held.includes('admin');
 }

@@ -42,6 +42,8 @@ export interface RedisEventBusOptions extends RedisClientTimeouts {
   keyPrefix?: string;
   /** Where connection losses and failed publishes are reported (never the password). Default: silent. */
   logger?: Logger;
+  /** Called each time one of the bus's two connections is ready again after a loss (metrics). Default: nothing. */
+  onReconnect?: () => void;
 }
 
 /** The Redis {@link EventBus}, plus what the other scale-out parts share with it. */
@@ -123,7 +125,10 @@ export function createRedisEventBus(options: RedisEventBusOptions): RedisEventBu
     connection.on('ready', () => {
       if (down) logger.info('redis connection restored', { connection: name, url: target.display });
       down = false;
-      if (wasReady) onRecovered();
+      if (wasReady) {
+        options.onReconnect?.();
+        onRecovered();
+      }
       wasReady = true;
     });
     connection.on('error', (err: unknown) => {

@@ -94,6 +94,17 @@ export class AgentQueues {
     return this.slots.get(agentId)?.queue.length ?? 0;
   }
 
+  /** Turns waiting and running over every agent (read at metrics scrape time; one pass over the agents with turns). */
+  stats(): { queued: number; running: number } {
+    let queued = 0;
+    let running = 0;
+    for (const slot of this.slots.values()) {
+      queued += slot.queue.length;
+      if (slot.running) running++;
+    }
+    return { queued, running };
+  }
+
   /** True while a turn of the agent is running. */
   isBusy(agentId: string): boolean {
     return this.slots.get(agentId)?.running !== undefined;

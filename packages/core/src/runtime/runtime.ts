@@ -27,6 +27,7 @@ import type { Store } from '../store/types.js';
 import type { ToolCallRecord } from '../contract/models.js';
 import { isoTimestamp } from '../clock.js';
 import type { ToolSet } from '../tools/tool-set.js';
+import type { SentinelMetrics } from '../telemetry/metrics.js';
 import { Coordination } from './coordination.js';
 import { AgentQueues } from './queue.js';
 import { inProcessTurnLock, type TurnLock } from './turn-lock.js';
@@ -88,6 +89,8 @@ export interface AgentRuntimeOptions extends Omit<RuntimeOptions, 'echoChunkDela
   bus?: EventBus;
   /** Per-user quotas on turns and tokens, checked before each turn's provider call. Default none. */
   quota?: TurnQuota;
+  /** Records turns, provider calls and the queue gauges. Default: none. */
+  metrics?: SentinelMetrics;
 }
 
 /** Runs the agents' turns (see the top of this file); one per API instance. */
@@ -141,6 +144,7 @@ export class AgentRuntime {
       historyMaxChars: knobs.historyMaxChars,
       isRemoving: (agentId) => this.removing.has(agentId),
       ...(options.quota ? { quota: options.quota } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     });
     this.coordination = new Coordination({
       turnLock: options.turnLock ?? inProcessTurnLock,
@@ -157,6 +161,7 @@ export class AgentRuntime {
       watch: (agentId) => this.coordination.watch(agentId),
       logger,
     });
+    options.metrics?.watchTurnQueues(() => this.queues.stats());
   }
 
   /** True once {@link shutdown} was called. */

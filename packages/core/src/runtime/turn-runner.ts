@@ -16,6 +16,7 @@ import type { ProviderCatalog } from '../providers/catalog.js';
 import type { ChatMessage, ModelProvider, ProviderFinishReason, ProviderRequest, ThinkingBlock } from '../providers/types.js';
 import type { Store } from '../store/types.js';
 import type { ToolSet } from '../tools/tool-set.js';
+import { providerCallTimer, type SentinelMetrics } from '../telemetry/metrics.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newTurnProgress, type TurnOutcome, type TurnProgress, type TurnRecorder, usageOf } from './turn-record.js';
 import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ApprovalRequest, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEnd, type TurnEndReason, type TurnRequest } from './turn.js';
@@ -91,6 +92,8 @@ export interface TurnRunnerOptions {
   isRemoving(agentId: string): boolean;
   /** Per-user quotas. Default none (unlimited). */
   quota?: TurnQuota;
+  /** Records turns and provider calls. Default: none. */
+  metrics?: SentinelMetrics;
 }
 
 /** Runs turns (one call of {@link run} per turn) and single tool calls. */
@@ -108,6 +111,7 @@ export class TurnRunner {
   private readonly historyMaxChars: number;
   private readonly isRemoving: (agentId: string) => boolean;
   private readonly quota: TurnQuota | undefined;
+  private readonly metrics: SentinelMetrics | undefined;
   private readonly definitions = new Map<string, AgentDefinition>();
 
   constructor(options: TurnRunnerOptions) {
@@ -124,6 +128,7 @@ export class TurnRunner {
     this.historyMaxChars = options.historyMaxChars;
     this.isRemoving = options.isRemoving;
     this.quota = options.quota;
+    this.metrics = options.metrics;
   }
 
   /** Answers `turn` to its end, terminal callback included. Never rejects. */
@@ -197,6 +202,7 @@ export class TurnRunner {
       progress.messages.unshift(...continuation.calls.map((call) => this.recorder.toolMessage(turn, call, notRun(call, why))));
       started = true;
     }
+    this.metrics?.turnEnded(failure ? 'error' : reason, (this.now() - startedAt) / 1000);
     const usage = usageOf(progress);
     // Counted before the terminal frame, so a client that saw its turn end sees its tokens in /v1/auth/me.
     if (counted !== undefined) await this.quota?.addTokens(counted, usage.total_tokens);
@@ -388,6 +394,7 @@ export class TurnRunner {
     const callErrors: (string | undefined)[] = [];
     let finish: ProviderFinishReason | undefined;
     progress.providerCalled = true;
+    const call = this.metrics === undefined ? undefined : providerCallTimer(this.metrics, provider.name, request.model);
     const iterator = provider.stream(request)[Symbol.asyncIterator]();
     try {
       for (;;) {
@@ -418,13 +425,18 @@ export class TurnRunner {
           case 'usage':
             progress.input_tokens += Math.max(0, Math.floor(event.input_tokens));
             progress.output_tokens += Math.max(0, Math.floor(event.output_tokens));
+            call?.tokens(event.input_tokens, event.output_tokens);
             break;
           case 'finish':
             finish = event.reason;
             break;
         }
       }
+    } catch (err) {
+      if (!turn.controller.signal.aborted) call?.failed(err);
+      throw err;
     } finally {
+      call?.end();
       if (turn.controller.signal.aborted) iterator.return?.()?.catch(() => undefined);
     }
     return { calls, callErrors, finish, thinking };
