@@ -25,6 +25,7 @@ import type { HttpFetchToolOptions } from './tools/http-fetch.js';
 import type { WebSearchToolOptions } from './tools/web-search.js';
 import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './contract/json-limits.js';
 import { compileValidator, type Validator } from './contract/validation.js';
+import type { TracingOptions } from './telemetry/tracing.js';
 
 export interface SentinelApiOptions {
   /** Directory for the SQLite file and the generated token secret. Default `~/.sentinel`. */
@@ -51,6 +52,11 @@ export interface SentinelApiOptions {
   logger?: Logger;
   /** Agent runtime knobs (queue, tool rounds and timeout, history budget, echo delay). Default: see {@link RuntimeOptions}. */
   runtime?: RuntimeOptions;
+  /**
+   * OpenTelemetry spans (sent wherever the SDK the app registered sends them; none without one).
+   * Default `{ captureContent: false }`: no message text in spans.
+   */
+  tracing?: TracingOptions;
   /** Events kept per agent; older ones are pruned (a `since` before them gets `resync_required`). Default 10000. */
   eventRetention?: number;
   /**

@@ -46,6 +46,7 @@ import { createHttpFetchTool } from './tools/http-fetch.js';
 import { ToolSet } from './tools/tool-set.js';
 import { createWebSearchTool } from './tools/web-search.js';
 import { sentinelVersion } from './version.js';
+import { instrumentBus, instrumentStore } from './telemetry/tracing.js';
 
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
@@ -201,10 +202,16 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     }
     logger.info('event bus on redis', { url: redis.bus.displayUrl, key_prefix: redis.bus.keyPrefix });
   }
+  const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
+  // Spans per store operation and bus publish, made only inside a recorded trace.
+  store = instrumentStore(store, storeKind === 'postgres' ? 'postgresql' : storeKind);
   // Retention watches every event on its way through the bus, whoever wrote it.
-  const bus = withEventRetention(
-    redis?.bus ?? createLocalEventBus({ logger }),
-    createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
+  const bus = instrumentBus(
+    withEventRetention(
+      redis?.bus ?? createLocalEventBus({ logger }),
+      createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
+    ),
+    redis ? 'redis' : 'sentinel',
   );
   try {
     // openPostgresStore and openSqliteStore migrate before they return (so a schema problem is
@@ -261,7 +268,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // The live registries: a build naming a tool or provider this server lacks is refused, and
     // what an embedding app registers later counts from then on.
     const images = new ImageService({ store, logger, journal, tools, providers });
-    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
+    const runtime = new AgentRuntime({ ...runtimeKnobs, captureContent: options.tracing?.captureContent === true, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}) });
     const agents = new AgentService({ store, images, journal, runtime, logger, quota: quotas });
     const chat = new AgentChatService({ agents, runtime, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
     const events = new AgentEventsService({ store, bus, agents, logger });
@@ -284,7 +291,6 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     });
     await images.ensureStarterImage();
 
-    const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
     const routes = buildRouteTable({
       auth: authService, users, quotas, agents, images, bus, events, registry, store, keys: apiKeys, audit: auditRecorder, auditLog: audit, tickets,
       version: { store: storeKind, bus: redis ? 'redis' : 'local' },

@@ -220,3 +220,19 @@ export type { Tool, ToolContext } from './tools/types.js';
 export type { ToolSet, ToolRunOptions } from './tools/tool-set.js';
 export type { HttpFetchToolOptions } from './tools/http-fetch.js';
 export type { WebSearchToolOptions } from './tools/web-search.js';
+
+// Telemetry: OpenTelemetry spans for the transports' instrumentation points, and the
+// traceparent helper for outgoing requests (docs/ARCHITECTURE.md#observability).
+export {
+  activeTraceFields,
+  endHttpServerSpan,
+  injectTraceHeaders,
+  runInContext,
+  setActiveHttpRoute,
+  startHttpServerSpan,
+  startWebSocketMessageSpan,
+  traceFieldsOf,
+  TRACER_NAME,
+  type ServerSpan,
+  type TracingOptions,
+} from './telemetry/tracing.js';

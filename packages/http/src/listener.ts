@@ -12,6 +12,12 @@ import {
   API_VERSION_HEADER,
   bodyFormatsOf,
   deprecationHeaders,
+  endHttpServerSpan,
+  runInContext,
+  setActiveHttpRoute,
+  startHttpServerSpan,
+  traceFieldsOf,
+  type ServerSpan,
   isSentinelError,
   isStreamResult,
   SentinelError,
@@ -113,6 +119,8 @@ interface Exchange {
   readonly started: number;
   readonly context: RequestContext;
   readonly clientGone: () => void;
+  /** The request's SERVER span (the API's no-op one without an SDK). */
+  readonly traced: ServerSpan;
 }
 
 // Per-request state hangs off the response under this symbol, so one 'close' listener per
@@ -190,6 +198,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       throw new SentinelError('method_not_allowed', `method ${method} is not allowed on ${path}`, { allow: match.allow });
     }
     const { route, params } = match;
+    setActiveHttpRoute(method, route.path);
     // Before anything can fail: a deprecated route's errors carry the headers too.
     const deprecation = deprecationByRoute.get(route);
     if (deprecation !== undefined) for (const [name, value] of deprecation) res.setHeader(name, value);
@@ -260,14 +269,17 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     this[EXCHANGE] = undefined;
     const finished = this.writableFinished;
     if (!finished) exchange.clientGone();
+    const status = this.headersSent ? this.statusCode : 499;
+    endHttpServerSpan(exchange.traced.span, status, !finished);
     if (!logRequests) return;
     logger.info('request', {
+      ...(exchange.traced.context === undefined ? undefined : traceFieldsOf(exchange.traced.span)),
       request_id: exchange.requestId,
       method: exchange.method,
       // The pathname only: query strings can carry secrets.
       path: exchange.path,
       // 499 (nginx's "client closed request") when the client left before a status was sent.
-      status: this.headersSent ? this.statusCode : 499,
+      status,
       duration_ms: Math.round((performance.now() - exchange.started) * 1000) / 1000,
       remote: exchange.context.remoteAddress,
       ...(finished ? {} : { aborted: true }),
@@ -303,12 +315,14 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     res.setHeader(API_VERSION_HEADER, apiVersion);
     const { context, clientGone } = createRequestContext(req, requestId, logger, trustProxy);
     const started = logRequests ? performance.now() : 0;
+    // A child of the caller's traceparent; the handler (store calls, log lines) runs inside it.
+    const traced = startHttpServerSpan(method, path, req.headers, (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http');
 
     // 'close' comes once per response: `on` spares the wrapper `once` would allocate.
-    (res as TrackedResponse)[EXCHANGE] = { requestId, method, path, started, context, clientGone };
+    (res as TrackedResponse)[EXCHANGE] = { requestId, method, path, started, context, clientGone, traced };
     res.on('close', onResponseClose);
 
     const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);
-    void respond(req, res, method, path, rawQuery, context, clientGone);
+    runInContext(traced.context, () => void respond(req, res, method, path, rawQuery, context, clientGone));
   }
 }

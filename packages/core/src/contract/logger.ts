@@ -1,7 +1,10 @@
 /**
  * A small structured logger: one JSON object per line. Core code logs through this
- * interface only, so an embedding app can hand in pino or its own sink.
+ * interface only, so an embedding app can hand in pino or its own sink. A line written while an
+ * OpenTelemetry span is active carries its `trace_id` and `span_id` (docs/ARCHITECTURE.md#observability).
  */
+import { isSpanContextValid, trace } from '@opentelemetry/api';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -48,6 +51,17 @@ function redact(fields: Record<string, unknown>): Record<string, unknown> {
   return out ?? fields;
 }
 
+/** `head` plus the active span's `trace_id`/`span_id` (fields of the line itself win). Without an SDK there is never one. */
+function withTrace(head: Record<string, unknown>): Record<string, unknown> {
+  const span = trace.getActiveSpan();
+  if (span === undefined) return head;
+  const spanContext = span.spanContext();
+  if (!isSpanContextValid(spanContext)) return head;
+  head.trace_id = spanContext.traceId;
+  head.span_id = spanContext.spanId;
+  return head;
+}
+
 /** Creates a JSON-lines logger. */
 export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
   const min = RANK[options.level ?? 'info'];
@@ -59,9 +73,9 @@ export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
       if (RANK[level] < min) return;
       const time = new Date().toISOString();
       // Spread only what is there: this is on every request's path (the request log).
-      let line: Record<string, unknown>;
-      if (fields) line = hasBound ? { time, level, msg, ...bound, ...redact(fields) } : { time, level, msg, ...redact(fields) };
-      else line = hasBound ? { time, level, msg, ...bound } : { time, level, msg };
+      const line = withTrace({ time, level, msg });
+      if (hasBound) Object.assign(line, bound);
+      if (fields) Object.assign(line, redact(fields));
       write(JSON.stringify(line) + '\n');
     };
     return {

@@ -14,6 +14,7 @@ import { invalidRequest, isSentinelError, SentinelError, upstream } from '../con
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import { discardBody } from '../undici-body.js';
+import { injectTraceHeaders } from '../telemetry/tracing.js';
 
 /** Timeouts of provider requests. */
 export interface ProviderTimeouts {
@@ -236,7 +237,8 @@ export class ProviderHttpClient {
       signal.throwIfAborted();
       let response: Dispatcher.ResponseData;
       try {
-        response = await request(req.url, { dispatcher: this.agent, method: 'POST', headers: req.headers, body: req.body, signal });
+        // The turn's trace goes on to the provider (W3C traceparent), when there is one.
+        response = await request(req.url, { dispatcher: this.agent, method: 'POST', headers: injectTraceHeaders({ ...req.headers }), body: req.body, signal });
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         const code = errorCodeOf(err);

@@ -25,6 +25,7 @@ import type { ImageService } from '../images/service.js';
 import type { ProviderCatalog } from '../providers/catalog.js';
 import type { Store } from '../store/types.js';
 import type { ToolSet } from '../tools/tool-set.js';
+import { traceTurn } from '../telemetry/tracing.js';
 import { Coordination } from './coordination.js';
 import { AgentQueues } from './queue.js';
 import { inProcessTurnLock, type TurnLock } from './turn-lock.js';
@@ -83,6 +84,8 @@ export interface AgentRuntimeOptions extends Omit<RuntimeOptions, 'echoChunkDela
   bus?: EventBus;
   /** Per-user quotas on turns and tokens, checked before each turn's provider call. Default none. */
   quota?: TurnQuota;
+  /** Record message text in provider and tool spans (see `TracingOptions.captureContent`). Default `false`. */
+  captureContent?: boolean;
 }
 
 /** Runs the agents' turns (see the top of this file); one per API instance. */
@@ -134,6 +137,7 @@ export class AgentRuntime {
       historyMaxChars: knobs.historyMaxChars,
       isRemoving: (agentId) => this.removing.has(agentId),
       ...(options.quota ? { quota: options.quota } : {}),
+      captureContent: options.captureContent === true,
     });
     this.coordination = new Coordination({
       turnLock: options.turnLock ?? inProcessTurnLock,
@@ -146,7 +150,7 @@ export class AgentRuntime {
     const runTurn = (turn: Turn) => this.runner.run(turn);
     this.queues = new AgentQueues({
       limit: knobs.queueLimit,
-      run: (turn) => this.coordination.runLocked(turn, runTurn),
+      run: (turn) => traceTurn(turn.traceContext, { agentId: turn.agentId, messageId: turn.request.messageId, responseId: turn.responseId }, () => this.coordination.runLocked(turn, runTurn)),
       watch: (agentId) => this.coordination.watch(agentId),
       logger,
     });

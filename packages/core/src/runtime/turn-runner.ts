@@ -17,6 +17,7 @@ import type { Store } from '../store/types.js';
 import type { ToolSet } from '../tools/tool-set.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newTurnProgress, type TurnOutcome, type TurnProgress, type TurnRecorder, usageOf } from './turn-record.js';
+import { recordTurnEnd, traceProviderCall, traceToolCall } from '../telemetry/tracing.js';
 import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEndReason } from './turn.js';
 
 /** Tool calls run per model round; extra calls are answered with an error instead of being run. */
@@ -59,6 +60,16 @@ export interface TurnRunnerOptions {
   isRemoving(agentId: string): boolean;
   /** Per-user quotas. Default none (unlimited). */
   quota?: TurnQuota;
+  /** Message text in provider and tool spans. Default `false`. */
+  captureContent?: boolean;
+}
+
+/** What one provider call (a model round) returned. */
+interface RoundResult {
+  calls: ToolCallRecord[];
+  callErrors: (string | undefined)[];
+  finish: ProviderFinishReason | undefined;
+  thinking: ThinkingBlock[];
 }
 
 /** Runs turns (one call of {@link run} per turn) and single tool calls. */
@@ -76,6 +87,7 @@ export class TurnRunner {
   private readonly historyMaxChars: number;
   private readonly isRemoving: (agentId: string) => boolean;
   private readonly quota: TurnQuota | undefined;
+  private readonly captureContent: boolean;
   private readonly definitions = new Map<string, AgentDefinition>();
 
   constructor(options: TurnRunnerOptions) {
@@ -92,6 +104,7 @@ export class TurnRunner {
     this.historyMaxChars = options.historyMaxChars;
     this.isRemoving = options.isRemoving;
     this.quota = options.quota;
+    this.captureContent = options.captureContent === true;
   }
 
   /** Answers `turn` to its end, terminal callback included. Never rejects. */
@@ -157,8 +170,24 @@ export class TurnRunner {
     return def;
   }
 
-  /** Runs one allowed tool; its failure becomes the outcome's error (never thrown). */
-  async executeTool(
+  /** Runs one allowed tool under its `execute_tool` span; its failure becomes the outcome's error (never thrown). `callId`: the model's, none for a direct request. */
+  executeTool(
+    agentId: string,
+    tool: string,
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+    env: Readonly<Record<string, string>>,
+    callId?: string,
+  ): Promise<ToolOutcome> {
+    const capture = this.captureContent;
+    return traceToolCall(
+      { tool, ...(callId === undefined ? {} : { callId }), ...(capture ? { arguments: params } : {}) },
+      () => this.runTool(agentId, tool, params, signal, env),
+      (outcome) => (outcome.status === 'error' ? { error: outcome.error ?? 'failed' } : capture ? { result: outcome.result } : {}),
+    );
+  }
+
+  private async runTool(
     agentId: string,
     tool: string,
     params: Record<string, unknown>,
@@ -227,7 +256,7 @@ export class TurnRunner {
         const outcome: ToolCallOutcome = {
           call_id: call.id,
           ...(refusal === undefined
-            ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment)
+            ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment, call.id)
             : { tool: call.name, status: 'error' as const, error: refusal, duration_ms: 0 }),
         };
         // A result that arrives after the abort is not reported: the turn has ended for the client.
@@ -249,17 +278,29 @@ export class TurnRunner {
     }
   }
 
+  /** {@link streamUntraced} under the call's GenAI span (token counts of this round only). */
+  private streamRound(turn: Turn, provider: ModelProvider, request: ProviderRequest, progress: TurnProgress): Promise<RoundResult> {
+    const inputBefore = progress.input_tokens;
+    const outputBefore = progress.output_tokens;
+    const capture = this.captureContent;
+    return traceProviderCall(
+      { provider: provider.name, model: request.model, ...(capture ? { messages: request.messages } : {}) },
+      () => this.streamUntraced(turn, provider, request, progress),
+      (round) => ({
+        inputTokens: progress.input_tokens - inputBefore,
+        outputTokens: progress.output_tokens - outputBefore,
+        ...(round.finish === undefined ? {} : { finishReason: round.finish }),
+        ...(capture ? { output: progress.roundText } : {}),
+      }),
+    );
+  }
+
   /**
    * One provider call. Text deltas go to the listener as they come; returns the tool calls, why
    * each one cannot run as sent (`callErrors[i]`, e.g. arguments that were not JSON: answered
    * with that error, so the model can retry) and the finish reason.
    */
-  private async streamRound(
-    turn: Turn,
-    provider: ModelProvider,
-    request: ProviderRequest,
-    progress: TurnProgress,
-  ): Promise<{ calls: ToolCallRecord[]; callErrors: (string | undefined)[]; finish: ProviderFinishReason | undefined; thinking: ThinkingBlock[] }> {
+  private async streamUntraced(turn: Turn, provider: ModelProvider, request: ProviderRequest, progress: TurnProgress): Promise<RoundResult> {
     const calls: ToolCallRecord[] = [];
     const thinking: ThinkingBlock[] = [];
     const callErrors: (string | undefined)[] = [];
@@ -322,6 +363,7 @@ export class TurnRunner {
   private async finish(turn: Turn, end: TurnOutcome): Promise<void> {
     if (turn.done) return;
     const { failure } = end;
+    recordTurnEnd({ reason: end.reason, inputTokens: end.usage.input_tokens, outputTokens: end.usage.output_tokens, ...(failure ? { errorCode: failure.code } : {}) });
     // A turn ended by a deletion on another instance stores nothing either: the rows are going.
     if (!this.isRemoving(turn.agentId) && turn.abortReason !== 'deleted') await this.recorder.ended(turn, end);
     if (failure) terminal(turn, this.logger, (l) => l.onError(failure));
