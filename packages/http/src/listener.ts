@@ -272,8 +272,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     const status = this.headersSent ? this.statusCode : 499;
     endHttpServerSpan(exchange.traced.span, status, !finished);
     if (!logRequests) return;
-    logger.info('request', {
-      ...(exchange.traced.context === undefined ? undefined : traceFieldsOf(exchange.traced.span)),
+    const fields: Record<string, unknown> = {
       request_id: exchange.requestId,
       method: exchange.method,
       // The pathname only: query strings can carry secrets.
@@ -283,7 +282,16 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       duration_ms: Math.round((performance.now() - exchange.started) * 1000) / 1000,
       remote: exchange.context.remoteAddress,
       ...(finished ? {} : { aborted: true }),
-    });
+    };
+    // 'close' may run outside the request's context: the line names the request's span itself.
+    if (exchange.traced.context !== undefined) {
+      const ids = traceFieldsOf(exchange.traced.span);
+      if (ids !== undefined) {
+        fields.trace_id = ids.trace_id;
+        fields.span_id = ids.span_id;
+      }
+    }
+    logger.info('request', fields);
   }
 
   const sentinelListener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {

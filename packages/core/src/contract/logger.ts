@@ -3,7 +3,7 @@
  * interface only, so an embedding app can hand in pino or its own sink. A line written while an
  * OpenTelemetry span is active carries its `trace_id` and `span_id` (docs/ARCHITECTURE.md#observability).
  */
-import { isSpanContextValid, trace } from '@opentelemetry/api';
+import { isSpanContextValid, trace, type SpanContext } from '@opentelemetry/api';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -51,15 +51,10 @@ function redact(fields: Record<string, unknown>): Record<string, unknown> {
   return out ?? fields;
 }
 
-/** `head` plus the active span's `trace_id`/`span_id` (fields of the line itself win). Without an SDK there is never one. */
-function withTrace(head: Record<string, unknown>): Record<string, unknown> {
-  const span = trace.getActiveSpan();
-  if (span === undefined) return head;
-  const spanContext = span.spanContext();
-  if (!isSpanContextValid(spanContext)) return head;
-  head.trace_id = spanContext.traceId;
-  head.span_id = spanContext.spanId;
-  return head;
+/** The active span's ids for a line (the line's own fields win); undefined without one, and always without an SDK. */
+function activeSpanContext(): SpanContext | undefined {
+  const spanContext = trace.getActiveSpan()?.spanContext();
+  return spanContext !== undefined && isSpanContextValid(spanContext) ? spanContext : undefined;
 }
 
 /** Creates a JSON-lines logger. */
@@ -73,9 +68,13 @@ export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
       if (RANK[level] < min) return;
       const time = new Date().toISOString();
       // Spread only what is there: this is on every request's path (the request log).
-      const line = withTrace({ time, level, msg });
-      if (hasBound) Object.assign(line, bound);
-      if (fields) Object.assign(line, redact(fields));
+      let line: Record<string, unknown>;
+      const span = activeSpanContext();
+      if (span !== undefined) {
+        const { traceId: trace_id, spanId: span_id } = span;
+        line = fields ? { time, level, msg, trace_id, span_id, ...bound, ...redact(fields) } : { time, level, msg, trace_id, span_id, ...bound };
+      } else if (fields) line = hasBound ? { time, level, msg, ...bound, ...redact(fields) } : { time, level, msg, ...redact(fields) };
+      else line = hasBound ? { time, level, msg, ...bound } : { time, level, msg };
       write(JSON.stringify(line) + '\n');
     };
     return {

@@ -16,6 +16,7 @@ import {
   INVALID_SPAN_CONTEXT,
   isSpanContextValid,
   propagation,
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -43,6 +44,21 @@ export const TRACER_NAME = '@sentinel/api-core';
 // module loaded (an embedding app that starts its SDK late still gets spans).
 const tracer = trace.getTracer(TRACER_NAME);
 
+let registered = false;
+
+/**
+ * True once an SDK is registered. Until then every entry point below returns at once: that is
+ * the whole cost of tracing for a server nobody traces (no inert span allocated per request).
+ * Asked on every call until it holds, since an app may register its SDK after this module loaded.
+ */
+function sdkRegistered(): boolean {
+  if (registered) return true;
+  const provider = trace.getTracerProvider();
+  // Another API copy's provider, not the proxy: assume it traces.
+  registered = !(provider instanceof ProxyTracerProvider) || provider.getDelegateTracer(TRACER_NAME) !== undefined;
+  return registered;
+}
+
 type HeaderBag = Record<string, string | string[] | undefined>;
 
 const headerGetter: TextMapGetter<HeaderBag> = {
@@ -59,6 +75,7 @@ function capped(text: string): string {
 
 /** What a message on a socket opened outside any trace gets: nothing to record, nothing to end. */
 const INERT_SPAN: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+const INERT: ServerSpan = Object.freeze({ span: INERT_SPAN, context: undefined });
 
 /** A span that records nothing and carries no trace: nothing to put in a context. */
 function isInert(span: Span): boolean {
@@ -120,6 +137,7 @@ export interface ServerSpan {
  * `{method}` until {@link setActiveHttpRoute} names the route.
  */
 export function startHttpServerSpan(method: string, path: string, headers: HeaderBag, scheme: 'http' | 'https', route?: string): ServerSpan {
+  if (!sdkRegistered()) return INERT;
   const parent = propagation.extract(ROOT_CONTEXT, headers, headerGetter);
   const span = tracer.startSpan(route === undefined ? method : `${method} ${route}`, { kind: SpanKind.SERVER }, parent);
   if (isInert(span)) return { span, context: undefined };
@@ -155,7 +173,7 @@ export function endHttpServerSpan(span: Span, status: number, aborted = false): 
  * message starts is carried under it. `channel` is `chat` or `events`.
  */
 export function startWebSocketMessageSpan(parent: Context | undefined, channel: string, agentId: string): ServerSpan {
-  if (parent === undefined) return { span: INERT_SPAN, context: undefined };
+  if (parent === undefined) return INERT;
   const span = tracer.startSpan(`ws.message ${channel}`, { kind: SpanKind.SERVER }, parent);
   if (isInert(span)) return { span, context: undefined };
   if (span.isRecording()) span.setAttributes({ 'sentinel.ws.channel': channel, 'sentinel.agent.id': agentId });
@@ -176,6 +194,7 @@ export interface TurnSpanInfo {
  * arrived in: the turn waits in the queue and runs later, in whatever context freed it).
  */
 export async function traceTurn(parent: Context | undefined, info: TurnSpanInfo, run: () => Promise<void>): Promise<void> {
+  if (parent === undefined && !sdkRegistered()) return run();
   const base = parent ?? ROOT_CONTEXT;
   const span = tracer.startSpan('sentinel.turn', { kind: SpanKind.INTERNAL }, base);
   if (isInert(span)) {
@@ -228,6 +247,7 @@ export interface ProviderCallResult {
 
 /** Runs one streaming model call under a CLIENT span `chat {model}`; `result` reads what it returned. */
 export async function traceProviderCall<T>(info: ProviderCallInfo, call: () => Promise<T>, result: (value: T) => ProviderCallResult): Promise<T> {
+  if (!sdkRegistered()) return call();
   const span = tracer.startSpan(`chat ${info.model}`, { kind: SpanKind.CLIENT });
   if (isInert(span)) return call();
   if (span.isRecording()) {
@@ -263,6 +283,7 @@ export interface ToolCallInfo {
 
 /** Runs one tool under an INTERNAL span `execute_tool {name}`; `outcome` says whether it failed (and, with `captureContent`, what it returned). */
 export async function traceToolCall<T>(info: ToolCallInfo, run: () => Promise<T>, outcome: (value: T) => { error?: string; result?: unknown }): Promise<T> {
+  if (!sdkRegistered()) return run();
   const span = tracer.startSpan(`execute_tool ${info.tool}`, { kind: SpanKind.INTERNAL });
   if (isInert(span)) return run();
   if (span.isRecording()) {
