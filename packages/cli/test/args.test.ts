@@ -35,6 +35,7 @@ describe('parseApiArgs: defaults', () => {
       tokenAuthSecret: undefined,
       cors: true,
       logRequests: true,
+      otelCaptureContent: false,
       console: true,
       dataDir: '~/.sentinel',
       registryTimeout: 600,
@@ -143,6 +144,8 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_REGISTRY_MIN_RATE: '0',
     SENTINEL_REGISTRY_RATE_WINDOW: '5',
     SENTINEL_REGISTRY_ALLOW_PRIVATE: 'yes',
+    // The one flag whose variable is a standard's, not ours (the GenAI instrumentations' name).
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -154,6 +157,7 @@ describe('parseApiArgs: environment', () => {
       tokenAuthSecret: 'env-secret-0123456789',
       cors: false,
       logRequests: false,
+      otelCaptureContent: true,
       console: false,
       dataDir: '/env/data',
       registryTimeout: 60,

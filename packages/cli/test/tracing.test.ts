@@ -174,6 +174,38 @@ describe('sentinel api exports OpenTelemetry traces over OTLP/HTTP', () => {
     await cli.stop('SIGTERM');
   });
 
+  it('records prompts, answers and tool arguments only with --otel-capture-content', async () => {
+    const cli = start(receiver, ['--openai-base-url', `${fake.url}/v1`, '--otel-capture-content']);
+    const url = await cli.url();
+    const token = (await callJson('POST', `${url}/v1/auth/login`, undefined, { username: 'admin', password: ADMIN_PASSWORD })).json.token as string;
+    expect((await callJson('POST', `${url}/v1/images`, token, { name: 'trace/capture', tag: 'v1', model: { provider: 'openai', name: 'gpt-capture' }, tools: ['calculator'] })).status).toBe(201);
+    const agent = await callJson('POST', `${url}/v1/agents`, token, { image: 'trace/capture:v1', name: 'captured' });
+    fake.reply(
+      openAiStream(openAiToolCallEvents([{ id: 'call_capture', name: 'calculator', argumentChunks: ['{"expression": "2+3"}'] }])),
+      openAiStream(openAiTextEvents(['It is ', 'five.'])),
+    );
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/agents/${agent.json.id}/chat`, { headers: { authorization: `Bearer ${token}` } });
+    const ended = new Promise<any>((resolve) => ws.on('message', (data) => {
+      const frame = JSON.parse(String(data));
+      if (frame.type === 'stream_end' || frame.type === 'error') resolve(frame);
+    }));
+    await new Promise<void>((resolve) => ws.once('open', () => resolve()));
+    ws.send(JSON.stringify({ type: 'message', content: 'Add two and three, please', message_id: 'cap1' }));
+    expect(await ended).toMatchObject({ type: 'stream_end', content: 'It is five.' });
+    ws.close();
+
+    await receiver.waitFor((spans) => spans.filter((s) => s.name === 'chat gpt-capture').length === 2 && spans.some((s) => s.name === 'execute_tool calculator' && s.attributes['gen_ai.tool.call.id'] === 'call_capture'), 'the captured calls');
+    const calls = receiver.spans.filter((s) => s.name === 'chat gpt-capture').sort((a, b) => (a.startNs < b.startNs ? -1 : 1));
+    expect(String(calls[0]!.attributes['gen_ai.input.messages'])).toContain('Add two and three, please');
+    expect(JSON.parse(String(calls[1]!.attributes['gen_ai.output.messages']))).toEqual([{ role: 'assistant', parts: [{ type: 'text', content: 'It is five.' }] }]);
+    const tool = receiver.spans.find((s) => s.attributes['gen_ai.tool.call.id'] === 'call_capture')!;
+    expect(JSON.parse(String(tool.attributes['gen_ai.tool.call.arguments']))).toEqual({ expression: '2+3' });
+    expect(tool.attributes['gen_ai.tool.call.result']).toBeDefined();
+    // The API key never reaches a span, captured or not.
+    expect(JSON.stringify(receiver.spans.map((s) => s.attributes))).not.toContain(API_KEY);
+    await cli.stop('SIGTERM');
+  });
+
   it('flushes the spans still buffered when it is stopped', async () => {
     // An export interval far beyond the test: only the shutdown's flush can deliver the span.
     const cli = start(receiver, [], { OTEL_BSP_SCHEDULE_DELAY: '600000' });
