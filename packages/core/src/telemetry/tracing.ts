@@ -324,8 +324,8 @@ function failSpan(span: Span, err: unknown): void {
 /**
  * `target` with every method wrapped: while a recording span is active, a call of a method that
  * `traced` accepts runs under a CLIENT span made by `name`; otherwise it is the plain call (one
- * check of the active span). Methods are bound to `target`, so classes with private fields keep
- * working, and properties not functions are read through.
+ * check of the active span). Methods run with `target` as `this`, so classes with private fields
+ * keep working, and properties that are not functions are read through.
  */
 function instrumentMethods<T extends object>(target: T, traced: (method: string) => boolean, spanFor: (method: string) => { name: string; kind: SpanKind; attributes: Attributes }): T {
   const wrapper = Object.create(target) as Record<string, unknown>;
@@ -340,20 +340,21 @@ function instrumentMethods<T extends object>(target: T, traced: (method: string)
         Object.defineProperty(wrapper, key, { get: () => (target as Record<string, unknown>)[key], enumerable: descriptor.enumerable ?? false });
         continue;
       }
-      const fn = descriptor?.value as unknown;
-      if (typeof fn !== 'function') continue;
-      const method = fn as (...args: unknown[]) => unknown;
+      if (typeof descriptor?.value !== 'function') continue;
+      // Looked up on the target at each call, not taken from the prototype now: a target that is
+      // a Proxy (tests do that) or whose methods are replaced later keeps working.
+      const call = (args: unknown[]): unknown => (Reflect.get(target, key) as (...a: unknown[]) => unknown).apply(target, args);
       if (!traced(key)) {
-        wrapper[key] = method.bind(target);
+        wrapper[key] = (...args: unknown[]): unknown => call(args);
         continue;
       }
       const { name, kind, attributes } = spanFor(key);
       wrapper[key] = (...args: unknown[]): unknown => {
-        if (!recordingSpanActive()) return method.apply(target, args);
+        if (!recordingSpanActive()) return call(args);
         const span = tracer.startSpan(name, { kind, attributes });
         let result: unknown;
         try {
-          result = context.with(trace.setSpan(context.active(), span), () => method.apply(target, args));
+          result = context.with(trace.setSpan(context.active(), span), () => call(args));
         } catch (err) {
           failSpan(span, err);
           span.end();
