@@ -26,6 +26,7 @@ import {
   type Span,
   type TextMapGetter,
 } from '@opentelemetry/api';
+import { isSentinelError } from '../contract/errors.js';
 
 /** How the core traces, as `createSentinelApi({ tracing })` takes it. */
 export interface TracingOptions {
@@ -315,8 +316,9 @@ function failSpan(span: Span, err: unknown): void {
   if (!span.isRecording()) return;
   const code = (err as { code?: unknown } | null)?.code;
   span.setAttribute('error.type', typeof code === 'string' ? code : err instanceof Error ? err.name : 'error');
-  // The message of a SentinelError is safe for clients, so for a trace too; others may carry internals.
-  span.setStatus({ code: SpanStatusCode.ERROR, ...(typeof code === 'string' && err instanceof Error ? { message: err.message } : {}) });
+  // A SentinelError's message is written for clients (upstream text already sanitized), so it is
+  // fit for a trace too; any other error's message may carry internals and stays out.
+  span.setStatus({ code: SpanStatusCode.ERROR, ...(isSentinelError(err) && err.code !== 'internal' ? { message: err.message } : {}) });
 }
 
 // ---- store and bus ------------------------------------------------------------------------
