@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeProviderServer } from '@sentinel/test-support/fakes/fake-server';
-import { openAiStream, openAiTextEvents, openAiToolCallEvents } from '@sentinel/test-support/fakes/openai-fake';
+import { openAiErrorReply, openAiStream, openAiTextEvents, openAiToolCallEvents } from '@sentinel/test-support/fakes/openai-fake';
 import { OtlpReceiver, type ReceivedSpan } from '@sentinel/test-support/otlp-receiver';
 import { callJson, cleanEnv, runCli, useCliScratch, type CliProcess } from './spawn-cli.js';
 
@@ -203,6 +203,35 @@ describe('sentinel api exports OpenTelemetry traces over OTLP/HTTP', () => {
     expect(tool.attributes['gen_ai.tool.call.result']).toBeDefined();
     // The API key never reaches a span, captured or not.
     expect(JSON.stringify(receiver.spans.map((s) => s.attributes))).not.toContain(API_KEY);
+    await cli.stop('SIGTERM');
+  });
+
+  it('marks a failed model call and its turn as errors, with the error code and without the key', async () => {
+    const cli = start(receiver, ['--openai-base-url', `${fake.url}/v1`]);
+    const url = await cli.url();
+    const token = (await callJson('POST', `${url}/v1/auth/login`, undefined, { username: 'admin', password: ADMIN_PASSWORD })).json.token as string;
+    expect((await callJson('POST', `${url}/v1/images`, token, { name: 'trace/denied', tag: 'v1', model: { provider: 'openai', name: 'gpt-denied' } })).status).toBe(201);
+    const agent = await callJson('POST', `${url}/v1/agents`, token, { image: 'trace/denied:v1', name: 'denied' });
+    fake.reply(openAiErrorReply(401, `Incorrect API key provided: ${API_KEY}`, { code: 'invalid_api_key' }));
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/v1/agents/${agent.json.id}/chat`, { headers: { authorization: `Bearer ${token}` } });
+    const failed = new Promise<any>((resolve) => ws.on('message', (data) => {
+      const frame = JSON.parse(String(data));
+      if (frame.type === 'error' || frame.type === 'stream_end') resolve(frame);
+    }));
+    await new Promise<void>((resolve) => ws.once('open', () => resolve()));
+    ws.send(JSON.stringify({ type: 'message', content: 'hello', message_id: 'denied1' }));
+    expect(await failed).toMatchObject({ type: 'error', code: 'upstream_error', message_id: 'denied1' });
+    ws.close();
+
+    await receiver.waitFor((spans) => spans.some((s) => s.name === 'chat gpt-denied') && spans.some((s) => s.attributes['sentinel.message.id'] === 'denied1'), 'the failed call and its turn');
+    const call = receiver.spans.find((s) => s.name === 'chat gpt-denied')!;
+    expect(call.statusCode).toBe(2);
+    expect(call.attributes['error.type']).toBe('upstream_error');
+    const turn = receiver.spans.find((s) => s.attributes['sentinel.message.id'] === 'denied1')!;
+    expect(call.parentSpanId).toBe(turn.spanId);
+    expect(turn.statusCode).toBe(2);
+    expect(turn.attributes['error.type']).toBe('upstream_error');
+    expect(JSON.stringify(receiver.spans.map((s) => [s.name, s.attributes, s.resource]))).not.toContain(API_KEY);
     await cli.stop('SIGTERM');
   });
 
