@@ -7,7 +7,54 @@
  * default, `http/json`, `grpc`), `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, `OTEL_PROPAGATORS`.
  * The core only uses `@opentelemetry/api`; an app that embeds the library registers its own SDK.
  */
+import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
 import type { NodeSDK } from '@opentelemetry/sdk-node';
+
+/**
+ * A context manager without async tracking: `with` makes a context active for the synchronous
+ * run of its function only, like the web SDK's StackContextManager. The SDK's default
+ * (AsyncLocalStorage) enables Node 20's promise hooks for every promise of the process, which
+ * cost about a third of the CPU of a cheap request (docs/BENCHMARKS.md#tracing); the core
+ * carries the context across its own awaits instead (the request, the upgrade, the turn, the
+ * provider and tool calls take their parent explicitly), so it needs none. What a context does
+ * not reach after an await is a store read or bus publish deep in a handler: no span then.
+ */
+export class SyncContextManager implements ContextManager {
+  #current: Context = ROOT_CONTEXT;
+
+  active(): Context {
+    return this.#current;
+  }
+
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    const previous = this.#current;
+    this.#current = ctx;
+    try {
+      return fn.call(thisArg, ...args);
+    } finally {
+      this.#current = previous;
+    }
+  }
+
+  bind<T>(ctx: Context, target: T): T {
+    if (typeof target !== 'function') return target;
+    const fn = target as unknown as (...args: unknown[]) => unknown;
+    const run = this.with.bind(this);
+    // A plain function, not an arrow: the bound function keeps the `this` it is called with.
+    return function (this: unknown, ...args: unknown[]) {
+      return run(ctx, () => fn.apply(this, args));
+    } as unknown as T;
+  }
+
+  enable(): this {
+    return this;
+  }
+
+  disable(): this {
+    this.#current = ROOT_CONTEXT;
+    return this;
+  }
+}
 
 /** A registered SDK. */
 export interface TracingHandle {
@@ -39,6 +86,7 @@ export async function startTracing(env: NodeJS.ProcessEnv, serviceVersion: strin
     // it wants and puts traceparent on what it sends), no OTel metrics (Prometheus serves them)
     // and no OTel logs (the JSON lines on stdout carry trace_id and span_id instead).
     instrumentations: [],
+    contextManager: new SyncContextManager(),
     metricReaders: [],
     logRecordProcessors: [],
     // Merged under what the environment detector finds, so OTEL_RESOURCE_ATTRIBUTES wins.

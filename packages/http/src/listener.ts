@@ -198,13 +198,17 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       throw new SentinelError('method_not_allowed', `method ${method} is not allowed on ${path}`, { allow: match.allow });
     }
     const { route, params } = match;
-    setActiveHttpRoute(method, route.path);
+    // The request span's context, taken from the exchange rather than the active context: after
+    // an await the active context is the root under a manager without async tracking (`sentinel
+    // api` registers one), so the handler is re-entered in it explicitly below.
+    const traceContext = (res as TrackedResponse)[EXCHANGE]?.traced.context;
+    setActiveHttpRoute(method, route.path, traceContext);
     // Before anything can fail: a deprecated route's errors carry the headers too.
     const deprecation = deprecationByRoute.get(route);
     if (deprecation !== undefined) for (const [name, value] of deprecation) res.setHeader(name, value);
 
     // Before the body: an anonymous client must not make us read (or wait for) a body.
-    if (route.auth !== 'public') ctx.principal = await api.authenticate(req.headers.authorization);
+    if (route.auth !== 'public') ctx.principal = await runInContext(traceContext, () => api.authenticate(req.headers.authorization));
 
     const raw: RawRouteInput = { params, query: parseQuery(rawQuery) };
     const lastEventId = req.headers['last-event-id'];
@@ -217,7 +221,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       if (text.length > 0) raw.body = { format, text };
     }
 
-    const response = await api.invoke(route, raw, ctx);
+    const response = await runInContext(traceContext, () => api.invoke(route, raw, ctx));
     // setHeader, so writeHead (JSON, empty, prepared) and a stream's head all carry them.
     if (response.headers !== undefined) setResponseHeaders(res, response.headers);
     if (isStreamResult(response.body)) {

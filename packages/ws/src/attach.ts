@@ -170,7 +170,8 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
         throw new SentinelError('invalid_request', 'only WebSocket upgrades are served here');
       }
       const principal = await authenticateUpgrade(req, endpoint);
-      const target = await prepare(principal, endpoint);
+      // Re-entered: after the await above the upgrade's span is not the active one (no async tracking).
+      const target = await runInContext(traced.context, () => prepare(principal, endpoint));
       if (closing) throw new SentinelError('unavailable', SHUTDOWN_REASON);
       if (socket.destroyed) {
         endHttpServerSpan(traced.span, 499, true);

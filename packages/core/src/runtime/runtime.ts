@@ -25,7 +25,7 @@ import type { ImageService } from '../images/service.js';
 import type { ProviderCatalog } from '../providers/catalog.js';
 import type { Store } from '../store/types.js';
 import type { ToolSet } from '../tools/tool-set.js';
-import { traceTurn } from '../telemetry/tracing.js';
+import { runInContext, traceTurn } from '../telemetry/tracing.js';
 import { Coordination } from './coordination.js';
 import { AgentQueues } from './queue.js';
 import { inProcessTurnLock, type TurnLock } from './turn-lock.js';
@@ -147,10 +147,11 @@ export class AgentRuntime {
       abortAgent: (agentId, reason) => void this.queues.abortAgent(agentId, reason),
       cancel: (agentId, messageId) => void this.queues.cancel(agentId, messageId),
     });
-    const runTurn = (turn: Turn) => this.runner.run(turn);
+    // Re-entered after the lock's await: the turn's first store reads are children of its span.
+    const runTurn = (turn: Turn) => runInContext(turn.traceContext, () => this.runner.run(turn));
     this.queues = new AgentQueues({
       limit: knobs.queueLimit,
-      run: (turn) => traceTurn(turn.traceContext, { agentId: turn.agentId, messageId: turn.request.messageId, responseId: turn.responseId }, () => this.coordination.runLocked(turn, runTurn)),
+      run: (turn) => traceTurn(turn, { agentId: turn.agentId, messageId: turn.request.messageId, responseId: turn.responseId }, () => this.coordination.runLocked(turn, runTurn)),
       watch: (agentId) => this.coordination.watch(agentId),
       logger,
     });

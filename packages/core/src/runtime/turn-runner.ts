@@ -17,7 +17,8 @@ import type { Store } from '../store/types.js';
 import type { ToolSet } from '../tools/tool-set.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newTurnProgress, type TurnOutcome, type TurnProgress, type TurnRecorder, usageOf } from './turn-record.js';
-import { recordTurnEnd, traceProviderCall, traceToolCall } from '../telemetry/tracing.js';
+import type { Context } from '@opentelemetry/api';
+import { recordTurnEnd, runInContext, traceProviderCall, traceToolCall } from '../telemetry/tracing.js';
 import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEndReason } from './turn.js';
 
 /** Tool calls run per model round; extra calls are answered with an error instead of being run. */
@@ -132,13 +133,13 @@ export class TurnRunner {
         counted = record.owner;
       }
 
-      const [storedMessage, receivedEvent] = await this.recorder.received(turn);
+      const [storedMessage, receivedEvent] = await runInContext(turn.traceContext, () => this.recorder.received(turn));
       if (storedMessage.status === 'rejected') throw storedMessage.reason;
       started = true;
       if (receivedEvent.status === 'rejected') throw receivedEvent.reason;
       notify(turn, this.logger, (l) => l.onStart({ messageId: request.messageId, responseId: turn.responseId }));
 
-      const stored = await this.store.listMessages(agentId, { limit: this.historyMaxMessages });
+      const stored = await runInContext(turn.traceContext, () => this.store.listMessages(agentId, { limit: this.historyMaxMessages }));
       const history = withoutUnanswered(selectHistory(stored, { maxMessages: this.historyMaxMessages, maxChars: this.historyMaxChars }));
       const conversation: ChatMessage[] = def.instructions ? [{ role: 'system', content: def.instructions }] : [];
       conversation.push(...history.map(toChatMessage));
@@ -170,7 +171,7 @@ export class TurnRunner {
     return def;
   }
 
-  /** Runs one allowed tool under its `execute_tool` span; its failure becomes the outcome's error (never thrown). `callId`: the model's, none for a direct request. */
+  /** Runs one allowed tool under its `execute_tool` span (a child of `traceParent`, default the active context); its failure becomes the outcome's error (never thrown). `callId`: the model's, none for a direct request. */
   executeTool(
     agentId: string,
     tool: string,
@@ -178,12 +179,14 @@ export class TurnRunner {
     signal: AbortSignal,
     env: Readonly<Record<string, string>>,
     callId?: string,
+    traceParent?: Context,
   ): Promise<ToolOutcome> {
     const capture = this.captureContent;
     return traceToolCall(
       { tool, ...(callId === undefined ? {} : { callId }), ...(capture ? { arguments: params } : {}) },
       () => this.runTool(agentId, tool, params, signal, env),
       (outcome) => (outcome.status === 'error' ? { error: outcome.error ?? 'failed' } : capture ? { result: outcome.result } : {}),
+      traceParent,
     );
   }
 
@@ -256,7 +259,7 @@ export class TurnRunner {
         const outcome: ToolCallOutcome = {
           call_id: call.id,
           ...(refusal === undefined
-            ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment, call.id)
+            ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment, call.id, turn.traceContext)
             : { tool: call.name, status: 'error' as const, error: refusal, duration_ms: 0 }),
         };
         // A result that arrives after the abort is not reported: the turn has ended for the client.
@@ -292,6 +295,7 @@ export class TurnRunner {
         ...(round.finish === undefined ? {} : { finishReason: round.finish }),
         ...(capture ? { output: progress.roundText } : {}),
       }),
+      turn.traceContext,
     );
   }
 
@@ -363,7 +367,7 @@ export class TurnRunner {
   private async finish(turn: Turn, end: TurnOutcome): Promise<void> {
     if (turn.done) return;
     const { failure } = end;
-    recordTurnEnd({ reason: end.reason, inputTokens: end.usage.input_tokens, outputTokens: end.usage.output_tokens, ...(failure ? { errorCode: failure.code } : {}) });
+    recordTurnEnd(turn.traceContext, { reason: end.reason, inputTokens: end.usage.input_tokens, outputTokens: end.usage.output_tokens, ...(failure ? { errorCode: failure.code } : {}) });
     // A turn ended by a deletion on another instance stores nothing either: the rows are going.
     if (!this.isRemoving(turn.agentId) && turn.abortReason !== 'deleted') await this.recorder.ended(turn, end);
     if (failure) terminal(turn, this.logger, (l) => l.onError(failure));

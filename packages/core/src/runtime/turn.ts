@@ -110,8 +110,12 @@ export interface Turn {
   done: boolean;
   /** Set when the turn starts running: resolves once it ended (never rejects). */
   settled?: Promise<void>;
-  /** The trace context the message arrived in: the turn's span is its child, however late it runs. */
-  readonly traceContext: Context | undefined;
+  /**
+   * The trace context the message arrived in (the turn's span is its child, however late it
+   * runs); once the turn runs, its `sentinel.turn` span's, which its provider, tool and store
+   * calls take as their parent explicitly (no async context tracking needed).
+   */
+  traceContext: Context | undefined;
 }
 
 /** A new, not yet started turn of `agentId`. */

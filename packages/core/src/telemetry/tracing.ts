@@ -89,14 +89,15 @@ export function recordingSpanActive(): boolean {
 }
 
 /**
- * Adds the active trace's W3C `traceparent` (and `tracestate`, baggage: whatever the registered
- * propagator writes) to `headers` and returns them; unchanged without an active trace. For
- * outgoing requests: model providers, registries, webhooks.
+ * Adds the W3C `traceparent` (and `tracestate`, baggage: whatever the registered propagator
+ * writes) of `ctx` (default: the active context) to `headers` and returns them; unchanged
+ * without a trace. For outgoing requests: model providers, registries, webhooks. Pass `ctx`
+ * when the request is sent after an `await` (see {@link captureTraceContext}).
  */
-export function injectTraceHeaders<T extends Record<string, string>>(headers: T): T {
-  const active = trace.getActiveSpan();
+export function injectTraceHeaders<T extends Record<string, string>>(headers: T, ctx: Context = context.active()): T {
+  const active = trace.getSpan(ctx);
   if (active === undefined || !isSpanContextValid(active.spanContext())) return headers;
-  propagation.inject(context.active(), headers);
+  propagation.inject(ctx, headers);
   return headers;
 }
 
@@ -149,9 +150,13 @@ export function startHttpServerSpan(method: string, path: string, headers: Heade
   return { span, context: trace.setSpan(parent, span) };
 }
 
-/** Names the active HTTP server span after the matched route template (`/v1/agents/:id`), never the raw path. */
-export function setActiveHttpRoute(method: string, route: string): void {
-  const span = trace.getActiveSpan();
+/**
+ * Names the HTTP server span of `ctx` (default: the active context) after the matched route
+ * template (`/v1/agents/:id`), never the raw path.
+ */
+export function setActiveHttpRoute(method: string, route: string, ctx: Context | undefined = context.active()): void {
+  if (ctx === undefined) return;
+  const span = trace.getSpan(ctx);
   if (span === undefined || !span.isRecording()) return;
   span.updateName(`${method} ${route}`);
   span.setAttribute('http.route', route);
@@ -194,7 +199,8 @@ export interface TurnSpanInfo {
  * Runs one turn under a `sentinel.turn` span, a child of `parent` (the context the message
  * arrived in: the turn waits in the queue and runs later, in whatever context freed it).
  */
-export async function traceTurn(parent: Context | undefined, info: TurnSpanInfo, run: () => Promise<void>): Promise<void> {
+export async function traceTurn(turn: { traceContext: Context | undefined }, info: TurnSpanInfo, run: () => Promise<void>): Promise<void> {
+  const parent = turn.traceContext;
   if (parent === undefined && !sdkRegistered()) return run();
   const base = parent ?? ROOT_CONTEXT;
   const span = tracer.startSpan('sentinel.turn', { kind: SpanKind.INTERNAL }, base);
@@ -205,16 +211,21 @@ export async function traceTurn(parent: Context | undefined, info: TurnSpanInfo,
   if (span.isRecording()) {
     span.setAttributes({ 'sentinel.agent.id': info.agentId, 'sentinel.message.id': info.messageId, 'gen_ai.response.id': info.responseId });
   }
+  // The turn's own work (provider and tool calls, its store reads) takes this as its parent
+  // explicitly: after the turn's first await the active context is not it under a context
+  // manager without async tracking (the one `sentinel api` registers).
+  const turnContext = trace.setSpan(base, span);
+  turn.traceContext = turnContext;
   try {
-    await context.with(trace.setSpan(base, span), run);
+    await context.with(turnContext, run);
   } finally {
     span.end();
   }
 }
 
-/** How the turn ended, on the active turn span. */
-export function recordTurnEnd(end: { reason: string; inputTokens: number; outputTokens: number; errorCode?: string }): void {
-  const span = trace.getActiveSpan();
+/** How the turn ended, on the turn span of `ctx` (the turn's {@link traceTurn} context). */
+export function recordTurnEnd(ctx: Context | undefined, end: { reason: string; inputTokens: number; outputTokens: number; errorCode?: string }): void {
+  const span = ctx === undefined ? undefined : trace.getSpan(ctx);
   if (span === undefined || !span.isRecording()) return;
   span.setAttributes({
     'sentinel.turn.reason': end.reason,
@@ -246,17 +257,22 @@ export interface ProviderCallResult {
   output?: string;
 }
 
-/** Runs one streaming model call under a CLIENT span `chat {model}`; `result` reads what it returned. */
-export async function traceProviderCall<T>(info: ProviderCallInfo, call: () => Promise<T>, result: (value: T) => ProviderCallResult): Promise<T> {
+/**
+ * Runs one streaming model call under a CLIENT span `chat {model}`, a child of `parent` (default:
+ * the active context); `result` reads what it returned. `call` starts inside the span's context,
+ * so what it does before its first await (the provider's request and its traceparent) is in it.
+ */
+export async function traceProviderCall<T>(info: ProviderCallInfo, call: () => Promise<T>, result: (value: T) => ProviderCallResult, parent?: Context): Promise<T> {
   if (!sdkRegistered()) return call();
-  const span = tracer.startSpan(`chat ${info.model}`, { kind: SpanKind.CLIENT });
+  const base = parent ?? context.active();
+  const span = tracer.startSpan(`chat ${info.model}`, { kind: SpanKind.CLIENT }, base);
   if (isInert(span)) return call();
   if (span.isRecording()) {
     span.setAttributes({ 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': info.provider, 'gen_ai.request.model': info.model });
     if (info.messages !== undefined) span.setAttribute('gen_ai.input.messages', capped(JSON.stringify(info.messages)));
   }
   try {
-    const value = await context.with(trace.setSpan(context.active(), span), call);
+    const value = await context.with(trace.setSpan(base, span), call);
     if (span.isRecording()) {
       const r = result(value);
       const attributes: Attributes = { 'gen_ai.usage.input_tokens': r.inputTokens, 'gen_ai.usage.output_tokens': r.outputTokens };
@@ -282,10 +298,14 @@ export interface ToolCallInfo {
   arguments?: unknown;
 }
 
-/** Runs one tool under an INTERNAL span `execute_tool {name}`; `outcome` says whether it failed (and, with `captureContent`, what it returned). */
-export async function traceToolCall<T>(info: ToolCallInfo, run: () => Promise<T>, outcome: (value: T) => { error?: string; result?: unknown }): Promise<T> {
+/**
+ * Runs one tool under an INTERNAL span `execute_tool {name}`, a child of `parent` (default: the
+ * active context); `outcome` says whether it failed (and, with `captureContent`, what it returned).
+ */
+export async function traceToolCall<T>(info: ToolCallInfo, run: () => Promise<T>, outcome: (value: T) => { error?: string; result?: unknown }, parent?: Context): Promise<T> {
   if (!sdkRegistered()) return run();
-  const span = tracer.startSpan(`execute_tool ${info.tool}`, { kind: SpanKind.INTERNAL });
+  const base = parent ?? context.active();
+  const span = tracer.startSpan(`execute_tool ${info.tool}`, { kind: SpanKind.INTERNAL }, base);
   if (isInert(span)) return run();
   if (span.isRecording()) {
     span.setAttributes({ 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': info.tool, 'gen_ai.tool.type': 'function' });
@@ -293,7 +313,7 @@ export async function traceToolCall<T>(info: ToolCallInfo, run: () => Promise<T>
     if (info.arguments !== undefined) span.setAttribute('gen_ai.tool.call.arguments', capped(JSON.stringify(info.arguments)));
   }
   try {
-    const value = await context.with(trace.setSpan(context.active(), span), run);
+    const value = await context.with(trace.setSpan(base, span), run);
     if (span.isRecording()) {
       const o = outcome(value);
       if (o.error !== undefined) {
