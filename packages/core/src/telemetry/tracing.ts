@@ -10,6 +10,11 @@
  * spans `{gen_ai.operation.name} {gen_ai.request.model}` (kind CLIENT), tool spans
  * `execute_tool {gen_ai.tool.name}`, database spans `{db.operation.name}`. No prompt, completion
  * or tool argument text is recorded unless `captureContent` is on.
+ *
+ * Nothing here relies on the context surviving an await: `sentinel api` registers a context
+ * manager without async tracking (Node 20's AsyncLocalStorage costs too much per request), so
+ * the spans that matter take their parent explicitly (`parent` arguments, `Turn.traceContext`),
+ * and callers re-enter a kept context with {@link runInContext} after their awaits.
  */
 import {
   context,
