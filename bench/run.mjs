@@ -16,11 +16,12 @@ import { commandWorks, detectTaskset } from './lib/processes.mjs';
 import { formatTable } from './lib/table.mjs';
 import { agentsCreateScenario, agentsListKeyScenario, agentsListScenario, healthScenario, metricsCostScenario } from './scenarios/http.mjs';
 import { eventLogScenario } from './scenarios/event-log.mjs';
+import { tracingAgentsListScenario, tracingHealthScenario } from './scenarios/tracing.mjs';
 import { wsChatScenario, wsFanoutScenario, wsIdleScenario } from './scenarios/ws.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PACKAGES = ['core', 'http', 'ws', 'cli'];
-const SCENARIOS = [healthScenario, agentsListScenario, agentsListKeyScenario, agentsCreateScenario, metricsCostScenario, wsChatScenario, wsFanoutScenario, wsIdleScenario, eventLogScenario];
+const SCENARIOS = [healthScenario, agentsListScenario, agentsListKeyScenario, agentsCreateScenario, metricsCostScenario, wsChatScenario, wsFanoutScenario, wsIdleScenario, eventLogScenario, tracingHealthScenario, tracingAgentsListScenario];
 
 function usage(message) {
   process.stderr.write(`bench: ${message}\n`);

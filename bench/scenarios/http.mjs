@@ -49,11 +49,15 @@ function serverSpecs(ctx, data, names) {
     },
     fastify: { name: 'fastify', script: FASTIFY, args: (d) => ['--db', d.dbPath, '--secret', ctx.secret, '--log-requests', logFlag] },
   };
-  return names.map((name) => ({ ...all[name], data: ctx.copyOf(data, `${name.replace(/\W/g, '')}-${ctx.nextId()}`) }));
+  // A contender is a name from the table above, or a spec of a scenario's own (tracing.mjs).
+  return names.map((entry) => {
+    const spec = typeof entry === 'string' ? all[entry] : entry;
+    return { ...spec, data: ctx.copyOf(data, `${spec.name.replace(/\W/g, '')}-${ctx.nextId()}`) };
+  });
 }
 
 /** Starts every contender, runs the alternating rounds of `request`, stops them. */
-async function measureHttp(ctx, { title, data, contenders: names, request }) {
+export async function measureHttp(ctx, { title, data, contenders: names, request }) {
   ctx.log(`${title}`);
   const specs = serverSpecs(ctx, data, names);
   const servers = new Map();
@@ -66,6 +70,7 @@ async function measureHttp(ctx, { title, data, contenders: names, request }) {
           script: spec.script,
           args: spec.args(spec.data),
           cpu: ctx.cpu.server,
+          ...(spec.env ? { env: spec.env } : {}),
           logFile: ctx.tmp(`${spec.name.replace(/\W/g, '')}-${ctx.nextId()}.log`),
         }),
       ),

@@ -13,6 +13,7 @@ import { listen, listenMetrics, type MetricsServer, type RunningServer } from '@
 import { attachWebSocket, type WebSocketHandle } from '@sentinel/api-ws';
 import { CommandError, UsageError, describeFsError, oneLineMessage } from './errors.js';
 import { parseApiArgs, type ApiConfig } from './parse-args.js';
+import { startTracing, type TracingHandle } from './tracing.js';
 import { cliVersion, shortCommit } from './version.js';
 
 /** Anything text can be written to (process.stdout, a test buffer). */
@@ -42,6 +43,8 @@ export interface RunningApi {
   readonly metricsServer: MetricsServer | undefined;
   /** The JSON-lines logger writing to stdout. */
   readonly logger: Logger;
+  /** The OpenTelemetry SDK this start registered (OTEL_EXPORTER_OTLP_ENDPOINT set); undefined otherwise. */
+  readonly tracing: TracingHandle | undefined;
   /** Set only when this start created the admin user with a generated password. */
   readonly generatedAdminPassword: string | undefined;
   /**
@@ -146,10 +149,12 @@ function oidcSettings(config: ApiConfig): { issuer: string; audience: string; ad
  * first (cheap, nothing to undo), then the core opens the store, then the port is bound; if
  * binding fails the core is closed again so the store is not left open.
  */
-export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiOverrides = {}): Promise<RunningApi> {
+export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiOverrides = {}, env: NodeJS.ProcessEnv = process.env): Promise<RunningApi> {
   if (config.metricsPort !== undefined && !config.metrics) throw new UsageError('--metrics-port needs metrics: drop --no-metrics (or SENTINEL_METRICS=false)');
   const tls = await loadTls(config.tlsCert, config.tlsKey);
   const oidc = oidcSettings(config);
+  // Before the core starts, so the store's first operations are traced like every later one.
+  const tracing = await startTracing(env, cliVersion());
   // One stdout write per turn of the event loop, not per line (the request log is a line per
   // request); pending lines are written on close and at process exit.
   const logLines = createBatchedLineWriter((text) => void io.stdout.write(text));
@@ -184,12 +189,15 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     rateLimits: { read: config.rateLimitRead, write: config.rateLimitWrite, auth: config.rateLimitAuth, chat: config.rateLimitChat },
     runs: { approvalTimeoutMs: config.approvalTimeoutMs },
     metrics: config.metrics,
+    tracing: { captureContent: config.otelCaptureContent },
     logger,
     ...(overrides.runs === undefined ? {} : { runs: overrides.runs }),
-  }).catch((err: unknown) => {
+  }).catch(async (err: unknown) => {
+    await tracing?.shutdown();
     logLines.close();
     throw err;
   });
+  if (tracing !== undefined) logger.info('opentelemetry traces exported', { endpoint: tracing.endpoint, capture_content: config.otelCaptureContent });
   // Printed before binding: the admin is already stored, so even if the port turns out to be
   // taken, this is the only chance to learn the password.
   if (api.generatedAdminPassword !== undefined) {
@@ -216,6 +224,7 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     });
   } catch (err) {
     await api.close().catch(() => undefined);
+    await tracing?.shutdown();
     logLines.close();
     throw new CommandError(describeListenError(err, config.host, config.port), { cause: err });
   }
@@ -255,6 +264,8 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
         await metricsClosed;
       } finally {
         await api.close();
+        // Last: the spans of the shutdown itself are exported too.
+        await tracing?.shutdown();
         logLines.close();
       }
     })();
@@ -270,6 +281,7 @@ export async function startApi(config: ApiConfig, io: CommandIo, overrides: ApiO
     ws,
     metricsServer,
     logger,
+    tracing,
     generatedAdminPassword: api.generatedAdminPassword,
     close,
   };
@@ -295,5 +307,5 @@ export async function runApiCommand(argv: string[], env: NodeJS.ProcessEnv, io: 
   if (parsed.kind !== 'run') {
     throw new UsageError(`--${parsed.kind} starts no server; check parseApiArgs() for it before calling runApiCommand`);
   }
-  return startApi(parsed.config, io, overrides);
+  return startApi(parsed.config, io, overrides, env);
 }

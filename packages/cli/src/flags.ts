@@ -19,6 +19,8 @@ export interface ApiFlagValues {
   cors: boolean;
   /** One JSON log line per request on stdout. Default true. */
   logRequests: boolean;
+  /** Record message text (prompts, answers, tool arguments and results) in OpenTelemetry spans. Default false. */
+  otelCaptureContent: boolean;
   /** Serve the web console at /console/ (and redirect / there). */
   console: boolean;
   /** Directory of the SQLite database and the generated token secret. Default `~/.sentinel`. */
@@ -170,6 +172,14 @@ export const API_FLAGS: readonly FlagSpec[] = [
     default: true,
     description: 'Write one JSON line per request to stdout (--no-log-requests turns it off)',
     key: 'logRequests',
+  },
+  {
+    name: 'otel-capture-content',
+    type: 'bool',
+    env: 'OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT',
+    default: false,
+    description: 'Put prompts, answers and tool arguments/results in the trace spans (they may hold personal data; tracing is on when OTEL_EXPORTER_OTLP_ENDPOINT is set)',
+    key: 'otelCaptureContent',
   },
   {
     name: 'console',

@@ -35,6 +35,7 @@ describe('parseApiArgs: defaults', () => {
       tokenAuthSecret: undefined,
       cors: true,
       logRequests: true,
+      otelCaptureContent: false,
       console: true,
       dataDir: '~/.sentinel',
       registryTimeout: 600,
@@ -153,6 +154,8 @@ describe('parseApiArgs: environment', () => {
     SENTINEL_METRICS: 'false',
     SENTINEL_METRICS_PORT: '9464',
     SENTINEL_METRICS_HOST: '0.0.0.0',
+    // The one flag whose variable is a standard's, not ours (the GenAI instrumentations' name).
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true',
   };
 
   it('every flag has its SENTINEL_ variable', () => {
@@ -164,6 +167,7 @@ describe('parseApiArgs: environment', () => {
       tokenAuthSecret: 'env-secret-0123456789',
       cors: false,
       logRequests: false,
+      otelCaptureContent: true,
       console: false,
       dataDir: '/env/data',
       registryTimeout: 60,

@@ -39,7 +39,8 @@ afterAll(async () => {
 });
 
 /** What the CLI's own code imports (the client commands' parser and progress bars), beside what it bundles. */
-const CLI_OWN_DEPENDENCIES: Record<string, string> = { commander: '14.0.3', 'cli-progress': '3.12.0' };
+// The OpenTelemetry Node SDK: loaded by `sentinel api` only when an OTLP endpoint is configured.
+const CLI_OWN_DEPENDENCIES: Record<string, string> = { commander: '14.0.3', 'cli-progress': '3.12.0', '@opentelemetry/sdk-node': '0.223.0' };
 
 /**
  * Third-party dependencies of the bundled workspace packages, as their package.json files pin

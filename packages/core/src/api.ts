@@ -49,6 +49,7 @@ import type { WebSearchToolOptions } from './tools/web-search.js';
 import type { WebhookOptions } from './webhooks/dispatcher.js';
 import { checkJsonDepth, compileJsonLimits, type JsonLimitsCheck } from './contract/json-limits.js';
 import { compileValidator, type Validator } from './contract/validation.js';
+import type { TracingOptions } from './telemetry/tracing.js';
 
 export interface SentinelApiOptions {
   /** Directory for the SQLite file and the generated token secret. Default `~/.sentinel`. */
@@ -77,6 +78,11 @@ export interface SentinelApiOptions {
   runtime?: RuntimeOptions;
   /** Runs (docs/ARCHITECTURE.md#runs): journaling, idempotency window, interrupted-run sweep. Default: see {@link RunsOptions}. */
   runs?: RunsOptions;
+  /**
+   * OpenTelemetry spans (sent wherever the SDK the app registered sends them; none without one).
+   * Default `{ captureContent: false }`: no message text in spans.
+   */
+  tracing?: TracingOptions;
   /** Events kept per agent; older ones are pruned (a `since` before them gets `resync_required`). Default 10000. */
   eventRetention?: number;
   /**

@@ -55,6 +55,7 @@ import { AgentWebhookDefaults } from './webhooks/agent-webhooks.js';
 import { countBusPublishes } from './telemetry/instrument-bus.js';
 import { instrumentStore } from './telemetry/instrument-store.js';
 import { SentinelMetrics } from './telemetry/metrics.js';
+import { instrumentBus, instrumentStore as traceStore } from './telemetry/tracing.js';
 
 export interface SentinelApi extends SentinelApiSurface, CredentialSurface {
   readonly store: Store;
@@ -222,11 +223,16 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
   }
   const storeKind = options.store ? 'custom' : options.storeUrl !== undefined ? 'postgres' : 'sqlite';
   if (metrics) store = instrumentStore(store, metrics, storeKind);
+  // Spans per store operation and bus publish, made only inside a recorded trace.
+  store = traceStore(store, storeKind === 'postgres' ? 'postgresql' : storeKind);
   const rawBus = redis?.bus ?? createLocalEventBus({ logger });
   // Retention watches every event on its way through the bus, whoever wrote it.
-  const bus = withEventRetention(
-    metrics ? countBusPublishes(rawBus, metrics) : rawBus,
-    createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
+  const bus = instrumentBus(
+    withEventRetention(
+      metrics ? countBusPublishes(rawBus, metrics) : rawBus,
+      createEventRetention({ store, logger, ...(options.eventRetention === undefined ? {} : { keepLast: options.eventRetention }) }),
+    ),
+    redis ? 'redis' : 'sentinel',
   );
   try {
     // openPostgresStore and openSqliteStore migrate before they return (so a schema problem is
@@ -283,7 +289,7 @@ export async function createSentinelApi(options: SentinelApiOptions = {}): Promi
     // The live registries: a build naming a tool or provider this server lacks is refused, and
     // what an embedding app registers later counts from then on.
     const images = new ImageService({ store, logger, journal, tools, providers });
-    const runtime = new AgentRuntime({ ...runtimeKnobs, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}), ...(metrics ? { metrics } : {}) });
+    const runtime = new AgentRuntime({ ...runtimeKnobs, captureContent: options.tracing?.captureContent === true, store, journal, images, providers, tools, logger, bus, quota: quotas, ...(redis ? { turnLock: redis.turnLock } : {}), ...(metrics ? { metrics } : {}) });
     const webhookSecrets = new WebhookSecrets({ store });
     const webhooks = new WebhookDispatcher({ ...options.webhooks, store, secrets: webhookSecrets, logger: logger.child({ component: 'webhooks' }) });
     // The edge checks webhook URLs with the policy the dispatcher delivers under.

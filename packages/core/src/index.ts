@@ -278,3 +278,19 @@ export {
 export { WebhookSecrets, type WebhookSecretsOptions } from './webhooks/secrets.js';
 export { WebhookDispatcher, deliverRunWebhooks, type RunTransitions, type WebhookDispatcherOptions, type WebhookOptions, type WebhookPayload, type WebhookRun, type WebhookTransition } from './webhooks/dispatcher.js';
 export { WEBHOOK_URL_MAX_LENGTH, checkWebhookUrl, parseWebhookUrl, type WebhookAddressPolicy } from './webhooks/url.js';
+
+// Telemetry: OpenTelemetry spans for the transports' instrumentation points, and the
+// traceparent helper for outgoing requests (docs/ARCHITECTURE.md#observability).
+export {
+  activeTraceFields,
+  endHttpServerSpan,
+  injectTraceHeaders,
+  runInContext,
+  setActiveHttpRoute,
+  startHttpServerSpan,
+  startWebSocketMessageSpan,
+  traceFieldsOf,
+  TRACER_NAME,
+  type ServerSpan,
+  type TracingOptions,
+} from './telemetry/tracing.js';

@@ -10,6 +10,7 @@ import { silentLogger } from './contract/logger.js';
 import type { EventRecord, LogRecord } from './contract/models.js';
 import type { Store } from './store/types.js';
 import type { SentinelMetrics } from './telemetry/metrics.js';
+import { captureTraceContext, runInContext } from './telemetry/tracing.js';
 
 export interface AgentJournalOptions {
   store: Store;
@@ -40,21 +41,24 @@ export class AgentJournal {
   /** Appends one log line for the agent, publishes it, and returns it with its `seq`. */
   async log(agentId: string, level: LogLevel, message: string, fields?: Record<string, unknown>): Promise<LogRecord> {
     const line = { agent_id: agentId, timestamp: isoTimestamp(this.now()), level, message, ...(fields === undefined ? {} : { fields }) };
+    // Taken before the await: the publish is in the caller's trace without async context tracking.
+    const traceContext = captureTraceContext();
     const [stored] = await this.store.appendLogs(agentId, [line]);
     if (!stored) throw new Error(`store returned no log record for agent ${agentId}`);
-    this.bus.publish(agentId, { kind: 'log', log: stored });
+    runInContext(traceContext, () => this.bus.publish(agentId, { kind: 'log', log: stored }));
     if (this.logger.isLevelEnabled('debug')) this.logger.debug(message, { ...fields, agent_id: agentId, agent_log_level: level });
     return stored;
   }
 
   /** Appends one event for the agent (the Store assigns `seq`), publishes it, and returns it. */
   async event(agentId: string, eventType: string, content: string, data: Record<string, unknown>): Promise<EventRecord> {
+    const traceContext = captureTraceContext();
     const [stored] = await this.store.appendEvents(agentId, [
       { agent_id: agentId, event_type: eventType, timestamp: isoTimestamp(this.now()), content, data },
     ]);
     if (!stored) throw new Error(`store returned no event record for agent ${agentId}`);
     this.metrics?.eventsAppended();
-    this.bus.publish(agentId, { kind: 'event', event: stored });
+    runInContext(traceContext, () => this.bus.publish(agentId, { kind: 'event', event: stored }));
     return stored;
   }
 

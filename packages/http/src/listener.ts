@@ -14,6 +14,12 @@ import {
   deprecationHeaders,
   hasScope,
   insufficientScope,
+  endHttpServerSpan,
+  runInContext,
+  setActiveHttpRoute,
+  startHttpServerSpan,
+  traceFieldsOf,
+  type ServerSpan,
   isSentinelError,
   isStreamResult,
   SentinelError,
@@ -124,6 +130,8 @@ interface Exchange {
   route: string;
   readonly context: RequestContext;
   readonly clientGone: () => void;
+  /** The request's SERVER span (the API's no-op one without an SDK). */
+  readonly traced: ServerSpan;
 }
 
 // Per-request state hangs off the response under this symbol, so one 'close' listener per
@@ -221,12 +229,17 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     }
     const { route, params } = match;
     labelRoute(res, route.path);
+    // The request span's context, taken from the exchange rather than the active context: after
+    // an await the active context is the root under a manager without async tracking (`sentinel
+    // api` registers one), so the handler is re-entered in it explicitly below.
+    const traceContext = (res as TrackedResponse)[EXCHANGE]?.traced.context;
+    setActiveHttpRoute(method, route.path, traceContext);
     // Before anything can fail: a deprecated route's errors carry the headers too.
     const deprecation = deprecationByRoute.get(route);
     if (deprecation !== undefined) for (const [name, value] of deprecation) res.setHeader(name, value);
 
     // Before the body: an anonymous client must not make us read (or wait for) a body.
-    if (route.auth !== 'public') ctx.principal = await api.authenticate(req.headers.authorization);
+    if (route.auth !== 'public') ctx.principal = await runInContext(traceContext, () => api.authenticate(req.headers.authorization));
 
     const raw: RawRouteInput = { params, query: parseQuery(rawQuery) };
     const lastEventId = req.headers['last-event-id'];
@@ -239,7 +252,7 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       if (text.length > 0) raw.body = { format, text };
     }
 
-    const response = await api.invoke(route, raw, ctx);
+    const response = await runInContext(traceContext, () => api.invoke(route, raw, ctx));
     // setHeader, so writeHead (JSON, empty, prepared) and a stream's head all carry them.
     if (response.headers !== undefined) setResponseHeaders(res, response.headers);
     if (isStreamResult(response.body)) {
@@ -294,8 +307,9 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     // 499 (nginx's "client closed request") when the client left before a status was sent.
     const status = this.headersSent ? this.statusCode : 499;
     if (metrics !== undefined) metrics.observeHttpRequest(exchange.method, exchange.route, status, (performance.now() - exchange.started) / 1000);
+    endHttpServerSpan(exchange.traced.span, status, !finished);
     if (!logRequests) return;
-    logger.info('request', {
+    const fields: Record<string, unknown> = {
       request_id: exchange.requestId,
       method: exchange.method,
       // The pathname only: query strings can carry secrets.
@@ -304,7 +318,16 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
       duration_ms: Math.round((performance.now() - exchange.started) * 1000) / 1000,
       remote: exchange.context.remoteAddress,
       ...(finished ? {} : { aborted: true }),
-    });
+    };
+    // 'close' may run outside the request's context: the line names the request's span itself.
+    if (exchange.traced.context !== undefined) {
+      const ids = traceFieldsOf(exchange.traced.span);
+      if (ids !== undefined) {
+        fields.trace_id = ids.trace_id;
+        fields.span_id = ids.span_id;
+      }
+    }
+    logger.info('request', fields);
   }
 
   const sentinelListener = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void => {
@@ -336,12 +359,14 @@ export function toNodeListener(api: SentinelApiSurface, options: NodeListenerOpt
     res.setHeader(API_VERSION_HEADER, apiVersion);
     const { context, clientGone } = createRequestContext(req, requestId, logger, trustProxy);
     const started = logRequests || metrics !== undefined ? performance.now() : 0;
+    // A child of the caller's traceparent; the handler (store calls, log lines) runs inside it.
+    const traced = startHttpServerSpan(method, path, req.headers, (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http');
 
     // 'close' comes once per response: `on` spares the wrapper `once` would allocate.
-    (res as TrackedResponse)[EXCHANGE] = { requestId, method, path, started, route: UNMATCHED_ROUTE, context, clientGone };
+    (res as TrackedResponse)[EXCHANGE] = { requestId, method, path, started, route: UNMATCHED_ROUTE, context, clientGone, traced };
     res.on('close', onResponseClose);
 
     const rawQuery = queryStart === -1 ? '' : url.slice(queryStart + 1);
-    void respond(req, res, method, path, rawQuery, context, clientGone);
+    runInContext(traced.context, () => void respond(req, res, method, path, rawQuery, context, clientGone));
   }
 }

@@ -12,8 +12,15 @@ import { WebSocketServer, type ServerOptions } from 'ws';
 import {
   API_VERSION_HEADER,
   apiVersionHeader,
+  CHAT_ENDPOINT,
+  endHttpServerSpan,
+  EVENTS_ENDPOINT,
+  httpStatusForErrorCode,
+  runInContext,
   SentinelError,
+  startHttpServerSpan,
   toPublicError,
+  type ServerSpan,
   type ChatService,
   type CredentialSurface,
   type EventsService,
@@ -155,7 +162,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
     return api.authenticateTicket(endpoint.ticket, endpoint.kind, endpoint.agentId);
   };
 
-  const accept = async (req: IncomingMessage, socket: Duplex, head: Buffer, endpoint: EndpointTarget): Promise<void> => {
+  const accept = async (req: IncomingMessage, socket: Duplex, head: Buffer, endpoint: EndpointTarget, traced: ServerSpan): Promise<void> => {
     // Until ws owns the socket nothing else listens for its errors (node:http removed its own).
     const onSocketError = (): void => {
       socket.destroy();
@@ -166,12 +173,18 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
         throw new SentinelError('invalid_request', 'only WebSocket upgrades are served here');
       }
       const principal = await authenticateUpgrade(req, endpoint);
-      const target = await prepare(principal, endpoint);
+      // Re-entered: after the await above the upgrade's span is not the active one (no async tracking).
+      const target = await runInContext(traced.context, () => prepare(principal, endpoint));
       if (closing) throw new SentinelError('unavailable', SHUTDOWN_REASON);
-      if (socket.destroyed) return;
+      if (socket.destroyed) {
+        endHttpServerSpan(traced.span, 499, true);
+        return;
+      }
       wss.handleUpgrade(req, socket, head, (ws) => {
         socket.off('error', onSocketError);
-        const connection = serveConnection(ws, socket, target, principal.username, connectionOptions);
+        // The socket's messages (and the turns they start) are children of the upgrade's span.
+        const connection = serveConnection(ws, socket, target, principal.username, connectionOptions, traced.context);
+        endHttpServerSpan(traced.span, 101);
         if (ws.readyState === ws.OPEN) {
           connections.add(connection);
           credentials.add(connection, principal);
@@ -179,6 +192,7 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
       });
     } catch (err) {
       const publicError = toPublicError(err);
+      endHttpServerSpan(traced.span, httpStatusForErrorCode(publicError.code));
       if (publicError.code === 'internal') {
         logger.error('websocket upgrade failed', { stream: endpoint.kind, error: err instanceof Error ? err.message : String(err) });
       } else {
@@ -205,7 +219,12 @@ export function attachWebSocket(server: HttpServer | HttpsServer, api: WebSocket
       refuseUpgrade(socket, new SentinelError('not_found', 'no WebSocket endpoint at this path'));
       return;
     }
-    void accept(req, socket, head, endpoint);
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+    const route = endpoint.kind === 'chat' ? CHAT_ENDPOINT.path : EVENTS_ENDPOINT.path;
+    const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
+    // A child of the client's traceparent; authentication and the agent lookup run inside it.
+    const traced = startHttpServerSpan(req.method ?? 'GET', path, req.headers, scheme, route);
+    void runInContext(traced.context, () => accept(req, socket, head, endpoint, traced));
   };
 
   const close = (): Promise<void> =>

@@ -12,6 +12,9 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket, RawData } from 'ws';
 import {
   outgoing,
+  runInContext,
+  startWebSocketMessageSpan,
+  type ServerSpan,
   type ChatSession,
   type EventsSubscription,
   type FrameSink,
@@ -100,9 +103,12 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
   readonly #metrics: WebSocketChannelMetrics | undefined;
   /** Resolvers of closeSocket() callers waiting for the 'close' event. */
   #waiters: Array<() => void> | undefined;
+  /** The upgrade span's context, parent of every message's span; undefined when not traced. */
+  readonly #traceContext: ServerSpan['context'];
 
-  constructor(ws: WebSocket, socket: Duplex, kind: ConnectionTarget['kind'], agentId: string, username: string, options: ConnectionOptions) {
+  constructor(ws: WebSocket, socket: Duplex, kind: ConnectionTarget['kind'], agentId: string, username: string, options: ConnectionOptions, traceContext: ServerSpan['context']) {
     this.ws = ws;
+    this.#traceContext = traceContext;
     this.#options = options;
     this.#kind = kind;
     this.#agentId = agentId;
@@ -175,10 +181,14 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
     }
     // receive() promises not to throw; if a bug makes it, the exception would surface in ws's
     // frame parser and take the process down, so it stops here.
+    const traced = startWebSocketMessageSpan(this.#traceContext, this.#kind, this.#agentId);
     try {
-      session.receive(textOf(data));
+      // A turn the message queues captures this context: its span is the message's child.
+      runInContext(traced.context, () => session.receive(textOf(data)));
     } catch (err) {
       this.#options.logger.error('chat frame handling failed', { agent_id: this.#agentId, error: err instanceof Error ? err.message : String(err) });
+    } finally {
+      traced.span.end();
     }
   }
 
@@ -212,10 +222,18 @@ class ServedConnection implements Connection, FrameSink, SlowConsumerListener {
 /**
  * Starts serving `ws` (just upgraded over `socket`) for `username`: opens the chat session or
  * events subscription with the connection as its sink, and tears it down when the socket
- * closes (then `options.onClosed` runs, once).
+ * closes (then `options.onClosed` runs, once). `traceContext`: the upgrade span's, parent of the
+ * socket's message spans. Default none: messages are not traced.
  */
-export function serveConnection(ws: WebSocket, socket: Duplex, target: ConnectionTarget, username: string, options: ConnectionOptions): Connection {
-  const connection = new ServedConnection(ws, socket, target.kind, target.prepared.agentId, username, options);
+export function serveConnection(
+  ws: WebSocket,
+  socket: Duplex,
+  target: ConnectionTarget,
+  username: string,
+  options: ConnectionOptions,
+  traceContext?: ServerSpan['context'],
+): Connection {
+  const connection = new ServedConnection(ws, socket, target.kind, target.prepared.agentId, username, options, traceContext);
   const served = ws as ServedSocket;
   served[CONNECTION] = connection;
   served.on('error', onSocketError);

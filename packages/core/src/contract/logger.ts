@@ -1,7 +1,10 @@
 /**
  * A small structured logger: one JSON object per line. Core code logs through this
- * interface only, so an embedding app can hand in pino or its own sink.
+ * interface only, so an embedding app can hand in pino or its own sink. A line written while an
+ * OpenTelemetry span is active carries its `trace_id` and `span_id` (docs/ARCHITECTURE.md#observability).
  */
+import { isSpanContextValid, trace, type SpanContext } from '@opentelemetry/api';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -48,6 +51,12 @@ function redact(fields: Record<string, unknown>): Record<string, unknown> {
   return out ?? fields;
 }
 
+/** The active span's ids for a line (the line's own fields win); undefined without one, and always without an SDK. */
+function activeSpanContext(): SpanContext | undefined {
+  const spanContext = trace.getActiveSpan()?.spanContext();
+  return spanContext !== undefined && isSpanContextValid(spanContext) ? spanContext : undefined;
+}
+
 /** Creates a JSON-lines logger. */
 export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
   const min = RANK[options.level ?? 'info'];
@@ -60,7 +69,11 @@ export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
       const time = new Date().toISOString();
       // Spread only what is there: this is on every request's path (the request log).
       let line: Record<string, unknown>;
-      if (fields) line = hasBound ? { time, level, msg, ...bound, ...redact(fields) } : { time, level, msg, ...redact(fields) };
+      const span = activeSpanContext();
+      if (span !== undefined) {
+        const { traceId: trace_id, spanId: span_id } = span;
+        line = fields ? { time, level, msg, trace_id, span_id, ...bound, ...redact(fields) } : { time, level, msg, trace_id, span_id, ...bound };
+      } else if (fields) line = hasBound ? { time, level, msg, ...bound, ...redact(fields) } : { time, level, msg, ...redact(fields) };
       else line = hasBound ? { time, level, msg, ...bound } : { time, level, msg };
       write(JSON.stringify(line) + '\n');
     };

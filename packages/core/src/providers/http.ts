@@ -14,6 +14,8 @@ import { invalidRequest, isSentinelError, SentinelError, upstream } from '../con
 import type { Logger } from '../contract/logger.js';
 import { silentLogger } from '../contract/logger.js';
 import { discardBody } from '../undici-body.js';
+import { context } from '@opentelemetry/api';
+import { injectTraceHeaders } from '../telemetry/tracing.js';
 
 /** Timeouts of provider requests. */
 export interface ProviderTimeouts {
@@ -232,11 +234,15 @@ export class ProviderHttpClient {
    */
   async *stream(req: UpstreamRequest): AsyncGenerator<Uint8Array, void, undefined> {
     const { signal } = req;
+    // Taken before the first await (the generator's first step runs inside the provider call's
+    // span), so every attempt carries it without async context tracking.
+    const traceContext = context.active();
     for (let attempt = 1; ; attempt++) {
       signal.throwIfAborted();
       let response: Dispatcher.ResponseData;
       try {
-        response = await request(req.url, { dispatcher: this.agent, method: 'POST', headers: req.headers, body: req.body, signal });
+        // The turn's trace goes on to the provider (W3C traceparent), when there is one.
+        response = await request(req.url, { dispatcher: this.agent, method: 'POST', headers: injectTraceHeaders({ ...req.headers }, traceContext), body: req.body, signal });
       } catch (err) {
         if (signal.aborted) throw signal.reason;
         const code = errorCodeOf(err);

@@ -26,6 +26,7 @@ import { OCI_MANIFEST_MEDIA_TYPE } from '../images/oci.js';
 import { MAX_MANIFEST_BYTES } from '../images/layout.js';
 import { parseWwwAuthenticate, TokenCache, type AuthChallenge } from './auth.js';
 import { discardBody } from '../undici-body.js';
+import { injectTraceHeaders } from '../telemetry/tracing.js';
 import { normalizeHost, pinnedLookup, resolveAllowedAddresses, type HostResolver } from '../tools/net-policy.js';
 
 /**
@@ -522,7 +523,8 @@ export class RegistryClient {
     try {
       const res = await request(url, {
         method,
-        headers: { 'user-agent': USER_AGENT, ...headers },
+        // The caller's trace goes on to the registry (W3C traceparent), when there is one.
+        headers: injectTraceHeaders({ 'user-agent': USER_AGENT, ...headers }),
         ...(body === undefined ? {} : { body }),
         ...(signal ? { signal } : {}),
         dispatcher: await this.dispatcherFor(url),

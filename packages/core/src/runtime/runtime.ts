@@ -28,6 +28,7 @@ import type { ToolCallRecord } from '../contract/models.js';
 import { isoTimestamp } from '../clock.js';
 import type { ToolSet } from '../tools/tool-set.js';
 import type { SentinelMetrics } from '../telemetry/metrics.js';
+import { runInContext, traceTurn } from '../telemetry/tracing.js';
 import { Coordination } from './coordination.js';
 import { AgentQueues } from './queue.js';
 import { inProcessTurnLock, type TurnLock } from './turn-lock.js';
@@ -91,6 +92,8 @@ export interface AgentRuntimeOptions extends Omit<RuntimeOptions, 'echoChunkDela
   quota?: TurnQuota;
   /** Records turns, provider calls and the queue gauges. Default: none. */
   metrics?: SentinelMetrics;
+  /** Record message text in provider and tool spans (see `TracingOptions.captureContent`). Default `false`. */
+  captureContent?: boolean;
 }
 
 /** Runs the agents' turns (see the top of this file); one per API instance. */
@@ -145,6 +148,7 @@ export class AgentRuntime {
       isRemoving: (agentId) => this.removing.has(agentId),
       ...(options.quota ? { quota: options.quota } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
+      captureContent: options.captureContent === true,
     });
     this.coordination = new Coordination({
       turnLock: options.turnLock ?? inProcessTurnLock,
@@ -154,10 +158,11 @@ export class AgentRuntime {
       abortAgent: (agentId, reason) => void this.queues.abortAgent(agentId, reason),
       cancel: (agentId, messageId) => void this.queues.cancel(agentId, messageId),
     });
-    const runTurn = (turn: Turn) => this.runner.run(turn);
+    // Re-entered after the lock's await: the turn's first store reads are children of its span.
+    const runTurn = (turn: Turn) => runInContext(turn.traceContext, () => this.runner.run(turn));
     this.queues = new AgentQueues({
       limit: knobs.queueLimit,
-      run: (turn) => this.coordination.runLocked(turn, runTurn),
+      run: (turn) => traceTurn(turn, { agentId: turn.agentId, messageId: turn.request.messageId, responseId: turn.responseId }, () => this.coordination.runLocked(turn, runTurn)),
       watch: (agentId) => this.coordination.watch(agentId),
       logger,
     });

@@ -19,6 +19,8 @@ import type { ToolSet } from '../tools/tool-set.js';
 import { providerCallTimer, type SentinelMetrics } from '../telemetry/metrics.js';
 import { selectHistory, toChatMessage, withoutUnanswered } from './history.js';
 import { newTurnProgress, type TurnOutcome, type TurnProgress, type TurnRecorder, usageOf } from './turn-record.js';
+import type { Context } from '@opentelemetry/api';
+import { recordTurnEnd, runInContext, traceProviderCall, traceToolCall } from '../telemetry/tracing.js';
 import { ABORTED, endUnstarted, notify, publicFailure, terminal, type ApprovalRequest, type ToolCallOutcome, type ToolOutcome, type Turn, type TurnEnd, type TurnEndReason, type TurnRequest } from './turn.js';
 
 /** Tool calls run per model round; extra calls are answered with an error instead of being run. */
@@ -94,6 +96,16 @@ export interface TurnRunnerOptions {
   quota?: TurnQuota;
   /** Records turns and provider calls. Default: none. */
   metrics?: SentinelMetrics;
+  /** Message text in provider and tool spans. Default `false`. */
+  captureContent?: boolean;
+}
+
+/** What one provider call (a model round) returned. */
+interface RoundResult {
+  calls: ToolCallRecord[];
+  callErrors: (string | undefined)[];
+  finish: ProviderFinishReason | undefined;
+  thinking: ThinkingBlock[];
 }
 
 /** Runs turns (one call of {@link run} per turn) and single tool calls. */
@@ -112,6 +124,7 @@ export class TurnRunner {
   private readonly isRemoving: (agentId: string) => boolean;
   private readonly quota: TurnQuota | undefined;
   private readonly metrics: SentinelMetrics | undefined;
+  private readonly captureContent: boolean;
   private readonly definitions = new Map<string, AgentDefinition>();
 
   constructor(options: TurnRunnerOptions) {
@@ -129,6 +142,7 @@ export class TurnRunner {
     this.isRemoving = options.isRemoving;
     this.quota = options.quota;
     this.metrics = options.metrics;
+    this.captureContent = options.captureContent === true;
   }
 
   /** Answers `turn` to its end, terminal callback included. Never rejects. */
@@ -154,7 +168,7 @@ export class TurnRunner {
       if (signal.aborted) return endUnstarted(turn, turn.abortReason ?? 'cancelled', this.logger);
       // Read before the user message is stored (the turn lock keeps anything else from writing
       // in between): a new message must not land between a pending tool call and its result.
-      const stored = await this.store.listMessages(agentId, { limit: this.historyMaxMessages });
+      const stored = await runInContext(turn.traceContext, () => this.store.listMessages(agentId, { limit: this.historyMaxMessages }));
       try {
         checkPending(stored, continuation);
       } catch (err) {
@@ -171,7 +185,7 @@ export class TurnRunner {
 
       let messages: readonly MessageRecord[] = stored;
       if (!continuation) {
-        const [storedMessage, receivedEvent] = await this.recorder.received(turn);
+        const [storedMessage, receivedEvent] = await runInContext(turn.traceContext, () => this.recorder.received(turn));
         if (storedMessage.status === 'rejected') throw storedMessage.reason;
         started = true;
         if (receivedEvent.status === 'rejected') throw receivedEvent.reason;
@@ -222,8 +236,26 @@ export class TurnRunner {
     return def;
   }
 
-  /** Runs one allowed tool; its failure becomes the outcome's error (never thrown). */
-  async executeTool(
+  /** Runs one allowed tool under its `execute_tool` span (a child of `traceParent`, default the active context); its failure becomes the outcome's error (never thrown). `callId`: the model's, none for a direct request. */
+  executeTool(
+    agentId: string,
+    tool: string,
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+    env: Readonly<Record<string, string>>,
+    callId?: string,
+    traceParent?: Context,
+  ): Promise<ToolOutcome> {
+    const capture = this.captureContent;
+    return traceToolCall(
+      { tool, ...(callId === undefined ? {} : { callId }), ...(capture ? { arguments: params } : {}) },
+      () => this.runTool(agentId, tool, params, signal, env),
+      (outcome) => (outcome.status === 'error' ? { error: outcome.error ?? 'failed' } : capture ? { result: outcome.result } : {}),
+      traceParent,
+    );
+  }
+
+  private async runTool(
     agentId: string,
     tool: string,
     params: Record<string, unknown>,
@@ -335,6 +367,24 @@ export class TurnRunner {
     }
   }
 
+  /** {@link streamUntraced} under the call's GenAI span (token counts of this round only). */
+  private streamRound(turn: Turn, provider: ModelProvider, request: ProviderRequest, progress: TurnProgress): Promise<RoundResult> {
+    const inputBefore = progress.input_tokens;
+    const outputBefore = progress.output_tokens;
+    const capture = this.captureContent;
+    return traceProviderCall(
+      { provider: provider.name, model: request.model, ...(capture ? { messages: request.messages } : {}) },
+      () => this.streamUntraced(turn, provider, request, progress),
+      (round) => ({
+        inputTokens: progress.input_tokens - inputBefore,
+        outputTokens: progress.output_tokens - outputBefore,
+        ...(round.finish === undefined ? {} : { finishReason: round.finish }),
+        ...(capture ? { output: progress.roundText } : {}),
+      }),
+      turn.traceContext,
+    );
+  }
+
   /**
    * Runs a round's tool calls in order (those `refusalOf` names are answered with that error
    * instead) and returns their tool messages. `announce`: each call is reported (`onToolCall`)
@@ -362,7 +412,7 @@ export class TurnRunner {
       const outcome: ToolCallOutcome = {
         call_id: call.id,
         ...(refusal === undefined
-          ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment)
+          ? await this.executeTool(turn.agentId, call.name, call.arguments, signal, environment, call.id, turn.traceContext)
           : { tool: call.name, status: 'error' as const, error: refusal, duration_ms: 0 }),
       };
       // A result that arrives after the abort is not reported: the turn has ended for the client.
@@ -383,12 +433,7 @@ export class TurnRunner {
    * each one cannot run as sent (`callErrors[i]`, e.g. arguments that were not JSON: answered
    * with that error, so the model can retry) and the finish reason.
    */
-  private async streamRound(
-    turn: Turn,
-    provider: ModelProvider,
-    request: ProviderRequest,
-    progress: TurnProgress,
-  ): Promise<{ calls: ToolCallRecord[]; callErrors: (string | undefined)[]; finish: ProviderFinishReason | undefined; thinking: ThinkingBlock[] }> {
+  private async streamUntraced(turn: Turn, provider: ModelProvider, request: ProviderRequest, progress: TurnProgress): Promise<RoundResult> {
     const calls: ToolCallRecord[] = [];
     const thinking: ThinkingBlock[] = [];
     const callErrors: (string | undefined)[] = [];
@@ -457,6 +502,7 @@ export class TurnRunner {
   private async finish(turn: Turn, end: TurnOutcome): Promise<void> {
     if (turn.done) return;
     const { failure } = end;
+    recordTurnEnd(turn.traceContext, { reason: end.reason, inputTokens: end.usage.input_tokens, outputTokens: end.usage.output_tokens, ...(failure ? { errorCode: failure.code } : {}) });
     const turnEnd = failure ?? { content: end.progress.content, reason: end.reason, usage: end.usage };
     // A turn ended by a deletion on another instance stores nothing either: the rows are going.
     const recorded = !this.isRemoving(turn.agentId) && turn.abortReason !== 'deleted' ? this.recorder.ended(turn, end) : undefined;

@@ -9,6 +9,8 @@ import { isSentinelError, SentinelError } from '../contract/errors.js';
 import { newResponseId } from '../contract/ids.js';
 import type { Logger } from '../contract/logger.js';
 import type { ToolCallRecord } from '../contract/models.js';
+import { captureTraceContext } from '../telemetry/tracing.js';
+import type { Context } from '@opentelemetry/api';
 
 /** Why a turn ended. */
 export type TurnEndReason = 'stop' | 'length' | 'cancelled' | 'error' | 'shutdown' | 'deleted' | 'stopped' | 'tool_rounds' | 'requires_action';
@@ -165,6 +167,12 @@ export interface Turn {
   done: boolean;
   /** Set when the turn starts running: resolves once it ended (never rejects). */
   settled?: Promise<void>;
+  /**
+   * The trace context the message arrived in (the turn's span is its child, however late it
+   * runs); once the turn runs, its `sentinel.turn` span's, which its provider, tool and store
+   * calls take as their parent explicitly (no async context tracking needed).
+   */
+  traceContext: Context | undefined;
 }
 
 /** A new, not yet started turn of `agentId`. */
@@ -178,6 +186,7 @@ export function newTurn(agentId: string, request: TurnRequest, listener: TurnLis
     controller,
     abortedPromise: new Promise((resolve) => controller.signal.addEventListener('abort', () => resolve(ABORTED), { once: true })),
     done: false,
+    traceContext: captureTraceContext(),
   };
 }
 
