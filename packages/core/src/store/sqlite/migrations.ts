@@ -319,15 +319,16 @@ CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL;
 -- The journal: one row per written batch of consecutive frames (first_seq..last_seq), body =
 -- the frames' exact JSON texts joined with line feeds (JSON.stringify never writes a raw one).
 -- A row per batch, not per frame: a chat turn is one INSERT, not eleven. Batches of a run
--- never overlap, so last_seq orders them as first_seq does; WITHOUT ROWID keeps a run's
--- batches together in (run_id, last_seq) order, which is how they are read.
+-- never overlap, so last_seq orders them as first_seq does. A rowid table with an index, not
+-- WITHOUT ROWID: a batch is kilobytes, and big rows inside the key's b-tree cost ~30 µs more
+-- per insert (measured: a run row plus an 11-frame batch in one commit, 48 against 76 µs).
 CREATE TABLE run_frames (
   run_id    TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
   first_seq INTEGER NOT NULL CHECK (first_seq > 0),
   last_seq  INTEGER NOT NULL CHECK (last_seq >= first_seq),
-  body      TEXT NOT NULL,
-  PRIMARY KEY (run_id, last_seq)
-) WITHOUT ROWID;
+  body      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX run_frames_by_seq ON run_frames (run_id, last_seq);
 `,
   },
   {
