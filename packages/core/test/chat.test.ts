@@ -467,7 +467,11 @@ describe('AgentChatService (core chat protocol) on SQLite', () => {
     expect(counts.every((n) => n === 1)).toBe(true);
     const ended = ids.filter((m) => terminals(sink, m)[0]?.type === 'stream_end');
     const refused = ids.filter((m) => terminals(sink, m)[0]?.code === 'agent_busy');
-    expect(ended).toHaveLength(9);
+    // The first nine fill the turn and its queue (1 + 8). Each message waits for its run row
+    // (it has a message_id), so the first turn may end, and free a place, before the last of
+    // the burst arrives: a later one may be answered too.
+    expect(ended.slice(0, 9)).toEqual(ids.slice(0, 9));
+    expect(ended.length).toBeLessThan(200);
     expect(ended.length + refused.length).toBe(200);
     session.receive(JSON.stringify({ type: 'message', content: 'after the burst', message_id: 'after' }));
     const [end] = await until(() => terminals(sink, 'after').length > 0 && terminals(sink, 'after'), 'answer after burst');

@@ -1270,6 +1270,28 @@ export function describeStoreConformance(name: string, open: () => Promise<Opene
         await expectSentinelError(store.listRunFrames('run_1', -1), 'invalid_request', 'afterSeq');
       });
 
+      it('stores a batch with gaps or out of order by seq, and refuses a seq inside a stored batch, a seq twice and a raw newline', async () => {
+        await seedAgent();
+        await createdRun(store, makeRun('run_1', 'a1', 0));
+        const f = (seq: number) => ({ seq, json: `{"n":${seq}}` });
+        // 3..5 and 8..9 (a gap) out of order, then 6 into the gap.
+        await store.appendRunFrames('run_1', [f(4), f(3), f(9), f(5), f(8)]);
+        await store.appendRunFrames('run_1', [f(6)]);
+        expect(await store.listRunFrames('run_1', 0)).toEqual([f(3), f(4), f(5), f(6), f(8), f(9)]);
+        expect(await store.listRunFrames('run_1', 4, 3)).toEqual([f(5), f(6), f(8)]);
+        expect(await store.listRunFrames('run_1', 7)).toEqual([f(8), f(9)]);
+        expect(await store.listRunFrames('run_1', 0, 0)).toEqual([]);
+        // 4 lies inside the stored 3..5; 7 (free) must not be written with it.
+        await expectSentinelError(store.appendRunFrames('run_1', [f(7), f(4)]), 'conflict');
+        await expectSentinelError(store.appendRunFrames('run_1', [f(7), f(7)]), 'conflict');
+        await expectSentinelError(store.appendRunFrames('run_1', [f(1), f(2), f(3), f(10)]), 'conflict');
+        await expectSentinelError(store.appendRunFrames('run_1', [{ seq: 7, json: '{\n"n":7}' }]), 'invalid_request', 'newline');
+        expect(await store.listRunFrames('run_1', 0)).toEqual([f(3), f(4), f(5), f(6), f(8), f(9)]);
+        expect((await store.getRun('run_1'))?.last_seq).toBe(9);
+        await store.appendRunFrames('run_1', [f(1), f(2), f(7), f(10)]);
+        expect((await store.listRunFrames('run_1', 0)).map((frame) => frame.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      });
+
       it('finds runs by status, agent, instance and approval expiry, oldest first, bounded by limit', async () => {
         await seedAgent('a1');
         await seedAgent('a2');

@@ -320,7 +320,7 @@ export class RunJournal {
   async write(live: LiveRun, batch: JournaledFrame[]): Promise<void> {
     if (!this.enabled) return;
     try {
-      await this.store.appendRunFrames(live.runId, batch.map(plain));
+      await this.store.appendRunFrames(live.runId, batch);
       this.publish(live.agentId, live.runId, batch, live.baseSeq > 0);
     } catch (err) {
       this.logger.error('cannot journal run frames', { run_id: live.runId, error: err instanceof Error ? err.message : String(err) });
@@ -330,7 +330,8 @@ export class RunJournal {
   /** @internal The end writes of a run (see {@link LiveRun.end}); never rejects. */
   async finish(live: LiveRun, batch: JournaledFrame[], patch: RunPatch, fromStatus: RunStatus[]): Promise<RunRecord | null> {
     // Both issued before either is awaited: one group commit (SQLite), one round trip each (PostgreSQL).
-    const frames = this.enabled ? this.store.appendRunFrames(live.runId, batch.map(plain)) : undefined;
+    // The store reads seq and json only: no copies of the entries.
+    const frames = this.enabled ? this.store.appendRunFrames(live.runId, batch) : undefined;
     const updated = this.store.updateRun(live.runId, patch, { fromStatus });
     const [framesOutcome, updateOutcome] = await Promise.allSettled([frames, updated]);
     if (framesOutcome.status === 'rejected') {

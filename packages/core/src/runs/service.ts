@@ -603,6 +603,8 @@ export class RunService {
     return new Promise<void>((resolve) => {
       let last = Math.max(0, since);
       let finished = false;
+      /** Looks that found the run ended with frames still missing (see readStore). */
+      let misses = 0;
       let reading: Promise<void> = Promise.resolve();
       // A missed batch (a publish lost while Redis was away) is found on the next look.
       const timer = setInterval(() => readStore(), POLL_MS * 4);
@@ -642,6 +644,9 @@ export class RunService {
                 deliver(terminal);
               }
             }
+            // An orphan's end (RunJournal.endOrphan) stores the status before its frame: a frame
+            // the run's last_seq counts may be on its way; the bus or the next look brings it.
+            if (current && isTerminalStatus(current.status) && this.journal.journaling && last < current.last_seq && misses++ < 2) return;
             // A terminal run whose frames ended without a terminal one (journaling was off): nothing more comes.
             if (!current || isTerminalStatus(current.status)) finish();
           }

@@ -53,13 +53,54 @@ export function idempotencyCutoff(options: { idempotencyWindowMs: number; nowMs:
   return new Date(nowMs - windowMs).toISOString();
 }
 
-/** The highest seq of a batch of run frames; `invalid_request` unless every seq is a positive integer. */
-export function runFrameSeqs(frames: readonly { seq: number; json: string }[]): number {
-  let highest = 0;
-  for (const frame of frames) {
+/** One row of run_frames: consecutive frames first_seq..last_seq, their JSON texts joined with '\n'. */
+export interface RunFrameBatch {
+  first: number;
+  last: number;
+  body: string;
+}
+
+/**
+ * The rows an appendRunFrames batch is stored as (one per stretch of consecutive seqs: one
+ * for every batch the journal writes) and its highest seq. `invalid_request` unless every seq
+ * is a positive integer and every text is JSON without a raw newline (the row separator;
+ * JSON.stringify never writes one); `conflict` when the batch holds a seq twice.
+ */
+export function runFrameBatches(frames: readonly { seq: number; json: string }[], runId: string): { highest: number; batches: RunFrameBatch[] } {
+  let ascending = true;
+  for (let i = 0; i < frames.length; i++) {
+    const frame = frames[i]!;
     if (!Number.isSafeInteger(frame.seq) || frame.seq < 1) throw new SentinelError('invalid_request', 'a run frame seq must be a positive integer');
     if (typeof frame.json !== 'string') throw new SentinelError('invalid_request', 'a run frame must be JSON text');
-    highest = Math.max(highest, frame.seq);
+    if (frame.json.includes('\n')) throw new SentinelError('invalid_request', 'a run frame must be JSON text without a raw newline');
+    if (i > 0 && frame.seq <= frames[i - 1]!.seq) ascending = false;
   }
-  return highest;
+  const sorted = ascending ? frames : [...frames].sort((a, b) => a.seq - b.seq);
+  const batches: RunFrameBatch[] = [];
+  let start = 0;
+  for (let i = 1; i <= sorted.length; i++) {
+    if (i < sorted.length && sorted[i]!.seq === sorted[i - 1]!.seq) throw new SentinelError('conflict', `frame ${sorted[i]!.seq} of run "${runId}" is in the batch twice`);
+    if (i < sorted.length && sorted[i]!.seq === sorted[i - 1]!.seq + 1) continue;
+    const stretch = sorted.slice(start, i);
+    batches.push({ first: stretch[0]!.seq, last: stretch[stretch.length - 1]!.seq, body: stretch.length === 1 ? stretch[0]!.json : stretch.map((f) => f.json).join('\n') });
+    start = i;
+  }
+  return { highest: sorted.length === 0 ? 0 : sorted[sorted.length - 1]!.seq, batches };
+}
+
+/**
+ * Appends to `out` the frames of one stored batch (first seq `first`) after `afterSeq`, until
+ * `out` holds `limit`. Returns false once it does (the caller stops reading rows).
+ */
+export function splitRunFrameBatch(first: number, body: string, afterSeq: number, limit: number, out: { seq: number; json: string }[]): boolean {
+  let seq = first;
+  let from = 0;
+  while (out.length < limit) {
+    const to = body.indexOf('\n', from);
+    if (seq > afterSeq) out.push({ seq, json: to === -1 ? body.slice(from) : body.slice(from, to) });
+    if (to === -1) return out.length < limit;
+    from = to + 1;
+    seq++;
+  }
+  return false;
 }

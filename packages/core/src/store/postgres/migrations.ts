@@ -405,11 +405,14 @@ CREATE INDEX runs_by_status ON runs (status, pos);
 -- Frame retention looks ended runs up by end time.
 CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL;
 
+-- One row per written batch of consecutive frames, body = their JSON texts joined with line
+-- feeds (see the SQLite migration). Batches of a run never overlap: last_seq orders them.
 CREATE TABLE run_frames (
-  run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-  seq    BIGINT NOT NULL CHECK (seq > 0),
-  json   TEXT NOT NULL,
-  PRIMARY KEY (run_id, seq)
+  run_id    TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  first_seq BIGINT NOT NULL CHECK (first_seq > 0),
+  last_seq  BIGINT NOT NULL CHECK (last_seq >= first_seq),
+  body      TEXT NOT NULL,
+  PRIMARY KEY (run_id, last_seq)
 );
 `,
   },

@@ -40,7 +40,8 @@ import {
   canonicalTimestamp,
   idempotencyCutoff,
   nonNegativeInteger,
-  runFrameSeqs,
+  runFrameBatches,
+  splitRunFrameBatch,
   runsLimit,
 } from '../arguments.js';
 import type { CreateRunOptions, CreateRunResult, NewRunRecord, RunFrameRow, RunPatch, RunQuery, RunRecord, RunSearch, UpdateRunOptions } from '../../runs/types.js';
@@ -763,26 +764,39 @@ class PgStore implements PostgresStore {
   /**
    * One statement: raising last_seq locks the run's row, so a concurrent delete of the run
    * (with its agent) either waits and takes these frames along, or came first and nothing is
-   * inserted. A taken seq fails the statement: nothing of the batch is written.
+   * inserted. A batch overlapping a stored one fails the statement: nothing of it is written.
+   * The overlap check sees the batches committed before the statement began; two instances
+   * racing for the same next seq (appendDetached) collide on the primary key (run_id, last_seq).
    */
   async appendRunFrames(runId: string, frames: RunFrameRow[]): Promise<void> {
     if (frames.length === 0) return;
-    const highest = runFrameSeqs(frames);
-    await this.#query(
-      `WITH run AS (UPDATE runs SET last_seq = GREATEST(last_seq, $2::bigint) WHERE id = $1 RETURNING id)
-      INSERT INTO run_frames (run_id, seq, json) SELECT run.id, f.seq, f.json FROM run, unnest($3::bigint[], $4::text[]) AS f(seq, json)`,
-      [runId, highest, frames.map((f) => f.seq), frames.map((f) => f.json)],
+    const { highest, batches } = runFrameBatches(frames, runId);
+    const [overlap] = await this.#query<{ overlap: boolean }>(
+      `WITH b AS (SELECT * FROM unnest($3::bigint[], $4::bigint[], $5::text[]) AS b(first_seq, last_seq, body)),
+      clash AS (SELECT 1 FROM run_frames f, b WHERE f.run_id = $1 AND f.last_seq >= b.first_seq AND f.first_seq <= b.last_seq LIMIT 1),
+      run AS (UPDATE runs SET last_seq = GREATEST(last_seq, $2::bigint) WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM clash) RETURNING id),
+      ins AS (INSERT INTO run_frames (run_id, first_seq, last_seq, body) SELECT run.id, b.first_seq, b.last_seq, b.body FROM run, b RETURNING 1)
+      SELECT EXISTS (SELECT 1 FROM clash) AS overlap`,
+      [runId, highest, batches.map((b) => b.first), batches.map((b) => b.last), batches.map((b) => b.body)],
       { conflict: () => `a frame of run "${runId}" is journaled already` },
     );
+    if (overlap?.overlap === true) throw new SentinelError('conflict', `a frame of run "${runId}" is journaled already`);
   }
 
   async listRunFrames(runId: string, afterSeq: number, limit: number = DEFAULT_RUN_FRAME_LIMIT): Promise<RunFrameRow[]> {
-    const rows = await this.#query<RunFrameRow>('SELECT seq, json FROM run_frames WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
-      runId,
-      nonNegativeInteger(afterSeq, 'afterSeq'),
-      nonNegativeInteger(limit, 'limit'),
-    ]);
-    return rows.map((row) => ({ seq: Number(row.seq), json: row.json }));
+    const after = nonNegativeInteger(afterSeq, 'afterSeq');
+    const max = nonNegativeInteger(limit, 'limit');
+    const frames: RunFrameRow[] = [];
+    if (max === 0) return frames;
+    // At most `limit` rows: each holds at least one frame.
+    const rows = await this.#query<{ first_seq: string | number; body: string }>(
+      'SELECT first_seq, body FROM run_frames WHERE run_id = $1 AND last_seq > $2 ORDER BY last_seq LIMIT $3',
+      [runId, after, max],
+    );
+    for (const row of rows) {
+      if (!splitRunFrameBatch(Number(row.first_seq), row.body, after, max, frames)) break;
+    }
+    return frames;
   }
 
   async findRuns(query: RunSearch): Promise<RunRecord[]> {
@@ -806,8 +820,13 @@ class PgStore implements PostgresStore {
 
   async pruneRunFrames(endedBefore: string): Promise<number> {
     const before = canonicalTimestamp(endedBefore, 'endedBefore');
-    const { rowCount } = await this.#result('DELETE FROM run_frames WHERE run_id IN (SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < $1)', [before]);
-    return rowCount ?? 0;
+    // Frames, not batch rows, are counted.
+    const [row] = await this.#query<{ frames: string | number }>(
+      `WITH gone AS (DELETE FROM run_frames WHERE run_id IN (SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < $1) RETURNING last_seq - first_seq + 1 AS n)
+      SELECT COALESCE(SUM(n), 0) AS frames FROM gone`,
+      [before],
+    );
+    return Number(row?.frames ?? 0);
   }
 
   async appendAudit(entries: NewAuditEntry[]): Promise<AuditEntry[]> {

@@ -316,14 +316,19 @@ CREATE INDEX runs_by_status ON runs (status, pos);
 -- Frame retention looks ended runs up by end time.
 CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL;
 
--- The journal: each frame's exact JSON text, replayed by seq. WITHOUT ROWID keeps a run's
--- frames together in (run_id, seq) order, which is how they are read.
+-- The journal: one row per written batch of consecutive frames (first_seq..last_seq), body =
+-- the frames' exact JSON texts joined with line feeds (JSON.stringify never writes a raw one).
+-- A row per batch, not per frame: a chat turn is one INSERT, not eleven. Batches of a run
+-- never overlap, so last_seq orders them as first_seq does. A rowid table with an index, not
+-- WITHOUT ROWID: a batch is kilobytes, and big rows inside the key's b-tree cost ~30 µs more
+-- per insert (measured: a run row plus an 11-frame batch in one commit, 48 against 76 µs).
 CREATE TABLE run_frames (
-  run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-  seq    INTEGER NOT NULL CHECK (seq > 0),
-  json   TEXT NOT NULL,
-  PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
+  run_id    TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  first_seq INTEGER NOT NULL CHECK (first_seq > 0),
+  last_seq  INTEGER NOT NULL CHECK (last_seq >= first_seq),
+  body      TEXT NOT NULL
+);
+CREATE UNIQUE INDEX run_frames_by_seq ON run_frames (run_id, last_seq);
 `,
   },
   {

@@ -28,7 +28,7 @@ import {
   type RunRow,
   type UserRow,
 } from '../rows.js';
-import type { RunFrameRow, RunStatus } from '../../runs/types.js';
+import type { RunStatus } from '../../runs/types.js';
 
 /** SQL's rank of a log level: the order of LOG_LEVELS (debug lowest). */
 const LEVEL_RANK_SQL = `(CASE level WHEN 'debug' THEN 0 WHEN 'info' THEN 1 WHEN 'warn' THEN 2 ELSE 3 END)`;
@@ -262,22 +262,41 @@ export function prepareStatements(db: SqliteDatabase) {
         AND (@expect_action IS NULL OR required_action = @expect_action)
       RETURNING ${RUN_COLUMNS}`),
     raiseRunLastSeq: prepare<[number, string]>(db, 'UPDATE runs SET last_seq = MAX(last_seq, ?) WHERE id = ?'),
-    // Positional, like insertMessage: this runs once per journaled frame.
-    insertRunFrame: prepare<[string, number, string]>(db, 'INSERT INTO run_frames (run_id, seq, json) VALUES (?, ?, ?)'),
-    listRunFrames: prepare<[string, number, number], RunFrameRow>(db, 'SELECT seq, json FROM run_frames WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+    // Positional, like insertMessage: this runs once per journaled batch.
+    insertRunFrames: prepare<[string, number, number, string]>(db, 'INSERT INTO run_frames (run_id, first_seq, last_seq, body) VALUES (?, ?, ?, ?)'),
+    // Batches never overlap: the one ending first at or after `first` is the only one that can.
+    runFramesOverlap: preparePluck<[string, number, number], number>(
+      db,
+      'SELECT first_seq FROM run_frames WHERE run_id = ? AND last_seq >= ? AND first_seq <= ? ORDER BY last_seq LIMIT 1',
+    ),
+    // At most `limit` rows: each holds at least one frame.
+    listRunFrames: prepare<[string, number, number], RunFrameBatchRow>(
+      db,
+      'SELECT first_seq, body FROM run_frames WHERE run_id = ? AND last_seq > ? ORDER BY last_seq LIMIT ?',
+    ),
     findRuns: prepare<FindRunsParams, RunRow>(db, `SELECT ${RUN_COLUMNS} FROM runs
       WHERE status IN (SELECT value FROM json_each(@statuses))
         AND (@agentId IS NULL OR agent_id = @agentId)
         AND (@instanceId IS NULL OR instance_id = @instanceId)
         AND (@expiresBefore IS NULL OR json_extract(required_action, '$.expires_at') < @expiresBefore)
       ORDER BY pos LIMIT @limit`),
-    pruneRunFrames: prepare<[string]>(db, 'DELETE FROM run_frames WHERE run_id IN (SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?)'),
+    // Plucks each deleted row's frame count: pruneRunFrames counts frames, not batches.
+    pruneRunFrames: preparePluck<[string], number>(
+      db,
+      'DELETE FROM run_frames WHERE run_id IN (SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at < ?) RETURNING last_seq - first_seq + 1',
+    ),
 
     getMeta: preparePluck<[string], string>(db, 'SELECT value FROM meta WHERE key = ?'),
     // Changes when another connection (another process) commits; our own commits leave it alone.
     dataVersion: preparePluck<[], number>(db, 'PRAGMA data_version'),
     setMeta: prepare<[string, string]>(db, 'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
   };
+}
+
+/** A row of run_frames as listRunFrames reads it. */
+export interface RunFrameBatchRow {
+  first_seq: number;
+  body: string;
 }
 
 /** The prepared statements of one connection. */

@@ -39,7 +39,8 @@ import {
   canonicalTimestamp,
   idempotencyCutoff,
   nonNegativeInteger,
-  runFrameSeqs,
+  runFrameBatches,
+  splitRunFrameBatch,
   runsLimit,
 } from '../arguments.js';
 import {
@@ -688,18 +689,31 @@ export class SqliteStore implements Store {
   async appendRunFrames(runId: string, frames: RunFrameRow[]): Promise<void> {
     if (frames.length === 0) return;
     const s = this.#stmts();
-    const highest = runFrameSeqs(frames);
+    const { highest, batches } = runFrameBatches(frames, runId);
     await this.#groupCommit.enqueue(() => {
+      // The checks first: a conflict must leave nothing of the batch behind (the group's other work commits).
+      for (const batch of batches) {
+        if (s.runFramesOverlap.get(runId, batch.first, batch.last) !== undefined) {
+          throw new SentinelError('conflict', `a frame of run "${runId}" in ${batch.first}..${batch.last} is journaled already`);
+        }
+      }
       // Also the existence check: a run deleted with its agent takes no more frames.
       if (s.raiseRunLastSeq.run(highest, runId).changes === 0) return;
-      for (const frame of frames) {
-        run(() => s.insertRunFrame.run(runId, frame.seq, frame.json), { conflict: () => `frame ${frame.seq} of run "${runId}" is journaled already` });
+      for (const batch of batches) {
+        run(() => s.insertRunFrames.run(runId, batch.first, batch.last, batch.body), { conflict: () => `frame ${batch.last} of run "${runId}" is journaled already` });
       }
     }, false);
   }
 
   async listRunFrames(runId: string, afterSeq: number, limit: number = DEFAULT_RUN_FRAME_LIMIT): Promise<RunFrameRow[]> {
-    return this.#stmts().listRunFrames.all(runId, nonNegativeInteger(afterSeq, 'afterSeq'), nonNegativeInteger(limit, 'limit'));
+    const after = nonNegativeInteger(afterSeq, 'afterSeq');
+    const max = nonNegativeInteger(limit, 'limit');
+    const frames: RunFrameRow[] = [];
+    if (max === 0) return frames;
+    for (const row of this.#stmts().listRunFrames.all(runId, after, max)) {
+      if (!splitRunFrameBatch(row.first_seq, row.body, after, max, frames)) break;
+    }
+    return frames;
   }
 
   async findRuns(query: RunSearch): Promise<RunRecord[]> {
@@ -717,7 +731,7 @@ export class SqliteStore implements Store {
     const s = this.#stmts();
     const before = canonicalTimestamp(endedBefore, 'endedBefore');
     this.#groupCommit.flush();
-    return run(() => s.pruneRunFrames.run(before).changes);
+    return run(() => s.pruneRunFrames.all(before).reduce((sum, frames) => sum + frames, 0));
   }
 
   /**
