@@ -9,6 +9,7 @@
  * frame gets an `error` frame and the session stays usable.
  */
 import type { AgentService } from '../agents/service.js';
+import { captureTraceContext } from '../telemetry/tracing.js';
 import { isoTimestamp } from '../clock.js';
 import type { EventBus } from '../bus.js';
 import { isSentinelError, SentinelError } from '../contract/errors.js';
@@ -331,10 +332,13 @@ class AgentChatSession implements ChatSession {
     // One create at a time per socket: the runs reach the agent's queue in the order the
     // messages arrived (two creates in flight can finish in either order on PostgreSQL).
     const previous = this.creating;
+    // Taken now, inside the message's span: the create below runs after an await.
+    const traceContext = captureTraceContext();
     const creating = previous.then(() =>
       this.runs.create(this.principal, this.agentId, {
         content: frame.content,
         message_id: messageId,
+        ...(traceContext === undefined ? {} : { traceContext }),
         // A message id the server made up is no idempotency key: nobody can send it again.
         ...(frame.message_id === undefined ? { idempotency_key: null } : {}),
       }),

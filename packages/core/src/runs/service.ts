@@ -24,6 +24,8 @@ import { RunApprovals, type ApprovalFrame, type RunDecision } from './approvals.
 import { frameOf, isTerminalFrameJson, type JournaledFrame, type LiveRun, type RunJournal } from './journal.js';
 import { endedPatch, failedPatch, INTERRUPTED_MESSAGE, isActiveStatus, isTerminalStatus, transitionOf } from './status.js';
 import type { Store } from '../store/types.js';
+import { captureTraceContext, runInContext } from '../telemetry/tracing.js';
+import type { Context } from '@opentelemetry/api';
 import { checkWebhookUrl, type WebhookAddressPolicy } from '../webhooks/url.js';
 import type { RequiredAction, RunFrameRow, RunRecord, RunStatus, RunUsage } from './types.js';
 
@@ -96,6 +98,8 @@ export interface RunInput {
   webhook?: string;
   /** sha256 hex of the canonical request (a REST body); a key reused with another hash is `idempotency_conflict`. Default: of `{content}`. */
   requestHash?: string;
+  /** The trace context the run's turn is a child of (taken before any await by the caller). Default: the active one when `create` is called. */
+  traceContext?: Context;
 }
 
 const ACTIVE: RunStatus[] = ['queued', 'running'];
@@ -319,6 +323,8 @@ export class RunService {
    * `unavailable` (shutting down), `idempotency_conflict` (the key with another request).
    */
   async create(principal: Principal, agentId: string, input: RunInput): Promise<{ run: RunRecord; created: boolean }> {
+    // Before the first await: under a context manager without async tracking it is gone after.
+    const traceContext = input.traceContext ?? captureTraceContext();
     const agent = await this.agents.getRecord(principal, agentId);
     // The webhook address policy (as for http_fetch): a refused URL is a 400 before anything is stored.
     if (input.webhook !== undefined) await checkWebhookUrl(input.webhook, this.webhookPolicy);
@@ -364,7 +370,7 @@ export class RunService {
       // in the same group commit as the turn's first writes.
       const run = queuedRun(runId, agent, messageId, { ...input, ...(webhook === null ? {} : { webhook }) }, createdAt);
       creating.catch((err: unknown) => this.logger.error('cannot store a run', { run_id: run.id, error: errorText(err) }));
-      const { refused: notQueued } = this.startTurn(agent, run, creating);
+      const { refused: notQueued } = this.startTurn(agent, run, traceContext, creating);
       return { run: notQueued ? ((await notQueued) ?? run) : run, created: true };
     }
     const result = await creating;
@@ -372,15 +378,18 @@ export class RunService {
       checkSameRequest(result.requestHash, requestHash);
       return { run: result.run, created: false };
     }
-    const { refused: notQueued } = this.startTurn(agent, result.run);
+    const { refused: notQueued } = this.startTurn(agent, result.run, traceContext);
     return { run: notQueued ? ((await notQueued) ?? result.run) : result.run, created: true };
   }
 
   /** Opens the run's journal and queues its turn; `refused` (when the queue refused it) resolves to the failed run. */
-  private startTurn(agent: AgentRecord, run: RunRecord, stored?: Promise<unknown>): { refused?: Promise<RunRecord | null> } {
+  private startTurn(agent: AgentRecord, run: RunRecord, traceContext: Context | undefined, stored?: Promise<unknown>): { refused?: Promise<RunRecord | null> } {
     const live = this.journal.open(run, stored);
     const listener = new RunTurnListener(this, live, run, newResponseId());
-    const submitted = this.runtime.submit(agent.id, { messageId: run.message_id, content: run.input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener);
+    // The turn takes its trace parent from the context it is queued in.
+    const submitted = runInContext(traceContext, () =>
+      this.runtime.submit(agent.id, { messageId: run.message_id, content: run.input.content, responseId: listener.responseId, owner: live, runId: run.id }, listener),
+    );
     return submitted.accepted ? {} : { refused: this.failUnstarted(live, run, submitted.error) };
   }
 
